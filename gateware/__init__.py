@@ -1,0 +1,1 @@
+"""synfab gateware: Migen/LiteX event fabric with PEG and ESU."""

@@ -1,0 +1,143 @@
+"""Fabric configuration: the hardware parameters every other part is sized from.
+
+One dataclass, saved inside every compiled bundle and read by the gateware generator,
+so host tables and gateware can never disagree about a size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+
+from .errors import SynfabError
+from dataclasses import dataclass, field
+
+
+class ConfigError(SynfabError, ValueError):
+    """A fabric configuration that cannot be built."""
+
+
+def _bits(n: int) -> int:
+    """Bits to address n items (at least 1)."""
+    return max(1, (int(n) - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class FabricConfig:
+    # Mesh of neuron cores; core id = y * mesh_x + x.
+    mesh_x: int = 2
+    mesh_y: int = 2
+    neurons_per_core: int = 4096
+    weight_words_per_core: int = 16384
+    peg_entries_per_core: int = 64
+    esu_descriptors_per_core: int = 64
+    # Populations (layer parts) a core can hold; each has one evaluation descriptor.
+    populations_per_core: int = 16
+    # PEG entries of the fabric's input port (fan-out of host events).
+    input_peg_entries: int = 64
+    weight_bits: int = 8
+    event_bits: int = 16          # signed event value d
+    acc_bits: int = 24            # signed, wrapping accumulator
+    coord_bits: int = 8           # x, y of any layer: up to 256
+    chan_bits: int = 12           # channels of any layer: up to 4096
+    kernel_bits: int = 4          # kernel size up to 15
+    mult_bits: int = 16           # requantization multiplier (unsigned)
+    shift_bits: int = 5           # requantization shift (0..31)
+    event_fifo_depth: int = 16
+    name: str = "default"
+
+    def __post_init__(self):
+        checks = [
+            (self.mesh_x >= 1 and self.mesh_y >= 1, "mesh_x and mesh_y must be >= 1"),
+            (self.n_cores <= 64, "at most 64 cores"),
+            (self.neurons_per_core >= 1, "neurons_per_core must be >= 1"),
+            (self.weight_words_per_core >= 4 and self.weight_words_per_core % 4 == 0,
+             "weight_words_per_core must be a positive multiple of 4"),
+            (self.peg_entries_per_core >= 1, "peg_entries_per_core must be >= 1"),
+            (self.esu_descriptors_per_core >= 1, "esu_descriptors_per_core must be >= 1"),
+            (self.populations_per_core >= 1, "populations_per_core must be >= 1"),
+            (self.input_peg_entries >= 1, "input_peg_entries must be >= 1"),
+            (self.weight_bits == 8, "weight_bits must be 8 (int8 weights)"),
+            (9 <= self.event_bits <= 24, "event_bits must be in 9..24"),
+            (16 <= self.acc_bits <= 32, "acc_bits must be in 16..32"),
+            (4 <= self.coord_bits <= 12, "coord_bits must be in 4..12"),
+            (4 <= self.chan_bits <= 16, "chan_bits must be in 4..16"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"fabric config: {msg}")
+
+    # Derived sizes (never stored: always computed from the fields above).
+    @property
+    def n_cores(self) -> int:
+        return self.mesh_x * self.mesh_y
+
+    @property
+    def core_bits(self) -> int:
+        return _bits(self.n_cores)
+
+    @property
+    def neuron_addr_bits(self) -> int:
+        return _bits(self.neurons_per_core)
+
+    @property
+    def weight_addr_bits(self) -> int:
+        return _bits(self.weight_words_per_core)
+
+    @property
+    def peg_addr_bits(self) -> int:
+        return _bits(max(self.peg_entries_per_core, self.input_peg_entries))
+
+    @property
+    def esu_addr_bits(self) -> int:
+        return _bits(self.esu_descriptors_per_core)
+
+    @property
+    def pop_addr_bits(self) -> int:
+        return _bits(self.populations_per_core)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def crc(self) -> int:
+        """Identity of this configuration (stored in bundles and in the gateware ID register)."""
+        return zlib.crc32(self.to_json().encode()) & 0xFFFFFFFF
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FabricConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"fabric config: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path) -> "FabricConfig":
+        """Load a JSON file; a name of a preset ('default', 'small', 'tiny') also works."""
+        if str(path) in PRESETS:
+            return PRESETS[str(path)]
+        try:
+            with open(path) as f:
+                return cls.from_dict(json.load(f))
+        except FileNotFoundError:
+            raise ConfigError(f"fabric config file {path} not found (or use a preset: {', '.join(PRESETS)})")
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"fabric config file {path} is not valid JSON: {e}")
+
+    def with_(self, **kw) -> "FabricConfig":
+        return dataclasses.replace(self, **kw)
+
+
+PRESETS = {
+    "default": FabricConfig(),
+    # Small enough for a quick FPGA build in CI.
+    "small": FabricConfig(mesh_x=2, mesh_y=1, neurons_per_core=1024, weight_words_per_core=4096,
+                          peg_entries_per_core=32, esu_descriptors_per_core=32,
+                          populations_per_core=8, input_peg_entries=32, name="small"),
+    "tiny": FabricConfig(mesh_x=1, mesh_y=1, neurons_per_core=512, weight_words_per_core=1024,
+                         peg_entries_per_core=16, esu_descriptors_per_core=16,
+                         populations_per_core=4, input_peg_entries=16, name="tiny"),
+}

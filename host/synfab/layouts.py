@@ -1,0 +1,325 @@
+"""Bit layouts of every table, packet, stream word and register: defined here, once.
+
+The encoder packs tables with these layouts, the software model reads the decoded
+fields, and the gateware builds its memories, packets and CSR decoder from the same
+objects.  Widths that depend on the fabric come from a FabricConfig.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from .config import FabricConfig
+
+LAYOUT_VERSION = 1
+ID_MAGIC = 0x53594E46  # "SYNF"
+
+
+class Kind(IntEnum):
+    """Connection kind, shared by PEG entries and ESU descriptors."""
+    CONV = 0    # full conv: every destination channel of the part, weights per (c_in, tap, c_out)
+    DW = 1      # per channel (depthwise, pooling, upsampling, residual): one synapse per tap
+    DENSE = 2   # every destination channel; source index (y*src_w + x)*src_c + c
+    HOST = 3    # PEG only: the event leaves the fabric on the output stream
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    width: int
+    signed: bool = False
+    doc: str = ""
+
+
+class Layout:
+    """An ordered set of bit fields, LSB first."""
+
+    def __init__(self, name: str, fields: list[Field], doc: str = ""):
+        self.name = name
+        self.fields = list(fields)
+        self.doc = doc
+        self.offsets = {}
+        off = 0
+        for f in self.fields:
+            if f.width < 1:
+                raise ValueError(f"{name}.{f.name}: width {f.width}")
+            self.offsets[f.name] = off
+            off += f.width
+        self.width = off
+        self.by_name = {f.name: f for f in self.fields}
+
+    def __repr__(self):
+        return f"Layout({self.name}, {self.width} bits)"
+
+    @property
+    def words32(self) -> int:
+        return (self.width + 31) // 32
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def migen(self) -> list[tuple[str, int]]:
+        """(name, width) pairs for migen Records and LiteX stream endpoints."""
+        return [(f.name, f.width) for f in self.fields]
+
+    def field_range(self, f: Field) -> tuple[int, int]:
+        if f.signed:
+            return -(1 << (f.width - 1)), (1 << (f.width - 1)) - 1
+        return 0, (1 << f.width) - 1
+
+    def check(self, values: dict[str, np.ndarray], what: str = "") -> None:
+        """Raise ValueError naming the first field whose value does not fit."""
+        for f in self.fields:
+            v = np.asarray(values[f.name], dtype=np.int64)
+            lo, hi = self.field_range(f)
+            if v.size and (v.min() < lo or v.max() > hi):
+                bad = v[(v < lo) | (v > hi)][0]
+                raise ValueError(f"{what or self.name}: field {f.name}={int(bad)} does not fit "
+                                 f"{f.width} {'signed ' if f.signed else ''}bits ({lo}..{hi})")
+
+    def pack(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Columns of field values -> array (n, words32) of uint32 words (checked)."""
+        self.check(values)
+        n = len(np.asarray(values[self.fields[0].name]).reshape(-1))
+        words = [0] * n
+        for f in self.fields:
+            v = np.asarray(values[f.name], dtype=np.int64).reshape(-1)
+            mask = (1 << f.width) - 1
+            off = self.offsets[f.name]
+            for i in range(n):
+                words[i] |= (int(v[i]) & mask) << off
+        out = np.zeros((n, self.words32), dtype=np.uint32)
+        for i, w in enumerate(words):
+            for j in range(self.words32):
+                out[i, j] = (w >> (32 * j)) & 0xFFFFFFFF
+        return out
+
+    def unpack(self, words: np.ndarray) -> dict[str, np.ndarray]:
+        """Array (n, words32) of uint32 -> columns of field values (int64)."""
+        words = np.asarray(words, dtype=np.uint64).reshape(-1, self.words32)
+        ints = [sum(int(words[i, j]) << (32 * j) for j in range(self.words32)) for i in range(len(words))]
+        out = {}
+        for f in self.fields:
+            off = self.offsets[f.name]
+            mask = (1 << f.width) - 1
+            col = np.array([(w >> off) & mask for w in ints], dtype=np.int64)
+            if f.signed:
+                col = np.where(col >= (1 << (f.width - 1)), col - (1 << f.width), col)
+            out[f.name] = col
+        return out
+
+    def pack_one(self, **values) -> int:
+        w = self.pack({k: [v] for k, v in values.items()})[0]
+        return sum(int(x) << (32 * j) for j, x in enumerate(w))
+
+    def unpack_one(self, word: int) -> dict[str, int]:
+        words = np.array([[(word >> (32 * j)) & 0xFFFFFFFF for j in range(self.words32)]], dtype=np.uint64)
+        return {k: int(v[0]) for k, v in self.unpack(words).items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Tables
+def peg_entry(cfg: FabricConfig) -> Layout:
+    cb, kb = cfg.coord_bits, cfg.kernel_bits
+    return Layout("peg_entry", [
+        Field("kind", 2, doc="Kind: CONV, DW, DENSE or HOST"),
+        Field("dest_core", cfg.core_bits, doc="destination core id (y*mesh_x + x)"),
+        Field("syn", cfg.esu_addr_bits, doc="ESU descriptor at the destination; for HOST: output tag"),
+        Field("k", kb, doc="kernel size K"),
+        Field("s_log2", 2, doc="log2 stride"),
+        Field("up_log2", 2, doc="log2 nearest-upsampling factor applied before the kernel"),
+        Field("pad", kb, doc="padding added after upsampling"),
+        Field("x0", cb, doc="destination tile, first column (layer coordinates)"),
+        Field("x1", cb, doc="destination tile, last column"),
+        Field("y0", cb, doc="destination tile, first row"),
+        Field("y1", cb, doc="destination tile, last row"),
+        Field("c0", cfg.chan_bits, doc="destination part, first channel (DW channel test)"),
+        Field("c1", cfg.chan_bits, doc="destination part, last channel"),
+        Field("chan_off", cfg.chan_bits, doc="added to the source channel (concatenation)"),
+    ], doc="Output-axon entry: one per (source population, destination core, connection).")
+
+
+def esu_desc(cfg: FabricConfig) -> Layout:
+    cb, kb = cfg.coord_bits, cfg.kernel_bits
+    return Layout("esu_desc", [
+        Field("kind", 2, doc="Kind: CONV, DW or DENSE"),
+        Field("wconst", 1, doc="1: every synapse has weight wval (no weight memory)"),
+        Field("wval", cfg.weight_bits, signed=True, doc="the constant weight"),
+        Field("k", kb, doc="kernel size K"),
+        Field("s_log2", 2, doc="log2 stride (kx step between neighbouring outputs)"),
+        Field("cc", cfg.chan_bits + 1, doc="channels of the destination part (Co)"),
+        Field("c0", cfg.chan_bits, doc="first channel of the destination part"),
+        Field("tw", cb + 1, doc="destination tile width"),
+        Field("nbase", cfg.neuron_addr_bits, doc="neuron address of the part's first neuron"),
+        Field("wbase", cfg.weight_addr_bits, doc="weight address of the kernel slice"),
+        Field("src_w", cb + 1, doc="DENSE: source width"),
+        Field("src_c", cfg.chan_bits + 1, doc="DENSE: source channels"),
+    ], doc="Synapse-type descriptor: how one packet expands into (neuron, weight) pairs.")
+
+
+def pop_desc(cfg: FabricConfig) -> Layout:
+    cb = cfg.coord_bits
+    return Layout("pop_desc", [
+        Field("layer", 6, doc="evaluation step (layers are evaluated in increasing order)"),
+        Field("nbase", cfg.neuron_addr_bits, doc="first neuron address"),
+        Field("x0", cb, doc="tile origin column (layer coordinates)"),
+        Field("y0", cb, doc="tile origin row"),
+        Field("tw", cb + 1, doc="tile width"),
+        Field("th", cb + 1, doc="tile height"),
+        Field("c0", cfg.chan_bits, doc="first channel"),
+        Field("cc", cfg.chan_bits + 1, doc="channels"),
+        Field("mult", cfg.mult_bits, doc="requantization multiplier"),
+        Field("shift", cfg.shift_bits, doc="requantization shift"),
+        Field("lo", cfg.event_bits, signed=True, doc="activation minimum (0 for ReLU)"),
+        Field("hi", cfg.event_bits, signed=True, doc="activation maximum"),
+        Field("peg_base", cfg.peg_addr_bits, doc="first PEG entry of this population"),
+        Field("peg_count", cfg.peg_addr_bits + 1, doc="number of PEG entries"),
+    ], doc="Population descriptor: one layer part on one core; neurons are numbered "
+           "((y - y0) * tw + (x - x0)) * cc + (c - c0) from nbase.")
+
+
+def neuron_state(cfg: FabricConfig) -> Layout:
+    return Layout("neuron_state", [
+        Field("acc", cfg.acc_bits, signed=True, doc="wrapping accumulator (initial value: bias)"),
+        Field("sent", cfg.event_bits, signed=True, doc="last activation sent"),
+    ])
+
+
+def packet(cfg: FabricConfig) -> Layout:
+    """Network-on-chip packet. For CONV/DW: x, y are the tile-relative first output and
+    nx, ny, kx, ky the clipped kernel window; for DENSE and HOST: x, y are global source
+    coordinates."""
+    cb, kb = cfg.coord_bits, cfg.kernel_bits
+    return Layout("packet", [
+        Field("dest", cfg.core_bits),
+        Field("host", 1),
+        Field("syn", cfg.esu_addr_bits),
+        Field("x", cb), Field("y", cb),
+        Field("nx", kb), Field("ny", kb),
+        Field("kx", kb), Field("ky", kb),
+        Field("c", cfg.chan_bits),
+        Field("d", cfg.event_bits, signed=True),
+    ])
+
+
+# Stream words on the AXI4-Stream ports (64 bits, fixed across fabric configs).
+STREAM_EVENT = Layout("stream_event", [
+    Field("x", 12), Field("y", 12), Field("c", 16),
+    Field("d", 16, signed=True),
+    Field("tag", 6, doc="output: source layer tag; input: 0"),
+    Field("eof", 1, doc="1: end-of-frame marker (no event); carries TLAST"),
+], doc="One 64-bit AXI4-Stream beat.")
+STREAM_BITS = 64
+
+CORE_COUNTERS = ["packets_in", "synops", "spikes", "packets_out", "busy_cycles",
+                 "stall_cycles", "dropped"]
+GLOBAL_COUNTERS = ["cycles", "frames", "events_in", "events_out", "input_dropped"]
+
+
+# ---------------------------------------------------------------------------------------
+# AXI4-Lite register map
+@dataclass(frozen=True)
+class Window:
+    """A table visible over AXI-Lite: entry i, word j at base + (i * stride + j) * 4."""
+    name: str
+    base: int
+    entries: int
+    stride: int          # 32-bit words per entry slot (power of two)
+    words: int           # 32-bit words used per entry
+    layout: Layout | None = None
+
+    def addr(self, i: int, j: int = 0) -> int:
+        return self.base + (i * self.stride + j) * 4
+
+    @property
+    def size(self) -> int:
+        return self.entries * self.stride * 4
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+class RegisterMap:
+    """Addresses of everything the host can reach. Byte addresses, 32-bit registers."""
+
+    GLOBAL_REGS = ["id", "version", "config_crc", "ctrl", "status", "threshold",
+                   "in_w", "in_h", "in_c", "input_peg_count", "n_layers"]
+    CORE_REGS = ["esu_count", "pop_count"]
+    MAX_LAYERS = 64
+    CTRL_CLEAR_COUNTERS = 1  # ctrl bit 0: write 1 to clear every counter
+
+    def __init__(self, cfg: FabricConfig):
+        self.cfg = cfg
+        self.regs = {name: 4 * i for i, name in enumerate(self.GLOBAL_REGS)}
+        self.global_counters = {name: 0x100 + 4 * i for i, name in enumerate(GLOBAL_COUNTERS)}
+        # Spikes per evaluation step (layer), summed over cores: read-only window.
+        self.layer_spikes = Window("layer_spikes", 0x200, self.MAX_LAYERS, 1, 1, None)
+        pe = peg_entry(cfg)
+        self.input_peg = Window("input_peg", 0x0, cfg.input_peg_entries, _pow2(pe.words32), pe.words32, pe)
+        # Input PEG window sits above the registers, aligned to its own size.
+        in_size = max(0x1000, _pow2(self.input_peg.size))
+        self.input_peg = Window("input_peg", in_size, cfg.input_peg_entries, _pow2(pe.words32), pe.words32, pe)
+        ns = neuron_state(cfg)
+        tables = [
+            ("pop", cfg.populations_per_core, pop_desc(cfg)),
+            ("esu", cfg.esu_descriptors_per_core, esu_desc(cfg)),
+            ("peg", cfg.peg_entries_per_core, pe),
+            ("weights", cfg.weight_words_per_core // 4, None),   # four int8 weights per word
+            ("acc", cfg.neurons_per_core, None),                 # sign-extended acc
+            ("sent", cfg.neurons_per_core, None),                # sign-extended sent
+        ]
+        # Core-local layout: registers first, then each window aligned to its power-of-two size.
+        off = 0x100
+        self.core_windows: dict[str, Window] = {}
+        for name, n, lay in sorted(tables, key=lambda t: -_pow2(t[1] * _pow2(t[2].words32 if t[2] else 1)) * 4):
+            words = lay.words32 if lay else 1
+            stride = _pow2(words)
+            size = _pow2(n * stride * 4)
+            off = (off + size - 1) // size * size
+            self.core_windows[name] = Window(name, off, n, stride, words, lay)
+            off += size
+        self.core_regs = {name: 4 * i for i, name in enumerate(self.CORE_REGS)}
+        self.core_counters = {name: 0x40 + 4 * i for i, name in enumerate(CORE_COUNTERS)}
+        self.core_stride = _pow2(off)
+        self.core_base0 = max(self.core_stride, _pow2(self.input_peg.base + self.input_peg.size))
+        self.size = self.core_base0 + cfg.n_cores * self.core_stride
+        self.addr_bits = (self.size - 1).bit_length()
+
+    def reg(self, name: str) -> int:
+        return self.regs[name]
+
+    def core_base(self, core: int) -> int:
+        return self.core_base0 + core * self.core_stride
+
+    def core_reg(self, core: int, name: str) -> int:
+        return self.core_base(core) + self.core_regs[name]
+
+    def core_window(self, core: int, name: str) -> Window:
+        w = self.core_windows[name]
+        return Window(w.name, self.core_base(core) + w.base, w.entries, w.stride, w.words, w.layout)
+
+    def core_counter(self, core: int, name: str) -> int:
+        return self.core_base(core) + self.core_counters[name]
+
+    def describe(self) -> list[dict]:
+        """Every register and window, for generated register documentation."""
+        rows = [{"name": n, "addr": a, "kind": "reg"} for n, a in self.regs.items()]
+        rows += [{"name": f"counter.{n}", "addr": a, "kind": "counter"} for n, a in self.global_counters.items()]
+        for c in range(self.cfg.n_cores):
+            rows += [{"name": f"core{c}.counter.{n}", "addr": self.core_counter(c, n), "kind": "counter"}
+                     for n in CORE_COUNTERS]
+        rows.append({"name": "layer_spikes", "addr": self.layer_spikes.base, "kind": "window",
+                     "entries": self.layer_spikes.entries, "stride_words": 1})
+        rows.append({"name": "input_peg", "addr": self.input_peg.base, "kind": "window",
+                     "entries": self.input_peg.entries, "stride_words": self.input_peg.stride})
+        for c in range(self.cfg.n_cores):
+            rows += [{"name": f"core{c}.{n}", "addr": self.core_reg(c, n), "kind": "reg"} for n in self.CORE_REGS]
+            for n in self.core_windows:
+                w = self.core_window(c, n)
+                rows.append({"name": f"core{c}.{n}", "addr": w.base, "kind": "window",
+                             "entries": w.entries, "stride_words": w.stride})
+        return rows
