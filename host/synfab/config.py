@@ -49,7 +49,7 @@ class FabricConfig:
     def __post_init__(self):
         checks = [
             (self.mesh_x >= 1 and self.mesh_y >= 1, "mesh_x and mesh_y must be >= 1"),
-            (self.n_cores <= 64, "at most 64 cores"),
+            (self.n_cores <= 1 << 16, "at most 65536 cores"),
             (self.neurons_per_core >= 1, "neurons_per_core must be >= 1"),
             (self.weight_words_per_core >= 4 and self.weight_words_per_core % 4 == 0,
              "weight_words_per_core must be a positive multiple of 4"),
