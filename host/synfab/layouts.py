@@ -111,6 +111,28 @@ class Layout:
             out[f.name] = col
         return out
 
+    def pack64(self, values: dict) -> np.ndarray:
+        """Vectorised pack of a layout of at most 64 bits -> uint64 array (checked)."""
+        assert self.width <= 64, self.name
+        self.check(values)
+        out = np.zeros(len(np.asarray(values[self.fields[0].name]).reshape(-1)), dtype=np.uint64)
+        for f in self.fields:
+            v = np.asarray(values[f.name], dtype=np.int64).reshape(-1)
+            out |= (v.astype(np.uint64) & np.uint64((1 << f.width) - 1)) << np.uint64(self.offsets[f.name])
+        return out
+
+    def unpack64(self, words) -> dict[str, np.ndarray]:
+        """Vectorised unpack of uint64 words -> columns (int64)."""
+        assert self.width <= 64, self.name
+        words = np.asarray(words, dtype=np.uint64)
+        out = {}
+        for f in self.fields:
+            col = ((words >> np.uint64(self.offsets[f.name])) & np.uint64((1 << f.width) - 1)).astype(np.int64)
+            if f.signed:
+                col = np.where(col >= (1 << (f.width - 1)), col - (1 << f.width), col)
+            out[f.name] = col
+        return out
+
     def pack_one(self, **values) -> int:
         w = self.pack({k: [v] for k, v in values.items()})[0]
         return sum(int(x) << (32 * j) for j, x in enumerate(w))
