@@ -6,7 +6,7 @@ Float graph ops and attributes:
   input     shape=(C,H,W)
   conv      out_channels, kernel, stride=1, padding=0, groups=1; params weight (Co,Ci/g,K,K), bias (Co,)
   dense     out_features; params weight (Co, Ci*H*W), bias (Co,)      (PyTorch flatten order)
-  sumpool / avgpool  kernel, stride (default = kernel)
+  sumpool / avgpool  kernel, stride (default = kernel), padding=0 (zeros; counts in the average)
   add       (two inputs)
   concat    (channel concatenation of its inputs)
   upsample  scale (nearest)
@@ -112,7 +112,8 @@ class Network:
         if n.op in ("sumpool", "avgpool"):
             k = a["kernel"]
             s = a.get("stride") or k
-            return (c, _conv_out(h, k, s, 0), _conv_out(w, k, s, 0))
+            p = a.get("padding", 0)
+            return (c, _conv_out(h, k, s, p), _conv_out(w, k, s, p))
         if n.op == "add":
             if ins[0] != ins[1]:
                 raise NetworkError(f"layer {n.name!r}: add of different shapes {ins[0]} and {ins[1]}")
