@@ -1,0 +1,201 @@
+"""The Python API behind the CLI: compile, report, run, demo."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .config import FabricConfig
+from .errors import SynfabError
+
+
+# -- devices -------------------------------------------------------------------------------------
+def open_device(backend: str, cfg: FabricConfig, **kw):
+    """A Device for `backend` ('model', 'sim', 'pynq', 'litex')."""
+    if backend == "model":
+        from .runtime.model import ModelDevice
+        return ModelDevice(cfg)
+    if backend == "sim":
+        from .runtime.sim import SimDevice
+        return SimDevice(cfg, **kw)
+    if backend == "pynq":
+        from .runtime.pynq import PynqDevice
+        return PynqDevice(cfg, **kw)
+    if backend == "litex":
+        from .runtime.litex import LitexDevice
+        return LitexDevice(cfg, **kw)
+    raise SynfabError(f"unknown backend {backend!r}; choose model, sim, pynq or litex")
+
+
+# -- networks --------------------------------------------------------------------------------------
+def load_network(path):
+    """A float Network or a QNetwork from a network JSON file ('demo' = the embedded demo)."""
+    if str(path) == "demo":
+        from .demo import demo_qnetwork
+        return demo_qnetwork()
+    p = Path(path)
+    if not p.exists():
+        raise SynfabError(f"network file {p} not found")
+    from . import netfile
+    try:
+        kind = json.loads(p.read_text()).get("kind", "float")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise SynfabError(f"network file {p} is not a synfab network JSON ({e})")
+    return netfile.load_q(p) if kind == "quantized" else netfile.load(p)
+
+
+def load_images(path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (N, C, H, W) or (N, H, W) from .npz ('images', optional 'labels') or .npy."""
+    p = Path(path)
+    if not p.exists():
+        raise SynfabError(f"image file {p} not found")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p) as z:
+                key = "images" if "images" in z else z.files[0]
+                imgs, labels = z[key], (z["labels"] if "labels" in z else None)
+        else:
+            imgs, labels = np.load(p), None
+    except Exception as e:  # numpy raises many kinds for a bad file
+        raise SynfabError(f"cannot read images from {p}: {e}; expected .npz with 'images' (N,[C,]H,W)")
+    if imgs.ndim == 3:
+        imgs = imgs[:, None]
+    if imgs.ndim != 4:
+        raise SynfabError(f"images in {p} have shape {imgs.shape}; expected (N, H, W) or (N, C, H, W)")
+    return imgs, labels
+
+
+def quantize_network(net, calib=None):
+    from .ir import QNetwork
+    if isinstance(net, QNetwork):
+        return net
+    if calib is None:
+        raise SynfabError("a float network needs calibration inputs: pass --calib FILE.npz (images)")
+    from . import quant
+    imgs, _ = load_images(calib) if isinstance(calib, (str, Path)) else (np.asarray(calib), None)
+    return quant.quantize(net, imgs.astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0))
+
+
+def compile_qnetwork(qnet, fabric: FabricConfig | None = None):
+    from .compiler import compile_network
+    from .mapper import map_network
+    cfg = fabric or FabricConfig()
+    return compile_network(qnet, cfg, map_network(qnet, cfg))
+
+
+def compile_file(path, fabric: FabricConfig | None = None, calib=None):
+    return compile_qnetwork(quantize_network(load_network(path), calib), fabric)
+
+
+def bundle_summary(tables) -> dict:
+    md = tables.metadata
+    cores = []
+    for c, ct in enumerate(tables.cores):
+        cores.append({"core": c, "populations": int(ct.pop_count), "esu_descriptors": int(ct.esu_count),
+                      "peg_entries": int(len(ct.peg["kind"])) if ct.peg else 0,
+                      "neurons": int(ct.neurons_used), "weight_words": int(ct.weights_used)})
+    return {"network": md["network"], "fabric": tables.cfg.name, "layers": len(md["layers"]),
+            "input_shape": list(md["input_shape"]), "output": md["output"],
+            "input_peg_entries": int(tables.regs["input_peg_count"]), "cores": cores}
+
+
+# -- report ------------------------------------------------------------------------------------------
+def report(target: str, neurons_per_core: int = 1024, fabric=None) -> dict:
+    from . import footprint
+    if target.startswith("zoo:"):
+        from . import zoo
+        return footprint.analyze(zoo.get(target[4:]), neurons_per_core=neurons_per_core)
+    if target.endswith(".sfb"):
+        from . import bundle
+        tables = bundle.load(target)
+        return {"bundle": bundle_summary(tables)}
+    net = load_network(target)
+    result = footprint.analyze(net, neurons_per_core=neurons_per_core)
+    if fabric:
+        from .ir import QNetwork
+        if isinstance(net, QNetwork):
+            result["mapping"] = bundle_summary(compile_qnetwork(net, FabricConfig.load(fabric)))
+    return result
+
+
+def format_report(result: dict) -> str:
+    if "schemes" in result:
+        from . import footprint
+        return footprint.format_table(result)
+    return json.dumps(result, indent=2)
+
+
+# -- running -------------------------------------------------------------------------------------------
+def frames_from_files(tables, events=None, images=None, frames=None, window_ms=None, events_per_frame=None):
+    """Frames (T, C, H, W) int for the bundle's input from an event file or an image file."""
+    shape = tuple(tables.metadata["input_shape"])
+    if images is not None:
+        imgs, _ = load_images(images)
+        x = _images_to_input(tables, imgs)
+    else:
+        from . import events as ev
+        rec = ev.read(events)
+        x = ev.recording_to_frames(rec, shape, window_us=None if window_ms is None else window_ms * 1000,
+                                   events_per_frame=events_per_frame)
+    if frames is not None:
+        x = x[:frames]
+    if x.shape[1:] != shape:
+        raise SynfabError(f"input frames have shape {x.shape[1:]} but the network input is {shape}")
+    return x
+
+
+def _images_to_input(tables, imgs: np.ndarray) -> np.ndarray:
+    hi = int(tables.metadata.get("input_hi", 255))
+    if imgs.dtype == np.uint8:
+        return np.minimum(imgs.astype(np.int64), hi)
+    raise SynfabError("images must be uint8 (0..255); scale them before saving")
+
+
+def run_frames(tables, frames, backend="model", threshold=0, check=False, progress=False,
+               device_args=None, device=None) -> dict:
+    from .runtime.stream import stream
+    own = device is None
+    dev = device or open_device(backend, tables.cfg, **(device_args or {}))
+    try:
+        if own:
+            dev.load(tables)
+        dev.set_threshold(threshold)
+        res = stream(dev, frames, check=check, progress=progress)
+    finally:
+        if own:
+            dev.close()
+    return {"backend": backend, "threshold": threshold, "summary": res.summary(),
+            "predictions": res.predictions().tolist(), "result": res}
+
+
+def demo(backend="model", frames=20, threshold=0, check=False, progress=False, device_args=None) -> dict:
+    """The main job: real MNIST test digits through the embedded quantized CNN on a backend."""
+    from . import reference
+    from .demo import demo_qnetwork, load_demo_digits
+    from .quant import quantize_input
+    if frames < 1:
+        raise SynfabError("--frames must be >= 1")
+    qnet = demo_qnetwork()
+    tables = compile_qnetwork(qnet, FabricConfig())
+    imgs, labels = load_demo_digits(frames)
+    x = np.stack([quantize_input(qnet, im.astype(np.float32) / 255.0) for im in imgs])
+    out = run_frames(tables, x, backend=backend, threshold=threshold, check=check, progress=progress,
+                     device_args=device_args)
+    res = out.pop("result")
+    preds = np.array(out["predictions"])
+    ref = [reference.run(qnet, xi)[qnet.output] for xi in x]
+    match = all(np.array_equal(o, r) for o, r in zip(res.outputs, ref))
+    ref_preds = np.array([int(np.argmax(r.reshape(r.shape[0], -1).sum(axis=1))) for r in ref])
+    s = out["summary"]
+    result = {"backend": backend, "frames": res.frames, "threshold": threshold,
+              "accuracy": float(np.mean(preds == labels[:len(preds)])),
+              "reference_accuracy": float(np.mean(ref_preds == labels[:len(preds)])),
+              "match": bool(match), "events": s["events"], "output_events": s["output_events"],
+              "synaptic_ops": s["synaptic_ops"], "packets": s["packets"], "wall_s": s["wall_s"],
+              "events_per_s": s["events_per_s"], "checked_against_model": bool(check),
+              "predictions": preds.tolist(), "labels": labels[:len(preds)].tolist()}
+    if res.cycles is not None:
+        result["cycles"] = res.cycles
+        result["synaptic_ops_per_cycle"] = s["synaptic_ops_per_cycle"]
+    return result

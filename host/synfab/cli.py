@@ -1,0 +1,190 @@
+"""The `synfab` command line. Every subcommand has a Python API twin (see README)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SynfabError
+
+BACKENDS = ("model", "sim", "pynq", "litex")
+
+
+def _print(obj, as_json: bool, text: str | None = None):
+    if as_json:
+        print(json.dumps(obj, indent=2, default=_jsonable))
+    else:
+        print(text if text is not None else "\n".join(f"{k:>24}: {v}" for k, v in obj.items()))
+
+
+def _jsonable(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def _fabric(arg):
+    from .config import FabricConfig
+    return FabricConfig.load(arg) if arg else FabricConfig()
+
+
+# -- compile / report ------------------------------------------------------------------------
+def cmd_compile(a):
+    from . import api
+    tables = api.compile_file(a.network, fabric=_fabric(a.fabric), calib=a.calib)
+    from . import bundle
+    bundle.save(tables, a.output)
+    info = api.bundle_summary(tables)
+    info["bundle"] = str(a.output)
+    _print(info, a.json)
+
+
+def cmd_report(a):
+    from . import api
+    result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric)
+    if a.plot:
+        from . import footprint
+        footprint.plot(result, a.plot)
+    if a.json:
+        _print(result, True)
+    else:
+        print(api.format_report(result))
+
+
+# -- run / demo --------------------------------------------------------------------------------
+def cmd_run(a):
+    from . import api
+    from . import bundle
+    tables = bundle.load(a.bundle)
+    frames = api.frames_from_files(tables, events=a.events, images=a.images, frames=a.frames,
+                                   window_ms=a.window_ms, events_per_frame=a.events_per_frame)
+    out = api.run_frames(tables, frames, backend=a.backend, threshold=a.threshold, check=a.check,
+                         progress=not a.json, device_args=_device_args(a))
+    summary = out["summary"]
+    if a.json:
+        _print(out, True)
+    else:
+        for t, p in enumerate(out["predictions"]):
+            print(f"frame {t:4d}: output class {p}")
+        _print(summary, False)
+
+
+def cmd_demo(a):
+    from . import api
+    out = api.demo(backend=a.backend, frames=a.frames, threshold=a.threshold, check=a.check,
+                   progress=not a.json, device_args=_device_args(a))
+    if a.json:
+        _print(out, True)
+    else:
+        _print({k: v for k, v in out.items() if not isinstance(v, (list, dict))}, False)
+
+
+def _device_args(a) -> dict:
+    return {k: getattr(a, k) for k in ("bitstream", "port") if getattr(a, k, None) is not None}
+
+
+def cmd_regs(a):
+    from .layouts import RegisterMap
+    rm = RegisterMap(_fabric(a.fabric))
+    rows = rm.describe()
+    if a.json:
+        _print(rows, True)
+        return
+    print(f"{'address':>10}  {'kind':8} name")
+    for r in rows:
+        extra = f"  [{r['entries']} entries x {r['stride_words']} words]" if r["kind"] == "window" else ""
+        print(f"{r['addr']:#010x}  {r['kind']:8} {r['name']}{extra}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="synfab", description="Event-based CNN fabric with synapse compression")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"synfab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="network file -> compressed-table bundle")
+    c.add_argument("network", help="network JSON (float or quantized), or demo")
+    c.add_argument("-o", "--output", required=True, help="bundle file to write (.sfb)")
+    c.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    c.add_argument("--calib", help="calibration inputs (.npz/.npy images) for a float network")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("report", help="memory footprint and mapping summary")
+    r.add_argument("target", help="network JSON, bundle (.sfb), demo or zoo:NAME")
+    r.add_argument("--neurons-per-core", type=int, default=1024)
+    r.add_argument("--fabric", help="fabric config for mapping a network file or bundle")
+    r.add_argument("--plot", help="write a PNG bar chart of the schemes")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_report)
+
+    def device_opts(q):
+        q.add_argument("--backend", choices=BACKENDS, default="model")
+        q.add_argument("--threshold", type=int, default=0, help="sigma-delta threshold (0 = exact)")
+        q.add_argument("--check", action="store_true", help="run the golden model side by side; stop at the first mismatch")
+        q.add_argument("--bitstream", help="pynq: overlay .bit (with its .hwh beside it)")
+        q.add_argument("--port", help="litex: host:port of the LiteX server (litex_server)")
+        q.add_argument("--json", action="store_true")
+
+    u = sub.add_parser("run", help="stream events or images through a bundle on a backend")
+    u.add_argument("bundle")
+    src = u.add_mutually_exclusive_group(required=True)
+    src.add_argument("--events", help="event file (AEDAT4, EVT2/3 .raw, .dat, .npy/.npz)")
+    src.add_argument("--images", help="images .npz/.npy (each image one frame)")
+    u.add_argument("--frames", type=int, help="at most this many frames")
+    u.add_argument("--window-ms", type=float, default=None, help="events: frame length in ms (default 50)")
+    u.add_argument("--events-per-frame", type=int, default=None, help="events: frame by event count")
+    device_opts(u)
+    u.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="MNIST digits through the embedded demo CNN")
+    d.add_argument("--frames", type=int, default=20)
+    device_opts(d)
+    d.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("regs", help="print the AXI-Lite register map")
+    g.add_argument("--fabric")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_regs)
+
+    try:
+        from .events import cli as events_cli
+        events_cli.register(sub)
+    except ImportError:
+        pass
+    for mod in ("hwcli",):
+        try:
+            __import__(f"synfab.{mod}", fromlist=["register"]).register(sub)
+        except ImportError:
+            pass
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except SynfabError as e:
+        print(f"synfab: error: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"synfab: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("synfab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""One Device interface for every backend (model, Verilator sim, PYNQ board, LiteX board).
+
+A device is loaded with compiled tables, then runs frames: a frame is a batch of input events
+(x, y, c, d) closed by an end-of-frame marker; the device returns the frame's output events,
+spikes per layer and counters.  Register-level backends share `RegisterDevice`, which does the
+loading (with read-back), framing and decoding once; a backend only moves words.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import SynfabError
+from ..layouts import (CORE_COUNTERS, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_EVENT,
+                       RegisterMap)
+
+OUT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4"), ("tag", "<i4")])
+
+
+class DeviceError(SynfabError):
+    """The device refused an operation or answered something impossible."""
+
+
+@dataclass
+class FrameOutput:
+    events: np.ndarray                      # OUT_DTYPE, in arrival order
+    layer_spikes: np.ndarray                # spikes per evaluation step
+    counters: dict = field(default_factory=dict)   # this frame's global counters + 'cores' list
+    cycles: int | None = None               # clock cycles of this frame, where known
+
+    def sorted_events(self) -> np.ndarray:
+        return np.sort(self.events, order=["tag", "c", "y", "x", "d"])
+
+
+def events_array(x, y, c, d) -> dict:
+    return {"x": np.asarray(x, np.int64), "y": np.asarray(y, np.int64),
+            "c": np.asarray(c, np.int64), "d": np.asarray(d, np.int64)}
+
+
+class Device(ABC):
+    """What every backend offers."""
+    name = "device"
+
+    def __init__(self):
+        self.tables = None
+        self.threshold = 0
+
+    @abstractmethod
+    def load(self, tables) -> None:
+        """Put compiled tables and the initial neuron state on the device (all or nothing)."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Back to the state right after load (neuron state = bias, counters cleared)."""
+
+    @abstractmethod
+    def set_threshold(self, threshold: int) -> None: ...
+
+    @abstractmethod
+    def run_frame(self, events: dict) -> FrameOutput:
+        """Send one frame of input events (dict of arrays x, y, c, d) and collect its outputs."""
+
+    @abstractmethod
+    def read_state(self) -> list[dict]:
+        """Per core: {'acc': int64 array, 'sent': int64 array} over the neurons in use."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _need_tables(self):
+        if self.tables is None:
+            raise DeviceError(f"{self.name}: no bundle loaded; load one first (synfab run BUNDLE ...)")
+
+
+def _sext(v, bits):
+    v = np.asarray(v, dtype=np.int64) & ((1 << bits) - 1)
+    return np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
+
+
+class RegisterDevice(Device):
+    """Driver logic over the AXI-Lite register map and the event streams.
+
+    Subclasses implement the transport: `_write`, `_read`, `_exchange`.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.regmap = RegisterMap(cfg)
+
+    # -- transport ---------------------------------------------------------------------
+    @abstractmethod
+    def _write(self, addrs: np.ndarray, values: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _read(self, addrs: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _exchange(self, words: np.ndarray, lasts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """Send one frame's beats; return (output words, lasts, cycles or None) up to the eof beat."""
+
+    # -- helpers -------------------------------------------------------------------------
+    def write_reg(self, name, value, core=None):
+        addr = self.regmap.reg(name) if core is None else self.regmap.core_reg(core, name)
+        self._write(np.array([addr]), np.array([value & 0xFFFFFFFF], dtype=np.uint32))
+
+    def read_reg(self, name, core=None) -> int:
+        addr = self.regmap.reg(name) if core is None else self.regmap.core_reg(core, name)
+        return int(self._read(np.array([addr]))[0])
+
+    def identify(self) -> dict:
+        ident = {k: self.read_reg(k) for k in ("id", "version", "config_crc")}
+        if ident["id"] != ID_MAGIC:
+            raise DeviceError(f"{self.name}: no synfab core at this address (id register reads "
+                              f"{ident['id']:#010x}, expected {ID_MAGIC:#010x}); check the bitstream")
+        if ident["version"] != LAYOUT_VERSION:
+            raise DeviceError(f"{self.name}: core has table layout version {ident['version']}, this host "
+                              f"speaks {LAYOUT_VERSION}; rebuild the bitstream or update synfab")
+        if ident["config_crc"] != self.cfg.crc():
+            raise DeviceError(f"{self.name}: core was built for another fabric configuration (crc "
+                              f"{ident['config_crc']:#010x} != {self.cfg.crc():#010x}); load the matching bitstream")
+        return ident
+
+    def _window_addrs(self, window, n_entries: int) -> np.ndarray:
+        i = np.arange(n_entries)[:, None]
+        j = np.arange(window.words)[None, :]
+        return (window.base + (i * window.stride + j) * 4).reshape(-1)
+
+    def _table_writes(self, tables):
+        """(addresses, words) of every window the bundle fills, in load order."""
+        from ..compiler import tables_to_words
+        out = []
+        for (core, wname), words in tables_to_words(tables).items():
+            words = np.asarray(words, dtype=np.uint32)
+            if core is None:
+                win = getattr(self.regmap, wname)
+            else:
+                win = self.regmap.core_window(core, wname)
+            n = words.shape[0]
+            out.append(((core, wname), self._window_addrs(win, n), words.reshape(-1)))
+        return out
+
+    # -- Device API -------------------------------------------------------------------------
+    def load(self, tables) -> None:
+        if tables.cfg != self.cfg:
+            raise DeviceError(f"{self.name}: bundle was compiled for fabric {tables.cfg.name!r} "
+                              f"(crc {tables.cfg.crc():#010x}) but the device is {self.cfg.name!r} "
+                              f"(crc {self.cfg.crc():#010x}); recompile with --fabric matching the device")
+        self.identify()
+        # Disable the fabric while tables change: no layer is evaluated, no input is fanned out.
+        self.write_reg("n_layers", 0)
+        self.write_reg("input_peg_count", 0)
+        self.tables = None
+        writes = self._table_writes(tables)
+        for _, addrs, words in writes:
+            self._write(addrs, words)
+        for (core, wname), addrs, words in writes:
+            back = self._read(addrs).astype(np.uint32)
+            if not np.array_equal(back, words):
+                k = int(np.flatnonzero(back != words)[0])
+                where = f"core {core} " if core is not None else ""
+                raise DeviceError(f"{self.name}: read-back mismatch in {where}{wname} at {addrs[k]:#x}: wrote "
+                                  f"{words[k]:#010x}, read {back[k]:#010x}; the device is left unloaded")
+        for c, ct in enumerate(tables.cores):
+            self.write_reg("esu_count", ct.esu_count, core=c)
+            self.write_reg("pop_count", ct.pop_count, core=c)
+        for name in ("in_w", "in_h", "in_c", "input_peg_count", "n_layers"):
+            self.write_reg(name, int(tables.regs[name]))
+        self.write_reg("threshold", self.threshold)
+        self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
+        self.tables = tables
+        self._state_writes = [w for w in writes if w[0][1] in ("acc", "sent")]
+
+    def reset(self) -> None:
+        self._need_tables()
+        for _, addrs, words in self._state_writes:
+            self._write(addrs, words)
+        self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
+
+    def set_threshold(self, threshold: int) -> None:
+        if not 0 <= threshold < (1 << (self.cfg.event_bits - 1)):
+            raise DeviceError(f"threshold {threshold} out of range 0..{(1 << (self.cfg.event_bits - 1)) - 1}")
+        self.threshold = int(threshold)
+        self.write_reg("threshold", self.threshold)
+
+    def read_counters(self) -> dict:
+        g = self.regmap.global_counters
+        vals = self._read(np.array([g[n] for n in GLOBAL_COUNTERS]))
+        out = {n: int(v) for n, v in zip(GLOBAL_COUNTERS, vals)}
+        addrs = np.array([self.regmap.core_counter(c, n) for c in range(self.cfg.n_cores) for n in CORE_COUNTERS])
+        vals = self._read(addrs).reshape(self.cfg.n_cores, len(CORE_COUNTERS))
+        out["cores"] = [{n: int(v) for n, v in zip(CORE_COUNTERS, row)} for row in vals]
+        return out
+
+    def read_layer_spikes(self) -> np.ndarray:
+        n = int(self.tables.regs["n_layers"])
+        w = self.regmap.layer_spikes
+        return self._read(w.base + np.arange(n) * 4).astype(np.int64)
+
+    def run_frame(self, events: dict) -> FrameOutput:
+        self._need_tables()
+        n = len(events["x"])
+        cols = {k: np.asarray(events[k], dtype=np.int64) for k in ("x", "y", "c", "d")}
+        try:
+            STREAM_EVENT.check({**cols, "tag": np.zeros(n), "eof": np.zeros(n)}, "input event")
+        except ValueError as e:
+            raise DeviceError(str(e)) from None
+        words = STREAM_EVENT.pack64({**cols, "tag": np.zeros(n, np.int64), "eof": np.zeros(n, np.int64)})
+        marker = STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})
+        words = np.concatenate([words, marker])
+        lasts = np.zeros(len(words), dtype=np.uint8)
+        lasts[-1] = 1
+        # Counters (and layer_spikes) restart every frame: what we read after it is this frame's.
+        self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
+        out_words, out_lasts, cycles = self._exchange(words, lasts)
+        f = STREAM_EVENT.unpack64(out_words)
+        if len(out_words) == 0 or f["eof"][-1] != 1 or not out_lasts[-1]:
+            raise DeviceError(f"{self.name}: frame output did not end with an end-of-frame beat (TLAST)")
+        if f["eof"][:-1].any() or out_lasts[:-1].any():
+            raise DeviceError(f"{self.name}: end-of-frame beat in the middle of a frame's output")
+        ev = np.zeros(len(out_words) - 1, dtype=OUT_DTYPE)
+        for k in OUT_DTYPE.names:
+            ev[k] = f[k][:-1]
+        return FrameOutput(events=ev, layer_spikes=self.read_layer_spikes(), counters=self.read_counters(), cycles=cycles)
+
+    def read_state(self) -> list[dict]:
+        self._need_tables()
+        out = [dict() for _ in range(self.cfg.n_cores)]
+        for (core, wname), addrs, _ in self._state_writes:
+            bits = self.cfg.acc_bits if wname == "acc" else self.cfg.event_bits
+            out[core][wname] = _sext(self._read(addrs), bits)
+        return out

@@ -1,0 +1,153 @@
+"""Streaming frames through a device: input changes in, outputs assembled, optionally checked.
+
+Every frame is an input activation (C, H, W) of integers; only changes against the previous
+frame travel (sigma-delta input).  With `check`, the golden model runs the same frames and the
+stream stops at the first difference, naming frame, layer, core and neuron.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import SynfabError
+from .device import Device, events_array
+
+
+class MismatchError(SynfabError):
+    """The device and the golden model disagree."""
+
+
+def input_deltas(prev: np.ndarray, cur: np.ndarray) -> dict:
+    """Events (x, y, c, d) that turn input activation `prev` into `cur` (both (C, H, W))."""
+    diff = cur.astype(np.int64) - prev.astype(np.int64)
+    c, y, x = np.nonzero(diff)
+    return events_array(x, y, c, diff[c, y, x])
+
+
+def output_info(tables) -> tuple[str, tuple, int]:
+    md = tables.metadata
+    return md["output"], tuple(md["output_shape"]), int(md["output_tag"])
+
+
+def locate(tables, core: int, addr: int) -> str:
+    """'layer NAME (x, y, c)' of a neuron address on a core, from its population descriptors."""
+    ct = tables.cores[core]
+    pop = ct.pop
+    for p in range(ct.pop_count):
+        base, tw, th, cc = (int(pop[k][p]) for k in ("nbase", "tw", "th", "cc"))
+        if base <= addr < base + tw * th * cc:
+            n = addr - base
+            ci, pix = n % cc, n // cc
+            x, y = int(pop["x0"][p]) + pix % tw, int(pop["y0"][p]) + pix // tw
+            name = tables.metadata["layers"][int(pop["layer"][p])]["name"]
+            return f"layer {name} (x={x}, y={y}, c={int(pop['c0'][p]) + ci})"
+    return "an unused neuron"
+
+
+def compare_states(tables, got: list[dict], want: list[dict]) -> str | None:
+    for core, (g, w) in enumerate(zip(got, want)):
+        for k in ("sent", "acc"):
+            n = min(len(g[k]), len(w[k]))
+            bad = np.flatnonzero(g[k][:n] != w[k][:n])
+            if bad.size:
+                a = int(bad[0])
+                return (f"core {core}, neuron {a} = {locate(tables, core, a)}: {k} {int(g[k][a])} "
+                        f"!= model {int(w[k][a])}")
+    return None
+
+
+@dataclass
+class StreamResult:
+    outputs: list = field(default_factory=list)       # output activation (C, H, W) after each frame
+    frames: int = 0
+    events_in: int = 0
+    events_out: int = 0
+    synaptic_ops: int = 0
+    packets: int = 0
+    cycles: int | None = None
+    wall_s: float = 0.0
+    layer_spikes: np.ndarray | None = None
+    checked: bool = False
+
+    def predictions(self) -> np.ndarray:
+        return np.array([int(np.argmax(o.reshape(o.shape[0], -1).sum(axis=1))) for o in self.outputs])
+
+    def summary(self) -> dict:
+        d = {"frames": self.frames, "events": self.events_in, "output_events": self.events_out,
+             "synaptic_ops": self.synaptic_ops, "packets": self.packets,
+             "wall_s": round(self.wall_s, 4),
+             "events_per_s": round(self.events_in / self.wall_s, 1) if self.wall_s > 0 else None}
+        if self.cycles is not None:
+            d["cycles"] = self.cycles
+            d["synaptic_ops_per_cycle"] = round(self.synaptic_ops / max(1, self.cycles), 4)
+        if self.checked:
+            d["checked_against_model"] = True
+        return d
+
+
+def stream(device: Device, frames, check: bool = False, progress: bool = False,
+           on_frame=None) -> StreamResult:
+    """Run frames (iterable of (C, H, W) int arrays) through a loaded device."""
+    tables = device.tables
+    if tables is None:
+        raise SynfabError("stream: the device has no bundle loaded")
+    in_shape = tuple(tables.metadata["input_shape"])
+    name, out_shape, tag = output_info(tables)
+    golden = None
+    if check:
+        from .model import ModelDevice
+        golden = ModelDevice(tables.cfg)
+        golden.load(tables)
+        golden.set_threshold(device.threshold)
+    frames = list(frames)
+    it = frames
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(frames, desc=f"{device.name}", unit="frame", leave=False)
+    res = StreamResult(checked=check)
+    prev = np.zeros(in_shape, dtype=np.int64)
+    out = np.zeros(out_shape, dtype=np.int64)
+    t0 = time.perf_counter()
+    for t, frame in enumerate(it):
+        frame = np.asarray(frame)
+        if frame.shape != in_shape:
+            raise SynfabError(f"frame {t} has shape {frame.shape} but the network input is {in_shape}; "
+                              f"crop/downsample the input to {in_shape[2]}x{in_shape[1]} with {in_shape[0]} channel(s)")
+        ev = input_deltas(prev, frame)
+        prev = frame.astype(np.int64)
+        fo = device.run_frame(ev)
+        if golden is not None:
+            go = golden.run_frame(ev)
+            problem = None
+            if not np.array_equal(fo.sorted_events(), go.sorted_events()):
+                problem = f"output events differ ({len(fo.events)} vs model {len(go.events)})"
+            elif not np.array_equal(fo.layer_spikes, go.layer_spikes):
+                k = int(np.flatnonzero(fo.layer_spikes != go.layer_spikes)[0])
+                lname = tables.metadata["layers"][k]["name"]
+                problem = (f"layer {lname}: {int(fo.layer_spikes[k])} spikes vs model "
+                           f"{int(go.layer_spikes[k])}")
+            if problem:
+                where = compare_states(tables, device.read_state(), golden.read_state())
+                raise MismatchError(f"frame {t}: {problem}" + (f"; first differing state: {where}" if where else ""))
+        mine = fo.events[fo.events["tag"] == tag]
+        np.add.at(out, (mine["c"], mine["y"], mine["x"]), mine["d"])
+        res.outputs.append(out.copy())
+        res.frames += 1
+        res.events_in += len(ev["x"])
+        res.events_out += len(fo.events)
+        cores = fo.counters.get("cores", [])
+        res.synaptic_ops += sum(c["synops"] for c in cores)
+        res.packets += sum(c["packets_out"] for c in cores)
+        if fo.cycles is not None:
+            res.cycles = (res.cycles or 0) + fo.cycles
+        res.layer_spikes = fo.layer_spikes if res.layer_spikes is None else res.layer_spikes + fo.layer_spikes
+        if on_frame:
+            on_frame(t, fo, out)
+    res.wall_s = time.perf_counter() - t0
+    if golden is not None:
+        where = compare_states(tables, device.read_state(), golden.read_state())
+        if where:
+            raise MismatchError(f"after frame {res.frames - 1}: neuron states differ: {where}")
+    return res
