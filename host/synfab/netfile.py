@@ -1,0 +1,209 @@
+"""Plain network files for users without torch: a JSON graph plus a sibling .npz of arrays.
+
+`net.json` holds the graph; `net.npz` (same stem, same folder) holds the parameters under
+"<layer>/<param>" keys.  The JSON records "kind": "float" (an `ir.Network`) or "quantized"
+(an `ir.QNetwork`).  A float network without parameters (shape only) has no .npz and
+"params": null.
+
+Float:     {"format": "synfab-network", "version": 1, "kind": "float", "name", "output",
+            "params": "net.npz" | null, "nodes": [{"name", "op", "inputs", "attrs"}]}
+Quantized: {..., "kind": "quantized", "name", "input_name", "input_shape", "input_scale",
+            "output_scale", "input_hi", "output", "params": "net.npz",
+            "layers": [{"name", "op", "shape", "mult", "shift", "lo", "hi",
+                        "inputs": [{"src", "kind", "k", "stride", "pad", "up", "chan_off", "wconst"}]}]}
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .ir import OPS, Network, NetworkError, Node, QConnection, QLayer, QNetwork
+from .layouts import Kind
+
+FORMAT = "synfab-network"
+VERSION = 1
+# Parameters each float op carries (weight required, bias optional: zeros when absent).
+FLOAT_PARAMS = {"conv": ("weight", "bias"), "dense": ("weight", "bias")}
+REQUIRED_ATTRS = {"input": ("shape",), "conv": ("out_channels", "kernel"), "dense": ("out_features",),
+                  "sumpool": ("kernel",), "avgpool": ("kernel",), "upsample": ("scale",)}
+
+
+def _npz_path(path: Path) -> Path:
+    return path.with_suffix(".npz")
+
+
+def _write(path, doc: dict, arrays: dict[str, np.ndarray]) -> None:
+    path = Path(path)
+    if arrays:
+        doc["params"] = _npz_path(path).name
+        np.savez(_npz_path(path), **arrays)
+    else:
+        doc["params"] = None
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def _read(path, kind: str) -> tuple[dict, dict[str, np.ndarray] | None]:
+    path = Path(path)
+    if not path.is_file():
+        raise NetworkError(f"network file {path} not found")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NetworkError(f"network file {path} is not valid JSON: {e}")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise NetworkError(f"{path} is not a synfab network file (expected \"format\": \"{FORMAT}\")")
+    if doc.get("version") != VERSION:
+        raise NetworkError(f"{path}: network file version {doc.get('version')} is not supported "
+                           f"(this synfab reads version {VERSION})")
+    if doc.get("kind") != kind:
+        other = {"float": "synfab.netfile.load_q", "quantized": "synfab.netfile.load"}
+        raise NetworkError(f"{path} holds a {doc.get('kind')!r} network, not a {kind!r} one; "
+                           f"read it with {other.get(kind, 'load or load_q')}")
+    if doc.get("params") is None:
+        return doc, None
+    npz = path.parent / doc["params"]
+    if not npz.is_file():
+        raise NetworkError(f"parameter file {npz} (named by {path}) not found; keep it beside the JSON file")
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            return doc, {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise NetworkError(f"parameter file {npz} is not a valid .npz archive: {e}")
+
+
+def _field(obj: dict, key: str, where: str):
+    if key not in obj:
+        raise NetworkError(f"{where}: missing field {key!r}")
+    return obj[key]
+
+
+def _json_attrs(attrs: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
+
+
+# ---------------------------------------------------------------------------------------
+def save(net: Network, path) -> None:
+    """Write a float network as `path` (JSON) and, if it has parameters, `path` with .npz."""
+    nodes, arrays = [], {}
+    for n in net:
+        nodes.append({"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": _json_attrs(n.attrs)})
+        for key, value in n.params.items():
+            arrays[f"{n.name}/{key}"] = np.asarray(value)
+    _write(path, {"format": FORMAT, "version": VERSION, "kind": "float", "name": net.name,
+                  "output": net.output, "nodes": nodes}, arrays)
+
+
+def load(path) -> Network:
+    """Read a float network written by `save` (or by hand)."""
+    doc, arrays = _read(path, "float")
+    nodes = []
+    for i, nd in enumerate(_field(doc, "nodes", str(path))):
+        where = f"{path}: node {i}"
+        name = _field(nd, "name", where)
+        op = _field(nd, "op", where)
+        if op not in OPS:
+            raise NetworkError(f"{path}: layer {name!r} has unknown op {op!r}; supported ops: {', '.join(OPS)}")
+        attrs = dict(nd.get("attrs", {}))
+        missing = [a for a in REQUIRED_ATTRS.get(op, ()) if a not in attrs]
+        if missing:
+            raise NetworkError(f"{path}: layer {name!r} ({op}) lacks attribute(s) {', '.join(missing)}")
+        params = {}
+        if arrays is not None:
+            for key in FLOAT_PARAMS.get(op, ()):
+                if f"{name}/{key}" in arrays:
+                    params[key] = arrays[f"{name}/{key}"].astype(np.float64)
+                elif key == "weight":
+                    raise NetworkError(f"{path}: layer {name!r} ({op}) has no {key!r} in {doc['params']}")
+        nodes.append(Node(name, op, list(nd.get("inputs", [])), attrs, params))
+    if not nodes:
+        raise NetworkError(f"{path}: the network has no nodes")
+    net = Network(nodes, output=doc.get("output"), name=doc.get("name", Path(path).stem))
+    for n in net:
+        bias = n.params.get("bias")
+        if bias is not None and bias.shape != (n.shape[0],):
+            raise NetworkError(f"{path}: layer {n.name!r} bias has shape {bias.shape}, expected ({n.shape[0]},)")
+    if net.output not in net.nodes:
+        raise NetworkError(f"{path}: output {net.output!r} is not a layer of the network")
+    return net
+
+
+# ---------------------------------------------------------------------------------------
+def save_q(qnet: QNetwork, path) -> None:
+    """Write a quantized network as `path` (JSON) + `path` with .npz (int biases and weights)."""
+    layers, arrays = [], {}
+    for layer in qnet.layers:
+        conns = [{"src": c.src, "kind": c.kind.name, "k": c.k, "stride": c.stride, "pad": c.pad, "up": c.up,
+                  "chan_off": c.chan_off, "wconst": c.wconst} for c in layer.inputs]
+        layers.append({"name": layer.name, "op": layer.op, "shape": list(layer.shape), "mult": layer.mult,
+                       "shift": layer.shift, "lo": layer.lo, "hi": layer.hi, "inputs": conns})
+        arrays[f"{layer.name}/bias"] = np.asarray(layer.bias, dtype=np.int64)
+        if layer.weight is not None:
+            arrays[f"{layer.name}/weight"] = np.asarray(layer.weight, dtype=np.int8)
+    _write(path, {"format": FORMAT, "version": VERSION, "kind": "quantized", "name": qnet.name,
+                  "input_name": qnet.input_name, "input_shape": list(qnet.input_shape),
+                  "input_scale": qnet.input_scale, "output_scale": qnet.output_scale,
+                  "input_hi": qnet.input_hi, "output": qnet.output, "layers": layers}, arrays)
+
+
+def _weight_shape(layer: QLayer, shapes: dict[str, tuple]) -> tuple | None:
+    """Shape of the int8 weight the layer's stored-weight connections need (None: no such connection)."""
+    stored = [c for c in layer.inputs if c.wconst is None]
+    if not stored:
+        return None
+    co = layer.shape[0]
+    total = max(c.chan_off + shapes[c.src][0] for c in stored)
+    k = stored[0].k
+    if stored[0].kind == Kind.CONV:
+        return (co, total, k, k)
+    if stored[0].kind == Kind.DW:
+        return (co, 1, k, k)
+    _, h, w = shapes[stored[0].src]
+    return (co, total * h * w)
+
+
+def load_q(path) -> QNetwork:
+    """Read a quantized network written by `save_q`."""
+    doc, arrays = _read(path, "quantized")
+    arrays = arrays or {}
+    input_name = _field(doc, "input_name", str(path))
+    shapes = {input_name: tuple(_field(doc, "input_shape", str(path)))}
+    layers = []
+    for i, ld in enumerate(_field(doc, "layers", str(path))):
+        name = _field(ld, "name", f"{path}: layer {i}")
+        where = f"{path}: layer {name!r}"
+        conns = []
+        for cd in _field(ld, "inputs", where):
+            kind = _field(cd, "kind", where)
+            if kind not in Kind.__members__ or kind == "HOST":
+                raise NetworkError(f"{where}: unknown connection kind {kind!r}; supported: CONV, DW, DENSE")
+            src = _field(cd, "src", where)
+            if src not in shapes:
+                raise NetworkError(f"{where}: input {src!r} is not defined before it")
+            conns.append(QConnection(src, Kind[kind], k=cd.get("k", 1), stride=cd.get("stride", 1),
+                                     pad=cd.get("pad", 0), up=cd.get("up", 1), chan_off=cd.get("chan_off", 0),
+                                     wconst=cd.get("wconst")))
+        shape = tuple(_field(ld, "shape", where))
+        bias = arrays.get(f"{name}/bias")
+        if bias is None or bias.shape != (shape[0],):
+            raise NetworkError(f"{where}: bias missing or not of shape ({shape[0]},) in the .npz file")
+        layer = QLayer(name, shape, conns, bias.astype(np.int64), mult=_field(ld, "mult", where),
+                       shift=_field(ld, "shift", where), lo=_field(ld, "lo", where), hi=_field(ld, "hi", where),
+                       op=ld.get("op", ""))
+        want = _weight_shape(layer, shapes)
+        weight = arrays.get(f"{name}/weight")
+        if want is not None:
+            if weight is None or weight.shape != want:
+                got = "missing" if weight is None else f"of shape {weight.shape}"
+                raise NetworkError(f"{where}: weight {got}, expected int8 of shape {want} in the .npz file")
+            layer.weight = weight.astype(np.int8)
+        layers.append(layer)
+        shapes[name] = shape
+    output = _field(doc, "output", str(path))
+    if output not in shapes or output == input_name:
+        raise NetworkError(f"{path}: output {output!r} is not a layer of the network")
+    return QNetwork(doc.get("name", Path(path).stem), input_name, shapes[input_name], layers, output,
+                    input_scale=float(doc.get("input_scale", 1.0)), output_scale=float(doc.get("output_scale", 1.0)),
+                    input_hi=int(doc.get("input_hi", 255)))
