@@ -1,0 +1,326 @@
+"""Read event-camera files into a Recording.
+
+Formats: AEDAT4 (iniVation DAVIS / DVXplorer, via the `faery` package), Prophesee EVT 2.0 and
+EVT 3.0 `.raw` and `.dat` (numpy decoders of the formats documented by Prophesee), and `.npy` /
+`.npz` structured arrays.  The format comes from the file extension, else from the first bytes.
+
+Sensor streams may carry small time reorderings; readers of sensor formats return timestamps
+made non-decreasing (running maximum, as the Prophesee decoders in faery do), because framing
+needs time order.  Timestamps are otherwise kept as recorded (no shift to zero).
+"""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .core import EVENT_DTYPE, EventFileError, Recording, make_events
+
+AEDAT4_MAGIC = b"#!AER-DAT4.0\r\n"
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+
+# Prophesee HAL plugin name fragments -> sensor geometry, for .raw headers without one
+# (checked in this order: "gen31" also contains "gen3").
+_PLUGIN_GEOMETRY = [("genx320", (320, 320)), ("imx636", (1280, 720)), ("gen4", (1280, 720)),
+                    ("gen3", (640, 480))]
+
+
+@dataclass
+class PropheseeHeader:
+    """The '% key value' lines that open .raw and .dat files."""
+    length: int = 0                       # bytes of header
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def geometry(self) -> tuple[int, int] | None:
+        f = self.fields
+        fmt = f.get("format", "")
+        opts = dict(kv.split("=", 1) for kv in fmt.split(";")[1:] if "=" in kv)
+        if "width" in opts and "height" in opts:
+            return int(opts["width"]), int(opts["height"])
+        if "geometry" in f and "x" in f["geometry"]:
+            w, h = f["geometry"].split("x", 1)
+            return int(w), int(h)
+        if "Width" in f and "Height" in f:
+            return int(f["Width"]), int(f["Height"])
+        plugin = f.get("plugin_name", "")
+        for fragment, size in _PLUGIN_GEOMETRY:
+            if fragment in plugin:
+                return size
+        return None
+
+    @property
+    def evt_version(self) -> str | None:
+        """'2.0', '2.1' or '3.0' from the 'evt' or 'format' line."""
+        f = self.fields
+        if "evt" in f:
+            v = f["evt"].strip()
+            return {"2": "2.0", "3": "3.0"}.get(v, v)
+        fmt = f.get("format", "").split(";")[0].strip().upper()
+        return {"EVT2": "2.0", "EVT21": "2.1", "EVT2.1": "2.1", "EVT3": "3.0"}.get(fmt)
+
+
+def read_prophesee_header(data: bytes) -> PropheseeHeader:
+    """Parse the leading '%' lines (up to and including '% end' when there is one)."""
+    header = PropheseeHeader()
+    pos = 0
+    while data[pos:pos + 1] == b"%":
+        end = data.find(b"\n", pos)
+        if end < 0:
+            break
+        line = data[pos + 1:end].decode("latin-1").strip()
+        pos = end + 1
+        if line == "end":
+            break
+        key, _, value = line.partition(" ")
+        if key:
+            header.fields[key] = value.strip()
+    header.length = pos
+    return header
+
+
+def detect_format(path: Path) -> str:
+    """'aedat4', 'evt2', 'evt3', 'evt21', 'dat', 'npy' or 'npz'; raises EventFileError if unknown."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    suffix = path.suffix.lower()
+    if suffix == ".aedat4" or head.startswith(AEDAT4_MAGIC):
+        return "aedat4"
+    if suffix == ".npy" or head.startswith(NPY_MAGIC):
+        return "npy"
+    if suffix == ".npz" or head.startswith(ZIP_MAGIC):
+        return "npz"
+    if suffix in (".raw", ".dat") or head.startswith(b"%"):
+        header = read_prophesee_header(head)
+        version = header.evt_version
+        if suffix == ".dat" or (suffix != ".raw" and version is None and "Version" in header.fields):
+            return "dat"
+        if version is None:
+            raise EventFileError(f"{path}: no 'evt' or 'format' line in the .raw header, so EVT 2.0 and 3.0 "
+                                 "cannot be told apart; re-export it with Metavision")
+        fmt = {"2.0": "evt2", "2.1": "evt21", "3.0": "evt3"}.get(version)
+        if fmt is None:
+            raise EventFileError(f"{path}: unknown EVT version {version!r} in the header (known: 2.0, 2.1, 3.0)")
+        return fmt
+    raise EventFileError(f"{path}: unknown event file format (extension {suffix or 'none'}); "
+                         "use .aedat4, .raw (EVT2/EVT3), .dat, .npy or .npz")
+
+
+def read(path, sensor_size: tuple[int, int] | None = None) -> Recording:
+    """Read an event file. `sensor_size` (width, height) overrides the size found in the file; files that
+    carry none (.npy, some .raw) otherwise get the smallest size holding every event."""
+    path = Path(path)
+    if not path.is_file():
+        raise EventFileError(f"{path}: no such file")
+    fmt = detect_format(path)
+    reader = {"aedat4": _read_aedat4, "evt2": _read_evt, "evt3": _read_evt, "evt21": _read_evt,
+              "dat": _read_dat, "npy": _read_npy, "npz": _read_npz}[fmt]
+    events, size = reader(path, fmt)
+    if sensor_size is not None:
+        size = (int(sensor_size[0]), int(sensor_size[1]))
+    if size is None:
+        size = (int(events["x"].max()) + 1, int(events["y"].max()) + 1) if len(events) else (1, 1)
+    width, height = size
+    if len(events) and (events["x"].max() >= width or events["y"].max() >= height):
+        raise EventFileError(f"{path}: events reach x={events['x'].max()}, y={events['y'].max()}, outside the "
+                             f"{width}x{height} sensor; the file is corrupt or its size is wrong (pass sensor_size)")
+    return Recording(events, width, height, fmt, path)
+
+
+def _monotonic(t: np.ndarray) -> np.ndarray:
+    return np.maximum.accumulate(t) if len(t) else t
+
+
+def _payload(path: Path, offset: int, word_bytes: int, fmt: str) -> np.ndarray:
+    size = path.stat().st_size - offset
+    if size % word_bytes:
+        raise EventFileError(f"{path}: {fmt} data is {size} bytes, not a whole number of {word_bytes}-byte "
+                             f"words ({size % word_bytes} bytes left over): the file is truncated")
+    return np.fromfile(path, dtype=f"<u{word_bytes}", offset=offset)
+
+
+def _forward_fill(mask: np.ndarray, values: np.ndarray, initial=0) -> np.ndarray:
+    """At every index: the value at the last index <= it where mask holds (`initial` before the first)."""
+    last = np.where(mask, np.arange(len(mask)), -1)
+    np.maximum.accumulate(last, out=last)
+    return np.where(last >= 0, values[np.maximum(last, 0)], initial)
+
+
+def _read_evt(path: Path, fmt: str):
+    with open(path, "rb") as f:
+        header = read_prophesee_header(f.read(1 << 16))
+    if fmt == "evt21":
+        raise EventFileError(f"{path}: EVT 2.1 is not supported; convert it to EVT 3.0 with Metavision "
+                             "(metavision_file_to_raw) or to .dat")
+    if fmt == "evt2":
+        events = _decode_evt2(_payload(path, header.length, 4, "EVT 2.0"))
+    else:
+        events = _decode_evt3(_payload(path, header.length, 2, "EVT 3.0"))
+    return events, header.geometry
+
+
+def _decode_evt2(words: np.ndarray) -> np.ndarray:
+    """EVT 2.0: 32-bit words, type in bits 31..28; CD_OFF 0 / CD_ON 1 carry t[5:0] (27..22), x (21..11),
+    y (10..0); EVT_TIME_HIGH 8 carries t[33:6]; EXT_TRIGGER 0xA carries t[5:0] too."""
+    kind = (words >> 28).astype(np.uint8)
+    is_high = kind == 0x8
+    high = (words & 0x0FFFFFFF).astype(np.int64) << 6
+    # t[33:6] wraps after 2^34 us (4.8 h): a decrease of EVT_TIME_HIGH starts a new period.
+    high_seq = high[is_high]
+    wraps = np.zeros(len(high_seq), np.int64)
+    wraps[1:] = np.cumsum(high_seq[1:] < high_seq[:-1])
+    unwrapped = np.zeros(len(words), np.int64)
+    unwrapped[is_high] = high_seq + (wraps << 34)
+    t_high = _forward_fill(is_high, unwrapped)
+    timed = (kind <= 1) | (kind == 0xA)
+    t = np.where(timed, t_high + ((words >> 22) & 0x3F).astype(np.int64), 0)
+    t = _monotonic(t)
+    cd = kind <= 1
+    w = words[cd]
+    return make_events((w >> 11) & 0x7FF, w & 0x7FF, t[cd], kind[cd])
+
+
+def _decode_evt3(words: np.ndarray) -> np.ndarray:
+    """EVT 3.0: 16-bit words, type in bits 15..12, a stateful stream (y, time base, vector base x).
+    EVT_ADDR_Y 0 sets y; EVT_ADDR_X 2 is one event (bit 11 polarity, x); VECT_BASE_X 3 sets base x and
+    polarity; VECT_12 4 / VECT_8 5 are events at base x + set bit, then base x advances by 12 / 8;
+    EVT_TIME_LOW 6 / EVT_TIME_HIGH 8 set bits 11..0 / 23..12 of a 24-bit time that loops every 2^24 us."""
+    n = len(words)
+    kind = (words >> 12).astype(np.uint8)
+    payload = (words & 0x0FFF).astype(np.int64)
+    index = np.arange(n)
+
+    # Time: a new EVT_TIME_HIGH clears the low part; a high part falling by more than half its range is
+    # a loop of the 24-bit counter.
+    is_high, is_low = kind == 0x8, kind == 0x6
+    high_seq = payload[is_high]
+    loops = np.zeros(len(high_seq), np.int64)
+    loops[1:] = np.cumsum(high_seq[:-1] - high_seq[1:] > 2048)
+    high_full = np.zeros(n, np.int64)
+    high_full[is_high] = (loops << 24) | (high_seq << 12)
+    high_now = _forward_fill(is_high, high_full)
+    time_word = np.where(is_high, high_now, np.where(is_low, high_now | payload, 0))
+    t = _monotonic(time_word)
+
+    y = _forward_fill(kind == 0x0, payload & 0x7FF)
+
+    single = kind == 0x2
+    base = kind == 0x3
+    is_vec = (kind == 0x4) | (kind == 0x5)
+    span = np.where(kind == 0x4, 12, np.where(kind == 0x5, 8, 0))
+    before = np.cumsum(span) - span                    # vector pixels since the stream start
+    base_x = _forward_fill(base, payload & 0x7FF)
+    base_pol = _forward_fill(base, payload >> 11)
+    since_base = before - _forward_fill(base, before)
+    vec_idx = index[is_vec]
+    bits = (payload[vec_idx, None] >> np.arange(12)) & 1
+    bits[span[vec_idx] == 8, 8:] = 0
+    rows, cols = np.nonzero(bits)
+    vw = vec_idx[rows]
+
+    src = np.concatenate([index[single], vw])
+    order = np.argsort(np.concatenate([index[single] * 16, vw * 16 + cols]), kind="stable")
+    x = np.concatenate([payload[single] & 0x7FF, base_x[vw] + since_base[vw] + cols])[order]
+    p = np.concatenate([payload[single] >> 11, base_pol[vw]])[order]
+    src = src[order]
+    return make_events(x, y[src], t[src], p)
+
+
+def _read_dat(path: Path, fmt: str):
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    header = read_prophesee_header(head)
+    type_and_size = head[header.length:header.length + 2]
+    if len(type_and_size) < 2:
+        raise EventFileError(f"{path}: .dat file ends inside its header: the file is truncated")
+    ev_type, ev_size = type_and_size
+    if ev_size != 8 or ev_type not in (0x00, 0x0C):
+        raise EventFileError(f"{path}: .dat event type {ev_type:#04x} of size {ev_size} is not a CD event stream "
+                             "(expected type 0x00 or 0x0c, size 8)")
+    version = header.fields.get("Version", "2")
+    if version not in ("1", "2"):
+        raise EventFileError(f"{path}: unknown .dat Version {version!r} (known: 1, 2)")
+    words = _payload(path, header.length + 2, 8, ".dat")
+    t32 = (words & 0xFFFFFFFF).astype(np.int64)
+    # 32-bit microseconds: a drop of more than half the range is a wrap of the counter.
+    wraps = np.zeros(len(t32), np.int64)
+    wraps[1:] = np.cumsum(t32[:-1] - t32[1:] > (1 << 31))
+    t = _monotonic(t32 + (wraps << 32))
+    data = words >> 32
+    if version == "1":
+        x, y, p = data & 0x1FF, (data >> 9) & 0xFF, (data >> 17) & 0xF
+    else:
+        x, y, p = data & 0x3FFF, (data >> 14) & 0x3FFF, (data >> 28) & 0xF
+    return make_events(x, y, t, p != 0), header.geometry
+
+
+def _read_aedat4(path: Path, fmt: str):
+    try:
+        from faery.extension import aedat
+    except ImportError:
+        raise EventFileError(f"{path}: reading AEDAT4 needs the faery package: pip install 'synfab[events]'")
+    packets = []
+    try:
+        with aedat.Decoder(path) as decoder:
+            tracks = [tr for tr in decoder.tracks() if tr.data_type == "events"]
+            if not tracks:
+                raise EventFileError(f"{path}: the AEDAT4 file has no event stream (only "
+                                     f"{sorted({tr.data_type for tr in decoder.tracks()})})")
+            track = tracks[0]
+            for tr, packet in decoder:
+                if tr.id == track.id and len(packet):
+                    packets.append(packet)
+    except EventFileError:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # the Rust decoder raises RuntimeError, and pyo3 panics are BaseException
+        raise EventFileError(f"{path}: cannot decode AEDAT4: {e} (truncated or corrupt file?)") from None
+    if packets:
+        raw = np.concatenate(packets)
+        events = make_events(raw["x"], raw["y"], _monotonic(raw["t"].astype(np.int64)), raw["on"])
+    else:
+        events = np.zeros(0, EVENT_DTYPE)
+    return events, tuple(int(v) for v in track.dimensions)
+
+
+def as_events(array: np.ndarray, what: str) -> np.ndarray:
+    """Convert a structured array with fields x, y, t and p (or 'on' / 'polarity') to EVENT_DTYPE."""
+    names = array.dtype.names or ()
+    pol = next((n for n in ("p", "on", "polarity") if n in names), None)
+    if array.ndim != 1 or not {"x", "y", "t"} <= set(names) or pol is None:
+        raise EventFileError(f"{what}: expected a 1-D structured array with fields x, y, t, p; got dtype "
+                             f"{array.dtype} and shape {array.shape}")
+    if array.dtype == EVENT_DTYPE:
+        return np.ascontiguousarray(array)
+    return make_events(array["x"], array["y"], array["t"], array[pol].astype(bool))
+
+
+def _load_numpy(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise EventFileError(f"{path}: cannot load as numpy data: {e} (truncated or corrupt file?)") from None
+
+
+def _read_npy(path: Path, fmt: str):
+    return as_events(_load_numpy(path), str(path)), None
+
+
+def _read_npz(path: Path, fmt: str):
+    npz = _load_numpy(path)
+    if not hasattr(npz, "files"):
+        raise EventFileError(f"{path}: expected an .npz archive")
+    with npz:
+        if "events" not in npz.files:
+            raise EventFileError(f"{path}: no 'events' array in the archive (it has {npz.files}); write it with "
+                                 "synfab.events.write")
+        try:
+            events = as_events(npz["events"], str(path))
+            size = (int(npz["width"]), int(npz["height"])) if {"width", "height"} <= set(npz.files) else None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise EventFileError(f"{path}: cannot load the archive's arrays: {e} (truncated or corrupt?)") from None
+    return events, size
