@@ -7,7 +7,8 @@ import numpy as np
 
 from .core import EventFileError, Recording, check_events
 
-WRITABLE = (".npz", ".npy", ".raw")
+WRITTEN_FORMAT = {".npz": "npz", ".npy": "npy", ".raw": "evt2"}
+WRITABLE = tuple(WRITTEN_FORMAT)
 
 
 def write(path, recording: Recording) -> Path:
@@ -20,7 +21,7 @@ def write(path, recording: Recording) -> Path:
         # Plain arrays only, so the file loads without pickle.
         with open(path, "wb") as f:
             np.savez(f, events=recording.events, width=np.int64(recording.width),
-                     height=np.int64(recording.height), format=np.str_(recording.format))
+                     height=np.int64(recording.height), source_format=np.str_(recording.format))
     elif suffix == ".npy":
         with open(path, "wb") as f:
             np.save(f, recording.events, allow_pickle=False)
@@ -37,8 +38,9 @@ def encode_evt2(events: np.ndarray) -> np.ndarray:
     (t[33:6]) before every event whose t[33:6] differs from the previous event's, then a CD word."""
     check_events(events)
     t = events["t"]
-    if len(t) and (t.min() < 0 or np.any(t[1:] < t[:-1])):
-        raise EventFileError("EVT 2.0 needs timestamps >= 0 in time order; shift and sort the events first")
+    if len(t) and (t.min() < 0 or t.max() >= 1 << 34 or np.any(t[1:] < t[:-1])):
+        raise EventFileError("EVT 2.0 holds time-ordered timestamps in 0 .. 2^34-1 us; sort the events and "
+                             "shift them to start near 0 (convert --zero-time)")
     if len(t) and max(int(events["x"].max()), int(events["y"].max())) >= 2048:
         raise EventFileError("EVT 2.0 holds x and y below 2048; crop or downsample the events first")
     high = (t >> 6).astype(np.uint64)
