@@ -5,6 +5,7 @@ checks its sha256, extracts the one member, checks that sha256 too, and caches t
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -74,6 +75,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _temp_file(directory: Path) -> Path:
+    """A new empty file beside the final one, so the final rename is atomic."""
+    fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
+    os.close(fd)
+    return Path(name)
+
+
 def _cache_dir(cache_dir) -> Path:
     d = Path(cache_dir if cache_dir is not None else os.environ.get("SYNFAB_SAMPLES", DEFAULT_CACHE)).expanduser()
     d.mkdir(parents=True, exist_ok=True)
@@ -85,7 +93,7 @@ def _archive(key: str, cache: Path) -> Path:
     path = cache / Path(archive.url).name
     if path.is_file() and _sha256(path) == archive.sha256:
         return path
-    tmp = Path(tempfile.mkstemp(dir=cache, suffix=".part")[1])
+    tmp = _temp_file(cache)
     try:
         with urllib.request.urlopen(archive.url, timeout=60) as response, open(tmp, "wb") as f:
             shutil.copyfileobj(response, f)
@@ -102,6 +110,22 @@ def _archive(key: str, cache: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _locked(cache: Path):
+    """One download at a time per cache (parallel test workers share it)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: atomic renames still keep the cache consistent
+        yield
+        return
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def fetch(name: str | None = None, cache_dir=None) -> Path:
     """Path of the cached sample `name` (default: the small DVXplorer recording), downloading it if needed.
     `cache_dir` defaults to $SYNFAB_SAMPLES or ~/.cache/synfab/samples."""
@@ -113,8 +137,15 @@ def fetch(name: str | None = None, cache_dir=None) -> Path:
     target = cache / f"{name}{Path(sample.member).suffix}"
     if target.is_file() and _sha256(target) == sample.sha256:
         return target
-    archive = _archive(sample.archive, cache)
-    tmp = Path(tempfile.mkstemp(dir=cache, suffix=".part")[1])
+    with _locked(cache):
+        if not (target.is_file() and _sha256(target) == sample.sha256):
+            _extract(name, sample, _archive(sample.archive, cache), target)
+    return target
+
+
+def _extract(name: str, sample: Sample, archive: Path, target: Path) -> None:
+    cache = target.parent
+    tmp = _temp_file(cache)
     try:
         with tarfile.open(archive, "r:gz") as tar:
             source = tar.extractfile(sample.member)
@@ -131,4 +162,3 @@ def fetch(name: str | None = None, cache_dir=None) -> Path:
         raise SynfabError(f"samples: {sample.member} is missing from {archive.name}") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return target
