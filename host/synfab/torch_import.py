@@ -12,6 +12,7 @@ import operator
 
 import numpy as np
 
+from .errors import SynfabError
 from .ir import UNSUPPORTED_HINT, Network, NetworkError, Node
 
 
@@ -38,10 +39,14 @@ def _bind(fn, args, kwargs) -> dict:
 
 class _Importer:
     def __init__(self, module, input_shape):
-        import torch
-        import torch.fx
-        import torch.nn as nn
-        import torch.nn.functional as F
+        try:
+            import torch
+            import torch.fx
+            import torch.nn as nn
+            import torch.nn.functional as F
+        except ImportError:
+            raise SynfabError("importing a PyTorch module needs torch: pip install 'synfab[torch]' "
+                              "(or save the network with synfab.netfile)")
         self.torch, self.nn, self.F = torch, nn, F
         try:
             self.gm = torch.fx.symbolic_trace(module)
