@@ -39,8 +39,6 @@ WCONST_MAX = 127            # constant weights are stored in the signed 8-bit ES
 POW2_STEPS = (1, 2, 4, 8)   # strides and upsampling factors the PEG/ESU shift by
 MAX_KERNEL = 15
 MAX_PAD = 15
-# Populations: float ops that become neurons; the others are folded away.
-POPULATION_OPS = ("conv", "dense", "sumpool", "avgpool", "add", "upsample")
 
 
 # ---------------------------------------------------------------------------------------

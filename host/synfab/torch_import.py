@@ -180,7 +180,7 @@ class _Importer:
 
     # -- graph walk ----------------------------------------------------------------------
     def run(self) -> Network:
-        nn, F, torch = self.nn, self.F, self.torch
+        torch = self.torch
         graph = self.gm.graph
         for node in graph.nodes:
             self.users[node.name] = len(node.users)
