@@ -1,0 +1,1 @@
+"""The neuron core: ESU, neuron unit, evaluation unit and PEG."""
