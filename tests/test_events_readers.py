@@ -9,11 +9,16 @@ from hypothesis import given, settings, strategies as st
 from synfab.errors import SynfabError
 from synfab.events import EVENT_DTYPE, EventFileError, Recording, make_events, read, write
 from synfab.events import samples
+from synfab.events.readers import DatDecoder, Evt2Decoder, Evt3Decoder
 from synfab.events.writers import encode_evt2
 
 
 def rows(events):
     return [tuple(int(v) for v in e) for e in events[["x", "y", "t", "p"]]]
+
+
+def decode_in_chunks(decoder, words, size):
+    return np.concatenate([decoder.decode(words[i:i + size]) for i in range(0, len(words), size)])
 
 
 def evt3_word(kind, payload):
@@ -46,9 +51,12 @@ def test_evt3_hand_built_stream(tmp_path):
                      + np.array(words, "<u2").tobytes())
     rec = read(path)
     assert (rec.format, rec.width, rec.height) == ("evt3", 32, 8)
-    assert rows(rec.events) == [
-        (3, 7, 4101, 1), (10, 7, 4101, 0), (12, 7, 4101, 0), (21, 7, 4101, 0), (22, 7, 4101, 0),
-        (4, 2, 4105, 0), (5, 2, 16773120, 1), (6, 2, 16777219, 1)]
+    expected = [(3, 7, 4101, 1), (10, 7, 4101, 0), (12, 7, 4101, 0), (21, 7, 4101, 0), (22, 7, 4101, 0),
+                (4, 2, 4105, 0), (5, 2, 16773120, 1), (6, 2, 16777219, 1)]
+    assert rows(rec.events) == expected
+    # The decoder state (y, time, loops, vector base) carries across chunk boundaries, down to 1 word.
+    for size in (1, 2, 3, 5):
+        assert rows(decode_in_chunks(Evt3Decoder(), np.array(words, "<u2"), size)) == expected
 
 
 def test_evt2_hand_built_stream_with_time_wrap(tmp_path):
@@ -66,7 +74,10 @@ def test_evt2_hand_built_stream_with_time_wrap(tmp_path):
     path.write_bytes(b"% evt 2.0\n% geometry 2048x16\n" + np.array(words, "<u4").tobytes())
     rec = read(path)
     assert (rec.format, rec.width, rec.height) == ("evt2", 2048, 16)
-    assert rows(rec.events) == [(5, 6, 643, 1), (2047, 0, 703, 0), (0, 1, 2**34 - 63, 1), (9, 15, 2**34 + 2, 0)]
+    expected = [(5, 6, 643, 1), (2047, 0, 703, 0), (0, 1, 2**34 - 63, 1), (9, 15, 2**34 + 2, 0)]
+    assert rows(rec.events) == expected
+    for size in (1, 2, 3):
+        assert rows(decode_in_chunks(Evt2Decoder(), np.array(words, "<u4"), size)) == expected
 
 
 def dat_bytes(header, words):
@@ -80,6 +91,8 @@ def test_dat_version2_and_version1(tmp_path):
         (((0 << 28) | (2 << 14) | 1) << 32) | 5,          # 32-bit counter wrapped: t = 2^32 + 5
     ]))
     assert rows(read(v2).events) == [(63, 31, 0xFFFFFFF0, 1), (1, 2, 2**32 + 5, 0)]
+    words = np.frombuffer(v2.read_bytes()[-16:], "<u8")
+    assert rows(decode_in_chunks(DatDecoder("2"), words, 1)) == [(63, 31, 0xFFFFFFF0, 1), (1, 2, 2**32 + 5, 0)]
     assert read(v2).sensor_size == (64, 32)
     v1 = tmp_path / "v1.dat"
     v1.write_bytes(dat_bytes(b"% Version 1\n% Width 304\n% Height 240\n", [
@@ -139,14 +152,13 @@ events_strategy = st.lists(st.tuples(st.integers(0, 2047), st.integers(0, 2047),
 @settings(max_examples=60, deadline=None)
 @given(events_strategy, st.integers(0, 2**34 - 10**6))
 def test_evt2_encode_decode_round_trip(items, start):
-    from synfab.events.readers import _decode_evt2
     items.sort(key=lambda e: e[2])
     ev = make_events([e[0] for e in items], [e[1] for e in items], [start + e[2] for e in items],
                      [e[3] for e in items])
     words = encode_evt2(ev)
     # Exactly one TIME_HIGH word per distinct t >> 6 run, one CD word per event.
     assert len(words) == len(ev) + len({(start + e[2]) >> 6 for e in items})
-    assert rows(_decode_evt2(words)) == rows(ev)
+    assert rows(Evt2Decoder().decode(words)) == rows(ev)
 
 
 def test_writers_refuse_what_the_format_cannot_hold(tmp_path):
@@ -259,6 +271,17 @@ def test_prophesee_decoders_match_faery(name):
     assert len(ev) == len(ref)
     for ours, theirs in (("x", "x"), ("y", "y"), ("t", "t"), ("p", "on")):
         assert np.array_equal(ev[ours].astype(np.int64), ref[theirs].astype(np.int64)), ours
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, decoder, offset", [("evt3", Evt3Decoder, 225), ("evt2", Evt2Decoder, 166)])
+def test_chunked_decoding_of_real_streams(name, decoder, offset):
+    # Header lengths as counted in the files; chunk sizes that split vectors and time words anywhere.
+    words = np.fromfile(samples.fetch(name), dtype=decoder.word, offset=offset)
+    whole = decoder().decode(words)
+    assert len(whole) > 100_000
+    for size in (4099, 65_537):
+        assert np.array_equal(decode_in_chunks(decoder(), words, size), whole)
 
 
 @pytest.mark.slow

@@ -134,14 +134,6 @@ def _monotonic(t: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(t) if len(t) else t
 
 
-def _payload(path: Path, offset: int, word_bytes: int, fmt: str) -> np.ndarray:
-    size = path.stat().st_size - offset
-    if size % word_bytes:
-        raise EventFileError(f"{path}: {fmt} data is {size} bytes, not a whole number of {word_bytes}-byte "
-                             f"words ({size % word_bytes} bytes left over): the file is truncated")
-    return np.fromfile(path, dtype=f"<u{word_bytes}", offset=offset)
-
-
 def _forward_fill(mask: np.ndarray, values: np.ndarray, initial=0) -> np.ndarray:
     """At every index: the value at the last index <= it where mask holds (`initial` before the first)."""
     last = np.where(mask, np.arange(len(mask)), -1)
@@ -149,87 +141,171 @@ def _forward_fill(mask: np.ndarray, values: np.ndarray, initial=0) -> np.ndarray
     return np.where(last >= 0, values[np.maximum(last, 0)], initial)
 
 
-def _read_evt(path: Path, fmt: str):
+def _decode_file(path: Path, offset: int, decoder, chunk_words: int) -> np.ndarray:
+    """Run a stateful word decoder over the file in chunks, so memory stays bounded for long recordings."""
+    word_bytes = decoder.word.itemsize
+    size = path.stat().st_size - offset
+    if size % word_bytes:
+        raise EventFileError(f"{path}: {decoder.name} data is {size} bytes, not a whole number of {word_bytes}-byte "
+                             f"words ({size % word_bytes} bytes left over): the file is truncated")
+    parts = []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while True:
+            words = np.fromfile(f, dtype=decoder.word, count=chunk_words)
+            if len(words) == 0:
+                break
+            parts.append(decoder.decode(words))
+    return np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
+
+
+class Evt2Decoder:
+    """EVT 2.0: 32-bit words, type in bits 31..28; CD_OFF 0 / CD_ON 1 carry t[5:0] (27..22), x (21..11),
+    y (10..0); EVT_TIME_HIGH 8 carries t[33:6]; EXT_TRIGGER 0xA carries t[5:0] too.
+    `decode` takes consecutive chunks of one stream; state carries over."""
+    name = "EVT 2.0"
+    word = np.dtype("<u4")
+
+    def __init__(self):
+        self.high = 0          # unwrapped t[63:6] << 6 of the last EVT_TIME_HIGH
+        self.last_raw = None   # its raw 28-bit field, to see the 2^34 us wrap
+        self.wraps = 0
+        self.t = 0             # running maximum
+
+    def decode(self, words: np.ndarray) -> np.ndarray:
+        if len(words) == 0:
+            return np.zeros(0, EVENT_DTYPE)
+        kind = (words >> 28).astype(np.uint8)
+        is_high = kind == 0x8
+        raw = (words[is_high] & 0x0FFFFFFF).astype(np.int64)
+        # t[33:6] wraps after 2^34 us (4.8 h): a decrease of EVT_TIME_HIGH starts a new period.
+        prev = np.concatenate([[raw[0] if self.last_raw is None else self.last_raw], raw[:-1]]) if len(raw) else raw
+        wraps = self.wraps + np.cumsum(raw < prev)
+        high = np.zeros(len(words), np.int64)
+        high[is_high] = (raw << 6) + (wraps << 34)
+        t_high = _forward_fill(is_high, high, self.high)
+        timed = (kind <= 1) | (kind == 0xA)
+        t = np.maximum(_monotonic(np.where(timed, t_high + ((words >> 22) & 0x3F).astype(np.int64), 0)), self.t)
+        if len(raw):
+            self.last_raw, self.wraps, self.high = int(raw[-1]), int(wraps[-1]), int(t_high[-1])
+        self.t = int(t[-1])
+        cd = kind <= 1
+        w = words[cd]
+        return make_events((w >> 11) & 0x7FF, w & 0x7FF, t[cd], kind[cd])
+
+
+class Evt3Decoder:
+    """EVT 3.0: 16-bit words, type in bits 15..12, a stateful stream (y, time base, vector base x).
+    EVT_ADDR_Y 0 sets y; EVT_ADDR_X 2 is one event (bit 11 polarity, x); VECT_BASE_X 3 sets base x and
+    polarity; VECT_12 4 / VECT_8 5 are events at base x + set bit, then base x advances by 12 / 8;
+    EVT_TIME_LOW 6 / EVT_TIME_HIGH 8 set bits 11..0 / 23..12 of a 24-bit time that loops every 2^24 us.
+    `decode` takes consecutive chunks of one stream; state carries over."""
+    name = "EVT 3.0"
+    word = np.dtype("<u2")
+
+    def __init__(self):
+        self.high = 0           # (loops << 24) | (time_high << 12) of the last EVT_TIME_HIGH
+        self.last_raw = None    # its raw 12-bit field, to see loops
+        self.loops = 0
+        self.t = 0              # running maximum
+        self.y = 0
+        self.base_x = 0
+        self.base_pol = 0
+        self.since_base = 0     # vector pixels since the last VECT_BASE_X
+
+    def decode(self, words: np.ndarray) -> np.ndarray:
+        if len(words) == 0:
+            return np.zeros(0, EVENT_DTYPE)
+        n = len(words)
+        kind = (words >> 12).astype(np.uint8)
+        payload = (words & 0x0FFF).astype(np.int64)
+        index = np.arange(n)
+
+        # Time: a new EVT_TIME_HIGH clears the low part; a high part falling by more than half its range
+        # is a loop of the 24-bit counter.
+        is_high, is_low = kind == 0x8, kind == 0x6
+        raw = payload[is_high]
+        prev = np.concatenate([[raw[0] if self.last_raw is None else self.last_raw], raw[:-1]]) if len(raw) else raw
+        loops = self.loops + np.cumsum(prev - raw > 2048)
+        high = np.zeros(n, np.int64)
+        high[is_high] = (loops << 24) | (raw << 12)
+        high_now = _forward_fill(is_high, high, self.high)
+        t = np.where(is_high, high_now, np.where(is_low, high_now | payload, 0))
+        t = np.maximum(_monotonic(t), self.t)
+
+        y = _forward_fill(kind == 0x0, payload & 0x7FF, self.y)
+
+        single = kind == 0x2
+        base = kind == 0x3
+        is_vec = (kind == 0x4) | (kind == 0x5)
+        span = np.where(kind == 0x4, 12, np.where(kind == 0x5, 8, 0))
+        before = np.cumsum(span) - span                  # vector pixels in this chunk before each word
+        base_x = _forward_fill(base, payload & 0x7FF, self.base_x)
+        base_pol = _forward_fill(base, payload >> 11, self.base_pol)
+        since_base = before - _forward_fill(base, before, -self.since_base)
+        vec_idx = index[is_vec]
+        bits = (words[vec_idx, None] >> np.arange(12, dtype=np.uint16)) & 1
+        bits[span[vec_idx] == 8, 8:] = 0
+        rows, cols = np.nonzero(bits)
+        vw = vec_idx[rows]
+
+        if len(raw):
+            self.last_raw, self.loops = int(raw[-1]), int(loops[-1])
+        self.high, self.t, self.y = int(high_now[-1]), int(t[-1]), int(y[-1])
+        self.base_x, self.base_pol = int(base_x[-1]), int(base_pol[-1])
+        self.since_base = int(since_base[-1] + span[-1])
+
+        src = np.concatenate([index[single], vw])
+        order = np.argsort(np.concatenate([index[single] * 16, vw * 16 + cols]), kind="stable")
+        x = np.concatenate([payload[single] & 0x7FF, base_x[vw] + since_base[vw] + cols])[order]
+        p = np.concatenate([payload[single] >> 11, base_pol[vw]])[order]
+        src = src[order]
+        return make_events(x, y[src], t[src], p)
+
+
+class DatDecoder:
+    """.dat CD events: 64-bit words, t in bits 31..0 (microseconds, wrapping every 2^32), then
+    version 2: x (45..32), y (59..46), p (63..60); version 1: x (40..32), y (48..41), p (52..49)."""
+    name = ".dat"
+    word = np.dtype("<u8")
+
+    def __init__(self, version: str):
+        self.version = version
+        self.last = None        # last raw 32-bit time, to see wraps
+        self.wraps = 0
+        self.t = 0
+
+    def decode(self, words: np.ndarray) -> np.ndarray:
+        if len(words) == 0:
+            return np.zeros(0, EVENT_DTYPE)
+        t32 = (words & 0xFFFFFFFF).astype(np.int64)
+        prev = np.concatenate([[t32[0] if self.last is None else self.last], t32[:-1]])
+        # A drop of more than half the range is a wrap of the 32-bit counter.
+        wraps = self.wraps + np.cumsum(prev - t32 > (1 << 31))
+        t = np.maximum(_monotonic(t32 + (wraps << 32)), self.t)
+        self.last, self.wraps, self.t = int(t32[-1]), int(wraps[-1]), int(t[-1])
+        data = words >> 32
+        if self.version == "1":
+            x, y, p = data & 0x1FF, (data >> 9) & 0xFF, (data >> 17) & 0xF
+        else:
+            x, y, p = data & 0x3FFF, (data >> 14) & 0x3FFF, (data >> 28) & 0xF
+        return make_events(x, y, t, p != 0)
+
+
+CHUNK_WORDS = 1 << 22
+
+
+def _read_evt(path: Path, fmt: str, chunk_words: int = CHUNK_WORDS):
     with open(path, "rb") as f:
         header = read_prophesee_header(f.read(1 << 16))
     if fmt == "evt21":
         raise EventFileError(f"{path}: EVT 2.1 is not supported; convert it to EVT 3.0 with Metavision "
                              "(metavision_file_to_raw) or to .dat")
-    if fmt == "evt2":
-        events = _decode_evt2(_payload(path, header.length, 4, "EVT 2.0"))
-    else:
-        events = _decode_evt3(_payload(path, header.length, 2, "EVT 3.0"))
-    return events, header.geometry
+    decoder = Evt2Decoder() if fmt == "evt2" else Evt3Decoder()
+    return _decode_file(path, header.length, decoder, chunk_words), header.geometry
 
 
-def _decode_evt2(words: np.ndarray) -> np.ndarray:
-    """EVT 2.0: 32-bit words, type in bits 31..28; CD_OFF 0 / CD_ON 1 carry t[5:0] (27..22), x (21..11),
-    y (10..0); EVT_TIME_HIGH 8 carries t[33:6]; EXT_TRIGGER 0xA carries t[5:0] too."""
-    kind = (words >> 28).astype(np.uint8)
-    is_high = kind == 0x8
-    high = (words & 0x0FFFFFFF).astype(np.int64) << 6
-    # t[33:6] wraps after 2^34 us (4.8 h): a decrease of EVT_TIME_HIGH starts a new period.
-    high_seq = high[is_high]
-    wraps = np.zeros(len(high_seq), np.int64)
-    wraps[1:] = np.cumsum(high_seq[1:] < high_seq[:-1])
-    unwrapped = np.zeros(len(words), np.int64)
-    unwrapped[is_high] = high_seq + (wraps << 34)
-    t_high = _forward_fill(is_high, unwrapped)
-    timed = (kind <= 1) | (kind == 0xA)
-    t = np.where(timed, t_high + ((words >> 22) & 0x3F).astype(np.int64), 0)
-    t = _monotonic(t)
-    cd = kind <= 1
-    w = words[cd]
-    return make_events((w >> 11) & 0x7FF, w & 0x7FF, t[cd], kind[cd])
-
-
-def _decode_evt3(words: np.ndarray) -> np.ndarray:
-    """EVT 3.0: 16-bit words, type in bits 15..12, a stateful stream (y, time base, vector base x).
-    EVT_ADDR_Y 0 sets y; EVT_ADDR_X 2 is one event (bit 11 polarity, x); VECT_BASE_X 3 sets base x and
-    polarity; VECT_12 4 / VECT_8 5 are events at base x + set bit, then base x advances by 12 / 8;
-    EVT_TIME_LOW 6 / EVT_TIME_HIGH 8 set bits 11..0 / 23..12 of a 24-bit time that loops every 2^24 us."""
-    n = len(words)
-    kind = (words >> 12).astype(np.uint8)
-    payload = (words & 0x0FFF).astype(np.int64)
-    index = np.arange(n)
-
-    # Time: a new EVT_TIME_HIGH clears the low part; a high part falling by more than half its range is
-    # a loop of the 24-bit counter.
-    is_high, is_low = kind == 0x8, kind == 0x6
-    high_seq = payload[is_high]
-    loops = np.zeros(len(high_seq), np.int64)
-    loops[1:] = np.cumsum(high_seq[:-1] - high_seq[1:] > 2048)
-    high_full = np.zeros(n, np.int64)
-    high_full[is_high] = (loops << 24) | (high_seq << 12)
-    high_now = _forward_fill(is_high, high_full)
-    time_word = np.where(is_high, high_now, np.where(is_low, high_now | payload, 0))
-    t = _monotonic(time_word)
-
-    y = _forward_fill(kind == 0x0, payload & 0x7FF)
-
-    single = kind == 0x2
-    base = kind == 0x3
-    is_vec = (kind == 0x4) | (kind == 0x5)
-    span = np.where(kind == 0x4, 12, np.where(kind == 0x5, 8, 0))
-    before = np.cumsum(span) - span                    # vector pixels since the stream start
-    base_x = _forward_fill(base, payload & 0x7FF)
-    base_pol = _forward_fill(base, payload >> 11)
-    since_base = before - _forward_fill(base, before)
-    vec_idx = index[is_vec]
-    bits = (payload[vec_idx, None] >> np.arange(12)) & 1
-    bits[span[vec_idx] == 8, 8:] = 0
-    rows, cols = np.nonzero(bits)
-    vw = vec_idx[rows]
-
-    src = np.concatenate([index[single], vw])
-    order = np.argsort(np.concatenate([index[single] * 16, vw * 16 + cols]), kind="stable")
-    x = np.concatenate([payload[single] & 0x7FF, base_x[vw] + since_base[vw] + cols])[order]
-    p = np.concatenate([payload[single] >> 11, base_pol[vw]])[order]
-    src = src[order]
-    return make_events(x, y[src], t[src], p)
-
-
-def _read_dat(path: Path, fmt: str):
+def _read_dat(path: Path, fmt: str, chunk_words: int = CHUNK_WORDS):
     with open(path, "rb") as f:
         head = f.read(1 << 16)
     header = read_prophesee_header(head)
@@ -243,18 +319,7 @@ def _read_dat(path: Path, fmt: str):
     version = header.fields.get("Version", "2")
     if version not in ("1", "2"):
         raise EventFileError(f"{path}: unknown .dat Version {version!r} (known: 1, 2)")
-    words = _payload(path, header.length + 2, 8, ".dat")
-    t32 = (words & 0xFFFFFFFF).astype(np.int64)
-    # 32-bit microseconds: a drop of more than half the range is a wrap of the counter.
-    wraps = np.zeros(len(t32), np.int64)
-    wraps[1:] = np.cumsum(t32[:-1] - t32[1:] > (1 << 31))
-    t = _monotonic(t32 + (wraps << 32))
-    data = words >> 32
-    if version == "1":
-        x, y, p = data & 0x1FF, (data >> 9) & 0xFF, (data >> 17) & 0xF
-    else:
-        x, y, p = data & 0x3FFF, (data >> 14) & 0x3FFF, (data >> 28) & 0xF
-    return make_events(x, y, t, p != 0), header.geometry
+    return _decode_file(path, header.length + 2, DatDecoder(version), chunk_words), header.geometry
 
 
 def _read_aedat4(path: Path, fmt: str):
