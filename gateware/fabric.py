@@ -1,0 +1,304 @@
+"""The fabric: mesh of neuron cores, input port, frame sequencer, global registers, host bus.
+
+Input beats (layouts.STREAM_EVENT on `.sink`): an event beat in range (x < in_w, y < in_h,
+c < in_c) goes through the input PEG (entries 0 .. input_peg_count-1) into the mesh at core 0's
+router; an event beat out of range is dropped and counted (`input_dropped`); a beat with eof=1
+ends the frame (TLAST is carried along but the eof bit is what counts).
+
+Frame end (the sequencer): stop taking input, wait until the fabric is drained, then for each
+layer L < n_layers pulse `eval_start` with `eval_layer` = L to every core and wait until drained
+again, then send one beat with eof=1 and TLAST on `.source` and count the frame. Drained is exact:
+the input PEG is idle, the mesh counts no packet between its ports, and every core is idle.
+Output beats are the HOST packets leaving the mesh at core 0, as (x, y, c, d, tag=syn).
+
+Registers (RegisterMap): writes saturate each register to its largest meaningful value (reads
+show what the hardware uses). ctrl bit 0 clears every counter, the cores' too, and layer_spikes.
+status bit 0 (RegisterMap.STATUS_BUSY) is set while a frame is being finished or anything is in
+flight. Global counters: cycles (clock cycles since the last clear), frames, events_in (event
+beats received, in range or not), events_out (output event beats sent), input_dropped. Counters
+wrap at 32 bits. Reads and writes of unmapped addresses answer a wishbone error.
+"""
+from __future__ import annotations
+
+from migen import Case, Cat, Constant, If, Memory, Signal
+from litex.gen import LiteXModule
+from litex.soc.interconnect import stream, wishbone
+from migen.genlib.fsm import FSM, NextState, NextValue
+
+from synfab.config import FabricConfig
+from synfab.layouts import (GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_BITS, STREAM_EVENT,
+                            RegisterMap)
+
+from .common import as_signed, pack, unpack
+from .core.peg import PEG
+from .noc import Mesh
+
+BEAT = [("data", STREAM_BITS)]
+WORD = 4   # bytes per bus word
+
+
+def _count(bits):
+    """Number of set 1-bit signals, as an expression (0 when there are none)."""
+    return sum(bits) if bits else 0
+
+
+class _Slave:
+    """One decoded target of the fabric bus: `hit` selects it, `local` is its word address."""
+
+    def __init__(self, bus, hit, local):
+        self.bus, self.hit, self.local = bus, hit, local
+
+
+class Fabric(LiteXModule):
+    def __init__(self, cfg: FabricConfig, core_factory=None):
+        """`core_factory(cfg, core_id)` builds each core (default: NeuronCore)."""
+        if core_factory is None:
+            from .core.core import NeuronCore
+            core_factory = NeuronCore
+        self.cfg = cfg
+        self.regmap = regmap = RegisterMap(cfg)
+        self.bus = wishbone.Interface(data_width=32, adr_width=regmap.addr_bits - 2, addressing="word")
+        self.sink = stream.Endpoint(BEAT)
+        self.source = stream.Endpoint(BEAT)
+        self.busy = Signal()
+
+        # # #
+
+        self.mesh = mesh = Mesh(cfg)
+        self.cores = cores = [core_factory(cfg, i) for i in range(cfg.n_cores)]
+        for i, core in enumerate(cores):
+            self.add_module(f"core{i}", core)
+            self.comb += [core.source.connect(mesh.sinks[i]), mesh.sources[i].connect(core.sink)]
+        self.input_peg = peg = PEG(cfg, cfg.input_peg_entries, regmap.input_peg.stride)
+        self.comb += peg.source.connect(mesh.host_sink)
+
+        # -- registers -------------------------------------------------------------------------
+        limits = {
+            "threshold": (1 << cfg.event_bits) - 1,
+            "in_w": 1 << cfg.coord_bits, "in_h": 1 << cfg.coord_bits, "in_c": 1 << cfg.chan_bits,
+            "input_peg_count": cfg.input_peg_entries,
+            "n_layers": RegisterMap.MAX_LAYERS,
+        }
+        regs = {name: Signal(max=limit + 1, name=f"reg_{name}") for name, limit in limits.items()}
+        self.regs = regs
+        clear = Signal()      # one-cycle pulse: clear every counter
+        counters = {name: Signal(32, name=f"cnt_{name}") for name in GLOBAL_COUNTERS}
+        self.counters = counters
+
+        # -- input port --------------------------------------------------------------------------
+        beat = unpack(STREAM_EVENT, self.sink.data)
+        accepting = Signal()  # the sequencer takes input only between frames' ends
+        in_range = Signal()
+        self.comb += in_range.eq((beat["x"] < regs["in_w"]) & (beat["y"] < regs["in_h"])
+                                 & (beat["c"] < regs["in_c"]))
+        is_eof = beat["eof"]
+        d_in = as_signed(self, beat["d"])
+        self.comb += [
+            peg.sink.valid.eq(self.sink.valid & accepting & ~is_eof & in_range),
+            peg.sink.x.eq(beat["x"]), peg.sink.y.eq(beat["y"]), peg.sink.c.eq(beat["c"]),
+            peg.sink.d.eq(d_in),
+            peg.sink.base.eq(0), peg.sink.count.eq(regs["input_peg_count"]),
+            self.sink.ready.eq(accepting & (is_eof | ~in_range | peg.sink.ready)),
+        ]
+        took = Signal()
+        self.comb += took.eq(self.sink.valid & self.sink.ready)
+        eof_taken = Signal()
+        self.comb += eof_taken.eq(took & is_eof)
+
+        # -- drained, busy -------------------------------------------------------------------------
+        drained = Signal()
+        self.comb += drained.eq(peg.idle & mesh.idle & _all([c.idle for c in cores]))
+
+        # -- sequencer -------------------------------------------------------------------------
+        layer = Signal(max=RegisterMap.MAX_LAYERS + 1)
+        eval_start = Signal()
+        evaluating = Signal()  # spikes now belong to layer_spikes[layer]
+        write_back = Signal()  # layer `layer` is done: add its spikes to layer_spikes
+        eof_out = Signal()     # the output carries the end-of-frame beat
+        self.fsm = fsm = FSM(reset_state="RUN")
+        fsm.act("RUN",
+            accepting.eq(1),
+            If(eof_taken, NextState("DRAIN")),
+        )
+        fsm.act("DRAIN",
+            NextValue(layer, 0),
+            If(drained,
+                If(regs["n_layers"] == 0, NextState("EOF")).Else(NextState("EVAL")),
+            ),
+        )
+        fsm.act("EVAL",
+            eval_start.eq(1), evaluating.eq(1),
+            NextState("WAIT"),
+        )
+        fsm.act("WAIT",
+            evaluating.eq(1),
+            If(drained,
+                write_back.eq(1),
+                NextValue(layer, layer + 1),
+                If(layer + 1 >= regs["n_layers"], NextState("EOF")).Else(NextState("EVAL")),
+            ),
+        )
+        fsm.act("EOF",
+            eof_out.eq(1),
+            If(self.source.ready, NextState("RUN")),
+        )
+        self.comb += self.busy.eq(~fsm.ongoing("RUN") | ~drained)
+        for core in cores:
+            self.comb += [core.eval_start.eq(eval_start), core.eval_layer.eq(layer),
+                          core.threshold.eq(regs["threshold"]), core.clear_counters.eq(clear)]
+
+        # -- output port -------------------------------------------------------------------------
+        host = mesh.host_source
+        d_out = as_signed(self, host.d)
+        fields = {f.name: f.width for f in STREAM_EVENT.fields}
+        event_word = pack(STREAM_EVENT, **{n: _fit(self, v, fields[n]) for n, v in
+                                           dict(x=host.x, y=host.y, c=host.c, d=d_out, tag=host.syn).items()})
+        eof_word = pack(STREAM_EVENT, eof=Constant(1, 1))
+        self.comb += [
+            If(eof_out,
+                self.source.valid.eq(1), self.source.last.eq(1), self.source.data.eq(eof_word),
+            ).Else(
+                self.source.valid.eq(host.valid), self.source.data.eq(event_word),
+                host.ready.eq(self.source.ready),
+            ),
+        ]
+
+        # -- counters ----------------------------------------------------------------------------
+        increments = {
+            "cycles": 1,
+            "frames": eof_out & self.source.ready,
+            "events_in": took & ~is_eof,
+            "events_out": host.valid & host.ready,
+            "input_dropped": took & ~is_eof & ~in_range,
+        }
+        for name, cnt in counters.items():
+            self.sync += If(clear, cnt.eq(0)).Else(cnt.eq(cnt + increments[name]))
+
+        # -- layer_spikes: a memory plus a 'written since clear' bit per layer (clear in one cycle) -
+        n_lay = RegisterMap.MAX_LAYERS
+        self.specials.layer_mem = layer_mem = Memory(32, n_lay, name="layer_spikes")
+        rmw = layer_mem.get_port(write_capable=True)
+        bus_rd = layer_mem.get_port()
+        self.specials += rmw, bus_rd
+        written = Signal(n_lay)
+        running = Signal(32)   # spikes of the layer being evaluated
+        spikes_now = _count([c.spike for c in cores])
+        stored = Signal(32)
+        self.comb += [
+            rmw.adr.eq(layer),
+            stored.eq(0),
+            If((written >> layer)[0], stored.eq(rmw.dat_r)),
+            rmw.dat_w.eq(stored + running),
+            rmw.we.eq(write_back),
+        ]
+        self.sync += [
+            If(eval_start, running.eq(spikes_now)).Elif(evaluating, running.eq(running + spikes_now)),
+            If(clear, written.eq(0), running.eq(0)).Elif(write_back, written.eq(written | (1 << layer))),
+        ]
+
+        # -- host bus ----------------------------------------------------------------------------
+        regs_bus = wishbone.Interface(data_width=32, adr_width=regmap.addr_bits - 2, addressing="word")
+        slaves = [_Slave(regs_bus, self._in_words(self.bus.adr, 0, regmap.input_peg.base), self.bus.adr)]
+        slaves.append(self._window_slave(peg.table.bus, regmap.input_peg.base, regmap.input_peg.size))
+        for i, core in enumerate(cores):
+            slaves += self._core_slaves(core.bus, regmap, regmap.core_base(i))
+        self._decode(self.bus, slaves)
+
+        # Global registers, counters and layer_spikes on regs_bus.
+        adr = regs_bus.adr
+        access = Signal()
+        self.comb += access.eq(regs_bus.cyc & regs_bus.stb & ~regs_bus.ack & ~regs_bus.err)
+        read_values = {
+            regmap.regs["id"]: ID_MAGIC, regmap.regs["version"]: LAYOUT_VERSION,
+            regmap.regs["config_crc"]: cfg.crc(), regmap.regs["ctrl"]: 0,
+            regmap.regs["status"]: Cat(self.busy),
+        }
+        read_values.update({regmap.regs[n]: r for n, r in regs.items()})
+        read_values.update({regmap.global_counters[n]: c for n, c in counters.items()})
+        known = set(read_values)
+        ls = regmap.layer_spikes
+        in_layer_spikes = self._in_words(adr, ls.base, ls.size)
+        known_hit = Signal()
+        self.comb += known_hit.eq(in_layer_spikes | _or([adr == a // WORD for a in known]))
+        self.comb += bus_rd.adr.eq(adr - ls.base // WORD)
+        reg_data = Signal(32)
+        self.sync += [
+            regs_bus.ack.eq(access & known_hit),
+            regs_bus.err.eq(access & ~known_hit),
+            Case(adr, {**{a // WORD: reg_data.eq(v) for a, v in read_values.items()},
+                       "default": reg_data.eq(0)}),
+        ]
+        layer_idx = Signal(max=n_lay)
+        self.comb += layer_idx.eq(adr - ls.base // WORD)
+        self.comb += If(in_layer_spikes,
+                        regs_bus.dat_r.eq(0),
+                        If((written >> layer_idx)[0], regs_bus.dat_r.eq(bus_rd.dat_r)),
+                        ).Else(regs_bus.dat_r.eq(reg_data))
+        writes = [If(adr == regmap.regs["ctrl"] // WORD,
+                     clear.eq((regs_bus.dat_w & RegisterMap.CTRL_CLEAR_COUNTERS) != 0))]
+        for name, reg in regs.items():
+            writes.append(If(adr == regmap.regs[name] // WORD,
+                             If(regs_bus.dat_w > limits[name], reg.eq(limits[name])).Else(reg.eq(regs_bus.dat_w))))
+        self.sync += clear.eq(0), If(access & regs_bus.we, *writes)
+
+    # -- bus decoding helpers --------------------------------------------------------------------
+    @staticmethod
+    def _in_words(adr, base: int, size: int):
+        """adr (word address) falls in the byte range [base, base + size)."""
+        lo, hi = base // WORD, (base + size) // WORD
+        return (adr >= lo) & (adr < hi) if lo else adr < hi
+
+    def _window_slave(self, bus, base: int, size: int) -> _Slave:
+        return _Slave(bus, self._in_words(self.bus.adr, base, size), self.bus.adr - base // WORD)
+
+    def _core_slaves(self, bus, regmap: RegisterMap, core_base: int) -> list[_Slave]:
+        """A core's bus, selected only on the words the core implements (gaps answer an error)."""
+        ranges = [(regmap.core_regs[n], WORD) for n in regmap.core_regs]
+        ranges += [(regmap.core_counters[n], WORD) for n in regmap.core_counters]
+        ranges += [(w.base, w.entries * w.stride * WORD) for w in regmap.core_windows.values()]
+        adr = self.bus.adr
+        hit = _or([self._in_words(adr, core_base + b, s) for b, s in ranges])
+        return [_Slave(bus, hit, adr - core_base // WORD)]
+
+    def _decode(self, master, slaves: list[_Slave]) -> None:
+        """Route each access to the one slave whose hit is set; no hit answers err."""
+        none = Signal()
+        unmapped_err = Signal()
+        self.comb += none.eq(~_or([s.hit for s in slaves]))
+        for s in slaves:
+            self.comb += [
+                s.bus.adr.eq(s.local), s.bus.dat_w.eq(master.dat_w), s.bus.sel.eq(master.sel),
+                s.bus.we.eq(master.we), s.bus.cti.eq(master.cti), s.bus.bte.eq(master.bte),
+                s.bus.cyc.eq(master.cyc & s.hit), s.bus.stb.eq(master.stb & s.hit),
+            ]
+        self.comb += [
+            master.ack.eq(_or([s.hit & s.bus.ack for s in slaves])),
+            master.err.eq(unmapped_err | _or([s.hit & s.bus.err for s in slaves])),
+            master.dat_r.eq(_or([s.bus.dat_r & _rep(s.hit, 32) for s in slaves])),
+        ]
+        self.sync += unmapped_err.eq(master.cyc & master.stb & none & ~unmapped_err)
+
+
+def _all(bits):
+    out = 1
+    for b in bits:
+        out = out & b
+    return out
+
+
+def _or(values):
+    out = 0
+    for v in values:
+        out = out | v
+    return out
+
+
+def _rep(bit, n):
+    return Cat(*([bit] * n))
+
+
+def _fit(module, value, width):
+    """`value` extended (by its signedness) or truncated to `width` bits."""
+    s = Signal(width)
+    module.comb += s.eq(value)
+    return s

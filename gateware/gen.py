@@ -1,0 +1,88 @@
+"""Verilog export of the AXI fabric: `synfab_fabric.v`, top module `synfab_fabric`.
+
+Ports (A = RegisterMap(cfg).addr_bits, byte addresses; rst is active-high and synchronous):
+clk, rst, s_axil_{awaddr[A], awvalid, awready, wdata[32], wstrb[4], wvalid, wready, bresp[2],
+bvalid, bready, araddr[A], arvalid, arready, rdata[32], rresp[2], rvalid, rready},
+s_axis_{tdata[64], tvalid, tready, tlast}, m_axis_{tdata[64], tvalid, tready, tlast}.
+
+    python -m synfab_gateware.gen [--fabric default|small|tiny|config.json] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from migen import ClockDomain, Signal
+from litex.gen import LiteXModule
+from litex.gen.fhdl.verilog import convert
+
+from synfab.config import FabricConfig
+from synfab.layouts import STREAM_BITS, RegisterMap
+
+from .axi import AXIFabric
+
+TOP = "synfab_fabric"
+
+
+class SynfabFabricTop(LiteXModule):
+    """AXIFabric with every port as a plain, exactly named top-level signal."""
+
+    def __init__(self, cfg: FabricConfig, core_factory=None):
+        a = RegisterMap(cfg).addr_bits
+        self.cd_sys = ClockDomain("sys")
+        self.cd_sys.clk.name_override = "clk"
+        self.cd_sys.rst.name_override = "rst"
+        self.ios = {self.cd_sys.clk, self.cd_sys.rst}
+
+        def port(name, width=1):
+            s = Signal(width, name=name)
+            self.ios.add(s)
+            return s
+
+        # # #
+
+        self.fabric = dut = AXIFabric(cfg, core_factory)
+        ax = dut.axil
+        # (port name, fabric signal, the port drives the fabric)
+        wiring = [
+            ("s_axil_awaddr", ax.aw.addr, True), ("s_axil_awvalid", ax.aw.valid, True),
+            ("s_axil_awready", ax.aw.ready, False),
+            ("s_axil_wdata", ax.w.data, True), ("s_axil_wstrb", ax.w.strb, True),
+            ("s_axil_wvalid", ax.w.valid, True), ("s_axil_wready", ax.w.ready, False),
+            ("s_axil_bresp", ax.b.resp, False), ("s_axil_bvalid", ax.b.valid, False),
+            ("s_axil_bready", ax.b.ready, True),
+            ("s_axil_araddr", ax.ar.addr, True), ("s_axil_arvalid", ax.ar.valid, True),
+            ("s_axil_arready", ax.ar.ready, False),
+            ("s_axil_rdata", ax.r.data, False), ("s_axil_rresp", ax.r.resp, False),
+            ("s_axil_rvalid", ax.r.valid, False), ("s_axil_rready", ax.r.ready, True),
+            ("s_axis_tdata", dut.axis_in.data, True), ("s_axis_tvalid", dut.axis_in.valid, True),
+            ("s_axis_tready", dut.axis_in.ready, False), ("s_axis_tlast", dut.axis_in.last, True),
+            ("m_axis_tdata", dut.axis_out.data, False), ("m_axis_tvalid", dut.axis_out.valid, False),
+            ("m_axis_tready", dut.axis_out.ready, True), ("m_axis_tlast", dut.axis_out.last, False),
+        ]
+        assert len(dut.axis_in.data) == STREAM_BITS and len(ax.aw.addr) == a
+        for name, sig, is_input in wiring:
+            p = port(name, len(sig))
+            self.comb += sig.eq(p) if is_input else p.eq(sig)
+
+
+def generate_verilog(cfg: FabricConfig, out_dir, core_factory=None) -> Path:
+    """Write `synfab_fabric.v` for cfg into out_dir (created if needed); return its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    top = SynfabFabricTop(cfg, core_factory)
+    path = out_dir / f"{TOP}.v"
+    convert(top, ios=top.ios, name=TOP).write(str(path))
+    return path
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m synfab_gateware.gen", description=__doc__.splitlines()[0])
+    ap.add_argument("--fabric", default="default", help="preset name or fabric config JSON file")
+    ap.add_argument("--out", default=".", help="output directory")
+    args = ap.parse_args(argv)
+    print(generate_verilog(FabricConfig.load(args.fabric), args.out))
+
+
+if __name__ == "__main__":
+    main()
