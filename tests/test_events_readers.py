@@ -190,6 +190,7 @@ def test_truncated_and_garbage_files(tmp_path):
         "garbage.npz": (b"PK\x03\x04" + bytes(range(200)), "cannot load"),
         "garbage.npy": (b"\x93NUMPY" + bytes(100), "cannot load"),
         "notes.txt": (b"hello", "unknown event file format"),
+        "badsize.raw": (b"% evt 3.0\n% geometry widexhigh\n", "sensor size is not readable"),
         "empty.bin": (b"", "unknown event file format"),
     }
     for name, (data, fragment) in cases.items():
@@ -200,6 +201,7 @@ def test_truncated_and_garbage_files(tmp_path):
     np.savez(tmp_path / "other.npz", stuff=np.arange(3))
     assert_file_error(tmp_path / "other.npz", "no 'events' array")
     assert_file_error(tmp_path / "missing.aedat4", "no such file")
+    assert_file_error(tmp_path, "not a file")
 
 
 def test_coordinates_outside_the_header_geometry_are_refused(tmp_path):

@@ -36,6 +36,8 @@ class PropheseeHeader:
 
     @property
     def geometry(self) -> tuple[int, int] | None:
+        """(width, height) from the header, else from a known plugin name, else None.
+        Raises ValueError for a size line that is not two integers."""
         f = self.fields
         fmt = f.get("format", "")
         opts = dict(kv.split("=", 1) for kv in fmt.split(";")[1:] if "=" in kv)
@@ -114,7 +116,7 @@ def read(path, sensor_size: tuple[int, int] | None = None) -> Recording:
     carry none (.npy, some .raw) otherwise get the smallest size holding every event."""
     path = Path(path)
     if not path.is_file():
-        raise EventFileError(f"{path}: no such file")
+        raise EventFileError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     fmt = detect_format(path)
     reader = {"aedat4": _read_aedat4, "evt2": _read_evt, "evt3": _read_evt, "evt21": _read_evt,
               "dat": _read_dat, "npy": _read_npy, "npz": _read_npz}[fmt]
@@ -295,6 +297,14 @@ class DatDecoder:
 CHUNK_WORDS = 1 << 22
 
 
+def _geometry(path: Path, header: PropheseeHeader):
+    try:
+        return header.geometry
+    except ValueError:
+        size_lines = {k: v for k, v in header.fields.items() if k in ("format", "geometry", "Width", "Height")}
+        raise EventFileError(f"{path}: the header's sensor size is not readable: {size_lines}") from None
+
+
 def _read_evt(path: Path, fmt: str, chunk_words: int = CHUNK_WORDS):
     with open(path, "rb") as f:
         header = read_prophesee_header(f.read(1 << 16))
@@ -302,7 +312,7 @@ def _read_evt(path: Path, fmt: str, chunk_words: int = CHUNK_WORDS):
         raise EventFileError(f"{path}: EVT 2.1 is not supported; convert it to EVT 3.0 with Metavision "
                              "(metavision_file_to_raw) or to .dat")
     decoder = Evt2Decoder() if fmt == "evt2" else Evt3Decoder()
-    return _decode_file(path, header.length, decoder, chunk_words), header.geometry
+    return _decode_file(path, header.length, decoder, chunk_words), _geometry(path, header)
 
 
 def _read_dat(path: Path, fmt: str, chunk_words: int = CHUNK_WORDS):
@@ -319,7 +329,7 @@ def _read_dat(path: Path, fmt: str, chunk_words: int = CHUNK_WORDS):
     version = header.fields.get("Version", "2")
     if version not in ("1", "2"):
         raise EventFileError(f"{path}: unknown .dat Version {version!r} (known: 1, 2)")
-    return _decode_file(path, header.length + 2, DatDecoder(version), chunk_words), header.geometry
+    return _decode_file(path, header.length + 2, DatDecoder(version), chunk_words), _geometry(path, header)
 
 
 def _read_aedat4(path: Path, fmt: str):
