@@ -1,0 +1,368 @@
+"""The bit-exact golden model: executes compiled (or decoded) tables, not the network.
+
+It follows DESIGN.md's PEG, ESU and evaluation pseudo-code, vectorised with numpy: the spikes
+of a population go through its PEG entries as one (spikes x entries) broadcast, the packets of
+one (core, descriptor) are expanded into their kernel windows together, and the synaptic
+contributions are summed per neuron (np.add.reduceat / np.add.at) in int64 and wrapped.
+Accumulators wrap in two's complement, so the order of contributions does not change results.
+
+Counters per core (names of layouts.CORE_COUNTERS): packets_in (packets arriving at the core,
+dropped ones included), synops ((neuron, weight) pairs), spikes, packets_out (packets the core's
+PEG sends, HOST packets included), dropped (packets with syn >= esu_count, and pairs whose
+neuron or weight address lies outside the core's memories, which compiled tables never have).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import arith
+from .compiler import Tables
+from .errors import SynfabError
+from .layouts import Kind
+
+EVENT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4")])
+OUT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4"), ("tag", "<i4")])
+MODEL_COUNTERS = ("packets_in", "synops", "spikes", "packets_out", "dropped")
+_PACKET_FIELDS = ("dest", "syn", "x", "y", "nx", "ny", "kx", "ky", "c", "d")
+# Pairs expanded at once (bounds the memory of one expansion).
+_CHUNK_PAIRS = 1 << 21
+
+
+class ModelError(SynfabError):
+    """Tables or events the model cannot execute."""
+
+
+@dataclass
+class FrameResult:
+    events: np.ndarray                  # OUT_DTYPE: HOST packets in emission order
+    layer_spikes: np.ndarray            # int64 (n_layers,)
+    spikes: list[np.ndarray]            # per layer: EVENT_DTYPE spikes (layer coordinates, value d)
+    counters: dict[str, np.ndarray]     # MODEL_COUNTERS -> int64 (n_cores,)
+    input_dropped: int = 0
+    input_packets: int = 0              # packets the input port sent into the fabric
+    synops: int = field(init=False)
+
+    def __post_init__(self):
+        self.synops = int(self.counters["synops"].sum())
+
+    def sorted_events(self) -> np.ndarray:
+        return np.sort(self.events, order=["tag", "c", "y", "x", "d"])
+
+
+def event_columns(events) -> dict[str, np.ndarray]:
+    """Structured array or mapping with x, y, c, d -> dict of int64 arrays."""
+    try:
+        cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in ("x", "y", "c", "d")}
+    except (KeyError, ValueError, IndexError, TypeError):
+        raise ModelError("events must have fields x, y, c, d (a structured array or a dict of arrays)") from None
+    if len({len(v) for v in cols.values()}) > 1:
+        raise ModelError("event fields x, y, c, d have different lengths")
+    return cols
+
+
+def input_events(prev, cur) -> np.ndarray:
+    """EVENT_DTYPE events (d = cur - prev where they differ) turning input activation prev into cur.
+    prev None means all zeros (the state after reset)."""
+    cur = np.asarray(cur, dtype=np.int64)
+    prev = np.zeros_like(cur) if prev is None else np.asarray(prev, dtype=np.int64)
+    if prev.shape != cur.shape or cur.ndim != 3:
+        raise ModelError(f"input activations must both be (C, H, W), got {prev.shape} and {cur.shape}")
+    diff = cur - prev
+    c, y, x = np.nonzero(diff)
+    ev = np.zeros(len(c), dtype=EVENT_DTYPE)
+    ev["x"], ev["y"], ev["c"], ev["d"] = x, y, c, diff[c, y, x]
+    return ev
+
+
+def _concat(parts: list[dict], names) -> dict[str, np.ndarray]:
+    if not parts:
+        return {k: np.zeros(0, dtype=np.int64) for k in names}
+    return {k: np.concatenate([p[k] for p in parts]) for k in names}
+
+
+class _Core:
+    """Decoded tables of one core as plain int64 columns."""
+
+    def __init__(self, ct, cfg):
+        self.pop = {k: np.asarray(v, dtype=np.int64) for k, v in ct.pop.items()}
+        self.esu = {k: np.asarray(v, dtype=np.int64) for k, v in ct.esu.items()}
+        self.peg = {k: np.asarray(v, dtype=np.int64) for k, v in ct.peg.items()}
+        self.pop_count, self.esu_count = int(ct.pop_count), int(ct.esu_count)
+        self.weights = np.asarray(ct.weights, dtype=np.int64)
+        self.neurons_used = ct.neurons_used
+
+
+class Model:
+    """Event-driven execution of Tables; `threshold` is the sigma-delta firing threshold."""
+
+    def __init__(self, tables: Tables, threshold: int = 0):
+        self.tables = tables
+        self.cfg = cfg = tables.cfg
+        self.threshold = int(threshold)
+        if self.threshold < 0:
+            raise ModelError(f"threshold must be >= 0, got {threshold}")
+        self.cores = [_Core(ct, cfg) for ct in tables.cores]
+        if len(self.cores) != cfg.n_cores:
+            raise ModelError(f"tables have {len(self.cores)} cores but the fabric has {cfg.n_cores}")
+        self.input_peg = {k: np.asarray(v, dtype=np.int64) for k, v in tables.input_peg.items()}
+        self.n_layers = int(tables.regs["n_layers"])
+        self.in_w, self.in_h, self.in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
+        n_in = int(tables.regs["input_peg_count"])
+        self.input_peg = {k: v[:n_in] for k, v in self.input_peg.items()}
+        for name, peg in [("input port", self.input_peg)] + [(f"core {i}", c.peg) for i, c in enumerate(self.cores)]:
+            bad = (peg["kind"] != Kind.HOST) & (peg["dest_core"] >= cfg.n_cores)
+            if bad.any():
+                raise ModelError(f"{name}: a PEG entry sends to core {int(peg['dest_core'][bad][0])} of a "
+                                 f"{cfg.n_cores}-core fabric")
+        self.reset()
+
+    # -- state ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """State right after loading the tables: acc = bias, sent = 0, every used neuron dirty
+        (the host's write of ACC marks it)."""
+        n = self.cfg.neurons_per_core
+        self._acc = [np.asarray(ct.acc_init, dtype=np.int64).copy() for ct in self.tables.cores]
+        self._sent = [np.asarray(ct.sent_init, dtype=np.int64).copy() for ct in self.tables.cores]
+        self._dirty = [np.zeros(n, dtype=bool) for _ in self.cores]
+        for d, core in zip(self._dirty, self.cores):
+            d[:core.neurons_used] = True
+
+    def acc(self, core: int) -> np.ndarray:
+        return self._acc[core].copy()
+
+    def sent(self, core: int) -> np.ndarray:
+        return self._sent[core].copy()
+
+    def dirty(self, core: int) -> np.ndarray:
+        return self._dirty[core].copy()
+
+    def _assemble(self, name: str, state: list[np.ndarray]) -> np.ndarray:
+        md = self.tables.metadata
+        names = [l["name"] for l in md["layers"]]
+        if name not in names:
+            raise ModelError(f"no layer {name!r} in these tables; layers: {', '.join(names)}")
+        idx = names.index(name)
+        out = np.zeros(md["layers"][idx]["shape"], dtype=np.int64)
+        for ci, core in enumerate(self.cores):
+            p = core.pop
+            for k in np.flatnonzero(p["layer"][:core.pop_count] == idx):
+                nb, x0, y0, tw, th, c0, cc = (int(p[f][k]) for f in ("nbase", "x0", "y0", "tw", "th", "c0", "cc"))
+                block = state[ci][nb:nb + tw * th * cc].reshape(th, tw, cc).transpose(2, 0, 1)
+                out[c0:c0 + cc, y0:y0 + th, x0:x0 + tw] = block
+        return out
+
+    def activation(self, name: str) -> np.ndarray:
+        """(C, H, W) `sent` of a layer, assembled from its populations."""
+        return self._assemble(name, self._sent)
+
+    def accumulator(self, name: str) -> np.ndarray:
+        """(C, H, W) `acc` of a layer, assembled from its populations."""
+        return self._assemble(name, self._acc)
+
+    def output_state(self) -> np.ndarray:
+        return self.activation(self.tables.metadata["output"])
+
+    # -- one frame -------------------------------------------------------------------------
+    def run_frame(self, events) -> FrameResult:
+        ev = event_columns(events)
+        n_cores = self.cfg.n_cores
+        self._cnt = {k: np.zeros(n_cores, dtype=np.int64) for k in MODEL_COUNTERS}
+        self._out: list[dict] = []
+        x, y, c, d = ev["x"], ev["y"], ev["c"], ev["d"]
+        ok = (x >= 0) & (x < self.in_w) & (y >= 0) & (y < self.in_h) & (c >= 0) & (c < self.in_c)
+        packets = self._peg(self.input_peg, x[ok], y[ok], c[ok], d[ok])
+        input_packets = len(packets["dest"])
+        self._deliver(packets)
+        layer_spikes = np.zeros(self.n_layers, dtype=np.int64)
+        spikes = []
+        for layer in range(self.n_layers):
+            batch, fired = [], []
+            for ci, core in enumerate(self.cores):
+                for k in np.flatnonzero(core.pop["layer"][:core.pop_count] == layer):
+                    sx, sy, sc, sd = self._evaluate(ci, core, int(k))
+                    if len(sd) == 0:
+                        continue
+                    self._cnt["spikes"][ci] += len(sd)
+                    fired.append(dict(x=sx, y=sy, c=sc, d=sd))
+                    base, count = int(core.pop["peg_base"][k]), int(core.pop["peg_count"][k])
+                    entries = {f: v[base:base + count] for f, v in core.peg.items()}
+                    pk = self._peg(entries, sx, sy, sc, sd, src_core=ci)
+                    batch.append(pk)
+            # Drain: every packet of this layer's spikes is delivered before the next layer.
+            self._deliver(_concat(batch, _PACKET_FIELDS))
+            f = _concat(fired, ("x", "y", "c", "d"))
+            arr = np.zeros(len(f["d"]), dtype=EVENT_DTYPE)
+            for name in ("x", "y", "c", "d"):
+                arr[name] = f[name]
+            spikes.append(arr)
+            layer_spikes[layer] = len(arr)
+        o = _concat(self._out, ("x", "y", "c", "d", "tag"))
+        out = np.zeros(len(o["d"]), dtype=OUT_DTYPE)
+        for name in OUT_DTYPE.names:
+            out[name] = o[name]
+        return FrameResult(out, layer_spikes, spikes, self._cnt, int((~ok).sum()), input_packets)
+
+    def _evaluate(self, ci: int, core: _Core, k: int):
+        """Evaluate the dirty neurons of population k: returns the spikes (x, y, c, d)."""
+        p = core.pop
+        nb, x0, y0, tw, th, c0, cc = (int(p[f][k]) for f in ("nbase", "x0", "y0", "tw", "th", "c0", "cc"))
+        dirty = self._dirty[ci]
+        local = np.flatnonzero(dirty[nb:nb + tw * th * cc])
+        idx = nb + local
+        dirty[idx] = False
+        acc, sent = self._acc[ci], self._sent[ci]
+        a = arith.requantize(acc[idx], int(p["mult"][k]), int(p["shift"][k]), int(p["lo"][k]), int(p["hi"][k]))
+        fire = arith.fires(a, sent[idx], self.threshold)
+        idx, local, a = idx[fire], local[fire], a[fire]
+        d = a - sent[idx]
+        sent[idx] = a
+        pix = local // cc
+        return x0 + pix % tw, y0 + pix // tw, c0 + local % cc, d
+
+    def _peg(self, e: dict, x, y, c, d, src_core: int | None = None) -> dict[str, np.ndarray]:
+        """DESIGN.md PEG for spikes (x, y, c, d) through entries e: packets, spike-major.
+        HOST packets go to the output list."""
+        n_e = len(e["kind"])
+        if n_e == 0 or len(d) == 0:
+            return _concat([], _PACKET_FIELDS)
+        per_chunk = max(1, _CHUNK_PAIRS // n_e)
+        parts = []
+        for s0 in range(0, len(d), per_chunk):
+            parts.append(self._peg_chunk(e, x[s0:s0 + per_chunk], y[s0:s0 + per_chunk], c[s0:s0 + per_chunk],
+                                         d[s0:s0 + per_chunk], src_core))
+        return _concat(parts, _PACKET_FIELDS)
+
+    def _peg_chunk(self, e, x, y, c, d, src_core):
+        kind = e["kind"][None]
+        geo = (kind == Kind.CONV) | (kind == Kind.DW)
+        c_in = c[:, None] + e["chan_off"][None]
+        valid = (kind != Kind.DW) | ((e["c0"][None] <= c_in) & (c_in <= e["c1"][None]))
+        s_log2 = e["s_log2"][None]
+        axes = {}
+        for ax, pos, a0, a1 in (("x", x, e["x0"], e["x1"]), ("y", y, e["y0"], e["y1"])):
+            pu = (pos[:, None] << e["up_log2"][None]) + e["pad"][None]
+            lo = np.maximum((pu - e["k"][None] + (1 << s_log2)) >> s_log2, a0[None])
+            hi = np.minimum(pu >> s_log2, a1[None])
+            valid &= ~geo | (lo <= hi)
+            axes[ax] = (np.where(geo, lo - a0[None], pos[:, None]), np.where(geo, hi - lo + 1, 1),
+                        np.where(geo, pu - (lo << s_log2), 0))
+        si, ei = np.nonzero(valid)
+        if src_core is not None:
+            self._cnt["packets_out"][src_core] += len(si)
+        host = e["kind"][ei] == Kind.HOST
+        if host.any():
+            hs, he = si[host], ei[host]
+            self._out.append(dict(x=x[hs], y=y[hs], c=c[hs], d=d[hs], tag=e["syn"][he]))
+            si, ei = si[~host], ei[~host]
+        return dict(dest=e["dest_core"][ei], syn=e["syn"][ei],
+                    x=axes["x"][0][si, ei], y=axes["y"][0][si, ei], nx=axes["x"][1][si, ei],
+                    ny=axes["y"][1][si, ei], kx=axes["x"][2][si, ei], ky=axes["y"][2][si, ei],
+                    c=c_in[si, ei], d=d[si])
+
+    # -- ESU and neuron update ---------------------------------------------------------------
+    def _deliver(self, pk: dict) -> None:
+        if len(pk["dest"]) == 0:
+            return
+        n_cores = self.cfg.n_cores
+        self._cnt["packets_in"] += np.bincount(pk["dest"], minlength=n_cores)
+        order = np.lexsort((pk["syn"], pk["dest"]))
+        key = pk["dest"][order] * (1 << 20) + pk["syn"][order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        ends = np.r_[starts[1:], len(key)]
+        for s0, s1 in zip(starts, ends):
+            sel = order[s0:s1]
+            core, syn = int(pk["dest"][sel[0]]), int(pk["syn"][sel[0]])
+            if syn >= self.cores[core].esu_count:
+                self._cnt["dropped"][core] += len(sel)
+                continue
+            self._esu(core, syn, {k: v[sel] for k, v in pk.items()})
+        for core in range(n_cores):
+            self._acc[core] = arith.wrap(self._acc[core], self.cfg.acc_bits)
+
+    def _esu(self, ci: int, syn: int, pk: dict) -> None:
+        core = self.cores[ci]
+        ds = {k: int(v[syn]) for k, v in core.esu.items()}
+        if ds["kind"] == Kind.DENSE:
+            self._esu_dense(ci, core, ds, pk)
+            return
+        if ds["kind"] not in (Kind.CONV, Kind.DW):
+            self._cnt["dropped"][ci] += len(pk["d"])
+            return
+        # Packets are expanded in chunks bounding the number of pairs per step.
+        per_packet = int(pk["nx"].max()) * int(pk["ny"].max()) * (ds["cc"] if ds["kind"] == Kind.CONV else 1)
+        step = max(1, _CHUNK_PAIRS // max(1, per_packet))
+        for s0 in range(0, len(pk["d"]), step):
+            self._esu_window(ci, core, ds, {k: v[s0:s0 + step] for k, v in pk.items()})
+
+    def _esu_window(self, ci: int, core: _Core, ds: dict, pk: dict) -> None:
+        s = 1 << ds["s_log2"]
+        k, cc, tw, nbase, wbase = ds["k"], ds["cc"], ds["tw"], ds["nbase"], ds["wbase"]
+        ny_max, nx_max = int(pk["ny"].max()), int(pk["nx"].max())
+        j = np.arange(ny_max)[None, :, None]
+        i = np.arange(nx_max)[None, None, :]
+        p, jj, ii = np.nonzero((j < pk["ny"][:, None, None]) & (i < pk["nx"][:, None, None]))
+        pix = (pk["y"][p] + jj) * tw + pk["x"][p] + ii
+        kyp, kxp = pk["ky"][p] - jj * s, pk["kx"][p] - ii * s
+        d, c = pk["d"][p], pk["c"][p]
+        acc, dirty, n_mem = self._acc[ci], self._dirty[ci], self.cfg.neurons_per_core
+        w_mem = len(core.weights)
+        if ds["kind"] == Kind.DW:
+            co = c - ds["c0"]
+            neuron = nbase + pix * cc + co
+            ok = (neuron >= 0) & (neuron < n_mem) & (co >= 0) & (co < cc)
+            if ds["wconst"]:
+                w = np.full(len(p), ds["wval"], dtype=np.int64)
+            else:
+                widx = wbase + (co * k + kyp) * k + kxp
+                ok &= (widx >= 0) & (widx < w_mem)
+                w = core.weights[np.where(ok, widx, 0)]
+            self._cnt["dropped"][ci] += int((~ok).sum())
+            self._cnt["synops"][ci] += int(ok.sum())
+            np.add.at(acc, neuron[ok], w[ok] * d[ok])
+            dirty[neuron[ok]] = True
+            return
+        # CONV: every position carries cc pairs (one per output channel of the part).
+        first = nbase + pix * cc
+        row = (c * k + kyp) * k + kxp
+        ok = (first >= 0) & (first + cc <= n_mem)
+        if not ds["wconst"]:
+            ok &= (row >= 0) & (wbase + (row + 1) * cc <= w_mem)
+        if not ok.all():
+            self._cnt["dropped"][ci] += int((~ok).sum()) * cc
+            first, row, d = first[ok], row[ok], d[ok]
+        if len(d) == 0:
+            return
+        self._cnt["synops"][ci] += len(d) * cc
+        order = np.argsort(first, kind="stable")
+        first, row, d = first[order], row[order], d[order]
+        starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]])
+        targets = first[starts][:, None] + np.arange(cc)[None]
+        if ds["wconst"]:
+            sums = np.add.reduceat(d * ds["wval"], starts)[:, None]
+        else:
+            wm = core.weights[wbase:wbase + (int(row.max()) + 1) * cc].reshape(-1, cc)
+            sums = np.add.reduceat(wm[row] * d[:, None], starts, axis=0)
+        acc[targets] += sums
+        dirty[targets] = True
+
+    def _esu_dense(self, ci: int, core: _Core, ds: dict, pk: dict) -> None:
+        cc, nbase, wbase = ds["cc"], ds["nbase"], ds["wbase"]
+        acc, dirty = self._acc[ci], self._dirty[ci]
+        if nbase + cc > self.cfg.neurons_per_core:
+            self._cnt["dropped"][ci] += len(pk["d"]) * cc
+            return
+        i = (pk["y"] * ds["src_w"] + pk["x"]) * ds["src_c"] + pk["c"]
+        d = pk["d"]
+        if ds["wconst"]:
+            total = np.full(cc, int(d.sum()) * ds["wval"], dtype=np.int64)
+        else:
+            ok = (i >= 0) & (wbase + (i + 1) * cc <= len(core.weights))
+            self._cnt["dropped"][ci] += int((~ok).sum()) * cc
+            i, d = i[ok], d[ok]
+            wm = core.weights[wbase:wbase + (int(i.max()) + 1) * cc].reshape(-1, cc) if len(i) else None
+            total = (wm[i] * d[:, None]).sum(axis=0) if len(i) else np.zeros(cc, dtype=np.int64)
+        self._cnt["synops"][ci] += len(d) * cc
+        acc[nbase:nbase + cc] += total
+        dirty[nbase:nbase + cc] = True

@@ -1,0 +1,277 @@
+"""Small random quantized networks (and fabric configs) for property tests and co-simulation.
+
+`random_qnetwork(source, cfg)` builds a QNetwork that maps onto `cfg`, from a numpy Generator,
+an int seed or a hypothesis `draw`: structure decisions are drawn one by one (so hypothesis can
+shrink them), weight and bias arrays come from a seeded numpy generator.  Across draws every
+layer kind appears: conv with padding and stride 1/2, zero-inserting (up=2) conv, depthwise,
+pointwise, dense after flatten (also over a concatenation), sum and average pooling, residual
+add with integer scales, channel concatenation, nearest upsampling, layers without ReLU.
+Requantization is sized from a statistical estimate of each accumulator so activations neither
+vanish nor all saturate; small acc_bits make some accumulators wrap, which is tested too.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .config import FabricConfig
+from .errors import SynfabError
+from .ir import QConnection, QLayer, QNetwork
+from .layouts import Kind
+
+BLOCKS = ("conv", "conv_s2", "tconv", "dw", "pw", "sumpool", "avgpool", "upsample", "add", "concat",
+          "dense", "dense_concat")
+
+
+class _Source:
+    """One interface over numpy Generators and hypothesis draws."""
+
+    def __init__(self, source):
+        if isinstance(source, (int, np.integer)):
+            source = np.random.default_rng(int(source))
+        self.rng = source if isinstance(source, np.random.Generator) else None
+        self.draw = None if self.rng is not None else source
+
+    def int(self, lo: int, hi: int) -> int:
+        """Uniform integer in lo..hi (inclusive)."""
+        if self.rng is not None:
+            return int(self.rng.integers(lo, hi + 1))
+        from hypothesis import strategies as st
+        return self.draw(st.integers(lo, hi))
+
+    def pick(self, options):
+        return options[self.int(0, len(options) - 1)]
+
+    def flag(self, p_true: float = 0.5) -> bool:
+        return self.int(0, 999) < p_true * 1000
+
+    def arrays(self) -> np.random.Generator:
+        return np.random.default_rng(self.int(0, 2 ** 32 - 1))
+
+
+class _Builder:
+    def __init__(self, src: _Source, cfg: FabricConfig, size: int):
+        self.src, self.cfg, self.size = src, cfg, size
+        self.arr = src.arrays()
+        self.layers: list[QLayer] = []
+        self.shapes: dict[str, tuple] = {}
+        self.mag: dict[str, float] = {}        # typical |activation| of every tensor
+        self.kmax = min(5, (1 << cfg.kernel_bits) - 1)
+        self.max_hw = min(1 << cfg.coord_bits, 8 * size)
+        self.max_c = min(1 << cfg.chan_bits, 2 + 2 * size)
+
+    def name(self, op: str) -> str:
+        return f"{op}{len(self.layers)}"
+
+    def add_layer(self, op: str, shape, conns, weight, fan_in: float, w_rms: float, mag_in: float,
+                  relu: bool | None = None, requant: tuple | None = None) -> str:
+        """Append a layer; requantization sized so a typical accumulator lands mid-range."""
+        src, cfg = self.src, self.cfg
+        relu = src.flag(0.7) if relu is None else relu
+        lo, hi = (0, src.pick([255, 255, 127, 15])) if relu else (-128, 127)
+        acc_typ = max(1.0, math.sqrt(max(fan_in, 1.0)) * max(w_rms, 1e-3) * max(mag_in, 1.0))
+        if requant is None:
+            scale = (hi / 3.0) / acc_typ
+            shift = min((1 << cfg.shift_bits) - 1, max(0, int(math.floor(math.log2((1 << cfg.mult_bits) - 1)
+                                                                             - math.log2(max(scale, 1e-9))))))
+            shift = src.int(max(0, shift - 3), shift)
+            mult = int(min((1 << cfg.mult_bits) - 1, max(1, round(scale * (1 << shift)))))
+        else:
+            mult, shift = requant
+        c = shape[0]
+        bias = self.arr.integers(-int(acc_typ // 2) - 1, int(acc_typ // 2) + 2, size=c).astype(np.int64)
+        name = self.name(op)
+        self.layers.append(QLayer(name, tuple(shape), conns, bias, mult, shift, lo, hi, weight, op))
+        self.shapes[name] = tuple(shape)
+        self.mag[name] = max(1.0, min(hi, acc_typ * mult / (1 << shift)) / (2.0 if relu else 1.0))
+        return name
+
+    def weights(self, shape) -> tuple[np.ndarray, float]:
+        wmax = self.src.pick([1, 7, 31, 127])
+        return self.arr.integers(-wmax, wmax + 1, size=shape).astype(np.int8), wmax / math.sqrt(3.0)
+
+    # -- blocks: each takes the current tensor and returns the new one (or None if not applicable)
+    def conv(self, cur: str, k: int, s: int, pad: int, co: int | None = None, up: int = 1, op="conv"):
+        c, h, w = self.shapes[cur]
+        zh, zw = (h - 1) * up + 1, (w - 1) * up + 1
+        ho, wo = (zh + 2 * pad - k) // s + 1, (zw + 2 * pad - k) // s + 1
+        if min(ho, wo) < 1 or max(ho, wo) > self.max_hw:
+            return None
+        co = co or self.src.int(1, self.max_c)
+        wt, rms = self.weights((co, c, k, k))
+        conn = QConnection(cur, Kind.CONV, k=k, stride=s, pad=pad, up=up)
+        return self.add_layer(op, (co, ho, wo), [conn], wt, c * k * k / (up * up), rms, self.mag[cur])
+
+    def block(self, kind: str, cur: str):
+        src = self.src
+        c, h, w = self.shapes[cur]
+        if kind in ("conv", "conv_s2"):
+            k = src.pick([kk for kk in (1, 3, 5) if kk <= self.kmax])
+            return self.conv(cur, k, 2 if kind == "conv_s2" else 1, src.int(0, min(k - 1, 2)))
+        if kind == "tconv":
+            return self.conv(cur, 3, 1, src.int(1, 2), up=2, op="tconv")
+        if kind == "pw":
+            return self.conv(cur, 1, 1, 0, op="pw")
+        if kind == "dw":
+            k = src.pick([kk for kk in (1, 3) if kk <= self.kmax])
+            s, pad = src.pick([1, 2]), src.int(0, k // 2)
+            ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+            if min(ho, wo) < 1:
+                return None
+            wt, rms = self.weights((c, 1, k, k))
+            return self.add_layer("dw", (c, ho, wo), [QConnection(cur, Kind.DW, k=k, stride=s, pad=pad)], wt,
+                                  k * k, rms, self.mag[cur])
+        if kind in ("sumpool", "avgpool"):
+            k = src.pick([kk for kk in (2, 4) if kk <= min(h, w, self.kmax)] or [1])
+            if k == 1:
+                return None
+            conn = QConnection(cur, Kind.DW, k=k, stride=k, pad=0, wconst=1)
+            shape = (c, (h - k) // k + 1, (w - k) // k + 1)
+            if kind == "avgpool":   # 1/k^2 as a shift: the requantization of an average pool
+                return self.add_layer("avgpool", shape, [conn], None, 1, 1, self.mag[cur] * k,
+                                      relu=True, requant=(1, 2 * int(math.log2(k))))
+            return self.add_layer("sumpool", shape, [conn], None, k * k, 1, self.mag[cur])
+        if kind == "upsample":
+            u = 2
+            if max(h, w) * u > self.max_hw:
+                return None
+            conn = QConnection(cur, Kind.DW, k=u, stride=1, pad=u - 1, up=u, wconst=1)
+            return self.add_layer("up", (c, h * u, w * u), [conn], None, 1, 1, self.mag[cur],
+                                  relu=src.flag(), requant=(1, 0))
+        if kind == "add":
+            branch = self.conv(cur, 3 if self.kmax >= 3 else 1, 1, 1 if self.kmax >= 3 else 0, co=c, op="res")
+            if branch is None:
+                return None
+            scales = [src.pick([1, 1, 2, 3, -1]) for _ in range(2)]
+            conns = [QConnection(cur, Kind.DW, k=1, wconst=scales[0]), QConnection(branch, Kind.DW, k=1,
+                                                                                    wconst=scales[1])]
+            return self.add_layer("add", (c, h, w), conns, None, 2, 2, max(self.mag[cur], self.mag[branch]))
+        if kind in ("concat", "dense_concat"):
+            branch = self.conv(cur, 1, 1, 0, op="br")
+            if branch is None:
+                return None
+            cb = self.shapes[branch][0]
+            ct = c + cb
+            if ct > self.max_c * 2:
+                return None
+            mag = max(self.mag[cur], self.mag[branch])
+            if kind == "dense_concat":
+                co = self.src.int(1, self.max_c)
+                wt, rms = self.weights((co, ct * h * w))
+                conns = [QConnection(cur, Kind.DENSE), QConnection(branch, Kind.DENSE, chan_off=c)]
+                return self.add_layer("fc", (co, 1, 1), conns, wt, ct * h * w, rms, mag)
+            if src.flag(0.3):   # a sum pool over the concatenation (per-channel connections)
+                conns = [QConnection(cur, Kind.DW, k=1, wconst=1), QConnection(branch, Kind.DW, k=1, chan_off=c,
+                                                                               wconst=1)]
+                return self.add_layer("cat", (ct, h, w), conns, None, 1, 1, mag)
+            k = 3 if self.kmax >= 3 else 1
+            co = self.src.int(1, self.max_c)
+            wt, rms = self.weights((co, ct, k, k))
+            conns = [QConnection(cur, Kind.CONV, k=k, pad=k // 2), QConnection(branch, Kind.CONV, k=k,
+                                                                                pad=k // 2, chan_off=c)]
+            return self.add_layer("catconv", (co, h, w), conns, wt, ct * k * k, rms, mag)
+        if kind == "dense":
+            co = self.src.int(1, self.max_c * 2)
+            wt, rms = self.weights((co, c * h * w))
+            return self.add_layer("fc", (co, 1, 1), [QConnection(cur, Kind.DENSE)], wt, c * h * w, rms,
+                                  self.mag[cur])
+        raise ValueError(kind)
+
+
+def _build(src: _Source, cfg: FabricConfig, size: int, kinds) -> QNetwork:
+    b = _Builder(src, cfg, size)
+    c = src.int(1, min(3, b.max_c))
+    h, w = src.int(2, min(b.max_hw, 3 + 2 * size)), src.int(2, min(b.max_hw, 3 + 2 * size))
+    input_hi = src.pick([255, 255, 15, 1])
+    b.shapes["in"] = (c, h, w)
+    b.mag["in"] = input_hi / 2
+    budget = max(1, min(8, cfg.n_cores * cfg.populations_per_core - 1, (1 << cfg.esu_addr_bits) - 1))
+    n_blocks = src.int(1, max(1, min(budget, 2 + size)))
+    cur = "in"
+    for _ in range(n_blocks):
+        kind = src.pick(list(kinds))
+        if b.shapes[cur][1:] == (1, 1) and kind not in ("dense", "pw", "add"):
+            kind = "dense"
+        new = b.block(kind, cur)
+        if new is not None:
+            cur = new
+        if len(b.layers) >= budget:
+            break
+    if not b.layers:
+        cur = b.block("pw", cur)
+    return QNetwork("random", "in", (c, h, w), b.layers, cur, input_scale=1.0 / max(1, input_hi),
+                    output_scale=1.0, input_hi=input_hi)
+
+
+def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30) -> QNetwork:
+    """A random quantized network that maps onto `cfg` (source: Generator, seed or hypothesis draw)."""
+    from .mapper import MappingError, map_network
+    src = _Source(source)
+    unknown = set(kinds) - set(BLOCKS)
+    if unknown:
+        raise SynfabError(f"unknown block kinds {sorted(unknown)}; known: {', '.join(BLOCKS)}")
+    size = 3
+    for attempt in range(tries):
+        qnet = _build(src, cfg, size, kinds)
+        try:
+            map_network(qnet, cfg)
+            return qnet
+        except MappingError:
+            size = max(0, size - 1) if attempt % 2 else size
+    raise SynfabError(f"no random network fitting fabric {cfg.name!r} in {tries} tries; the fabric is too small")
+
+
+def random_input(qnet: QNetwork, rng: np.random.Generator, prev: np.ndarray | None = None,
+                 change: float = 1.0) -> np.ndarray:
+    """A random input activation; with prev, only a fraction `change` of the values differ from it."""
+    x = rng.integers(0, qnet.input_hi + 1, size=qnet.input_shape).astype(np.int64)
+    if prev is None or change >= 1.0:
+        return x
+    keep = rng.random(qnet.input_shape) >= change
+    return np.where(keep, prev, x)
+
+
+# -- hypothesis strategies (hypothesis is a test dependency: imported lazily) -------------------
+def fabric_configs():
+    """Strategy of small FabricConfigs (1..6 cores, 128..2048 neurons, narrow and wide fields)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def configs(draw):
+        return FabricConfig(
+            mesh_x=draw(st.integers(1, 3)), mesh_y=draw(st.integers(1, 2)),
+            neurons_per_core=draw(st.sampled_from([128, 256, 512, 1024, 2048])),
+            weight_words_per_core=draw(st.sampled_from([512, 1024, 2048, 4096, 8192])),
+            peg_entries_per_core=draw(st.sampled_from([16, 32, 64])),
+            esu_descriptors_per_core=draw(st.sampled_from([16, 32, 64])),
+            populations_per_core=draw(st.sampled_from([4, 8, 16])),
+            input_peg_entries=draw(st.sampled_from([16, 32, 64])),
+            event_bits=draw(st.sampled_from([9, 12, 16])),
+            acc_bits=draw(st.sampled_from([16, 20, 24, 32])),
+            coord_bits=draw(st.sampled_from([5, 6, 8])),
+            chan_bits=draw(st.sampled_from([5, 8, 12])),
+            kernel_bits=draw(st.sampled_from([3, 4])),
+            mult_bits=draw(st.sampled_from([8, 12, 16])),
+            shift_bits=draw(st.sampled_from([4, 5])),
+            name="random")
+    return configs()
+
+
+def qnetworks(cfg: FabricConfig | None = None, kinds=BLOCKS):
+    """Strategy of random QNetworks that map onto cfg (default: the 'small' preset)."""
+    from hypothesis import strategies as st
+    from .config import PRESETS
+    cfg = cfg or PRESETS["small"]
+    return st.composite(lambda draw: random_qnetwork(draw, cfg, kinds))()
+
+
+def configs_and_qnetworks(kinds=BLOCKS):
+    """Strategy of (FabricConfig, QNetwork mapping onto it)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def both(draw):
+        cfg = draw(fabric_configs())
+        return cfg, random_qnetwork(draw, cfg, kinds)
+    return both()
