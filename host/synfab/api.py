@@ -134,15 +134,35 @@ def frames_from_files(tables, events=None, images=None, frames=None, window_ms=N
         imgs, _ = load_images(images)
         x = _images_to_input(tables, imgs)
     else:
-        from . import events as ev
-        rec = ev.read(events)
-        x = ev.recording_to_frames(rec, shape, window_us=None if window_ms is None else window_ms * 1000,
-                                   events_per_frame=events_per_frame)
+        x = recording_frames(events, shape, window_ms=window_ms, events_per_frame=events_per_frame,
+                             max_frames=frames)
     if frames is not None:
         x = x[:frames]
     if x.shape[1:] != shape:
         raise SynfabError(f"input frames have shape {x.shape[1:]} but the network input is {shape}")
     return x
+
+
+def recording_frames(path_or_rec, shape, window_ms=None, events_per_frame=None, max_frames=None,
+                     hi: int = 255) -> np.ndarray:
+    """Event recording -> input frames (T, C, H, W): per-frame event counts per pixel, polarity as
+    channel when the network has two input channels.  The sensor must match the input size."""
+    from . import events as ev
+    rec = path_or_rec if isinstance(path_or_rec, ev.Recording) else ev.read(path_or_rec)
+    c, h, w = shape
+    if (rec.width, rec.height) != (w, h):
+        raise SynfabError(f"recording is {rec.width}x{rec.height} but the network input is {w}x{h}; make it fit "
+                          f"with 'synfab events convert SRC DST --crop X0,Y0,W,H --downsample N'")
+    if c not in (1, 2):
+        raise SynfabError(f"event input needs a network with 1 or 2 input channels, this one has {c}")
+    if events_per_frame:
+        frames = ev.frames_by_count(rec.events, events_per_frame)
+    else:
+        frames = ev.frames_by_time(rec.events, int((window_ms or 50.0) * 1000))
+    if max_frames is not None:
+        frames = frames[:max_frames]
+    x = ev.to_histograms(frames, (w, h), channels="polarity" if c == 2 else "merge")
+    return np.minimum(x.astype(np.int64), hi)
 
 
 def _images_to_input(tables, imgs: np.ndarray) -> np.ndarray:
