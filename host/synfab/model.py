@@ -326,25 +326,25 @@ class Model:
         # CONV: every position carries cc pairs (one per output channel of the part).
         first = nbase + pix * cc
         row = (c * k + kyp) * k + kxp
-        ok = (first >= 0) & (first + cc <= n_mem)
+        in_range = first.min() >= 0 and first.max() + cc <= n_mem
         if not ds["wconst"]:
-            ok &= (row >= 0) & (wbase + (row + 1) * cc <= w_mem)
-        if not ok.all():
+            in_range = in_range and row.min() >= 0 and wbase + (row.max() + 1) * cc <= w_mem
+        if not in_range:   # only malformed tables get here: drop the pairs outside the memories
+            ok = (first >= 0) & (first + cc <= n_mem)
+            if not ds["wconst"]:
+                ok &= (row >= 0) & (wbase + (row + 1) * cc <= w_mem)
             self._cnt["dropped"][ci] += int((~ok).sum()) * cc
             first, row, d = first[ok], row[ok], d[ok]
-        if len(d) == 0:
-            return
+            if len(d) == 0:
+                return
         self._cnt["synops"][ci] += len(d) * cc
-        order = np.argsort(first, kind="stable")
-        first, row, d = first[order], row[order], d[order]
-        starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]])
-        targets = first[starts][:, None] + np.arange(cc)[None]
         if ds["wconst"]:
-            sums = np.add.reduceat(d * ds["wval"], starts)[:, None]
+            vals = np.repeat(d * ds["wval"], cc)
         else:
             wm = core.weights[wbase:wbase + (int(row.max()) + 1) * cc].reshape(-1, cc)
-            sums = np.add.reduceat(wm[row] * d[:, None], starts, axis=0)
-        acc[targets] += sums
+            vals = (wm[row] * d[:, None]).reshape(-1)
+        targets = (first[:, None] + np.arange(cc)[None]).reshape(-1)
+        np.add.at(acc, targets, vals)
         dirty[targets] = True
 
     def _esu_dense(self, ci: int, core: _Core, ds: dict, pk: dict) -> None:

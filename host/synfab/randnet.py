@@ -181,13 +181,16 @@ class _Builder:
 
 def _build(src: _Source, cfg: FabricConfig, size: int, kinds) -> QNetwork:
     b = _Builder(src, cfg, size)
+    # Lower bounds well above the minimum: hypothesis draws favour the low end of every range.
     c = src.int(1, min(3, b.max_c))
-    h, w = src.int(2, min(b.max_hw, 3 + 2 * size)), src.int(2, min(b.max_hw, 3 + 2 * size))
+    hw_max = min(b.max_hw, 4 + 2 * size)
+    h, w = src.int(min(hw_max, 2 + size), hw_max), src.int(min(hw_max, 2 + size), hw_max)
     input_hi = src.pick([255, 255, 15, 1])
     b.shapes["in"] = (c, h, w)
     b.mag["in"] = input_hi / 2
     budget = max(1, min(8, cfg.n_cores * cfg.populations_per_core - 1, (1 << cfg.esu_addr_bits) - 1))
-    n_blocks = src.int(1, max(1, min(budget, 2 + size)))
+    most = max(1, min(budget, 2 + size))
+    n_blocks = src.int(min(most, 1 + size), most)
     cur = "in"
     for _ in range(n_blocks):
         kind = src.pick(list(kinds))
@@ -234,15 +237,15 @@ def random_input(qnet: QNetwork, rng: np.random.Generator, prev: np.ndarray | No
 
 # -- hypothesis strategies (hypothesis is a test dependency: imported lazily) -------------------
 def fabric_configs():
-    """Strategy of small FabricConfigs (1..6 cores, 128..2048 neurons, narrow and wide fields)."""
+    """Strategy of small FabricConfigs (1..8 cores, 32..2048 neurons: small cores force split layers)."""
     from hypothesis import strategies as st
 
     @st.composite
     def configs(draw):
         return FabricConfig(
-            mesh_x=draw(st.integers(1, 3)), mesh_y=draw(st.integers(1, 2)),
-            neurons_per_core=draw(st.sampled_from([128, 256, 512, 1024, 2048])),
-            weight_words_per_core=draw(st.sampled_from([512, 1024, 2048, 4096, 8192])),
+            mesh_x=draw(st.integers(1, 4)), mesh_y=draw(st.integers(1, 2)),
+            neurons_per_core=draw(st.sampled_from([32, 64, 128, 256, 512, 1024, 2048])),
+            weight_words_per_core=draw(st.sampled_from([256, 512, 1024, 2048, 4096, 8192])),
             peg_entries_per_core=draw(st.sampled_from([16, 32, 64])),
             esu_descriptors_per_core=draw(st.sampled_from([16, 32, 64])),
             populations_per_core=draw(st.sampled_from([4, 8, 16])),
