@@ -47,11 +47,19 @@ dynapcnn (SynSense DYNAP-CNN, formulas of sinabs' `DynapcnnLayer.memory_summary`
     Addresses are implicit (concatenated power-of-two fields), so connectivity is the
     padding those fields leave unused: (kernel words - weights)*b_w + (neuron words -
     neurons)*state bits; weights = weights*b_w. Inter-layer routing (two destination
-    registers per layer) is negligible and not counted.
+    registers per layer) is negligible and not counted. The formula assumes every layer's
+    kernels and neurons sit in one core of unlimited size: no replication, no fan-out.
 
 pegesu (this project): PEG entries (input port included), ESU descriptors and population
-    descriptors at the widths of `synfab.layouts` for the analysis fabric configuration,
-    plus the weight words the mapper places (kernel slices replicated per spatial tile).
+    descriptors at the widths of `synfab.layouts` for the smallest fabric that holds the
+    placement, plus the weight words the mapper places (kernel slices replicated per
+    spatial tile).
+
+Compared with SCHEME.md's first estimate (explicit S*(b_w+b_i) against PEG/ESU ~ P*b_w),
+the explicit scheme here also pays R*E for routing, and PEG/ESU pays for kernel replication
+and for one PEG entry per (source part, destination part): both depend on the placement,
+so the "synaptic" ratios come out lower for ResNet50 and Darknet53 and higher where the
+placement replicates little (MobileNetV1).
 """
 from __future__ import annotations
 
@@ -267,7 +275,8 @@ def analysis_config(qnet: QNetwork, neurons_per_core: int = 1024,
     Every table gets the same bit budget as the weight memory (capacity = budget / entry bits),
     so the mapper's cost, which counts each resource as a fraction of its per-core capacity,
     weighs PEG entries, descriptors and weight words by the memory they occupy. Coordinate and
-    channel fields keep the default widths unless the network needs wider ones.
+    channel fields keep the default widths unless the network needs wider ones. (`analyze`
+    doubles the PEG budget when a fan-out does not fit it.)
     """
     default = FabricConfig()
     dims = [qnet.input_shape] + [l.shape for l in qnet.layers]
@@ -310,6 +319,22 @@ def _fitted_config(placement) -> FabricConfig:
                      input_peg_entries=max(1, placement.input_peg_entries))
 
 
+def _place(qnet: QNetwork, cfg: FabricConfig, strategy: str):
+    """Map onto the analysis fabric; while the mapper reports a different shortfall each time
+    (a fan-out beyond the PEG budget), double the PEG entries per core and map again."""
+    from .mapper import MappingError, map_network
+
+    previous = None
+    while True:
+        try:
+            return map_network(qnet, cfg, strategy, for_analysis=True)
+        except MappingError as e:
+            if str(e) == previous or cfg.peg_entries_per_core >= cfg.n_cores:
+                raise
+            previous = str(e)
+            cfg = cfg.with_(peg_entries_per_core=2 * cfg.peg_entries_per_core)
+
+
 # ---------------------------------------------------------------------------------------
 # The analysis
 def _lowered(net_or_qnet) -> QNetwork:
@@ -343,15 +368,14 @@ def analyze(net_or_qnet, neurons_per_core: int = 1024, weight_bits: int = 8, tab
     Returns {"network", "neurons", "synapses", "weights", "neuron_state_bytes",
     "neurons_per_core", "schemes", "layers", "ratios"} with byte counts (bits / 8).
     """
-    from .mapper import connection_hits, map_network
+    from .mapper import connection_hits
 
     for name, value, lo in (("neurons_per_core", neurons_per_core, 1), ("weight_bits", weight_bits, 1),
                             ("table_entry_bits", table_entry_bits, 1)):
         if int(value) != value or value < lo:
             raise FootprintError(f"{name} must be a positive integer, got {value!r}")
     qnet = _lowered(net_or_qnet)
-    placement = map_network(qnet, analysis_config(qnet, neurons_per_core, weight_words_per_core), strategy,
-                            for_analysis=True)
+    placement = _place(qnet, analysis_config(qnet, neurons_per_core, weight_words_per_core), strategy)
     cfg = _fitted_config(placement)
     state_bits = layouts.neuron_state(cfg).width
     peg_bits, esu_bits, pop_bits = (layouts.peg_entry(cfg).width, layouts.esu_desc(cfg).width,
