@@ -31,8 +31,10 @@ VERILATOR_FLAGS = [
     "-CFLAGS", "-fPIC", "-LDFLAGS", "-shared",
     # Bind the library to its own Verilator runtime even when another model is loaded too.
     "-LDFLAGS", "-Wl,-Bsymbolic",
-    # Verilator's default -Os for the model is several times slower to simulate.
-    "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1",
+    # Verilator's default -Os for the model is several times slower to simulate. The PyPI
+    # wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+    # every design large enough to be split into several files.
+    "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1 CFG_CXXFLAGS_PCH_I=-include",
 ]
 
 
