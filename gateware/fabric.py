@@ -13,8 +13,7 @@ Output beats are the HOST packets leaving the mesh at core 0, as (x, y, c, d, ta
 
 Registers (RegisterMap): writes saturate each register to its largest meaningful value (reads
 show what the hardware uses). ctrl bit 0 clears every counter, the cores' too, and layer_spikes.
-status bit 0 (RegisterMap.STATUS_BUSY) is set while a frame is being finished or anything is in
-flight. Global counters: cycles (clock cycles since the last clear), frames, events_in (event
+status bit 0 (busy) is set while a frame is being finished or anything is in flight. Global counters: cycles (clock cycles since the last clear), frames, events_in (event
 beats received, in range or not), events_out (output event beats sent), input_dropped. Counters
 wrap at 32 bits. Reads and writes of unmapped addresses answer a wishbone error.
 """
@@ -262,21 +261,24 @@ class Fabric(LiteXModule):
 
     def _decode(self, master, slaves: list[_Slave]) -> None:
         """Route each access to the one slave whose hit is set; no hit answers err."""
-        none = Signal()
-        unmapped_err = Signal()
-        self.comb += none.eq(~_or([s.hit for s in slaves]))
-        for s in slaves:
+        hits = []
+        for i, s in enumerate(slaves):
+            hit = Signal(name=f"bus_hit{i}")
+            self.comb += hit.eq(s.hit)
+            hits.append(hit)
             self.comb += [
                 s.bus.adr.eq(s.local), s.bus.dat_w.eq(master.dat_w), s.bus.sel.eq(master.sel),
                 s.bus.we.eq(master.we), s.bus.cti.eq(master.cti), s.bus.bte.eq(master.bte),
-                s.bus.cyc.eq(master.cyc & s.hit), s.bus.stb.eq(master.stb & s.hit),
+                s.bus.cyc.eq(master.cyc & hit), s.bus.stb.eq(master.stb & hit),
             ]
+        unmapped_err = Signal()
+        self.sync += unmapped_err.eq(master.cyc & master.stb & ~_or(hits) & ~unmapped_err)
         self.comb += [
-            master.ack.eq(_or([s.hit & s.bus.ack for s in slaves])),
-            master.err.eq(unmapped_err | _or([s.hit & s.bus.err for s in slaves])),
-            master.dat_r.eq(_or([s.bus.dat_r & _rep(s.hit, 32) for s in slaves])),
+            master.ack.eq(_or([h & s.bus.ack for h, s in zip(hits, slaves)])),
+            master.err.eq(unmapped_err | _or([h & s.bus.err for h, s in zip(hits, slaves)])),
+            master.dat_r.eq(0),
+            *[If(h, master.dat_r.eq(s.bus.dat_r)) for h, s in zip(hits, slaves)],
         ]
-        self.sync += unmapped_err.eq(master.cyc & master.stb & none & ~unmapped_err)
 
 
 def _all(bits):
@@ -291,10 +293,6 @@ def _or(values):
     for v in values:
         out = out | v
     return out
-
-
-def _rep(bit, n):
-    return Cat(*([bit] * n))
 
 
 def _fit(module, value, width):

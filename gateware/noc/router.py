@@ -68,7 +68,8 @@ class Router(LiteXModule):
     def __init__(self, cfg: FabricConfig, x: int, y: int):
         layout = packet(cfg).migen()
         self.ports = router_ports(cfg, x, y)
-        self.sinks = {p: stream.Endpoint(layout) for p in self.ports}
+        self.fifos = {p: stream.SyncFIFO(layout, cfg.event_fifo_depth) for p in self.ports}
+        self.sinks = {p: self.fifos[p].sink for p in self.ports}     # each input port is its FIFO
         self.sources = {p: stream.Endpoint(layout) for p in self.ports}
         self.dropped = Signal()   # out: a packet with a dest that names no core was discarded
         self.empty = Signal()     # out: no packet buffered in this router
@@ -79,10 +80,8 @@ class Router(LiteXModule):
         outputs = self.ports + ([DROP] if has_drop else [])
 
         heads = {}
-        for p in self.ports:
-            fifo = stream.SyncFIFO(layout, cfg.event_fifo_depth)
+        for p, fifo in self.fifos.items():
             self.add_module(f"fifo_{p}", fifo)
-            self.comb += self.sinks[p].connect(fifo.sink)
             heads[p] = fifo.source
         self.comb += self.empty.eq(Cat(*[h.valid for h in heads.values()]) == 0)
 
@@ -122,7 +121,8 @@ class Router(LiteXModule):
         if cfg.mesh_x & (cfg.mesh_x - 1) == 0:
             # Power-of-two columns: the core id is just {y, x}.
             xb = (cfg.mesh_x - 1).bit_length()
-            coords = [tx.eq(dest[:xb] if xb else 0), ty.eq(dest[xb:]), valid.eq(dest < cfg.n_cores)]
+            coords = [tx.eq(dest[:xb] if xb else 0), ty.eq(dest[xb:] if len(dest) > xb else 0),
+                      valid.eq(dest < cfg.n_cores)]
         else:
             coords = [Case(dest, {
                 **{i: [tx.eq(i % cfg.mesh_x), ty.eq(i // cfg.mesh_x), valid.eq(1)]
