@@ -58,8 +58,7 @@ pegesu (this project): PEG entries (input port included), ESU descriptors and po
 Compared with SCHEME.md's first estimate (explicit S*(b_w+b_i) against PEG/ESU ~ P*b_w),
 the explicit scheme here also pays R*E for routing, and PEG/ESU pays for kernel replication
 and for one PEG entry per (source part, destination part): both depend on the placement,
-so the "synaptic" ratios come out lower for ResNet50 and Darknet53 and higher where the
-placement replicates little (MobileNetV1).
+so the "synaptic" ratios differ from that estimate in either direction, network by network.
 """
 from __future__ import annotations
 
@@ -74,6 +73,8 @@ from .config import FabricConfig
 from .errors import SynfabError
 from .ir import Network, QConnection, QLayer, QNetwork
 from .layouts import Kind
+from .mapper import MappingError, connection_hits, map_network, weight_shape, words_per_channel
+from .quant import lower
 
 SCHEMES = ("explicit", "loihi", "dynapcnn", "pegesu")
 # Loihi synapse-memory format (nengo-loihi SynapseConfig): index widths it can encode,
@@ -251,18 +252,12 @@ def _dynapcnn_neuron_words(shape) -> int:
 
 def _weight_tensor(qnet: QNetwork, layer: QLayer):
     """(f, c, kx, ky) of a layer's stored weights, or None when all its inputs are constant."""
-    stored = [c for c in layer.inputs if c.wconst is None]
-    if not stored:
+    shape = weight_shape(qnet, layer)
+    if shape is None:
         return None
-    co = layer.shape[0]
-    kind = stored[0].kind
-    if kind == Kind.DW:
-        return co, 1, stored[0].k, stored[0].k
-    c_total = max(c.chan_off + qnet.shape_of(c.src)[0] for c in stored)
-    if kind == Kind.DENSE:
-        _, h, w = qnet.shape_of(stored[0].src)
-        return co, c_total, w, h
-    return co, c_total, stored[0].k, stored[0].k
+    kind, k, ci, h, w = shape
+    f = layer.shape[0]
+    return {Kind.CONV: (f, ci, k, k), Kind.DW: (f, 1, k, k), Kind.DENSE: (f, ci, w, h)}[kind]
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,7 +281,6 @@ def analysis_config(qnet: QNetwork, neurons_per_core: int = 1024,
         raise FootprintError(f"network {qnet.name}: maps up to 4096 pixels wide and 65536 channels can be analysed; "
                              f"reduce the input resolution or the channel count")
     if weight_words_per_core is None:
-        from .mapper import words_per_channel
         widest = max(words_per_channel(qnet, l) for l in qnet.layers)
         weight_words_per_core = max(16 * neurons_per_core, widest)
     weight_words_per_core = max(4, -(-int(weight_words_per_core) // 4) * 4)
@@ -322,8 +316,6 @@ def _fitted_config(placement) -> FabricConfig:
 def _place(qnet: QNetwork, cfg: FabricConfig, strategy: str):
     """Map onto the analysis fabric; while the mapper reports a different shortfall each time
     (a fan-out beyond the PEG budget), double the PEG entries per core and map again."""
-    from .mapper import MappingError, map_network
-
     previous = None
     while True:
         try:
@@ -341,7 +333,6 @@ def _lowered(net_or_qnet) -> QNetwork:
     if isinstance(net_or_qnet, QNetwork):
         return net_or_qnet
     if isinstance(net_or_qnet, Network):
-        from .quant import lower
         return lower(net_or_qnet)
     raise FootprintError(f"footprint.analyze takes an ir.Network or ir.QNetwork, not {type(net_or_qnet).__name__}; "
                          f"build one with synfab.zoo.get(name) or load a network file")
@@ -368,7 +359,6 @@ def analyze(net_or_qnet, neurons_per_core: int = 1024, weight_bits: int = 8, tab
     Returns {"network", "neurons", "synapses", "weights", "neuron_state_bytes",
     "neurons_per_core", "schemes", "layers", "ratios"} with byte counts (bits / 8).
     """
-    from .mapper import connection_hits
 
     for name, value, lo in (("neurons_per_core", neurons_per_core, 1), ("weight_bits", weight_bits, 1),
                             ("table_entry_bits", table_entry_bits, 1)):
