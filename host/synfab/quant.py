@@ -130,7 +130,7 @@ def lower(net: Network) -> QNetwork:
         elif node.op == "dense":
             conns = [QConnection(g.src, Kind.DENSE, chan_off=g.chan_off) for g in read(node, ins[0], dense=True)]
         elif node.op in ("sumpool", "avgpool"):
-            k, s, p = _window(node, a["kernel"], a.get("stride") or a["kernel"], 0, (ho, wo))
+            k, s, p = _window(node, a["kernel"], a.get("stride") or a["kernel"], a.get("padding", 0), (ho, wo))
             conns = [QConnection(g.src, Kind.DW, k=k, stride=s, chan_off=g.chan_off, wconst=1)
                      for g in read(node, ins[0])]
         elif node.op == "upsample":
@@ -194,7 +194,7 @@ def _float_node(node: Node, ins: list[np.ndarray]) -> np.ndarray:
         return y[:, :, None, None]
     if node.op in ("sumpool", "avgpool"):
         k = a["kernel"]
-        y = _windows(x, k, a.get("stride") or k, 0).sum(axis=(4, 5))
+        y = _windows(x, k, a.get("stride") or k, a.get("padding", 0)).sum(axis=(4, 5))
         return y / (k * k) if node.op == "avgpool" else y
     if node.op == "add":
         return ins[0] + ins[1]
