@@ -131,7 +131,7 @@ def lower(net: Network) -> QNetwork:
             conns = [QConnection(g.src, Kind.DENSE, chan_off=g.chan_off) for g in read(node, ins[0], dense=True)]
         elif node.op in ("sumpool", "avgpool"):
             k, s, p = _window(node, a["kernel"], a.get("stride") or a["kernel"], a.get("padding", 0), (ho, wo))
-            conns = [QConnection(g.src, Kind.DW, k=k, stride=s, chan_off=g.chan_off, wconst=1)
+            conns = [QConnection(g.src, Kind.DW, k=k, stride=s, pad=p, chan_off=g.chan_off, wconst=1)
                      for g in read(node, ins[0])]
         elif node.op == "upsample":
             u = _pow2_step(node, "upsampling scale", a["scale"])
