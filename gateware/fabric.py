@@ -31,14 +31,10 @@ from synfab.layouts import (GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_BI
 from .common import as_signed, pack, unpack
 from .core.peg import PEG
 from .noc import Mesh
+from .noc.mesh import popcount
 
 BEAT = [("data", STREAM_BITS)]
 WORD = 4   # bytes per bus word
-
-
-def _count(bits):
-    """Number of set 1-bit signals, as an expression (0 when there are none)."""
-    return sum(bits) if bits else 0
 
 
 class _Slave:
@@ -80,14 +76,14 @@ class Fabric(LiteXModule):
         }
         regs = {name: Signal(max=limit + 1, name=f"reg_{name}") for name, limit in limits.items()}
         self.regs = regs
-        clear = Signal()      # one-cycle pulse: clear every counter
+        clear = Signal(name="clear")      # one-cycle pulse: clear every counter
         counters = {name: Signal(32, name=f"cnt_{name}") for name in GLOBAL_COUNTERS}
         self.counters = counters
 
         # -- input port --------------------------------------------------------------------------
         beat = unpack(STREAM_EVENT, self.sink.data)
-        accepting = Signal()  # the sequencer takes input only between frames' ends
-        in_range = Signal()
+        accepting = Signal(name="accepting")  # the sequencer takes input only between frames' ends
+        in_range = Signal(name="in_range")
         self.comb += in_range.eq((beat["x"] < regs["in_w"]) & (beat["y"] < regs["in_h"])
                                  & (beat["c"] < regs["in_c"]))
         is_eof = beat["eof"]
@@ -99,21 +95,21 @@ class Fabric(LiteXModule):
             peg.sink.base.eq(0), peg.sink.count.eq(regs["input_peg_count"]),
             self.sink.ready.eq(accepting & (is_eof | ~in_range | peg.sink.ready)),
         ]
-        took = Signal()
+        took = Signal(name="took")
         self.comb += took.eq(self.sink.valid & self.sink.ready)
-        eof_taken = Signal()
+        eof_taken = Signal(name="eof_taken")
         self.comb += eof_taken.eq(took & is_eof)
 
         # -- drained, busy -------------------------------------------------------------------------
-        drained = Signal()
+        drained = Signal(name="drained")
         self.comb += drained.eq(peg.idle & mesh.idle & _all([c.idle for c in cores]))
 
         # -- sequencer -------------------------------------------------------------------------
-        layer = Signal(max=RegisterMap.MAX_LAYERS + 1)
-        eval_start = Signal()
-        evaluating = Signal()  # spikes now belong to layer_spikes[layer]
-        write_back = Signal()  # layer `layer` is done: add its spikes to layer_spikes
-        eof_out = Signal()     # the output carries the end-of-frame beat
+        layer = Signal(max=RegisterMap.MAX_LAYERS + 1, name="layer")
+        eval_start = Signal(name="eval_start")
+        evaluating = Signal(name="evaluating")  # spikes now belong to layer_spikes[layer]
+        write_back = Signal(name="write_back")  # layer `layer` is done: add its spikes to layer_spikes
+        eof_out = Signal(name="eof_out")     # the output carries the end-of-frame beat
         self.fsm = fsm = FSM(reset_state="RUN")
         fsm.act("RUN",
             accepting.eq(1),
@@ -179,10 +175,10 @@ class Fabric(LiteXModule):
         rmw = layer_mem.get_port(write_capable=True)
         bus_rd = layer_mem.get_port()
         self.specials += rmw, bus_rd
-        written = Signal(n_lay)
-        running = Signal(32)   # spikes of the layer being evaluated
-        spikes_now = _count([c.spike for c in cores])
-        stored = Signal(32)
+        written = Signal(n_lay, name="layer_written")
+        running = Signal(32, name="layer_running")   # spikes of the layer being evaluated
+        spikes_now = popcount([c.spike for c in cores])
+        stored = Signal(32, name="layer_stored")
         self.comb += [
             rmw.adr.eq(layer),
             stored.eq(0),
@@ -200,12 +196,12 @@ class Fabric(LiteXModule):
         slaves = [_Slave(regs_bus, self._in_words(self.bus.adr, 0, regmap.input_peg.base), self.bus.adr)]
         slaves.append(self._window_slave(peg.table.bus, regmap.input_peg.base, regmap.input_peg.size))
         for i, core in enumerate(cores):
-            slaves += self._core_slaves(core.bus, regmap, regmap.core_base(i))
+            slaves.append(self._core_slave(core.bus, regmap, regmap.core_base(i)))
         self._decode(self.bus, slaves)
 
         # Global registers, counters and layer_spikes on regs_bus.
         adr = regs_bus.adr
-        access = Signal()
+        access = Signal(name="regs_access")
         self.comb += access.eq(regs_bus.cyc & regs_bus.stb & ~regs_bus.ack & ~regs_bus.err)
         read_values = {
             regmap.regs["id"]: ID_MAGIC, regmap.regs["version"]: LAYOUT_VERSION,
@@ -214,13 +210,12 @@ class Fabric(LiteXModule):
         }
         read_values.update({regmap.regs[n]: r for n, r in regs.items()})
         read_values.update({regmap.global_counters[n]: c for n, c in counters.items()})
-        known = set(read_values)
         ls = regmap.layer_spikes
         in_layer_spikes = self._in_words(adr, ls.base, ls.size)
-        known_hit = Signal()
-        self.comb += known_hit.eq(in_layer_spikes | _or([adr == a // WORD for a in known]))
+        known_hit = Signal(name="regs_hit")
+        self.comb += known_hit.eq(in_layer_spikes | _or([adr == a // WORD for a in read_values]))
         self.comb += bus_rd.adr.eq(adr - ls.base // WORD)
-        reg_data = Signal(32)
+        reg_data = Signal(32, name="reg_data")
         self.sync += [
             regs_bus.ack.eq(access & known_hit),
             regs_bus.err.eq(access & ~known_hit),
@@ -250,14 +245,14 @@ class Fabric(LiteXModule):
     def _window_slave(self, bus, base: int, size: int) -> _Slave:
         return _Slave(bus, self._in_words(self.bus.adr, base, size), self.bus.adr - base // WORD)
 
-    def _core_slaves(self, bus, regmap: RegisterMap, core_base: int) -> list[_Slave]:
+    def _core_slave(self, bus, regmap: RegisterMap, core_base: int) -> _Slave:
         """A core's bus, selected only on the words the core implements (gaps answer an error)."""
         ranges = [(regmap.core_regs[n], WORD) for n in regmap.core_regs]
         ranges += [(regmap.core_counters[n], WORD) for n in regmap.core_counters]
         ranges += [(w.base, w.entries * w.stride * WORD) for w in regmap.core_windows.values()]
         adr = self.bus.adr
         hit = _or([self._in_words(adr, core_base + b, s) for b, s in ranges])
-        return [_Slave(bus, hit, adr - core_base // WORD)]
+        return _Slave(bus, hit, adr - core_base // WORD)
 
     def _decode(self, master, slaves: list[_Slave]) -> None:
         """Route each access to the one slave whose hit is set; no hit answers err."""
@@ -271,7 +266,7 @@ class Fabric(LiteXModule):
                 s.bus.we.eq(master.we), s.bus.cti.eq(master.cti), s.bus.bte.eq(master.bte),
                 s.bus.cyc.eq(master.cyc & hit), s.bus.stb.eq(master.stb & hit),
             ]
-        unmapped_err = Signal()
+        unmapped_err = Signal(name="unmapped_err")
         self.sync += unmapped_err.eq(master.cyc & master.stb & ~_or(hits) & ~unmapped_err)
         self.comb += [
             master.ack.eq(_or([h & s.bus.ack for h, s in zip(hits, slaves)])),

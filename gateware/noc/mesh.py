@@ -10,8 +10,8 @@ from synfab.errors import SynfabError
 from .router import Router
 
 
-def _count(bits) -> "Value":
-    """Number of set 1-bit signals (0 when there are none)."""
+def popcount(bits):
+    """Number of set 1-bit signals, as an expression (0 when there are none)."""
     return sum(bits) if bits else 0
 
 
@@ -50,8 +50,8 @@ class Mesh(LiteXModule):
                 self.comb += [r.sources["south"].connect(south.sinks["north"]),
                               south.sources["north"].connect(r.sinks["south"])]
 
-        injected = _count([e.valid & e.ready for e in self.sinks + [self.host_sink]])
-        removed = _count([e.valid & e.ready for e in self.sources + [self.host_source]]
+        injected = popcount([e.valid & e.ready for e in self.sinks + [self.host_sink]])
+        removed = popcount([e.valid & e.ready for e in self.sources + [self.host_source]]
                          + [r.dropped for r in self.routers])
         self.sync += self.in_flight.eq(self.in_flight + injected - removed)
         self.comb += self.idle.eq(self.in_flight == 0)

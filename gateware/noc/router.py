@@ -72,7 +72,6 @@ class Router(LiteXModule):
         self.sinks = {p: self.fifos[p].sink for p in self.ports}     # each input port is its FIFO
         self.sources = {p: stream.Endpoint(layout) for p in self.ports}
         self.dropped = Signal()   # out: a packet with a dest that names no core was discarded
-        self.empty = Signal()     # out: no packet buffered in this router
 
         # # #
 
@@ -83,7 +82,6 @@ class Router(LiteXModule):
         for p, fifo in self.fifos.items():
             self.add_module(f"fifo_{p}", fifo)
             heads[p] = fifo.source
-        self.comb += self.empty.eq(Cat(*[h.valid for h in heads.values()]) == 0)
 
         # Route of each input's head packet: one-hot over the outputs it may use.
         want = {}
