@@ -5,7 +5,10 @@ Layout line up bit for bit.
 """
 from __future__ import annotations
 
-from migen import Cat, Constant, Record, Signal
+from functools import reduce
+from operator import or_
+
+from migen import Cat, Constant, Mux, Record, Signal
 from litex.soc.interconnect import stream
 
 from synfab.layouts import Layout
@@ -53,3 +56,37 @@ def signed_bits(lo: int, hi: int) -> int:
     while not (-(1 << (n - 1)) <= lo and hi <= (1 << (n - 1)) - 1):
         n += 1
     return n
+
+
+def decode_windows(module, master, windows, err_unmapped: bool = False) -> None:
+    """Connect a word-addressed wishbone master to slaves at aligned power-of-two windows.
+
+    windows: (base_word, size_words, slave) with base_word a multiple of size_words. An access that
+    hits no window completes one clock later with read data 0, as an ack (or err if err_unmapped).
+    """
+    hits = []
+    for base, size, slave in windows:
+        if size & (size - 1) or base % size:
+            raise ValueError(f"window at word {base:#x} of {size} words is not an aligned power of two")
+        size_bits = (size - 1).bit_length()
+        hit = Signal()
+        module.comb += [
+            hit.eq(master.adr[size_bits:] == base >> size_bits),
+            slave.adr.eq(master.adr[:size_bits] if size_bits else 0),
+            slave.dat_w.eq(master.dat_w),
+            slave.sel.eq(master.sel),
+            slave.we.eq(master.we),
+            slave.cyc.eq(master.cyc & hit),
+            slave.stb.eq(master.stb & hit),
+        ]
+        hits.append((hit, slave))
+    miss = Signal()
+    miss_done = Signal()
+    module.comb += miss.eq(~reduce(or_, [h for h, _ in hits], 0))
+    module.sync += miss_done.eq(master.cyc & master.stb & miss & ~miss_done)
+    module.comb += [
+        master.ack.eq(reduce(or_, [h & s.ack for h, s in hits], 0) | (miss_done & (not err_unmapped))),
+        master.err.eq(miss_done if err_unmapped else 0),
+        master.dat_r.eq(reduce(or_, [Mux(h, s.dat_r, 0) for h, s in hits], 0)),
+    ]
+
