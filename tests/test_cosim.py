@@ -216,7 +216,7 @@ def test_random_networks_with_stream_gaps(sim_for, seed, p_in, p_out):
     cosim(sim, randnet.random_qnetwork(seed, SMALL), threshold=seed % 3, frames=3, seed=seed)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(qnet=randnet.qnetworks(SMALL))
 def test_hypothesis_networks(sim_for, qnet):
@@ -233,14 +233,48 @@ def test_cycle_counters_are_bounded(sim_for):
     check_cycle_counters(hw.run_frame(input_events(None, cur)))
 
 
+def test_first_frame_without_input_evaluates_the_loaded_state(sim_for):
+    """Writing ACC marks neurons dirty: an empty first frame evaluates every neuron in use, so
+    biases alone make spikes; a second empty frame has nothing left to evaluate."""
+    sim = sim_for(SMALL)
+    qnet = randnet.random_qnetwork(31, SMALL)
+    tables = compile_network(qnet, SMALL)
+    hw, model = Loaded(sim, tables, 0), Model(tables, 0)
+    none = np.zeros(0, dtype=EVENT_DTYPE)
+    first = model.run_frame(none)
+    assert first.layer_spikes.sum() > 0
+    check_frame(hw.run_frame(none), first, 0)
+    second = hw.run_frame(none)
+    check_frame(second, model.run_frame(none), 0)
+    assert second.events == [] and second.layer_spikes.sum() == 0
+
+
 # --- other fabric configurations -----------------------------------------------------------
+def seeds_spanning_cores(cfg: FabricConfig, count: int, min_cores: int, start: int) -> list[int]:
+    """The first `count` seeds from `start` whose random network occupies >= min_cores cores."""
+    found = []
+    for seed in range(start, start + 500):
+        tables = compile_network(randnet.random_qnetwork(seed, cfg), cfg)
+        if sum(ct.pop_count > 0 for ct in tables.cores) >= min_cores:
+            found.append(seed)
+            if len(found) == count:
+                return found
+    raise AssertionError(f"fewer than {count} networks on >= {min_cores} cores of {cfg.name}")
+
+
+@pytest.mark.parametrize("seed", seeds_spanning_cores(SMALL, 3, 2, start=40))
+def test_networks_on_both_cores(sim_for, seed):
+    sim = sim_for(SMALL)
+    sim.set_gaps(0.3, 0.3, seed)
+    cosim(sim, randnet.random_qnetwork(seed, SMALL), threshold=seed % 2, frames=3, seed=seed)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", seeds_spanning_cores(NARROW, 6, 3, start=1000))
 def test_narrow_fabric(sim_for, seed):
     sim = sim_for(NARROW)
     sim.set_gaps(0.2 * (seed % 2), 0.3 * (seed % 3), seed)
-    cosim(sim, randnet.random_qnetwork(100 + seed, NARROW), threshold=(0, 0, 2)[seed % 3], frames=3,
-          seed=seed)
+    cosim(sim, randnet.random_qnetwork(seed, NARROW), threshold=(0, 0, 2)[seed % 3], frames=3, seed=seed)
 
 
 @pytest.mark.slow
