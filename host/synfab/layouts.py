@@ -15,6 +15,8 @@ from .config import FabricConfig
 
 LAYOUT_VERSION = 1
 ID_MAGIC = 0x53594E46  # "SYNF"
+# Vivado IP identity of the packaged fabric (gateware/vivado packages it, the PYNQ driver binds to it).
+IP_VLNV = "synfab.org:synfab:synfab_fabric:1.0"
 
 
 class Kind(IntEnum):
