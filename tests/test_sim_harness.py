@@ -22,6 +22,7 @@ from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import RegisterMap  # noqa: E402
 from synfab_gateware.sim import AXILiteError, SimError, SimFabric, build_verilog  # noqa: E402
 from synfab_gateware.sim.build import cache_key  # noqa: E402
+from synfab_gateware.sim.fabric_sim import AXIL_TIMEOUT_CYCLES, RESP_TIMEOUT  # noqa: E402
 
 CFG = PRESETS["tiny"]
 STANDIN = Path(__file__).parent / "fixtures" / "standin_fabric.v"
@@ -105,6 +106,19 @@ def test_reads_and_writes_outside_the_register_file_raise(fresh):
     assert err.value.addr == outside + 8
     fresh.write(0, 5)                       # the bus still works after error responses
     assert fresh.read(0) == 5
+
+
+def test_access_without_response_times_out_and_the_bus_recovers(fresh):
+    silent = 1 << (RegisterMap(CFG).addr_bits - 1)     # the stand-in never answers there
+    start = fresh.cycles
+    with pytest.raises(AXILiteError, match="no response within") as err:
+        fresh.read(silent)
+    assert err.value.resp == RESP_TIMEOUT
+    with pytest.raises(AXILiteError, match="no response within"):
+        fresh.write_block([0, silent], [3, 4])
+    assert fresh.cycles - start >= 2 * AXIL_TIMEOUT_CYCLES
+    fresh.write(4, 9)
+    assert list(fresh.read_block([0, 4])) == [3, 9]
 
 
 def test_addresses_the_port_cannot_carry_are_rejected(fresh):

@@ -132,16 +132,19 @@ def _compile(verilog: Path, root: Path, key: str, quiet: bool) -> None:
               file=sys.stderr, flush=True)
     start = time.monotonic()
     log_path = root / f"{key}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.run(args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        shutil.rmtree(work, ignore_errors=True)
-        raise SimBuildError(f"Verilator build failed (exit {proc.returncode}); see {log_path}")
     final = root / key
-    (work / "obj" / LIB_NAME).rename(work / LIB_NAME)
-    shutil.rmtree(work / "obj")
-    shutil.move(str(log_path), work / "build.log")
-    work.rename(final)          # atomic: the library appears complete or not at all
+    try:
+        with open(log_path, "w") as log:
+            proc = subprocess.run(args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise SimBuildError(f"Verilator build failed (exit {proc.returncode}); see {log_path}")
+        (work / "obj" / LIB_NAME).rename(work / LIB_NAME)
+        shutil.rmtree(work / "obj")
+        shutil.move(str(log_path), work / "build.log")
+        work.rename(final)      # atomic: the library appears complete or not at all
+    finally:
+        if not final.exists():  # failed or interrupted: leave no half-built directory behind
+            shutil.rmtree(work, ignore_errors=True)
     if not quiet:
         print(f"synfab: simulation built in {time.monotonic() - start:.0f} s ({final})",
               file=sys.stderr, flush=True)

@@ -19,7 +19,8 @@ from .build import build_fabric, build_verilog
 RESET_CYCLES = 16
 # Longest wait for one AXI-Lite response; far above any access the fabric stalls legitimately.
 AXIL_TIMEOUT_CYCLES = 1_000_000
-RESP_NAMES = {-1: "no response (timeout)", 1: "EXOKAY", 2: "SLVERR", 3: "DECERR"}
+RESP_TIMEOUT = -1   # harness.cpp's code for an access that got no response
+RESP_NAMES = {1: "EXOKAY", 2: "SLVERR", 3: "DECERR"}
 
 _u64p = ctypes.POINTER(ctypes.c_uint64)
 _u32p = ctypes.POINTER(ctypes.c_uint32)
@@ -53,8 +54,13 @@ class AXILiteError(SimError):
 
     def __init__(self, op: str, addr: int, resp: int):
         self.op, self.addr, self.resp = op, addr, resp
-        super().__init__(f"AXI-Lite {op} at 0x{addr:08x} answered {RESP_NAMES.get(resp, resp)}; "
-                         f"use an address inside the fabric's RegisterMap")
+        if resp == RESP_TIMEOUT:
+            msg = (f"AXI-Lite {op} at 0x{addr:08x} got no response within {AXIL_TIMEOUT_CYCLES} cycles; "
+                   f"the fabric's AXI-Lite port is stuck (a gateware bug)")
+        else:
+            msg = (f"AXI-Lite {op} at 0x{addr:08x} answered {RESP_NAMES.get(resp, resp)}; "
+                   f"use an address inside the fabric's RegisterMap")
+        super().__init__(msg)
 
 
 def _load(lib_path: Path) -> ctypes.CDLL:
