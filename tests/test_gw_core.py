@@ -52,6 +52,7 @@ class CoreSim:
         self.cycle = 0
         self.synop_cycles = []
         self.first_valid_cycle = None
+        self.seen = dict(stall=0, busy=0, spikes=0, packets_out=0)
 
     # -- bus --
     def write(self, byte, value):
@@ -96,16 +97,24 @@ class CoreSim:
         yield d.source.ready.eq(ready)
         yield
         self.cycle += 1
-        if self.cur is not None and self.first_valid_cycle is None:
+        sink_valid, sink_ready = self.cur is not None, (yield d.sink.ready)
+        source_valid, synop, idle = (yield d.source.valid), (yield d.neurons.synop), (yield d.idle)
+        # Idle must be exact: never while a packet or a synapse is on its way.
+        assert not (idle and (sink_valid or source_valid or synop))
+        self.seen["stall"] += (sink_valid and not sink_ready) or (source_valid and not ready)
+        self.seen["busy"] += not idle
+        self.seen["spikes"] += (yield d.spike)
+        if sink_valid and self.first_valid_cycle is None:
             self.first_valid_cycle = self.cycle
-        if self.cur is not None and (yield d.sink.ready):
+        if sink_valid and sink_ready:
             self.cur = None
-        if ready and (yield d.source.valid):
+        if ready and source_valid:
+            self.seen["packets_out"] += 1
             pk = self.lay.unpack_one((yield d.source.payload.raw_bits()))
             self.out.append(pk)
             if self.loopback and not pk["host"]:
                 self.inbox.append(pk)
-        if (yield d.neurons.synop):
+        if synop:
             self.synop_cycles.append(self.cycle)
 
     def run_until_idle(self, limit=20000):
@@ -314,6 +323,74 @@ def test_conv_full_window_throughput():
     assert pairs / (last - first + 1) >= 0.9
     first, s0, s1, pairs = got["two"]
     assert pairs == 2 * 9 * cc and s1 - s0 == pairs - 1, "back-to-back packets: one pair every clock"
+
+
+def test_counters_count_what_happens_and_clear():
+    """Long packets fill the event FIFO (sink stalls), a slow output stalls the source."""
+    rng = random.Random(6)
+    cc = 8
+    descs = [desc(Kind.CONV, k=3, cc=cc, tw=3, nbase=0, wbase=0)]
+    packets = [pkt(0, rng.randint(-30, 30), x=0, y=0, nx=3, ny=3, kx=2, ky=2) for _ in range(24)]
+    pops = [pop(0, 0, 0, 0, 3, 3, 0, cc, 1, 0, -100, 100, 0, 2)]
+    sim = CoreSim(ready_prob=0.5, seed=6)
+    got = {}
+
+    def main():
+        yield from sim.write_entries("esu", esu_desc(CFG), descs)
+        yield from sim.write_entries("pop", pop_desc(CFG), pops)
+        yield from sim.write_entries("peg", peg_entry(CFG), [host_entry(1), host_entry(2)])
+        yield from sim.write(sim.rm.core_regs["esu_count"], 1)
+        yield from sim.write(sim.rm.core_regs["pop_count"], 1)
+        yield from sim.write_array("weights", [rng.getrandbits(32) for _ in range(9 * cc // 4)])
+        sim.inbox.extend(packets)
+        yield from sim.run_until_idle()
+        yield from sim.evaluate(0)
+        got["before"] = yield from sim.counters()
+        yield sim.dut.clear_counters.eq(1)
+        yield
+        yield sim.dut.clear_counters.eq(0)
+        yield
+        got["after"] = yield from sim.counters()
+
+    sim.run(main())
+    before = got["before"]
+    assert before["packets_in"] == len(packets)
+    assert before["synops"] == len(sim.synop_cycles) == len(packets) * 9 * cc
+    assert before["spikes"] == sim.seen["spikes"] > 0
+    assert before["packets_out"] == sim.seen["packets_out"] == 2 * sim.seen["spikes"]
+    assert before["busy_cycles"] == sim.seen["busy"]
+    assert before["stall_cycles"] == sim.seen["stall"] > 0
+    assert before["dropped"] == 0
+    assert got["after"] == dict.fromkeys(before, 0)
+
+
+def test_registers_saturate_and_gaps_read_zero():
+    sim = CoreSim()
+    rm = sim.rm
+    got = {}
+
+    def main():
+        yield from sim.write(rm.core_regs["esu_count"], 1000)
+        yield from sim.write(rm.core_regs["pop_count"], 3)
+        yield from sim.write(rm.core_counters["synops"], 55)          # counters are read-only
+        pop_win = rm.core_windows["pop"]
+        yield from sim.write_entries("pop", pop_desc(CFG), [pop(5, 1, 2, 3, 4, 5, 6, 7, 8, 9, -10, 11, 2, 3)])
+        yield from sim.write(pop_win.addr(0, pop_win.stride - 1), 0xFFFFFFFF)   # beyond the entry's words
+        got["esu_count"] = yield from sim.read(rm.core_regs["esu_count"])
+        got["pop_count"] = yield from sim.read(rm.core_regs["pop_count"])
+        got["synops"] = yield from sim.read(rm.core_counters["synops"])
+        got["gap"] = yield from sim.read(pop_win.addr(0, pop_win.stride - 1))
+        got["reg_gap"] = yield from sim.read(rm.core_regs["pop_count"] + 8)
+        words = []
+        for j in range(pop_win.words):
+            words.append((yield from sim.read(pop_win.addr(0, j))))
+        got["pop"] = pop_desc(CFG).unpack_one(sum(w << (32 * j) for j, w in enumerate(words)))
+
+    sim.run(main())
+    assert got["esu_count"] == CFG.esu_descriptors_per_core
+    assert got["pop_count"] == 3
+    assert got["synops"] == 0 and got["gap"] == 0 and got["reg_gap"] == 0
+    assert got["pop"] == pop(5, 1, 2, 3, 4, 5, 6, 7, 8, 9, -10, 11, 2, 3)
 
 
 # ---------------------------------------------------------------------------------------------

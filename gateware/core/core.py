@@ -92,8 +92,11 @@ class NeuronCore(LiteXModule):
         }
         assert list(events) == CORE_COUNTERS
         self.counters = {name: Signal(COUNTER_BITS, name=name) for name in CORE_COUNTERS}
-        for name, inc in events.items():
+        for name, event in events.items():
+            # Through a signal of the event's own width: `~idle` must count 1, not widen to -1.
+            inc = Signal(2 if name == "dropped" else 1, name=f"{name}_inc")
             c = self.counters[name]
+            self.comb += inc.eq(event)
             self.sync += If(self.clear_counters, c.eq(0)).Else(c.eq(c + inc))
 
         # Register window: core registers and counters (read-only).

@@ -135,11 +135,19 @@ class ESU(LiteXModule):
         sm_w = Signal((signed_bits(-(ccmax << MAX_STRIDE_LOG2), 0), True))
         so_w = Signal((signed_bits(-(kcc_max << MAX_STRIDE_LOG2), 0), True))
         conv1 = s1.kind == Kind.CONV
+        # Unsigned products and shifts get their own full-width signals before meeting a signed
+        # operand: Verilog would otherwise size them self-determined (inside $signed({1'b0, ...})).
+        p1_prod = Signal(len(s1.p1) + len(s1.p1_mult))
+        step_c = Signal(len(s1.cc) + MAX_STRIDE_LOG2)
+        step_k = Signal(len(s1.kcc) + MAX_STRIDE_LOG2)
         self.comb += [
-            p2.eq(s1.p1 * s1.p1_mult + s1.p2_add),
+            p1_prod.eq(s1.p1 * s1.p1_mult),
+            p2.eq(p1_prod + s1.p2_add),
             r2.eq(s1.r1 * s1.k + s1.kx),
-            sm_w.eq(-(Mux(conv1, s1.cc, 1) << s1.s_log2)),
-            so_w.eq(-(Mux(conv1, s1.kcc, s1.k) << s1.s_log2)),
+            step_c.eq(Mux(conv1, s1.cc, 1) << s1.s_log2),
+            step_k.eq(Mux(conv1, s1.kcc, s1.k) << s1.s_log2),
+            sm_w.eq(-step_c),
+            so_w.eq(-step_k),
         ]
         s2 = _Stage(self, setup2_ce, s1.valid, p2=p2, r2=r2, chan_ok=s1.chan_ok, sm_w=sm_w, so_w=so_w, sm_n=s1.cc, so_n=s1.twcc,
                     kind=s1.kind, wconst=s1.wconst, wval=s1.wval, cc=s1.cc, nbase=s1.nbase, wbase=s1.wbase,
