@@ -52,7 +52,7 @@ class CoreSim:
         self.cycle = 0
         self.synop_cycles = []
         self.first_valid_cycle = None
-        self.seen = dict(stall=0, busy=0, spikes=0, packets_out=0)
+        self.seen = dict(stall=0, sink_stall=0, busy=0, spikes=0, packets_out=0)
 
     # -- bus --
     def write(self, byte, value):
@@ -102,6 +102,7 @@ class CoreSim:
         # Idle must be exact: never while a packet or a synapse is on its way.
         assert not (idle and (sink_valid or source_valid or synop))
         self.seen["stall"] += (sink_valid and not sink_ready) or (source_valid and not ready)
+        self.seen["sink_stall"] += sink_valid and not sink_ready
         self.seen["busy"] += not idle
         self.seen["spikes"] += (yield d.spike)
         if sink_valid and self.first_valid_cycle is None:
@@ -328,7 +329,7 @@ def test_conv_full_window_throughput():
 def test_counters_count_what_happens_and_clear():
     """Long packets fill the event FIFO (sink stalls), a slow output stalls the source."""
     rng = random.Random(6)
-    cc = 8
+    cc = 4
     descs = [desc(Kind.CONV, k=3, cc=cc, tw=3, nbase=0, wbase=0)]
     packets = [pkt(0, rng.randint(-30, 30), x=0, y=0, nx=3, ny=3, kx=2, ky=2) for _ in range(24)]
     pops = [pop(0, 0, 0, 0, 3, 3, 0, cc, 1, 0, -100, 100, 0, 2)]
@@ -354,6 +355,7 @@ def test_counters_count_what_happens_and_clear():
 
     sim.run(main())
     before = got["before"]
+    assert sim.seen["sink_stall"] > 0, "the event FIFO should have filled up"
     assert before["packets_in"] == len(packets)
     assert before["synops"] == len(sim.synop_cycles) == len(packets) * 9 * cc
     assert before["spikes"] == sim.seen["spikes"] > 0

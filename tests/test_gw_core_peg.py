@@ -193,7 +193,7 @@ def expected_packets(entries, spikes, n_entries):
     return exp
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(entries=st.lists(entry_strategy, min_size=6, max_size=6),
        spikes=st.lists(spike_strategy, min_size=1, max_size=6),
        seed=st.integers(0, 1000))

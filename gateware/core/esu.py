@@ -89,24 +89,22 @@ class ESU(LiteXModule):
         last_pair = Signal()
         load = Signal()
 
-        # ---- fetch: pop a packet and read its descriptor ----
-        fetch_ce = Signal()
+        # ---- fetch: pop a packet and read its descriptor (moves whenever setup 1 loads) ----
         setup1_ce, setup2_ce, setup3_ce = Signal(), Signal(), Signal()
         pk = self.sink
         syn_ok = Signal()
         self.comb += [
             syn_ok.eq((pk.syn < self.esu_count) & (pk.syn < cfg.esu_descriptors_per_core)),
-            fetch_ce.eq(setup1_ce),
-            pk.ready.eq(fetch_ce),
+            pk.ready.eq(setup1_ce),
             self.table.rd_adr.eq(pk.syn),
-            self.table.rd_re.eq(fetch_ce),
+            self.table.rd_re.eq(setup1_ce),
         ]
-        f = _Stage(self, fetch_ce, pk.valid & syn_ok, x=pk.x, y=pk.y, nx=pk.nx, ny=pk.ny, kx=pk.kx,
+        f = _Stage(self, setup1_ce, pk.valid & syn_ok, x=pk.x, y=pk.y, nx=pk.nx, ny=pk.ny, kx=pk.kx,
                    ky=pk.ky, c=pk.c, d=pk.d)
         e = self.table.rd_dat
 
         # ---- setup 1: P1 = y*A + x, R1 = cq*k + ky, k*cc, tw*cc ----
-        is_dense, is_dw, is_conv = e.kind == Kind.DENSE, e.kind == Kind.DW, e.kind == Kind.CONV
+        is_dense, is_dw = e.kind == Kind.DENSE, e.kind == Kind.DW
         cq = Signal((chb + 2, True))
         co = Signal((chb + 2, True))
         p1 = Signal(p1_max.bit_length())
@@ -121,9 +119,9 @@ class ESU(LiteXModule):
         self.comb += Case(e.kind, {Kind.DENSE: p2_add.eq(f.c), Kind.DW: p2_add.eq(co), "default": p2_add.eq(0)})
         chan_ok = Signal()
         self.comb += chan_ok.eq(~is_dw | ((co >= 0) & (co < e.cc)))
-        esu_kind = Signal()
-        self.comb += esu_kind.eq(e.kind != Kind.HOST)
-        s1 = _Stage(self, setup1_ce, f.valid & esu_kind,
+        known_kind = Signal()
+        self.comb += known_kind.eq(e.kind != Kind.HOST)
+        s1 = _Stage(self, setup1_ce, f.valid & known_kind,
                     p1=p1, r1=r1, p2_add=p2_add, chan_ok=chan_ok, p1_mult=Mux(is_dense, e.src_c, e.cc),
                     kcc=e.k * e.cc, twcc=e.tw * e.cc,
                     kind=e.kind, wconst=e.wconst, wval=e.wval, k=e.k, s_log2=e.s_log2, cc=e.cc,
@@ -149,9 +147,9 @@ class ESU(LiteXModule):
             sm_w.eq(-step_c),
             so_w.eq(-step_k),
         ]
-        s2 = _Stage(self, setup2_ce, s1.valid, p2=p2, r2=r2, chan_ok=s1.chan_ok, sm_w=sm_w, so_w=so_w, sm_n=s1.cc, so_n=s1.twcc,
-                    kind=s1.kind, wconst=s1.wconst, wval=s1.wval, cc=s1.cc, nbase=s1.nbase, wbase=s1.wbase,
-                    nx=s1.nx, ny=s1.ny, d=s1.d)
+        s2 = _Stage(self, setup2_ce, s1.valid, p2=p2, r2=r2, chan_ok=s1.chan_ok, sm_w=sm_w, so_w=so_w,
+                    sm_n=s1.cc, so_n=s1.twcc, kind=s1.kind, wconst=s1.wconst, wval=s1.wval, cc=s1.cc,
+                    nbase=s1.nbase, wbase=s1.wbase, nx=s1.nx, ny=s1.ny, d=s1.d)
 
         # ---- setup 3: start addresses and loop counts ----
         dense2, dw2 = s2.kind == Kind.DENSE, s2.kind == Kind.DW
@@ -222,7 +220,7 @@ class ESU(LiteXModule):
         self.comb += [
             in_range.eq(chan_ok_w & (n_cur >= 0) & (n_cur < cfg.neurons_per_core)
                         & (wconst | ((w_cur >= 0) & (w_cur < cfg.weight_words_per_core)))),
-            self.dropped.eq((pk.valid & pk.ready & ~syn_ok) + (setup1_ce & f.valid & ~esu_kind)
+            self.dropped.eq((pk.valid & pk.ready & ~syn_ok) + (setup1_ce & f.valid & ~known_kind)
                             + (active & ~in_range)),
             self.weights.rd_adr.eq(w_cur[2:]),
         ]
