@@ -94,7 +94,7 @@ class PEG(LiteXModule):
 
         # Stage 0: walk the entry range, one table read per clock.
         active = Signal()
-        idx = Signal(cfg.peg_addr_bits + 1)
+        idx = Signal(cfg.peg_addr_bits + 2)    # base + count never wraps
         remaining = Signal(cfg.peg_addr_bits + 1)
         sx, sy, sc, sd = Signal(cb), Signal(cb), Signal(chb), Signal(eb)
         issue = Signal()
