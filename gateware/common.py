@@ -9,24 +9,13 @@ from functools import reduce
 from operator import or_
 
 from migen import Cat, Constant, Mux, Record, Signal
-from litex.soc.interconnect import stream
 
 from synfab.layouts import Layout
-
-
-def bits_for_count(n: int) -> int:
-    """Bits of an unsigned signal that holds 0..n (at least 1)."""
-    return max(1, int(n).bit_length())
 
 
 def record(layout: Layout, name: str | None = None) -> Record:
     """A Migen Record with one (unsigned) field per layout field."""
     return Record(layout.migen(), name=name)
-
-
-def endpoint(layout: Layout | list) -> stream.Endpoint:
-    """A LiteX stream endpoint whose payload is `layout` (a synfab Layout or a Migen layout list)."""
-    return stream.Endpoint(layout.migen() if isinstance(layout, Layout) else layout)
 
 
 def pack(layout: Layout, **values) -> Cat:

@@ -65,7 +65,6 @@ class EvaluationUnit(LiteXModule):
         state = Signal(3)
         IDLE, FETCH, CHECK, SWEEP, DRAIN = range(5)
         # Parameters of the population being swept.
-        nbase_end = Signal(nab + 1)
         tw, th, cc = Signal(cb + 1), Signal(cb + 1), Signal(chb + 1)
         x0, y0, c0 = Signal(cb), Signal(cb), Signal(chb)
         mult, shift = Signal(cfg.mult_bits), Signal(cfg.shift_bits)
