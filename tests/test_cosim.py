@@ -127,7 +127,7 @@ class Loaded:
         return sext(acc, self.cfg.acc_bits), sext(sent, self.cfg.event_bits)
 
 
-def frame_events(rng, qnet, tables, prev, cur) -> np.ndarray:
+def frame_events(rng, tables, prev, cur) -> np.ndarray:
     """The input changes prev -> cur in random order, plus what the fabric must cope with:
     events outside the input (dropped and counted), zero-valued events, and changes split
     into two events at the same position."""
@@ -162,8 +162,8 @@ def check_frame(hw: HwFrame, res, n_events: int) -> None:
     g = hw.counters
     assert (g["frames"], g["events_in"], g["events_out"], g["input_dropped"]) == \
         (1, n_events, len(model_events), res.input_dropped)
-    # Balance from the fabric's own counters: every packet a PEG sends either reaches a core
-    # or leaves as an output event.
+    # Balance: every packet sent (by the input port, counted by the model, or by a core's PEG)
+    # either reaches a core or leaves as an output event.
     sent_by_cores = sum(c["packets_out"] for c in hw.core_counters)
     assert sum(c["packets_in"] for c in hw.core_counters) == res.input_packets + sent_by_cores - g["events_out"]
     assert sum(c["spikes"] for c in hw.core_counters) == int(hw.layer_spikes.sum())
@@ -185,7 +185,7 @@ def cosim(sim: SimFabric, qnet, threshold: int, frames: int, seed: int, change: 
     prev = None
     for _ in range(frames):
         cur = randnet.random_input(qnet, rng, prev, change)
-        events = frame_events(rng, qnet, tables, prev, cur)
+        events = frame_events(rng, tables, prev, cur)
         prev = cur
         frame = hw.run_frame(events)
         check_frame(frame, model.run_frame(events), len(events))
