@@ -9,7 +9,7 @@ two ports is fixed, so packets from one source to one destination keep their ord
 """
 from __future__ import annotations
 
-from migen import Case, Cat, If, Signal
+from migen import Case, Cat, Constant, If, Signal
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
 
@@ -98,7 +98,7 @@ class Router(LiteXModule):
             self.add_module(f"arb_{q}", arb)
             self.comb += arb.request.eq(Cat(*[heads[p].valid & want[p][q] for p in cands]))
             if q == DROP:
-                out_valid, out_ready = Signal(), Signal(reset=1)
+                out_valid, out_ready = Signal(), Constant(1, 1)   # dropping never waits
                 self.comb += [out_valid.eq(arb.request != 0), self.dropped.eq(out_valid)]
             else:
                 src = self.sources[q]
