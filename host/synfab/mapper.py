@@ -203,6 +203,8 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
     dmax = (1 << (cfg.event_bits - 1)) - 1
     stream_dmax = (1 << (STREAM_EVENT.by_name["d"].width - 1)) - 1
     for name, (c, h, w) in [(qnet.input_name, qnet.input_shape)] + [(l.name, l.shape) for l in qnet.layers]:
+        if min(c, h, w) < 1:
+            raise MappingError(f"layer {name}: shape {(c, h, w)} is empty; every dimension must be >= 1")
         if max(h, w) > 1 << cb:
             raise MappingError(f"layer {name}: {w}x{h} pixels but coordinates have {cb} bits (at most {1 << cb}); "
                                f"use a fabric with coord_bits >= {max(h, w).bit_length()} or a smaller input")
@@ -243,11 +245,12 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
         if not (0 <= l.mult < 1 << cfg.mult_bits and 0 <= l.shift < 1 << cfg.shift_bits):
             raise MappingError(f"layer {l.name}: mult {l.mult} / shift {l.shift} do not fit {cfg.mult_bits}/"
                                f"{cfg.shift_bits} bits; requantize with a smaller multiplier")
-        lim = stream_dmax if l.name == qnet.output else dmax
+        # A change d = a - sent spans hi - lo; output events also travel in the stream's d field.
+        lim = min(dmax, stream_dmax) if l.name == qnet.output else dmax
         if not (l.lo <= l.hi and l.lo >= -dmax - 1 and l.hi <= dmax and l.hi - l.lo <= lim):
             raise MappingError(f"layer {l.name}: activation range {l.lo}..{l.hi} does not fit events of "
-                               f"{cfg.event_bits if lim == dmax else 16} bits (changes up to +-{lim}); "
-                               f"narrow the range or use larger event_bits")
+                               f"{lim.bit_length() + 1} bits (changes up to +-{lim}); narrow the range or use "
+                               f"larger event_bits")
         seen.add(l.name)
     out_idx = names.index(qnet.output) - 1
     tag_max = min((1 << cfg.esu_addr_bits) - 1, (1 << STREAM_EVENT.by_name["tag"].width) - 1)
@@ -256,7 +259,15 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
                            f"most {tag_max} (esu_descriptors_per_core={cfg.esu_descriptors_per_core}); use "
                            f"esu_descriptors_per_core >= {out_idx + 1}")
     for l in qnet.layers:
-        weight_shape(qnet, l)
+        wpc = words_per_channel(qnet, l)
+        if wpc > cfg.weight_words_per_core:
+            raise MappingError(f"layer {l.name}: a part needs {wpc} weight words (one output channel) but a "
+                               f"core has {cfg.weight_words_per_core}; use a fabric with weight_words_per_core "
+                               f">= {wpc} or fewer input channels / a smaller kernel")
+        if len(l.inputs) > cfg.esu_descriptors_per_core:
+            raise MappingError(f"layer {l.name}: a part needs {len(l.inputs)} ESU descriptors (one per input) but a "
+                               f"core has {cfg.esu_descriptors_per_core}; use esu_descriptors_per_core >= "
+                               f"{len(l.inputs)}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,14 +318,7 @@ class _Chooser:
         cfg, qnet = self.cfg, self.qnet
         C, H, W = layer.shape
         wpc = words_per_channel(qnet, layer)
-        if wpc > cfg.weight_words_per_core:
-            raise MappingError(f"layer {layer.name}: a part needs {wpc} weight words (one output channel) but a "
-                               f"core has {cfg.weight_words_per_core}; use a fabric with weight_words_per_core "
-                               f">= {wpc} or fewer input channels / a smaller kernel")
         n_conn = len(layer.inputs)
-        if n_conn > cfg.esu_descriptors_per_core:
-            raise MappingError(f"layer {layer.name}: a part needs {n_conn} ESU descriptors (one per input) but a core "
-                               f"has {cfg.esu_descriptors_per_core}; use esu_descriptors_per_core >= {n_conn}")
         host = 1 if layer.name == qnet.output else 0
         outs = self.consumers[layer.name]
         out_reach = [{ax: _reach_matrix(o.conn, ax, layer.shape, dl, t)
@@ -550,6 +554,21 @@ def _packing_error(needs: list[_PartNeed], cfg: FabricConfig) -> MappingError | 
     return None
 
 
+def _check_totals(qnet: QNetwork, cfg: FabricConfig) -> None:
+    """Lower bounds on the whole network (every split needs at least this): fail early and plainly."""
+    n = cfg.n_cores
+    neurons = [int(np.prod(l.shape)) for l in qnet.layers]
+    need = [("neurons", sum(neurons), cfg.neurons_per_core, "neurons_per_core"),
+            ("weight words", sum(words_per_channel(qnet, l) * l.shape[0] for l in qnet.layers),
+             cfg.weight_words_per_core, "weight_words_per_core"),
+            ("populations", sum(-(-v // cfg.neurons_per_core) for v in neurons), cfg.populations_per_core,
+             "populations_per_core")]
+    for what, total, cap, name in need:
+        if total > cap * n:
+            raise MappingError(f"the network needs at least {total} {what} but the fabric has {n} core(s) x {cap} "
+                               f"{name}; use a mesh of >= {-(-total // cap)} cores or {name} >= {-(-total // n)}")
+
+
 def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_analysis: bool = False) -> Placement:
     """Split every layer into parts within every per-core capacity and assign the parts to cores.
 
@@ -561,6 +580,7 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
     if strategy not in STRATEGIES:
         raise MappingError(f"unknown mapping strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     check_network(qnet, cfg, for_analysis)
+    _check_totals(qnet, cfg)
     first_needs = None
     for gran in _GRANULARITIES:
         try:
