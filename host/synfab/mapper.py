@@ -18,7 +18,6 @@ when the parts do not pack.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +25,7 @@ import numpy as np
 from .config import FabricConfig
 from .errors import SynfabError
 from .ir import QConnection, QLayer, QNetwork
-from .layouts import STREAM_EVENT, Kind, RegisterMap, esu_desc
+from .layouts import STREAM_EVENT, Kind, RegisterMap
 
 STRATEGIES = ("auto", "channel", "spatial")
 RESOURCES = ("neurons", "weight_words", "peg_entries", "esu_descs", "pops")
