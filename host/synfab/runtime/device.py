@@ -16,7 +16,7 @@ from ..errors import SynfabError
 from ..layouts import (CORE_COUNTERS, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_EVENT,
                        RegisterMap)
 
-OUT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4"), ("tag", "<i4")])
+from ..model import OUT_DTYPE  # noqa: E402  (one definition of an output event)
 
 
 class DeviceError(SynfabError):

@@ -1,0 +1,48 @@
+"""Backend `model`: the golden model behind the Device interface."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import Model
+from .device import Device, DeviceError, FrameOutput
+
+
+class ModelDevice(Device):
+    name = "model"
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.model = None
+
+    def load(self, tables) -> None:
+        if tables.cfg != self.cfg:
+            raise DeviceError(f"model: bundle was compiled for fabric {tables.cfg.name!r} but the device is "
+                              f"{self.cfg.name!r}; recompile with --fabric matching the device")
+        self.model = Model(tables, threshold=self.threshold)
+        self.tables = tables
+
+    def reset(self) -> None:
+        self._need_tables()
+        self.model.reset()
+
+    def set_threshold(self, threshold: int) -> None:
+        if not 0 <= threshold < (1 << (self.cfg.event_bits - 1)):
+            raise DeviceError(f"threshold {threshold} out of range 0..{(1 << (self.cfg.event_bits - 1)) - 1}")
+        self.threshold = int(threshold)
+        if self.model is not None:
+            self.model.threshold = self.threshold
+
+    def run_frame(self, events: dict) -> FrameOutput:
+        self._need_tables()
+        r = self.model.run_frame(events)
+        cores = [{k: int(r.counters[k][c]) for k in r.counters} for c in range(self.cfg.n_cores)]
+        counters = {"frames": 1, "events_in": int(len(np.asarray(events["x"]))) - r.input_dropped,
+                    "events_out": len(r.events), "input_dropped": r.input_dropped, "cores": cores}
+        return FrameOutput(events=r.events, layer_spikes=r.layer_spikes, counters=counters)
+
+    def read_state(self) -> list[dict]:
+        self._need_tables()
+        n = [ct.neurons_used for ct in self.tables.cores]
+        return [{"acc": self.model.acc(c)[:n[c]], "sent": self.model.sent(c)[:n[c]]}
+                for c in range(self.cfg.n_cores)]
