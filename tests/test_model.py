@@ -194,6 +194,25 @@ def test_packets_to_missing_descriptors_are_dropped():
     assert np.array_equal(model.accumulator("conv")[0], np.full((3, 3), 5))
 
 
+def test_pairs_outside_the_memories_are_dropped_one_by_one():
+    """A descriptor moved to the last 4 neurons: of the 9 pairs of a centre event, the 4 that
+    land on neurons Nc-4..Nc-1 apply, the other 5 are dropped (as the hardware guard does)."""
+    tables = compile_network(single_conv_net(), PRESETS["tiny"])
+    n_mem = PRESETS["tiny"].neurons_per_core
+    esu = dict(tables.cores[0].esu)
+    esu["nbase"] = np.array([n_mem - 4])
+    tables.cores[0] = dataclasses.replace(tables.cores[0], esu=esu)
+    model = Model(tables)
+    res = model.run_frame(np.array([(1, 1, 0, 2)], dtype=EVENT_DTYPE))
+    assert res.counters["synops"][0] == 4 and res.counters["dropped"][0] == 5
+    # outputs (0,0), (1,0), (2,0), (0,1) are the first 4 pixels: taps w[2,2], w[2,1], w[2,0], w[1,2]
+    assert model.acc(0)[n_mem - 4:].tolist() == [2 * 9, 2 * 8, 2 * 7, 2 * 6]
+    esu["kind"] = np.array([int(Kind.HOST)])
+    model = Model(tables)
+    res = model.run_frame(np.array([(1, 1, 0, 2)], dtype=EVENT_DTYPE))
+    assert res.counters["dropped"][0] == 1 and res.synops == 0
+
+
 def test_reset_restores_the_initial_state():
     cfg = PRESETS["small"]
     qnet = random_qnetwork(3, cfg)

@@ -8,8 +8,9 @@ Accumulators wrap in two's complement, so the order of contributions does not ch
 
 Counters per core (names of layouts.CORE_COUNTERS): packets_in (packets arriving at the core,
 dropped ones included), synops ((neuron, weight) pairs), spikes, packets_out (packets the core's
-PEG sends, HOST packets included), dropped (packets with syn >= esu_count, and pairs whose
-neuron or weight address lies outside the core's memories, which compiled tables never have).
+PEG sends, HOST packets included), dropped (packets with syn >= esu_count or a descriptor of
+kind HOST, plus pairs whose neuron or weight address lies outside the core's memories and DW
+pairs for a channel outside the part: compiled tables never produce the latter).
 """
 from __future__ import annotations
 
@@ -311,17 +312,9 @@ class Model:
         if ds["kind"] == Kind.DW:
             co = c - ds["c0"]
             neuron = nbase + pix * cc + co
-            ok = (neuron >= 0) & (neuron < n_mem) & (co >= 0) & (co < cc)
-            if ds["wconst"]:
-                w = np.full(len(p), ds["wval"], dtype=np.int64)
-            else:
-                widx = wbase + (co * k + kyp) * k + kxp
-                ok &= (widx >= 0) & (widx < w_mem)
-                w = core.weights[np.where(ok, widx, 0)]
-            self._cnt["dropped"][ci] += int((~ok).sum())
-            self._cnt["synops"][ci] += int(ok.sum())
-            np.add.at(acc, neuron[ok], w[ok] * d[ok])
-            dirty[neuron[ok]] = True
+            part = (co >= 0) & (co < cc)   # a DW packet for a channel outside the part: dropped
+            self._cnt["dropped"][ci] += int((~part).sum())
+            self._pairs_guarded(ci, core, ds, neuron[part], (wbase + (co * k + kyp) * k + kxp)[part], d[part])
             return
         # CONV: every position carries cc pairs (one per output channel of the part).
         first = nbase + pix * cc
@@ -329,40 +322,51 @@ class Model:
         in_range = first.min() >= 0 and first.max() + cc <= n_mem
         if not ds["wconst"]:
             in_range = in_range and row.min() >= 0 and wbase + (row.max() + 1) * cc <= w_mem
-        if not in_range:   # only malformed tables get here: drop the pairs outside the memories
-            ok = (first >= 0) & (first + cc <= n_mem)
-            if not ds["wconst"]:
-                ok &= (row >= 0) & (wbase + (row + 1) * cc <= w_mem)
-            self._cnt["dropped"][ci] += int((~ok).sum()) * cc
-            first, row, d = first[ok], row[ok], d[ok]
-            if len(d) == 0:
-                return
+        co = np.arange(cc)[None]
+        if not in_range:   # only malformed tables get here
+            self._pairs_guarded(ci, core, ds, (first[:, None] + co).reshape(-1),
+                                (wbase + row[:, None] * cc + co).reshape(-1), np.repeat(d, cc))
+            return
         self._cnt["synops"][ci] += len(d) * cc
         if ds["wconst"]:
             vals = np.repeat(d * ds["wval"], cc)
         else:
             wm = core.weights[wbase:wbase + (int(row.max()) + 1) * cc].reshape(-1, cc)
             vals = (wm[row] * d[:, None]).reshape(-1)
-        targets = (first[:, None] + np.arange(cc)[None]).reshape(-1)
+        targets = (first[:, None] + co).reshape(-1)
         np.add.at(acc, targets, vals)
         dirty[targets] = True
+
+    def _pairs_guarded(self, ci: int, core: _Core, ds: dict, neuron, widx, d) -> None:
+        """Apply pairs one by one in effect: a pair whose neuron or weight address lies outside
+        the core's memories is dropped and counted (as the hardware's guard does)."""
+        ok = (neuron >= 0) & (neuron < self.cfg.neurons_per_core)
+        if not ds["wconst"]:
+            ok &= (widx >= 0) & (widx < len(core.weights))
+        self._cnt["dropped"][ci] += int((~ok).sum())
+        self._cnt["synops"][ci] += int(ok.sum())
+        w = np.full(len(d), ds["wval"], np.int64) if ds["wconst"] else core.weights[np.where(ok, widx, 0)]
+        np.add.at(self._acc[ci], neuron[ok], w[ok] * d[ok])
+        self._dirty[ci][neuron[ok]] = True
 
     def _esu_dense(self, ci: int, core: _Core, ds: dict, pk: dict) -> None:
         cc, nbase, wbase = ds["cc"], ds["nbase"], ds["wbase"]
         acc, dirty = self._acc[ci], self._dirty[ci]
-        if nbase + cc > self.cfg.neurons_per_core:
-            self._cnt["dropped"][ci] += len(pk["d"]) * cc
-            return
         i = (pk["y"] * ds["src_w"] + pk["x"]) * ds["src_c"] + pk["c"]
         d = pk["d"]
+        in_range = nbase + cc <= self.cfg.neurons_per_core
+        if not ds["wconst"]:
+            in_range = in_range and i.min() >= 0 and wbase + (int(i.max()) + 1) * cc <= len(core.weights)
+        if not in_range:   # only malformed tables get here
+            co = np.arange(cc)[None]
+            self._pairs_guarded(ci, core, ds, np.broadcast_to(nbase + co, (len(d), cc)).reshape(-1),
+                                (wbase + i[:, None] * cc + co).reshape(-1), np.repeat(d, cc))
+            return
         if ds["wconst"]:
             total = np.full(cc, int(d.sum()) * ds["wval"], dtype=np.int64)
         else:
-            ok = (i >= 0) & (wbase + (i + 1) * cc <= len(core.weights))
-            self._cnt["dropped"][ci] += int((~ok).sum()) * cc
-            i, d = i[ok], d[ok]
-            wm = core.weights[wbase:wbase + (int(i.max()) + 1) * cc].reshape(-1, cc) if len(i) else None
-            total = (wm[i] * d[:, None]).sum(axis=0) if len(i) else np.zeros(cc, dtype=np.int64)
+            wm = core.weights[wbase:wbase + (int(i.max()) + 1) * cc].reshape(-1, cc)
+            total = (wm[i] * d[:, None]).sum(axis=0)
         self._cnt["synops"][ci] += len(d) * cc
         acc[nbase:nbase + cc] += total
         dirty[nbase:nbase + cc] = True
