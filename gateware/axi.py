@@ -16,6 +16,7 @@ from litex.soc.interconnect.axi.axi_common import RESP_OKAY, RESP_SLVERR
 from synfab.config import FabricConfig
 from synfab.layouts import RegisterMap
 
+from .core.core import NeuronCore
 from .fabric import BEAT, WORD, Fabric
 
 
@@ -83,7 +84,7 @@ class AXIFabric(LiteXModule):
     """`.axil` AXI4-Lite slave (byte addresses, RegisterMap(cfg).addr_bits wide), `.axis_in` and
     `.axis_out` 64-bit event streams (STREAM_EVENT beats, last = TLAST)."""
 
-    def __init__(self, cfg: FabricConfig, core_factory=None):
+    def __init__(self, cfg: FabricConfig, core_factory=NeuronCore):
         self.axil = AXILiteInterface(data_width=32, address_width=RegisterMap(cfg).addr_bits)
         self.axis_in = stream.Endpoint(BEAT)
         self.axis_out = stream.Endpoint(BEAT)

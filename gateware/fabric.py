@@ -29,6 +29,7 @@ from synfab.layouts import (GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_BI
                             RegisterMap)
 
 from .common import as_signed, pack, unpack
+from .core.core import NeuronCore
 from .core.peg import PEG
 from .noc import Mesh
 from .noc.mesh import popcount
@@ -45,11 +46,8 @@ class _Slave:
 
 
 class Fabric(LiteXModule):
-    def __init__(self, cfg: FabricConfig, core_factory=None):
-        """`core_factory(cfg, core_id)` builds each core (default: NeuronCore)."""
-        if core_factory is None:
-            from .core.core import NeuronCore
-            core_factory = NeuronCore
+    def __init__(self, cfg: FabricConfig, core_factory=NeuronCore):
+        """`core_factory(cfg, core_id)` builds each core."""
         self.cfg = cfg
         self.regmap = regmap = RegisterMap(cfg)
         self.bus = wishbone.Interface(data_width=32, adr_width=regmap.addr_bits - 2, addressing="word")

@@ -20,6 +20,7 @@ from synfab.config import FabricConfig
 from synfab.layouts import STREAM_BITS, RegisterMap
 
 from .axi import AXIFabric
+from .core.core import NeuronCore
 
 TOP = "synfab_fabric"
 
@@ -27,7 +28,7 @@ TOP = "synfab_fabric"
 class SynfabFabricTop(LiteXModule):
     """AXIFabric with every port as a plain, exactly named top-level signal."""
 
-    def __init__(self, cfg: FabricConfig, core_factory=None):
+    def __init__(self, cfg: FabricConfig, core_factory=NeuronCore):
         a = RegisterMap(cfg).addr_bits
         self.cd_sys = ClockDomain("sys")
         self.cd_sys.clk.name_override = "clk"
@@ -66,7 +67,7 @@ class SynfabFabricTop(LiteXModule):
             self.comb += sig.eq(p) if is_input else p.eq(sig)
 
 
-def generate_verilog(cfg: FabricConfig, out_dir, core_factory=None) -> Path:
+def generate_verilog(cfg: FabricConfig, out_dir, core_factory=NeuronCore) -> Path:
     """Write `synfab_fabric.v` for cfg into out_dir (created if needed); return its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
