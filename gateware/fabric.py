@@ -13,9 +13,10 @@ Output beats are the HOST packets leaving the mesh at core 0, as (x, y, c, d, ta
 
 Registers (RegisterMap): writes saturate each register to its largest meaningful value (reads
 show what the hardware uses). ctrl bit 0 clears every counter, the cores' too, and layer_spikes.
-status bit 0 (busy) is set while a frame is being finished or anything is in flight. Global counters: cycles (clock cycles since the last clear), frames, events_in (event
-beats received, in range or not), events_out (output event beats sent), input_dropped. Counters
-wrap at 32 bits. Reads and writes of unmapped addresses answer a wishbone error.
+status bit 0 (busy) is set while a frame is being finished or anything is in flight.
+Global counters: cycles (clock cycles since the last clear), frames, events_in (event beats
+received, in range or not), events_out (output event beats sent), input_dropped. Counters wrap
+at 32 bits. Reads and writes of unmapped addresses answer a wishbone error.
 """
 from __future__ import annotations
 
