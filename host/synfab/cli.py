@@ -45,7 +45,14 @@ def cmd_compile(a):
     bundle.save(tables, a.output)
     info = api.bundle_summary(tables)
     info["bundle"] = str(a.output)
-    _print(info, a.json)
+    if a.json:
+        _print(info, True)
+        return
+    print(f"{info['network']}: {info['layers']} layers on fabric {info['fabric']!r} -> {a.output}")
+    print(f"{'core':>6} {'populations':>12} {'esu':>5} {'peg':>5} {'neurons':>8} {'weights':>8}")
+    for c in info["cores"]:
+        print(f"{c['core']:>6} {c['populations']:>12} {c['esu_descriptors']:>5} {c['peg_entries']:>5} "
+              f"{c['neurons']:>8} {c['weight_words']:>8}")
 
 
 def cmd_report(a):
@@ -69,7 +76,11 @@ def cmd_run(a):
                                    window_ms=a.window_ms, events_per_frame=a.events_per_frame)
     out = api.run_frames(tables, frames, backend=a.backend, threshold=a.threshold, check=a.check,
                          progress=not a.json, device_args=_device_args(a))
+    res = out.pop("result")
     summary = out["summary"]
+    if res.layer_spikes is not None:
+        names = [l["name"] for l in tables.metadata["layers"]]
+        out["layer_spikes"] = dict(zip(names, res.layer_spikes.tolist()))
     if a.json:
         _print(out, True)
     else:
@@ -183,6 +194,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("synfab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error
+        sys.stderr.close()
+        return 0
     return 0
 
 
