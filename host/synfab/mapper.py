@@ -12,9 +12,10 @@ Layers are chosen in reverse evaluation order: when a layer is split, the parts 
 consumers are already known, so its own PEG entries per part are exact.  The split minimises a
 cost in "core equivalents" (every resource used divided by its per-core capacity, plus the PEG
 entries its sources will need to reach it), so replicated kernels (many spatial tiles) are
-weighed against fan-out (many channel groups).  Parts are then packed onto cores (first fit in
-evaluation order for locality; first fit decreasing as a fallback), with finer splits tried
-when the parts do not pack.
+weighed against fan-out (many channel groups).  Parts are then put on cores: on small meshes
+spread over the least loaded cores (parallelism), else packed densely (first fit in evaluation
+order for locality; first fit decreasing as a fallback), with finer splits tried when the parts
+do not fit.
 """
 from __future__ import annotations
 
@@ -500,9 +501,10 @@ def _caps(cfg: FabricConfig) -> np.ndarray:
                      cfg.esu_descriptors_per_core, cfg.populations_per_core], dtype=np.int64)
 
 
-def _pack(needs: list[_PartNeed], cfg: FabricConfig, order: list[int]):
+def _pack(needs: list[_PartNeed], cfg: FabricConfig, order: list[int], spread: bool = False):
     """Assign parts to cores; None if they do not fit.  Returns ((core, nbase, wbase, words) per
-    part, used resources per core)."""
+    part, used resources per core).  First fit, or with `spread` the least loaded core that fits
+    (worst fit: parallel cores and NoC traffic instead of one crowded core)."""
     cn, cw, cp, ce, cq = (int(v) for v in _caps(cfg))
     n_cores = cfg.n_cores
     used = [[0, 0, 0, 0, 0] for _ in range(n_cores)]
@@ -510,10 +512,15 @@ def _pack(needs: list[_PartNeed], cfg: FabricConfig, order: list[int]):
     result: list = [None] * len(needs)
     opened = 0
     full = n_cores <= _FULL_FIRST_FIT_CORES
+    load = lambda u: max(u[0] / cn, u[1] / cw, u[2] / cp, u[3] / ce, u[4] / cq)  # noqa: E731
     for p in order:
         nd = needs[p]
         key = (nd.layer.name, nd.group)
-        for core in range(0 if full else max(0, opened - _WINDOW), min(opened + 1, n_cores)):
+        if spread:
+            candidates = sorted(range(n_cores), key=lambda c: (load(used[c]), c))
+        else:
+            candidates = range(0 if full else max(0, opened - _WINDOW), min(opened + 1, n_cores))
+        for core in candidates:
             u = used[core]
             shared = key in slices[core]
             words = 0 if shared else nd.words
@@ -597,11 +604,14 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
             break
         if gran == 1 and _packing_error(needs, cfg):
             raise _packing_error(needs, cfg)
-        packed = _pack(needs, cfg, list(range(len(needs))))
-        if packed is None and cfg.n_cores <= _FULL_FIRST_FIT_CORES:
+        in_order = list(range(len(needs)))
+        small = cfg.n_cores <= _FULL_FIRST_FIT_CORES
+        # Small fabrics: spread the load if it fits; else pack densely (first fit, then decreasing).
+        packed = (small and _pack(needs, cfg, in_order, spread=True)) or _pack(needs, cfg, in_order)
+        if packed is None and small:
             caps = _caps(cfg)
             size = [max(n.neurons / caps[0], n.words / caps[1], n.peg / caps[2], n.esu / caps[3]) for n in needs]
-            packed = _pack(needs, cfg, sorted(range(len(needs)), key=lambda i: -size[i]))
+            packed = _pack(needs, cfg, sorted(in_order, key=lambda i: -size[i]))
         if packed is None:
             continue
         assignment, used = packed
