@@ -290,6 +290,8 @@ def _axis_counts(n: int) -> list[int]:
 
 
 class _Chooser:
+    """Chooses every layer's grid, last layer first (so each layer's consumers are known)."""
+
     def __init__(self, qnet: QNetwork, cfg: FabricConfig, strategy: str, gran: int):
         self.qnet, self.cfg, self.strategy = qnet, cfg, strategy
         self.nc = max(1, cfg.neurons_per_core // gran)
@@ -403,8 +405,7 @@ class _Chooser:
         return grid
 
     def _no_split_error(self, layer: QLayer, failure) -> MappingError:
-        if failure is None:
-            return MappingError(f"layer {layer.name}: no split has a tile within {self.nc} neurons per part")
+        # Single-pixel tiles always fit the neurons, so every rejected split recorded a PEG failure.
         what, need, cap, src = failure
         if what == "own":
             names = ", ".join(sorted({o.layer.name for o in self.consumers[layer.name]}))
