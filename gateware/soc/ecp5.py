@@ -9,10 +9,12 @@ The host reaches the bus through the board's USB serial port: either directly
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +117,8 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
     builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
                       csr_json=str(out / "csr.json"))
     soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
-    builder.build(build_name=name, run=False, seed=seed)
+    with contextlib.redirect_stdout(sys.stderr):     # LiteX's generator chatter stays off stdout
+        builder.build(build_name=name, run=False, seed=seed)
     gw = out / "gateware"
     _, tool_version = tc.toolchain()
     script = gw / f"build_{name}.sh"

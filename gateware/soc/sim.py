@@ -10,6 +10,7 @@ libjson-c-dev) besides Verilator.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -97,8 +98,9 @@ def build(cfg: FabricConfig, quiet: bool = False) -> Path:
     try:
         soc = SynfabSimSoC(cfg)
         builder = Builder(soc, output_dir=str(stage), compile_software=False, compile_gateware=False)
-        builder.build(sim_config=sim_config(1), run=False, build=True, opt_level=OPT_LEVEL, jobs=JOBS,
-                      interactive=False)
+        with contextlib.redirect_stdout(sys.stderr):  # LiteX's generator chatter stays off stdout
+            builder.build(sim_config=sim_config(1), run=False, build=True, opt_level=OPT_LEVEL, jobs=JOBS,
+                          interactive=False)
         gw = stage / "gateware"
         sim_core = Path(litex.__file__).parent / "build" / "sim" / "core"
         core_text = "".join(p.read_text(errors="replace") for p in sorted(sim_core.rglob("*"))

@@ -1,0 +1,271 @@
+"""Implementation cost per block: yosys `synth_ecp5` resources, nextpnr Fmax, PEG/ESU share.
+
+    report = cost_report(cfg, fmax=True)       # dict; `synfab cost` prints it
+
+Blocks (each synthesized on its own, with its interface signals as ports so nothing is
+optimised away): PEG, ESU (with its descriptor table and weight memory), neuron unit (acc
+memory), evaluation unit (population table, sent memory), one mesh router (core 0's: it has the
+host port), the AXI host interface (AXI-Lite -> wishbone with SLVERR), the LiteX stream bridge,
+one whole NeuronCore, and the whole AXI fabric (`synfab_fabric`, gen.generate_verilog).
+
+Resources are yosys cell counts after synth_ecp5: LUT4, CCU2C (2-bit carry: two LUT4s),
+TRELLIS_DPR16X4 (16x4 distributed RAM: four LUT4 sites), PFUMX/L6MUX21 (wide-LUT muxes, no
+LUT of their own), TRELLIS_FF, DP16KD (18 Kbit block RAM), MULT18X18D.  `lut4_equiv` = LUT4 +
+2*CCU2C + 4*TRELLIS_DPR16X4 is the logic-area measure used for shares.
+
+`pegesu_share_of_core` (this project's definition, set against the paper's "+2% system
+implementation cost", which is silicon area in 12 nm for their chip):
+  logic  = (PEG + ESU lut4_equiv) / core lut4_equiv  -- ESU's weight memory is RAM, not logic
+  memory = (PEG entry bits + ESU descriptor bits) / all table and state bits of a core
+           (PEG entries, ESU descriptors, population descriptors, weight words, acc + sent)
+Both are FPGA numbers for this prototype; the paper's figure is not an FPGA measure.
+
+Results are cached by content (block Verilog, toolchain version) in ~/.cache/synfab/cost/.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from migen import ClockDomain, Signal
+from migen.genlib.record import Record
+from litex.gen.fhdl.verilog import convert
+from litex.soc.interconnect.axi import AXILiteInterface
+
+from synfab.config import FabricConfig
+from synfab.layouts import RegisterMap, esu_desc, neuron_state, peg_entry, pop_desc
+
+from .soc import toolchain as tc
+
+BLOCKS = ["peg", "esu", "neuron_unit", "evaluation_unit", "router", "axi_host_interface",
+          "stream_bridge", "core", "fabric"]
+CELL_TYPES = ["LUT4", "CCU2C", "TRELLIS_DPR16X4", "PFUMX", "L6MUX21", "TRELLIS_FF", "DP16KD", "MULT18X18D"]
+DP16KD_BITS = 18 * 1024            # one ECP5 block RAM (x36 mode: data + parity bits)
+ECP5_85F_DP16KD = 208              # LFE5U-85F block RAMs
+FMAX_DEVICE = ("85k", "CABGA756")  # the largest ECP5 package: room for the AXI fabric's ports
+PAPER_SHARE = 0.02
+
+
+def _interface(module) -> list[Signal]:
+    """Signals of a module's own attributes: its ports for a stand-alone synthesis (records and
+    endpoints flattened, table memories through their bus)."""
+    out = []
+
+    def add(v):
+        if isinstance(v, Signal):
+            out.append(v)
+        elif isinstance(v, Record):
+            out.extend(v.flatten())
+        elif isinstance(v, dict):
+            for x in v.values():
+                add(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                add(x)
+        elif hasattr(v, "bus") and hasattr(v, "mem"):      # TableMemory: written through its bus
+            add(v.bus)
+        elif isinstance(v, AXILiteInterface):             # five endpoints, not a Record
+            add([v.aw, v.w, v.b, v.ar, v.r])
+
+    for name, value in vars(module).items():
+        if not name.startswith("_"):
+            add(value)
+    unique = {id(s): s for s in out}
+    return list(unique.values())
+
+
+def block(name: str, cfg: FabricConfig):
+    """The module for a block name (built for cfg)."""
+    from litex.soc.interconnect import wishbone
+
+    rm = RegisterMap(cfg)
+    if name == "peg":
+        from .core.peg import PEG
+        return PEG(cfg, cfg.peg_entries_per_core, rm.core_windows["peg"].stride)
+    if name == "esu":
+        from .core.esu import ESU
+        return ESU(cfg, rm.core_windows["esu"].stride)
+    if name == "neuron_unit":
+        from .core.neuron import NeuronUnit
+        return NeuronUnit(cfg)
+    if name == "evaluation_unit":
+        from .core.evaluate import EvaluationUnit
+        return EvaluationUnit(cfg, rm.core_windows["pop"].stride)
+    if name == "router":
+        from .noc import Router
+        return Router(cfg, 0, 0)
+    if name == "axi_host_interface":
+        from .axi import AXILite2WishboneErr
+
+        class AXIHost(AXILite2WishboneErr):
+            def __init__(self):
+                self.axil = AXILiteInterface(data_width=32, address_width=rm.addr_bits)
+                self.wb = wishbone.Interface(data_width=32, adr_width=rm.addr_bits - 2, addressing="word")
+                AXILite2WishboneErr.__init__(self, self.axil, self.wb)
+        return AXIHost()
+    if name == "stream_bridge":
+        from .soc.bridge import StreamBridge
+        from .soc.common import BRIDGE_FIFO_DEPTH
+        return StreamBridge(BRIDGE_FIFO_DEPTH, BRIDGE_FIFO_DEPTH)
+    if name == "core":
+        from .core.core import NeuronCore
+        return NeuronCore(cfg, 0)
+    raise ValueError(f"unknown block {name!r}; blocks: {', '.join(BLOCKS)}")
+
+
+def block_verilog(name: str, cfg: FabricConfig, out_dir: Path) -> tuple[Path, str]:
+    """(Verilog file, top module) of a block."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if name == "fabric":
+        from .gen import TOP, generate_verilog
+        return Path(generate_verilog(cfg, out_dir)), TOP
+    top = f"synfab_{name}"
+    m = block(name, cfg)
+    ios = set(_interface(m))
+    m.clock_domains.cd_sys = cd = ClockDomain("sys")
+    path = out_dir / f"{top}.v"
+    convert(m, ios=ios | {cd.clk, cd.rst}, name=top).write(str(path))
+    return path, top
+
+
+def _cells(stat: dict) -> dict:
+    cells = stat["design"]["num_cells_by_type"]
+    res = {t: int(cells.get(t, 0)) for t in CELL_TYPES}
+    res["lut4_equiv"] = res["LUT4"] + 2 * res["CCU2C"] + 4 * res["TRELLIS_DPR16X4"]
+    return res
+
+
+def _cache_dir() -> Path:
+    d = tc.build_root().parent / "cost"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def synth_block(name: str, cfg: FabricConfig, quiet: bool = True) -> dict:
+    """yosys synth_ecp5 resources of one block (cached by its Verilog and the toolchain)."""
+    work = tc.build_root() / "cost" / cfg.name / name
+    verilog, top = block_verilog(name, cfg, work)
+    _, tool_version = tc.toolchain()
+    key = tc.digest("synth", tc.verilog_digest_text(verilog.read_text()), top, tool_version)
+    cached = _cache_dir() / f"{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    if not quiet:
+        print(f"synfab: yosys synth_ecp5 {name} ({cfg.name}) ...", flush=True)
+    start = time.monotonic()
+    tc.run_tool(["yosys", "-q", "-p", f"read_verilog {verilog.name}; synth_ecp5 -top {top} -json {top}.json; "
+                 "tee -q -o stat.json stat -json"], work, work / "yosys.log")
+    result = {**_cells(json.loads((work / "stat.json").read_text())),
+              "seconds": round(time.monotonic() - start, 1)}
+    cached.write_text(json.dumps(result))
+    return result
+
+
+def fabric_fmax(cfg: FabricConfig, quiet: bool = True) -> dict:
+    """nextpnr-ecp5 Fmax (MHz) of the whole AXI fabric, its ports on unconstrained pins."""
+    work = tc.build_root() / "cost" / cfg.name / "fabric"
+    verilog, top = block_verilog("fabric", cfg, work)
+    _, tool_version = tc.toolchain()
+    key = tc.digest("fmax", tc.verilog_digest_text(verilog.read_text()), *FMAX_DEVICE, tool_version)
+    cached = _cache_dir() / f"{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    if not quiet:
+        print(f"synfab: nextpnr-ecp5 place and route of the {cfg.name} fabric (slow) ...", flush=True)
+    start = time.monotonic()
+    if not (work / f"{top}.json").is_file():
+        synth_block("fabric", cfg, quiet)
+    # A 100 MHz request makes nextpnr optimise for speed; the report says what was achieved.
+    (work / "clk.py").write_text('ctx.addClock("clk", 100)\n')
+    tc.run_tool(["nextpnr-ecp5", f"--{FMAX_DEVICE[0]}", "--package", FMAX_DEVICE[1], "--json", f"{top}.json",
+                 "--pre-pack", "clk.py", "--timing-allow-fail", "--lpf-allow-unconstrained", "--seed", "1",
+                 "--report", "pnr_report.json"], work, work / "nextpnr.log")
+    rep = json.loads((work / "pnr_report.json").read_text())
+    result = {"fmax_mhz": round(min(v["achieved"] for v in rep["fmax"].values()), 2),
+              "device": f"LFE5U-{FMAX_DEVICE[0][:-1]}F {FMAX_DEVICE[1]}",
+              "utilization": {k: v for k, v in rep["utilization"].items() if v["used"]},
+              "seconds": round(time.monotonic() - start, 1)}
+    cached.write_text(json.dumps(result))
+    return result
+
+
+def table_bits(cfg: FabricConfig) -> dict:
+    """Bits of every table and state memory of one core (entries x layout width)."""
+    return {"peg": cfg.peg_entries_per_core * peg_entry(cfg).width,
+            "esu": cfg.esu_descriptors_per_core * esu_desc(cfg).width,
+            "pop": cfg.populations_per_core * pop_desc(cfg).width,
+            "weights": cfg.weight_words_per_core * cfg.weight_bits,
+            "neuron_state": cfg.neurons_per_core * neuron_state(cfg).width}
+
+
+def pegesu_share(blocks: dict, cfg: FabricConfig) -> dict:
+    bits = table_bits(cfg)
+    logic = (blocks["peg"]["lut4_equiv"] + blocks["esu"]["lut4_equiv"]) / blocks["core"]["lut4_equiv"]
+    memory = (bits["peg"] + bits["esu"]) / sum(bits.values())
+    return {"logic": round(logic, 4), "memory": round(memory, 4), "paper_system_cost": PAPER_SHARE,
+            "core_table_bits": bits,
+            "definition": "logic = (PEG + ESU) lut4_equiv / core lut4_equiv; memory = (PEG entries + ESU "
+                          "descriptors) bits / all core table and neuron-state bits"}
+
+
+def explicit_storage(qnet, fabric_blocks: int | None = None) -> dict:
+    """What a network needs with explicit per-synapse storage (synfab.footprint's 'explicit'
+    scheme) against PEG/ESU, in ECP5 DP16KD block RAMs and LFE5U-85F devices."""
+    from synfab import footprint
+
+    res = footprint.analyze(qnet)
+    out = {"network": res.get("network", getattr(qnet, "name", "network"))}
+    for scheme in ("explicit", "pegesu"):
+        s = res["schemes"][scheme]
+        bits = 8 * (s["connectivity_bytes"] + s["weight_bytes"])
+        blocks = math.ceil(bits / DP16KD_BITS)
+        out[scheme] = {"synapse_memory_bits": int(bits), "dp16kd": blocks,
+                       "lfe5u_85f_devices": math.ceil(blocks / ECP5_85F_DP16KD)}
+    out["ratio"] = round(out["explicit"]["synapse_memory_bits"] / out["pegesu"]["synapse_memory_bits"], 1)
+    if fabric_blocks is not None:
+        out["fabric_dp16kd"] = fabric_blocks
+    return out
+
+
+def cost_report(cfg: FabricConfig, fmax: bool = True, blocks=None, network=None, quiet: bool = True) -> dict:
+    """Per-block resources, the fabric's Fmax (if fmax), the PEG/ESU share and (for a QNetwork
+    `network`) the explicit-storage comparison."""
+    names = list(blocks or BLOCKS)
+    unknown = set(names) - set(BLOCKS)
+    if unknown:
+        raise ValueError(f"unknown block(s) {sorted(unknown)}; blocks: {', '.join(BLOCKS)}")
+    _, tool_version = tc.toolchain()
+    result = {"fabric": cfg.name, "config_crc": f"{cfg.crc():#010x}", "toolchain": tool_version,
+              "blocks": {n: synth_block(n, cfg, quiet) for n in names}}
+    if {"peg", "esu", "core"} <= set(names):
+        result["pegesu_share_of_core"] = pegesu_share(result["blocks"], cfg)
+    if fmax:
+        result["fabric_pnr"] = fabric_fmax(cfg, quiet)
+        result["fmax_mhz"] = result["fabric_pnr"]["fmax_mhz"]
+    if network is not None:
+        fabric_blocks = result["blocks"].get("fabric", {}).get("DP16KD")
+        result["explicit_storage"] = explicit_storage(network, fabric_blocks)
+    return result
+
+
+def format_report(r: dict) -> str:
+    cols = ["lut4_equiv", "LUT4", "CCU2C", "TRELLIS_DPR16X4", "TRELLIS_FF", "DP16KD", "MULT18X18D"]
+    lines = [f"synfab implementation cost, fabric {r['fabric']} (yosys synth_ecp5)",
+             f"{'block':>20} " + " ".join(f"{c:>15}" for c in cols)]
+    for name, b in r["blocks"].items():
+        lines.append(f"{name:>20} " + " ".join(f"{b[c]:>15}" for c in cols))
+    if "pegesu_share_of_core" in r:
+        s = r["pegesu_share_of_core"]
+        lines.append(f"PEG+ESU share of a core: logic {100 * s['logic']:.1f}%, table memory "
+                     f"{100 * s['memory']:.2f}% (paper: +{100 * s['paper_system_cost']:.0f}% system cost, 12 nm)")
+    if "fmax_mhz" in r:
+        lines.append(f"fabric Fmax (nextpnr-ecp5, {r['fabric_pnr']['device']}): {r['fmax_mhz']:.1f} MHz")
+    if "explicit_storage" in r:
+        e = r["explicit_storage"]
+        lines.append(f"{e['network']}: explicit per-synapse storage {e['explicit']['synapse_memory_bits']} bits = "
+                     f"{e['explicit']['dp16kd']} DP16KD ({e['explicit']['lfe5u_85f_devices']} LFE5U-85F); "
+                     f"PEG/ESU {e['pegesu']['synapse_memory_bits']} bits = {e['pegesu']['dp16kd']} DP16KD "
+                     f"({e['ratio']}x less)")
+    return "\n".join(lines)

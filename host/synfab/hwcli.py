@@ -1,0 +1,200 @@
+"""Hardware subcommands of `synfab`: build, flash, cost, litex-sim (registered by cli.py).
+
+    synfab build --board ulx3s --fabric tiny [--output DIR] [--manifest bitstreams/manifest.json]
+    synfab build --board pynq-z2 --fabric small        # Vivado scripts (+ bitstream if vivado is on PATH)
+    synfab flash --board ulx3s --fabric tiny
+    synfab cost --fabric small [--no-fmax] [--json]
+    synfab litex-sim --fabric tiny [--tcp-port 4000]   # LiteX sim SoC for `--backend litex`
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import SynfabError
+
+PYNQ = "pynq-z2"
+
+
+def _gateware(module: str):
+    """Import a synfab_gateware module, or say what to install."""
+    try:
+        return __import__(f"synfab_gateware.{module}", fromlist=["_"])
+    except ImportError as e:
+        raise SynfabError(f"this needs the gateware tools ({e.name} missing); pip install -e .[gateware,boards]")
+
+
+def _fabric(arg):
+    from .config import FabricConfig
+    return FabricConfig.load(arg) if arg else FabricConfig()
+
+
+def _emit(obj, as_json: bool, text: str):
+    if as_json:
+        print(json.dumps(obj, indent=2))
+    else:
+        print(text)
+
+
+def default_output(board: str, cfg) -> Path:
+    return Path("bitstreams") / f"{board}-{cfg.name}"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def update_manifest(manifest: Path, entry: dict) -> None:
+    """Add or replace (by path) one artifact entry; paths are relative to the manifest."""
+    manifest = Path(manifest)
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {"artifacts": []}
+    data["artifacts"] = [a for a in data["artifacts"] if a["path"] != entry["path"]] + [entry]
+    data["artifacts"].sort(key=lambda a: a["path"])
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _command(argv_tail: list[str]) -> str:
+    return "synfab " + " ".join(shlex.quote(a) for a in argv_tail)
+
+
+# -- build ----------------------------------------------------------------------------------------------
+def build_ecp5(board: str, cfg, out: Path, sys_clk_mhz: float, baudrate: int, seed: int, command: str,
+               quiet: bool) -> dict:
+    ecp5 = _gateware("soc.ecp5")
+    rep = ecp5.build_bitstream(board, cfg, sys_clk_freq=sys_clk_mhz * 1e6, baudrate=baudrate, seed=seed,
+                               quiet=quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    bit = out / Path(rep["bitstream"]).name
+    shutil.copyfile(rep["bitstream"], bit)
+    shutil.copyfile(rep["csr_json"], out / "csr.json")
+    report = {"bitstream": bit.name, "sha256": sha256(bit), "bytes": bit.stat().st_size, "command": command,
+              **{k: v for k, v in rep.items() if k not in ("bitstream", "csr_json", "build_dir", "cached")}}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["output_dir"] = str(out)
+    return report
+
+
+def build_pynq(cfg, out: Path, command: str) -> dict:
+    vivado = _gateware("vivado")
+    files = vivado.write_project(cfg, out)
+    info = {"board": PYNQ, "fabric": cfg.name, "config_crc": f"{cfg.crc():#010x}", "output_dir": str(out),
+            "scripts": {k: str(v) for k, v in files.items()}, "command": command,
+            "bitstream": str(out / f"{vivado.overlay_name(cfg)}.bit")}
+    exe = shutil.which("vivado")
+    if exe is None:
+        raise SynfabError(f"Vivado not found on PATH: wrote the PYNQ-Z2 scripts to {out}; on a machine with "
+                          f"Vivado run `vivado -mode batch -source {out / 'build.tcl'}`")
+    proc = subprocess.run([exe, "-mode", "batch", "-source", "build.tcl", "-nojournal", "-log", "vivado.log"],
+                          cwd=out)
+    if proc.returncode != 0:
+        raise SynfabError(f"Vivado failed (exit {proc.returncode}); see {out / 'vivado.log'}")
+    return info
+
+
+def cmd_build(a):
+    cfg = _fabric(a.fabric)
+    out = Path(a.output) if a.output else default_output(a.board, cfg)
+    command = _command(["build", "--board", a.board, "--fabric", a.fabric or "default", "--output", str(out)]
+                       + (["--manifest", a.manifest] if a.manifest else []))
+    if a.board == PYNQ:
+        info = build_pynq(cfg, out, command)
+        _emit(info, a.json, f"PYNQ-Z2 bitstream and hardware handoff: {info['bitstream']} (+ .hwh)")
+        return
+    if a.board not in _gateware("soc.ecp5").BOARDS:
+        boards = ", ".join([*_gateware("soc.ecp5").BOARDS, PYNQ])
+        raise SynfabError(f"unknown board {a.board!r}; choose one of {boards}")
+    rep = build_ecp5(a.board, cfg, out, a.sys_clk_mhz, a.baudrate, a.seed, command, quiet=a.json)
+    if a.manifest:
+        manifest = Path(a.manifest)
+        rel = (out / rep["bitstream"]).resolve().relative_to(manifest.resolve().parent)
+        update_manifest(manifest, {"path": str(rel), "sha256": rep["sha256"], "bytes": rep["bytes"],
+                                   "board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
+                                   "config_crc": rep["config_crc"], "fmax_mhz": rep["fmax_mhz"],
+                                   "sys_clk_mhz": rep["sys_clk_mhz"], "toolchain": rep["toolchain"],
+                                   "command": command})
+    util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
+    _emit(rep, a.json, f"bitstream: {out / rep['bitstream']}\nfmax: {rep['fmax_mhz']} MHz (sys clock "
+                       f"{rep['sys_clk_mhz']} MHz{'' if rep['timing_met'] else ', NOT MET'})\nutilization: {util}")
+
+
+def cmd_flash(a):
+    ecp5 = _gateware("soc.ecp5")
+    cfg = _fabric(a.fabric)
+    if a.bitstream:
+        bit = Path(a.bitstream)
+    else:
+        out = default_output(a.board, cfg)
+        bit = out / f"{ecp5.build_name(a.board, cfg)}.bit"
+    ecp5.flash(bit, a.board, write_flash=a.write_flash)
+    print(f"programmed {a.board} with {bit}")
+
+
+# -- cost --------------------------------------------------------------------------------------------------
+def cmd_cost(a):
+    cost = _gateware("cost")
+    cfg = _fabric(a.fabric)
+    network = None
+    if a.network:
+        from .api import load_network
+        from .ir import QNetwork
+        network = load_network(a.network)
+        if not isinstance(network, QNetwork):
+            raise SynfabError(f"--network {a.network} is a float network; give a quantized network or demo")
+    try:
+        rep = cost.cost_report(cfg, fmax=not a.no_fmax, blocks=a.blocks, network=network, quiet=a.json)
+    except ValueError as e:
+        raise SynfabError(str(e))
+    _emit(rep, a.json, cost.format_report(rep))
+
+
+# -- LiteX sim server ------------------------------------------------------------------------------------
+def cmd_litex_sim(a):
+    sim = _gateware("soc.sim")
+    cfg = _fabric(a.fabric)
+    with sim.LitexSim(cfg, tcp_port=a.tcp_port) as s:
+        print(f"LiteX sim of the {cfg.name} fabric running; use --backend litex --port {s.port} (Ctrl-C stops)",
+              flush=True)
+        try:
+            s.proc.wait()
+        except KeyboardInterrupt:
+            return
+    raise SynfabError(f"the LiteX sim exited (code {s.proc.returncode})")
+
+
+def register(sub) -> None:
+    b = sub.add_parser("build", help="bitstream for a board (ECP5: open toolchain; pynq-z2: Vivado scripts)")
+    b.add_argument("--board", required=True, help="ulx3s, ulx3s-45f, colorlight-i5, colorlight-i9 or pynq-z2")
+    b.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    b.add_argument("-o", "--output", help="output directory (default bitstreams/BOARD-FABRIC)")
+    b.add_argument("--manifest", help="record the bitstream (sha256, command) in this manifest JSON")
+    b.add_argument("--sys-clk-mhz", type=float, default=50.0, help="ECP5 system clock (default 50)")
+    b.add_argument("--baudrate", type=int, default=1_000_000, help="ECP5 UARTBone baud rate")
+    b.add_argument("--seed", type=int, default=1, help="nextpnr seed")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_build)
+
+    f = sub.add_parser("flash", help="program an ECP5 board with openFPGALoader")
+    f.add_argument("--board", required=True)
+    f.add_argument("--fabric", help="fabric config of the bitstream (picks bitstreams/BOARD-FABRIC)")
+    f.add_argument("--bitstream", help="bitstream file (default: the one `synfab build` wrote)")
+    f.add_argument("--write-flash", action="store_true", help="write the SPI flash (persistent) instead of SRAM")
+    f.set_defaults(func=cmd_flash)
+
+    c = sub.add_parser("cost", help="per-block FPGA resources (yosys synth_ecp5), Fmax, PEG/ESU share")
+    c.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    c.add_argument("--blocks", nargs="+", help="only these blocks")
+    c.add_argument("--no-fmax", action="store_true", help="skip nextpnr place and route of the whole fabric")
+    c.add_argument("--network", help="quantized network (or demo): explicit per-synapse storage it would need")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_cost)
+
+    s = sub.add_parser("litex-sim", help="run the LiteX sim SoC (Verilator) for --backend litex")
+    s.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    s.add_argument("--tcp-port", type=int, help="TCP port of the UARTBone bridge (default: a free one)")
+    s.set_defaults(func=cmd_litex_sim)
+
