@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         events_cli.register(sub)
     except ImportError:
         pass
-    for mod in ("hwcli",):
+    for mod in ("hwcli", "bench"):
         try:
             __import__(f"synfab.{mod}", fromlist=["register"]).register(sub)
         except ImportError:

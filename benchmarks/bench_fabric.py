@@ -1,0 +1,28 @@
+"""Throughput of the gateware in simulated clock cycles (Verilator): prints one JSON object.
+
+    python benchmarks/bench_fabric.py [--fabric CONFIG]
+
+The same figures as `synfab bench --json` (see synfab.bench for what each one measures):
+conv_sops_per_clock_per_core, input_events_per_clock, sim_cycles_per_second, frame latencies
+and the fabric config used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from synfab import FabricConfig
+from synfab.bench import fabric_bench
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    args = ap.parse_args(argv)
+    out = fabric_bench(FabricConfig.load(args.fabric) if args.fabric else FabricConfig())
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
