@@ -209,7 +209,7 @@ def small_networks(draw):
         net = Network(list(nodes), name="rand")
         shapes = {n.name: n.shape for n in net}
         prev = name
-    if draw(st.booleans()):
+    if len(nodes) == 1 or draw(st.booleans()):  # at least one population after the input
         nodes.append(Node("fc", "dense", [prev], attrs={"out_features": draw(st.integers(1, 5))}))
     return Network(nodes, name="rand")
 
