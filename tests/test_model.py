@@ -246,3 +246,21 @@ def test_events_need_xycd():
     model = Model(compile_network(single_conv_net(), PRESETS["tiny"]))
     with pytest.raises(ModelError, match="x, y, c, d"):
         model.run_frame({"x": [0], "y": [0]})
+
+
+def test_random_networks_cover_every_layer_kind():
+    ops, geometry = set(), set()
+    for seed in range(60):
+        for layer in random_qnetwork(seed, PRESETS["default"]).layers:
+            ops.add(layer.op)
+            for c in layer.inputs:
+                geometry.add((c.kind, c.stride > 1, c.pad > 0, c.up > 1, c.chan_off > 0, c.wconst is not None))
+            if layer.lo < 0:
+                ops.add("no relu")
+    assert {"conv", "tconv", "dw", "pw", "sumpool", "avgpool", "up", "add", "cat", "catconv", "fc",
+            "no relu"} <= ops
+    kinds = {g[0] for g in geometry}
+    assert kinds == {Kind.CONV, Kind.DW, Kind.DENSE}
+    assert any(g[1] for g in geometry) and any(g[2] for g in geometry) and any(g[3] for g in geometry)
+    assert (Kind.DENSE, False, False, False, True, False) in geometry      # dense over a concatenation
+    assert (Kind.CONV, False, True, False, True, False) in geometry        # conv over a concatenation
