@@ -34,6 +34,19 @@ class FrameOutput:
         return np.sort(self.events, order=["tag", "c", "y", "x", "d"])
 
 
+def stream_columns(events: dict) -> dict:
+    """x, y, c, d of input events as int64 columns; DeviceError where a value does not fit its
+    field of a stream beat (layouts.STREAM_EVENT): such an event cannot be sent to any backend.
+    Events that fit but lie outside the input layer are the fabric's to drop and count."""
+    cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in ("x", "y", "c", "d")}
+    zeros = np.zeros(len(cols["x"]), np.int64)
+    try:
+        STREAM_EVENT.check({**cols, "tag": zeros, "eof": zeros}, "input event")
+    except ValueError as e:
+        raise DeviceError(str(e)) from None
+    return cols
+
+
 def events_array(x, y, c, d) -> dict:
     return {"x": np.asarray(x, np.int64), "y": np.asarray(y, np.int64),
             "c": np.asarray(c, np.int64), "d": np.asarray(d, np.int64)}
@@ -207,12 +220,8 @@ class RegisterDevice(Device):
 
     def run_frame(self, events: dict) -> FrameOutput:
         self._need_tables()
-        n = len(events["x"])
-        cols = {k: np.asarray(events[k], dtype=np.int64) for k in ("x", "y", "c", "d")}
-        try:
-            STREAM_EVENT.check({**cols, "tag": np.zeros(n), "eof": np.zeros(n)}, "input event")
-        except ValueError as e:
-            raise DeviceError(str(e)) from None
+        cols = stream_columns(events)
+        n = len(cols["x"])
         words = STREAM_EVENT.pack64({**cols, "tag": np.zeros(n, np.int64), "eof": np.zeros(n, np.int64)})
         marker = STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})
         words = np.concatenate([words, marker])

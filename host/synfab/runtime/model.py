@@ -1,10 +1,9 @@
 """Backend `model`: the golden model behind the Device interface."""
 from __future__ import annotations
 
-import numpy as np
 
 from ..model import Model
-from .device import Device, DeviceError, FrameOutput
+from .device import Device, DeviceError, FrameOutput, stream_columns
 
 
 class ModelDevice(Device):
@@ -35,9 +34,11 @@ class ModelDevice(Device):
 
     def run_frame(self, events: dict) -> FrameOutput:
         self._need_tables()
-        r = self.model.run_frame(events)
+        cols = stream_columns(events)
+        r = self.model.run_frame(cols)
         cores = [{k: int(r.counters[k][c]) for k in r.counters} for c in range(self.cfg.n_cores)]
-        counters = {"frames": 1, "events_in": int(len(np.asarray(events["x"]))) - r.input_dropped,
+        # As the fabric counts: every event beat received, in range or not.
+        counters = {"frames": 1, "events_in": len(cols["x"]),
                     "events_out": len(r.events), "input_dropped": r.input_dropped, "cores": cores}
         return FrameOutput(events=r.events, layer_spikes=r.layer_spikes, counters=counters)
 
