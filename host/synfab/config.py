@@ -109,9 +109,18 @@ class FabricConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "FabricConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict):
+            raise ConfigError(f"fabric config must be a JSON object of fields, not {type(d).__name__}; "
+                              f"known fields: {sorted(known)}")
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"fabric config: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        # Field types are checked here: a string for a size would fail deep inside with a TypeError.
+        for f in dataclasses.fields(cls):
+            want = {"int": int, "str": str}[f.type]
+            if f.name in d and (not isinstance(d[f.name], want) or isinstance(d[f.name], bool)):
+                raise ConfigError(f"fabric config: {f.name} must be {'an integer' if want is int else 'a string'}, "
+                                  f"got {d[f.name]!r}")
         return cls(**d)
 
     @classmethod
