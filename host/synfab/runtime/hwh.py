@@ -36,9 +36,9 @@ DDR_LOW = (0x0000_0000, 0x1FFF_FFFF)    # HP0_DDR_LOWOCM: the 512 MiB of PYNQ-Z2
 
 def fclk_divisors(mhz: int) -> tuple[int, int]:
     """Two 6-bit PS7 divisors taking the IO PLL to `mhz` exactly (the first one the larger)."""
-    product = IO_PLL_MHZ // mhz
+    product, rest = divmod(IO_PLL_MHZ, mhz)
     for d1 in range(1, 64):
-        if IO_PLL_MHZ % mhz == 0 and product % d1 == 0 and product // d1 < 64:
+        if not rest and product % d1 == 0 and product // d1 < 64:
             return product // d1, d1
     raise ValueError(f"{mhz} MHz is not {IO_PLL_MHZ} MHz divided by two divisors of at most 63")
 

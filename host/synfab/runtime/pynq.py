@@ -20,6 +20,7 @@ import numpy as np
 
 from ..layouts import IP_VLNV, STREAM_BITS, STREAM_EVENT, Kind
 from .device import DeviceError, RegisterDevice
+from .hwh import DMA_INSTANCE, DMA_VLNV, PS_VLNV
 
 try:
     import pynq
@@ -27,9 +28,13 @@ try:
 except ImportError:      # optional: PynqDevice says how to install it
     pynq = None
 
-DMA_NAME = "dma"              # the AXI DMA's instance name in synfab's block design
-DMA_VLNV_PREFIX = "xilinx.com:ip:axi_dma:"
 BEAT_BYTES = STREAM_BITS // 8
+# AXI DMA registers (PG021, simple mode): MM2S channel at 0x00, S2MM channel at S2MM_OFFSET.
+S2MM_OFFSET = 0x30
+DMACR, DMASR, ADDR, LENGTH = 0x00, 0x04, 0x18, 0x28
+CR_RS, CR_RESET = 1 << 0, 1 << 2
+SR_HALTED, SR_IDLE, SR_INT_ERR, SR_DEC_ERR = 1 << 0, 1 << 1, 1 << 4, 1 << 6
+SR_IOC_IRQ, SR_DLY_IRQ, SR_ERR_IRQ = 1 << 12, 1 << 13, 1 << 14
 DEFAULT_TIMEOUT_S = 30.0      # longest wait for one DMA transfer before the fabric counts as stuck
 
 if pynq is not None:
@@ -78,7 +83,8 @@ def _active_pynq_device():
 def _fill_clock_frequencies(overlay) -> None:
     """pynqmetadata reads no PL clock frequency for a Zynq-7000 PS (only the ZynqMP parameter), and
     Overlay.download cannot set an enabled clock without one: take it from the PS7's parameters."""
-    ps = [ip for ip in overlay.ip_dict.values() if str(ip.get("type", "")).startswith("xilinx.com:ip:processing_system7:")]
+    ps_family = PS_VLNV.rpartition(":")[0]
+    ps = [ip for ip in overlay.ip_dict.values() if str(ip.get("type", "")).rpartition(":")[0] == ps_family]
     if not ps:
         return
     params = ps[0].get("parameters", {})
@@ -92,8 +98,12 @@ def _fill_clock_frequencies(overlay) -> None:
 class PynqDevice(RegisterDevice):
     name = "pynq"
 
-    def __init__(self, cfg, bitstream, *, dma_name: str = DMA_NAME, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, cfg, bitstream=None, *, dma_name: str = DMA_INSTANCE,
+                 timeout_s: float = DEFAULT_TIMEOUT_S):
         super().__init__(cfg)
+        if bitstream is None:
+            raise DeviceError("the pynq backend needs the overlay: pass --bitstream OVERLAY.bit "
+                              "(device_args={'bitstream': ...}) with its .hwh beside it")
         bit = Path(bitstream)
         if not bit.is_file():
             raise DeviceError(f"bitstream {bit} not found; build it with synfab's Vivado flow "
@@ -115,9 +125,9 @@ class PynqDevice(RegisterDevice):
                               f"fabric {cfg.name!r} has a {self.regmap.size:#x}-byte register map; the bitstream "
                               f"was built for another fabric configuration")
         dma_ip = overlay.ip_dict.get(dma_name)
-        if dma_ip is None or not str(dma_ip.get("type", "")).startswith(DMA_VLNV_PREFIX):
-            found = [n for n, ip in overlay.ip_dict.items() if str(ip.get("type", "")).startswith(DMA_VLNV_PREFIX)]
-            raise DeviceError(f"overlay {bit.name} has no AXI DMA named {dma_name!r} (AXI DMAs: "
+        if dma_ip is None or dma_ip.get("type") != DMA_VLNV:
+            found = [n for n, ip in overlay.ip_dict.items() if ip.get("type") == DMA_VLNV]
+            raise DeviceError(f"overlay {bit.name} has no AXI DMA ({DMA_VLNV}) named {dma_name!r} (AXI DMAs: "
                               f"{', '.join(found) or 'none'}); pass dma_name=... of the one on the fabric's streams")
         p = dma_ip["parameters"]
         if int(p.get("c_include_sg", 0)) or int(p.get("c_micro_dma", 0)):
@@ -213,7 +223,8 @@ class PynqDevice(RegisterDevice):
         send, recv = self.dma.sendchannel, self.dma.recvchannel
         if send.error or recv.error:
             raise DeviceError(f"{self.name}: the AXI DMA reports an error during the {what} transfer "
-                              f"(MM2S status {self.dma.read(0x04):#x}, S2MM status {self.dma.read(0x34):#x}); "
+                              f"(MM2S status {self.dma.read(DMASR):#x}, S2MM status "
+                              f"{self.dma.read(S2MM_OFFSET + DMASR):#x}); "
                               f"check the overlay's DMA wiring")
         if time.monotonic() > deadline:
             raise DeviceError(f"{self.name}: DMA {what} transfer did not finish within {self.timeout_s:g} s; "
@@ -222,7 +233,7 @@ class PynqDevice(RegisterDevice):
     def _restart_dma(self) -> None:
         """After a failed frame: reset the DMA (both channels) and start them again, so the next
         transfer does not meet a busy channel."""
-        self.dma.mmio.write(0x00, 0x4)     # MM2S_DMACR.Reset resets the whole DMA
+        self.dma.write(DMACR, CR_RESET)     # either channel's reset bit resets the whole DMA
         self.dma.sendchannel.start()
         self.dma.recvchannel.start()
 

@@ -44,28 +44,23 @@ from ..config import FabricConfig
 from ..errors import SynfabError
 from ..layouts import IP_VLNV, STREAM_BITS
 from .hwh import DDR_LOW, DMA_LENGTH_WIDTH, DMA_VLNV, write_hwh
+from .pynq import (ADDR, BEAT_BYTES, CR_RESET, CR_RS, DMACR, DMASR, LENGTH, S2MM_OFFSET, SR_DEC_ERR, SR_DLY_IRQ,
+                   SR_ERR_IRQ, SR_HALTED, SR_IDLE, SR_INT_ERR, SR_IOC_IRQ)
 
 MOCK_ENV = "SYNFAB_PYNQ_MOCK"        # set to 1: pynq finds the simulated board as its device
 BITSTREAM_MAGIC = b"synfab simulated PYNQ-Z2 bitstream\n"
 POLL_CYCLES = 2048                   # simulated clock cycles per status read of a busy DMA channel
-BEAT_BYTES = STREAM_BITS // 8
 
-# DMA register offsets (PG021, simple mode); the S2MM channel's are at +0x30.
-S2MM_OFFSET = 0x30
-DMACR, DMASR, ADDR, ADDR_MSB, LENGTH = 0x00, 0x04, 0x18, 0x1C, 0x28
-CR_RS, CR_RESET = 1 << 0, 1 << 2
-SR_HALTED, SR_IDLE, SR_INT_ERR, SR_SLV_ERR, SR_DEC_ERR = 1 << 0, 1 << 1, 1 << 4, 1 << 5, 1 << 6
-SR_IOC_IRQ, SR_DLY_IRQ, SR_ERR_IRQ = 1 << 12, 1 << 13, 1 << 14
 SR_WRITE_1_TO_CLEAR = SR_IOC_IRQ | SR_DLY_IRQ | SR_ERR_IRQ
 
 # PS7 system-level control registers: the clock part pynq's Clocks reads and writes.
 SLCR_BASE, SLCR_SIZE = 0xF800_0000, 0x200
-PS_REF_MHZ = 50
-# PYNQ-Z2 boot settings: PLL feedback dividers (x 50 MHz) and PL clocks from the IO PLL at 100 MHz.
+# PYNQ-Z2 boot settings: PLL feedback dividers (x 50 MHz: ARM 1300, DDR 1050, IO 1000 MHz), CPU at
+# 650 MHz, PL clocks from the IO PLL as the base overlay leaves them (100, 142.9, 200, 166.7 MHz).
 SLCR_BOOT_FIELDS = {
     "ARM_PLL_CTRL": {"PLL_FDIV": 26}, "DDR_PLL_CTRL": {"PLL_FDIV": 21}, "IO_PLL_CTRL": {"PLL_FDIV": 20},
     "ARM_CLK_CTRL": {"SRCSEL": 0, "DIVISOR": 2},
-    **{f"FPGA{i}_CLK_CTRL": {"SRCSEL": 0, "DIVISOR0": 10, "DIVISOR1": 1} for i in range(4)},
+    **{f"FPGA{i}_CLK_CTRL": {"SRCSEL": 0, "DIVISOR0": div, "DIVISOR1": 1} for i, div in enumerate((10, 7, 5, 6))},
 }
 BUFFER_BASE = DDR_LOW[0] + 0x1000_0000   # where allocate() places buffers (inside HP0's DDR range)
 PAGE = 4096
@@ -76,14 +71,13 @@ class MockError(SynfabError):
 
 
 def write_overlay(cfg: FabricConfig, out_dir, *, name: str | None = None,
-                  dma_length_width: int = DMA_LENGTH_WIDTH, hwh: bool = True) -> Path:
-    """Write a stand-in bitstream for fabric `cfg` (and, with `hwh`, its .hwh); returns the .bit path."""
+                  dma_length_width: int = DMA_LENGTH_WIDTH) -> Path:
+    """Write a stand-in bitstream for fabric `cfg` and its .hwh; returns the .bit path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bit = out / f"{name or 'synfab_' + cfg.name}.bit"
     bit.write_bytes(BITSTREAM_MAGIC + cfg.to_json().encode())
-    if hwh:
-        write_hwh(cfg, bit.with_suffix(".hwh"), dma_length_width=dma_length_width)
+    write_hwh(cfg, bit.with_suffix(".hwh"), dma_length_width=dma_length_width)
     return bit
 
 
