@@ -198,7 +198,7 @@ def test_overlay_with_a_scatter_gather_dma_is_refused(board, tmp_path):
         root.find(".//MODULE[@INSTANCE='dma']//PARAMETER[@NAME='c_include_sg']").set("VALUE", "1")
     with pytest.raises(DeviceError, match="scatter-gather or micro mode"):
         PynqDevice(CFG, bitstream=edited_overlay(tmp_path, sg_mode))
-    with pytest.raises(DeviceError, match=r"no AXI DMA named 'axi_dma_0' \(AXI DMAs: dma\)"):
+    with pytest.raises(DeviceError, match=r"no AXI DMA \(xilinx.com:ip:axi_dma:7.1\) named .axi_dma_0. \(AXI DMAs: dma\)"):
         PynqDevice(CFG, bitstream=overlay(tmp_path, 14), dma_name="axi_dma_0")
 
 
