@@ -162,6 +162,18 @@ def test_wrong_config_bitstream_is_refused_and_the_board_stays_usable(board, ove
     assert np.array_equal(out["result"].outputs[0], reference.run(qnet, x[0])[qnet.output])
 
 
+def test_a_transfer_that_does_not_finish_in_time_is_reported_and_a_reopened_device_works(board, overlay_dir):
+    qnet, x = demo_frames(1)
+    tables = api.compile_qnetwork(qnet, CFG)
+    bit = overlay(overlay_dir, 14)
+    dev = PynqDevice(CFG, bitstream=bit, timeout_s=0.0)
+    dev.load(tables)
+    with pytest.raises(DeviceError, match=r"DMA (send|receive) transfer did not finish within 0 s"):
+        api.run_frames(tables, x, device=dev)
+    out = api.run_frames(tables, x, backend="pynq", check=True, device_args={"bitstream": str(bit)})
+    assert np.array_equal(out["result"].outputs[0], reference.run(qnet, x[0])[qnet.output])
+
+
 def test_missing_files_are_named(board, tmp_path):
     bit = overlay(tmp_path, 14)
     lone = tmp_path / "lone" / "synfab.bit"
