@@ -1,0 +1,91 @@
+"""A real DVS recording, end to end on the Verilator fabric, checked against the golden model.
+
+Recording (DVXplorer sample, pinned by sha256) -> `synfab events convert` (crop, downsample) ->
+a CNN for 2-channel 32x32 input, quantized with frames of the same recording -> `synfab compile`
+-> `synfab run --backend sim --check`.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from synfab import api, events, netfile
+from synfab.cli import main
+from synfab.ir import Network, Node
+
+pytestmark = pytest.mark.slow
+
+
+def dvs_cnn(seed=0) -> Network:
+    """A small CNN on polarity histograms (random weights: this test is about the pipeline)."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name, inp, ci, co, k=3, s=2, p=1):
+        return Node(name, "conv", [inp], {"out_channels": co, "kernel": k, "stride": s, "padding": p},
+                    {"weight": rng.normal(0, 1 / np.sqrt(ci * k * k), (co, ci, k, k)).astype(np.float32),
+                     "bias": rng.normal(0, 0.05, co).astype(np.float32)})
+    return Network([
+        Node("in", "input", attrs={"shape": (2, 32, 32)}),
+        conv("c1", "in", 2, 8), Node("r1", "relu", ["c1"]),
+        conv("c2", "r1", 8, 16), Node("r2", "relu", ["c2"]),
+        Node("p", "avgpool", ["r2"], {"kernel": 2}),
+        Node("f", "flatten", ["p"]),
+        Node("fc", "dense", ["f"], {"out_features": 4},
+             {"weight": rng.normal(0, 0.1, (4, 256)).astype(np.float32), "bias": np.zeros(4, np.float32)}),
+    ], name="dvs_cnn")
+
+
+def test_dvs_recording_runs_bit_exact_on_the_sim(tmp_path, capsys):
+    src = events.samples.fetch("dvxplorer")
+    small = tmp_path / "dvs32.npz"
+    # 320x240 sensor: crop the central 256x240, downsample 8x -> 32x30.
+    assert main(["events", "convert", str(src), str(small), "--crop", "32,0,256,240",
+                 "--downsample", "8", "--json"]) == 0
+    capsys.readouterr()
+    rec = events.read(small)
+    assert (rec.width, rec.height) == (32, 30)
+    # Pad the 30 rows to the network's 32 by declaring the sensor 32x32 (events keep their coordinates).
+    rec = events.Recording(rec.events, 32, 32, rec.format, rec.path)
+    padded = tmp_path / "dvs32x32.npz"
+    events.write(padded, rec)
+
+    frames = api.recording_frames(padded, (2, 32, 32), window_ms=20)
+    assert frames.shape[0] >= 10 and frames.sum() > 0
+    net = tmp_path / "dvs_cnn.json"
+    netfile.save(dvs_cnn(), net)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, images=frames[:10].astype(np.uint8))
+    bundle = tmp_path / "dvs.sfb"
+    assert main(["compile", str(net), "-o", str(bundle), "--calib", str(calib)]) == 0
+    capsys.readouterr()
+
+    rc = main(["run", str(bundle), "--backend", "sim", "--events", str(padded), "--window-ms", "20",
+               "--frames", "8", "--check", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    res = json.loads(out)
+    model_rc = main(["run", str(bundle), "--backend", "model", "--events", str(padded), "--window-ms", "20",
+                     "--frames", "8", "--json"])
+    model = json.loads(capsys.readouterr().out)
+    assert model_rc == 0
+    assert res["summary"]["checked_against_model"] is True
+    assert res["summary"]["frames"] == 8
+    assert res["summary"]["events"] == model["summary"]["events"] > 0
+    assert res["summary"]["synaptic_ops"] == model["summary"]["synaptic_ops"] > 0
+    assert res["predictions"] == model["predictions"]
+    assert res["layer_spikes"] == model["layer_spikes"]
+    assert res["summary"]["cycles"] > 0
+
+
+def test_wrong_sensor_size_is_one_line(tmp_path, capsys):
+    src = events.samples.fetch("dvxplorer")
+    net = tmp_path / "dvs_cnn.json"
+    netfile.save(dvs_cnn(), net)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, images=np.ones((2, 2, 32, 32), np.uint8))
+    bundle = tmp_path / "dvs.sfb"
+    assert main(["compile", str(net), "-o", str(bundle), "--calib", str(calib)]) == 0
+    capsys.readouterr()
+    rc = main(["run", str(bundle), "--events", str(src)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "320x240" in err and "32x32" in err and len(err.strip().splitlines()) == 1
