@@ -131,3 +131,18 @@ def test_no_traceback_in_a_real_process(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 1
     assert "Traceback" not in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_compile_float_network_reports_float_vs_quantized_accuracy(capsys, tmp_path):
+    from synfab import demo, netfile, quant
+    imgs, labels = load_demo_digits(60)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, images=imgs, labels=labels)
+    net_path = tmp_path / "float.json"
+    netfile.save(demo.load_demo_network(), net_path)
+    rc, out, _ = run_cli(capsys, "compile", str(net_path), "--calib", str(calib), "-o", str(tmp_path / "f.sfb"), "--json")
+    assert rc == 0
+    acc = json.loads(out)["accuracy"]
+    float_pred = quant.float_forward(demo.load_demo_network(), imgs.astype(np.float32) / 255).reshape(60, -1).argmax(1)
+    assert acc["float_accuracy"] == pytest.approx(np.mean(float_pred == labels))
+    assert 0.8 <= acc["quant_accuracy"] <= 1.0 and 0.9 <= acc["agreement"] <= 1.0

@@ -88,6 +88,22 @@ def compile_file(path, fabric: FabricConfig | None = None, calib=None):
     return compile_qnetwork(quantize_network(load_network(path), calib), fabric)
 
 
+def compile_with_report(path, fabric: FabricConfig | None = None, calib=None) -> tuple:
+    """(tables, summary); the summary adds float vs quantized accuracy when the calibration file
+    of a float network carries labels."""
+    net = load_network(path)
+    qnet = quantize_network(net, calib)
+    tables = compile_qnetwork(qnet, fabric)
+    info = bundle_summary(tables)
+    if qnet is not net and isinstance(calib, (str, Path)):
+        imgs, labels = load_images(calib)
+        if labels is not None:
+            from . import quant
+            x = imgs.astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0)
+            info["accuracy"] = quant.evaluate(net, qnet, x, labels, acc_bits=tables.cfg.acc_bits)
+    return tables, info
+
+
 def bundle_summary(tables) -> dict:
     md = tables.metadata
     cores = []

@@ -40,10 +40,9 @@ def _fabric(arg):
 # -- compile / report ------------------------------------------------------------------------
 def cmd_compile(a):
     from . import api
-    tables = api.compile_file(a.network, fabric=_fabric(a.fabric), calib=a.calib)
     from . import bundle
+    tables, info = api.compile_with_report(a.network, fabric=_fabric(a.fabric), calib=a.calib)
     bundle.save(tables, a.output)
-    info = api.bundle_summary(tables)
     info["bundle"] = str(a.output)
     if a.json:
         _print(info, True)
@@ -53,6 +52,10 @@ def cmd_compile(a):
     for c in info["cores"]:
         print(f"{c['core']:>6} {c['populations']:>12} {c['esu_descriptors']:>5} {c['peg_entries']:>5} "
               f"{c['neurons']:>8} {c['weight_words']:>8}")
+    if "accuracy" in info:
+        acc = info["accuracy"]
+        print(f"accuracy on the calibration set: float {acc['float_accuracy']:.4f}, "
+              f"quantized {acc['quant_accuracy']:.4f} (agreement {acc['agreement']:.4f})")
 
 
 def cmd_report(a):
