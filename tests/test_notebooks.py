@@ -30,16 +30,29 @@ def test_notebook_is_committed_without_outputs(name):
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
+# (notebook, environment, a line its outputs must contain): 01 runs twice, once falling back to the
+# sim backend and once on the simulated PYNQ-Z2 (runtime/pynq_mock.py) through the PYNQ driver.
+RUNS = [("01_flash_and_run.ipynb", {}, "sim: id"),
+        ("01_flash_and_run.ipynb", {"SYNFAB_PYNQ_MOCK": "1"}, "pynq: id"),
+        ("02_pytorch_to_tables.ipynb", {}, "event-driven outputs equal to the dense reference: True"),
+        ("03_dvs_streaming.ipynb", {}, "outputs equal to the dense reference: 12/12 frames")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_executes(name):
+@pytest.mark.parametrize("name, env, expected", RUNS, ids=["01-sim", "01-pynq-mock", "02", "03"])
+def test_notebook_executes(name, env, expected, monkeypatch):
     from nbclient import NotebookClient
 
+    monkeypatch.delenv("SYNFAB_PYNQ_MOCK", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)     # the kernel inherits this process's environment
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     client.execute()   # raises CellExecutionError (with the cell and traceback) on any error
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
-    images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert expected in text
+    images = sum("image/png" in o.get("data", {}) for o in outputs)
     assert images >= 2, f"{name}: expected its plots inline, found {images} images"
