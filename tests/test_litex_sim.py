@@ -23,7 +23,7 @@ from synfab.runtime import litex as soc_map  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.litex import LitexDevice  # noqa: E402
 
-CFG = PRESETS["tiny"]
+CFG = PRESETS["small"]     # two cores: packets cross the mesh
 HEADERS = [Path("/usr/include/event2/event.h"), Path("/usr/include/json-c/json.h")]
 
 pytestmark = [
@@ -54,16 +54,18 @@ def test_device_identifies_the_fabric_behind_the_bridge(litex_sim):
         ident = dev.identify()
         assert ident == {"id": ID_MAGIC, "version": LAYOUT_VERSION, "config_crc": CFG.crc()}
         assert dev.in_depth == dev.out_depth == 513     # 512-deep buffered FIFOs + output register
-        # A read-back of table memory through the bus: write and read a PEG entry word.
+        # Table memory through the bus: two input PEG entries with every field at its maximum.
         win = dev.regmap.input_peg
+        lay = win.layout
+        words = lay.pack({f.name: [lay.field_range(f)[1]] * 2 for f in lay.fields}).reshape(-1)
         addrs = dev._window_addrs(win, 2)
-        words = np.arange(1, len(addrs) + 1, dtype=np.uint32) * 0x01010101
         dev._write(addrs, words)
         assert np.array_equal(dev._read(addrs), words)
+        assert lay.unpack(dev._read(addrs).reshape(2, -1))["chan_off"].tolist() == [2**CFG.chan_bits - 1] * 2
 
 
 def test_wrong_fabric_config_is_refused(litex_sim):
-    with LitexDevice(PRESETS["small"], port=litex_sim.port) as dev:
+    with LitexDevice(PRESETS["tiny"], port=litex_sim.port) as dev:
         with pytest.raises(DeviceError, match="another fabric configuration"):
             dev.identify()
 
