@@ -29,6 +29,13 @@ def _figure(width: float, height: float):
     return fig
 
 
+def _frame_axis(ax) -> None:
+    """Frames are whole numbers: no ticks at 2.5."""
+    from matplotlib.ticker import MaxNLocator
+    ax.set_xlabel("frame")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _grid(n: int, cols: int) -> tuple[int, int]:
     cols = max(1, min(cols, n))
     return -(-n // cols), cols
@@ -129,7 +136,7 @@ def layer_activity(layer_spikes: np.ndarray, layer_names, neurons=None, title: s
     ax = fig.add_subplot(1, panels, 1)
     for k, name in enumerate(names):
         ax.plot(frames, spikes[:, k], marker="o", markersize=3, label=name)
-    ax.set_xlabel("frame")
+    _frame_axis(ax)
     ax.set_ylabel("spikes (events sent)")
     ax.set_yscale("symlog", linthresh=1)
     ax.legend(fontsize=8)
@@ -140,7 +147,7 @@ def layer_activity(layer_spikes: np.ndarray, layer_names, neurons=None, title: s
         ax2 = fig.add_subplot(1, panels, 2)
         for k, name in enumerate(names):
             ax2.plot(frames, spikes[:, k] / neurons[k], marker="o", markersize=3, label=name)
-        ax2.set_xlabel("frame")
+        _frame_axis(ax2)
         ax2.set_ylabel("fraction of neurons that fired")
         ax2.set_ylim(0, 1)
     if title:
@@ -162,7 +169,7 @@ def frame_bars(series: dict, title: str | None = None):
     for k, (name, v) in enumerate(values.items()):
         ax = fig.add_subplot(1, len(values), k + 1)
         ax.bar(np.arange(len(v)), v, color="tab:blue")
-        ax.set_xlabel("frame")
+        _frame_axis(ax)
         ax.set_title(name, fontsize=10)
     if title:
         fig.suptitle(title)
