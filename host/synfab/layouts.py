@@ -274,6 +274,41 @@ class RegisterMap:
                    "in_w", "in_h", "in_c", "input_peg_count", "n_layers"]
     CORE_REGS = ["esu_count", "pop_count"]
     MAX_LAYERS = 64
+    DOC = {
+        "id": "read-only: ID_MAGIC 0x53594E46 ('SYNF')",
+        "version": "read-only: LAYOUT_VERSION of the tables this core decodes",
+        "config_crc": "read-only: FabricConfig.crc() the gateware was built from",
+        "ctrl": "write 1 to bit 0: clear every counter and layer_spikes",
+        "status": "read-only: bit 0 busy (a frame is being processed)",
+        "threshold": "sigma-delta threshold: fire when |a - sent| >= threshold (0: any change)",
+        "in_w": "input layer width; input events with x >= in_w are dropped and counted",
+        "in_h": "input layer height (y range check)",
+        "in_c": "input layer channels (c range check)",
+        "input_peg_count": "PEG entries of the input port applied to every input event (0 disables input)",
+        "n_layers": "evaluation steps run at every end of frame (0 disables evaluation)",
+        "esu_count": "ESU descriptors in use; packets with syn >= esu_count are dropped and counted",
+        "pop_count": "population descriptors in use",
+        "cycles": "clock cycles since the last clear",
+        "frames": "frames completed (eof beats sent)",
+        "events_in": "input event beats received (in range or not)",
+        "events_out": "output event beats sent (eof beats excluded)",
+        "input_dropped": "input events outside in_w x in_h x in_c",
+        "packets_in": "packets the core received (dropped ones included)",
+        "synops": "synaptic operations (neuron, weight) pairs accumulated",
+        "spikes": "neurons that fired",
+        "packets_out": "packets the core's PEG sent (HOST packets included)",
+        "busy_cycles": "cycles the core was not idle",
+        "stall_cycles": "cycles the core's output was blocked or its input FIFO refused a packet",
+        "dropped": "packets and pairs dropped (unknown synapse type, out-of-range address or channel)",
+        "input_peg": "PEG entries of the input port (peg_entry layout)",
+        "layer_spikes": "read-only: spikes per evaluation step in the current counting period",
+        "pop": "population descriptors (pop_desc layout)",
+        "esu": "synapse-type descriptors (esu_desc layout)",
+        "peg": "output-axon entries (peg_entry layout)",
+        "weights": "int8 weights, four per word, little-endian",
+        "acc": "neuron accumulators, sign-extended; a write marks the neuron dirty",
+        "sent": "last activation each neuron sent, sign-extended",
+    }
     CTRL_CLEAR_COUNTERS = 1  # ctrl bit 0: write 1 to clear every counter
 
     def __init__(self, cfg: FabricConfig):
@@ -331,6 +366,12 @@ class RegisterMap:
 
     def describe(self) -> list[dict]:
         """Every register and window, for generated register documentation."""
+        rows = self._describe()
+        for r in rows:
+            r["doc"] = self.DOC.get(r["name"].split(".")[-1], "")
+        return rows
+
+    def _describe(self) -> list[dict]:
         rows = [{"name": n, "addr": a, "kind": "reg"} for n, a in self.regs.items()]
         rows += [{"name": f"counter.{n}", "addr": a, "kind": "counter"} for n, a in self.global_counters.items()]
         for c in range(self.cfg.n_cores):
