@@ -98,6 +98,7 @@ def test_regs_lists_every_window(capsys):
     assert {"id", "threshold", "input_peg", "layer_spikes", "core0.weights", "core3.acc"} <= names
     addrs = [r["addr"] for r in rows]
     assert len(addrs) == len(set(addrs))
+    assert all(r["doc"] for r in rows), [r["name"] for r in rows if not r["doc"]]
 
 
 @pytest.mark.parametrize("argv, needle", [
