@@ -20,7 +20,7 @@ implementation cost", which is silicon area in 12 nm for their chip):
            (PEG entries, ESU descriptors, population descriptors, weight words, acc + sent)
 Both are FPGA numbers for this prototype; the paper's figure is not an FPGA measure.
 
-Results are cached by content (block Verilog, toolchain version) in ~/.cache/synfab/cost/.
+Results are cached by content (gateware sources, config, toolchain version) in ~/.cache/synfab/cost/.
 """
 from __future__ import annotations
 
@@ -143,44 +143,47 @@ def _cache_dir() -> Path:
     return d
 
 
-def synth_block(name: str, cfg: FabricConfig, quiet: bool = True) -> dict:
-    """yosys synth_ecp5 resources of one block (cached by its Verilog and the toolchain)."""
-    work = tc.build_root() / "cost" / cfg.name / name
+def _synthesize(name: str, cfg: FabricConfig, work: Path) -> dict:
+    """Run yosys synth_ecp5 on a block in work/; cell counts (the netlist stays as TOP.json)."""
     verilog, top = block_verilog(name, cfg, work)
+    tc.run_tool(["yosys", "-q", "-p", f"read_verilog {verilog.name}; synth_ecp5 -top {top} -json {top}.json; "
+                 "tee -q -o stat.json stat -json"], work, work / "yosys.log")
+    return _cells(json.loads((work / "stat.json").read_text()))
+
+
+def synth_block(name: str, cfg: FabricConfig, quiet: bool = True) -> dict:
+    """yosys synth_ecp5 resources of one block (cached by the gateware sources and the toolchain)."""
     _, tool_version = tc.toolchain()
-    key = tc.digest("synth", tc.verilog_digest_text(verilog.read_text()), top, tool_version)
+    key = tc.source_digest("synth", name, cfg.to_json(), tool_version)
     cached = _cache_dir() / f"{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
+    work = tc.build_root() / "cost" / cfg.name / name
     if not quiet:
         print(f"synfab: yosys synth_ecp5 {name} ({cfg.name}) ...", flush=True)
     start = time.monotonic()
-    tc.run_tool(["yosys", "-q", "-p", f"read_verilog {verilog.name}; synth_ecp5 -top {top} -json {top}.json; "
-                 "tee -q -o stat.json stat -json"], work, work / "yosys.log")
-    result = {**_cells(json.loads((work / "stat.json").read_text())),
-              "seconds": round(time.monotonic() - start, 1)}
+    result = {**_synthesize(name, cfg, work), "seconds": round(time.monotonic() - start, 1)}
     cached.write_text(json.dumps(result))
     return result
 
 
 def fabric_fmax(cfg: FabricConfig, quiet: bool = True) -> dict:
     """nextpnr-ecp5 Fmax (MHz) of the whole AXI fabric, its ports on unconstrained pins."""
-    work = tc.build_root() / "cost" / cfg.name / "fabric"
-    verilog, top = block_verilog("fabric", cfg, work)
     _, tool_version = tc.toolchain()
-    key = tc.digest("fmax", tc.verilog_digest_text(verilog.read_text()), *FMAX_DEVICE, tool_version)
+    key = tc.source_digest("fmax", cfg.to_json(), *FMAX_DEVICE, tool_version)
     cached = _cache_dir() / f"{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     if not quiet:
         print(f"synfab: nextpnr-ecp5 place and route of the {cfg.name} fabric (slow) ...", flush=True)
     start = time.monotonic()
-    if not (work / f"{top}.json").is_file():
-        synth_block("fabric", cfg, quiet)
+    work = tc.build_root() / "cost" / cfg.name / "fabric"
+    top = "synfab_fabric"
+    _synthesize("fabric", cfg, work)
     # A 100 MHz request makes nextpnr optimise for speed; the report says what was achieved.
-    (work / "clk.py").write_text('ctx.addClock("clk", 100)\n')
+    (work / "clk.lpf").write_text('FREQUENCY PORT "clk" 100 MHz;\n')
     tc.run_tool(["nextpnr-ecp5", f"--{FMAX_DEVICE[0]}", "--package", FMAX_DEVICE[1], "--json", f"{top}.json",
-                 "--pre-pack", "clk.py", "--timing-allow-fail", "--lpf-allow-unconstrained", "--seed", "1",
+                 "--lpf", "clk.lpf", "--timing-allow-fail", "--lpf-allow-unconstrained", "--seed", "1",
                  "--report", "pnr_report.json"], work, work / "nextpnr.log")
     rep = json.loads((work / "pnr_report.json").read_text())
     result = {"fmax_mhz": round(min(v["achieved"] for v in rep["fmax"].values()), 2),

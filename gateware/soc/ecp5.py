@@ -109,45 +109,39 @@ def parse_nextpnr_report(path: Path) -> dict:
 
 def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
                     baudrate: int = DEFAULT_BAUDRATE, seed: int = 1, quiet: bool = False) -> dict:
-    """Generate the SoC, run yosys/nextpnr-ecp5/ecppack (skipped when the same inputs were built
-    before) and return the report: bitstream path, fmax, utilization, board, fabric, cache key."""
-    soc = SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate)
+    """Generate the SoC and run yosys/nextpnr-ecp5/ecppack, unless this very source state was
+    built before; return the report: bitstream path, fmax, utilization, board, fabric, cache key."""
+    spec = board(board_name)
     name = build_name(board_name, cfg)
     out = tc.build_root() / "ecp5" / name
-    builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
-                      csr_json=str(out / "csr.json"))
-    soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
-    with contextlib.redirect_stdout(sys.stderr):     # LiteX's generator chatter stays off stdout
-        builder.build(build_name=name, run=False, seed=seed)
     gw = out / "gateware"
     _, tool_version = tc.toolchain()
-    script = gw / f"build_{name}.sh"
-    key = tc.digest(tc.verilog_digest_text((gw / f"{name}.v").read_text()),
-                    (gw / f"{name}.lpf").read_text(), tc.verilog_digest_text(script.read_text()),
-                    tool_version)
+    key = tc.source_digest("ecp5", board_name, cfg.to_json(), sys_clk_freq, baudrate, seed, tool_version)
     stamp = gw / "stamp.json"
     bit = gw / f"{name}.bit"
     cached = stamp.is_file() and json.loads(stamp.read_text()).get("key") == key and bit.is_file()
-    seconds = 0.0
     if not cached:
         stamp.unlink(missing_ok=True)
+        soc = SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate)
+        builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
+                          csr_json=str(out / "csr.json"))
+        soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
+        with contextlib.redirect_stdout(sys.stderr):     # LiteX's generator chatter stays off stdout
+            builder.build(build_name=name, run=False, seed=seed)
         if not quiet:
             print(f"synfab: building {name} bitstream with yosys/nextpnr ({tool_version.split(':')[0]}); "
-                  f"log: {gw / 'build.log'}", flush=True)
+                  f"log: {gw / 'build.log'}", file=sys.stderr, flush=True)
         start = time.monotonic()
-        tc.run_tool(["bash", script.name], gw, gw / "build.log")
-        seconds = time.monotonic() - start
-        stamp.write_text(json.dumps({"key": key, "seconds": round(seconds, 1)}))
-    else:
-        seconds = json.loads(stamp.read_text()).get("seconds", 0.0)
+        tc.run_tool(["bash", f"build_{name}.sh"], gw, gw / "build.log")
+        stamp.write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - start, 1)}))
     report = parse_nextpnr_report(gw / f"{name}_report.json")
-    return {"bitstream": str(bit), "board": board_name, "board_description": board(board_name).description,
-            "device": soc.platform.device, "fabric": cfg.name, "fabric_config": cfg.to_dict(),
+    return {"bitstream": str(bit), "board": board_name, "board_description": spec.description,
+            "device": spec.platform().device, "fabric": cfg.name, "fabric_config": cfg.to_dict(),
             "config_crc": f"{cfg.crc():#010x}", "sys_clk_mhz": sys_clk_freq / 1e6,
             "timing_met": report["fmax_mhz"] is not None and report["fmax_mhz"] >= sys_clk_freq / 1e6,
             **report, "uart_baudrate": baudrate, "toolchain": tool_version, "cache_key": key,
-            "cached": cached, "build_seconds": seconds, "csr_json": str(out / "csr.json"),
-            "build_dir": str(gw)}
+            "cached": cached, "build_seconds": json.loads(stamp.read_text())["seconds"],
+            "csr_json": str(out / "csr.json"), "build_dir": str(gw)}
 
 
 def flash(bitstream: Path, board_name: str, write_flash: bool = False) -> None:

@@ -3,8 +3,8 @@
     with LitexSim(cfg) as sim:                      # builds once (cached by content), then starts
         dev = LitexDevice(cfg, port=sim.port)       # "tcp://127.0.0.1:PORT"
 
-The build lives in ~/.cache/synfab/litex-sim/<sha256>/ (the key covers the SoC Verilog, LiteX's
-sim sources, the Verilator version and the build options) and is shared by concurrent users
+The build lives in ~/.cache/synfab/litex-sim/<sha256>/ (the key covers the gateware sources, the
+fabric config, LiteX's sim sources, the Verilator version and the build options) and is shared by concurrent users
 through a lock file.  Building needs libevent and json-c headers (apt install libevent-dev
 libjson-c-dev) besides Verilator.
 """
@@ -98,26 +98,25 @@ def build(cfg: FabricConfig, quiet: bool = False) -> Path:
 
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix="gen.", dir=root))
-    try:
-        soc = SynfabSimSoC(cfg)
-        builder = Builder(soc, output_dir=str(stage), compile_software=False, compile_gateware=False)
-        with contextlib.redirect_stdout(sys.stderr):  # LiteX's generator chatter stays off stdout
-            builder.build(sim_config=sim_config(1), run=False, build=True, opt_level=OPT_LEVEL, jobs=JOBS,
-                          interactive=False)
-        gw = stage / "gateware"
-        sim_core = Path(litex.__file__).parent / "build" / "sim" / "core"
-        core_text = "".join(p.read_text(errors="replace") for p in sorted(sim_core.rglob("*"))
-                            if p.is_file() and p.suffix in (".c", ".cpp", ".h", "") and p.name != "__pycache__")
-        key = tc.digest(tc.verilog_digest_text((gw / "sim.v").read_text()), core_text,
-                        verilator_tool()[2], OPT_LEVEL, (gw / "build_sim.sh").read_text())
-        final = root / key
-        if (final / "obj_dir" / "Vsim").is_file():
+    sim_core = Path(litex.__file__).parent / "build" / "sim" / "core"
+    core_text = "".join(p.read_text(errors="replace") for p in sorted(sim_core.rglob("*"))
+                        if p.is_file() and p.suffix in (".c", ".cpp", ".h", ""))
+    key = tc.source_digest("litex-sim", cfg.to_json(), core_text, verilator_tool()[2], OPT_LEVEL, JOBS)
+    final = root / key
+    if (final / "obj_dir" / "Vsim").is_file():
+        return final
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "obj_dir" / "Vsim").is_file():     # built by whoever held the lock
             return final
-        with open(root / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if (final / "obj_dir" / "Vsim").is_file():
-                return final
+        stage = Path(tempfile.mkdtemp(prefix="gen.", dir=root))
+        try:
+            soc = SynfabSimSoC(cfg)
+            builder = Builder(soc, output_dir=str(stage), compile_software=False, compile_gateware=False)
+            with contextlib.redirect_stdout(sys.stderr):  # LiteX's generator chatter stays off stdout
+                builder.build(sim_config=sim_config(1), run=False, build=True, opt_level=OPT_LEVEL, jobs=JOBS,
+                              interactive=False)
+            gw = stage / "gateware"
             if not quiet:
                 print(f"synfab: building the LiteX sim SoC {key[:12]} with Verilator (a few minutes) ...",
                       file=sys.stderr, flush=True)
@@ -131,14 +130,13 @@ def build(cfg: FabricConfig, quiet: bool = False) -> Path:
                 gw.rename(kept)
                 raise LitexSimError(f"LiteX sim build failed; see {kept / 'build.log'} (needs libevent-dev "
                                     "and libjson-c-dev)")
-            shutil.rmtree(final, ignore_errors=True)
-            gw.rename(final)
+            gw.rename(final)          # atomic: the build appears complete or not at all
             if not quiet:
                 print(f"synfab: LiteX sim built in {time.monotonic() - start:.0f} s ({final})",
                       file=sys.stderr, flush=True)
-        return final
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    return final
 
 
 def _free_port() -> int:

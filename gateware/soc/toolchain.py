@@ -107,6 +107,24 @@ def digest(*parts) -> str:
     return h.hexdigest()
 
 
-def verilog_digest_text(text: str) -> str:
-    """Verilog without whole-line comments (LiteX stamps the date there)."""
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+def source_digest(*extra) -> str:
+    """SHA-256 of everything generated gateware depends on: the synfab_gateware sources, the
+    host spine it imports, the migen/LiteX versions, and `extra` (config, options).
+
+    The generated Verilog itself is no key: migen names colliding signals in an order that
+    depends on how many signals the process created before, so the same design built twice in
+    one process can differ in names (not in logic)."""
+    from importlib import metadata
+
+    import synfab
+    gateware = Path(__file__).resolve().parents[1]
+    host = Path(synfab.__file__).resolve().parent
+    files = sorted(p for p in gateware.rglob("*.py") if "__pycache__" not in p.parts)
+    files += [host / name for name in ("config.py", "layouts.py", "arith.py", "runtime/litex.py")]
+    versions = []
+    for dist in ("migen", "litex", "litex-boards"):
+        try:
+            versions.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist} missing")
+    return digest(*[f"{p.relative_to(p.parents[1])}\0{p.read_text()}" for p in files], *versions, *extra)

@@ -1,0 +1,116 @@
+"""ECP5 board SoC and its open-toolchain bitstream; the committed bitstream manifest; flashing errors."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("migen")
+pytest.importorskip("litex_boards")
+
+from synfab.config import PRESETS  # noqa: E402
+from synfab.errors import SynfabError  # noqa: E402
+from synfab.layouts import RegisterMap  # noqa: E402
+from synfab.runtime import litex as soc_map  # noqa: E402
+from synfab_gateware.soc import ecp5  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "bitstreams" / "manifest.json"
+# ECP5 bitstreams (ecppack) carry this preamble after the comment header.
+ECP5_PREAMBLE = bytes([0xFF, 0xFF, 0xBD, 0xB3])
+
+
+def test_soc_puts_fabric_and_bridge_on_the_bus():
+    cfg = PRESETS["tiny"]
+    soc = ecp5.SynfabECP5SoC("ulx3s", cfg)
+    regions = soc.bus.regions
+    size = regions["synfab"].size
+    assert regions["synfab"].origin == soc_map.FABRIC_BASE
+    assert size >= RegisterMap(cfg).size and size & (size - 1) == 0 and size < 2 * RegisterMap(cfg).size
+    assert (regions["synfab_stream"].origin, regions["synfab_stream"].size) == (soc_map.BRIDGE_BASE,
+                                                                                soc_map.BRIDGE_SIZE)
+    assert "uartbone" in soc.bus.masters
+    assert soc.platform.device.startswith("LFE5U-85F")
+    assert soc.cpu_type is None
+
+
+def test_nextpnr_report_parsing(tmp_path):
+    rep = {"fmax": {"$glbnet$crg_clkout": {"achieved": 61.234, "constraint": 50.0},
+                    "$glbnet$other": {"achieved": 200.0, "constraint": 100.0}},
+           "utilization": {"TRELLIS_COMB": {"used": 1200, "available": 83640},
+                           "DP16KD": {"used": 3, "available": 208},
+                           "DCUA": {"used": 0, "available": 2}}}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(rep))
+    out = ecp5.parse_nextpnr_report(path)
+    assert out["fmax_mhz"] == 61.23            # the slowest clock
+    assert out["utilization"] == {"TRELLIS_COMB": {"used": 1200, "available": 83640},
+                                  "DP16KD": {"used": 3, "available": 208}}
+
+
+def test_unknown_board_is_a_user_error():
+    with pytest.raises(SynfabError, match="unknown ECP5 board 'nexys'"):
+        ecp5.board("nexys")
+
+
+def test_flash_without_openfpgaloader_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SynfabError, match="openFPGALoader not found"):
+        ecp5.flash(tmp_path / "x.bit", "ulx3s")
+
+
+def test_flash_reports_a_missing_board(tmp_path, monkeypatch):
+    fake = tmp_path / "openFPGALoader"
+    fake.write_text("#!/bin/sh\necho 'unable to open ftdi device: -3 (device not found)' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    bit = tmp_path / "x.bit"
+    bit.write_bytes(b"\xff")
+    with pytest.raises(SynfabError, match="could not program the ulx3s .*device not found"):
+        ecp5.flash(bit, "ulx3s")
+    with pytest.raises(SynfabError, match="bitstream .* not found"):
+        ecp5.flash(tmp_path / "missing.bit", "ulx3s")
+
+
+@pytest.mark.skipif(not MANIFEST.is_file(), reason="no committed bitstreams")
+def test_committed_bitstreams_match_the_manifest():
+    data = json.loads(MANIFEST.read_text())
+    assert data["artifacts"]
+    for a in data["artifacts"]:
+        path = MANIFEST.parent / a["path"]
+        blob = path.read_bytes()
+        assert hashlib.sha256(blob).hexdigest() == a["sha256"] and len(blob) == a["bytes"]
+        assert ECP5_PREAMBLE in blob[:4096]
+        assert a["command"].startswith(f"synfab build --board {a['board']} --fabric {a['fabric']} ")
+        assert a["config_crc"] == f"{PRESETS[a['fabric']].crc():#010x}"
+        report = json.loads((path.parent / "report.json").read_text())
+        assert report["sha256"] == a["sha256"] and report["fmax_mhz"] == a["fmax_mhz"]
+
+
+@pytest.mark.slow
+def test_cli_builds_the_tiny_fabric_bitstream(tmp_path):
+    """The whole open flow (yosys, nextpnr-ecp5, ecppack) on the smallest preset, via `synfab build`."""
+    out = tmp_path / "ulx3s-tiny"
+    manifest = tmp_path / "manifest.json"
+    proc = subprocess.run([sys.executable, "-m", "synfab.cli", "build", "--board", "ulx3s", "--fabric", "tiny",
+                           "--output", str(out), "--manifest", str(manifest), "--json"],
+                          capture_output=True, text=True, timeout=3600, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = json.loads(proc.stdout)
+    bit = out / rep["bitstream"]
+    blob = bit.read_bytes()
+    assert ECP5_PREAMBLE in blob[:4096]
+    assert rep["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert rep["board"] == "ulx3s" and rep["fabric"] == "tiny" and rep["device"].startswith("LFE5U-85F")
+    util = rep["utilization"]
+    assert 0 < util["TRELLIS_COMB"]["used"] <= util["TRELLIS_COMB"]["available"]
+    assert util["DP16KD"]["used"] >= 4          # at least the bridge FIFOs are block RAM
+    assert util["TRELLIS_IO"]["used"] == 3      # clk25, serial tx, serial rx
+    assert rep["fmax_mhz"] > 0
+    assert json.loads((out / "report.json").read_text())["sha256"] == rep["sha256"]
+    entry, = json.loads(manifest.read_text())["artifacts"]
+    assert entry["path"] == f"ulx3s-tiny/{bit.name}" and entry["sha256"] == rep["sha256"]
+    assert (out / "csr.json").is_file()
