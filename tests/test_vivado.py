@@ -130,3 +130,18 @@ def test_missing_board_files_stop_with_a_clear_error(project, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "PYNQ-Z2 board files not installed" in proc.stderr
+
+
+def test_cli_writes_the_scripts_and_fails_clearly_without_vivado(tmp_path):
+    import os
+    import sys
+    out = tmp_path / "pynq"
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}     # no vivado here
+    proc = subprocess.run([sys.executable, "-m", "synfab.cli", "build", "--board", "pynq-z2", "--fabric", "tiny",
+                           "--output", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 1
+    assert "Vivado not found on PATH" in proc.stderr and str(out) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    for name in ("synfab_fabric.v", "package_ip.tcl", "block_design.tcl", "build.tcl", "README.md"):
+        assert (out / name).is_file(), name
+    assert f"vivado -mode batch -source {out / 'build.tcl'}" in proc.stderr

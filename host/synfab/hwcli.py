@@ -12,6 +12,7 @@ import hashlib
 import json
 import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -153,9 +154,15 @@ def cmd_cost(a):
 
 
 # -- LiteX sim server ------------------------------------------------------------------------------------
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_litex_sim(a):
     sim = _gateware("soc.sim")
     cfg = _fabric(a.fabric)
+    # A plain `kill` must also stop the simulator child (the with-block does that).
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with sim.LitexSim(cfg, tcp_port=a.tcp_port) as s:
         print(f"LiteX sim of the {cfg.name} fabric running; use --backend litex --port {s.port} (Ctrl-C stops)",
               flush=True)
