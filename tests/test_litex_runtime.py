@@ -121,3 +121,8 @@ def test_bridge_constants_agree_with_the_gateware():
     assert [_window(o) for o in (lx.IN_DATA, lx.IN_LAST, lx.OUT_DATA, lx.REGS)] == [0, 1, 2, 3]
     assert lx.ALIAS_WORDS * 4 == lx.IN_LAST - lx.IN_DATA
     assert lx.BRIDGE_REGS.index("id") == 0
+
+
+def test_bitstream_option_is_refused_with_a_hint():
+    with pytest.raises(DeviceError, match="synfab flash"):
+        lx.LitexDevice(None, port="tcp://127.0.0.1:1", bitstream="x.bit")

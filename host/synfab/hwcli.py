@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -112,7 +113,7 @@ def cmd_build(a):
     rep = build_ecp5(a.board, cfg, out, a.sys_clk_mhz, a.baudrate, a.seed, command, quiet=a.json)
     if a.manifest:
         manifest = Path(a.manifest)
-        rel = (out / rep["bitstream"]).resolve().relative_to(manifest.resolve().parent)
+        rel = os.path.relpath((out / rep["bitstream"]).resolve(), manifest.resolve().parent)
         update_manifest(manifest, {"path": str(rel), "sha256": rep["sha256"], "bytes": rep["bytes"],
                                    "board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
                                    "config_crc": rep["config_crc"], "fmax_mhz": rep["fmax_mhz"],

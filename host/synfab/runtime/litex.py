@@ -219,7 +219,10 @@ class LitexDevice(RegisterDevice):
     """The fabric in a LiteX SoC (board or LiteX sim) as a synfab Device."""
     name = "litex"
 
-    def __init__(self, cfg, port: str = "localhost:1234", timeout: float = 30.0, link=None):
+    def __init__(self, cfg, port: str = "localhost:1234", timeout: float = 30.0, link=None, bitstream=None):
+        if bitstream is not None:
+            raise DeviceError("litex: --bitstream is for pynq; program an ECP5 board with `synfab flash --board "
+                              "NAME` and pass --port")
         super().__init__(cfg)
         self.timeout = timeout
         self.link = link or open_link(port, timeout)
