@@ -40,15 +40,18 @@ def weight_word(cfg: FabricConfig) -> Layout:
 
 
 class _Stage:
-    """A pipeline register stage: `valid` plus named registers, loaded together when `ce`."""
+    """A pipeline register stage: `valid` loads when `ce`; the named registers load with it only
+    for a valid input (nothing reads them otherwise, and the simulation skips their logic)."""
 
     def __init__(self, m, ce, valid_in, **values):
         self.valid = Signal()
         m.sync += If(ce, self.valid.eq(valid_in))
+        loads = []
         for name, value in values.items():
             reg = Signal(value_bits_sign(value), name=name)
-            m.sync += If(ce, reg.eq(value))
+            loads.append(reg.eq(value))
             setattr(self, name, reg)
+        m.sync += If(ce & valid_in, *loads)
 
 
 class ESU(LiteXModule):
@@ -228,9 +231,8 @@ class ESU(LiteXModule):
         p_wconst, p_wval = Signal(), Signal((cfg.weight_bits, True))
         self.sync += [
             self.valid.eq(active & in_range),
-            self.n.eq(n_cur),
-            bsel.eq(w_cur[:2]),
-            p_wconst.eq(wconst), p_wval.eq(wval), self.d.eq(d),
+            # The pair registers are only read with valid: they load only while walking.
+            If(active, self.n.eq(n_cur), bsel.eq(w_cur[:2]), p_wconst.eq(wconst), p_wval.eq(wval), self.d.eq(d)),
         ]
         wd = self.weights.rd_dat
         byte = Array([wd.w0, wd.w1, wd.w2, wd.w3])[bsel]
