@@ -121,7 +121,8 @@ class EvaluationUnit(LiteXModule):
 
         # ---- E1: memory outputs, multiply ----
         e1_n, e1_ci, e1_tx, e1_ty = Signal(nab), Signal(chb + 1), Signal(cb + 1), Signal(cb + 1)
-        self.sync += v1.eq(issue), e1_n.eq(n), e1_ci.eq(ci), e1_tx.eq(tx), e1_ty.eq(ty)
+        # Stage data registers load only with a valid neuron: nothing reads them otherwise.
+        self.sync += v1.eq(issue), If(issue, e1_n.eq(n), e1_ci.eq(ci), e1_tx.eq(tx), e1_ty.eq(ty))
         self.comb += sent_rd.adr.eq(n)
         prod = Signal((ab + cfg.mult_bits + 1, True))
         self.comb += prod.eq(self.rd_acc * mult)
@@ -129,8 +130,9 @@ class EvaluationUnit(LiteXModule):
         e2_sent = Signal((eb, True))
         e2_n, e2_ci, e2_tx, e2_ty = Signal(nab), Signal(chb + 1), Signal(cb + 1), Signal(cb + 1)
         self.sync += [
-            v2.eq(v1 & self.rd_dirty), e2_prod.eq(prod), e2_sent.eq(sent_rd.dat_r),
-            e2_n.eq(e1_n), e2_ci.eq(e1_ci), e2_tx.eq(e1_tx), e2_ty.eq(e1_ty),
+            v2.eq(v1 & self.rd_dirty),
+            If(v1 & self.rd_dirty, e2_prod.eq(prod), e2_sent.eq(sent_rd.dat_r),
+               e2_n.eq(e1_n), e2_ci.eq(e1_ci), e2_tx.eq(e1_tx), e2_ty.eq(e1_ty)),
         ]
 
         # ---- E2: round, shift, clamp ----
@@ -142,8 +144,8 @@ class EvaluationUnit(LiteXModule):
         e3_a, e3_sent = Signal((eb, True)), Signal((eb, True))
         e3_n, e3_ci, e3_tx, e3_ty = Signal(nab), Signal(chb + 1), Signal(cb + 1), Signal(cb + 1)
         self.sync += [
-            v3.eq(v2), e3_a.eq(a), e3_sent.eq(e2_sent),
-            e3_n.eq(e2_n), e3_ci.eq(e2_ci), e3_tx.eq(e2_tx), e3_ty.eq(e2_ty),
+            v3.eq(v2),
+            If(v2, e3_a.eq(a), e3_sent.eq(e2_sent), e3_n.eq(e2_n), e3_ci.eq(e2_ci), e3_tx.eq(e2_tx), e3_ty.eq(e2_ty)),
         ]
 
         # ---- E3: fire rule, sent write, spike out ----

@@ -55,7 +55,8 @@ class NeuronUnit(LiteXModule):
         b_valid = Signal()
         b_n = Signal(nab)
         b_prod = Signal((cfg.weight_bits + cfg.event_bits, True))
-        self.sync += b_valid.eq(self.valid), b_n.eq(self.n), b_prod.eq(self.w * self.d)
+        # Stage data registers load only with a valid pair: nothing reads them otherwise.
+        self.sync += b_valid.eq(self.valid), If(self.valid, b_n.eq(self.n), b_prod.eq(self.w * self.d))
 
         # Stage B: forward, add, write.
         fwd_valid = Signal()
@@ -69,7 +70,7 @@ class NeuronUnit(LiteXModule):
             new.eq(old + b_prod),
             self.synop.eq(b_valid),
         ]
-        self.sync += fwd_valid.eq(b_valid), fwd_n.eq(b_n), fwd_acc.eq(new)
+        self.sync += fwd_valid.eq(b_valid), If(b_valid, fwd_n.eq(b_n), fwd_acc.eq(new))
 
         # Host access, only when nothing else can touch the neuron state.
         bus = self.acc_bus

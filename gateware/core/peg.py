@@ -119,17 +119,19 @@ class PEG(LiteXModule):
         ]
 
         # Stage 1: the entry is on the table output.
-        v1 = Signal()
+        v1, v1_in = Signal(), Signal()
         x1, y1, c1, d1 = Signal(cb), Signal(cb), Signal(chb), Signal(eb)
+        self.comb += v1_in.eq(issue & (idx < n_entries))
+        # Data registers load only with a valid entry: nothing reads them otherwise.
         self.sync += If(advance,
-            v1.eq(issue & (idx < n_entries)),
-            x1.eq(sx), y1.eq(sy), c1.eq(sc), d1.eq(sd),
+            v1.eq(v1_in),
+            If(v1_in, x1.eq(sx), y1.eq(sy), c1.eq(sc), d1.eq(sd)),
         )
         e = self.table.rd_dat
         c_in = Signal(chb + 1)
         self.comb += c_in.eq(c1 + e.chan_off)
-        ax = _Axis(self, cfg, advance, x1, e, e.x0, e.x1)
-        ay = _Axis(self, cfg, advance, y1, e, e.y0, e.y1)
+        ax = _Axis(self, cfg, advance & v1, x1, e, e.x0, e.x1)
+        ay = _Axis(self, cfg, advance & v1, y1, e, e.y0, e.y1)
 
         # Stage 2: registers of the entry fields the packet needs.
         v2 = Signal()
@@ -139,9 +141,12 @@ class PEG(LiteXModule):
         cin2 = Signal(chb)
         chan_ok2 = Signal()
         self.sync += If(advance,
-            v2.eq(v1), kind2.eq(e.kind), dest2.eq(e.dest_core), syn2.eq(e.syn),
-            x2.eq(x1), y2.eq(y1), c2.eq(c1), d2.eq(d1), cin2.eq(c_in),
-            chan_ok2.eq((e.kind != Kind.DW) | ((c_in >= e.c0) & (c_in <= e.c1))),
+            v2.eq(v1),
+            If(v1,
+                kind2.eq(e.kind), dest2.eq(e.dest_core), syn2.eq(e.syn),
+                x2.eq(x1), y2.eq(y1), c2.eq(c1), d2.eq(d1), cin2.eq(c_in),
+                chan_ok2.eq((e.kind != Kind.DW) | ((c_in >= e.c0) & (c_in <= e.c1))),
+            ),
         )
 
         # Output register: the packet.
@@ -155,14 +160,16 @@ class PEG(LiteXModule):
                   src.kx.eq(ax.k_first), src.ky.eq(ay.k_first), src.c.eq(cin2)]
         self.sync += If(advance,
             src.valid.eq(emit),
-            src.dest.eq(dest2), src.syn.eq(syn2), src.d.eq(d2),
-            src.host.eq(0), src.kx.eq(0), src.ky.eq(0),
-            Case(kind2, {
-                Kind.HOST: [src.host.eq(1), src.x.eq(x2), src.y.eq(y2), src.c.eq(c2),
-                            src.nx.eq(0), src.ny.eq(0)],
-                Kind.DENSE: [src.x.eq(x2), src.y.eq(y2), src.c.eq(cin2), src.nx.eq(1), src.ny.eq(1)],
-                "default": window,
-            }),
+            If(emit,
+                src.dest.eq(dest2), src.syn.eq(syn2), src.d.eq(d2),
+                src.host.eq(0), src.kx.eq(0), src.ky.eq(0),
+                Case(kind2, {
+                    Kind.HOST: [src.host.eq(1), src.x.eq(x2), src.y.eq(y2), src.c.eq(c2),
+                                src.nx.eq(0), src.ny.eq(0)],
+                    Kind.DENSE: [src.x.eq(x2), src.y.eq(y2), src.c.eq(cin2), src.nx.eq(1), src.ny.eq(1)],
+                    "default": window,
+                }),
+            ),
         )
         self.comb += src.last.eq(1)
 
