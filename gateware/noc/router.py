@@ -104,8 +104,10 @@ class Router(LiteXModule):
                 src = self.sources[q]
                 out_valid, out_ready = src.valid, src.ready
                 self.comb += out_valid.eq(arb.request != 0)
-                self.comb += Case(arb.grant, {i: src.payload.eq(heads[p].payload)
-                                              for i, p in enumerate(cands)})
+                select = Case(arb.grant, {i: src.payload.eq(heads[p].payload) for i, p in enumerate(cands)})
+                # The payload only matters with valid; the simulation skips the mux otherwise. The
+                # host output keeps it ungated: it drives the fabric's output port even when idle.
+                self.comb += select if q == "host" else If(out_valid, select)
             self.comb += arb.served.eq(out_valid & out_ready)
             for i, p in enumerate(cands):
                 self.comb += If(want[p][q] & (arb.grant == i) & out_ready, heads[p].ready.eq(1))
