@@ -8,7 +8,9 @@ from __future__ import annotations
 from functools import reduce
 from operator import or_
 
-from migen import Cat, Constant, Mux, Record, Signal
+from litex.gen import LiteXModule
+from litex.soc.interconnect import stream
+from migen import READ_FIRST, Cat, Constant, If, Memory, Mux, Record, Signal
 
 from synfab.layouts import Layout
 
@@ -79,3 +81,54 @@ def decode_windows(module, master, windows, err_unmapped: bool = False) -> None:
         master.dat_r.eq(reduce(or_, [Mux(h, s.dat_r, 0) for h, s in hits], 0)),
     ]
 
+
+def sync_fifo(layout, depth: int):
+    """A stream FIFO that behaves as LiteX's `stream.SyncFIFO(layout, depth)` for a consumer that
+    reads the head only with valid: `ZeroHeadSyncFIFO` from depth 2 (LiteX's depth-1 FIFO is a
+    pipeline buffer, used as it is)."""
+    return ZeroHeadSyncFIFO(layout, depth) if depth >= 2 else stream.SyncFIFO(layout, depth)
+
+
+class ZeroHeadSyncFIFO(LiteXModule):
+    """LiteX `stream.SyncFIFO` (unbuffered, first-word fall-through, depth >= 2), cycle for cycle,
+    except that the head's payload, first and last read 0 while the FIFO is empty: a consumer that
+    reads them only with valid cannot tell, and the simulation skips unpacking an empty head."""
+
+    def __init__(self, layout, depth: int):
+        if depth < 2:
+            raise ValueError(f"ZeroHeadSyncFIFO depth {depth}: use depth >= 2 (or sync_fifo)")
+        self.sink = sink = stream.Endpoint(layout)
+        self.source = source = stream.Endpoint(layout)
+        self.depth = depth
+        self.level = Signal(max=depth + 1)
+
+        # # #
+
+        fields = [sink.payload.raw_bits(), sink.first, sink.last]
+        heads = [source.payload.raw_bits(), source.first, source.last]
+        storage = Memory(sum(len(f) for f in fields), depth)
+        wrport = storage.get_port(write_capable=True, mode=READ_FIRST)
+        rdport = storage.get_port(async_read=True, mode=READ_FIRST)
+        self.specials += storage, wrport, rdport
+        produce, consume = Signal(max=depth), Signal(max=depth)
+        writable, readable, do_write, do_read = Signal(), Signal(), Signal(), Signal()
+        self.comb += [
+            writable.eq(self.level != depth), readable.eq(self.level != 0),
+            do_write.eq(sink.valid & writable), do_read.eq(source.ready & readable),
+            sink.ready.eq(writable), source.valid.eq(readable),
+            wrport.adr.eq(produce), wrport.dat_w.eq(Cat(*fields)), wrport.we.eq(do_write),
+            rdport.adr.eq(consume),
+            If(readable, Cat(*heads).eq(rdport.dat_r)),
+        ]
+
+        def step(ptr):
+            if depth == 1 << len(ptr):
+                return ptr.eq(ptr + 1)
+            return If(ptr == depth - 1, ptr.eq(0)).Else(ptr.eq(ptr + 1))
+
+        self.sync += [
+            If(do_write, step(produce)),
+            If(do_read, step(consume)),
+            If(do_write, If(~do_read, self.level.eq(self.level + 1)))
+            .Elif(do_read, self.level.eq(self.level - 1)),
+        ]

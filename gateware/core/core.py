@@ -24,7 +24,7 @@ from litex.soc.interconnect import stream, wishbone
 from synfab.config import FabricConfig
 from synfab.layouts import CORE_COUNTERS, RegisterMap, _pow2, packet
 
-from ..common import decode_windows
+from ..common import decode_windows, sync_fifo
 from .esu import ESU
 from .evaluate import EvaluationUnit
 from .neuron import NeuronUnit
@@ -52,7 +52,7 @@ class NeuronCore(LiteXModule):
 
         # # #
 
-        self.fifo = fifo = stream.SyncFIFO(packet(cfg).migen(), cfg.event_fifo_depth)
+        self.fifo = fifo = sync_fifo(packet(cfg).migen(), cfg.event_fifo_depth)
         self.esu = esu = ESU(cfg, win["esu"].stride)
         self.neurons = nu = NeuronUnit(cfg)
         self.evaluation = ev = EvaluationUnit(cfg, win["pop"].stride)

@@ -21,6 +21,7 @@ from litex.soc.interconnect import stream, wishbone
 from synfab.config import FabricConfig
 from synfab.layouts import pop_desc
 
+from ..common import sync_fifo
 from ..tables import TableMemory
 from .peg import spike_layout
 
@@ -54,7 +55,7 @@ class EvaluationUnit(LiteXModule):
         sent_wr = sent.get_port(write_capable=True)
         self.specials += sent, sent_rd, sent_wr
 
-        fifo = stream.SyncFIFO(spike_layout(cfg), SPIKE_FIFO_DEPTH)
+        fifo = sync_fifo(spike_layout(cfg), SPIKE_FIFO_DEPTH)
         self.fifo = fifo
         self.comb += fifo.source.connect(self.source)
 

@@ -16,6 +16,8 @@ from litex.soc.interconnect import stream
 from synfab.config import FabricConfig
 from synfab.layouts import packet
 
+from ..common import sync_fifo
+
 DIRECTIONS = ("north", "east", "south", "west")
 OPPOSITE = {"north": "south", "south": "north", "east": "west", "west": "east"}
 # Pseudo output that swallows packets whose dest names no core (only when core ids have spare codes).
@@ -68,7 +70,10 @@ class Router(LiteXModule):
     def __init__(self, cfg: FabricConfig, x: int, y: int):
         layout = packet(cfg).migen()
         self.ports = router_ports(cfg, x, y)
-        self.fifos = {p: stream.SyncFIFO(layout, cfg.event_fifo_depth) for p in self.ports}
+        # The host port's router feeds the fabric's output even while idle: its FIFOs keep LiteX's
+        # stale head when empty, so the output port's data does not change.
+        fifo = stream.SyncFIFO if "host" in self.ports else sync_fifo
+        self.fifos = {p: fifo(layout, cfg.event_fifo_depth) for p in self.ports}
         self.sinks = {p: self.fifos[p].sink for p in self.ports}     # each input port is its FIFO
         self.sources = {p: stream.Endpoint(layout) for p in self.ports}
         self.dropped = Signal()   # out: a packet with a dest that names no core was discarded
