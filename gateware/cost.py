@@ -1,12 +1,13 @@
 """Implementation cost per block: yosys `synth_ecp5` resources, nextpnr Fmax, PEG/ESU share.
 
-    report = cost_report(cfg, fmax=True)       # dict; `synfab cost` prints it
+    report = cost_report(cfg, fmax=True)       # dict; `synfab cost [--fmax]` prints it
 
 Blocks (each synthesized on its own, with its interface signals as ports so nothing is
 optimised away): PEG, ESU (with its descriptor table and weight memory), neuron unit (acc
 memory), evaluation unit (population table, sent memory), one mesh router (core 0's: it has the
 host port), the AXI host interface (AXI-Lite -> wishbone with SLVERR), the LiteX stream bridge,
 one whole NeuronCore, and the whole AXI fabric (`synfab_fabric`, gen.generate_verilog).
+Fmax comes from placing and routing the fabric inside its ULX3S SoC (soc/ecp5.py).
 
 Resources are yosys cell counts after synth_ecp5: LUT4, CCU2C (2-bit carry: two LUT4s),
 TRELLIS_DPR16X4 (16x4 distributed RAM: four LUT4 sites), PFUMX/L6MUX21 (wide-LUT muxes, no
@@ -44,7 +45,7 @@ BLOCKS = ["peg", "esu", "neuron_unit", "evaluation_unit", "router", "axi_host_in
 CELL_TYPES = ["LUT4", "CCU2C", "TRELLIS_DPR16X4", "PFUMX", "L6MUX21", "TRELLIS_FF", "DP16KD", "MULT18X18D"]
 DP16KD_BITS = 18 * 1024            # one ECP5 block RAM (x36 mode: data + parity bits)
 ECP5_85F_DP16KD = 208              # LFE5U-85F block RAMs
-FMAX_DEVICE = ("85k", "CABGA756")  # the largest ECP5 package: room for the AXI fabric's ports
+FMAX_BOARD = "ulx3s"
 PAPER_SHARE = 0.02
 
 
@@ -168,30 +169,16 @@ def synth_block(name: str, cfg: FabricConfig, quiet: bool = True) -> dict:
 
 
 def fabric_fmax(cfg: FabricConfig, quiet: bool = True) -> dict:
-    """nextpnr-ecp5 Fmax (MHz) of the whole AXI fabric, its ports on unconstrained pins."""
-    _, tool_version = tc.toolchain()
-    key = tc.source_digest("fmax", cfg.to_json(), *FMAX_DEVICE, tool_version)
-    cached = _cache_dir() / f"{key}.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    if not quiet:
-        print(f"synfab: nextpnr-ecp5 place and route of the {cfg.name} fabric (slow) ...", flush=True)
-    start = time.monotonic()
-    work = tc.build_root() / "cost" / cfg.name / "fabric"
-    top = "synfab_fabric"
-    _synthesize("fabric", cfg, work)
-    # A 100 MHz request makes nextpnr optimise for speed; the report says what was achieved.
-    (work / "clk.lpf").write_text('FREQUENCY PORT "clk" 100 MHz;\n')
-    tc.run_tool(["nextpnr-ecp5", f"--{FMAX_DEVICE[0]}", "--package", FMAX_DEVICE[1], "--json", f"{top}.json",
-                 "--lpf", "clk.lpf", "--timing-allow-fail", "--lpf-allow-unconstrained", "--seed", "1",
-                 "--report", "pnr_report.json"], work, work / "nextpnr.log")
-    rep = json.loads((work / "pnr_report.json").read_text())
-    result = {"fmax_mhz": round(min(v["achieved"] for v in rep["fmax"].values()), 2),
-              "device": f"LFE5U-{FMAX_DEVICE[0][:-1]}F {FMAX_DEVICE[1]}",
-              "utilization": {k: v for k, v in rep["utilization"].items() if v["used"]},
-              "seconds": round(time.monotonic() - start, 1)}
-    cached.write_text(json.dumps(result))
-    return result
+    """nextpnr-ecp5 Fmax (MHz) of the fabric placed and routed in its ULX3S SoC (the `synfab build
+    --board ulx3s` bitstream, shared with it): the fabric with only three pins, so no I/O
+    placement distorts its paths (the bare AXI top has ~250 ports)."""
+    from .soc import ecp5
+
+    rep = ecp5.build_bitstream(FMAX_BOARD, cfg, quiet=quiet)
+    return {"fmax_mhz": rep["fmax_mhz"], "device": rep["device"],
+            "context": f"{FMAX_BOARD} SoC (fabric + stream bridge + UARTBone), "
+                       f"{rep['sys_clk_mhz']:.0f} MHz constraint",
+            "utilization": rep["utilization"], "seconds": rep["build_seconds"]}
 
 
 def table_bits(cfg: FabricConfig) -> dict:
@@ -232,7 +219,7 @@ def explicit_storage(qnet, fabric_blocks: int | None = None) -> dict:
     return out
 
 
-def cost_report(cfg: FabricConfig, fmax: bool = True, blocks=None, network=None, quiet: bool = True) -> dict:
+def cost_report(cfg: FabricConfig, fmax: bool = False, blocks=None, network=None, quiet: bool = True) -> dict:
     """Per-block resources, the fabric's Fmax (if fmax), the PEG/ESU share and (for a QNetwork
     `network`) the explicit-storage comparison."""
     names = list(blocks or BLOCKS)
@@ -264,7 +251,8 @@ def format_report(r: dict) -> str:
         lines.append(f"PEG+ESU share of a core: logic {100 * s['logic']:.1f}%, table memory "
                      f"{100 * s['memory']:.2f}% (paper: +{100 * s['paper_system_cost']:.0f}% system cost, 12 nm)")
     if "fmax_mhz" in r:
-        lines.append(f"fabric Fmax (nextpnr-ecp5, {r['fabric_pnr']['device']}): {r['fmax_mhz']:.1f} MHz")
+        p = r["fabric_pnr"]
+        lines.append(f"fabric Fmax (nextpnr-ecp5, {p['device']}, {p['context']}): {r['fmax_mhz']:.1f} MHz")
     if "explicit_storage" in r:
         e = r["explicit_storage"]
         lines.append(f"{e['network']}: explicit per-synapse storage {e['explicit']['synapse_memory_bits']} bits = "

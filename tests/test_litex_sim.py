@@ -19,7 +19,6 @@ pytest.importorskip("litex")
 from synfab import api, randnet, reference  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import ID_MAGIC, LAYOUT_VERSION  # noqa: E402
-from synfab.runtime import litex as soc_map  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.litex import LitexDevice  # noqa: E402
 

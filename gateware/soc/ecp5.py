@@ -10,6 +10,7 @@ The host reaches the bus through the board's USB serial port: either directly
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import shutil
@@ -107,6 +108,23 @@ def parse_nextpnr_report(path: Path) -> dict:
                             for k, v in rep.get("utilization", {}).items() if v["used"]}}
 
 
+def _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, key: str, quiet: bool):
+    gw = out / "gateware"
+    (gw / "stamp.json").unlink(missing_ok=True)
+    soc = SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate)
+    builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
+                      csr_json=str(out / "csr.json"))
+    soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
+    with contextlib.redirect_stdout(sys.stderr):     # LiteX's generator chatter stays off stdout
+        builder.build(build_name=name, run=False, seed=seed)
+    if not quiet:
+        print(f"synfab: building {name} bitstream with yosys/nextpnr ({tc.toolchain()[1].split(':')[0]}); "
+              f"log: {gw / 'build.log'}", file=sys.stderr, flush=True)
+    start = time.monotonic()
+    tc.run_tool(["bash", f"build_{name}.sh"], gw, gw / "build.log")
+    (gw / "stamp.json").write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - start, 1)}))
+
+
 def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
                     baudrate: int = DEFAULT_BAUDRATE, seed: int = 1, quiet: bool = False) -> dict:
     """Generate the SoC and run yosys/nextpnr-ecp5/ecppack, unless this very source state was
@@ -119,21 +137,17 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
     key = tc.source_digest("ecp5", board_name, cfg.to_json(), sys_clk_freq, baudrate, seed, tool_version)
     stamp = gw / "stamp.json"
     bit = gw / f"{name}.bit"
-    cached = stamp.is_file() and json.loads(stamp.read_text()).get("key") == key and bit.is_file()
+
+    def fresh() -> bool:
+        return stamp.is_file() and json.loads(stamp.read_text()).get("key") == key and bit.is_file()
+
+    cached = fresh()
     if not cached:
-        stamp.unlink(missing_ok=True)
-        soc = SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate)
-        builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
-                          csr_json=str(out / "csr.json"))
-        soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
-        with contextlib.redirect_stdout(sys.stderr):     # LiteX's generator chatter stays off stdout
-            builder.build(build_name=name, run=False, seed=seed)
-        if not quiet:
-            print(f"synfab: building {name} bitstream with yosys/nextpnr ({tool_version.split(':')[0]}); "
-                  f"log: {gw / 'build.log'}", file=sys.stderr, flush=True)
-        start = time.monotonic()
-        tc.run_tool(["bash", f"build_{name}.sh"], gw, gw / "build.log")
-        stamp.write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - start, 1)}))
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)         # one build per directory at a time
+            if not fresh():
+                _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet)
     report = parse_nextpnr_report(gw / f"{name}_report.json")
     return {"bitstream": str(bit), "board": board_name, "board_description": spec.description,
             "device": spec.platform().device, "fabric": cfg.name, "fabric_config": cfg.to_dict(),

@@ -3,7 +3,7 @@
     synfab build --board ulx3s --fabric tiny [--output DIR] [--manifest bitstreams/manifest.json]
     synfab build --board pynq-z2 --fabric small        # Vivado scripts (+ bitstream if vivado is on PATH)
     synfab flash --board ulx3s --fabric tiny
-    synfab cost --fabric small [--no-fmax] [--json]
+    synfab cost --fabric small [--fmax] [--network demo] [--json]
     synfab litex-sim --fabric tiny [--tcp-port 4000]   # LiteX sim SoC for `--backend litex`
 """
 from __future__ import annotations
@@ -148,7 +148,7 @@ def cmd_cost(a):
         if not isinstance(network, QNetwork):
             raise SynfabError(f"--network {a.network} is a float network; give a quantized network or demo")
     try:
-        rep = cost.cost_report(cfg, fmax=not a.no_fmax, blocks=a.blocks, network=network, quiet=a.json)
+        rep = cost.cost_report(cfg, fmax=a.fmax, blocks=a.blocks, network=network, quiet=a.json)
     except ValueError as e:
         raise SynfabError(str(e))
     _emit(rep, a.json, cost.format_report(rep))
@@ -196,7 +196,8 @@ def register(sub) -> None:
     c = sub.add_parser("cost", help="per-block FPGA resources (yosys synth_ecp5), Fmax, PEG/ESU share")
     c.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
     c.add_argument("--blocks", nargs="+", help="only these blocks")
-    c.add_argument("--no-fmax", action="store_true", help="skip nextpnr place and route of the whole fabric")
+    c.add_argument("--fmax", action="store_true",
+                   help="also place and route the whole fabric with nextpnr for its Fmax (minutes to an hour)")
     c.add_argument("--network", help="quantized network (or demo): explicit per-synapse storage it would need")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_cost)
