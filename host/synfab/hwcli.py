@@ -60,6 +60,17 @@ def update_manifest(manifest: Path, entry: dict) -> None:
     manifest.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def source_revision() -> str | None:
+    """`git describe --always --dirty` of the synfab checkout (None outside git)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=here, capture_output=True,
+                             text=True, timeout=30)
+    except OSError:
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def _command(argv_tail: list[str]) -> str:
     return "synfab " + " ".join(shlex.quote(a) for a in argv_tail)
 
@@ -118,7 +129,7 @@ def cmd_build(a):
                                    "board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
                                    "config_crc": rep["config_crc"], "fmax_mhz": rep["fmax_mhz"],
                                    "sys_clk_mhz": rep["sys_clk_mhz"], "toolchain": rep["toolchain"],
-                                   "command": command})
+                                   "source_revision": source_revision(), "command": command})
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
     _emit(rep, a.json, f"bitstream: {out / rep['bitstream']}\nfmax: {rep['fmax_mhz']} MHz (sys clock "
                        f"{rep['sys_clk_mhz']} MHz{'' if rep['timing_met'] else ', NOT MET'})\nutilization: {util}")
