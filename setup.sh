@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One-step set-up on a fresh Debian machine with Python 3.11: system packages (when apt is
+# available and we are root), then synfab with its development extras from PyPI.
+set -euo pipefail
+cd "$(dirname "$0")"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# libevent/json-c: the LiteX sim SoC; ccache: faster Verilator rebuilds; openFPGALoader: `synfab flash`.
+APT_PACKAGES="libevent-dev libjson-c-dev ccache openfpgaloader"
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y $missing >/dev/null
+  fi
+else
+  echo "setup: not root or no apt-get: install $APT_PACKAGES yourself for the LiteX sim and flashing" >&2
+fi
+python -m pip install -q -e ".[dev]"
