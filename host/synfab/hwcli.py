@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shlex
 import shutil
@@ -131,8 +132,10 @@ def cmd_build(a):
                                    "sys_clk_mhz": rep["sys_clk_mhz"], "toolchain": rep["toolchain"],
                                    "source_revision": source_revision(), "command": command})
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
+    timing = "met" if rep["timing_met"] else (f"NOT MET: rebuild with --sys-clk-mhz "
+                                              f"{math.floor(rep['fmax_mhz'] * 0.9)} before using it")
     _emit(rep, a.json, f"bitstream: {out / rep['bitstream']}\nfmax: {rep['fmax_mhz']} MHz (sys clock "
-                       f"{rep['sys_clk_mhz']} MHz{'' if rep['timing_met'] else ', NOT MET'})\nutilization: {util}")
+                       f"{rep['sys_clk_mhz']} MHz, timing {timing})\nutilization: {util}")
 
 
 def cmd_flash(a):
