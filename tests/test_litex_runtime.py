@@ -126,3 +126,15 @@ def test_bridge_constants_agree_with_the_gateware():
 def test_bitstream_option_is_refused_with_a_hint():
     with pytest.raises(DeviceError, match="synfab flash"):
         lx.LitexDevice(None, port="tcp://127.0.0.1:1", bitstream="x.bit")
+
+
+def test_serial_ports_go_through_pyserial():
+    pytest.importorskip("serial")
+    # pyserial's loop:// echoes what is written: a 1-word read gets the first four bytes of its own
+    # command back, which shows the bytes went out and came in through the serial pipe.
+    link = lx.open_link("loop://@115200", timeout=2)
+    assert isinstance(link, lx.UartBoneLink)
+    got = link.read(0x1234_5678, 1)
+    command = bytes([lx.UartBoneLink.READ_INCR, 1]) + (0x1234_5678 // 4).to_bytes(4, "big")
+    assert int(got[0]) == int.from_bytes(command[:4], "big")
+    link.close()

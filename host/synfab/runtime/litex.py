@@ -8,7 +8,8 @@ and the bridge registers are defined here, once: the gateware imports them.
 Three ways to reach the bus (`port`):
   "HOST:PORT" (or "PORT")       a `litex_server --uart ...` (Etherbone over TCP, RemoteClient)
   "tcp://HOST:PORT"             the UARTBone byte protocol over TCP (the LiteX sim's serial2tcp)
-  "/dev/ttyUSB0[@BAUD]"         the UARTBone byte protocol over a serial port (pyserial)
+  "/dev/ttyUSB0[@BAUD]"         the UARTBone byte protocol over a serial port (pyserial; any
+                                pyserial URL such as rfc2217://HOST:PORT works too)
 """
 from __future__ import annotations
 
@@ -192,7 +193,7 @@ def open_link(port: str, timeout: float = 30.0):
         if not num.isdigit():
             raise DeviceError(f"litex: bad port {port!r}; use tcp://HOST:PORT")
         return UartBoneLink(_TcpPipe(host or "localhost", int(num), timeout), port)
-    if port.startswith(("/dev/", "COM", "serial://", "socket://", "rfc2217://")):
+    if port.startswith(("/dev/", "COM")) or "://" in port:        # pyserial device or URL
         dev, _, baud = port.removeprefix("serial://").partition("@")
         if baud and not baud.isdigit():
             raise DeviceError(f"litex: bad baud rate in {port!r}; use DEVICE@BAUD, e.g. /dev/ttyUSB0@1000000")
