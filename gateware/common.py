@@ -8,9 +8,11 @@ from __future__ import annotations
 from functools import reduce
 from operator import or_
 
-from litex.gen import LiteXModule
-from litex.soc.interconnect import stream
+from litex.gen import LiteXModule, Reduce
+from litex.soc.interconnect import stream, wishbone
 from migen import READ_FIRST, Cat, Constant, If, Memory, Mux, Record, Signal
+from migen.fhdl.bitcontainer import value_bits_sign
+from migen.genlib.fsm import FSM, NextState, NextValue
 
 from synfab.layouts import Layout
 
@@ -49,37 +51,105 @@ def signed_bits(lo: int, hi: int) -> int:
     return n
 
 
-def decode_windows(module, master, windows, err_unmapped: bool = False) -> None:
-    """Connect a word-addressed wishbone master to slaves at aligned power-of-two windows.
+class PipeStage:
+    """One pipeline register stage: `valid` loads `valid_in` when `ce` (default: every clock); the
+    named data registers load with it only for a valid input (nothing reads them otherwise, and the
+    simulation skips their logic). Each value gets a register of its own width and signedness,
+    reachable as an attribute: `s = PipeStage(m, v, n=n_in); ... s.valid, s.n`."""
 
-    windows: (base_word, size_words, slave) with base_word a multiple of size_words. An access that
-    hits no window completes one clock later with read data 0, as an ack (or err if err_unmapped).
-    """
-    hits = []
+    def __init__(self, module, valid_in, ce=1, **values):
+        self.valid = Signal()
+        module.sync += If(ce, self.valid.eq(valid_in))
+        loads = []
+        for name, value in values.items():
+            reg = Signal(value_bits_sign(value), name=name)
+            loads.append(reg.eq(value))
+            setattr(self, name, reg)
+        if loads:
+            module.sync += If(ce & valid_in, *loads)
+
+
+def priority_index(module, bits) -> tuple[Signal, Signal]:
+    """(index of the lowest set bit of `bits`, any bit set): a combinational priority encoder."""
+    index = Signal(max=max(2, len(bits)))
+    found = Signal()
+    chain = []
+    for i in reversed(range(len(bits))):
+        chain = [If(bits[i], index.eq(i)).Else(*chain)] if chain else [If(bits[i], index.eq(i))]
+    module.comb += index.eq(0), *chain, found.eq(bits != 0)
+    return index, found
+
+
+class WishboneSlice(LiteXModule):
+    """A registered wishbone stage: cuts every combinational path between a master and a slave.
+
+        sink    in   the upstream bus (this module is its slave)
+        source  out  the downstream bus (this module is its master)
+
+    A request is taken in one clock, presented downstream from the next clock until the slave
+    answers (ack or err), and the answer is returned upstream one clock later: two clocks of latency
+    more than a direct connection, for timing. One access at a time."""
+
+    def __init__(self, adr_width: int, data_width: int = 32):
+        self.sink = wishbone.Interface(data_width=data_width, adr_width=adr_width, addressing="word")
+        self.source = wishbone.Interface(data_width=data_width, adr_width=adr_width, addressing="word")
+
+        # # #
+
+        up, down = self.sink, self.source
+        self.fsm = fsm = FSM(reset_state="IDLE")
+        fsm.act("IDLE",
+            If(up.cyc & up.stb,
+                NextValue(down.adr, up.adr), NextValue(down.dat_w, up.dat_w),
+                NextValue(down.sel, up.sel), NextValue(down.we, up.we),
+                NextState("REQUEST"),
+            ),
+        )
+        fsm.act("REQUEST",
+            down.cyc.eq(1), down.stb.eq(1),
+            If(down.ack | down.err,
+                NextValue(up.dat_r, down.dat_r), NextValue(up.err, down.err),
+                NextState("ANSWER"),
+            ),
+        )
+        fsm.act("ANSWER",
+            up.ack.eq(~up.err),
+            NextValue(up.err, 0),
+            NextState("IDLE"),
+        )
+
+
+class ErrorSlave(LiteXModule):
+    """Answers every access with a wishbone error, one clock later: the decoder's default target.
+
+        bus  in  the decoder's port for addresses no other slave takes"""
+
+    def __init__(self, adr_width: int, data_width: int = 32):
+        self.bus = bus = wishbone.Interface(data_width=data_width, adr_width=adr_width, addressing="word")
+
+        # # #
+
+        self.sync += bus.err.eq(bus.cyc & bus.stb & ~bus.err)
+
+
+def decode(module, master, windows) -> None:
+    """Connect a word-addressed wishbone master to slaves at aligned power-of-two windows with
+    LiteX's `wishbone.Decoder` (data mux select registered); an access that hits no window answers
+    an error (ErrorSlave).
+
+    windows: (base_word, size_words, slave) with base_word a multiple of size_words; each slave
+    sees the address within its window (the master's low bits)."""
+    selects = []
     for base, size, slave in windows:
         if size & (size - 1) or base % size:
             raise ValueError(f"window at word {base:#x} of {size} words is not an aligned power of two")
         size_bits = (size - 1).bit_length()
-        hit = Signal()
-        module.comb += [
-            hit.eq(master.adr[size_bits:] == base >> size_bits),
-            slave.adr.eq(master.adr[:size_bits] if size_bits else 0),
-            slave.dat_w.eq(master.dat_w),
-            slave.sel.eq(master.sel),
-            slave.we.eq(master.we),
-            slave.cyc.eq(master.cyc & hit),
-            slave.stb.eq(master.stb & hit),
-        ]
-        hits.append((hit, slave))
-    miss = Signal()
-    miss_done = Signal()
-    module.comb += miss.eq(~reduce(or_, [h for h, _ in hits], 0))
-    module.sync += miss_done.eq(master.cyc & master.stb & miss & ~miss_done)
-    module.comb += [
-        master.ack.eq(reduce(or_, [h & s.ack for h, s in hits], 0) | (miss_done & (not err_unmapped))),
-        master.err.eq(miss_done if err_unmapped else 0),
-        master.dat_r.eq(reduce(or_, [Mux(h, s.dat_r, 0) for h, s in hits], 0)),
-    ]
+        selects.append((lambda adr, base=base, size_bits=size_bits: adr[size_bits:] == base >> size_bits, slave))
+    error = ErrorSlave(len(master.adr), len(master.dat_w))
+    module.submodules += error
+    hits = [fn for fn, _ in selects]
+    selects.append((lambda adr: ~Reduce("OR", [fn(adr) for fn in hits]), error.bus))
+    module.submodules += wishbone.Decoder(master, selects, register=True)
 
 
 def sync_fifo(layout, depth: int):

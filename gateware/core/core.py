@@ -24,7 +24,7 @@ from litex.soc.interconnect import stream, wishbone
 from synfab.config import FabricConfig
 from synfab.layouts import CORE_COUNTERS, RegisterMap, _pow2, packet
 
-from ..common import decode_windows, sync_fifo
+from ..common import decode, sync_fifo
 from .esu import ESU
 from .evaluate import EvaluationUnit
 from .neuron import NeuronUnit
@@ -61,9 +61,9 @@ class NeuronCore(LiteXModule):
         self.comb += [
             self.sink.connect(fifo.sink),
             fifo.source.connect(esu.sink),
-            nu.valid.eq(esu.valid), nu.n.eq(esu.n), nu.w.eq(esu.w), nu.d.eq(esu.d),
-            nu.rd_req.eq(ev.rd_req), nu.rd_adr.eq(ev.rd_adr),
-            ev.rd_grant.eq(nu.rd_grant), ev.rd_acc.eq(nu.rd_acc), ev.rd_dirty.eq(nu.rd_dirty),
+            esu.source.connect(nu.sink),
+            ev.acc_rd.connect(nu.acc_rd), nu.acc_out.connect(ev.acc_out),
+            ev.dirty_rd.connect(nu.dirty_rd), nu.dirty_out.connect(ev.dirty_out),
             nu.host_block.eq(~ev.idle | self.eval_start),
             ev.start.eq(self.eval_start), ev.layer.eq(self.eval_layer), ev.threshold.eq(self.threshold),
             ev.source.connect(peg.sink),
@@ -115,6 +115,6 @@ class NeuronCore(LiteXModule):
 
         slaves = {"pop": ev.table.bus, "esu": esu.table.bus, "peg": peg.table.bus,
                   "weights": esu.weights.bus, "acc": nu.acc_bus, "sent": ev.sent_bus}
-        decode_windows(self, self.bus,
-                       [(0, regs_words, regs)]
-                       + [(w.base // 4, _pow2(w.entries * w.stride), slaves[name]) for name, w in win.items()])
+        windows = [(0, regs_words, regs)] + [(w.base // 4, _pow2(w.entries * w.stride), slaves[name])
+                                             for name, w in win.items()]
+        decode(self, self.bus, windows)

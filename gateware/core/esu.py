@@ -28,7 +28,8 @@ from litex.soc.interconnect import stream
 from synfab.config import FabricConfig
 from synfab.layouts import Field, Kind, Layout, esu_desc, packet
 
-from ..common import signed_bits
+from ..common import PipeStage, signed_bits
+from .neuron import pair_layout
 from ..tables import TableMemory
 
 MAX_STRIDE_LOG2 = 3  # s_log2 is a 2-bit field
@@ -37,21 +38,6 @@ MAX_STRIDE_LOG2 = 3  # s_log2 is a 2-bit field
 def weight_word(cfg: FabricConfig) -> Layout:
     """One 32-bit word of the weights window: weight 4i+b in byte b (LSB first)."""
     return Layout("weight_word", [Field(f"w{b}", cfg.weight_bits, signed=True) for b in range(4)])
-
-
-class _Stage:
-    """A pipeline register stage: `valid` loads when `ce`; the named registers load with it only
-    for a valid input (nothing reads them otherwise, and the simulation skips their logic)."""
-
-    def __init__(self, m, ce, valid_in, **values):
-        self.valid = Signal()
-        m.sync += If(ce, self.valid.eq(valid_in))
-        loads = []
-        for name, value in values.items():
-            reg = Signal(value_bits_sign(value), name=name)
-            loads.append(reg.eq(value))
-            setattr(self, name, reg)
-        m.sync += If(ce & valid_in, *loads)
 
 
 class ESU(LiteXModule):
@@ -63,11 +49,8 @@ class ESU(LiteXModule):
         self.esu_count = Signal(cfg.esu_addr_bits + 1)
         self.table = TableMemory(esu_desc(cfg), cfg.esu_descriptors_per_core, esu_stride)
         self.weights = TableMemory(weight_word(cfg), cfg.weight_words_per_core // 4)
-        # Pair output: acc[n] += w * d, one per clock.
-        self.valid = Signal()
-        self.n = Signal(nab)
-        self.w = Signal((cfg.weight_bits, True))
-        self.d = Signal((eb, True))
+        # Pair output: acc[n] += w * d, one per clock (no backpressure: the neuron unit always takes it).
+        self.source = stream.Endpoint(pair_layout(cfg))
         self.dropped = Signal(2)    # packets and pairs dropped this clock (see the guard)
         self.idle = Signal()
 
@@ -102,7 +85,7 @@ class ESU(LiteXModule):
             self.table.rd_adr.eq(pk.syn),
             self.table.rd_re.eq(setup1_ce),
         ]
-        f = _Stage(self, setup1_ce, pk.valid & syn_ok, x=pk.x, y=pk.y, nx=pk.nx, ny=pk.ny, kx=pk.kx,
+        f = PipeStage(self, pk.valid & syn_ok, setup1_ce, x=pk.x, y=pk.y, nx=pk.nx, ny=pk.ny, kx=pk.kx,
                    ky=pk.ky, c=pk.c, d=pk.d)
         e = self.table.rd_dat
 
@@ -124,7 +107,7 @@ class ESU(LiteXModule):
         self.comb += chan_ok.eq(~is_dw | ((co >= 0) & (co < e.cc)))
         known_kind = Signal()
         self.comb += known_kind.eq(e.kind != Kind.HOST)
-        s1 = _Stage(self, setup1_ce, f.valid & known_kind,
+        s1 = PipeStage(self, f.valid & known_kind, setup1_ce,
                     p1=p1, r1=r1, p2_add=p2_add, chan_ok=chan_ok, p1_mult=Mux(is_dense, e.src_c, e.cc),
                     kcc=e.k * e.cc, twcc=e.tw * e.cc,
                     kind=e.kind, wconst=e.wconst, wval=e.wval, k=e.k, s_log2=e.s_log2, cc=e.cc,
@@ -150,7 +133,7 @@ class ESU(LiteXModule):
             sm_w.eq(-step_c),
             so_w.eq(-step_k),
         ]
-        s2 = _Stage(self, setup2_ce, s1.valid, p2=p2, r2=r2, chan_ok=s1.chan_ok, sm_w=sm_w, so_w=so_w,
+        s2 = PipeStage(self, s1.valid, setup2_ce, p2=p2, r2=r2, chan_ok=s1.chan_ok, sm_w=sm_w, so_w=so_w,
                     sm_n=s1.cc, so_n=s1.twcc, kind=s1.kind, wconst=s1.wconst, wval=s1.wval, cc=s1.cc,
                     nbase=s1.nbase, wbase=s1.wbase, nx=s1.nx, ny=s1.ny, d=s1.d)
 
@@ -164,7 +147,7 @@ class ESU(LiteXModule):
             x_term.eq(Mux(dense2, s2.p2, s2.r2)),
             w0.eq(s2.wbase + x_term * Mux(dw2, 1, s2.cc)),
         ]
-        s3 = _Stage(self, setup3_ce, s2.valid, n0=n0, w0=w0, sm_w=s2.sm_w, so_w=s2.so_w,
+        s3 = PipeStage(self, s2.valid, setup3_ce, n0=n0, w0=w0, sm_w=s2.sm_w, so_w=s2.so_w,
                     sm_n=s2.sm_n, so_n=s2.so_n,
                     inner=Mux(dw2, 1, s2.cc), mid=Mux(dense2, 1, s2.nx), outer=Mux(dense2, 1, s2.ny),
                     chan_ok=s2.chan_ok, wconst=s2.wconst, wval=s2.wval, d=s2.d)
@@ -230,12 +213,13 @@ class ESU(LiteXModule):
         bsel = Signal(2)
         p_wconst, p_wval = Signal(), Signal((cfg.weight_bits, True))
         self.sync += [
-            self.valid.eq(active & in_range),
+            self.source.valid.eq(active & in_range),
             # The pair registers are only read with valid: they load only while walking.
-            If(active, self.n.eq(n_cur), bsel.eq(w_cur[:2]), p_wconst.eq(wconst), p_wval.eq(wval), self.d.eq(d)),
+            If(active, self.source.n.eq(n_cur), bsel.eq(w_cur[:2]), p_wconst.eq(wconst), p_wval.eq(wval),
+               self.source.d.eq(d)),
         ]
         wd = self.weights.rd_dat
         byte = Array([wd.w0, wd.w1, wd.w2, wd.w3])[bsel]
-        self.comb += self.w.eq(Mux(p_wconst, p_wval, byte))
+        self.comb += self.source.w.eq(Mux(p_wconst, p_wval, byte))
 
-        self.comb += self.idle.eq(~f.valid & ~s1.valid & ~s2.valid & ~s3.valid & ~active & ~self.valid)
+        self.comb += self.idle.eq(~f.valid & ~s1.valid & ~s2.valid & ~s3.valid & ~active & ~self.source.valid)

@@ -1,48 +1,163 @@
 """Evaluation unit (DESIGN.md, "Arithmetic" and "Evaluation and frames").
 
 On `start`, every population descriptor (table order, p < pop_count) whose layer equals `layer` is
-swept in neuron-address order with channel/column/row counters (no division). For each neuron:
-  issue  read acc (through the neuron unit, in clocks the ESU leaves free), test-and-clear dirty,
-         read sent
-  E1     acc * mult
-  E2     a = clamp((acc*mult + 2^(shift-1)) >> shift, lo, hi)   (no rounding term if shift = 0)
-  E3     only if it was dirty: fire iff a != sent and |a - sent| >= threshold; then sent = a and the
-         spike (x0+tx, y0+ty, c0+ci, d = a - sent, peg_base, peg_count) goes to the spike FIFO
-The spike FIFO feeds the PEG. A neuron is issued only when the FIFO has room for everything in
-flight, so the pipeline itself never stalls. A sweep stops at the end of the neuron memory.
-`start` while busy is ignored. The event value d keeps the low event_bits bits of a - sent.
+evaluated; its dirty neurons, and only those, in neuron-address order:
+
+  scan     the population's dirty words (32 neurons each, in the neuron unit) are taken one per
+           clock: the bits inside the population's range come back and are cleared
+  emit     the set bits of the non-empty words, one neuron per clock, lowest address first
+  E1..E9   acc and sent read; local index r = n - nbase split into channel, column and row by
+           multiplying with reciprocals (exact for every r < neurons_per_core; the reciprocals of
+           cc and tw and the population's end are computed once, when the host writes the
+           descriptor); a = clamp((acc*mult + 2^(shift-1)) >> shift, lo, hi) (no rounding term if
+           shift = 0); fire iff a != sent and |a - sent| >= threshold; then sent = a and the spike
+           (x0+tx, y0+ty, c0+ci, d = a - sent, peg_base, peg_count) goes to the spike FIFO
+The spike FIFO feeds the PEG. A neuron is emitted only when the FIFO has room for everything in
+flight, so the pipeline never stalls. A population ends at the end of the neuron memory.
+A population costs about (its dirty neurons) + (its neurons / 32) + a few clocks; an empty one
+(no dirty neuron) only its words. `start` while busy is ignored. The event value d keeps the low
+event_bits bits of a - sent.
+
+    start, layer, threshold, pop_count   in   from the sequencer and the core's registers
+    table                                     population descriptors (TableMemory, host-written)
+    acc_rd (out) / acc_out (in)               acc reads through the neuron unit
+    dirty_rd (out) / dirty_out (in)           dirty-word takes through the neuron unit
+    source                               out  spikes to the PEG
+    spike                                out  a neuron fired this clock
+    sent_bus                             in   host window of sent (only while idle)
+    idle                                 out
 """
 from __future__ import annotations
 
-from migen import If, Memory, Mux, Signal
+from migen import Cat, If, Memory, Mux, Signal
+from migen.genlib.fsm import FSM, NextState, NextValue
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
 from synfab.layouts import pop_desc
 
-from ..common import sync_fifo
+from ..common import PipeStage, sync_fifo
+from ..serial import SerialMultiplier, SerialReciprocal
 from ..tables import TableMemory
+from .neuron import DIRTY_WORD, acc_read_layout, dirty_take_layout, dirty_word_bits
 from .peg import spike_layout
 
-SPIKE_FIFO_DEPTH = 8
+SPIKE_FIFO_DEPTH = 16
+WORD_FIFO_DEPTH = 4
+PIPELINE_STAGES = 9          # E1..E9: neurons in flight after the emit register
+
+
+def derived_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
+    """What the population table stores beside each descriptor (see PopulationDerive)."""
+    nab = cfg.neuron_addr_bits
+    return [("cc_mul", nab + 2), ("cc_shift", 6), ("tw_mul", nab + 2), ("tw_shift", 6), ("n_end", nab + 1)]
+
+
+class PopulationDerive(LiteXModule):
+    """Computed once per descriptor write: reciprocals of cc and tw (SerialReciprocal, exact for any
+    local index below neurons_per_core) and n_end = min(nbase + tw*th*cc, neurons_per_core).
+
+        entry   in   the descriptor being written (pop_desc record)
+        start   in   pulse
+        extra   out  derived_layout fields
+        done    out  pulse
+    """
+
+    def __init__(self, cfg: FabricConfig):
+        from ..common import record
+        lay = pop_desc(cfg)
+        nab = cfg.neuron_addr_bits
+        self.entry = e = record(lay)
+        self.start = Signal()
+        self.done = Signal()
+        fields = derived_layout(cfg)
+        self.extra = Signal(sum(w for _, w in fields))
+
+        # # #
+
+        w = dict(lay.migen())
+        self.cc_rec = cc_rec = SerialReciprocal(nab, w["cc"])
+        self.tw_rec = tw_rec = SerialReciprocal(nab, w["tw"])
+        self.tw_th = tw_th = SerialMultiplier(w["tw"], w["th"])
+        self.count = count = SerialMultiplier(w["tw"] + w["th"], w["cc"])
+        self.comb += [
+            cc_rec.divisor.eq(e.cc), tw_rec.divisor.eq(e.tw),
+            tw_th.a.eq(e.tw), tw_th.b.eq(e.th),
+            count.a.eq(tw_th.product), count.b.eq(e.cc),
+            cc_rec.start.eq(self.start), tw_rec.start.eq(self.start), tw_th.start.eq(self.start),
+            count.start.eq(tw_th.done),
+        ]
+        waiting = Signal(3)    # the reciprocals and the count still to come
+        n_end = Signal(nab + 1)
+        end = Signal(len(count.product) + 1)
+        self.comb += end.eq(e.nbase + count.product)
+        self.sync += [
+            If(self.start, waiting.eq(0b111)).Else(
+                waiting.eq(waiting & ~Cat(cc_rec.done, tw_rec.done, count.done))),
+            If(count.done, n_end.eq(Mux(end > cfg.neurons_per_core, cfg.neurons_per_core, end))),
+        ]
+        self.sync += self.done.eq((waiting != 0) & ((waiting & ~Cat(cc_rec.done, tw_rec.done, count.done)) == 0))
+        values = dict(cc_mul=cc_rec.multiplier, cc_shift=cc_rec.shift, tw_mul=tw_rec.multiplier,
+                      tw_shift=tw_rec.shift, n_end=n_end)
+        padded = []
+        for name, width in fields:
+            field = Signal(width, name=f"derived_{name}")
+            self.comb += field.eq(values[name])
+            padded.append(field)
+        self.comb += self.extra.eq(Cat(*padded))
+
+
+class _Emitter:
+    """Dirty words (word, bits) in, one neuron address out per clock (lowest bit first), into a
+    registered request `out` (valid, n) that moves when `advance`."""
+
+    def __init__(self, m, cfg, words, out_valid, out_n, advance, allow):
+        cw = Signal(DIRTY_WORD)           # bits still to emit
+        cb = Signal(dirty_word_bits(cfg))  # their word
+        lowest = Signal(DIRTY_WORD)        # cw's lowest set bit, isolated
+        rest = Signal(DIRTY_WORD)
+        index = Signal(5)
+        self.busy = Signal()
+        m.comb += [
+            lowest.eq(cw & (~cw + 1)),
+            rest.eq(cw ^ lowest),
+            self.busy.eq(cw != 0),
+        ]
+        # Index of the isolated bit: an OR of the positions (no priority chain).
+        m.comb += index.eq(0)
+        for b in range(5):
+            m.comb += index[b].eq(Cat(*[lowest[i] for i in range(DIRTY_WORD) if i >> b & 1]) != 0)
+        take = Signal()
+        self.emit = emit = Signal()       # a neuron goes into the request register this clock
+        m.comb += [
+            emit.eq(advance & allow & (cw != 0)),
+            # A word is loaded when nothing of the current one would remain.
+            take.eq(words.valid & ((cw == 0) | (emit & (rest == 0)))),
+            words.ready.eq(take),
+        ]
+        n = Cat(index, cb) if cfg.neuron_addr_bits > 5 else index
+        m.sync += [
+            If(advance, out_valid.eq(emit), If(emit, out_n.eq(n))),
+            If(take, cw.eq(words.bits), cb.eq(words.word)).Elif(emit, cw.eq(rest)),
+        ]
 
 
 class EvaluationUnit(LiteXModule):
     def __init__(self, cfg: FabricConfig, pop_stride: int | None = None):
         nab, ab, eb = cfg.neuron_addr_bits, cfg.acc_bits, cfg.event_bits
         cb, chb = cfg.coord_bits, cfg.chan_bits
+        dwb = dirty_word_bits(cfg)
         self.start = Signal()
         self.layer = Signal(6)
         self.threshold = Signal(eb)
         self.pop_count = Signal(cfg.pop_addr_bits + 1)
-        self.table = TableMemory(pop_desc(cfg), cfg.populations_per_core, pop_stride)
-        # Neuron unit read port (see NeuronUnit.rd_*).
-        self.rd_req = Signal()
-        self.rd_adr = Signal(nab)
-        self.rd_grant = Signal()
-        self.rd_acc = Signal((ab, True))
-        self.rd_dirty = Signal()
+        self.table = TableMemory(pop_desc(cfg), cfg.populations_per_core, pop_stride,
+                                 derive=PopulationDerive(cfg))
+        self.acc_rd = stream.Endpoint(acc_read_layout(cfg))
+        self.acc_out = stream.Endpoint([("acc", ab)])
+        self.dirty_rd = stream.Endpoint(dirty_take_layout(cfg))
+        self.dirty_out = stream.Endpoint([("word", dwb), ("bits", DIRTY_WORD)])
         self.source = stream.Endpoint(spike_layout(cfg))   # to the PEG sink
         self.spike = Signal()
         self.sent_bus = wishbone.Interface(data_width=32, adr_width=nab, addressing="word")
@@ -55,136 +170,178 @@ class EvaluationUnit(LiteXModule):
         sent_wr = sent.get_port(write_capable=True)
         self.specials += sent, sent_rd, sent_wr
 
-        fifo = sync_fifo(spike_layout(cfg), SPIKE_FIFO_DEPTH)
-        self.fifo = fifo
-        self.comb += fifo.source.connect(self.source)
+        self.spikes = spikes = sync_fifo(spike_layout(cfg), SPIKE_FIFO_DEPTH)
+        self.comb += spikes.source.connect(self.source)
+        self.words = words = sync_fifo([("word", dwb), ("bits", DIRTY_WORD)], WORD_FIFO_DEPTH)
 
-        # ---- population walk ----
-        pop = self.table.rd_dat
+        # ---- the population being evaluated ----
+        pop, extra = self.table.rd_dat, self.table.rd_extra
+        dl = dict(derived_layout(cfg))
         p = Signal(cfg.pop_addr_bits + 1)
         layer = Signal(6)
-        state = Signal(3)
-        IDLE, FETCH, CHECK, SWEEP, DRAIN = range(5)
-        # Parameters of the population being swept.
-        tw, th, cc = Signal(cb + 1), Signal(cb + 1), Signal(chb + 1)
-        x0, y0, c0 = Signal(cb), Signal(cb), Signal(chb)
-        mult, shift = Signal(cfg.mult_bits), Signal(cfg.shift_bits)
-        lo, hi = Signal((eb, True)), Signal((eb, True))
-        peg_base, peg_count = Signal(cfg.peg_addr_bits), Signal(cfg.peg_addr_bits + 1)
-        n = Signal(nab + 1)
-        ci, tx, ty = Signal(chb + 1), Signal(cb + 1), Signal(cb + 1)
+        P = {name: Signal(width, name=f"pop_{name}") for name, width in pop_desc(cfg).migen()}
+        D = {name: Signal(width, name=f"pop_{name}") for name, width in derived_layout(cfg)}
+        rnd = Signal(1 << cfg.shift_bits)
         self.comb += self.table.rd_adr.eq(p)
-
-        # In-flight bookkeeping: E1, E2, E3 valid bits.
-        v1, v2, v3 = Signal(), Signal(), Signal()
-        in_flight = Signal(2)
-        self.comb += in_flight.eq(v1 + v2 + v3)
-        room = Signal()
-        self.comb += room.eq(fifo.level + in_flight < SPIKE_FIFO_DEPTH)
-        issue = Signal()
-        last_neuron = Signal()
-        self.comb += [
-            self.rd_req.eq((state == SWEEP) & room),
-            self.rd_adr.eq(n),
-            issue.eq(self.rd_grant),
-            last_neuron.eq(((ci == cc - 1) & (tx == tw - 1) & (ty == th - 1)) | (n == cfg.neurons_per_core - 1)),
-        ]
+        extra_fields, off = {}, 0
+        for name, width in derived_layout(cfg):
+            extra_fields[name] = extra[off:off + width]
+            off += width
+        n_end = extra_fields["n_end"]
         pop_ok = Signal()
         self.comb += pop_ok.eq((pop.layer == layer) & (pop.tw != 0) & (pop.th != 0) & (pop.cc != 0)
-                               & (pop.nbase < cfg.neurons_per_core))
-        self.sync += [
-            If(state == IDLE,
-                If(self.start, p.eq(0), layer.eq(self.layer), state.eq(FETCH)),
-            ).Elif(state == FETCH,
-                If((p >= self.pop_count) | (p >= cfg.populations_per_core), state.eq(IDLE)).Else(state.eq(CHECK)),
-            ).Elif(state == CHECK,
-                If(pop_ok,
-                    n.eq(pop.nbase), ci.eq(0), tx.eq(0), ty.eq(0),
-                    tw.eq(pop.tw), th.eq(pop.th), cc.eq(pop.cc), x0.eq(pop.x0), y0.eq(pop.y0), c0.eq(pop.c0),
-                    mult.eq(pop.mult), shift.eq(pop.shift), lo.eq(pop.lo), hi.eq(pop.hi),
-                    peg_base.eq(pop.peg_base), peg_count.eq(pop.peg_count),
-                    state.eq(SWEEP),
-                ).Else(p.eq(p + 1), state.eq(FETCH)),
-            ).Elif(state == SWEEP,
-                If(issue,
-                    n.eq(n + 1),
-                    If(ci != cc - 1, ci.eq(ci + 1)).Else(
-                        ci.eq(0),
-                        If(tx != tw - 1, tx.eq(tx + 1)).Else(tx.eq(0), ty.eq(ty + 1)),
-                    ),
-                    If(last_neuron, state.eq(DRAIN)),
-                ),
-            ).Elif(state == DRAIN,
-                # The next population's parameters replace these only when nothing uses them.
-                If(in_flight == 0, p.eq(p + 1), state.eq(FETCH)),
+                               & (pop.nbase < n_end))
+
+        # ---- scan: take the population's dirty words ----
+        word, first_word, last_word = Signal(dwb), Signal(dwb), Signal(dwb)
+        first_bit, last_bit = Signal(5), Signal(5)
+        scanning = Signal()
+        takes_in_flight = Signal(max=WORD_FIFO_DEPTH + 1)
+        lo_bit = Mux(word == first_word, first_bit, 0)
+        hi_bit = Mux(word == last_word, last_bit, DIRTY_WORD - 1)
+        mask = Signal(DIRTY_WORD)
+        self.comb += mask.eq(Cat(*[(i >= lo_bit) & (i <= hi_bit) for i in range(DIRTY_WORD)]))
+        take = Signal()
+        self.comb += [
+            self.dirty_rd.valid.eq(scanning & (words.level + takes_in_flight < WORD_FIFO_DEPTH)),
+            self.dirty_rd.word.eq(word), self.dirty_rd.mask.eq(mask),
+            take.eq(self.dirty_rd.valid & self.dirty_rd.ready),
+            # Only words with something to evaluate are kept.
+            words.sink.valid.eq(self.dirty_out.valid & (self.dirty_out.bits != 0)),
+            words.sink.word.eq(self.dirty_out.word), words.sink.bits.eq(self.dirty_out.bits),
+        ]
+        self.sync += takes_in_flight.eq(takes_in_flight + take - self.dirty_out.valid)
+
+        # ---- emit: one dirty neuron per clock into the request register ----
+        in_flight = Signal(max=PIPELINE_STAGES + 2)
+        room = Signal()
+        e9_valid = Signal()
+        req = self.acc_rd
+        advance = Signal()
+        self.comb += [
+            advance.eq(~req.valid | req.ready),
+            room.eq(spikes.level + in_flight + e9_valid < SPIKE_FIFO_DEPTH),
+        ]
+        emitter = _Emitter(self, cfg, words.source, req.valid, req.n, advance, room)
+        issue = Signal()
+        self.comb += issue.eq(req.valid & req.ready)
+
+        # ---- population walk ----
+        self.fsm = fsm = FSM(reset_state="IDLE")
+        fsm.act("IDLE",
+            If(self.start, NextValue(p, 0), NextValue(layer, self.layer), NextState("FETCH")),
+        )
+        fsm.act("FETCH",   # the table shows entry p from the next clock
+            If((p >= self.pop_count) | (p >= cfg.populations_per_core), NextState("IDLE")).Else(
+                NextState("CHECK")),
+        )
+        fsm.act("CHECK",
+            If(pop_ok,
+                *[NextValue(P[name], getattr(pop, name)) for name in P],
+                *[NextValue(D[name], extra_fields[name]) for name in D],
+                NextValue(rnd, (1 << pop.shift) >> 1),
+                NextValue(word, pop.nbase[5:] if nab > 5 else 0),
+                NextValue(first_word, pop.nbase[5:] if nab > 5 else 0),
+                NextValue(first_bit, pop.nbase[:5]),
+                NextValue(last_word, (n_end - 1)[5:] if nab > 5 else 0),
+                NextValue(last_bit, (n_end - 1)[:5]),
+                NextState("SCAN"),
+            ).Else(NextValue(p, p + 1), NextState("FETCH")),
+        )
+        fsm.act("SCAN",
+            scanning.eq(1),
+            If(take,
+                NextValue(word, word + 1),
+                If(word == last_word, NextState("DRAIN")),
             ),
-        ]
+        )
+        drained = Signal()
+        fsm.act("DRAIN",
+            # The next population's parameters replace these only when nothing uses them.
+            If(drained, NextValue(p, p + 1), NextState("FETCH")),
+        )
 
-        # ---- E1: memory outputs, multiply ----
-        e1_n, e1_ci, e1_tx, e1_ty = Signal(nab), Signal(chb + 1), Signal(cb + 1), Signal(cb + 1)
-        # Stage data registers load only with a valid neuron: nothing reads them otherwise.
-        self.sync += v1.eq(issue), If(issue, e1_n.eq(n), e1_ci.eq(ci), e1_tx.eq(tx), e1_ty.eq(ty))
-        self.comb += sent_rd.adr.eq(n)
-        prod = Signal((ab + cfg.mult_bits + 1, True))
-        self.comb += prod.eq(self.rd_acc * mult)
-        e2_prod = Signal.like(prod)
-        e2_sent = Signal((eb, True))
-        e2_n, e2_ci, e2_tx, e2_ty = Signal(nab), Signal(chb + 1), Signal(cb + 1), Signal(cb + 1)
-        self.sync += [
-            v2.eq(v1 & self.rd_dirty),
-            If(v1 & self.rd_dirty, e2_prod.eq(prod), e2_sent.eq(sent_rd.dat_r),
-               e2_n.eq(e1_n), e2_ci.eq(e1_ci), e2_tx.eq(e1_tx), e2_ty.eq(e1_ty)),
-        ]
-
-        # ---- E2: round, shift, clamp ----
-        rnd = Signal(1 << cfg.shift_bits)
-        shifted = Signal((len(prod) + 1, True))
-        self.comb += rnd.eq((1 << shift) >> 1), shifted.eq((e2_prod + rnd) >> shift)
+        # ---- E1..E9: the neuron pipeline ----
+        self.comb += sent_rd.adr.eq(req.n)
+        e1 = PipeStage(self, issue, n=req.n)
+        r = Signal(nab)
+        self.comb += r.eq(e1.n - P["nbase"])
+        sent1 = Signal((eb, True))
+        self.comb += sent1.eq(sent_rd.dat_r)
+        e2 = PipeStage(self, e1.valid, n=e1.n, r=r, sent=sent1)
+        # acc arrives from the neuron unit with e2 (ACC_READ_LATENCY = 2).
+        acc2 = Signal((ab, True))
+        self.comb += acc2.eq(self.acc_out.acc)
+        e3 = PipeStage(self, e2.valid, n=e2.n, r=e2.r, sent=e2.sent, acc=acc2, q_c=e2.r * D["cc_mul"])
+        mult_s = Signal((cfg.mult_bits + 1, True))
+        self.comb += mult_s.eq(P["mult"])
+        e4 = PipeStage(self, e3.valid, n=e3.n, r=e3.r, sent=e3.sent, prod=e3.acc * mult_s,
+                       pix=(e3.q_c >> D["cc_shift"])[:nab])
+        rnd_s = Signal((len(rnd) + 1, True))
+        self.comb += rnd_s.eq(rnd)
+        e5 = PipeStage(self, e4.valid, n=e4.n, r=e4.r, sent=e4.sent, rounded=e4.prod + rnd_s, pix=e4.pix,
+                       q_t=e4.pix * D["tw_mul"], pcc=(e4.pix * P["cc"])[:nab])
+        e6 = PipeStage(self, e5.valid, n=e5.n, sent=e5.sent, shifted=e5.rounded >> P["shift"], pix=e5.pix,
+                       ty=(e5.q_t >> D["tw_shift"])[:nab], ci=(e5.r - e5.pcc)[:nab])
+        lo_s, hi_s = Signal((eb, True)), Signal((eb, True))
+        self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"])
         a = Signal((eb, True))
-        self.comb += If(shifted < lo, a.eq(lo)).Elif(shifted > hi, a.eq(hi)).Else(a.eq(shifted))
-        e3_a, e3_sent = Signal((eb, True)), Signal((eb, True))
-        e3_n, e3_ci, e3_tx, e3_ty = Signal(nab), Signal(chb + 1), Signal(cb + 1), Signal(cb + 1)
-        self.sync += [
-            v3.eq(v2),
-            If(v2, e3_a.eq(a), e3_sent.eq(e2_sent), e3_n.eq(e2_n), e3_ci.eq(e2_ci), e3_tx.eq(e2_tx), e3_ty.eq(e2_ty)),
-        ]
-
-        # ---- E3: fire rule, sent write, spike out ----
+        self.comb += If(e6.shifted < lo_s, a.eq(lo_s)).Elif(e6.shifted > hi_s, a.eq(hi_s)).Else(a.eq(e6.shifted))
+        e7 = PipeStage(self, e6.valid, n=e6.n, sent=e6.sent, a=a, pix=e6.pix, ty=e6.ty, ci=e6.ci,
+                       tyw=(e6.ty * P["tw"])[:nab])
         diff = Signal((eb + 1, True))
+        self.comb += diff.eq(e7.a - e7.sent)
+        e8 = PipeStage(self, e7.valid, n=e7.n, a=e7.a, diff=diff, ty=e7.ty, ci=e7.ci, tx=(e7.pix - e7.tyw)[:nab])
         mag = Signal(eb + 1)
         fire = Signal()
         self.comb += [
-            diff.eq(e3_a - e3_sent),
-            mag.eq(Mux(diff < 0, -diff, diff)),
-            fire.eq(v3 & (diff != 0) & (mag >= self.threshold)),
-            self.spike.eq(fire),
-            fifo.sink.valid.eq(fire),
-            fifo.sink.x.eq(x0 + e3_tx), fifo.sink.y.eq(y0 + e3_ty), fifo.sink.c.eq(c0 + e3_ci),
-            fifo.sink.d.eq(diff), fifo.sink.base.eq(peg_base), fifo.sink.count.eq(peg_count),
+            mag.eq(Mux(e8.diff < 0, -e8.diff, e8.diff)),
+            fire.eq(e8.valid & (e8.diff != 0) & (mag >= self.threshold)),
         ]
+        e9 = PipeStage(self, fire, n=e8.n, a=e8.a, diff=e8.diff, x=P["x0"] + e8.tx, y=P["y0"] + e8.ty,
+                       c=P["c0"] + e8.ci)
+        self.comb += [
+            e9_valid.eq(e9.valid),
+            self.spike.eq(e9.valid),
+            spikes.sink.valid.eq(e9.valid),
+            spikes.sink.x.eq(e9.x), spikes.sink.y.eq(e9.y), spikes.sink.c.eq(e9.c), spikes.sink.d.eq(e9.diff),
+            spikes.sink.base.eq(P["peg_base"]), spikes.sink.count.eq(P["peg_count"]),
+        ]
+        # Neurons in flight from the request register to E9 (E9's spike is in the FIFO's level).
+        leave = Signal()
+        self.comb += leave.eq(e8.valid)
+        self.sync += in_flight.eq(in_flight + emitter.emit - leave)
+        self.comb += drained.eq(~scanning & (takes_in_flight == 0) & ~words.source.valid & ~emitter.busy
+                                & ~req.valid & (in_flight == 0) & ~e9.valid)
 
         # ---- sent memory: evaluation first, the host only while idle ----
         bus = self.sent_bus
         pipeline_empty = Signal()
-        self.comb += pipeline_empty.eq((state == IDLE) & ~v1 & ~v2 & ~v3)
+        self.comb += pipeline_empty.eq(fsm.ongoing("IDLE") & (in_flight == 0) & ~e9.valid)
         host_go = Signal()
         mapped = Signal()
+        read_mapped = Signal()
+        reading = Signal(2)
         self.comb += [
             mapped.eq(bus.adr < cfg.neurons_per_core),
-            host_go.eq(bus.cyc & bus.stb & ~bus.ack & pipeline_empty),
+            host_go.eq(bus.cyc & bus.stb & ~bus.ack & pipeline_empty & (reading == 0)),
         ]
-        self.sync += bus.ack.eq(host_go)
-        sent_signed = Signal((eb, True))
+        sent_q = Signal((eb, True))
+        self.sync += [
+            sent_q.eq(sent_rd.dat_r),
+            If(host_go, read_mapped.eq(mapped)),
+            reading.eq(Cat(host_go & ~bus.we, reading[0])),
+            bus.ack.eq((host_go & bus.we) | reading[1]),
+            bus.dat_r.eq(Mux(reading[1] & read_mapped, sent_q, 0)),
+        ]
         self.comb += [
-            sent_signed.eq(sent_rd.dat_r),
-            bus.dat_r.eq(0),
-            If(mapped, bus.dat_r.eq(sent_signed)),
             If(pipeline_empty, sent_rd.adr.eq(bus.adr)),
-            If(fire,
-                sent_wr.adr.eq(e3_n), sent_wr.dat_w.eq(e3_a), sent_wr.we.eq(1),
+            If(e9.valid,
+                sent_wr.adr.eq(e9.n), sent_wr.dat_w.eq(e9.a), sent_wr.we.eq(1),
             ).Else(
                 sent_wr.adr.eq(bus.adr), sent_wr.dat_w.eq(bus.dat_w), sent_wr.we.eq(host_go & bus.we & mapped),
             ),
         ]
 
-        self.comb += self.idle.eq(pipeline_empty & ~fifo.source.valid)
+        self.comb += self.idle.eq(pipeline_empty & ~spikes.source.valid & ~self.start)
+

@@ -1,107 +1,218 @@
-"""Neuron unit: acc[n] = wrap(acc[n] + w * d); dirty[n] = 1, one pair per clock.
+"""Neuron unit: the neuron state in block RAM and the one pipeline that changes it.
 
-Two-stage read-modify-write on the accumulator memory:
-  A  read acc[n] (synchronous), multiply w * d
-  B  acc_old + product -> write acc[n], set dirty[n]
-The pair right behind a write reads the memory in the same clock as that write, so stage B takes
-its operand from the previous write when the neuron addresses match (hazard forwarding): pairs that
-hit the same neuron back to back still run at one per clock.
+State (all block RAM, one write port and one read port each, so logic does not grow with depth):
+  acc    neurons_per_core x acc_bits        wrapping accumulators
+  dirty  ceil(neurons_per_core / 32) x 32   one bit per neuron, 32 neurons per word: set by a
+                                            synapse or a host write of acc, cleared by evaluation
 
-The ESU owns the memory ports whenever it has a pair. The evaluation unit reads acc (and
-test-and-clears dirty) in the other clocks; the host reaches acc through `.acc_bus` only when the
-pipeline is empty and evaluation is not running (`host_block`), so it never races either of them.
+One operation enters per clock and moves through three stages:
+  S0  address both memories (synchronous read)
+  S1  memory data out; w * d multiplied
+  S2  memory data registered, forwarded, updated and written back
+An operation is one of:
+  pair        acc[n] = wrap(acc[n] + w*d); dirty[n] = 1          (from the ESU, always taken)
+  acc read    acc[n] to the evaluation unit (`acc_out`, 2 clocks later)  (clocks without a pair)
+  dirty take  bits = dirty[word] & mask; dirty[word] &= ~mask, to the evaluation unit (`dirty_out`,
+              3 clocks later)                                   (clocks without a pair)
+  host        a host access of the acc window (only when nothing else is in the pipeline and the
+              evaluation unit is idle: `host_block` low); a write also marks the neuron dirty
+A read at S0 misses the writes of the two operations ahead of it (one is still in S1, the other
+writes on the very clock of the read), so S2 takes its operand from those writes when the address
+matches (forwarding, decided one clock ahead from registered compares): pairs hitting one neuron
+back to back still run at one per clock.
 """
 from __future__ import annotations
 
-from migen import If, Memory, READ_FIRST, Signal
+from migen import Cat, If, Memory, Mux, Signal
 from litex.gen import LiteXModule
-from litex.soc.interconnect import wishbone
+from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
 
+from ..common import PipeStage
+
+DIRTY_WORD = 32          # neurons per dirty word
+ACC_READ_LATENCY = 2     # clocks from a granted acc read to `acc_out`
+DIRTY_TAKE_LATENCY = 3   # clocks from a granted dirty take to `dirty_out`
+
+
+def dirty_words(cfg: FabricConfig) -> int:
+    return -(-cfg.neurons_per_core // DIRTY_WORD)
+
+
+def dirty_word_bits(cfg: FabricConfig) -> int:
+    return max(1, (dirty_words(cfg) - 1).bit_length())
+
+
+def _word(n):
+    """The dirty word of neuron address n."""
+    return n[5:] if len(n) > 5 else 0
+
+
+def pair_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
+    """ESU -> neuron unit: acc[n] += w * d (w and d two's complement)."""
+    return [("n", cfg.neuron_addr_bits), ("w", cfg.weight_bits), ("d", cfg.event_bits)]
+
+
+def acc_read_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
+    return [("n", cfg.neuron_addr_bits)]
+
+
+def dirty_take_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
+    return [("word", dirty_word_bits(cfg)), ("mask", DIRTY_WORD)]
+
+
+class _Forward:
+    """Read-modify-write forwarding for one memory: the writes of the last two clocks, and for the
+    operation in S1 which of them (if any) it must take its operand from in S2."""
+
+    def __init__(self, m, s1_valid, s1_adr, s2_valid, s2_adr, s2_new, width):
+        self.w1_valid, self.w2_valid = Signal(), Signal()
+        self.w1_adr, self.w2_adr = Signal(len(s1_adr)), Signal(len(s1_adr))
+        self.w1, self.w2 = Signal(width), Signal(width)
+        self.from_w1, self.from_w2 = Signal(), Signal()     # for the operation now in S2
+        m.sync += [
+            # Written this clock (S2) -> w1 next clock; w1 -> w2.
+            self.w1_valid.eq(s2_valid), self.w1_adr.eq(s2_adr), self.w1.eq(s2_new),
+            self.w2_valid.eq(self.w1_valid), self.w2_adr.eq(self.w1_adr), self.w2.eq(self.w1),
+            self.from_w1.eq(s1_valid & s2_valid & (s1_adr == s2_adr)),
+            self.from_w2.eq(s1_valid & self.w1_valid & (s1_adr == self.w1_adr)),
+        ]
+
+    def operand(self, read_value):
+        return Mux(self.from_w1, self.w1, Mux(self.from_w2, self.w2, read_value))
+
 
 class NeuronUnit(LiteXModule):
+    """Accumulators and dirty bits of one core (see the module doc).
+
+        sink        in   pairs (n, w, d) from the ESU: always ready, one per clock
+        acc_rd      in   evaluation: read acc[n]; ready (granted) in clocks without a pair
+        acc_out     out  the granted acc reads, in order (valid only; no backpressure)
+        dirty_rd    in   evaluation: take dirty bits (word, mask); ready in clocks without a pair
+        dirty_out   out  the taken bits (word, bits), in order (valid only)
+        acc_bus     in   host window of acc (sign-extended reads; a write marks the neuron dirty)
+        host_block  in   evaluation busy: host accesses wait
+        synop       out  one pair applied this clock
+        idle        out  nothing in the pipeline
+    """
+
     def __init__(self, cfg: FabricConfig):
-        nab, ab = cfg.neuron_addr_bits, cfg.acc_bits
-        # Pair input (from the ESU; no backpressure).
-        self.valid = Signal()
-        self.n = Signal(nab)
-        self.w = Signal((cfg.weight_bits, True))
-        self.d = Signal((cfg.event_bits, True))
-        # Evaluation read: granted in clocks without a pair; data (and the dirty bit, which the
-        # granted read clears) one clock later.
-        self.rd_req = Signal()
-        self.rd_adr = Signal(nab)
-        self.rd_grant = Signal()
-        self.rd_acc = Signal((ab, True))
-        self.rd_dirty = Signal()
-        # Host access (acc window: sign-extended acc; a write also marks the neuron dirty).
-        self.host_block = Signal()
+        nab, ab, wb, eb = cfg.neuron_addr_bits, cfg.acc_bits, cfg.weight_bits, cfg.event_bits
+        dwb = dirty_word_bits(cfg)
+        self.sink = stream.Endpoint(pair_layout(cfg))
+        self.acc_rd = stream.Endpoint(acc_read_layout(cfg))
+        self.acc_out = stream.Endpoint([("acc", ab)])
+        self.dirty_rd = stream.Endpoint(dirty_take_layout(cfg))
+        self.dirty_out = stream.Endpoint([("word", dwb), ("bits", DIRTY_WORD)])
         self.acc_bus = wishbone.Interface(data_width=32, adr_width=nab, addressing="word")
-        self.synop = Signal()    # pulse: one synapse applied
+        self.host_block = Signal()
+        self.synop = Signal()
         self.idle = Signal()
 
         # # #
 
         acc = Memory(ab, cfg.neurons_per_core, name="acc")
-        dirty = Memory(1, cfg.neurons_per_core, name="dirty")
-        acc_rd = acc.get_port()
-        acc_wr = acc.get_port(write_capable=True)
-        dirty_set = dirty.get_port(write_capable=True)
-        dirty_tc = dirty.get_port(write_capable=True, mode=READ_FIRST)
-        self.specials += acc, dirty, acc_rd, acc_wr, dirty_set, dirty_tc
+        dirty = Memory(DIRTY_WORD, dirty_words(cfg), name="dirty")
+        acc_rd, acc_wr = acc.get_port(), acc.get_port(write_capable=True)
+        dirty_rd, dirty_wr = dirty.get_port(), dirty.get_port(write_capable=True)
+        self.specials += acc, dirty, acc_rd, acc_wr, dirty_rd, dirty_wr
 
-        # Stage A: read and multiply.
-        b_valid = Signal()
-        b_n = Signal(nab)
-        b_prod = Signal((cfg.weight_bits + cfg.event_bits, True))
-        # Stage data registers load only with a valid pair: nothing reads them otherwise.
-        self.sync += b_valid.eq(self.valid), If(self.valid, b_n.eq(self.n), b_prod.eq(self.w * self.d))
-
-        # Stage B: forward, add, write.
-        fwd_valid = Signal()
-        fwd_n = Signal(nab)
-        fwd_acc = Signal((ab, True))
-        old = Signal((ab, True))
-        new = Signal((ab, True))
-        self.comb += [
-            old.eq(acc_rd.dat_r),
-            If(fwd_valid & (fwd_n == b_n), old.eq(fwd_acc)),
-            new.eq(old + b_prod),
-            self.synop.eq(b_valid),
-        ]
-        self.sync += fwd_valid.eq(b_valid), If(b_valid, fwd_n.eq(b_n), fwd_acc.eq(new))
-
-        # Host access, only when nothing else can touch the neuron state.
-        bus = self.acc_bus
-        host_go = Signal()
+        # ---- S0: who owns this clock ----
+        pair, bus = self.sink, self.acc_bus
+        ev_acc, ev_dirty, host_go, s0_empty = Signal(), Signal(), Signal(), Signal()
         mapped = Signal()
         self.comb += [
+            pair.ready.eq(1),
+            self.acc_rd.ready.eq(~pair.valid),
+            self.dirty_rd.ready.eq(~pair.valid),
+            ev_acc.eq(self.acc_rd.valid & ~pair.valid),
+            ev_dirty.eq(self.dirty_rd.valid & ~pair.valid),
             mapped.eq(bus.adr < cfg.neurons_per_core),
-            host_go.eq(bus.cyc & bus.stb & ~bus.ack & ~self.host_block & ~self.valid & ~b_valid & ~self.rd_req),
         ]
-        self.sync += bus.ack.eq(host_go)
-        acc_signed = Signal((ab, True))
-        self.comb += acc_signed.eq(acc_rd.dat_r), bus.dat_r.eq(0), If(mapped, bus.dat_r.eq(acc_signed))
         host_write = Signal()
+        host_adr = bus.adr[:nab]
         self.comb += host_write.eq(host_go & bus.we & mapped)
-
-        # Port arbitration: the ESU pair first, then evaluation, then the host.
+        # The acc operation of this clock (a pair adds, an evaluation read only reads) ...
+        a_n = Signal(nab)
+        self.comb += If(pair.valid, a_n.eq(pair.n)).Elif(ev_acc, a_n.eq(self.acc_rd.n)).Else(a_n.eq(host_adr))
+        # ... and the dirty one: set one bit (pair, host write) or take a mask (evaluation).
+        d_op, d_take = Signal(), Signal()
+        d_word, d_bit = Signal(dwb), Signal(5)
         self.comb += [
-            self.rd_grant.eq(self.rd_req & ~self.valid),
-            If(self.valid, acc_rd.adr.eq(self.n)).Elif(self.rd_req, acc_rd.adr.eq(self.rd_adr)).Else(
-                acc_rd.adr.eq(bus.adr)),
-            self.rd_acc.eq(acc_rd.dat_r),
-            If(b_valid,
-                acc_wr.adr.eq(b_n), acc_wr.dat_w.eq(new), acc_wr.we.eq(1),
-                dirty_set.adr.eq(b_n), dirty_set.dat_w.eq(1), dirty_set.we.eq(1),
-            ).Else(
-                acc_wr.adr.eq(bus.adr), acc_wr.dat_w.eq(bus.dat_w), acc_wr.we.eq(host_write),
-                dirty_set.adr.eq(bus.adr), dirty_set.dat_w.eq(1), dirty_set.we.eq(host_write),
-            ),
-            dirty_tc.adr.eq(self.rd_adr),
-            dirty_tc.dat_w.eq(0),
-            dirty_tc.we.eq(self.rd_grant),
-            self.rd_dirty.eq(dirty_tc.dat_r),
+            d_op.eq(pair.valid | ev_dirty | host_write),
+            If(pair.valid, d_word.eq(_word(pair.n)), d_bit.eq(pair.n[:5])).Elif(ev_dirty,
+                d_word.eq(self.dirty_rd.word), d_take.eq(1)).Else(
+                d_word.eq(_word(host_adr)), d_bit.eq(host_adr[:5])),
+            acc_rd.adr.eq(a_n),
+            dirty_rd.adr.eq(d_word),
         ]
-        self.comb += self.idle.eq(~self.valid & ~b_valid)
+
+        # ---- S1 ----
+        s1 = PipeStage(self, pair.valid | ev_acc, n=a_n, add=pair.valid, w=pair.w, d=pair.d)
+        s1_d = PipeStage(self, d_op, word=d_word, bit=d_bit, take=d_take, mask=self.dirty_rd.mask)
+        s1_host_rd = Signal()
+        self.sync += s1_host_rd.eq(host_go & ~bus.we)
+        w_s, d_s = Signal((wb, True)), Signal((eb, True))
+        self.comb += w_s.eq(s1.w), d_s.eq(s1.d)
+
+        # ---- S2 ----
+        s2 = PipeStage(self, s1.valid, n=s1.n, add=s1.add, prod=w_s * d_s)
+        s2_d = PipeStage(self, s1_d.valid, word=s1_d.word, take=s1_d.take, mask=s1_d.mask,
+                         set=Mux(s1_d.take, 0, 1 << s1_d.bit))
+        acc_q, dirty_q = Signal(ab), Signal(DIRTY_WORD)
+        s2_host_rd = Signal()
+        self.sync += acc_q.eq(acc_rd.dat_r), dirty_q.eq(dirty_rd.dat_r), s2_host_rd.eq(s1_host_rd)
+
+        s2_add = Signal()
+        acc_new = Signal(ab)
+        dirty_old, dirty_new = Signal(DIRTY_WORD), Signal(DIRTY_WORD)
+        self.comb += s2_add.eq(s2.valid & s2.add)
+        acc_fwd = _Forward(self, s1.valid, s1.n, s2_add, s2.n, acc_new, ab)
+        dirty_fwd = _Forward(self, s1_d.valid, s1_d.word, s2_d.valid, s2_d.word, dirty_new, DIRTY_WORD)
+        acc_old = Signal((ab, True))
+        prod_s = Signal((len(s2.prod), True))
+        self.comb += [
+            acc_old.eq(acc_fwd.operand(acc_q)),
+            prod_s.eq(s2.prod),
+            acc_new.eq(acc_old + prod_s),
+            dirty_old.eq(dirty_fwd.operand(dirty_q)),
+            dirty_new.eq((dirty_old | s2_d.set) & ~Mux(s2_d.take, s2_d.mask, 0)),
+            self.synop.eq(s2_add),
+            # Evaluation reads see every earlier pair (forwarded).
+            self.acc_out.valid.eq(s2.valid & ~s2.add), self.acc_out.acc.eq(acc_old),
+        ]
+        # Writes: S2's operation, or the host (which only goes while S1 and S2 are empty).
+        self.comb += [
+            If(s2_add,
+                acc_wr.adr.eq(s2.n), acc_wr.dat_w.eq(acc_new), acc_wr.we.eq(1),
+            ).Else(
+                acc_wr.adr.eq(host_adr), acc_wr.dat_w.eq(bus.dat_w), acc_wr.we.eq(host_write),
+            ),
+            dirty_wr.adr.eq(s2_d.word), dirty_wr.dat_w.eq(dirty_new), dirty_wr.we.eq(s2_d.valid),
+        ]
+        # Taken bits leave registered (S3).
+        self.sync += [
+            self.dirty_out.valid.eq(s2_d.valid & s2_d.take),
+            If(s2_d.valid & s2_d.take, self.dirty_out.word.eq(s2_d.word),
+               self.dirty_out.bits.eq(dirty_old & s2_d.mask)),
+        ]
+
+        # ---- host: only with nothing in flight; reads answer from the S2 register ----
+        busy = Signal()
+        self.comb += [
+            busy.eq(s1.valid | s2.valid | s1_d.valid | s2_d.valid
+                    | s1_host_rd | s2_host_rd),
+            s0_empty.eq(~pair.valid & ~self.acc_rd.valid & ~self.dirty_rd.valid),
+            host_go.eq(bus.cyc & bus.stb & ~bus.ack & ~self.host_block & s0_empty & ~busy & ~s2_host_rd),
+        ]
+        acc_signed = Signal((ab, True))
+        read_mapped = Signal()
+        self.comb += acc_signed.eq(acc_q)
+        self.sync += [
+            If(host_go, read_mapped.eq(mapped)),
+            # Writes complete at once; reads when the data has reached the S2 register.
+            bus.ack.eq((host_go & bus.we) | s2_host_rd),
+            bus.dat_r.eq(Mux(s2_host_rd & read_mapped, acc_signed, 0)),
+        ]
+        self.comb += self.idle.eq(~pair.valid & ~busy)
