@@ -69,6 +69,17 @@ class PipeStage:
             module.sync += If(ce & valid_in, *loads)
 
 
+def small_multiply(module, a, b) -> Signal:
+    """a * b (unsigned) as shifted additions, one per bit of the short operand b: for a 4-bit
+    kernel size this is three adders in LUTs, and no DSP block is spent on it."""
+    product = Signal(len(a) + len(b))
+    terms = [Mux(b[i], a << i, 0) for i in range(len(b))]
+    while len(terms) > 1:        # a balanced adder tree: log2(len(b)) adders deep
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    module.comb += product.eq(terms[0])
+    return product
+
+
 def priority_index(module, bits) -> tuple[Signal, Signal]:
     """(index of the lowest set bit of `bits`, any bit set): a combinational priority encoder."""
     index = Signal(max=max(2, len(bits)))

@@ -18,6 +18,9 @@ from synfab_gateware.core.core import NeuronCore  # noqa: E402
 CFG = FabricConfig(mesh_x=1, mesh_y=1, neurons_per_core=256, weight_words_per_core=512, peg_entries_per_core=8,
                    esu_descriptors_per_core=16, populations_per_core=4, input_peg_entries=8, name="core_test")
 N, W = CFG.neurons_per_core, CFG.weight_words_per_core
+# Clocks from a packet entering the core to its first synapse applied: event FIFO, descriptor read
+# (2), set-up (7), walker FIFO, walker, weight read (2), pair register, neuron unit (2).
+ESU_LATENCY_BOUND = 20
 
 
 def wrap(v, bits):
@@ -292,7 +295,8 @@ def test_same_neuron_back_to_back_at_full_rate():
 
 
 def test_conv_full_window_throughput():
-    """A CONV packet with a full 3x3 window and 16 channels: >= 0.9 pairs per clock end to end."""
+    """A CONV packet with a full 3x3 window and 16 channels: one pair per clock once the pipeline
+    (descriptor read, seven set-up stages, weight read: pipelined for 100 MHz) has filled."""
     cc = 16
     rng = random.Random(4)
     weights = [rng.randint(-128, 127) for _ in range(W)]
@@ -320,8 +324,10 @@ def test_conv_full_window_throughput():
     first, last, pairs = got["one"]
     assert pairs == 9 * cc
     # From the packet entering the sink to its last synapse applied (latency included).
-    print(f"CONV 3x3x{cc}: {pairs} pairs in {last - first + 1} clocks from sink to last synapse")
-    assert pairs / (last - first + 1) >= 0.9
+    latency = (last - first + 1) - pairs
+    print(f"CONV 3x3x{cc}: {pairs} pairs in {last - first + 1} clocks from sink to last synapse "
+          f"(latency {latency} clocks)")
+    assert latency <= ESU_LATENCY_BOUND
     first, s0, s1, pairs = got["two"]
     assert pairs == 2 * 9 * cc and s1 - s0 == pairs - 1, "back-to-back packets: one pair every clock"
 
@@ -331,7 +337,8 @@ def test_counters_count_what_happens_and_clear():
     rng = random.Random(6)
     cc = 4
     descs = [desc(Kind.CONV, k=3, cc=cc, tw=3, nbase=0, wbase=0)]
-    packets = [pkt(0, rng.randint(-30, 30), x=0, y=0, nx=3, ny=3, kx=2, ky=2) for _ in range(24)]
+    # More packets than the event FIFO, the set-up stages and the walker FIFO hold together.
+    packets = [pkt(0, rng.randint(-30, 30), x=0, y=0, nx=3, ny=3, kx=2, ky=2) for _ in range(64)]
     pops = [pop(0, 0, 0, 0, 3, 3, 0, cc, 1, 0, -100, 100, 0, 2)]
     sim = CoreSim(ready_prob=0.5, seed=6)
     got = {}

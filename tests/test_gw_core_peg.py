@@ -21,6 +21,9 @@ def entry_words(layout, value: int) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------
 # TableMemory
+READ_LATENCY = 2    # block RAM read, then the output register
+
+
 def test_table_memory_commit_and_readback():
     lay = peg_entry(CFG)
     n = 5
@@ -35,16 +38,16 @@ def test_table_memory_commit_and_readback():
         for j, w in enumerate(entry_words(lay, values[2])[:-1]):
             yield from dut.bus.write(2 * dut.stride + j, w)
         yield dut.rd_adr.eq(2)
-        yield
-        yield
+        for _ in range(READ_LATENCY + 1):
+            yield
         seen["half"] = (yield dut.rd_dat.raw_bits())
         for i in range(n):
             for j, w in enumerate(entry_words(lay, values[i])):
                 yield from dut.bus.write(i * dut.stride + j, w)
         for i in range(n):
             yield dut.rd_adr.eq(i)
-            yield
-            yield
+            for _ in range(READ_LATENCY + 1):
+                yield
             seen[("rd", i)] = (yield dut.rd_dat.raw_bits())
             seen[("kind", i)] = (yield dut.rd_dat.kind)
             words = []
@@ -70,6 +73,8 @@ def test_table_memory_commit_and_readback():
 
 
 def test_table_memory_read_enable_holds_output():
+    """rd_re is the clock enable of both read stages: with it low the output holds, and an address
+    presented with it high appears two enabled clocks later."""
     lay = peg_entry(CFG)
     dut = TableMemory(lay, 2)
     seen = []
@@ -79,19 +84,108 @@ def test_table_memory_read_enable_holds_output():
             for j, w in enumerate(entry_words(lay, v)):
                 yield from dut.bus.write(i * dut.stride + j, w)
         yield dut.rd_adr.eq(0)
-        yield
+        for _ in range(READ_LATENCY + 1):
+            yield
+        seen.append((yield dut.rd_dat.raw_bits()))       # entry 0
         yield dut.rd_re.eq(0)
         yield dut.rd_adr.eq(1)
-        yield
-        yield
-        seen.append((yield dut.rd_dat.raw_bits()))
+        for _ in range(4):
+            yield
+        seen.append((yield dut.rd_dat.raw_bits()))       # still entry 0: held
         yield dut.rd_re.eq(1)
-        yield
-        yield
-        seen.append((yield dut.rd_dat.raw_bits()))
+        for _ in range(READ_LATENCY + 1):
+            yield
+        seen.append((yield dut.rd_dat.raw_bits()))       # entry 1
 
     run_simulation(dut, gen())
-    assert seen == [0x123, 0x456]
+    assert seen == [0x123, 0x123, 0x456]
+
+
+def test_host_reads_wait_for_the_owner_and_leave_the_datapath_alone():
+    """The host reads through the datapath's port only while the owner allows it (host_ok), and
+    the owner sees host_busy meanwhile."""
+    lay = peg_entry(CFG)
+    dut = TableMemory(lay, 4)
+    seen = {}
+
+    def host():
+        for i, v in enumerate([0x11, 0x22, 0x33, 0x44]):
+            for j, w in enumerate(entry_words(lay, v)):
+                yield from dut.bus.write(i * dut.stride + j, w)
+        yield dut.host_ok.eq(0)
+        seen["value"] = yield from dut.bus.read(2 * dut.stride)
+        seen["done_at"] = seen_clock[0]
+
+    seen_clock = [0]
+
+    def owner():
+        yield dut.host_ok.eq(0)
+        busy_while_blocked = 0
+        for t in range(60):
+            seen_clock[0] = t
+            if t == 40:
+                yield dut.host_ok.eq(1)
+            busy_while_blocked += (t < 40) and (yield dut.host_busy)
+            yield
+        seen["busy_while_blocked"] = busy_while_blocked
+
+    run_simulation(dut, [host(), owner()])
+    assert seen["value"] == 0x33
+    assert seen["done_at"] >= 40, "the read waited for host_ok"
+    assert seen["busy_while_blocked"] == 0
+
+
+def test_serial_table_reads_whole_entries_with_derived_words():
+    """SerialTableMemory: an entry written word by word is read back by the datapath as a whole,
+    with the values its `derive` module computed at the commit (here: the sum of two fields)."""
+    from migen import If, Signal
+    from litex.gen import LiteXModule
+    from synfab.layouts import pop_desc
+    from synfab_gateware.common import record
+    from synfab_gateware.tables import SerialTableMemory
+
+    lay = pop_desc(CFG)
+
+    class SumDerive(LiteXModule):
+        def __init__(self):
+            self.entry = record(lay)
+            self.start, self.done = Signal(), Signal()
+            self.extra = Signal(40)
+            busy = Signal(2)
+            self.sync += [self.done.eq(0),
+                          If(self.start, busy.eq(3), self.extra.eq(self.entry.mult + self.entry.hi)).Elif(
+                              busy != 0, busy.eq(busy - 1), If(busy == 1, self.done.eq(1)))]
+
+    dut = SerialTableMemory(lay, 4, derive=SumDerive())
+    rng = random.Random(3)
+    entries = [{f.name: rng.randrange(1 << f.width) for f in lay.fields} for _ in range(4)]
+    seen = {}
+
+    def gen():
+        for i, e in enumerate(entries):
+            raw = sum(v << lay.offsets[k] for k, v in e.items())
+            for j, w in enumerate(entry_words(lay, raw)):
+                yield from dut.bus.write(i * dut.stride + j, w)
+        for i in (2, 0, 3):
+            yield dut.rd_adr.eq(i)
+            yield dut.rd_start.eq(1)
+            yield
+            yield dut.rd_start.eq(0)
+            while not (yield dut.rd_done):
+                yield
+            yield
+            seen[i] = ((yield dut.rd_dat.raw_bits()), (yield dut.rd_extra))
+        seen["bus"] = []
+        for j in range(dut.stride):
+            seen["bus"].append((yield from dut.bus.read(1 * dut.stride + j)))
+
+    run_simulation(dut, gen())
+    for i in (2, 0, 3):
+        raw = sum(v << lay.offsets[k] for k, v in entries[i].items())
+        assert seen[i] == (raw, entries[i]["mult"] + entries[i]["hi"])
+    raw1 = sum(v << lay.offsets[k] for k, v in entries[1].items())
+    words = entry_words(lay, raw1)
+    assert seen["bus"] == words + [0] * (dut.stride - len(words)), "the bus reads only the layout's words"
 
 
 # ---------------------------------------------------------------------------------------------

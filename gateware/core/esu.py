@@ -2,37 +2,52 @@
 
 Packets (from the core's event FIFO) expand into (neuron address, weight, d) pairs, one per clock:
 
-  fetch    pop a packet, read its descriptor (packets with syn >= esu_count, or whose descriptor
-           has kind HOST, are dropped and counted)
-  setup    three pipelined stages with the per-packet multiplications (once per packet):
-             P1 = y*tw + x (DENSE: y*src_w + x)        R1 = cq*k + ky  (cq = c, DW: c - c0)
-             P2 = P1*cc + (DW: co)  (DENSE: P1*src_c + c)   R2 = R1*k + kx
-             n0 = nbase + P2 (DENSE: nbase)           w0 = wbase + R2*cc (DW: R2; DENSE: P2*cc)
-  walker   three nested counters (rows j < ny, columns i < nx, channels co < cc) that step the
-           neuron and weight addresses by additions only; a new packet loads on the clock its
-           predecessor emits its last pair, so back-to-back packets run without bubbles
+  fetch    take a packet and read its descriptor (packets with syn >= esu_count, or whose
+           descriptor has kind HOST, are dropped and counted); F1 table read, F2 registered
+  setup    the per-packet address arithmetic, one operation kind per stage so every multiply
+           (block DSP) has registered inputs and outputs:
+             S1  cq = c (DW: c - c0), A = tw (DENSE: src_w), k*k, k*cc  (4-bit multiplies in LUTs)
+             S2  y*A, cq*k*k, ky*k, tw*cc
+             S3  P1 = y*A + x                 R = cq*k*k + ky*k + kx   (= (cq*k + ky)*k + kx)
+             S4  P1 * B  (B = cc, DENSE: src_c)
+             S5  P2 = P1*B + (DW: co, DENSE: c)
+             S6  X = (DENSE: P2, else R) * (DW: 1, else cc)
+             S7  n0 = nbase + P2 (DENSE: nbase), w0 = wbase + X, loop counts and address steps
+           A packet enters only when the walker FIFO has room for everything in the setup
+           stages (credits), so the setup pipeline never stalls.
+  walker   three nested down-counters (rows, columns, channels) that step the neuron and weight
+           addresses by additions only; a new packet loads on the clock its predecessor emits its
+           last pair, so back-to-back packets run without bubbles
   guard    a pair whose neuron or weight address lies outside the memories, or a DW pair whose
            channel lies outside the part (c - c0 not in 0..cc-1), is dropped and counted
-  weight   weight memory read (four int8 per 32-bit word, weight i in byte i % 4 of word i // 4),
-           or the descriptor's constant weight
+  weight   weight memory read (four int8 per 32-bit word, weight i in byte i % 4 of word i // 4;
+           block RAM, registered), or the descriptor's constant weight; the pair leaves registered
 Walker addresses are exact (wide enough for any field values), so the guard never sees a wrapped
 address. The pair output has no backpressure: the neuron unit takes one pair every clock.
+
+    sink       in   packets (packet layout) from the core's event FIFO
+    source     out  pairs (n, w, d) to the neuron unit, one per clock at most
+    esu_count  in   descriptors in use
+    table           synapse-type descriptors (TableMemory, host-written)
+    weights         kernel slices, four int8 per word (TableMemory, host-written)
+    dropped    out  packets and pairs dropped this clock (0..3)
+    idle       out  nothing in flight
 """
 from __future__ import annotations
 
-from migen import Array, Case, If, Mux, Signal
-from migen.fhdl.bitcontainer import value_bits_sign
+from migen import Array, Case, Cat, If, Mux, Signal
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
 
 from synfab.config import FabricConfig
 from synfab.layouts import Field, Kind, Layout, esu_desc, packet
 
-from ..common import PipeStage, signed_bits
-from .neuron import pair_layout
+from ..common import PipeStage, signed_bits, small_multiply, sync_fifo
 from ..tables import TableMemory
+from .neuron import pair_layout
 
-MAX_STRIDE_LOG2 = 3  # s_log2 is a 2-bit field
+MAX_STRIDE_LOG2 = 3      # s_log2 is a 2-bit field
+WALK_FIFO_DEPTH = 16     # set-up packets waiting for the walker (>= setup latency + 1 for full rate)
 
 
 def weight_word(cfg: FabricConfig) -> Layout:
@@ -40,10 +55,42 @@ def weight_word(cfg: FabricConfig) -> Layout:
     return Layout("weight_word", [Field(f"w{b}", cfg.weight_bits, signed=True) for b in range(4)])
 
 
+class _Ranges:
+    """Exact value ranges of every address term, from the field widths (the walker never wraps)."""
+
+    def __init__(self, cfg: FabricConfig):
+        cb, chb, kb = cfg.coord_bits, cfg.chan_bits, cfg.kernel_bits
+        kmax, cmax, ccmax = (1 << kb) - 1, (1 << chb) - 1, (1 << (chb + 1)) - 1
+        xmax, twmax = (1 << cb) - 1, (1 << (cb + 1)) - 1
+        self.p1_max = xmax * twmax + xmax
+        self.p2_lo, self.p2_hi = -cmax, self.p1_max * ccmax + cmax
+        self.r_lo, self.r_hi = -cmax * kmax * kmax, cmax * kmax * kmax + kmax * kmax + kmax
+        self.x_lo, self.x_hi = min(self.p2_lo, self.r_lo), max(self.p2_hi, self.r_hi)
+        xm_lo, xm_hi = self.x_lo * ccmax, self.x_hi * ccmax
+        kcc_max, twcc_max = kmax * ccmax, twmax * ccmax
+        self.kcc_max, self.twcc_max = kcc_max, twcc_max
+        n_lo, n_hi = self.p2_lo, (1 << cfg.neuron_addr_bits) + self.p2_hi + ccmax + kmax * ccmax + kmax * twcc_max
+        w_lo = xm_lo - kmax * (ccmax << MAX_STRIDE_LOG2) - kmax * (kcc_max << MAX_STRIDE_LOG2)
+        w_hi = (1 << cfg.weight_addr_bits) + xm_hi + ccmax
+        self.n_bits, self.w_bits = signed_bits(n_lo, n_hi), signed_bits(w_lo, w_hi)
+
+
+def walk_layout(cfg: FabricConfig, r: _Ranges) -> list[tuple[str, int]]:
+    """A set-up packet: start addresses, address steps and loop counts (signed values as bits)."""
+    chb, kb = cfg.chan_bits, cfg.kernel_bits
+    return [
+        ("n0", r.n_bits), ("w0", r.w_bits),
+        ("sm_n", chb + 1), ("so_n", r.twcc_max.bit_length()),
+        ("sm_w", signed_bits(-((1 << (chb + 1)) << MAX_STRIDE_LOG2), 0)),
+        ("so_w", signed_bits(-(r.kcc_max << MAX_STRIDE_LOG2), 0)),
+        ("inner", chb + 1), ("mid", kb), ("outer", kb),
+        ("chan_ok", 1), ("wconst", 1), ("wval", cfg.weight_bits), ("d", cfg.event_bits),
+    ]
+
+
 class ESU(LiteXModule):
     def __init__(self, cfg: FabricConfig, esu_stride: int | None = None):
         cb, chb, kb, eb = cfg.coord_bits, cfg.chan_bits, cfg.kernel_bits, cfg.event_bits
-        nab = cfg.neuron_addr_bits
         self.cfg = cfg
         self.sink = stream.Endpoint(packet(cfg).migen())
         self.esu_count = Signal(cfg.esu_addr_bits + 1)
@@ -51,175 +98,166 @@ class ESU(LiteXModule):
         self.weights = TableMemory(weight_word(cfg), cfg.weight_words_per_core // 4)
         # Pair output: acc[n] += w * d, one per clock (no backpressure: the neuron unit always takes it).
         self.source = stream.Endpoint(pair_layout(cfg))
-        self.dropped = Signal(2)    # packets and pairs dropped this clock (see the guard)
+        self.dropped = Signal(2)
         self.idle = Signal()
 
         # # #
 
-        # Value ranges of every address term, from the field widths (exact, never wraps).
-        kmax, cmax, ccmax = (1 << kb) - 1, (1 << chb) - 1, (1 << (chb + 1)) - 1
-        xmax, twmax = (1 << cb) - 1, (1 << (cb + 1)) - 1
-        p1_max = xmax * twmax + xmax
-        p2_lo, p2_hi = -cmax, p1_max * ccmax + cmax
-        r1_lo, r1_hi = -cmax * kmax, cmax * kmax + kmax
-        r2_lo, r2_hi = r1_lo * kmax, r1_hi * kmax + kmax
-        xm_lo, xm_hi = min(p2_lo, r2_lo) * ccmax, max(p2_hi, r2_hi) * ccmax
-        kcc_max, twcc_max = kmax * ccmax, twmax * ccmax
-        n_lo, n_hi = p2_lo, (1 << nab) + p2_hi + ccmax + kmax * ccmax + kmax * twcc_max
-        w_lo = xm_lo - kmax * (ccmax << MAX_STRIDE_LOG2) - kmax * (kcc_max << MAX_STRIDE_LOG2)
-        w_hi = (1 << cfg.weight_addr_bits) + xm_hi + ccmax
-        n_bits, w_bits = signed_bits(n_lo, n_hi), signed_bits(w_lo, w_hi)
+        rng = _Ranges(cfg)
+        self.walk = walk = sync_fifo(walk_layout(cfg, rng), WALK_FIFO_DEPTH)
 
-        # Walker interface (defined first: it drives the setup pipeline's clock enables).
-        active = Signal()
-        last_pair = Signal()
-        load = Signal()
-
-        # ---- fetch: pop a packet and read its descriptor (moves whenever setup 1 loads) ----
-        setup1_ce, setup2_ce, setup3_ce = Signal(), Signal(), Signal()
+        # ---- fetch ----
         pk = self.sink
-        syn_ok = Signal()
+        in_setup = Signal(max=WALK_FIFO_DEPTH + 1)
+        credit = Signal()
+        syn_ok, take, enter, host_drop = Signal(), Signal(), Signal(), Signal()
         self.comb += [
+            credit.eq(in_setup + walk.level < WALK_FIFO_DEPTH),
+            pk.ready.eq(credit & ~self.table.host_busy & ~self.weights.host_busy),
+            take.eq(pk.valid & pk.ready),
             syn_ok.eq((pk.syn < self.esu_count) & (pk.syn < cfg.esu_descriptors_per_core)),
-            pk.ready.eq(setup1_ce),
+            enter.eq(take & syn_ok),
             self.table.rd_adr.eq(pk.syn),
-            self.table.rd_re.eq(setup1_ce),
         ]
-        f = PipeStage(self, pk.valid & syn_ok, setup1_ce, x=pk.x, y=pk.y, nx=pk.nx, ny=pk.ny, kx=pk.kx,
-                   ky=pk.ky, c=pk.c, d=pk.d)
+        fields = dict(x=pk.x, y=pk.y, nx=pk.nx, ny=pk.ny, kx=pk.kx, ky=pk.ky, c=pk.c, d=pk.d)
+        f1 = PipeStage(self, enter, **fields)
+        f2 = PipeStage(self, f1.valid, **{k: getattr(f1, k) for k in fields})
         e = self.table.rd_dat
+        known = Signal()
+        self.comb += known.eq(e.kind != Kind.HOST)
 
-        # ---- setup 1: P1 = y*A + x, R1 = cq*k + ky, k*cc, tw*cc ----
-        is_dense, is_dw = e.kind == Kind.DENSE, e.kind == Kind.DW
-        cq = Signal((chb + 2, True))
+        # ---- setup ----
+        dense, dw = e.kind == Kind.DENSE, e.kind == Kind.DW
         co = Signal((chb + 2, True))
-        p1 = Signal(p1_max.bit_length())
-        r1 = Signal((signed_bits(r1_lo, r1_hi), True))
-        self.comb += [
-            co.eq(f.c - e.c0),
-            cq.eq(Mux(is_dw, co, f.c)),
-            p1.eq(f.y * Mux(is_dense, e.src_w, e.tw) + f.x),
-            r1.eq(cq * e.k + f.ky),
-        ]
+        self.comb += co.eq(f2.c - e.c0)
+        desc = dict(kind=e.kind, wconst=e.wconst, wval=e.wval, k=e.k, s_log2=e.s_log2, cc=e.cc, tw=e.tw,
+                    nbase=e.nbase, wbase=e.wbase, src_c=e.src_c)
+        pkt = dict(x=f2.x, nx=f2.nx, ny=f2.ny, kx=f2.kx, ky=f2.ky, c=f2.c, d=f2.d)
+        s1 = PipeStage(self, f2.valid & known, **desc, **pkt, y=f2.y, co=co, cq=Mux(dw, co, f2.c),
+                       A=Mux(dense, e.src_w, e.tw),
+                       kk=small_multiply(self, e.k, e.k), kcc=small_multiply(self, e.cc, e.k))
+
+        def carry(stage, *names):
+            return {n: getattr(stage, n) for n in names}
+        base = ("kind", "wconst", "wval", "k", "s_log2", "cc", "nbase", "wbase", "src_c", "nx", "ny", "d")
+        cq_s, co_s = Signal((chb + 2, True)), Signal((chb + 2, True))
+        kk_s = Signal((2 * kb + 1, True))
+        self.comb += cq_s.eq(s1.cq), co_s.eq(s1.co), kk_s.eq(s1.kk)
+        s2 = PipeStage(self, s1.valid, **carry(s1, *base, "x", "kx", "c", "co", "kcc"),
+                       ya=s1.y * s1.A, cqkk=cq_s * kk_s, kyk=small_multiply(self, s1.k, s1.ky),
+                       twcc=s1.tw * s1.cc,
+                       chan_ok=(s1.kind != Kind.DW) | ((co_s >= 0) & (co_s < s1.cc)))
+        cqkk_s = Signal((len(s2.cqkk), True))
+        self.comb += cqkk_s.eq(s2.cqkk)
+        s3 = PipeStage(self, s2.valid, **carry(s2, *base, "c", "co", "kcc", "twcc", "chan_ok"),
+                       p1=s2.ya + s2.x, r=cqkk_s + s2.kyk + s2.kx)
+        s4 = PipeStage(self, s3.valid, **carry(s3, *base, "c", "co", "kcc", "twcc", "chan_ok", "r"),
+                       p1b=s3.p1 * Mux(s3.kind == Kind.DENSE, s3.src_c, s3.cc))
+        co4 = Signal((chb + 2, True))
+        self.comb += co4.eq(s4.co)
         p2_add = Signal((chb + 2, True))
-        self.comb += Case(e.kind, {Kind.DENSE: p2_add.eq(f.c), Kind.DW: p2_add.eq(co), "default": p2_add.eq(0)})
-        chan_ok = Signal()
-        self.comb += chan_ok.eq(~is_dw | ((co >= 0) & (co < e.cc)))
-        known_kind = Signal()
-        self.comb += known_kind.eq(e.kind != Kind.HOST)
-        s1 = PipeStage(self, f.valid & known_kind, setup1_ce,
-                    p1=p1, r1=r1, p2_add=p2_add, chan_ok=chan_ok, p1_mult=Mux(is_dense, e.src_c, e.cc),
-                    kcc=e.k * e.cc, twcc=e.tw * e.cc,
-                    kind=e.kind, wconst=e.wconst, wval=e.wval, k=e.k, s_log2=e.s_log2, cc=e.cc,
-                    nbase=e.nbase, wbase=e.wbase, kx=f.kx, nx=f.nx, ny=f.ny, d=f.d)
-
-        # ---- setup 2: P2 = P1*B + addend, R2 = R1*k + kx, address steps ----
-        p2 = Signal((signed_bits(p2_lo, p2_hi), True))
-        r2 = Signal((signed_bits(r2_lo, r2_hi), True))
-        sm_w = Signal((signed_bits(-(ccmax << MAX_STRIDE_LOG2), 0), True))
-        so_w = Signal((signed_bits(-(kcc_max << MAX_STRIDE_LOG2), 0), True))
-        conv1 = s1.kind == Kind.CONV
-        # Unsigned products and shifts get their own full-width signals before meeting a signed
-        # operand: Verilog would otherwise size them self-determined (inside $signed({1'b0, ...})).
-        p1_prod = Signal(len(s1.p1) + len(s1.p1_mult))
-        step_c = Signal(len(s1.cc) + MAX_STRIDE_LOG2)
-        step_k = Signal(len(s1.kcc) + MAX_STRIDE_LOG2)
+        self.comb += Case(s4.kind, {Kind.DENSE: p2_add.eq(s4.c), Kind.DW: p2_add.eq(co4), "default": p2_add.eq(0)})
+        p2 = Signal((signed_bits(rng.p2_lo, rng.p2_hi), True))
+        self.comb += p2.eq(s4.p1b + p2_add)
+        s5 = PipeStage(self, s4.valid, **carry(s4, *base, "kcc", "twcc", "chan_ok", "r"), p2=p2)
+        x_term = Signal((signed_bits(rng.x_lo, rng.x_hi), True))
+        r5 = Signal((len(s5.r), True))
+        self.comb += r5.eq(s5.r), x_term.eq(Mux(s5.kind == Kind.DENSE, s5.p2, r5))
+        s6 = PipeStage(self, s5.valid, **carry(s5, *base, "kcc", "twcc", "chan_ok", "p2"),
+                       xm=x_term * Mux(s5.kind == Kind.DW, 1, s5.cc))
+        conv6, dense6, dw6 = s6.kind == Kind.CONV, s6.kind == Kind.DENSE, s6.kind == Kind.DW
+        n0, w0 = Signal((rng.n_bits, True)), Signal((rng.w_bits, True))
+        p2_6, xm_6 = Signal((len(s6.p2), True)), Signal((len(s6.xm), True))
+        step_c, step_k = Signal(chb + 1 + MAX_STRIDE_LOG2), Signal(len(s6.kcc) + MAX_STRIDE_LOG2)
         self.comb += [
-            p1_prod.eq(s1.p1 * s1.p1_mult),
-            p2.eq(p1_prod + s1.p2_add),
-            r2.eq(s1.r1 * s1.k + s1.kx),
-            step_c.eq(Mux(conv1, s1.cc, 1) << s1.s_log2),
-            step_k.eq(Mux(conv1, s1.kcc, s1.k) << s1.s_log2),
-            sm_w.eq(-step_c),
-            so_w.eq(-step_k),
+            p2_6.eq(s6.p2), xm_6.eq(s6.xm),
+            n0.eq(s6.nbase + Mux(dense6, 0, p2_6)),
+            w0.eq(s6.wbase + xm_6),
+            step_c.eq(Mux(conv6, s6.cc, 1) << s6.s_log2),
+            step_k.eq(Mux(conv6, s6.kcc, s6.k) << s6.s_log2),
         ]
-        s2 = PipeStage(self, s1.valid, setup2_ce, p2=p2, r2=r2, chan_ok=s1.chan_ok, sm_w=sm_w, so_w=so_w,
-                    sm_n=s1.cc, so_n=s1.twcc, kind=s1.kind, wconst=s1.wconst, wval=s1.wval, cc=s1.cc,
-                    nbase=s1.nbase, wbase=s1.wbase, nx=s1.nx, ny=s1.ny, d=s1.d)
-
-        # ---- setup 3: start addresses and loop counts ----
-        dense2, dw2 = s2.kind == Kind.DENSE, s2.kind == Kind.DW
-        n0 = Signal((n_bits, True))
-        w0 = Signal((w_bits, True))
-        x_term = Signal((len(s2.p2) + len(s2.r2), True))
+        push = Signal()
+        self.sync += [
+            push.eq(s6.valid),
+            If(s6.valid,
+                walk.sink.n0.eq(n0), walk.sink.w0.eq(w0),
+                walk.sink.sm_n.eq(s6.cc), walk.sink.so_n.eq(s6.twcc),
+                walk.sink.sm_w.eq(-step_c), walk.sink.so_w.eq(-step_k),
+                walk.sink.inner.eq(Mux(dw6, 1, s6.cc)), walk.sink.mid.eq(Mux(dense6, 1, s6.nx)),
+                walk.sink.outer.eq(Mux(dense6, 1, s6.ny)),
+                walk.sink.chan_ok.eq(s6.chan_ok), walk.sink.wconst.eq(s6.wconst), walk.sink.wval.eq(s6.wval),
+                walk.sink.d.eq(s6.d),
+            ),
+        ]
         self.comb += [
-            n0.eq(s2.nbase + Mux(dense2, 0, s2.p2)),
-            x_term.eq(Mux(dense2, s2.p2, s2.r2)),
-            w0.eq(s2.wbase + x_term * Mux(dw2, 1, s2.cc)),
+            walk.sink.valid.eq(push),
+            host_drop.eq(f2.valid & ~known),
         ]
-        s3 = PipeStage(self, s2.valid, setup3_ce, n0=n0, w0=w0, sm_w=s2.sm_w, so_w=s2.so_w,
-                    sm_n=s2.sm_n, so_n=s2.so_n,
-                    inner=Mux(dw2, 1, s2.cc), mid=Mux(dense2, 1, s2.nx), outer=Mux(dense2, 1, s2.ny),
-                    chan_ok=s2.chan_ok, wconst=s2.wconst, wval=s2.wval, d=s2.d)
-
-        # A stage advances when the next one does or when it is empty.
-        self.comb += [
-            load.eq(s3.valid & (~active | last_pair)),
-            setup3_ce.eq(~s3.valid | load),
-            setup2_ce.eq(~s2.valid | setup3_ce),
-            setup1_ce.eq(~s1.valid | setup2_ce),
-        ]
+        self.sync += in_setup.eq(in_setup + enter - push - host_drop)
 
         # ---- walker: one pair per clock ----
-        inner_n, mid_n, outer_n = Signal(chb + 1), Signal(kb), Signal(kb)
-        ci, i, j = Signal(chb + 1), Signal(kb), Signal(kb)
-        n_cur, n_pix, n_row = (Signal((n_bits, True)) for _ in range(3))
-        w_cur, w_pix, w_row = (Signal((w_bits, True)) for _ in range(3))
-        sm_n_r, so_n_r, sm_w_r, so_w_r = (Signal.like(v) for v in (s3.sm_n, s3.so_n, s3.sm_w, s3.so_w))
-        wconst, wval, d, chan_ok_w = Signal(), Signal((cfg.weight_bits, True)), Signal((eb, True)), Signal()
-        last_inner, last_mid, last_outer = Signal(), Signal(), Signal()
+        h = walk.source
+        active, load, last_pair = Signal(), Signal(), Signal()
+        ci, i, j = Signal(chb + 1), Signal(kb), Signal(kb)          # counting down to 0
+        n_cur, n_pix, n_row = (Signal((rng.n_bits, True)) for _ in range(3))
+        w_cur, w_pix, w_row = (Signal((rng.w_bits, True)) for _ in range(3))
+        sm_n, so_n = Signal(len(h.sm_n)), Signal(len(h.so_n))
+        sm_w, so_w = Signal((len(h.sm_w), True)), Signal((len(h.so_w), True))
+        inner, mid = Signal(chb + 1), Signal(kb)
+        wconst, wval, d, chan_ok = Signal(), Signal(cfg.weight_bits), Signal(eb), Signal()
         self.comb += [
-            last_inner.eq(ci == inner_n - 1),
-            last_mid.eq(i == mid_n - 1),
-            last_outer.eq(j == outer_n - 1),
-            last_pair.eq(active & last_inner & last_mid & last_outer),
+            last_pair.eq(active & (ci == 0) & (i == 0) & (j == 0)),
+            load.eq(h.valid & (~active | last_pair)),
+            h.ready.eq(load),
         ]
         self.sync += [
             If(active,
-                If(~last_inner,
-                    ci.eq(ci + 1), n_cur.eq(n_cur + 1), w_cur.eq(w_cur + 1),
-                ).Elif(~last_mid,
-                    ci.eq(0), i.eq(i + 1),
-                    n_pix.eq(n_pix + sm_n_r), n_cur.eq(n_pix + sm_n_r),
-                    w_pix.eq(w_pix + sm_w_r), w_cur.eq(w_pix + sm_w_r),
-                ).Elif(~last_outer,
-                    ci.eq(0), i.eq(0), j.eq(j + 1),
-                    n_row.eq(n_row + so_n_r), n_pix.eq(n_row + so_n_r), n_cur.eq(n_row + so_n_r),
-                    w_row.eq(w_row + so_w_r), w_pix.eq(w_row + so_w_r), w_cur.eq(w_row + so_w_r),
+                If(ci != 0,
+                    ci.eq(ci - 1), n_cur.eq(n_cur + 1), w_cur.eq(w_cur + 1),
+                ).Elif(i != 0,
+                    ci.eq(inner - 1), i.eq(i - 1),
+                    n_pix.eq(n_pix + sm_n), n_cur.eq(n_pix + sm_n),
+                    w_pix.eq(w_pix + sm_w), w_cur.eq(w_pix + sm_w),
+                ).Elif(j != 0,
+                    ci.eq(inner - 1), i.eq(mid - 1), j.eq(j - 1),
+                    n_row.eq(n_row + so_n), n_pix.eq(n_row + so_n), n_cur.eq(n_row + so_n),
+                    w_row.eq(w_row + so_w), w_pix.eq(w_row + so_w), w_cur.eq(w_row + so_w),
                 ).Else(
                     active.eq(0),
                 ),
             ),
             If(load,
-                active.eq((s3.inner != 0) & (s3.mid != 0) & (s3.outer != 0)),
-                inner_n.eq(s3.inner), mid_n.eq(s3.mid), outer_n.eq(s3.outer),
-                ci.eq(0), i.eq(0), j.eq(0),
-                n_cur.eq(s3.n0), n_pix.eq(s3.n0), n_row.eq(s3.n0),
-                w_cur.eq(s3.w0), w_pix.eq(s3.w0), w_row.eq(s3.w0),
-                sm_n_r.eq(s3.sm_n), so_n_r.eq(s3.so_n), sm_w_r.eq(s3.sm_w), so_w_r.eq(s3.so_w),
-                wconst.eq(s3.wconst), wval.eq(s3.wval), d.eq(s3.d), chan_ok_w.eq(s3.chan_ok),
+                active.eq((h.inner != 0) & (h.mid != 0) & (h.outer != 0)),
+                inner.eq(h.inner), mid.eq(h.mid), ci.eq(h.inner - 1), i.eq(h.mid - 1), j.eq(h.outer - 1),
+                n_cur.eq(h.n0), n_pix.eq(h.n0), n_row.eq(h.n0),
+                w_cur.eq(h.w0), w_pix.eq(h.w0), w_row.eq(h.w0),
+                sm_n.eq(h.sm_n), so_n.eq(h.so_n), sm_w.eq(h.sm_w), so_w.eq(h.so_w),
+                wconst.eq(h.wconst), wval.eq(h.wval), d.eq(h.d), chan_ok.eq(h.chan_ok),
             ),
         ]
 
-        # ---- guard and weight read ----
+        # ---- guard, weight read, pair out ----
         in_range = Signal()
-        self.comb += [
-            in_range.eq(chan_ok_w & (n_cur >= 0) & (n_cur < cfg.neurons_per_core)
-                        & (wconst | ((w_cur >= 0) & (w_cur < cfg.weight_words_per_core)))),
-            self.dropped.eq((pk.valid & pk.ready & ~syn_ok) + (setup1_ce & f.valid & ~known_kind)
-                            + (active & ~in_range)),
-            self.weights.rd_adr.eq(w_cur[2:]),
-        ]
-        bsel = Signal(2)
-        p_wconst, p_wval = Signal(), Signal((cfg.weight_bits, True))
-        self.sync += [
-            self.source.valid.eq(active & in_range),
-            # The pair registers are only read with valid: they load only while walking.
-            If(active, self.source.n.eq(n_cur), bsel.eq(w_cur[:2]), p_wconst.eq(wconst), p_wval.eq(wval),
-               self.source.d.eq(d)),
-        ]
+        self.comb += in_range.eq(chan_ok & (n_cur >= 0) & (n_cur < cfg.neurons_per_core)
+                                 & (wconst | ((w_cur >= 0) & (w_cur < cfg.weight_words_per_core))))
+        g1 = PipeStage(self, active & in_range, n=n_cur[:cfg.neuron_addr_bits], bsel=w_cur[:2], wconst=wconst,
+                       wval=wval, d=d)
+        g2 = PipeStage(self, g1.valid, n=g1.n, bsel=g1.bsel, wconst=g1.wconst, wval=g1.wval, d=g1.d)
+        self.comb += self.weights.rd_adr.eq(w_cur[2:])
         wd = self.weights.rd_dat
-        byte = Array([wd.w0, wd.w1, wd.w2, wd.w3])[bsel]
-        self.comb += self.source.w.eq(Mux(p_wconst, p_wval, byte))
+        byte = Array([wd.w0, wd.w1, wd.w2, wd.w3])[g2.bsel]
+        src = self.source
+        self.sync += [
+            src.valid.eq(g2.valid),
+            If(g2.valid, src.n.eq(g2.n), src.d.eq(g2.d), src.w.eq(Mux(g2.wconst, g2.wval, byte))),
+        ]
+        self.comb += self.dropped.eq((pk.valid & pk.ready & ~syn_ok) + (f2.valid & ~known) + (active & ~in_range))
 
-        self.comb += self.idle.eq(~f.valid & ~s1.valid & ~s2.valid & ~s3.valid & ~active & ~self.source.valid)
+        # ---- idle, host access to the tables ----
+        self.comb += [
+            self.idle.eq(~f1.valid & ~f2.valid & (in_setup == 0) & ~walk.source.valid & ~active
+                         & ~g1.valid & ~g2.valid & ~src.valid),
+            self.table.host_ok.eq(~pk.valid & ~f1.valid & ~f2.valid),
+            self.weights.host_ok.eq(~active & ~g1.valid & ~g2.valid & ~walk.source.valid & (in_setup == 0)),
+        ]
+

@@ -39,13 +39,13 @@ from synfab.layouts import pop_desc
 
 from ..common import PipeStage, sync_fifo
 from ..serial import SerialMultiplier, SerialReciprocal
-from ..tables import TableMemory
+from ..tables import SerialTableMemory
 from .neuron import DIRTY_WORD, acc_read_layout, dirty_take_layout, dirty_word_bits
 from .peg import spike_layout
 
 SPIKE_FIFO_DEPTH = 16
 WORD_FIFO_DEPTH = 4
-PIPELINE_STAGES = 9          # E1..E9: neurons in flight after the emit register
+PIPELINE_STAGES = 9          # E1..E9: neurons in flight after the emit register (E10 holds spikes)
 
 
 def derived_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
@@ -152,8 +152,8 @@ class EvaluationUnit(LiteXModule):
         self.layer = Signal(6)
         self.threshold = Signal(eb)
         self.pop_count = Signal(cfg.pop_addr_bits + 1)
-        self.table = TableMemory(pop_desc(cfg), cfg.populations_per_core, pop_stride,
-                                 derive=PopulationDerive(cfg))
+        self.table = SerialTableMemory(pop_desc(cfg), cfg.populations_per_core, pop_stride,
+                                       derive=PopulationDerive(cfg))
         self.acc_rd = stream.Endpoint(acc_read_layout(cfg))
         self.acc_out = stream.Endpoint([("acc", ab)])
         self.dirty_rd = stream.Endpoint(dirty_take_layout(cfg))
@@ -215,13 +215,14 @@ class EvaluationUnit(LiteXModule):
         # ---- emit: one dirty neuron per clock into the request register ----
         in_flight = Signal(max=PIPELINE_STAGES + 2)
         room = Signal()
-        e9_valid = Signal()
+        e_last_valid = Signal()
         req = self.acc_rd
         advance = Signal()
         self.comb += [
             advance.eq(~req.valid | req.ready),
-            room.eq(spikes.level + in_flight + e9_valid < SPIKE_FIFO_DEPTH),
         ]
+        # Registered, with a margin of two for the emits made while it is being computed.
+        self.sync += room.eq(spikes.level + in_flight + e_last_valid + 2 < SPIKE_FIFO_DEPTH)
         emitter = _Emitter(self, cfg, words.source, req.valid, req.n, advance, room)
         issue = Signal()
         self.comb += issue.eq(req.valid & req.ready)
@@ -231,9 +232,12 @@ class EvaluationUnit(LiteXModule):
         fsm.act("IDLE",
             If(self.start, NextValue(p, 0), NextValue(layer, self.layer), NextState("FETCH")),
         )
-        fsm.act("FETCH",   # the table shows entry p from the next clock
-            If((p >= self.pop_count) | (p >= cfg.populations_per_core), NextState("IDLE")).Else(
-                NextState("CHECK")),
+        fsm.act("FETCH",
+            If((p >= self.pop_count) | (p >= cfg.populations_per_core), NextState("IDLE")).Elif(
+                ~self.table.host_busy, self.table.rd_start.eq(1), NextState("READ")),
+        )
+        fsm.act("READ",    # the descriptor arrives word by word
+            If(self.table.rd_done, NextState("CHECK")),
         )
         fsm.act("CHECK",
             If(pop_ok,
@@ -261,7 +265,9 @@ class EvaluationUnit(LiteXModule):
             If(drained, NextValue(p, p + 1), NextState("FETCH")),
         )
 
-        # ---- E1..E9: the neuron pipeline ----
+        self.comb += self.table.host_ok.eq(fsm.ongoing("IDLE"))
+
+        # ---- E1..E11: the neuron pipeline (every multiply alone in its stage) ----
         self.comb += sent_rd.adr.eq(req.n)
         e1 = PipeStage(self, issue, n=req.n)
         r = Signal(nab)
@@ -273,51 +279,68 @@ class EvaluationUnit(LiteXModule):
         acc2 = Signal((ab, True))
         self.comb += acc2.eq(self.acc_out.acc)
         e3 = PipeStage(self, e2.valid, n=e2.n, r=e2.r, sent=e2.sent, acc=acc2, q_c=e2.r * D["cc_mul"])
+        # acc * mult as two products of at most 18 x 18 bits (one DSP block each), summed next stage.
         mult_s = Signal((cfg.mult_bits + 1, True))
         self.comb += mult_s.eq(P["mult"])
-        e4 = PipeStage(self, e3.valid, n=e3.n, r=e3.r, sent=e3.sent, prod=e3.acc * mult_s,
+        low_bits = min(ab - 1, 17)
+        acc_lo, acc_hi = Signal((low_bits + 1, True)), Signal((ab - low_bits, True))
+        self.comb += acc_lo.eq(e3.acc[:low_bits]), acc_hi.eq(e3.acc[low_bits:])
+        e4 = PipeStage(self, e3.valid, n=e3.n, r=e3.r, sent=e3.sent, p_lo=acc_lo * mult_s, p_hi=acc_hi * mult_s,
                        pix=(e3.q_c >> D["cc_shift"])[:nab])
-        rnd_s = Signal((len(rnd) + 1, True))
-        self.comb += rnd_s.eq(rnd)
-        e5 = PipeStage(self, e4.valid, n=e4.n, r=e4.r, sent=e4.sent, rounded=e4.prod + rnd_s, pix=e4.pix,
+        p_lo4, p_hi4 = Signal((len(e4.p_lo), True)), Signal((len(e4.p_hi), True))
+        self.comb += p_lo4.eq(e4.p_lo), p_hi4.eq(e4.p_hi)
+        e5 = PipeStage(self, e4.valid, n=e4.n, r=e4.r, sent=e4.sent, pix=e4.pix,
+                       prod=(p_hi4 << low_bits) + p_lo4,
                        q_t=e4.pix * D["tw_mul"], pcc=(e4.pix * P["cc"])[:nab])
-        e6 = PipeStage(self, e5.valid, n=e5.n, sent=e5.sent, shifted=e5.rounded >> P["shift"], pix=e5.pix,
+        rnd_s = Signal((len(rnd) + 1, True))
+        prod5 = Signal((len(e5.prod), True))
+        self.comb += rnd_s.eq(rnd), prod5.eq(e5.prod)
+        e6 = PipeStage(self, e5.valid, n=e5.n, sent=e5.sent, pix=e5.pix, rounded=prod5 + rnd_s,
                        ty=(e5.q_t >> D["tw_shift"])[:nab], ci=(e5.r - e5.pcc)[:nab])
+        rounded6 = Signal((len(e6.rounded), True))
+        self.comb += rounded6.eq(e6.rounded)
+        e7 = PipeStage(self, e6.valid, n=e6.n, sent=e6.sent, pix=e6.pix, ty=e6.ty, ci=e6.ci,
+                       shifted=rounded6 >> P["shift"], tyw=(e6.ty * P["tw"])[:nab])
         lo_s, hi_s = Signal((eb, True)), Signal((eb, True))
-        self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"])
+        shifted7 = Signal((len(e7.shifted), True))
+        self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"]), shifted7.eq(e7.shifted)
         a = Signal((eb, True))
-        self.comb += If(e6.shifted < lo_s, a.eq(lo_s)).Elif(e6.shifted > hi_s, a.eq(hi_s)).Else(a.eq(e6.shifted))
-        e7 = PipeStage(self, e6.valid, n=e6.n, sent=e6.sent, a=a, pix=e6.pix, ty=e6.ty, ci=e6.ci,
-                       tyw=(e6.ty * P["tw"])[:nab])
-        diff = Signal((eb + 1, True))
-        self.comb += diff.eq(e7.a - e7.sent)
-        e8 = PipeStage(self, e7.valid, n=e7.n, a=e7.a, diff=diff, ty=e7.ty, ci=e7.ci, tx=(e7.pix - e7.tyw)[:nab])
+        self.comb += If(shifted7 < lo_s, a.eq(lo_s)).Elif(shifted7 > hi_s, a.eq(hi_s)).Else(a.eq(shifted7))
+        e8 = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, a=a, ty=e7.ty, ci=e7.ci,
+                       tx=(e7.pix - e7.tyw)[:nab])
+        a8, sent8 = Signal((eb, True)), Signal((eb, True))
+        self.comb += a8.eq(e8.a), sent8.eq(e8.sent)
+        e9 = PipeStage(self, e8.valid, n=e8.n, a=e8.a, diff=a8 - sent8, x=P["x0"] + e8.tx, y=P["y0"] + e8.ty,
+                       c=P["c0"] + e8.ci)
+        diff9 = Signal((eb + 1, True))
         mag = Signal(eb + 1)
         fire = Signal()
         self.comb += [
-            mag.eq(Mux(e8.diff < 0, -e8.diff, e8.diff)),
-            fire.eq(e8.valid & (e8.diff != 0) & (mag >= self.threshold)),
+            diff9.eq(e9.diff),
+            mag.eq(Mux(diff9 < 0, -diff9, diff9)),
+            fire.eq(e9.valid & (diff9 != 0) & (mag >= self.threshold)),
         ]
-        e9 = PipeStage(self, fire, n=e8.n, a=e8.a, diff=e8.diff, x=P["x0"] + e8.tx, y=P["y0"] + e8.ty,
-                       c=P["c0"] + e8.ci)
+        e10 = PipeStage(self, fire, n=e9.n, a=e9.a, diff=e9.diff, x=e9.x, y=e9.y, c=e9.c)
         self.comb += [
-            e9_valid.eq(e9.valid),
-            self.spike.eq(e9.valid),
-            spikes.sink.valid.eq(e9.valid),
-            spikes.sink.x.eq(e9.x), spikes.sink.y.eq(e9.y), spikes.sink.c.eq(e9.c), spikes.sink.d.eq(e9.diff),
+            e_last_valid.eq(e10.valid),
+            self.spike.eq(e10.valid),
+            spikes.sink.valid.eq(e10.valid),
+            spikes.sink.x.eq(e10.x), spikes.sink.y.eq(e10.y), spikes.sink.c.eq(e10.c), spikes.sink.d.eq(e10.diff),
             spikes.sink.base.eq(P["peg_base"]), spikes.sink.count.eq(P["peg_count"]),
         ]
-        # Neurons in flight from the request register to E9 (E9's spike is in the FIFO's level).
+        e9_last = e9
+        # Neurons in flight from the request register to E9 (E10's spike counts apart, then in the
+        # FIFO's level).
         leave = Signal()
-        self.comb += leave.eq(e8.valid)
+        self.comb += leave.eq(e9_last.valid)
         self.sync += in_flight.eq(in_flight + emitter.emit - leave)
         self.comb += drained.eq(~scanning & (takes_in_flight == 0) & ~words.source.valid & ~emitter.busy
-                                & ~req.valid & (in_flight == 0) & ~e9.valid)
+                                & ~req.valid & (in_flight == 0) & ~e10.valid)
 
         # ---- sent memory: evaluation first, the host only while idle ----
         bus = self.sent_bus
         pipeline_empty = Signal()
-        self.comb += pipeline_empty.eq(fsm.ongoing("IDLE") & (in_flight == 0) & ~e9.valid)
+        self.comb += pipeline_empty.eq(fsm.ongoing("IDLE") & (in_flight == 0) & ~e10.valid)
         host_go = Signal()
         mapped = Signal()
         read_mapped = Signal()
@@ -336,8 +359,8 @@ class EvaluationUnit(LiteXModule):
         ]
         self.comb += [
             If(pipeline_empty, sent_rd.adr.eq(bus.adr)),
-            If(e9.valid,
-                sent_wr.adr.eq(e9.n), sent_wr.dat_w.eq(e9.a), sent_wr.we.eq(1),
+            If(e10.valid,
+                sent_wr.adr.eq(e10.n), sent_wr.dat_w.eq(e10.a), sent_wr.we.eq(1),
             ).Else(
                 sent_wr.adr.eq(bus.adr), sent_wr.dat_w.eq(bus.dat_w), sent_wr.we.eq(host_go & bus.we & mapped),
             ),

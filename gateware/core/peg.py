@@ -8,6 +8,19 @@ into at most one packet on `.source`:
   CONV/DW -> the clipped kernel window of the destination tile, or nothing if it misses the
              tile (DW also: nothing if the channel is outside c0..c1).
 Entries at addresses >= n_entries produce nothing.
+
+Pipeline (every stage moves when the output register is free or being taken, `advance`):
+  P0  walk the entry range, one table address per clock
+  P1  table read (block RAM)        P2  entry registered; xu = (v << up) + pad, c_in = c + chan_off
+  P3  num = xu - k + 2^s, top = xu >> s, the DW channel test
+  P4  lo = max(num >> s, t0), hi = min(top, t1)
+  P5  rel = lo - t0, n = hi - lo + 1, k_first = xu - (lo << s), hits = lo <= hi
+  out the packet register
+
+    sink    in   spikes with their entry range (spike_layout)
+    source  out  packets (packet layout)
+    table        the output-axon entries (TableMemory, host-written)
+    idle    out  nothing in the pipeline
 """
 from __future__ import annotations
 
@@ -18,7 +31,7 @@ from litex.soc.interconnect import stream
 from synfab.config import FabricConfig
 from synfab.layouts import Kind, packet, peg_entry
 
-from ..common import signed_bits
+from ..common import PipeStage, signed_bits
 from ..tables import TableMemory
 
 
@@ -29,49 +42,42 @@ def spike_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
 
 
 class _Axis:
-    """One axis (x or y) of the CONV/DW window clipping, split over two pipeline stages.
+    """One axis (x or y) of the CONV/DW window clipping over stages P2..P5 (see the module doc)."""
 
-    Stage 1: xu = (v << up_log2) + pad; lo = max(floor((xu - k + 2^s) / 2^s), t0); hi = min(xu >> s, t1).
-    Stage 2: rel = lo - t0; n = hi - lo + 1; k_first = xu - (lo << s); hits = lo <= hi.
-    """
-
-    def __init__(self, m, cfg, ce, v, e, t0, t1):
+    def __init__(self, m, cfg, ce, v2, e, t0, t1, ax):
         cb, kb = cfg.coord_bits, cfg.kernel_bits
         xu_max = (((1 << cb) - 1) << 3) + (1 << kb) - 1
-        xu = Signal(xu_max.bit_length())
         sw = signed_bits(-(1 << kb), xu_max + 8)
-        num = Signal((sw, True))            # xu - k + 2^s
-        lo_raw = Signal((sw, True))         # floor(num / 2^s)
-        m.comb += [
-            xu.eq((v << e.up_log2) + e.pad),
-            num.eq(xu - e.k + (1 << e.s_log2)),
-            lo_raw.eq(num >> e.s_log2),
-        ]
-        self.xu = Signal.like(xu)
-        self.lo = Signal((sw, True))
-        self.hi = Signal((sw, True))
-        self.t0 = Signal(cb)
+        # P2 -> P3
+        self.xu3 = Signal(xu_max.bit_length(), name=f"xu3_{ax}")
+        num = Signal((sw, True))
+        m.sync += If(ce, self.xu3.eq((v2 << e.up_log2) + e.pad))
+        self.s3, self.k3, self.t0_3, self.t1_3 = (Signal(2), Signal(kb), Signal(cb), Signal(cb))
+        m.sync += If(ce, self.s3.eq(e.s_log2), self.k3.eq(e.k), self.t0_3.eq(t0), self.t1_3.eq(t1))
+        # P3 -> P4
+        self.num4, self.top4 = Signal((sw, True), name=f"num4_{ax}"), Signal(xu_max.bit_length())
+        self.xu4, self.s4, self.t0_4, self.t1_4 = Signal.like(self.xu3), Signal(2), Signal(cb), Signal(cb)
+        m.comb += num.eq(self.xu3 - self.k3 + (1 << self.s3))
+        m.sync += If(ce, self.num4.eq(num), self.top4.eq(self.xu3 >> self.s3), self.xu4.eq(self.xu3),
+                     self.s4.eq(self.s3), self.t0_4.eq(self.t0_3), self.t1_4.eq(self.t1_3))
+        # P4 -> P5
+        lo_raw = Signal((sw, True))
+        m.comb += lo_raw.eq(self.num4 >> self.s4)
+        self.lo5, self.hi5 = Signal((sw, True)), Signal((sw, True))
+        self.xu5, self.s5, self.t0_5 = Signal.like(self.xu3), Signal(2), Signal(cb)
         m.sync += If(ce,
-            self.xu.eq(xu),
-            self.lo.eq(lo_raw),
-            If(lo_raw < t0, self.lo.eq(t0)),
-            self.hi.eq(xu >> e.s_log2),
-            If((xu >> e.s_log2) > t1, self.hi.eq(t1)),
-            self.t0.eq(t0),
+            self.lo5.eq(lo_raw), If(lo_raw < self.t0_4, self.lo5.eq(self.t0_4)),
+            self.hi5.eq(self.top4), If(self.top4 > self.t1_4, self.hi5.eq(self.t1_4)),
+            self.xu5.eq(self.xu4), self.s5.eq(self.s4), self.t0_5.eq(self.t0_4),
         )
-        self.s_log2 = Signal(2)
-        m.sync += If(ce, self.s_log2.eq(e.s_log2))
-        # Stage 2 (combinational from the stage-1 registers).
-        self.hits = Signal()
-        self.rel = Signal(cb)
-        self.n = Signal(kb)
-        self.k_first = Signal(kb)
-        m.comb += [
-            self.hits.eq(self.lo <= self.hi),
-            self.rel.eq(self.lo - self.t0),
-            self.n.eq(self.hi - self.lo + 1),
-            self.k_first.eq(self.xu - (self.lo << self.s_log2)),
-        ]
+        # P5 -> out: registered results
+        self.hits, self.rel, self.n, self.k_first = Signal(), Signal(cb), Signal(kb), Signal(kb)
+        m.sync += If(ce,
+            self.hits.eq(self.lo5 <= self.hi5),
+            self.rel.eq(self.lo5 - self.t0_5),
+            self.n.eq(self.hi5 - self.lo5 + 1),
+            self.k_first.eq(self.xu5 - (self.lo5 << self.s5)),
+        )
 
 
 class PEG(LiteXModule):
@@ -88,11 +94,10 @@ class PEG(LiteXModule):
 
         cb, chb, eb = cfg.coord_bits, cfg.chan_bits, cfg.event_bits
         src = self.source
-        # Every stage moves together when the output register is free or being taken.
         advance = Signal()
         self.comb += advance.eq(~src.valid | src.ready)
 
-        # Stage 0: walk the entry range, one table read per clock.
+        # P0: walk the entry range, one table address per clock.
         active = Signal()
         idx = Signal(cfg.peg_addr_bits + 2)    # base + count never wraps
         remaining = Signal(cfg.peg_addr_bits + 1)
@@ -100,7 +105,7 @@ class PEG(LiteXModule):
         issue = Signal()
         self.comb += [
             issue.eq(active & advance),
-            self.sink.ready.eq(advance & (~active | (remaining == 1))),
+            self.sink.ready.eq(advance & (~active | (remaining == 1)) & ~self.table.host_busy),
             self.table.rd_adr.eq(idx),
             self.table.rd_re.eq(advance),
         ]
@@ -118,59 +123,51 @@ class PEG(LiteXModule):
             ),
         ]
 
-        # Stage 1: the entry is on the table output.
-        v1, v1_in = Signal(), Signal()
-        x1, y1, c1, d1 = Signal(cb), Signal(cb), Signal(chb), Signal(eb)
-        self.comb += v1_in.eq(issue & (idx < n_entries))
-        # Data registers load only with a valid entry: nothing reads them otherwise.
-        self.sync += If(advance,
-            v1.eq(v1_in),
-            If(v1_in, x1.eq(sx), y1.eq(sy), c1.eq(sc), d1.eq(sd)),
-        )
+        # P1 (memory), P2 (entry registered): the spike travels along.
+        p1 = PipeStage(self, issue & (idx < n_entries), advance, x=sx, y=sy, c=sc, d=sd)
+        p2 = PipeStage(self, p1.valid, advance, x=p1.x, y=p1.y, c=p1.c, d=p1.d)
         e = self.table.rd_dat
+        ax = _Axis(self, cfg, advance, p2.x, e, e.x0, e.x1, "x")
+        ay = _Axis(self, cfg, advance, p2.y, e, e.y0, e.y1, "y")
+        # The entry fields the packet needs, P3..P5 and the result stage.
         c_in = Signal(chb + 1)
-        self.comb += c_in.eq(c1 + e.chan_off)
-        ax = _Axis(self, cfg, advance & v1, x1, e, e.x0, e.x1)
-        ay = _Axis(self, cfg, advance & v1, y1, e, e.y0, e.y1)
-
-        # Stage 2: registers of the entry fields the packet needs.
-        v2 = Signal()
-        kind2 = Signal(2)
-        dest2, syn2 = Signal(cfg.core_bits), Signal(cfg.esu_addr_bits)
-        x2, y2, c2, d2 = Signal(cb), Signal(cb), Signal(chb), Signal(eb)
-        cin2 = Signal(chb)
-        chan_ok2 = Signal()
-        self.sync += If(advance,
-            v2.eq(v1),
-            If(v1,
-                kind2.eq(e.kind), dest2.eq(e.dest_core), syn2.eq(e.syn),
-                x2.eq(x1), y2.eq(y1), c2.eq(c1), d2.eq(d1), cin2.eq(c_in),
-                chan_ok2.eq((e.kind != Kind.DW) | ((c_in >= e.c0) & (c_in <= e.c1))),
-            ),
-        )
+        self.comb += c_in.eq(p2.c + e.chan_off)
+        p3 = PipeStage(self, p2.valid, advance, kind=e.kind, dest=e.dest_core, syn=e.syn, x=p2.x, y=p2.y,
+                       c=p2.c, d=p2.d, c_in=c_in[:chb], c_in_full=c_in, c0=e.c0, c1=e.c1)
+        p4 = PipeStage(self, p3.valid, advance, kind=p3.kind, dest=p3.dest, syn=p3.syn, x=p3.x, y=p3.y,
+                       c=p3.c, d=p3.d, c_in=p3.c_in,
+                       chan_ok=(p3.kind != Kind.DW) | ((p3.c_in_full >= p3.c0) & (p3.c_in_full <= p3.c1)))
+        p5 = PipeStage(self, p4.valid, advance, kind=p4.kind, dest=p4.dest, syn=p4.syn, x=p4.x, y=p4.y,
+                       c=p4.c, d=p4.d, c_in=p4.c_in, chan_ok=p4.chan_ok)
+        p6 = PipeStage(self, p5.valid, advance, kind=p5.kind, dest=p5.dest, syn=p5.syn, x=p5.x, y=p5.y,
+                       c=p5.c, d=p5.d, c_in=p5.c_in, chan_ok=p5.chan_ok)
 
         # Output register: the packet.
         emit = Signal()
-        self.comb += Case(kind2, {
-            Kind.HOST: emit.eq(v2),
-            Kind.DENSE: emit.eq(v2),
-            "default": emit.eq(v2 & chan_ok2 & ax.hits & ay.hits),
+        self.comb += Case(p6.kind, {
+            Kind.HOST: emit.eq(p6.valid),
+            Kind.DENSE: emit.eq(p6.valid),
+            "default": emit.eq(p6.valid & p6.chan_ok & ax.hits & ay.hits),
         })
         window = [src.x.eq(ax.rel), src.y.eq(ay.rel), src.nx.eq(ax.n), src.ny.eq(ay.n),
-                  src.kx.eq(ax.k_first), src.ky.eq(ay.k_first), src.c.eq(cin2)]
+                  src.kx.eq(ax.k_first), src.ky.eq(ay.k_first), src.c.eq(p6.c_in)]
         self.sync += If(advance,
             src.valid.eq(emit),
             If(emit,
-                src.dest.eq(dest2), src.syn.eq(syn2), src.d.eq(d2),
+                src.dest.eq(p6.dest), src.syn.eq(p6.syn), src.d.eq(p6.d),
                 src.host.eq(0), src.kx.eq(0), src.ky.eq(0),
-                Case(kind2, {
-                    Kind.HOST: [src.host.eq(1), src.x.eq(x2), src.y.eq(y2), src.c.eq(c2),
+                Case(p6.kind, {
+                    Kind.HOST: [src.host.eq(1), src.x.eq(p6.x), src.y.eq(p6.y), src.c.eq(p6.c),
                                 src.nx.eq(0), src.ny.eq(0)],
-                    Kind.DENSE: [src.x.eq(x2), src.y.eq(y2), src.c.eq(cin2), src.nx.eq(1), src.ny.eq(1)],
+                    Kind.DENSE: [src.x.eq(p6.x), src.y.eq(p6.y), src.c.eq(p6.c_in), src.nx.eq(1), src.ny.eq(1)],
                     "default": window,
                 }),
             ),
         )
         self.comb += src.last.eq(1)
 
-        self.comb += self.idle.eq(~active & ~v1 & ~v2 & ~src.valid)
+        self.comb += [
+            self.idle.eq(~active & ~p1.valid & ~p2.valid & ~p3.valid & ~p4.valid & ~p5.valid & ~p6.valid
+                         & ~src.valid),
+            self.table.host_ok.eq(~active & ~self.sink.valid & ~p1.valid & ~p2.valid),
+        ]
