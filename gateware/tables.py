@@ -206,7 +206,12 @@ class SerialTableMemory(LiteXModule):
         slot_bits = (slots - 1).bit_length()
 
         def address(entry, word):
-            return Cat(word[:slot_bits], entry) if slot_bits else entry
+            """Internal word address of (entry, word): entry * slots + word."""
+            if not slot_bits:
+                return entry
+            w = Signal(slot_bits)
+            self.comb += w.eq(word)
+            return Cat(w, entry)
 
         # ---- datapath read: word by word into a shift register ----
         total = self.words + self.extra_words
