@@ -156,11 +156,17 @@ def decode(module, master, windows) -> None:
             raise ValueError(f"window at word {base:#x} of {size} words is not an aligned power of two")
         size_bits = (size - 1).bit_length()
         selects.append((lambda adr, base=base, size_bits=size_bits: adr[size_bits:] == base >> size_bits, slave))
+    decode_targets(module, master, selects)
+
+
+def decode_targets(module, master, targets) -> None:
+    """LiteX's `wishbone.Decoder` (data mux select registered) over (hit function of the word
+    address, slave bus) pairs, plus an ErrorSlave for every address no target takes."""
     error = ErrorSlave(len(master.adr), len(master.dat_w))
     module.submodules += error
-    hits = [fn for fn, _ in selects]
-    selects.append((lambda adr: ~Reduce("OR", [fn(adr) for fn in hits]), error.bus))
-    module.submodules += wishbone.Decoder(master, selects, register=True)
+    hits = [fn for fn, _ in targets]
+    targets = list(targets) + [(lambda adr: ~Reduce("OR", [fn(adr) for fn in hits]), error.bus)]
+    module.submodules += wishbone.Decoder(master, targets, register=True)
 
 
 def sync_fifo(layout, depth: int):

@@ -20,7 +20,8 @@ at 32 bits. Reads and writes of unmapped addresses answer a wishbone error.
 """
 from __future__ import annotations
 
-from migen import Case, Cat, Constant, If, Memory, Signal
+from migen import Case, Cat, Constant, If, Memory, Mux, Signal
+from litex.gen import Reduce
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 from migen.genlib.fsm import FSM, NextState, NextValue
@@ -29,7 +30,7 @@ from synfab.config import FabricConfig
 from synfab.layouts import (GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_BITS, STREAM_EVENT,
                             RegisterMap)
 
-from .common import as_signed, pack, unpack
+from .common import WishboneSlice, as_signed, decode_targets, pack, unpack
 from .core.core import NeuronCore
 from .core.peg import PEG
 from .noc import Mesh
@@ -37,13 +38,6 @@ from .noc.mesh import popcount
 
 BEAT = [("data", STREAM_BITS)]
 WORD = 4   # bytes per bus word
-
-
-class _Slave:
-    """One decoded target of the fabric bus: `hit` selects it, `local` is its word address."""
-
-    def __init__(self, bus, hit, local):
-        self.bus, self.hit, self.local = bus, hit, local
 
 
 class Fabric(LiteXModule):
@@ -65,6 +59,11 @@ class Fabric(LiteXModule):
             self.comb += [core.source.connect(mesh.sinks[i]), mesh.sources[i].connect(core.sink)]
         self.input_peg = peg = PEG(cfg, cfg.input_peg_entries, regmap.input_peg.stride)
         self.comb += peg.source.connect(mesh.host_sink)
+        # Both stream ports are registered: whatever drives them (a FIFO in block RAM, a DMA)
+        # starts no path into the fabric's logic.
+        self.in_reg, self.out_reg = stream.PipeValid(BEAT), stream.PipeValid(BEAT)
+        inp, out = self.in_reg.source, self.out_reg.sink
+        self.comb += self.sink.connect(self.in_reg.sink), self.out_reg.source.connect(self.source)
 
         # -- registers -------------------------------------------------------------------------
         limits = {
@@ -80,7 +79,7 @@ class Fabric(LiteXModule):
         self.counters = counters
 
         # -- input port --------------------------------------------------------------------------
-        beat = unpack(STREAM_EVENT, self.sink.data)
+        beat = unpack(STREAM_EVENT, inp.data)
         accepting = Signal(name="accepting")  # the sequencer takes input only between frames' ends
         in_range = Signal(name="in_range")
         self.comb += in_range.eq((beat["x"] < regs["in_w"]) & (beat["y"] < regs["in_h"])
@@ -88,20 +87,22 @@ class Fabric(LiteXModule):
         is_eof = beat["eof"]
         d_in = as_signed(self, beat["d"])
         self.comb += [
-            peg.sink.valid.eq(self.sink.valid & accepting & ~is_eof & in_range),
+            peg.sink.valid.eq(inp.valid & accepting & ~is_eof & in_range),
             peg.sink.x.eq(beat["x"]), peg.sink.y.eq(beat["y"]), peg.sink.c.eq(beat["c"]),
             peg.sink.d.eq(d_in),
             peg.sink.base.eq(0), peg.sink.count.eq(regs["input_peg_count"]),
-            self.sink.ready.eq(accepting & (is_eof | ~in_range | peg.sink.ready)),
+            inp.ready.eq(accepting & (is_eof | ~in_range | peg.sink.ready)),
         ]
         took = Signal(name="took")
-        self.comb += took.eq(self.sink.valid & self.sink.ready)
+        self.comb += took.eq(inp.valid & inp.ready)
         eof_taken = Signal(name="eof_taken")
         self.comb += eof_taken.eq(took & is_eof)
 
         # -- drained, busy -------------------------------------------------------------------------
+        # Registered: once the sequencer waits for the fabric to drain, no new work enters, so the
+        # idle signals only go up; reading them one clock late is exact.
         drained = Signal(name="drained")
-        self.comb += drained.eq(peg.idle & mesh.idle & _all([c.idle for c in cores]))
+        self.sync += drained.eq(peg.idle & mesh.idle & Reduce("AND", [c.idle for c in cores]))
 
         # -- sequencer -------------------------------------------------------------------------
         layer = Signal(max=RegisterMap.MAX_LAYERS + 1, name="layer")
@@ -122,19 +123,28 @@ class Fabric(LiteXModule):
         )
         fsm.act("EVAL",
             eval_start.eq(1), evaluating.eq(1),
+            NextState("STARTED"),
+        )
+        # `drained` is registered: it shows the cores' idle of the clock before, so it is looked at
+        # only from the second clock after eval_start (a core's idle falls within one clock of it).
+        fsm.act("STARTED",
+            evaluating.eq(1),
             NextState("WAIT"),
         )
         fsm.act("WAIT",
             evaluating.eq(1),
-            If(drained,
-                write_back.eq(1),
-                NextValue(layer, layer + 1),
-                If(layer + 1 >= regs["n_layers"], NextState("EOF")).Else(NextState("EVAL")),
-            ),
+            If(drained, NextState("FETCH_COUNT")),
+        )
+        # layer_spikes[layer] += this layer's spikes: read (block RAM), then add and write.
+        fsm.act("FETCH_COUNT", NextState("SAVE_COUNT"))
+        fsm.act("SAVE_COUNT",
+            write_back.eq(1),
+            NextValue(layer, layer + 1),
+            If(layer + 1 >= regs["n_layers"], NextState("EOF")).Else(NextState("EVAL")),
         )
         fsm.act("EOF",
             eof_out.eq(1),
-            If(self.source.ready, NextState("RUN")),
+            If(out.ready, NextState("RUN")),
         )
         self.comb += self.busy.eq(~fsm.ongoing("RUN") | ~drained)
         for core in cores:
@@ -150,17 +160,17 @@ class Fabric(LiteXModule):
         eof_word = pack(STREAM_EVENT, eof=Constant(1, 1))
         self.comb += [
             If(eof_out,
-                self.source.valid.eq(1), self.source.last.eq(1), self.source.data.eq(eof_word),
+                out.valid.eq(1), out.last.eq(1), out.data.eq(eof_word),
             ).Else(
-                self.source.valid.eq(host.valid), self.source.data.eq(event_word),
-                host.ready.eq(self.source.ready),
+                out.valid.eq(host.valid), out.data.eq(event_word),
+                host.ready.eq(out.ready),
             ),
         ]
 
         # -- counters ----------------------------------------------------------------------------
         increments = {
             "cycles": 1,
-            "frames": eof_out & self.source.ready,
+            "frames": eof_out & out.ready,
             "events_in": took & ~is_eof,
             "events_out": host.valid & host.ready,
             "input_dropped": took & ~is_eof & ~in_range,
@@ -176,27 +186,35 @@ class Fabric(LiteXModule):
         self.specials += rmw, bus_rd
         written = Signal(n_lay, name="layer_written")
         running = Signal(32, name="layer_running")   # spikes of the layer being evaluated
-        spikes_now = popcount([c.spike for c in cores])
+        spikes_now = Signal(max=len(cores) + 1, name="spikes_now")   # registered: a wide adder tree
         stored = Signal(32, name="layer_stored")
+        layer_written = Signal(name="layer_was_written")
         self.comb += [
             rmw.adr.eq(layer),
-            stored.eq(0),
-            If((written >> layer)[0], stored.eq(rmw.dat_r)),
             rmw.dat_w.eq(stored + running),
             rmw.we.eq(write_back),
         ]
         self.sync += [
-            If(eval_start, running.eq(spikes_now)).Elif(evaluating, running.eq(running + spikes_now)),
+            spikes_now.eq(popcount([c.spike for c in cores])),
+            If(eval_start, running.eq(0)).Elif(evaluating | fsm.ongoing("FETCH_COUNT"),
+                                               running.eq(running + spikes_now)),
+            layer_written.eq((written >> layer)[0]),
+            stored.eq(Mux(layer_written, rmw.dat_r, 0)),
             If(clear, written.eq(0), running.eq(0)).Elif(write_back, written.eq(written | (1 << layer))),
         ]
 
-        # -- host bus ----------------------------------------------------------------------------
+        # -- host bus: LiteX's decoder; each core behind a registered stage (timing); an access
+        # that hits nothing (holes in a core's window included) answers an error ----------------
         regs_bus = wishbone.Interface(data_width=32, adr_width=regmap.addr_bits - 2, addressing="word")
-        slaves = [_Slave(regs_bus, self._in_words(self.bus.adr, 0, regmap.input_peg.base), self.bus.adr)]
-        slaves.append(self._window_slave(peg.table.bus, regmap.input_peg.base, regmap.input_peg.size))
+        targets = [(lambda adr: self._in_words(adr, 0, regmap.input_peg.base), regs_bus),
+                   (lambda adr: self._in_words(adr, regmap.input_peg.base, regmap.input_peg.size),
+                    self._offset(peg.table.bus, regmap.input_peg.base))]
         for i, core in enumerate(cores):
-            slaves.append(self._core_slave(core.bus, regmap, regmap.core_base(i)))
-        self._decode(self.bus, slaves)
+            cut = WishboneSlice(len(self.bus.adr))
+            self.add_module(f"core{i}_slice", cut)
+            self.comb += self._offset_connect(cut.source, core.bus, regmap.core_base(i))
+            targets.append((lambda adr, i=i: self._core_hit(adr, regmap, regmap.core_base(i)), cut.sink))
+        decode_targets(self, self.bus, targets)
 
         # Global registers, counters and layer_spikes on regs_bus.
         adr = regs_bus.adr
@@ -212,7 +230,7 @@ class Fabric(LiteXModule):
         ls = regmap.layer_spikes
         in_layer_spikes = self._in_words(adr, ls.base, ls.size)
         known_hit = Signal(name="regs_hit")
-        self.comb += known_hit.eq(in_layer_spikes | _or([adr == a // WORD for a in read_values]))
+        self.comb += known_hit.eq(in_layer_spikes | Reduce("OR", [adr == a // WORD for a in read_values]))
         self.comb += bus_rd.adr.eq(adr - ls.base // WORD)
         reg_data = Signal(32, name="reg_data")
         self.sync += [
@@ -241,52 +259,27 @@ class Fabric(LiteXModule):
         lo, hi = base // WORD, (base + size) // WORD
         return (adr >= lo) & (adr < hi) if lo else adr < hi
 
-    def _window_slave(self, bus, base: int, size: int) -> _Slave:
-        return _Slave(bus, self._in_words(self.bus.adr, base, size), self.bus.adr - base // WORD)
-
-    def _core_slave(self, bus, regmap: RegisterMap, core_base: int) -> _Slave:
-        """A core's bus, selected only on the words the core implements (gaps answer an error)."""
+    def _core_hit(self, adr, regmap: RegisterMap, core_base: int):
+        """The words a core implements (gaps in its window answer an error)."""
         ranges = [(regmap.core_regs[n], WORD) for n in regmap.core_regs]
         ranges += [(regmap.core_counters[n], WORD) for n in regmap.core_counters]
         ranges += [(w.base, w.entries * w.stride * WORD) for w in regmap.core_windows.values()]
-        adr = self.bus.adr
-        hit = _or([self._in_words(adr, core_base + b, s) for b, s in ranges])
-        return _Slave(bus, hit, adr - core_base // WORD)
+        return Reduce("OR", [self._in_words(adr, core_base + b, s) for b, s in ranges])
 
-    def _decode(self, master, slaves: list[_Slave]) -> None:
-        """Route each access to the one slave whose hit is set; no hit answers err."""
-        hits = []
-        for i, s in enumerate(slaves):
-            hit = Signal(name=f"bus_hit{i}")
-            self.comb += hit.eq(s.hit)
-            hits.append(hit)
-            self.comb += [
-                s.bus.adr.eq(s.local), s.bus.dat_w.eq(master.dat_w), s.bus.sel.eq(master.sel),
-                s.bus.we.eq(master.we), s.bus.cti.eq(master.cti), s.bus.bte.eq(master.bte),
-                s.bus.cyc.eq(master.cyc & hit), s.bus.stb.eq(master.stb & hit),
-            ]
-        unmapped_err = Signal(name="unmapped_err")
-        self.sync += unmapped_err.eq(master.cyc & master.stb & ~_or(hits) & ~unmapped_err)
-        self.comb += [
-            master.ack.eq(_or([h & s.bus.ack for h, s in zip(hits, slaves)])),
-            master.err.eq(unmapped_err | _or([h & s.bus.err for h, s in zip(hits, slaves)])),
-            master.dat_r.eq(0),
-            *[If(h, master.dat_r.eq(s.bus.dat_r)) for h, s in zip(hits, slaves)],
+    def _offset(self, bus, base: int):
+        """A wishbone port for the decoder whose address is `bus`'s plus base (bytes)."""
+        port = wishbone.Interface(data_width=32, adr_width=len(self.bus.adr), addressing="word")
+        self.comb += self._offset_connect(port, bus, base)
+        return port
+
+    @staticmethod
+    def _offset_connect(master, slave, base: int) -> list:
+        """Connect master to slave, slave addresses relative to base (bytes)."""
+        return [
+            slave.adr.eq(master.adr - base // WORD), slave.dat_w.eq(master.dat_w), slave.sel.eq(master.sel),
+            slave.we.eq(master.we), slave.cyc.eq(master.cyc), slave.stb.eq(master.stb),
+            master.ack.eq(slave.ack), master.err.eq(slave.err), master.dat_r.eq(slave.dat_r),
         ]
-
-
-def _all(bits):
-    out = 1
-    for b in bits:
-        out = out & b
-    return out
-
-
-def _or(values):
-    out = 0
-    for v in values:
-        out = out | v
-    return out
 
 
 def _fit(module, value, width):
