@@ -67,36 +67,45 @@ class RoundRobinArbiter(LiteXModule):
 
 
 class Router(LiteXModule):
+    """A mesh router (see the module doc).
+
+        sinks[port]    in   packets arriving from a neighbour, the local core, or the host port
+        sources[port]  out  packets leaving (registered)
+        dropped        out  a packet whose dest names no core was discarded this clock
+
+    Each input computes its packet's output port as the packet enters (XY routing on `dest`) and
+    keeps it in the FIFO beside the packet; each output has a round-robin arbiter over the FIFO
+    heads that want it and a register (LiteX PipeValid) in front of the neighbour."""
+
     def __init__(self, cfg: FabricConfig, x: int, y: int):
         layout = packet(cfg).migen()
         self.ports = router_ports(cfg, x, y)
-        # The host port's router feeds the fabric's output even while idle: its FIFOs keep LiteX's
-        # stale head when empty, so the output port's data does not change.
-        fifo = stream.SyncFIFO if "host" in self.ports else sync_fifo
-        self.fifos = {p: fifo(layout, cfg.event_fifo_depth) for p in self.ports}
-        self.sinks = {p: self.fifos[p].sink for p in self.ports}     # each input port is its FIFO
-        self.sources = {p: stream.Endpoint(layout) for p in self.ports}
-        self.dropped = Signal()   # out: a packet with a dest that names no core was discarded
+        has_drop = cfg.n_cores < (1 << cfg.core_bits)
+        outputs = self.ports + ([DROP] if has_drop else [])
+        allowed = {p: [q for q in outputs if _turn_allowed(p, q)] for p in self.ports}
+        self.sinks = {p: stream.Endpoint(layout) for p in self.ports}
+        self.sources = {}
+        self.dropped = Signal()
 
         # # #
 
-        has_drop = cfg.n_cores < (1 << cfg.core_bits)
-        outputs = self.ports + ([DROP] if has_drop else [])
-
-        heads = {}
-        for p, fifo in self.fifos.items():
-            self.add_module(f"fifo_{p}", fifo)
-            heads[p] = fifo.source
-
-        # Route of each input's head packet: one-hot over the outputs it may use.
-        want = {}
+        # Inputs: route on entry, then the FIFO (packet + one bit per output it may take).
+        heads, want = {}, {}
         for p in self.ports:
-            allowed = [q for q in outputs if _turn_allowed(p, q)]
-            sel = {q: Signal(name=f"route_{p}_to_{q}") for q in allowed}
-            self.comb += self._route(cfg, x, y, heads[p], sel)
-            want[p] = sel
+            route_layout = layout + [(f"to_{q}", 1) for q in allowed[p]]
+            # The host port's FIFO drives the fabric's output even while idle: LiteX's FIFO keeps
+            # its stale head when empty, so the output port's data does not change.
+            fifo = (stream.SyncFIFO if "host" in self.ports else sync_fifo)(route_layout, cfg.event_fifo_depth)
+            self.add_module(f"fifo_{p}", fifo)
+            sel = {q: getattr(fifo.sink, f"to_{q}") for q in allowed[p]}
+            self.comb += [
+                self.sinks[p].connect(fifo.sink),
+                self._route(cfg, x, y, self.sinks[p], sel),
+            ]
+            heads[p] = fifo.source
+            want[p] = {q: getattr(fifo.source, f"to_{q}") for q in allowed[p]}
 
-        # One arbiter per output among the inputs that can reach it.
+        # Outputs: arbiter, payload mux, register.
         for q in outputs:
             cands = [p for p in self.ports if q in want[p]]
             arb = RoundRobinArbiter(len(cands))
@@ -106,7 +115,10 @@ class Router(LiteXModule):
                 out_valid, out_ready = Signal(), Constant(1, 1)   # dropping never waits
                 self.comb += [out_valid.eq(arb.request != 0), self.dropped.eq(out_valid)]
             else:
-                src = self.sources[q]
+                reg = stream.PipeValid(layout)
+                self.add_module(f"out_{q}", reg)
+                self.sources[q] = reg.source
+                src = reg.sink
                 out_valid, out_ready = src.valid, src.ready
                 self.comb += out_valid.eq(arb.request != 0)
                 select = Case(arb.grant, {i: src.payload.eq(heads[p].payload) for i, p in enumerate(cands)})
@@ -119,7 +131,7 @@ class Router(LiteXModule):
 
     @staticmethod
     def _route(cfg: FabricConfig, x: int, y: int, head, sel: dict) -> list:
-        """Statements setting exactly one of `sel` (output -> Signal) for the head packet."""
+        """Statements setting exactly one of `sel` (output -> Signal) for the packet `head`."""
         cb = max(1, (cfg.mesh_x - 1).bit_length()), max(1, (cfg.mesh_y - 1).bit_length())
         tx, ty, valid = Signal(cb[0]), Signal(cb[1]), Signal()
         dest = head.dest
