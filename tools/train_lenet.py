@@ -83,9 +83,9 @@ def main() -> None:
     qnet = demo.lenet_qnetwork()
     acc = quant.evaluate(demo.load_lenet_network(), qnet, test_x / 255.0, test_y)
     print(f"on the {len(test_y)} MNIST test digits: {acc}")
-    meta = {"network": fnet.name, "test_digits": len(test_y), "torch_accuracy": torch_acc, **acc, "neurons": counts["neurons"],
-            "weights": counts["weights"], "epochs": args.epochs, "lr": LR, "lr_decay": LR_DECAY,
-            "train_s": round(train_s), "torch": torch.__version__}
+    meta = {"network": fnet.name, "test_digits": len(test_y), "torch_accuracy": torch_acc, **acc,
+            "neurons": counts["neurons"], "weights": counts["weights"], "epochs": args.epochs, "lr": LR,
+            "lr_decay": LR_DECAY, "train_s": round(train_s), "torch": torch.__version__}
     (demo.DATA / demo.LENET_META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
 
 
