@@ -128,6 +128,8 @@ def cmd_build(a):
     if a.board not in _gateware("soc.ecp5").BOARDS:
         boards = ", ".join([*_gateware("soc.ecp5").BOARDS, PYNQ])
         raise SynfabError(f"unknown board {a.board!r}; choose one of {boards}")
+    # Before building: the build's own report files would make the checkout look dirty.
+    revision = source_revision()
     rep = build_ecp5(a.board, cfg, out, a.sys_clk_mhz, a.baudrate, a.seed, command, quiet=a.json)
     if a.manifest:
         manifest = Path(a.manifest)
@@ -136,7 +138,7 @@ def cmd_build(a):
                                    "board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
                                    "config_crc": rep["config_crc"], "fmax_mhz": rep["fmax_mhz"],
                                    "sys_clk_mhz": rep["sys_clk_mhz"], "toolchain": rep["toolchain"],
-                                   "source_revision": source_revision(), "source_key": gateware_source_key(),
+                                   "source_revision": revision, "source_key": gateware_source_key(),
                                    "command": command})
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
     timing = "met" if rep["timing_met"] else (f"NOT MET: rebuild with --sys-clk-mhz "
