@@ -2,7 +2,6 @@
 the real NeuronCore in Verilator against the golden model on a random network."""
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("migen")
+from envtools import find_tool  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import RegisterMap  # noqa: E402
 from synfab_gateware.gen import generate_verilog  # noqa: E402
@@ -66,7 +66,7 @@ def _verilator() -> str | None:
             return str(exe)
     except ImportError:
         pass
-    return shutil.which("verilator")
+    return find_tool("verilator")
 
 
 def test_default_fabric_verilator_lint(default_verilog):

@@ -2,9 +2,8 @@
 inference of compiled random networks checked against the golden model and the dense reference.
 
 The sim build (a few minutes, cached in ~/.cache/synfab/litex-sim) needs Verilator and the
-libevent/json-c headers; the tests are skipped when those are missing.
+libevent/json-c headers (setup.sh installs them); a skip for their absence fails the session.
 """
-import shutil
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ import pytest
 pytest.importorskip("migen")
 pytest.importorskip("litex")
 
+from envtools import find_tool  # noqa: E402
 from synfab import api, randnet, reference  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import ID_MAGIC, LAYOUT_VERSION  # noqa: E402
@@ -28,7 +28,7 @@ HEADERS = [Path("/usr/include/event2/event.h"), Path("/usr/include/json-c/json.h
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not all(h.exists() for h in HEADERS),
-                       reason="LiteX sim needs libevent-dev and libjson-c-dev"),
+                       reason="LiteX sim needs libevent-dev and libjson-c-dev (setup.sh installs them as root)"),
 ]
 
 
@@ -87,9 +87,8 @@ def test_end_to_end_inference_matches_model_and_reference(litex_sim, seed, thres
 
 def test_through_litex_server(litex_sim):
     """The board path: litex_server --uart (here on the sim's TCP port) + RemoteClient."""
-    exe = shutil.which("litex_server")
-    if exe is None:
-        pytest.skip("litex_server not on PATH")
+    exe = find_tool("litex_server")
+    assert exe, "litex_server (from the litex package) is neither beside this interpreter nor on PATH"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
