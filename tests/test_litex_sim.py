@@ -21,6 +21,7 @@ from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import ID_MAGIC, LAYOUT_VERSION  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.litex import LitexDevice  # noqa: E402
+from synfab.runtime.stream import MismatchError  # noqa: E402
 
 CFG = PRESETS["small"]     # two cores: packets cross the mesh
 HEADERS = [Path("/usr/include/event2/event.h"), Path("/usr/include/json-c/json.h")]
@@ -83,6 +84,24 @@ def test_end_to_end_inference_matches_model_and_reference(litex_sim, seed, thres
         # Bit-exact with the dense integer reference (independent of the event model).
         for frame, got in zip(frames, res.outputs):
             assert np.array_equal(got, reference.run(qnet, frame)[qnet.output])
+
+
+def test_check_compares_the_counters_read_over_the_bridge(litex_sim, monkeypatch):
+    """--check on the litex backend compares counters too: one counter word read wrong stops the run."""
+    qnet = randnet.random_qnetwork(3, CFG)
+    tables = api.compile_qnetwork(qnet, CFG)
+    with LitexDevice(CFG, port=litex_sim.port) as dev:
+        dev.load(tables)
+        addr = dev.regmap.global_counters["events_in"]
+        read = dev._read
+
+        def off_by_one(addrs):
+            words = np.array(read(addrs), dtype=np.int64)
+            words[np.asarray(addrs) == addr] += 1
+            return words
+        monkeypatch.setattr(dev, "_read", off_by_one)
+        with pytest.raises(MismatchError, match=r"^frame 0: counter events_in: (\d+) vs model (?!\1)\d+$"):
+            api.run_frames(tables, _frames(qnet, 2, 3), check=True, device=dev)
 
 
 def test_through_litex_server(litex_sim):
