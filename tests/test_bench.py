@@ -136,7 +136,7 @@ def test_whole_frame_figures_agree_with_the_model_and_bound_the_work(whole_frame
     core_synops = np.array([[c["synops"] for c in fo.counters["cores"]] for _, fo in golden])
     events = np.array([n for n, _ in golden])
     outputs = np.array([len(fo.events) for _, fo in golden])
-    assert w["frames"] == bench.WHOLE_FRAME_FRAMES[name] == len(golden)
+    assert w["frames"] == WORKLOADS[name].frames == len(golden)
     assert w["input_events"] == events.sum() and w["output_events"] == outputs.sum()
     assert w["synaptic_ops"] == core_synops.sum() > 0
     assert [r["synops"] for r in w["cores"]] == core_synops.sum(axis=0).tolist()
@@ -175,6 +175,11 @@ def test_too_small_a_core_is_a_clear_error(tmp_path, capsys):
     assert main(["bench", "--fabric", str(path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("synfab: error: ") and "\n" not in err and "neurons_per_core >= 128" in err
+
+
+def test_bad_frame_count_is_one_line(capsys):
+    assert main(["bench", "--frames", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "synfab: error: --frames must be >= 1"
 
 
 def test_cli_json_and_text(tiny, monkeypatch, capsys):

@@ -62,8 +62,6 @@ IDLE_SPEED_CYCLES = 1_000_000
 POLL_CYCLES = 2_000
 MAX_DRAIN_CYCLES = 50_000_000
 MAX_FRAME_CYCLES = 200_000_000
-# Frames per whole-frame workload: MNIST digits (each a frame) and 20 ms windows of the recording.
-WHOLE_FRAME_FRAMES = {"demo_mnist": 20, "dvs_dvxplorer": 12}
 MICRO_WHAT = ("micro-benchmarks: one mechanism at its best (one busy core in the input phase of a single conv; "
               "a one-synapse relay in steady state), not a workload")
 WHOLE_FRAME_WHAT = ("whole frames of real workloads on their fabric: input phase, drain, evaluation of every "
@@ -330,7 +328,7 @@ def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig = Fab
     from .workloads import WORKLOADS
     if name not in WORKLOADS:
         raise BenchError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
-    qnet, x = WORKLOADS[name].load(frames or WHOLE_FRAME_FRAMES[name])
+    qnet, x = WORKLOADS[name].load(frames or WORKLOADS[name].frames)
     tables = compile_qnetwork(qnet, cfg)
     outputs = []
     dev = _phased_sim(cfg)
@@ -404,6 +402,8 @@ def _text(result: dict) -> str:
 
 
 def cmd_bench(args) -> None:
+    if args.frames is not None and args.frames < 1:
+        raise BenchError("--frames must be >= 1")
     cfg = FabricConfig.load(args.fabric) if args.fabric else FabricConfig()
     result = fabric_bench(cfg, workloads=args.workload, frames=args.frames)
     print(json.dumps(result, indent=2) if args.json else _text(result))
@@ -418,6 +418,6 @@ def register(subparsers) -> None:
     p.add_argument("--workload", action="append", choices=list(WORKLOADS),
                    help="whole-frame workload (repeatable; default: all)")
     p.add_argument("--frames", type=int, help="frames per whole-frame workload (default: "
-                                              + ", ".join(f"{k} {v}" for k, v in WHOLE_FRAME_FRAMES.items()) + ")")
+                                              + ", ".join(f"{k} {w.frames}" for k, w in WORKLOADS.items()) + ")")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

@@ -1,11 +1,12 @@
 """Real workloads for the whole-frame figures of `synfab bench`: a quantized network and its input
 frames, by name.
 
-Each entry of WORKLOADS gives a description and a loader `load(frames) -> (qnet, x)` with x the
-input frames (T, C, H, W) of non-negative integers; the network runs on the default fabric.
-Another network is one more entry, e.g. once synfab.demo loads the LeNet-size CNN:
+Each entry of WORKLOADS gives a description, a loader `load(frames) -> (qnet, x)` with x the
+input frames (T, C, H, W) of non-negative integers, and the default number of frames; the
+network runs on the default fabric.  Another network is one more entry, e.g. for the LeNet-size
+CNN once synfab.demo loads it:
 
-    "lenet_mnist": Workload("LeNet-size CNN on real MNIST test digits", lambda n: mnist(lenet_qnetwork(), n)),
+    "lenet_mnist": Workload("LeNet-size CNN on real MNIST test digits", lambda n: mnist(lenet_qnetwork(), n), 20),
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ DVS_CALIBRATION_FRAMES = 10
 class Workload:
     description: str
     load: Callable[[int], tuple[QNetwork, np.ndarray]]
+    frames: int                     # how many frames `synfab bench` runs by default
 
 
 def mnist(qnet: QNetwork, n: int) -> tuple[QNetwork, np.ndarray]:
@@ -84,7 +86,7 @@ def dvs_dvxplorer(n: int) -> tuple[QNetwork, np.ndarray]:
 
 WORKLOADS = {
     "demo_mnist": Workload("demo CNN (1x28x28 -> conv 8 s2 -> conv 16 s2 -> dense 10) on real MNIST test digits",
-                           demo_mnist),
+                           demo_mnist, 20),
     "dvs_dvxplorer": Workload(f"CNN (2x32x32 -> conv 8 s2 -> conv 16 s2 -> avgpool -> dense 4, seeded random "
-                              f"weights) on the real DVXplorer recording, {DVS_WINDOW_MS} ms frames", dvs_dvxplorer),
+                              f"weights) on the real DVXplorer recording, {DVS_WINDOW_MS} ms frames", dvs_dvxplorer, 12),
 }
