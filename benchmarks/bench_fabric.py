@@ -3,8 +3,10 @@
     python benchmarks/bench_fabric.py [--fabric CONFIG]
 
 The same figures as `synfab bench --json` (see synfab.bench for what each one measures):
-conv_sops_per_clock_per_core, input_events_per_clock, sim_cycles_per_second, frame latencies
-and the fabric config used.
+`micro` (micro-benchmarks of the fabric config: conv_sops_per_clock_per_core of one busy core in
+an input phase, input_events_per_clock of a one-synapse relay, frame latencies), `whole_frame`
+(real workloads, every core and every cycle: synaptic ops per clock of the fabric and per core,
+cycles and evaluation cycles per frame, idle fraction per core) and `simulation_speed`.
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ pytest.importorskip("litex_boards")
 
 from synfab.config import PRESETS  # noqa: E402
 from synfab.errors import SynfabError  # noqa: E402
+from synfab.hwcli import gateware_source_key  # noqa: E402
 from synfab.layouts import RegisterMap  # noqa: E402
 from synfab.runtime import litex as soc_map  # noqa: E402
 from synfab_gateware.soc import ecp5  # noqa: E402
@@ -90,6 +91,17 @@ def test_committed_bitstreams_match_the_manifest():
         assert report["sha256"] == a["sha256"] and report["fmax_mhz"] == a["fmax_mhz"]
 
 
+@pytest.mark.skipif(not MANIFEST.is_file(), reason="no committed bitstreams")
+def test_committed_bitstreams_are_built_from_the_current_gateware():
+    """A committed bitstream is stale once the gateware it was generated from changed: say which
+    one and how to rebuild it (the manifest's command), instead of shipping an old design."""
+    now = gateware_source_key()
+    stale = [f"{a['path']} (built from source key {a.get('source_key', 'unrecorded')[:12]}, gateware now "
+             f"{now[:12]}): rebuild with `{a['command']}` and commit the bitstream and the manifest"
+             for a in json.loads(MANIFEST.read_text())["artifacts"] if a.get("source_key") != now]
+    assert not stale, "stale committed bitstream(s): " + "; ".join(stale)
+
+
 @pytest.mark.slow
 def test_cli_builds_the_tiny_fabric_bitstream(tmp_path):
     """The whole open flow (yosys, nextpnr-ecp5, ecppack) on the smallest preset, via `synfab build`."""
@@ -113,4 +125,5 @@ def test_cli_builds_the_tiny_fabric_bitstream(tmp_path):
     assert json.loads((out / "report.json").read_text())["sha256"] == rep["sha256"]
     entry, = json.loads(manifest.read_text())["artifacts"]
     assert entry["path"] == f"ulx3s-tiny/{bit.name}" and entry["sha256"] == rep["sha256"]
+    assert entry["source_key"] == gateware_source_key()
     assert (out / "csr.json").is_file()

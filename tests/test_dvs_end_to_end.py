@@ -11,28 +11,9 @@ import pytest
 
 from synfab import api, events, netfile
 from synfab.cli import main
-from synfab.ir import Network, Node
+from synfab.workloads import dvs_network as dvs_cnn   # the benchmark's DVS workload network
 
 pytestmark = pytest.mark.slow
-
-
-def dvs_cnn(seed=0) -> Network:
-    """A small CNN on polarity histograms (random weights: this test is about the pipeline)."""
-    rng = np.random.default_rng(seed)
-
-    def conv(name, inp, ci, co, k=3, s=2, p=1):
-        return Node(name, "conv", [inp], {"out_channels": co, "kernel": k, "stride": s, "padding": p},
-                    {"weight": rng.normal(0, 1 / np.sqrt(ci * k * k), (co, ci, k, k)).astype(np.float32),
-                     "bias": rng.normal(0, 0.05, co).astype(np.float32)})
-    return Network([
-        Node("in", "input", attrs={"shape": (2, 32, 32)}),
-        conv("c1", "in", 2, 8), Node("r1", "relu", ["c1"]),
-        conv("c2", "r1", 8, 16), Node("r2", "relu", ["c2"]),
-        Node("p", "avgpool", ["r2"], {"kernel": 2}),
-        Node("f", "flatten", ["p"]),
-        Node("fc", "dense", ["f"], {"out_features": 4},
-             {"weight": rng.normal(0, 0.1, (4, 256)).astype(np.float32), "bias": np.zeros(4, np.float32)}),
-    ], name="dvs_cnn")
 
 
 def test_dvs_recording_runs_bit_exact_on_the_sim(tmp_path, capsys):

@@ -308,9 +308,9 @@ def test_layers_add_up_to_the_totals_and_ratios_are_quotients():
 def test_zoo_network_sanity(name):
     net = zoo.get(name)
     counts = net.count()
-    start = time.perf_counter()
+    start = time.process_time()      # CPU seconds: other load on the machine does not count
     r = footprint.analyze(net, neurons_per_core=1024)
-    assert time.perf_counter() - start < 30
+    assert time.process_time() - start < 30
     assert r["weights"] == counts["weights"] and r["neurons"] == counts["neurons"]
     # Padding taps are MACs but not synapses; constant connections add a few synapses back.
     assert 0.9 * counts["macs"] < r["synapses"] < 1.01 * counts["macs"]

@@ -2,7 +2,6 @@
 the real NeuronCore in Verilator against the golden model on a random network."""
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("migen")
+from envtools import find_tool  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import RegisterMap  # noqa: E402
 from synfab_gateware.gen import generate_verilog  # noqa: E402
@@ -45,15 +45,15 @@ def module_ports(text: str, module: str) -> dict:
 
 @pytest.fixture(scope="module")
 def default_verilog(tmp_path_factory):
-    t = time.perf_counter()
+    t = time.process_time()      # CPU seconds of this process: load from others does not count
     path = generate_verilog(PRESETS["default"], tmp_path_factory.mktemp("gen"))
-    return path, time.perf_counter() - t
+    return path, time.process_time() - t
 
 
 def test_default_fabric_ports_exact_and_fast(default_verilog):
     path, seconds = default_verilog
     assert path.name == "synfab_fabric.v"
-    assert seconds < 30, f"Verilog generation took {seconds:.1f} s"
+    assert seconds < 30, f"Verilog generation took {seconds:.1f} CPU s"
     ports = module_ports(path.read_text(), "synfab_fabric")
     assert ports == expected_ports(RegisterMap(PRESETS["default"]).addr_bits)
 
@@ -66,7 +66,7 @@ def _verilator() -> str | None:
             return str(exe)
     except ImportError:
         pass
-    return shutil.which("verilator")
+    return find_tool("verilator")
 
 
 def test_default_fabric_verilator_lint(default_verilog):

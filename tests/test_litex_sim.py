@@ -2,9 +2,8 @@
 inference of compiled random networks checked against the golden model and the dense reference.
 
 The sim build (a few minutes, cached in ~/.cache/synfab/litex-sim) needs Verilator and the
-libevent/json-c headers; the tests are skipped when those are missing.
+libevent/json-c headers (setup.sh installs them); a skip for their absence fails the session.
 """
-import shutil
 import socket
 import subprocess
 import time
@@ -16,11 +15,13 @@ import pytest
 pytest.importorskip("migen")
 pytest.importorskip("litex")
 
+from envtools import find_tool  # noqa: E402
 from synfab import api, randnet, reference  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import ID_MAGIC, LAYOUT_VERSION  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.litex import LitexDevice  # noqa: E402
+from synfab.runtime.stream import MismatchError  # noqa: E402
 
 CFG = PRESETS["small"]     # two cores: packets cross the mesh
 HEADERS = [Path("/usr/include/event2/event.h"), Path("/usr/include/json-c/json.h")]
@@ -28,7 +29,7 @@ HEADERS = [Path("/usr/include/event2/event.h"), Path("/usr/include/json-c/json.h
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not all(h.exists() for h in HEADERS),
-                       reason="LiteX sim needs libevent-dev and libjson-c-dev"),
+                       reason="LiteX sim needs libevent-dev and libjson-c-dev (setup.sh installs them as root)"),
 ]
 
 
@@ -85,11 +86,28 @@ def test_end_to_end_inference_matches_model_and_reference(litex_sim, seed, thres
             assert np.array_equal(got, reference.run(qnet, frame)[qnet.output])
 
 
+def test_check_compares_the_counters_read_over_the_bridge(litex_sim, monkeypatch):
+    """--check on the litex backend compares counters too: one counter word read wrong stops the run."""
+    qnet = randnet.random_qnetwork(3, CFG)
+    tables = api.compile_qnetwork(qnet, CFG)
+    with LitexDevice(CFG, port=litex_sim.port) as dev:
+        dev.load(tables)
+        addr = dev.regmap.global_counters["events_in"]
+        read = dev._read
+
+        def off_by_one(addrs):
+            words = np.array(read(addrs), dtype=np.int64)
+            words[np.asarray(addrs) == addr] += 1
+            return words
+        monkeypatch.setattr(dev, "_read", off_by_one)
+        with pytest.raises(MismatchError, match=r"^frame 0: counter events_in: (\d+) vs model (?!\1)\d+$"):
+            api.run_frames(tables, _frames(qnet, 2, 3), check=True, device=dev)
+
+
 def test_through_litex_server(litex_sim):
     """The board path: litex_server --uart (here on the sim's TCP port) + RemoteClient."""
-    exe = shutil.which("litex_server")
-    if exe is None:
-        pytest.skip("litex_server not on PATH")
+    exe = find_tool("litex_server")
+    assert exe, "litex_server (from the litex package) is neither beside this interpreter nor on PATH"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -98,9 +98,11 @@ def test_placement_respects_every_capacity(cfg_net, strategy):
     try:
         pl = map_network(qnet, cfg, strategy)
     except MappingError:
-        # randnet sizes networks for "auto"; a forced strategy may not fit a tight fabric.
-        assume(strategy != "auto")
-        return
+        # randnet sizes networks for "auto", so "auto" must map; a forced strategy may not fit a
+        # tight fabric: reject the example (hypothesis draws another) instead of passing it untested.
+        if strategy == "auto":
+            raise
+        assume(False)
     check_placement(qnet, cfg, pl)
     tables = compile_network(qnet, cfg, pl)
     for c, ct in enumerate(tables.cores):
@@ -259,9 +261,9 @@ def test_shape_only_zoo_maps_fast(name):
     q = lower(zoo.get(name))
     cfg = FabricConfig(mesh_x=256, mesh_y=128, neurons_per_core=1024, peg_entries_per_core=1024,
                        input_peg_entries=4096, coord_bits=9, name="analysis")
-    t = time.perf_counter()
+    t = time.process_time()      # CPU seconds: other load on the machine does not count
     pl = map_network(q, cfg, for_analysis=True)
-    assert time.perf_counter() - t < 20
+    assert time.process_time() - t < 20
     weights = sum(p.weight_words for p in pl.parts)
     n_weights = zoo.get(name).count()["weights"]
     # Every weight is placed at least once; channel-major splitting keeps replication small.

@@ -22,6 +22,7 @@ from synfab.runtime import pynq_mock  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.model import ModelDevice  # noqa: E402
 from synfab.runtime.pynq import PynqDevice  # noqa: E402
+from synfab.runtime.stream import MismatchError  # noqa: E402
 from synfab_gateware.vivado import project as vivado  # noqa: E402
 
 CFG = FabricConfig()            # the demo network's fabric: one Verilator build serves every test
@@ -146,6 +147,22 @@ def test_random_frames_after_reset_split_and_match_the_model(board, narrow_devic
     out = api.run_frames(tables, x, check=True, device=dev)
     assert out["summary"]["frames"] == 2
     assert_split(board, 9, input_events_per_frame(x), model_output_events(tables, x))
+
+
+def test_check_compares_the_counters_read_through_the_driver(board, narrow_device, monkeypatch):
+    """--check on the pynq backend compares counters too: one counter word read wrong stops the run."""
+    qnet, tables, dev = narrow_device
+    dev.reset()
+    addr = dev.regmap.core_counter(1, "packets_in")
+    read = dev._read
+
+    def off_by_one(addrs):
+        words = np.array(read(addrs), dtype=np.int64)
+        words[np.asarray(addrs) == addr] += 1
+        return words
+    monkeypatch.setattr(dev, "_read", off_by_one)
+    with pytest.raises(MismatchError, match=r"^frame 0: core 1 counter packets_in: (\d+) vs model (?!\1)\d+$"):
+        api.run_frames(tables, random_frames(qnet, 1, 2), check=True, device=dev)
 
 
 def test_wrong_config_bitstream_is_refused_and_the_board_stays_usable(board, overlay_dir):

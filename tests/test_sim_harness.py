@@ -229,21 +229,22 @@ def test_bad_push_and_gap_arguments(fresh):
 
 
 def test_clock_runs_in_cpp(fresh):
-    start = time.perf_counter()
+    # CPU time of this process, not wall time: other load on a shared machine does not count.
+    start = time.process_time()
     fresh.run(2_000_000)
-    rate = 2_000_000 / (time.perf_counter() - start)
+    rate = 2_000_000 / max(time.process_time() - start, 1e-6)
     assert fresh.cycles == 2_000_000
-    # Target ~10 M cycles/s; the bound leaves room for a loaded shared machine.
+    # ~10 M cycles per CPU second in C++; a Python call per cycle would be far below this bound.
     assert rate > 1e6
 
 
 def test_bulk_access_is_one_call_not_one_per_word(fresh):
     n = 20_000
     addrs = 4 * (np.arange(n) % REG_WORDS)
-    start = time.perf_counter()
+    start = time.process_time()
     fresh.write_block(addrs, np.arange(n))
     values = fresh.read_block(addrs[-REG_WORDS:])
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0      # CPU seconds: a Python call per word would exceed it
     assert np.array_equal(values, np.arange(n - REG_WORDS, n, dtype=np.uint32))
 
 
@@ -259,10 +260,11 @@ def test_cache_key_ignores_comment_lines_only(standin_v, tmp_path):
 
 def test_cached_build_is_reused(sim, standin_v):
     before = sim.lib_path.stat().st_mtime_ns
-    start = time.perf_counter()
+    builds = sorted(sim.lib_path.parents[1].iterdir())
     assert build_verilog(standin_v, quiet=True) == sim.lib_path
-    assert time.perf_counter() - start < 1.0
+    # Reused, not rebuilt: the library is untouched and the cache holds no new build.
     assert sim.lib_path.stat().st_mtime_ns == before
+    assert sorted(sim.lib_path.parents[1].iterdir()) == builds
 
 
 def test_build_errors_are_reported_and_leave_no_build_behind(tmp_path, monkeypatch):

@@ -96,7 +96,7 @@ def test_port_names_match_the_generated_verilog(project):
     assert "foreach name {s_axil s_axis m_axis clk rst}" in pkg
 
 
-@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed")
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed (setup.sh installs the Debian package tcl)")
 def test_scripts_run_under_tclsh_with_vivado_stand_ins(project, tmp_path):
     cfg, files = project
     out = files["build"].parent
@@ -120,7 +120,7 @@ def test_scripts_run_under_tclsh_with_vivado_stand_ins(project, tmp_path):
     assert (out / f"{name}.hwh").read_text() == "<hwh/>"
 
 
-@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed")
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed (setup.sh installs the Debian package tcl)")
 def test_missing_board_files_stop_with_a_clear_error(project, tmp_path):
     cfg, files = project
     harness = tmp_path / "harness.tcl"

@@ -65,13 +65,17 @@ def model() -> nn.Sequential:
     ]))
 
 
-def train(net: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int) -> None:
+def train(net: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int, lr: float = 3e-3,
+          lr_decay: float = 1.0) -> None:
+    """Adam on minibatches of 128 in a seeded order; the learning rate is lr * lr_decay**epoch."""
     x = torch.from_numpy(images).float() / 255
     y = torch.from_numpy(labels).long()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(0)
     net.train()
     for epoch in range(epochs):
+        for group in opt.param_groups:
+            group["lr"] = lr * lr_decay ** epoch
         order = torch.randperm(len(x), generator=gen)
         total = 0.0
         for i in range(0, len(x), 128):

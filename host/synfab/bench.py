@@ -1,7 +1,8 @@
 """Throughput of the gateware, measured in simulated clock cycles (Verilator, backend `sim`).
 
-Three measurements on one fabric configuration, each through the real driver path (tables loaded
-and read back by `SimDevice`, beats packed with `layouts.STREAM_EVENT`):
+Two kinds of figures, kept apart in the JSON:
+
+`micro` -- micro-benchmarks: one mechanism at its best, not a workload.
 
 conv (`conv_sops_per_clock_per_core`)
     One 3x3 convolution (pad 1, stride 1) with many output channels, placed on one core; every
@@ -10,8 +11,9 @@ conv (`conv_sops_per_clock_per_core`)
     evaluated, so every clock a core was busy went to event FIFO -> ESU -> neuron unit work.
     Per core: synops (counter) / busy_cycles (counter) over that input phase; the figure is
     the sum of synops over the sum of busy cycles of the cores that did synaptic work (the
-    synops-weighted mean of the per-core rates; the per-core rows are reported too).
-    Target >= 0.9: the ESU emits one (neuron, weight) pair per clock.
+    synops-weighted mean of the per-core rates; the per-core rows are reported too). Evaluation,
+    output and idle cores are excluded by construction.  Target >= 0.9: the ESU emits one
+    (neuron, weight) pair per clock.
 
 input (`input_events_per_clock`)
     A relay network: the input through a 1x1 depthwise connection with constant weight, so each
@@ -19,15 +21,22 @@ input (`input_events_per_clock`)
     input beats the fabric takes during a fixed window of clocks are counted (steady state,
     without start-up or drain). Target 1.0.
 
-simulation speed (`sim_cycles_per_second`)
-    Wall-clock speed of the Verilated model while it works: the dense conv frame queued several
-    times and clocked through in one call (no Python between clocks). Idle clocking is reported
-    as `sim_cycles_per_second_idle`. Both depend on the machine and its load.
-
 Latencies (clock cycles from the first input beat offered to the end-of-frame beat taken on the
 output): the dense conv frame, the relay frame, an empty frame (eof only, nothing dirty); and
 `conv_finish_cycles`: from the eof beat of an already drained frame to the output eof (drain,
 evaluation of the layer, output events).
+
+`whole_frame` -- real networks on real inputs (synfab.workloads: the demo CNN on MNIST digits, a
+CNN on a real DVS recording), every frame whole: input phase, drain, evaluation of every layer,
+output.  Per workload: cycles per frame; evaluation cycles per frame (from the eof beat taken to
+the output eof beat: the drain, the layer-by-layer evaluation and the synaptic work of the spikes
+it makes); synaptic ops per clock of the fabric and per core (over all its cores); and per core
+its synaptic ops, busy cycles and idle fraction (1 - busy / all cycles).  All from the simulated
+clock and the fabric's counters.
+
+`simulation_speed` -- wall-clock speed of the Verilated model while it works: the dense conv frame
+queued several times and clocked through in one call (no Python between clocks); idle clocking
+too.  Both depend on the machine and its load (no test checks them).
 """
 from __future__ import annotations
 
@@ -53,6 +62,10 @@ IDLE_SPEED_CYCLES = 1_000_000
 POLL_CYCLES = 2_000
 MAX_DRAIN_CYCLES = 50_000_000
 MAX_FRAME_CYCLES = 200_000_000
+MICRO_WHAT = ("micro-benchmarks: one mechanism at its best (one busy core in the input phase of a single conv; "
+              "a one-synapse relay in steady state), not a workload")
+WHOLE_FRAME_WHAT = ("whole frames of real workloads on their fabric: input phase, drain, evaluation of every "
+                    "layer, output; all cores and all cycles counted")
 
 
 class BenchError(SynfabError):
@@ -201,9 +214,9 @@ def _open_sim(cfg: FabricConfig):
     return SimDevice(cfg)
 
 
-# -- the benchmark ---------------------------------------------------------------------------------
-def fabric_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RELAY_EVENTS) -> dict:
-    """Measure the gateware of cfg in Verilator (see the module doc); returns a JSON-able dict."""
+# -- micro-benchmarks -------------------------------------------------------------------------------
+def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RELAY_EVENTS) -> tuple[dict, dict]:
+    """(micro-benchmark figures, simulation speed) of cfg's gateware (see the module doc)."""
     from .api import compile_qnetwork
     from .runtime.stream import input_deltas
 
@@ -233,12 +246,10 @@ def fabric_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = R
     phase_synops = sum(r["synops"] for r in rows)
     phase_busy = sum(r["busy_cycles"] for r in rows)
     co, side = conv.layers[0].shape[:2]
-    return {
-        "fabric": cfg.name,
-        "config": cfg.to_dict(),
+    micro = {
+        "what": MICRO_WHAT,
         "conv_sops_per_clock_per_core": round(phase_synops / phase_busy, 4) if phase_busy else 0.0,
         "input_events_per_clock": round(input_rate, 4),
-        **speed,
         "conv": {
             "network": f"{conv.input_shape[0]}x{side}x{side} -> conv3x3 pad1 -> {co}x{side}x{side}",
             "input_events": len(conv_events["x"]),
@@ -260,35 +271,153 @@ def fabric_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = R
             "synops": sum(c["synops"] for c in relay_frame.counters["cores"]),
         },
     }
+    return micro, speed
+
+
+# -- whole frames on real workloads -----------------------------------------------------------------
+def _clock_until_input_taken(sim) -> int:
+    """Clock until every queued input beat (the frame's eof beat last) is taken; the cycles that took.
+    The fabric takes at most one beat per clock, so running (pending - 1) clocks never passes the
+    eof beat: the moment it is taken is exact."""
+    cycles = 0
+    while sim.pending_input > 1:
+        step = sim.pending_input - 1
+        sim.run(step)
+        cycles += step
+    while sim.pending_input:
+        sim.run(1)
+        cycles += 1
+    return cycles
+
+
+def _phased_sim(cfg: FabricConfig):
+    """A SimDevice that also records, per frame, (cycles until its eof beat was taken, cycles from
+    then to the output eof beat)."""
+    from .runtime.sim import MAX_FRAME_CYCLES as SIM_MAX_FRAME_CYCLES, SimDevice
+
+    class PhasedSimDevice(SimDevice):
+        phases: list
+
+        def _exchange(self, words, lasts):
+            self.sim.push(words, lasts)
+            taken = _clock_until_input_taken(self.sim)
+            after = self.sim.run_frames(1, SIM_MAX_FRAME_CYCLES)
+            self.phases.append((taken, after))
+            out, out_lasts = self.sim.pull()
+            return out, out_lasts, taken + after
+
+    dev = PhasedSimDevice(cfg)
+    dev.phases = []
+    return dev
+
+
+def _per_core_rows(frames: list, cycles: int, tables) -> list[dict]:
+    rows = []
+    for core, ct in enumerate(tables.cores):
+        synops = sum(f.counters["cores"][core]["synops"] for f in frames)
+        busy = sum(f.counters["cores"][core]["busy_cycles"] for f in frames)
+        rows.append({"core": core, "used": bool(ct.pop_count), "synops": synops, "busy_cycles": busy,
+                     "sops_per_clock": round(synops / cycles, 4), "idle_fraction": round(1 - busy / cycles, 4)})
+    return rows
+
+
+def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig = FabricConfig()) -> dict:
+    """Whole-frame figures of one workload (synfab.workloads) on cfg's gateware."""
+    from .api import compile_qnetwork
+    from .runtime.stream import stream
+    from .workloads import WORKLOADS
+    if name not in WORKLOADS:
+        raise BenchError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+    qnet, x = WORKLOADS[name].load(frames or WORKLOADS[name].frames)
+    tables = compile_qnetwork(qnet, cfg)
+    outputs = []
+    dev = _phased_sim(cfg)
+    try:
+        dev.load(tables)
+        res = stream(dev, x, on_frame=lambda t, fo, out: outputs.append(fo))
+        phases = np.array(dev.phases, dtype=np.int64)
+    finally:
+        dev.close()
+    cycles = phases.sum(axis=1)
+    total = int(cycles.sum())
+    synops = sum(c["synops"] for f in outputs for c in f.counters["cores"])
+    evaluation = phases[:, 1]
+    return {
+        "description": WORKLOADS[name].description,
+        "network": qnet.name, "fabric": cfg.name, "n_cores": cfg.n_cores,
+        "frames": res.frames, "input_events": res.events_in, "output_events": res.events_out,
+        "synaptic_ops": synops, "cycles": total,
+        "cycles_per_frame": {"mean": round(float(cycles.mean()), 1), "max": int(cycles.max())},
+        "evaluation_cycles": int(evaluation.sum()),
+        "evaluation_cycles_per_frame": {"mean": round(float(evaluation.mean()), 1), "max": int(evaluation.max())},
+        "evaluation_fraction": round(int(evaluation.sum()) / total, 4),
+        "sops_per_clock": round(synops / total, 4),
+        "sops_per_clock_per_core": round(synops / total / cfg.n_cores, 4),
+        "cores": _per_core_rows(outputs, total, tables),
+    }
+
+
+def whole_frame_bench(names=None, frames: int | None = None) -> dict:
+    from .workloads import WORKLOADS
+    return {"what": WHOLE_FRAME_WHAT,
+            **{name: workload_bench(name, frames) for name in (names or WORKLOADS)}}
+
+
+# -- the benchmark -----------------------------------------------------------------------------------
+def fabric_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RELAY_EVENTS,
+                 workloads=None, frames: int | None = None) -> dict:
+    """Micro-benchmarks of cfg's gateware, whole-frame figures of the workloads (on their fabric)
+    and the simulation speed; a JSON-able dict (see the module doc)."""
+    micro, speed = micro_bench(cfg, relay_events_count)
+    return {"fabric": cfg.name, "config": cfg.to_dict(), "micro": micro,
+            "whole_frame": whole_frame_bench(workloads, frames), "simulation_speed": speed}
 
 
 # -- command line ----------------------------------------------------------------------------------
 def _text(result: dict) -> str:
-    conv, inp = result["conv"], result["input"]
+    micro, speed = result["micro"], result["simulation_speed"]
+    conv, inp = micro["conv"], micro["input"]
     lines = [
         f"fabric {result['fabric']} (Verilator, simulated clock cycles)",
-        f"conv  {conv['network']}: {conv['synops']} synops in {conv['busy_cycles']} busy cycles "
-        f"= {result['conv_sops_per_clock_per_core']} synops/clock/core",
-        f"      frame {conv['frame_cycles']} cycles, finish after eof {conv['finish_cycles']}, "
+        "micro-benchmarks (one mechanism at its best, not a workload):",
+        f"  conv  {conv['network']}, one busy core, input phase only: {conv['synops']} synops in "
+        f"{conv['busy_cycles']} busy cycles = {micro['conv_sops_per_clock_per_core']} synops/clock/core",
+        f"        frame {conv['frame_cycles']} cycles, finish after eof {conv['finish_cycles']}, "
         f"empty frame {conv['empty_frame_cycles']}",
-        f"input {inp['network']}: {result['input_events_per_clock']} events/clock "
+        f"  input {inp['network']}, steady state: {micro['input_events_per_clock']} events/clock "
         f"(frame of {inp['frame_events']} events: {inp['frame_cycles']} cycles)",
-        f"sim   {result['sim_cycles_per_second']:,} cycles per wall second busy "
-        f"({result['sim_cycles_per_cpu_second']:,} per CPU second), "
-        f"{result['sim_cycles_per_second_idle']:,} idle ({result['sim_cycles_per_cpu_second_idle']:,})",
+        "whole frames of real workloads (every core, every cycle):",
     ]
+    for name, w in result["whole_frame"].items():
+        if name == "what":
+            continue
+        idle = ", ".join(f"{r['idle_fraction']:.2f}" for r in w["cores"])
+        lines += [f"  {name} ({w['frames']} frames on fabric {w['fabric']}): {w['sops_per_clock']} synops/clock "
+                  f"({w['sops_per_clock_per_core']} per core), {w['cycles_per_frame']['mean']:.0f} cycles/frame, "
+                  f"evaluation {w['evaluation_cycles_per_frame']['mean']:.0f} cycles/frame, idle per core {idle}"]
+    lines.append(f"sim speed: {speed['sim_cycles_per_second']:,} cycles per wall second busy "
+                 f"({speed['sim_cycles_per_cpu_second']:,} per CPU second), {speed['sim_cycles_per_second_idle']:,} "
+                 f"idle ({speed['sim_cycles_per_cpu_second_idle']:,})")
     return "\n".join(lines)
 
 
 def cmd_bench(args) -> None:
+    if args.frames is not None and args.frames < 1:
+        raise BenchError("--frames must be >= 1")
     cfg = FabricConfig.load(args.fabric) if args.fabric else FabricConfig()
-    result = fabric_bench(cfg)
+    result = fabric_bench(cfg, workloads=args.workload, frames=args.frames)
     print(json.dumps(result, indent=2) if args.json else _text(result))
 
 
 def register(subparsers) -> None:
-    """Add `synfab bench [--fabric CONFIG] [--json]`."""
+    """Add `synfab bench [--fabric CONFIG] [--workload NAME ...] [--frames N] [--json]`."""
+    from .workloads import WORKLOADS
     p = subparsers.add_parser("bench", help="gateware throughput in simulated clock cycles (Verilator)")
-    p.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    p.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny) of the micro-benchmarks; "
+                                    "the whole-frame workloads run on the default fabric")
+    p.add_argument("--workload", action="append", choices=list(WORKLOADS),
+                   help="whole-frame workload (repeatable; default: all)")
+    p.add_argument("--frames", type=int, help="frames per whole-frame workload (default: "
+                                              + ", ".join(f"{k} {w.frames}" for k, w in WORKLOADS.items()) + ")")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

@@ -1,27 +1,88 @@
-"""The demo network: a small MNIST CNN shipped with synfab (trained by tools/train_demo.py).
+"""The networks shipped with synfab, trained on real MNIST, and the MNIST test digits they run on.
 
-28x28x1 -> conv3x3 s2 p1 (8) -> relu -> conv3x3 s2 p1 (16) -> relu -> flatten -> dense 10.
-Float inputs are pixels / 255, so the quantized input is the raw grey level.
+demo  (tools/train_demo.py): 28x28x1 -> conv3x3 s2 p1 (8) -> relu -> conv3x3 s2 p1 (16) -> relu
+      -> flatten -> dense 10.
+lenet (tools/train_lenet.py): 28x28x1 -> conv5x5 (20) -> relu -> avgpool 2 -> conv5x5 (32) -> relu
+      -> avgpool 2 -> conv3x3 (128) -> relu -> avgpool 2 -> flatten -> dense 500 -> relu -> dense 10,
+      no bias; its measured accuracies are in lenet_mnist.meta.json.
+Float inputs are pixels / 255, so the quantized input is the raw grey level.  Both networks are
+quantized the same way: calibrated on the first 100 shipped digits (deterministic).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from . import netfile, quant
+from .config import FabricConfig
 from .ir import Network, NetworkError, QNetwork
 
 DATA = Path(__file__).parent / "data"
-NETWORK_FILE = "demo_mnist.json"
+NETWORK_FILES = {"demo": "demo_mnist.json", "lenet": "lenet_mnist.json"}
+NETWORK_FILE = NETWORK_FILES["demo"]
+LENET_META_FILE = "lenet_mnist.meta.json"
 DIGITS_FILE = "mnist_test_subset.npz"
 CALIBRATION_DIGITS = 100
 INPUT_SCALE = 1 / 255   # one grey level
 
+# The fabric each shipped network runs on in `synfab demo`.  LeNet (18.1 k neurons) needs more
+# cores than the default 2x2 fabric: of 3x3 and 4x4 meshes with 1024/2048 neurons and 8192/16384
+# weight words per core, this is the smallest it fits (README).
+LENET_FABRIC = FabricConfig(mesh_x=3, mesh_y=3, neurons_per_core=2048, weight_words_per_core=16384, name="lenet")
+FABRICS = {"demo": FabricConfig(), "lenet": LENET_FABRIC}
+
+
+def _check_name(name: str) -> None:
+    if name not in NETWORK_FILES:
+        raise NetworkError(f"unknown shipped network {name!r}; choose {' or '.join(NETWORK_FILES)}")
+
+
+def load_network(name: str = "demo") -> Network:
+    """A shipped float network: 'demo' or 'lenet'."""
+    _check_name(name)
+    return netfile.load(DATA / NETWORK_FILES[name])
+
+
+def qnetwork(name: str = "demo") -> QNetwork:
+    """A shipped network quantized, calibrated on the first 100 shipped digits (deterministic)."""
+    net = load_network(name)
+    images, _ = load_demo_digits(CALIBRATION_DIGITS)
+    qnet = quant.quantize(net, images / 255.0, input_scale=INPUT_SCALE)
+    qnet.name = net.name
+    return qnet
+
+
+def fabric(name: str = "demo") -> FabricConfig:
+    """The fabric config a shipped network runs on in the demo."""
+    _check_name(name)
+    return FABRICS[name]
+
 
 def load_demo_network() -> Network:
     """The float demo network."""
-    return netfile.load(DATA / NETWORK_FILE)
+    return load_network("demo")
+
+
+def demo_qnetwork() -> QNetwork:
+    """The demo network quantized."""
+    return qnetwork("demo")
+
+
+def load_lenet_network() -> Network:
+    """The float LeNet-size network."""
+    return load_network("lenet")
+
+
+def lenet_qnetwork() -> QNetwork:
+    """The LeNet-size network quantized."""
+    return qnetwork("lenet")
+
+
+def lenet_meta() -> dict:
+    """What tools/train_lenet.py measured: accuracies on the 10k MNIST test digits, training time..."""
+    return json.loads((DATA / LENET_META_FILE).read_text())
 
 
 def load_demo_digits(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -36,11 +97,3 @@ def load_demo_digits(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
             raise NetworkError(f"asked for {n} demo digits; there are {len(images)} (use 1..{len(images)})")
         images, labels = images[:n], labels[:n]
     return images, labels.astype(np.int64)
-
-
-def demo_qnetwork() -> QNetwork:
-    """The demo network quantized, calibrated on the first 100 shipped digits (deterministic)."""
-    images, _ = load_demo_digits(CALIBRATION_DIGITS)
-    qnet = quant.quantize(load_demo_network(), images / 255.0, input_scale=INPUT_SCALE)
-    qnet.name = "demo_mnist"
-    return qnet

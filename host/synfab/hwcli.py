@@ -72,6 +72,12 @@ def source_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def gateware_source_key() -> str:
+    """What generated gateware is made from (gateware sources, the host spine they import, the
+    migen/LiteX versions): recorded with every committed bitstream, so a stale one is detected."""
+    return _gateware("soc.toolchain").source_digest()
+
+
 def _command(argv_tail: list[str]) -> str:
     return "synfab " + " ".join(shlex.quote(a) for a in argv_tail)
 
@@ -122,6 +128,8 @@ def cmd_build(a):
     if a.board not in _gateware("soc.ecp5").BOARDS:
         boards = ", ".join([*_gateware("soc.ecp5").BOARDS, PYNQ])
         raise SynfabError(f"unknown board {a.board!r}; choose one of {boards}")
+    # Before building: the build's own report files would make the checkout look dirty.
+    revision = source_revision()
     rep = build_ecp5(a.board, cfg, out, a.sys_clk_mhz, a.baudrate, a.seed, command, quiet=a.json)
     if a.manifest:
         manifest = Path(a.manifest)
@@ -130,7 +138,8 @@ def cmd_build(a):
                                    "board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
                                    "config_crc": rep["config_crc"], "fmax_mhz": rep["fmax_mhz"],
                                    "sys_clk_mhz": rep["sys_clk_mhz"], "toolchain": rep["toolchain"],
-                                   "source_revision": source_revision(), "command": command})
+                                   "source_revision": revision, "source_key": gateware_source_key(),
+                                   "command": command})
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
     timing = "met" if rep["timing_met"] else (f"NOT MET: rebuild with --sys-clk-mhz "
                                               f"{math.floor(rep['fmax_mhz'] * 0.9)} before using it")

@@ -12,6 +12,8 @@ vanish nor all saturate; small acc_bits make some accumulators wrap, which is te
 from __future__ import annotations
 
 import math
+from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from .config import FabricConfig
 from .errors import SynfabError
 from .ir import QConnection, QLayer, QNetwork
 from .layouts import Kind
+from .mapper import STRATEGIES, MappingError, map_network
 
 BLOCKS = ("conv", "conv_s2", "tconv", "dw", "pw", "sumpool", "avgpool", "upsample", "add", "concat",
           "dense", "dense_concat")
@@ -28,6 +31,9 @@ class _Source:
     """One interface over numpy Generators and hypothesis draws."""
 
     def __init__(self, source):
+        if isinstance(source, _Source):
+            self.rng, self.draw = source.rng, source.draw
+            return
         if isinstance(source, (int, np.integer)):
             source = np.random.default_rng(int(source))
         self.rng = source if isinstance(source, np.random.Generator) else None
@@ -179,7 +185,7 @@ class _Builder:
         raise ValueError(kind)
 
 
-def _build(src: _Source, cfg: FabricConfig, size: int, kinds) -> QNetwork:
+def _build(src: _Source, cfg: FabricConfig, size: int, kinds, blocks: tuple[int, int] | None = None) -> QNetwork:
     b = _Builder(src, cfg, size)
     # Lower bounds well above the minimum: hypothesis draws favour the low end of every range.
     c = src.int(1, min(3, b.max_c))
@@ -189,12 +195,15 @@ def _build(src: _Source, cfg: FabricConfig, size: int, kinds) -> QNetwork:
     b.shapes["in"] = (c, h, w)
     b.mag["in"] = input_hi / 2
     budget = max(1, min(8, cfg.n_cores * cfg.populations_per_core - 1, (1 << cfg.esu_addr_bits) - 1))
-    most = max(1, min(budget, 2 + size))
-    n_blocks = src.int(min(most, 1 + size), most)
+    fewest, most = blocks or (1 + size, 2 + size)
+    most = max(1, min(budget, most))
+    n_blocks = src.int(min(most, fewest), most)
     cur = "in"
     for _ in range(n_blocks):
         kind = src.pick(list(kinds))
         if b.shapes[cur][1:] == (1, 1) and kind not in ("dense", "pw", "add"):
+            if blocks:      # a chosen depth: end at a classifier rather than stack dense layers
+                break
             kind = "dense"
         new = b.block(kind, cur)
         if new is not None:
@@ -207,18 +216,20 @@ def _build(src: _Source, cfg: FabricConfig, size: int, kinds) -> QNetwork:
                     output_scale=1.0, input_hi=input_hi)
 
 
-def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30) -> QNetwork:
-    """A random quantized network that maps onto `cfg` (source: Generator, seed or hypothesis draw)."""
-    from .mapper import MappingError, map_network
+def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30, size: int = 3,
+                   blocks: tuple[int, int] | None = None) -> QNetwork:
+    """A random quantized network that maps onto `cfg` (source: Generator, seed or hypothesis draw).
+    `size` scales the input, the widths and (unless `blocks` bounds the number of blocks) the
+    depth; it shrinks when a network does not map.  A kind listed twice in `kinds` is drawn twice
+    as often."""
     src = _Source(source)
     unknown = set(kinds) - set(BLOCKS)
     if unknown:
         raise SynfabError(f"unknown block kinds {sorted(unknown)}; known: {', '.join(BLOCKS)}")
-    size = 3
     for attempt in range(tries):
         # The last tries build a single pointwise conv on a tiny input: it fits any fabric.
         last = attempt >= tries - 2
-        qnet = _build(src, cfg, 0 if last else size, ("pw",) if last else kinds)
+        qnet = _build(src, cfg, 0 if last else size, ("pw",) if last else kinds, None if last else blocks)
         try:
             map_network(qnet, cfg)
             return qnet
@@ -237,30 +248,107 @@ def random_input(qnet: QNetwork, rng: np.random.Generator, prev: np.ndarray | No
     return np.where(keep, prev, x)
 
 
+# -- random fabrics and co-simulation cases ---------------------------------------------------------
+# The values drawn for every FabricConfig field: each legal range from its narrowest to its widest
+# end, powers of two and not, the simplest value first (hypothesis shrinks towards it).  Memories
+# stay small enough that one Verilator build of a fabric takes well under a minute.
+FABRIC_CHOICES = {
+    "mesh_x": (1, 2, 3, 4),
+    "mesh_y": (1, 2),
+    "neurons_per_core": (256, 32, 64, 96, 128, 200, 512, 1024, 2048),
+    "weight_words_per_core": (1024, 256, 512, 768, 2048, 4096, 8192),
+    "peg_entries_per_core": (32, 16, 24, 64),
+    "esu_descriptors_per_core": (32, 8, 16, 64),
+    "populations_per_core": (8, 4, 16),
+    "input_peg_entries": (32, 16, 64),
+    "event_bits": (16, 9, 12, 24),
+    "acc_bits": (24, 16, 20, 32),
+    "coord_bits": (8, 4, 5, 6, 12),
+    "chan_bits": (8, 4, 5, 12, 16),
+    "kernel_bits": (4, 3),
+    "mult_bits": (16, 8, 12),
+    "shift_bits": (5, 4),
+    "event_fifo_depth": (16, 2, 4),
+}
+# Co-simulation networks: every block kind, the convolutional ones twice as likely, so layers are
+# big and split into spatial tiles and channel groups over several cores (not mostly dense layers).
+COSIM_KINDS = BLOCKS + ("conv", "conv_s2", "tconv", "dw", "pw", "add", "concat")
+COSIM_SIZE = 5
+COSIM_BLOCKS = (3, 5)           # few wide layers rather than many narrow ones: layers outgrow a core
+COSIM_NETWORK_TRIES = 8
+THRESHOLDS = (1, 0, 2, 3, 5, 8, 20)        # mostly above 0 (hypothesis favours the first)
+GAP_PROBABILITIES = (0.0, 0.2, 0.5, 0.8)
+INPUT_CHANGES = (0.1, 0.4, 1.0)
+
+
+def random_fabric_config(source, name: str = "random") -> FabricConfig:
+    """A legal FabricConfig with every field drawn from FABRIC_CHOICES (source: Generator, seed or draw)."""
+    src = _Source(source)
+    return FabricConfig(name=name, **{f: src.pick(options) for f, options in FABRIC_CHOICES.items()})
+
+
+@dataclass(frozen=True, repr=False)
+class CosimCase:
+    """One co-simulation example on a fabric: the network, how it is mapped and run, and the seeds
+    of its input frames and of the stalls on both streams (independent of the network)."""
+    qnet: QNetwork
+    strategy: str
+    threshold: int
+    p_in: float                 # probability that the input stream holds back a beat in a cycle
+    p_out: float                # probability that the output stream is not ready in a cycle
+    gap_seed: int
+    input_seed: int
+    frames: int
+    change: float               # fraction of input values that change from one frame to the next
+
+    def __repr__(self) -> str:          # what hypothesis prints for a falsifying example
+        return f"CosimCase({self.describe()})"
+
+    def describe(self) -> dict:
+        return {"network_layers": [l.name for l in self.qnet.layers], "input_shape": list(self.qnet.input_shape),
+                "strategy": self.strategy, "threshold": self.threshold, "p_in": self.p_in, "p_out": self.p_out,
+                "gap_seed": self.gap_seed, "input_seed": self.input_seed, "frames": self.frames,
+                "change": self.change}
+
+
+def spans_cores_and_tiles(qnet: QNetwork, cfg: FabricConfig, strategy: str) -> bool:
+    """Whether qnet, mapped with `strategy`, splits a layer into several parts and (on a fabric of
+    several cores) uses more than one core."""
+    try:
+        placement = map_network(qnet, cfg, strategy)
+    except MappingError:
+        return False
+    parts_per_layer = Counter(p.layer for p in placement.parts)
+    cores = {p.core for p in placement.parts}
+    return max(parts_per_layer.values()) > 1 and len(cores) >= min(2, cfg.n_cores)
+
+
+def random_cosim_case(source, cfg: FabricConfig, size: int = COSIM_SIZE) -> CosimCase:
+    """A CosimCase on cfg; of up to COSIM_NETWORK_TRIES random networks, the first that spans
+    several cores and tiles (else the last: a fabric may be too small for any to)."""
+    src = _Source(source)
+    strategy = src.pick(STRATEGIES)
+    for _ in range(COSIM_NETWORK_TRIES):
+        qnet = random_qnetwork(src, cfg, COSIM_KINDS, size=size, blocks=COSIM_BLOCKS)
+        if spans_cores_and_tiles(qnet, cfg, strategy):
+            break
+    top = (1 << (cfg.event_bits - 1)) - 1
+    return CosimCase(qnet, strategy, min(src.pick(THRESHOLDS), top),
+                     src.pick(GAP_PROBABILITIES), src.pick(GAP_PROBABILITIES), src.int(0, 2 ** 32 - 1),
+                     src.int(0, 2 ** 32 - 1), src.int(2, 4), src.pick(INPUT_CHANGES))
+
+
 # -- hypothesis strategies (hypothesis is a test dependency: imported lazily) -------------------
 def fabric_configs():
-    """Strategy of small FabricConfigs (1..8 cores, 32..2048 neurons: small cores force split layers)."""
+    """Strategy of legal FabricConfigs (1..8 cores, 32..2048 neurons: small cores force split layers)."""
     from hypothesis import strategies as st
+    return st.composite(lambda draw: random_fabric_config(draw))()
 
-    @st.composite
-    def configs(draw):
-        return FabricConfig(
-            mesh_x=draw(st.integers(1, 4)), mesh_y=draw(st.integers(1, 2)),
-            neurons_per_core=draw(st.sampled_from([32, 64, 128, 256, 512, 1024, 2048])),
-            weight_words_per_core=draw(st.sampled_from([256, 512, 1024, 2048, 4096, 8192])),
-            peg_entries_per_core=draw(st.sampled_from([16, 32, 64])),
-            esu_descriptors_per_core=draw(st.sampled_from([16, 32, 64])),
-            populations_per_core=draw(st.sampled_from([4, 8, 16])),
-            input_peg_entries=draw(st.sampled_from([16, 32, 64])),
-            event_bits=draw(st.sampled_from([9, 12, 16])),
-            acc_bits=draw(st.sampled_from([16, 20, 24, 32])),
-            coord_bits=draw(st.sampled_from([5, 6, 8])),
-            chan_bits=draw(st.sampled_from([5, 8, 12])),
-            kernel_bits=draw(st.sampled_from([3, 4])),
-            mult_bits=draw(st.sampled_from([8, 12, 16])),
-            shift_bits=draw(st.sampled_from([4, 5])),
-            name="random")
-    return configs()
+
+def cosim_cases(cfg: FabricConfig):
+    """Strategy of CosimCases on cfg."""
+    from hypothesis import strategies as st
+    return st.composite(lambda draw: random_cosim_case(draw, cfg))()
 
 
 def qnetworks(cfg: FabricConfig | None = None, kinds=BLOCKS):

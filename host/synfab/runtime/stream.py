@@ -2,7 +2,8 @@
 
 Every frame is an input activation (C, H, W) of integers; only changes against the previous
 frame travel (sigma-delta input).  With `check`, the golden model runs the same frames and the
-stream stops at the first difference, naming frame, layer, core and neuron.
+stream stops at the first difference (see runtime/check.py: outputs, spikes per layer, every
+counter the model keeps, neuron states after every frame), naming frame, layer, core and neuron.
 """
 from __future__ import annotations
 
@@ -12,11 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SynfabError
+from .check import MismatchError, check_frame  # noqa: F401  (MismatchError: part of this module's API)
 from .device import Device, events_array
-
-
-class MismatchError(SynfabError):
-    """The device and the golden model disagree."""
 
 
 def input_deltas(prev: np.ndarray, cur: np.ndarray) -> dict:
@@ -29,33 +27,6 @@ def input_deltas(prev: np.ndarray, cur: np.ndarray) -> dict:
 def output_info(tables) -> tuple[str, tuple, int]:
     md = tables.metadata
     return md["output"], tuple(md["output_shape"]), int(md["output_tag"])
-
-
-def locate(tables, core: int, addr: int) -> str:
-    """'layer NAME (x, y, c)' of a neuron address on a core, from its population descriptors."""
-    ct = tables.cores[core]
-    pop = ct.pop
-    for p in range(ct.pop_count):
-        base, tw, th, cc = (int(pop[k][p]) for k in ("nbase", "tw", "th", "cc"))
-        if base <= addr < base + tw * th * cc:
-            n = addr - base
-            ci, pix = n % cc, n // cc
-            x, y = int(pop["x0"][p]) + pix % tw, int(pop["y0"][p]) + pix // tw
-            name = tables.metadata["layers"][int(pop["layer"][p])]["name"]
-            return f"layer {name} (x={x}, y={y}, c={int(pop['c0'][p]) + ci})"
-    return "an unused neuron"
-
-
-def compare_states(tables, got: list[dict], want: list[dict]) -> str | None:
-    for core, (g, w) in enumerate(zip(got, want)):
-        for k in ("sent", "acc"):
-            n = min(len(g[k]), len(w[k]))
-            bad = np.flatnonzero(g[k][:n] != w[k][:n])
-            if bad.size:
-                a = int(bad[0])
-                return (f"core {core}, neuron {a} = {locate(tables, core, a)}: {k} {int(g[k][a])} "
-                        f"!= model {int(w[k][a])}")
-    return None
 
 
 @dataclass
@@ -119,18 +90,7 @@ def stream(device: Device, frames, check: bool = False, progress: bool = False,
         prev = frame.astype(np.int64)
         fo = device.run_frame(ev)
         if golden is not None:
-            go = golden.run_frame(ev)
-            problem = None
-            if not np.array_equal(fo.sorted_events(), go.sorted_events()):
-                problem = f"output events differ ({len(fo.events)} vs model {len(go.events)})"
-            elif not np.array_equal(fo.layer_spikes, go.layer_spikes):
-                k = int(np.flatnonzero(fo.layer_spikes != go.layer_spikes)[0])
-                lname = tables.metadata["layers"][k]["name"]
-                problem = (f"layer {lname}: {int(fo.layer_spikes[k])} spikes vs model "
-                           f"{int(go.layer_spikes[k])}")
-            if problem:
-                where = compare_states(tables, device.read_state(), golden.read_state())
-                raise MismatchError(f"frame {t}: {problem}" + (f"; first differing state: {where}" if where else ""))
+            check_frame(tables, t, device, fo, golden, golden.run_frame(ev))
         mine = fo.events[fo.events["tag"] == tag]
         np.add.at(out, (mine["c"], mine["y"], mine["x"]), mine["d"])
         res.outputs.append(out.copy())
@@ -146,8 +106,4 @@ def stream(device: Device, frames, check: bool = False, progress: bool = False,
         if on_frame:
             on_frame(t, fo, out)
     res.wall_s = time.perf_counter() - t0
-    if golden is not None:
-        where = compare_states(tables, device.read_state(), golden.read_state())
-        if where:
-            raise MismatchError(f"after frame {res.frames - 1}: neuron states differ: {where}")
     return res

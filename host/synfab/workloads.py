@@ -1,0 +1,92 @@
+"""Real workloads for the whole-frame figures of `synfab bench`: a quantized network and its input
+frames, by name.
+
+Each entry of WORKLOADS gives a description, a loader `load(frames) -> (qnet, x)` with x the
+input frames (T, C, H, W) of non-negative integers, and the default number of frames; the
+network runs on the default fabric.  Another network is one more entry, e.g. for the LeNet-size
+CNN once synfab.demo loads it:
+
+    "lenet_mnist": Workload("LeNet-size CNN on real MNIST test digits", lambda n: mnist(lenet_qnetwork(), n), 20),
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .ir import Network, Node, QNetwork
+
+# The DVS workload: the DVXplorer sample (320x240), its central 256x240 cropped and downsampled 8x
+# to 32x30, declared a 32x32 sensor (the events keep their coordinates: two empty rows).
+DVS_SAMPLE = "dvxplorer"
+DVS_CROP = (32, 0, 256, 240)
+DVS_DOWNSAMPLE = 8
+DVS_SHAPE = (2, 32, 32)             # polarity channels x rows x columns
+DVS_WINDOW_MS = 20
+DVS_CALIBRATION_FRAMES = 10
+
+
+@dataclass(frozen=True)
+class Workload:
+    description: str
+    load: Callable[[int], tuple[QNetwork, np.ndarray]]
+    frames: int                     # how many frames `synfab bench` runs by default
+
+
+def mnist(qnet: QNetwork, n: int) -> tuple[QNetwork, np.ndarray]:
+    """The first n shipped MNIST test digits as qnet's input frames (each digit is a frame)."""
+    from .demo import load_demo_digits
+    from .quant import quantize_input
+    images, _ = load_demo_digits(n)
+    return qnet, np.stack([quantize_input(qnet, im.astype(np.float32) / 255.0) for im in images])
+
+
+def demo_mnist(n: int) -> tuple[QNetwork, np.ndarray]:
+    from .demo import demo_qnetwork
+    return mnist(demo_qnetwork(), n)
+
+
+def dvs_network(seed: int = 0) -> Network:
+    """A small CNN on 2x32x32 polarity histograms with seeded random weights: its outputs classify
+    nothing, its activity is that of a CNN on real events."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name, inp, ci, co, k=3, s=2, p=1):
+        return Node(name, "conv", [inp], {"out_channels": co, "kernel": k, "stride": s, "padding": p},
+                    {"weight": rng.normal(0, 1 / np.sqrt(ci * k * k), (co, ci, k, k)).astype(np.float32),
+                     "bias": rng.normal(0, 0.05, co).astype(np.float32)})
+    return Network([
+        Node("in", "input", attrs={"shape": DVS_SHAPE}),
+        conv("c1", "in", 2, 8), Node("r1", "relu", ["c1"]),
+        conv("c2", "r1", 8, 16), Node("r2", "relu", ["c2"]),
+        Node("p", "avgpool", ["r2"], {"kernel": 2}),
+        Node("f", "flatten", ["p"]),
+        Node("fc", "dense", ["f"], {"out_features": 4},
+             {"weight": rng.normal(0, 0.1, (4, 256)).astype(np.float32), "bias": np.zeros(4, np.float32)}),
+    ], name="dvs_cnn")
+
+
+def dvs_frames(n: int | None = None) -> np.ndarray:
+    """Per-pixel event counts of the real DVXplorer recording in DVS_WINDOW_MS windows (T, 2, 32, 32)."""
+    from . import events
+    from .api import recording_frames
+    rec = events.read(events.samples.fetch(DVS_SAMPLE))
+    rec = events.Compose([events.Crop(*DVS_CROP), events.Downsample(factor=DVS_DOWNSAMPLE)])(rec)
+    rec = rec.replace(width=DVS_SHAPE[2], height=DVS_SHAPE[1])
+    return recording_frames(rec, DVS_SHAPE, window_ms=DVS_WINDOW_MS, max_frames=n)
+
+
+def dvs_dvxplorer(n: int) -> tuple[QNetwork, np.ndarray]:
+    from . import quant
+    x = dvs_frames(n)
+    qnet = quant.quantize(dvs_network(), x[:DVS_CALIBRATION_FRAMES].astype(np.float32), input_scale=1.0)
+    return qnet, np.stack([quant.quantize_input(qnet, xi.astype(np.float32)) for xi in x])
+
+
+WORKLOADS = {
+    "demo_mnist": Workload("demo CNN (1x28x28 -> conv 8 s2 -> conv 16 s2 -> dense 10) on real MNIST test digits",
+                           demo_mnist, 20),
+    "dvs_dvxplorer": Workload(f"CNN (2x32x32 -> conv 8 s2 -> conv 16 s2 -> avgpool -> dense 4, seeded random "
+                              f"weights) on the real DVXplorer recording, {DVS_WINDOW_MS} ms frames", dvs_dvxplorer, 12),
+}
