@@ -20,7 +20,7 @@ at 32 bits. Reads and writes of unmapped addresses answer a wishbone error.
 """
 from __future__ import annotations
 
-from migen import Case, Cat, Constant, If, Memory, Mux, Signal
+from migen import READ_FIRST, Case, Cat, Constant, If, Memory, Mux, Signal
 from litex.gen import Reduce
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
@@ -181,8 +181,8 @@ class Fabric(LiteXModule):
         # -- layer_spikes: a memory plus a 'written since clear' bit per layer (clear in one cycle) -
         n_lay = RegisterMap.MAX_LAYERS
         self.specials.layer_mem = layer_mem = Memory(32, n_lay, name="layer_spikes")
-        rmw = layer_mem.get_port(write_capable=True)
-        bus_rd = layer_mem.get_port()
+        rmw = layer_mem.get_port(write_capable=True, mode=READ_FIRST)
+        bus_rd = layer_mem.get_port(mode=READ_FIRST)
         self.specials += rmw, bus_rd
         written = Signal(n_lay, name="layer_written")
         running = Signal(32, name="layer_running")   # spikes of the layer being evaluated

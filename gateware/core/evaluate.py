@@ -29,7 +29,7 @@ event_bits bits of a - sent.
 """
 from __future__ import annotations
 
-from migen import Cat, If, Memory, Mux, Signal
+from migen import READ_FIRST, Cat, If, Memory, Mux, Signal
 from migen.genlib.fsm import FSM, NextState, NextValue
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
@@ -39,7 +39,7 @@ from synfab.layouts import pop_desc
 
 from ..common import PipeStage, sync_fifo
 from ..serial import SerialMultiplier, SerialReciprocal
-from ..tables import SerialTableMemory
+from ..tables import SerialTableMemory, block_ram
 from .neuron import DIRTY_WORD, acc_read_layout, dirty_take_layout, dirty_word_bits
 from .peg import spike_layout
 
@@ -165,8 +165,8 @@ class EvaluationUnit(LiteXModule):
 
         # # #
 
-        sent = Memory(eb, cfg.neurons_per_core, name="sent")
-        sent_rd = sent.get_port()
+        sent = block_ram(eb, cfg.neurons_per_core, "sent")
+        sent_rd = sent.get_port(mode=READ_FIRST)
         sent_wr = sent.get_port(write_capable=True)
         self.specials += sent, sent_rd, sent_wr
 

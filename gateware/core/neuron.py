@@ -23,13 +23,14 @@ back to back still run at one per clock.
 """
 from __future__ import annotations
 
-from migen import Cat, If, Memory, Mux, Signal
+from migen import READ_FIRST, Cat, If, Memory, Mux, Signal
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
 
 from ..common import PipeStage
+from ..tables import block_ram
 
 DIRTY_WORD = 32          # neurons per dirty word
 ACC_READ_LATENCY = 2     # clocks from a granted acc read to `acc_out`
@@ -112,10 +113,10 @@ class NeuronUnit(LiteXModule):
 
         # # #
 
-        acc = Memory(ab, cfg.neurons_per_core, name="acc")
-        dirty = Memory(DIRTY_WORD, dirty_words(cfg), name="dirty")
-        acc_rd, acc_wr = acc.get_port(), acc.get_port(write_capable=True)
-        dirty_rd, dirty_wr = dirty.get_port(), dirty.get_port(write_capable=True)
+        acc = block_ram(ab, cfg.neurons_per_core, "acc")
+        dirty = block_ram(DIRTY_WORD, dirty_words(cfg), "dirty")
+        acc_rd, acc_wr = acc.get_port(mode=READ_FIRST), acc.get_port(write_capable=True)
+        dirty_rd, dirty_wr = dirty.get_port(mode=READ_FIRST), dirty.get_port(write_capable=True)
         self.specials += acc, dirty, acc_rd, acc_wr, dirty_rd, dirty_wr
 
         # ---- S0: who owns this clock ----
