@@ -253,8 +253,9 @@ class SerialTableMemory(LiteXModule):
         write_access = Signal()
         self.comb += [
             write_access.eq(bus.cyc & bus.stb & ~bus.ack & bus.we),
-            start_read.eq(bus.cyc & bus.stb & ~bus.ack & ~bus.we & self.host_ok & ~reading & ~self.rd_start
-                          & (host_rd == 0)),
+            # Not gated by rd_start: the owner raises rd_start only while it keeps host_ok low, and
+            # waits for ~host_busy (gating here would close a loop through the owner).
+            start_read.eq(bus.cyc & bus.stb & ~bus.ack & ~bus.we & self.host_ok & ~reading & (host_rd == 0)),
             rd.adr.eq(Mux(start_read, address(host.entry, host.word), address(entry, issue))),
         ]
         self.sync += [
