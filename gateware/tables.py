@@ -11,8 +11,10 @@ Block RAM on ECP5 has a 5.8 ns clock-to-output, so the datapath read is register
 address presented in a clock with `rd_re` appears two `rd_re` clocks later. The memory has one
 write port (host commits only) and one read port (simple dual port, so the RAM can be 36 bits
 wide). The host reads through the datapath's read port, only while the owner says it does not use
-it (`host_ok`); `host_busy` is high while a host read owns the port, and the owner starts no new
-work then.
+it (`host_ok`): a host read uses the read port in one clock only (the address) and keeps the
+answer in a register of its own, so the owner only has to keep the port free in that clock, with
+no read of its own held in the RAM (its read-enable low with data still to take). `host_busy`
+shows a host read in progress.
 
 `derive` (optional): a module computing values the datapath needs from an entry, stored beside it
 (`rd_extra`) so the datapath never computes them per event. It has `entry` (a Record of the
@@ -90,8 +92,8 @@ class TableMemory(LiteXModule):
         rd_re      in   clock enable of the read (default 1): address and output register move with it
         rd_dat     out  the entry (layout Record), two rd_re clocks after its address
         rd_extra   out  the derived values stored with it (if `derive`)
-        host_ok    in   the owner does not use the read port now (default 1)
-        host_busy  out  a host read owns the read port
+        host_ok    in   the owner leaves the read port free this clock (default 1)
+        host_busy  out  a host read is in progress
     """
 
     def __init__(self, layout: Layout, entries: int, stride: int | None = None, derive=None):
@@ -253,8 +255,7 @@ class SerialTableMemory(LiteXModule):
         write_access = Signal()
         self.comb += [
             write_access.eq(bus.cyc & bus.stb & ~bus.ack & bus.we),
-            # Not gated by rd_start: the owner raises rd_start only while it keeps host_ok low, and
-            # waits for ~host_busy (gating here would close a loop through the owner).
+            # Not gated by rd_start: the owner raises rd_start only while it keeps host_ok low.
             start_read.eq(bus.cyc & bus.stb & ~bus.ack & ~bus.we & self.host_ok & ~reading & (host_rd == 0)),
             rd.adr.eq(Mux(start_read, address(host.entry, host.word), address(entry, issue))),
         ]

@@ -93,11 +93,14 @@ class NeuronCore(LiteXModule):
         assert list(events) == CORE_COUNTERS
         self.counters = {name: Signal(COUNTER_BITS, name=name) for name in CORE_COUNTERS}
         for name, event in events.items():
-            # Through a signal of the event's own width: `~idle` must count 1, not widen to -1.
+            # Registered (a counter counts its event one clock later: nothing reads it that soon),
+            # through a signal of the event's own width: `~idle` must count 1, not widen to -1.
             inc = Signal(2 if name == "dropped" else 1, name=f"{name}_inc")
             c = self.counters[name]
-            self.comb += inc.eq(event)
-            self.sync += If(self.clear_counters, c.eq(0)).Else(c.eq(c + inc))
+            self.sync += [
+                inc.eq(event),
+                If(self.clear_counters, c.eq(0), inc.eq(0)).Else(c.eq(c + inc)),
+            ]
 
         # Register window: core registers and counters (read-only).
         regs_words = _pow2(max([*rm.core_regs.values(), *rm.core_counters.values()]) // 4 + 1)

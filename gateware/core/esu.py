@@ -111,9 +111,10 @@ class ESU(LiteXModule):
         in_setup = Signal(max=WALK_FIFO_DEPTH + 1)
         credit = Signal()
         syn_ok, take, enter, host_drop = Signal(), Signal(), Signal(), Signal()
+        # Registered, with a margin of two for the packets taken while it is being computed.
+        self.sync += credit.eq(in_setup + walk.level + 2 < WALK_FIFO_DEPTH)
         self.comb += [
-            credit.eq(in_setup + walk.level < WALK_FIFO_DEPTH),
-            pk.ready.eq(credit & ~self.table.host_busy & ~self.weights.host_busy),
+            pk.ready.eq(credit),
             take.eq(pk.valid & pk.ready),
             syn_ok.eq((pk.syn < self.esu_count) & (pk.syn < cfg.esu_descriptors_per_core)),
             enter.eq(take & syn_ok),
@@ -257,7 +258,8 @@ class ESU(LiteXModule):
         self.comb += [
             self.idle.eq(~f1.valid & ~f2.valid & (in_setup == 0) & ~walk.source.valid & ~active
                          & ~g1.valid & ~g2.valid & ~src.valid),
-            self.table.host_ok.eq(~pk.valid & ~f1.valid & ~f2.valid),
-            self.weights.host_ok.eq(~active & ~g1.valid & ~g2.valid & ~walk.source.valid & (in_setup == 0)),
+            # The host reads a table in a clock its datapath port is free (see TableMemory).
+            self.table.host_ok.eq(~take),
+            self.weights.host_ok.eq(~active),
         ]
 

@@ -233,8 +233,8 @@ class EvaluationUnit(LiteXModule):
             If(self.start, NextValue(p, 0), NextValue(layer, self.layer), NextState("FETCH")),
         )
         fsm.act("FETCH",
-            If((p >= self.pop_count) | (p >= cfg.populations_per_core), NextState("IDLE")).Elif(
-                ~self.table.host_busy, self.table.rd_start.eq(1), NextState("READ")),
+            If((p >= self.pop_count) | (p >= cfg.populations_per_core), NextState("IDLE")).Else(
+                self.table.rd_start.eq(1), NextState("READ")),
         )
         fsm.act("READ",    # the descriptor arrives word by word
             If(self.table.rd_done, NextState("CHECK")),

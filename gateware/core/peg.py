@@ -105,7 +105,7 @@ class PEG(LiteXModule):
         issue = Signal()
         self.comb += [
             issue.eq(active & advance),
-            self.sink.ready.eq(advance & (~active | (remaining == 1)) & ~self.table.host_busy),
+            self.sink.ready.eq(advance & (~active | (remaining == 1))),
             self.table.rd_adr.eq(idx),
             self.table.rd_re.eq(advance),
         ]
@@ -169,5 +169,6 @@ class PEG(LiteXModule):
         self.comb += [
             self.idle.eq(~active & ~p1.valid & ~p2.valid & ~p3.valid & ~p4.valid & ~p5.valid & ~p6.valid
                          & ~src.valid),
-            self.table.host_ok.eq(~active & ~self.sink.valid & ~p1.valid & ~p2.valid),
+            # The host reads the table in a clock without an issue and with no read held in the RAM.
+            self.table.host_ok.eq(~active & ~p1.valid),
         ]
