@@ -93,10 +93,10 @@ def test_frame_round_trip_is_held_until_complete(beats):
     regs0, held, regs1, regs2, out, empty, regs3 = run(dut, gen())
     n = len(beats)
     assert regs0["id"] == soc_map.BRIDGE_MAGIC
-    # A buffered FIFO of depth 8 holds 9 beats (memory + output register).
-    assert regs0["in_free"] == regs0["in_depth"] == 9 and regs0["out_level"] == 0
+    # A buffered FIFO of depth 8 holds 10 beats (memory, its output register, the register after it).
+    assert regs0["in_free"] == regs0["in_depth"] == 10 and regs0["out_level"] == 0
     assert held == 0
-    assert regs1["in_free"] == 9 - (n - 1) and regs1["frames_done"] == 0
+    assert regs1["in_free"] == 10 - (n - 1) and regs1["frames_done"] == 0
     assert regs2["out_level"] == n and regs2["frames_done"] == 1
     # Loopback takes one beat per cycle: first release to last output = n cycles.
     assert regs2["frame_cycles"] == n and regs2["flags"] == 0
@@ -143,15 +143,16 @@ def test_output_backpressure_and_overrun_flags_and_resync():
         regs = yield from read_regs(bus)
         # Stop the fabric and overfill the input FIFO: the lost beat is flagged.
         yield dut.fabric_ready.eq(0)
-        yield from push(bus, list(range(1, 11)), last_index=-1)
+        yield from push(bus, list(range(1, 13)), last_index=-1)   # 12 beats, room for 10
         over = yield from read_regs(bus)
         yield from bus.write(reg("ctrl"), soc_map.CTRL_RESYNC)
         cleared = yield from read_regs(bus)
         return partial, regs, out, over, cleared
 
     partial, regs, out, over, cleared = run(dut, gen())
-    # Three beats fit the output FIFO; the fabric waits until the host reads.
-    assert partial["out_level"] == 3 and partial["frames_done"] == 0
+    # Four beats fit the output side (two in memory, its output register, the register after it);
+    # the fabric waits until the host reads.
+    assert partial["out_level"] == 4 and partial["frames_done"] == 0
     assert regs["frames_done"] == 1 and regs["flags"] & soc_map.FLAG_OUT_STALL
     assert [w for w, _ in out] == [~b & (2**64 - 1) for b in beats]
     assert over["flags"] & soc_map.FLAG_IN_OVERRUN

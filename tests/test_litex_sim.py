@@ -53,7 +53,8 @@ def test_device_identifies_the_fabric_behind_the_bridge(litex_sim):
     with LitexDevice(CFG, port=litex_sim.port) as dev:
         ident = dev.identify()
         assert ident == {"id": ID_MAGIC, "version": LAYOUT_VERSION, "config_crc": CFG.crc()}
-        assert dev.in_depth == dev.out_depth == 513     # 512-deep buffered FIFOs + output register
+        # 512-deep buffered FIFOs + their output registers + the registers after them
+        assert dev.in_depth == dev.out_depth == 514
         # Table memory through the bus: two input PEG entries with every field at its maximum.
         win = dev.regmap.input_peg
         lay = win.layout

@@ -22,6 +22,16 @@ from synfab.runtime import litex as soc_map
 BEAT = [("data", STREAM_BITS)]
 
 
+HEAD_LATENCY = 3   # clocks from a beat written into the input FIFO to the register after it
+
+
+class _Queue:
+    """A FIFO seen as one queue: its sink, the source of the register after it, and their level."""
+
+    def __init__(self, sink, source, level):
+        self.sink, self.source, self.level = sink, source, level
+
+
 def _window(offset: int) -> int:
     """Index of the bridge window holding a byte offset (the two top word-address bits)."""
     return offset // (soc_map.ALIAS_WORDS * 4)
@@ -36,17 +46,24 @@ class StreamBridge(LiteXModule):
 
         # # #
 
-        self.in_fifo = in_fifo = stream.SyncFIFO(BEAT, in_depth, buffered=True)
-        self.out_fifo = out_fifo = stream.SyncFIFO(BEAT, out_depth, buffered=True)
+        self.in_fifo = in_fifo_mem = stream.SyncFIFO(BEAT, in_depth, buffered=True)
+        self.out_fifo = out_fifo_mem = stream.SyncFIFO(BEAT, out_depth, buffered=True)
+        # Each FIFO (block RAM, 5.8 ns to its output on ECP5) is followed by a register.
+        self.in_reg, self.out_reg = stream.PipeValid(BEAT), stream.PipeValid(BEAT)
+        self.comb += [in_fifo_mem.source.connect(self.in_reg.sink), out_fifo_mem.source.connect(self.out_reg.sink)]
+        in_fifo = _Queue(in_fifo_mem.sink, self.in_reg.source, in_fifo_mem.level + self.in_reg.source.valid)
+        out_fifo = _Queue(out_fifo_mem.sink, self.out_reg.source, out_fifo_mem.level + self.out_reg.source.valid)
         self.comb += self.sink.connect(out_fifo.sink)
-        # A buffered FIFO holds depth beats in memory plus one in its output register.
-        in_capacity = in_fifo.depth + 1
+        # A buffered FIFO holds depth beats in memory plus one in its output register; one more
+        # sits in the register after it.
+        in_capacity = in_fifo_mem.depth + 2
 
         # -- frame hold and cycle measurement ---------------------------------------------------
         frames_held = Signal(max=in_capacity + 1)   # beats with last inside the input FIFO
         overflow = Signal()                           # FIFO filled before a whole frame was in
         release = Signal()
         pushed_last = Signal()
+        arrived = Signal(HEAD_LATENCY)
         released = Signal()
         released_last = Signal()
         self.comb += [
@@ -59,7 +76,10 @@ class StreamBridge(LiteXModule):
             released_last.eq(released & self.source.last),
         ]
         self.sync += [
-            frames_held.eq(frames_held + pushed_last - released_last),
+            # A frame counts as held once its last beat can have reached the head register (block
+            # RAM write, read, two registers): released then, it leaves without a bubble.
+            arrived.eq(Cat(pushed_last, arrived[:-1])),
+            frames_held.eq(frames_held + arrived[-1] - released_last),
             If(released_last, overflow.eq(0)).Elif(~in_fifo.sink.ready, overflow.eq(1)),
         ]
 
@@ -132,7 +152,7 @@ class StreamBridge(LiteXModule):
             "flags": Cat(frame_flags, overrun),
             "ctrl": 0,
             "in_depth": in_capacity,
-            "out_depth": out_fifo.depth + 1,
+            "out_depth": out_fifo_mem.depth + 2,
         }
         assert list(regs) == soc_map.BRIDGE_REGS
         self.comb += resync.eq(access & bus.we & (window == _window(soc_map.REGS))
