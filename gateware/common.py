@@ -80,6 +80,28 @@ def small_multiply(module, a, b) -> Signal:
     return product
 
 
+SPLIT_BITS = 17   # unsigned bits of the low half: an 18 x 18 signed DSP block takes it
+
+
+def split_multiply(module, a, b) -> tuple:
+    """The two partial products of a (signed, wide) times b (unsigned, <= 17 bits), each fitting one
+    18 x 18 DSP block: register them (one stage), then add them with `combine_split` (the next)."""
+    b_s = Signal((len(b) + 1, True))
+    module.comb += b_s.eq(b)
+    if len(a) <= SPLIT_BITS + 1:            # fits one block as it is
+        return a * b_s, Constant(0, 1)
+    a_lo, a_hi = Signal((SPLIT_BITS + 1, True)), Signal((len(a) - SPLIT_BITS, True))
+    module.comb += a_lo.eq(a[:SPLIT_BITS]), a_hi.eq(a[SPLIT_BITS:])
+    return a_lo * b_s, a_hi * b_s
+
+
+def combine_split(module, lo, hi):
+    """The product from `split_multiply`'s registered partial products: (hi << 17) + lo."""
+    lo_s, hi_s = Signal((len(lo), True)), Signal((len(hi), True))
+    module.comb += lo_s.eq(lo), hi_s.eq(hi)
+    return (hi_s << SPLIT_BITS) + lo_s
+
+
 def priority_index(module, bits) -> tuple[Signal, Signal]:
     """(index of the lowest set bit of `bits`, any bit set): a combinational priority encoder."""
     index = Signal(max=max(2, len(bits)))

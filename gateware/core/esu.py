@@ -11,7 +11,7 @@ Packets (from the core's event FIFO) expand into (neuron address, weight, d) pai
              S3  P1 = y*A + x                 R = cq*k*k + ky*k + kx   (= (cq*k + ky)*k + kx)
              S4  P1 * B  (B = cc, DENSE: src_c)
              S5  P2 = P1*B + (DW: co, DENSE: c)
-             S6  X = (DENSE: P2, else R) * (DW: 1, else cc)
+             S6  X = (DENSE: P2, else R) * (DW: 1, else cc): two DSP products, summed a stage later
              S7  n0 = nbase + P2 (DENSE: nbase), w0 = wbase + X, loop counts and address steps
            A packet enters only when the walker FIFO has room for everything in the setup
            stages (credits), so the setup pipeline never stalls.
@@ -42,7 +42,7 @@ from litex.soc.interconnect import stream
 from synfab.config import FabricConfig
 from synfab.layouts import Field, Kind, Layout, esu_desc, packet
 
-from ..common import PipeStage, signed_bits, small_multiply, sync_fifo
+from ..common import PipeStage, combine_split, signed_bits, small_multiply, split_multiply, sync_fifo
 from ..tables import TableMemory
 from .neuron import pair_layout
 
@@ -164,8 +164,14 @@ class ESU(LiteXModule):
         x_term = Signal((signed_bits(rng.x_lo, rng.x_hi), True))
         r5 = Signal((len(s5.r), True))
         self.comb += r5.eq(s5.r), x_term.eq(Mux(s5.kind == Kind.DENSE, s5.p2, r5))
-        s6 = PipeStage(self, s5.valid, **carry(s5, *base, "kcc", "twcc", "chan_ok", "p2"),
-                       xm=x_term * Mux(s5.kind == Kind.DW, 1, s5.cc))
+        later = (*base, "kcc", "twcc", "chan_ok", "p2")
+        s5b = PipeStage(self, s5.valid, **carry(s5, *later), xt=x_term, xmul=Mux(s5.kind == Kind.DW, 1, s5.cc))
+        # X = xt * xmul: xt is up to ~31 bits, so as two DSP products summed in the next stage.
+        xt_s = Signal((len(s5b.xt), True))
+        self.comb += xt_s.eq(s5b.xt)
+        lo, hi = split_multiply(self, xt_s, s5b.xmul)
+        s5c = PipeStage(self, s5b.valid, **carry(s5b, *later), x_lo=lo, x_hi=hi)
+        s6 = PipeStage(self, s5c.valid, **carry(s5c, *later), xm=combine_split(self, s5c.x_lo, s5c.x_hi))
         conv6, dense6, dw6 = s6.kind == Kind.CONV, s6.kind == Kind.DENSE, s6.kind == Kind.DW
         n0, w0 = Signal((rng.n_bits, True)), Signal((rng.w_bits, True))
         p2_6, xm_6 = Signal((len(s6.p2), True)), Signal((len(s6.xm), True))

@@ -37,7 +37,7 @@ from litex.soc.interconnect import stream, wishbone
 from synfab.config import FabricConfig
 from synfab.layouts import pop_desc
 
-from ..common import PipeStage, sync_fifo
+from ..common import PipeStage, combine_split, split_multiply, sync_fifo
 from ..serial import SerialMultiplier, SerialReciprocal
 from ..tables import SerialTableMemory, block_ram
 from .neuron import DIRTY_WORD, acc_read_layout, dirty_take_layout, dirty_word_bits
@@ -280,17 +280,11 @@ class EvaluationUnit(LiteXModule):
         self.comb += acc2.eq(self.acc_out.acc)
         e3 = PipeStage(self, e2.valid, n=e2.n, r=e2.r, sent=e2.sent, acc=acc2, q_c=e2.r * D["cc_mul"])
         # acc * mult as two products of at most 18 x 18 bits (one DSP block each), summed next stage.
-        mult_s = Signal((cfg.mult_bits + 1, True))
-        self.comb += mult_s.eq(P["mult"])
-        low_bits = min(ab - 1, 17)
-        acc_lo, acc_hi = Signal((low_bits + 1, True)), Signal((ab - low_bits, True))
-        self.comb += acc_lo.eq(e3.acc[:low_bits]), acc_hi.eq(e3.acc[low_bits:])
-        e4 = PipeStage(self, e3.valid, n=e3.n, r=e3.r, sent=e3.sent, p_lo=acc_lo * mult_s, p_hi=acc_hi * mult_s,
+        p_lo, p_hi = split_multiply(self, e3.acc, P["mult"])
+        e4 = PipeStage(self, e3.valid, n=e3.n, r=e3.r, sent=e3.sent, p_lo=p_lo, p_hi=p_hi,
                        pix=(e3.q_c >> D["cc_shift"])[:nab])
-        p_lo4, p_hi4 = Signal((len(e4.p_lo), True)), Signal((len(e4.p_hi), True))
-        self.comb += p_lo4.eq(e4.p_lo), p_hi4.eq(e4.p_hi)
         e5 = PipeStage(self, e4.valid, n=e4.n, r=e4.r, sent=e4.sent, pix=e4.pix,
-                       prod=(p_hi4 << low_bits) + p_lo4,
+                       prod=combine_split(self, e4.p_lo, e4.p_hi),
                        q_t=e4.pix * D["tw_mul"], pcc=(e4.pix * P["cc"])[:nab])
         rnd_s = Signal((len(rnd) + 1, True))
         prod5 = Signal((len(e5.prod), True))
