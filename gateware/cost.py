@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -161,11 +162,49 @@ def synth_block(name: str, cfg: FabricConfig, quiet: bool = True) -> dict:
         return json.loads(cached.read_text())
     work = tc.build_root() / "cost" / cfg.name / name
     if not quiet:
-        print(f"synfab: yosys synth_ecp5 {name} ({cfg.name}) ...", flush=True)
+        print(f"synfab: yosys synth_ecp5 {name} ({cfg.name}) ...", file=sys.stderr, flush=True)
     start = time.monotonic()
     result = {**_synthesize(name, cfg, work), "seconds": round(time.monotonic() - start, 1)}
     cached.write_text(json.dumps(result))
     return result
+
+
+SCALING_BLOCKS = ("core", "esu", "neuron_unit", "evaluation_unit", "peg")
+SCALING_NEURONS = (1024, 4096, 16384)       # issue 8: logic may not grow with neurons per core ...
+SCALING_WEIGHTS = (4096, 65536)             # ... nor with weight words (all of it is block RAM)
+SCALING_CELLS = ("LUT4", "CCU2C", "TRELLIS_DPR16X4", "TRELLIS_FF", "DP16KD", "MULT18X18D", "lut4_equiv")
+SCALING_MEASURES = ("lut4_equiv", "TRELLIS_FF")   # the logic whose change is bounded
+
+
+def sized(base: FabricConfig, neurons: int, weights: int) -> FabricConfig:
+    """base with neurons/weight words per core replaced; named after its sizes, so every size has
+    its own cache entry and build directory (parallel synths of one name would share a directory)."""
+    return base.with_(neurons_per_core=neurons, weight_words_per_core=weights,
+                      name=f"{base.name}-n{neurons}-w{weights}")
+
+
+def relative_change(values) -> float:
+    """(largest - smallest) / smallest: how much a figure moves over a sweep."""
+    values = list(values)
+    return round((max(values) - min(values)) / min(values), 4)
+
+
+def scaling_report(base: FabricConfig, neurons=SCALING_NEURONS, weights=SCALING_WEIGHTS,
+                   blocks=SCALING_BLOCKS, quiet: bool = True) -> dict:
+    """Per-block synth_ecp5 cells of a core's blocks while one size sweeps and the other stays at
+    base's: neurons per core at base's weight words, weight words at base's neurons. `change` is
+    relative_change of lut4_equiv and TRELLIS_FF per block and sweep (issue 8: <= 15% for core)."""
+    sweeps = {"neurons_per_core": {n: sized(base, n, base.weight_words_per_core) for n in neurons},
+              "weight_words_per_core": {w: sized(base, base.neurons_per_core, w) for w in weights}}
+    out = {"base": base.name, "toolchain": tc.toolchain()[1], "sweeps": {}, "change": {}}
+    for sweep, cfgs in sweeps.items():
+        cells = {size: {b: {c: r[c] for c in SCALING_CELLS}
+                        for b, r in ((b, synth_block(b, cfg, quiet)) for b in blocks)}
+                 for size, cfg in cfgs.items()}
+        out["sweeps"][sweep] = cells
+        out["change"][sweep] = {b: {m: relative_change(cells[s][b][m] for s in cells) for m in SCALING_MEASURES}
+                                for b in blocks}
+    return out
 
 
 def fabric_fmax(cfg: FabricConfig, quiet: bool = True) -> dict:
