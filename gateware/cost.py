@@ -25,6 +25,7 @@ Results are cached by content (gateware sources, config, toolchain version) in ~
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import sys
@@ -139,32 +140,65 @@ def _cells(stat: dict) -> dict:
     return res
 
 
+# Xilinx 7-series (synth_xilinx -family xc7): LUT sites each cell takes (LUT RAM and shift registers
+# sit in SLICEM LUTs; an INV becomes a LUT1 in Vivado), flip-flops, block RAM in RAMB36 units
+# (a RAMB18 is half of one), DSP48E1.
+XC7_LUT_SITES = {"LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1, "INV": 1,
+                 "RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2, "RAM128X1D": 4,
+                 "RAM256X1S": 4, "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "SRL16E": 1, "SRLC32E": 1}
+XC7_FFS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+XC7_BRAMS = {"RAMB18E1": 0.5, "RAMB36E1": 1.0}
+
+
+def _cells_xc7(stat: dict) -> dict:
+    cells = {t: int(n) for t, n in stat["design"]["num_cells_by_type"].items()}
+    return {"cells": cells,
+            "lut6_equiv": sum(n * XC7_LUT_SITES.get(t, 0) for t, n in cells.items()),
+            "ff": sum(cells.get(t, 0) for t in XC7_FFS),
+            "ramb36_equiv": sum(n * XC7_BRAMS.get(t, 0) for t, n in cells.items()),
+            "dsp48": cells.get("DSP48E1", 0)}
+
+
+# family: (yosys synthesis command for a top module, cell summary)
+FAMILIES = {"ecp5": ("synth_ecp5 -top {top}", _cells),
+            "xc7": ("synth_xilinx -family xc7 -noiopad -top {top}", _cells_xc7)}
+
+
 def _cache_dir() -> Path:
     d = tc.build_root().parent / "cost"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def _synthesize(name: str, cfg: FabricConfig, work: Path) -> dict:
-    """Run yosys synth_ecp5 on a block in work/; cell counts (the netlist stays as TOP.json)."""
+def _synthesize(name: str, cfg: FabricConfig, work: Path, family: str) -> dict:
+    """Run yosys synthesis for `family` on a block in work/; its cells (the netlist stays as TOP.json)."""
+    command, summary = FAMILIES[family]
     verilog, top = block_verilog(name, cfg, work)
-    tc.run_tool(["yosys", "-q", "-p", f"read_verilog {verilog.name}; synth_ecp5 -top {top} -json {top}.json; "
+    tc.run_tool(["yosys", "-q", "-p", f"read_verilog {verilog.name}; {command.format(top=top)} ; write_json {top}.json; "
                  "tee -q -o stat.json stat -json"], work, work / "yosys.log")
-    return _cells(json.loads((work / "stat.json").read_text()))
+    return summary(json.loads((work / "stat.json").read_text()))
 
 
-def synth_block(name: str, cfg: FabricConfig, quiet: bool = True) -> dict:
-    """yosys synth_ecp5 resources of one block (cached by the gateware sources and the toolchain)."""
+def synth_block(name: str, cfg: FabricConfig, quiet: bool = True, family: str = "ecp5",
+                cached_only: bool = False) -> dict | None:
+    """yosys resources of one block for an FPGA family (cached by the gateware sources and the
+    toolchain); with cached_only, None instead of running yosys."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown FPGA family {family!r}; families: {', '.join(FAMILIES)}")
     _, tool_version = tc.toolchain()
-    key = tc.source_digest("synth", name, cfg.to_json(), tool_version)
+    # The block wrappers built here and the synthesis command are part of what is synthesized.
+    wrappers = "".join(inspect.getsource(f) for f in (_interface, block, block_verilog))
+    key = tc.source_digest("synth", name, cfg.to_json(), tool_version, FAMILIES[family][0], wrappers)
     cached = _cache_dir() / f"{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    work = tc.build_root() / "cost" / cfg.name / name
+    if cached_only:
+        return None
+    work = tc.build_root() / "cost" / cfg.name / (name if family == "ecp5" else f"{name}-{family}")
     if not quiet:
-        print(f"synfab: yosys synth_ecp5 {name} ({cfg.name}) ...", file=sys.stderr, flush=True)
+        print(f"synfab: yosys {FAMILIES[family][0].split()[0]} {name} ({cfg.name}) ...", file=sys.stderr, flush=True)
     start = time.monotonic()
-    result = {**_synthesize(name, cfg, work), "seconds": round(time.monotonic() - start, 1)}
+    result = {**_synthesize(name, cfg, work, family), "seconds": round(time.monotonic() - start, 1)}
     cached.write_text(json.dumps(result))
     return result
 
