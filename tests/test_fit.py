@@ -154,10 +154,12 @@ def test_model_against_a_whole_soc_synthesis():
 
 
 @pytest.mark.slow
-def test_block_ram_model_against_the_pynq_fabric_synthesis():
-    cfg = PRESETS[boards.BOARDS["pynq-z2"].preset]
-    cells = cost.synth_block("fabric", fit._unnamed(cfg), family="xc7")
-    assert fit.design_bram(cfg, "pynq-z2")["bram"] == cells["ramb36_equiv"]
+@pytest.mark.parametrize("board", ["ulx3s", "pynq-z2"])
+def test_block_ram_model_against_the_one_core_reference_designs(board):
+    """The one-core designs the fixed part is measured on (synthesized for the preset tests
+    anyway): the whole ECP5 SoC and the AXI fabric for the PYNQ-Z2 (synth_xilinx)."""
+    ref = fit.reference(PRESETS[boards.BOARDS[board].preset])
+    assert fit.design_bram(ref, board)["bram"] == fit.whole(ref, board)["bram"]
 
 
 # -- synfab fit --------------------------------------------------------------------------------------------

@@ -184,9 +184,10 @@ def preset_status(rep: dict) -> str:
     """Whether the committed preset of the board is the fabric the fit chose."""
     from .config import BOARD_PRESETS, board_presets
     committed = board_presets().get(rep["preset"])
+    where = f"synfab/{BOARD_PRESETS.relative_to(Path(__file__).resolve().parent).as_posix()}/{rep['preset']}.json"
     if committed is not None and committed.to_dict() == rep["fabric"]:
-        return f"the committed {BOARD_PRESETS.name}/{rep['preset']}.json is this fabric"
-    return (f"{'differs from' if committed else 'no'} committed {BOARD_PRESETS.name}/{rep['preset']}.json; "
+        return f"the committed {where} is this fabric"
+    return (f"{'differs from the' if committed else 'no'} committed {where}; "
             f"run synfab fit --board {rep['board']} --write-preset")
 
 
