@@ -25,6 +25,7 @@ Results are cached by content (gateware sources, config, toolchain version) in ~
 """
 from __future__ import annotations
 
+import fcntl
 import inspect
 import json
 import math
@@ -195,12 +196,25 @@ def synth_block(name: str, cfg: FabricConfig, quiet: bool = True, family: str = 
     if cached_only:
         return None
     work = tc.build_root() / "cost" / cfg.name / (name if family == "ecp5" else f"{name}-{family}")
-    if not quiet:
-        print(f"synfab: yosys {FAMILIES[family][0].split()[0]} {name} ({cfg.name}) ...", file=sys.stderr, flush=True)
-    start = time.monotonic()
-    result = {**_synthesize(name, cfg, work, family), "seconds": round(time.monotonic() - start, 1)}
-    cached.write_text(json.dumps(result))
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work.parent / f"{work.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)       # parallel tests may ask for the same block
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        if not quiet:
+            print(f"synfab: yosys {FAMILIES[family][0].split()[0]} {name} ({cfg.name}) ...", file=sys.stderr,
+                  flush=True)
+        start = time.monotonic()
+        result = {**_synthesize(name, cfg, work, family), "seconds": round(time.monotonic() - start, 1)}
+        write_atomically(cached, json.dumps(result))
     return result
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers outside the lock see the whole file or none."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 SCALING_BLOCKS = ("core", "esu", "neuron_unit", "evaluation_unit", "peg")

@@ -306,16 +306,25 @@ def check(cfg: FabricConfig, board: str) -> dict:
     """Refuse (one-line SynfabError) a fabric that needs more than the board's FPGA has, before any
     synthesis: block RAM from the model; logic and multipliers only if already measured (cached)."""
     spec = board_data.board(board)
+    cap = spec.fpga.capacity()
+    if cfg.n_cores > MAX_CORES:
+        # Elaborating hundreds of cores takes minutes: their block RAM alone tells first.
+        cores = cfg.n_cores * core_bram(cfg, spec.family)
+        if cores > cap["bram"]:
+            _refuse(cfg, spec, "bram", cores, at_least=True)
     rep = resources(cfg, board, cached_only=True)
-    over = _over(rep["need"], spec.fpga.capacity())
+    over = _over(rep["need"], cap)
     if over:
-        r = over[0]
-        unit = spec.units[r]
-        what = {"bram": f"{unit} block RAMs", "dsp": f"{unit} multipliers", "lut": f"{unit}s", "ff": "flip-flops"}[r]
-        raise SynfabError(f"fabric {cfg.name!r} does not fit the {spec.description}: needs "
-                          f"{_amount(rep['need'][r])} {what}, the {spec.device} has {_amount(spec.fpga.capacity()[r])}; "
-                          f"use --fabric {spec.preset} or fewer cores, neurons or weight words")
+        _refuse(cfg, spec, over[0], rep["need"][over[0]])
     return rep
+
+
+def _refuse(cfg: FabricConfig, spec, resource: str, need: float, at_least: bool = False):
+    unit = spec.units[resource]
+    what = {"bram": f"{unit} block RAMs", "dsp": f"{unit} multipliers", "lut": f"{unit}s", "ff": "flip-flops"}[resource]
+    raise SynfabError(f"fabric {cfg.name!r} does not fit the {spec.description}: needs {'at least ' * at_least}"
+                      f"{_amount(need)} {what}, the {spec.device} has {_amount(spec.fpga.capacity()[resource])}; "
+                      f"use --fabric {spec.preset} or fewer cores, neurons or weight words")
 
 
 # -- the search ----------------------------------------------------------------------------------------

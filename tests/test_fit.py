@@ -96,8 +96,12 @@ def test_core_block_ram_is_what_yosys_uses_on_ecp5(neurons, weights):
 
 
 @pytest.mark.slow
-def test_core_block_ram_is_what_yosys_uses_on_xc7():
-    cfg = demo.fabric("lenet")
+@pytest.mark.parametrize("which", ["preset", "reference"])
+def test_core_block_ram_is_what_yosys_uses_on_xc7(which):
+    """RAMB18 and RAMB36 each, on the PYNQ-Z2 preset's core and its one-core reference's (both
+    synthesized for the preset test anyway)."""
+    preset = PRESETS[boards.BOARDS["pynq-z2"].preset]
+    cfg = fit._unnamed(preset if which == "preset" else fit.reference(preset))
     cells = cost.synth_block("core", cfg, family="xc7")["cells"]
     model = fit.bram_use(fit.core_memories(cfg), "xc7")["primitives"]
     assert model == {p: cells[p] for p in ("RAMB18E1", "RAMB36E1") if cells.get(p)}
@@ -212,6 +216,12 @@ def test_build_refuses_a_fabric_too_large_for_the_board(capsys, tmp_path, monkey
 def test_fmax_path_refuses_too(no_synthesis):
     with pytest.raises(SynfabError, match="does not fit the Radiona ULX3S-85F: needs .* DP16KD block RAMs"):
         cost.fabric_fmax(HUGE)
+
+
+def test_a_very_large_mesh_is_refused_from_its_cores_alone(no_synthesis):
+    mesh = PRESETS["default"].with_(mesh_x=16, mesh_y=16, name="mesh256")
+    with pytest.raises(SynfabError, match=r"'mesh256' does not fit the TUL PYNQ-Z2: needs at least \d+ RAMB36 block RAMs"):
+        fit.check(mesh, "pynq-z2")
 
 
 def test_a_fitting_fabric_passes_the_check():

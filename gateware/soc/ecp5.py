@@ -216,7 +216,7 @@ def synth_soc(board_name: str, cfg: FabricConfig, quiet: bool = True, cached_onl
     """yosys synth_ecp5 cells of the whole board SoC (fabric + stream bridge + UARTBone, the script
     of a real build), cached by content like cost.synth_block; with cached_only, None instead of
     running yosys. No place and route."""
-    from ..cost import _cells
+    from ..cost import _cells, write_atomically
 
     board(board_name)
     key = tc.source_digest("soc-synth", board_name, cfg.to_json(), tc.toolchain()[1])
@@ -241,7 +241,7 @@ def synth_soc(board_name: str, cfg: FabricConfig, quiet: bool = True, cached_onl
         result = {**_cells(json.loads((gw / "stat.json").read_text())),
                   "seconds": round(time.monotonic() - start, 1)}
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(result))
+        write_atomically(cached, json.dumps(result))
     return result
 
 
