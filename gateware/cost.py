@@ -25,8 +25,11 @@ Results are cached by content (gateware sources, config, toolchain version) in ~
 """
 from __future__ import annotations
 
+import fcntl
+import inspect
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -138,34 +141,118 @@ def _cells(stat: dict) -> dict:
     return res
 
 
+# Xilinx 7-series (synth_xilinx -family xc7): LUT sites each cell takes (LUT RAM and shift registers
+# sit in SLICEM LUTs; an INV becomes a LUT1 in Vivado), flip-flops, block RAM in RAMB36 units
+# (a RAMB18 is half of one), DSP48E1.
+XC7_LUT_SITES = {"LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1, "INV": 1,
+                 "RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2, "RAM128X1D": 4,
+                 "RAM256X1S": 4, "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "SRL16E": 1, "SRLC32E": 1}
+XC7_FFS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+XC7_BRAMS = {"RAMB18E1": 0.5, "RAMB36E1": 1.0}
+
+
+def _cells_xc7(stat: dict) -> dict:
+    cells = {t: int(n) for t, n in stat["design"]["num_cells_by_type"].items()}
+    return {"cells": cells,
+            "lut6_equiv": sum(n * XC7_LUT_SITES.get(t, 0) for t, n in cells.items()),
+            "ff": sum(cells.get(t, 0) for t in XC7_FFS),
+            "ramb36_equiv": sum(n * XC7_BRAMS.get(t, 0) for t, n in cells.items()),
+            "dsp48": cells.get("DSP48E1", 0)}
+
+
+# family: (yosys synthesis command for a top module, cell summary)
+FAMILIES = {"ecp5": ("synth_ecp5 -top {top}", _cells),
+            "xc7": ("synth_xilinx -family xc7 -noiopad -top {top}", _cells_xc7)}
+
+
 def _cache_dir() -> Path:
     d = tc.build_root().parent / "cost"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def _synthesize(name: str, cfg: FabricConfig, work: Path) -> dict:
-    """Run yosys synth_ecp5 on a block in work/; cell counts (the netlist stays as TOP.json)."""
+def _synthesize(name: str, cfg: FabricConfig, work: Path, family: str) -> dict:
+    """Run yosys synthesis for `family` on a block in work/; its cells (the netlist stays as TOP.json)."""
+    command, summary = FAMILIES[family]
     verilog, top = block_verilog(name, cfg, work)
-    tc.run_tool(["yosys", "-q", "-p", f"read_verilog {verilog.name}; synth_ecp5 -top {top} -json {top}.json; "
+    tc.run_tool(["yosys", "-q", "-p", f"read_verilog {verilog.name}; {command.format(top=top)} ; write_json {top}.json; "
                  "tee -q -o stat.json stat -json"], work, work / "yosys.log")
-    return _cells(json.loads((work / "stat.json").read_text()))
+    return summary(json.loads((work / "stat.json").read_text()))
 
 
-def synth_block(name: str, cfg: FabricConfig, quiet: bool = True) -> dict:
-    """yosys synth_ecp5 resources of one block (cached by the gateware sources and the toolchain)."""
+def synth_block(name: str, cfg: FabricConfig, quiet: bool = True, family: str = "ecp5",
+                cached_only: bool = False) -> dict | None:
+    """yosys resources of one block for an FPGA family (cached by the gateware sources and the
+    toolchain); with cached_only, None instead of running yosys."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown FPGA family {family!r}; families: {', '.join(FAMILIES)}")
     _, tool_version = tc.toolchain()
-    key = tc.source_digest("synth", name, cfg.to_json(), tool_version)
+    # The block wrappers built here and the synthesis command are part of what is synthesized.
+    wrappers = "".join(inspect.getsource(f) for f in (_interface, block, block_verilog))
+    key = tc.source_digest("synth", name, cfg.to_json(), tool_version, FAMILIES[family][0], wrappers)
     cached = _cache_dir() / f"{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    work = tc.build_root() / "cost" / cfg.name / name
-    if not quiet:
-        print(f"synfab: yosys synth_ecp5 {name} ({cfg.name}) ...", flush=True)
-    start = time.monotonic()
-    result = {**_synthesize(name, cfg, work), "seconds": round(time.monotonic() - start, 1)}
-    cached.write_text(json.dumps(result))
+    if cached_only:
+        return None
+    work = tc.build_root() / "cost" / cfg.name / (name if family == "ecp5" else f"{name}-{family}")
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work.parent / f"{work.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)       # parallel tests may ask for the same block
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        if not quiet:
+            print(f"synfab: yosys {FAMILIES[family][0].split()[0]} {name} ({cfg.name}) ...", file=sys.stderr,
+                  flush=True)
+        start = time.monotonic()
+        result = {**_synthesize(name, cfg, work, family), "seconds": round(time.monotonic() - start, 1)}
+        write_atomically(cached, json.dumps(result))
     return result
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers outside the lock see the whole file or none."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+SCALING_BLOCKS = ("core", "esu", "neuron_unit", "evaluation_unit", "peg")
+SCALING_NEURONS = (1024, 4096, 16384)       # issue 8: logic may not grow with neurons per core ...
+SCALING_WEIGHTS = (4096, 65536)             # ... nor with weight words (all of it is block RAM)
+SCALING_CELLS = ("LUT4", "CCU2C", "TRELLIS_DPR16X4", "TRELLIS_FF", "DP16KD", "MULT18X18D", "lut4_equiv")
+SCALING_MEASURES = ("lut4_equiv", "TRELLIS_FF")   # the logic whose change is bounded
+
+
+def sized(base: FabricConfig, neurons: int, weights: int) -> FabricConfig:
+    """base with neurons/weight words per core replaced; named after its sizes, so every size has
+    its own cache entry and build directory (parallel synths of one name would share a directory)."""
+    return base.with_(neurons_per_core=neurons, weight_words_per_core=weights,
+                      name=f"{base.name}-n{neurons}-w{weights}")
+
+
+def relative_change(values) -> float:
+    """(largest - smallest) / smallest: how much a figure moves over a sweep."""
+    values = list(values)
+    return round((max(values) - min(values)) / min(values), 4)
+
+
+def scaling_report(base: FabricConfig, neurons=SCALING_NEURONS, weights=SCALING_WEIGHTS,
+                   blocks=SCALING_BLOCKS, quiet: bool = True) -> dict:
+    """Per-block synth_ecp5 cells of a core's blocks while one size sweeps and the other stays at
+    base's: neurons per core at base's weight words, weight words at base's neurons. `change` is
+    relative_change of lut4_equiv and TRELLIS_FF per block and sweep (issue 8: <= 15% for core)."""
+    sweeps = {"neurons_per_core": {n: sized(base, n, base.weight_words_per_core) for n in neurons},
+              "weight_words_per_core": {w: sized(base, base.neurons_per_core, w) for w in weights}}
+    out = {"base": base.name, "toolchain": tc.toolchain()[1], "sweeps": {}, "change": {}}
+    for sweep, cfgs in sweeps.items():
+        cells = {size: {b: {c: r[c] for c in SCALING_CELLS}
+                        for b, r in ((b, synth_block(b, cfg, quiet)) for b in blocks)}
+                 for size, cfg in cfgs.items()}
+        out["sweeps"][sweep] = cells
+        out["change"][sweep] = {b: {m: relative_change(cells[s][b][m] for s in cells) for m in SCALING_MEASURES}
+                                for b in blocks}
+    return out
 
 
 def fabric_fmax(cfg: FabricConfig, quiet: bool = True) -> dict:

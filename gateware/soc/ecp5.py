@@ -13,6 +13,8 @@ import contextlib
 import fcntl
 import importlib
 import json
+import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from litex.soc.cores.clock import ECP5PLL
 from litex.soc.integration.builder import Builder
 from litex.soc.integration.soc_core import SoCCore
 
+from synfab import boards as board_data
 from synfab.config import FabricConfig
 from synfab.errors import SynfabError
 from synfab.runtime.litex import DEFAULT_BAUDRATE
@@ -38,10 +41,10 @@ DEFAULT_SYS_CLK = 50e6
 
 @dataclass(frozen=True)
 class Board:
+    """How LiteX builds for a board; its name, FPGA and preset are synfab.boards.BOARDS[name]."""
     platform_module: str          # litex_boards.platforms.<module>
     platform_kwargs: dict = field(default_factory=dict)
     loader_board: str = ""        # openFPGALoader -b NAME
-    description: str = ""
     clk_name: str = "clk25"
     clk_freq: float = 25e6
 
@@ -54,12 +57,12 @@ class Board:
 
 
 BOARDS = {
-    "ulx3s": Board("radiona_ulx3s", {"device": "LFE5U-85F"}, "ulx3s", "Radiona ULX3S, LFE5U-85F"),
-    "ulx3s-45f": Board("radiona_ulx3s", {"device": "LFE5U-45F"}, "ulx3s", "Radiona ULX3S, LFE5U-45F"),
-    "colorlight-i5": Board("colorlight_i5", {"board": "i5", "revision": "7.0"}, "colorlight-i5",
-                           "Colorlight i5 v7.0, LFE5U-25F"),
-    "colorlight-i9": Board("colorlight_i5", {"board": "i9", "revision": "7.2"}, "colorlight-i9",
-                           "Colorlight i9 v7.2, LFE5U-45F"),
+    # The ULX3S platform takes its FPGA as an argument; the Colorlight modules imply theirs
+    # (tests/test_fit.py checks every platform's device against synfab.boards).
+    "ulx3s": Board("radiona_ulx3s", {"device": board_data.BOARDS["ulx3s"].device}, "ulx3s"),
+    "ulx3s-45f": Board("radiona_ulx3s", {"device": board_data.BOARDS["ulx3s-45f"].device}, "ulx3s"),
+    "colorlight-i5": Board("colorlight_i5", {"board": "i5", "revision": "7.0"}, "colorlight-i5"),
+    "colorlight-i9": Board("colorlight_i5", {"board": "i9", "revision": "7.2"}, "colorlight-i9"),
 }
 
 
@@ -94,7 +97,9 @@ class SynfabECP5SoC(SoCCore):
 
 
 def build_name(board_name: str, cfg: FabricConfig) -> str:
-    return f"synfab_{board_name.replace('-', '_')}_{cfg.name}"
+    """Names the build directory, its files and the top module: a Verilog identifier (presets
+    such as ulx3s-85f have dashes)."""
+    return re.sub(r"\W", "_", f"synfab_{board_name}_{cfg.name}")
 
 
 def parse_nextpnr_report(path: Path) -> dict:
@@ -108,33 +113,72 @@ def parse_nextpnr_report(path: Path) -> dict:
                             for k, v in rep.get("utilization", {}).items() if v["used"]}}
 
 
+def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, quiet: bool = False) -> Path:
+    """Write the SoC's Verilog, constraints, yosys script and build script to out/gateware
+    (quiet: without LiteX's log of the SoC it creates)."""
+    if quiet:
+        logging.disable(logging.INFO)
+    try:
+        soc = SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate)
+        builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
+                          csr_json=str(out / "csr.json"))
+        soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
+        with contextlib.redirect_stdout(sys.stderr):     # LiteX's generator chatter stays off stdout
+            builder.build(build_name=name, run=False, seed=seed)
+    finally:
+        logging.disable(logging.NOTSET)
+    return out / "gateware"
+
+
 def _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, key: str, quiet: bool):
     gw = out / "gateware"
     (gw / "stamp.json").unlink(missing_ok=True)
-    soc = SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate)
-    builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
-                      csr_json=str(out / "csr.json"))
-    soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
-    with contextlib.redirect_stdout(sys.stderr):     # LiteX's generator chatter stays off stdout
-        builder.build(build_name=name, run=False, seed=seed)
+    _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out, name)
     if not quiet:
         print(f"synfab: building {name} bitstream with yosys/nextpnr ({tc.toolchain()[1].split(':')[0]}); "
               f"log: {gw / 'build.log'}", file=sys.stderr, flush=True)
     start = time.monotonic()
     tc.run_tool(["bash", f"build_{name}.sh"], gw, gw / "build.log")
-    (gw / "stamp.json").write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - start, 1)}))
+    options = {"sys_clk_freq": sys_clk_freq, "baudrate": baudrate, "seed": seed}
+    (gw / "stamp.json").write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - start, 1),
+                                               "options": options}))
+
+
+def _build_key(board_name: str, cfg: FabricConfig, sys_clk_freq: float, baudrate: int, seed: int) -> str:
+    return tc.source_digest("ecp5", board_name, cfg.to_json(), sys_clk_freq, baudrate, seed, tc.toolchain()[1])
+
+
+def _build_dir(board_name: str, cfg: FabricConfig) -> tuple[str, Path]:
+    name = build_name(board_name, cfg)
+    return name, tc.build_root() / "ecp5" / name
+
+
+def _report(board_name: str, cfg: FabricConfig, out: Path, name: str, key: str, cached: bool,
+            sys_clk_freq: float, baudrate: int) -> dict:
+    gw = out / "gateware"
+    report = parse_nextpnr_report(gw / f"{name}_report.json")
+    return {"bitstream": str(gw / f"{name}.bit"), "board": board_name,
+            "board_description": board_data.BOARDS[board_name].description,
+            "device": board(board_name).platform().device, "fabric": cfg.name, "fabric_config": cfg.to_dict(),
+            "config_crc": f"{cfg.crc():#010x}", "sys_clk_mhz": sys_clk_freq / 1e6,
+            "timing_met": report["fmax_mhz"] is not None and report["fmax_mhz"] >= sys_clk_freq / 1e6,
+            **report, "uart_baudrate": baudrate, "toolchain": tc.toolchain()[1], "cache_key": key,
+            "cached": cached, "build_seconds": json.loads((gw / "stamp.json").read_text())["seconds"],
+            "csr_json": str(out / "csr.json"), "build_dir": str(gw)}
 
 
 def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
                     baudrate: int = DEFAULT_BAUDRATE, seed: int = 1, quiet: bool = False) -> dict:
     """Generate the SoC and run yosys/nextpnr-ecp5/ecppack, unless this very source state was
-    built before; return the report: bitstream path, fmax, utilization, board, fabric, cache key."""
-    spec = board(board_name)
-    name = build_name(board_name, cfg)
-    out = tc.build_root() / "ecp5" / name
+    built before; return the report: bitstream path, fmax, utilization, board, fabric, cache key.
+    A fabric that does not fit the board is refused first (synfab_gateware.fit.check), in one line."""
+    from .. import fit
+
+    board(board_name)
+    fit.check(cfg, board_name)
+    name, out = _build_dir(board_name, cfg)
     gw = out / "gateware"
-    _, tool_version = tc.toolchain()
-    key = tc.source_digest("ecp5", board_name, cfg.to_json(), sys_clk_freq, baudrate, seed, tool_version)
+    key = _build_key(board_name, cfg, sys_clk_freq, baudrate, seed)
     stamp = gw / "stamp.json"
     bit = gw / f"{name}.bit"
 
@@ -148,14 +192,57 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
             fcntl.flock(lock, fcntl.LOCK_EX)         # one build per directory at a time
             if not fresh():
                 _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet)
-    report = parse_nextpnr_report(gw / f"{name}_report.json")
-    return {"bitstream": str(bit), "board": board_name, "board_description": spec.description,
-            "device": spec.platform().device, "fabric": cfg.name, "fabric_config": cfg.to_dict(),
-            "config_crc": f"{cfg.crc():#010x}", "sys_clk_mhz": sys_clk_freq / 1e6,
-            "timing_met": report["fmax_mhz"] is not None and report["fmax_mhz"] >= sys_clk_freq / 1e6,
-            **report, "uart_baudrate": baudrate, "toolchain": tool_version, "cache_key": key,
-            "cached": cached, "build_seconds": json.loads(stamp.read_text())["seconds"],
-            "csr_json": str(out / "csr.json"), "build_dir": str(gw)}
+    return _report(board_name, cfg, out, name, key, cached, sys_clk_freq, baudrate)
+
+
+def cached_build(board_name: str, cfg: FabricConfig) -> dict | None:
+    """The report of the last `build_bitstream` of this board and fabric, if it was built from the
+    current sources (with whatever clock, baud rate and seed it was built with); else None."""
+    name, out = _build_dir(board_name, cfg)
+    stamp = out / "gateware" / "stamp.json"
+    if not stamp.is_file():
+        return None
+    rec = json.loads(stamp.read_text())
+    opts = rec.get("options")
+    if opts is None or not (out / "gateware" / f"{name}.bit").is_file():
+        return None
+    key = _build_key(board_name, cfg, opts["sys_clk_freq"], opts["baudrate"], opts["seed"])
+    if rec["key"] != key:
+        return None
+    return _report(board_name, cfg, out, name, key, True, opts["sys_clk_freq"], opts["baudrate"])
+
+
+def synth_soc(board_name: str, cfg: FabricConfig, quiet: bool = True, cached_only: bool = False) -> dict | None:
+    """yosys synth_ecp5 cells of the whole board SoC (fabric + stream bridge + UARTBone, the script
+    of a real build), cached by content like cost.synth_block; with cached_only, None instead of
+    running yosys. No place and route."""
+    from ..cost import _cells, write_atomically
+
+    board(board_name)
+    key = tc.source_digest("soc-synth", board_name, cfg.to_json(), tc.toolchain()[1])
+    cached = tc.build_root().parent / "cost" / f"{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    if cached_only:
+        return None
+    name, _ = _build_dir(board_name, cfg)
+    out = tc.build_root() / "soc-synth" / name
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        if not quiet:
+            print(f"synfab: yosys synth_ecp5 of the {board_name} SoC with fabric {cfg.name} ...",
+                  file=sys.stderr, flush=True)
+        start = time.monotonic()
+        gw = _generate(board_name, cfg, DEFAULT_SYS_CLK, DEFAULT_BAUDRATE, 1, out, name, quiet=True)
+        tc.run_tool(["yosys", "-q", "-p", f"script {name}.ys; tee -q -o stat.json stat -json"], gw, gw / "synth.log")
+        result = {**_cells(json.loads((gw / "stat.json").read_text())),
+                  "seconds": round(time.monotonic() - start, 1)}
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(cached, json.dumps(result))
+    return result
 
 
 def flash(bitstream: Path, board_name: str, write_flash: bool = False) -> None:

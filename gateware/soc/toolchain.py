@@ -98,6 +98,12 @@ def run_tool(args: list[str], cwd: Path, log: Path) -> None:
         raise ToolchainError(f"{args[0]} failed (exit {proc.returncode}): {tail[0]}; full log: {log}")
 
 
+# Gateware modules that only measure the design (synthesis reports, board fit): no generated
+# gateware depends on them, so editing them must not make a bitstream or a cached build stale.
+# Their caches key on what they synthesize (cost.synth_block).
+ANALYSIS_ONLY = ("cost.py", "fit.py")
+
+
 def digest(*parts) -> str:
     """SHA-256 over text/bytes parts: the cache key of a build."""
     h = hashlib.sha256()
@@ -119,7 +125,8 @@ def source_digest(*extra) -> str:
     import synfab
     gateware = Path(__file__).resolve().parents[1]
     host = Path(synfab.__file__).resolve().parent
-    files = sorted(p for p in gateware.rglob("*.py") if "__pycache__" not in p.parts)
+    files = sorted(p for p in gateware.rglob("*.py")
+                   if "__pycache__" not in p.parts and p.relative_to(gateware).as_posix() not in ANALYSIS_ONLY)
     files += [host / name for name in ("config.py", "layouts.py", "arith.py", "runtime/litex.py")]
     versions = []
     for dist in ("migen", "litex", "litex-boards"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import zlib
+from pathlib import Path
 
 from .errors import SynfabError
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ class FabricConfig:
 
     @classmethod
     def load(cls, path) -> "FabricConfig":
-        """Load a JSON file; a name of a preset ('default', 'small', 'tiny') also works."""
+        """Load a JSON file; a name of a preset ('default', 'small', 'tiny', a board's) also works."""
         if str(path) in PRESETS:
             return PRESETS[str(path)]
         try:
@@ -140,6 +141,16 @@ class FabricConfig:
         return dataclasses.replace(self, **kw)
 
 
+BOARD_PRESETS = Path(__file__).resolve().parent / "data" / "boards"
+
+
+def board_presets() -> dict:
+    """The committed per-board presets (data/boards/NAME.json, written by `synfab fit --write-preset`):
+    the largest fabric that fits each board (synfab.boards)."""
+    return {path.stem: FabricConfig.from_dict(json.loads(path.read_text()))
+            for path in sorted(BOARD_PRESETS.glob("*.json"))}
+
+
 PRESETS = {
     "default": FabricConfig(),
     # Small enough for a quick FPGA build in CI.
@@ -150,3 +161,4 @@ PRESETS = {
                          peg_entries_per_core=16, esu_descriptors_per_core=16,
                          populations_per_core=4, input_peg_entries=16, name="tiny"),
 }
+PRESETS.update(board_presets())

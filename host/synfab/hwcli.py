@@ -1,9 +1,10 @@
-"""Hardware subcommands of `synfab`: build, flash, cost, litex-sim (registered by cli.py).
+"""Hardware subcommands of `synfab`: build, flash, cost, fit, litex-sim (registered by cli.py).
 
     synfab build --board ulx3s --fabric tiny [--output DIR] [--manifest bitstreams/manifest.json]
     synfab build --board pynq-z2 --fabric small        # Vivado scripts (+ bitstream if vivado is on PATH)
     synfab flash --board ulx3s --fabric tiny
     synfab cost --fabric small [--fmax] [--network demo] [--json]
+    synfab fit --board ulx3s [--write-preset] [--json]   # largest fabric that fits (synfab_gateware.fit)
     synfab litex-sim --fabric tiny [--tcp-port 4000]   # LiteX sim SoC for `--backend litex`
 """
 from __future__ import annotations
@@ -100,6 +101,7 @@ def build_ecp5(board: str, cfg, out: Path, sys_clk_mhz: float, baudrate: int, se
 
 
 def build_pynq(cfg, out: Path, command: str) -> dict:
+    _gateware("fit").check(cfg, PYNQ)          # before writing anything
     vivado = _gateware("vivado")
     files = vivado.write_project(cfg, out)
     info = {"board": PYNQ, "fabric": cfg.name, "config_crc": f"{cfg.crc():#010x}", "output_dir": str(out),
@@ -177,6 +179,40 @@ def cmd_cost(a):
     _emit(rep, a.json, cost.format_report(rep))
 
 
+# -- fit ---------------------------------------------------------------------------------------------------
+def preset_status(rep: dict) -> str:
+    """Whether the committed preset of the board is the fabric the fit chose."""
+    from .config import BOARD_PRESETS, board_presets
+    committed = board_presets().get(rep["preset"])
+    where = f"synfab/{BOARD_PRESETS.relative_to(Path(__file__).resolve().parent).as_posix()}/{rep['preset']}.json"
+    if committed is not None and committed.to_dict() == rep["fabric"]:
+        return f"the committed {where} is this fabric"
+    return (f"{'differs from the' if committed else 'no'} committed {where}; "
+            f"run synfab fit --board {rep['board']} --write-preset")
+
+
+def write_preset(rep: dict) -> Path:
+    from .config import BOARD_PRESETS
+    BOARD_PRESETS.mkdir(parents=True, exist_ok=True)
+    path = BOARD_PRESETS / f"{rep['preset']}.json"
+    path.write_text(json.dumps(rep["fabric"], indent=1) + "\n")
+    return path
+
+
+def cmd_fit(a):
+    from .boards import BOARDS, board
+    fit = _gateware("fit")
+    names = list(BOARDS) if a.board == "all" else [board(a.board).name]
+    reports = []
+    for name in names:
+        rep = fit.fit(name, quiet=a.json)
+        if a.write_preset:
+            rep["preset_file"] = str(write_preset(rep))
+        rep["preset_status"] = preset_status(rep)
+        reports.append(rep)
+    _emit(reports if a.board == "all" else reports[0], a.json, "\n\n".join(fit.format_fit(r) for r in reports))
+
+
 # -- LiteX sim server ------------------------------------------------------------------------------------
 def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
@@ -198,9 +234,10 @@ def cmd_litex_sim(a):
 
 
 def register(sub) -> None:
+    from .boards import BOARDS
     b = sub.add_parser("build", help="bitstream for a board (ECP5: open toolchain; pynq-z2: Vivado scripts)")
-    b.add_argument("--board", required=True, help="ulx3s, ulx3s-45f, colorlight-i5, colorlight-i9 or pynq-z2")
-    b.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    b.add_argument("--board", required=True, help=", ".join(BOARDS))
+    b.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny, a board's: synfab fit)")
     b.add_argument("-o", "--output", help="output directory (default bitstreams/BOARD-FABRIC)")
     b.add_argument("--manifest", help="record the bitstream (sha256, command) in this manifest JSON")
     b.add_argument("--sys-clk-mhz", type=float, default=50.0, help="ECP5 system clock (default 50)")
@@ -224,6 +261,13 @@ def register(sub) -> None:
     c.add_argument("--network", help="quantized network (or demo): explicit per-synapse storage it would need")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_cost)
+
+    t = sub.add_parser("fit", help="the largest fabric that fits a board (resource model + one yosys synthesis)")
+    t.add_argument("--board", required=True, help=f"{', '.join(BOARDS)} or all")
+    t.add_argument("--write-preset", action="store_true",
+                   help="write the fabric as the board's preset (host/synfab/data/boards/PRESET.json)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("litex-sim", help="run the LiteX sim SoC (Verilator) for --backend litex")
     s.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
