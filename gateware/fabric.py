@@ -59,9 +59,10 @@ class Fabric(LiteXModule):
             self.comb += [core.source.connect(mesh.sinks[i]), mesh.sources[i].connect(core.sink)]
         self.input_peg = peg = PEG(cfg, cfg.input_peg_entries, regmap.input_peg.stride)
         self.comb += peg.source.connect(mesh.host_sink)
-        # Both stream ports are registered: whatever drives them (a FIFO in block RAM, a DMA)
-        # starts no path into the fabric's logic.
-        self.in_reg, self.out_reg = stream.PipeValid(BEAT), stream.PipeValid(BEAT)
+        # Both stream ports are registered both ways (valid/data and ready, LiteX Buffer): whatever
+        # drives them (a FIFO in block RAM, a DMA) shares no combinational path with the fabric.
+        self.in_reg = stream.Buffer(BEAT, pipe_valid=True, pipe_ready=True)
+        self.out_reg = stream.Buffer(BEAT, pipe_valid=True, pipe_ready=True)
         inp, out = self.in_reg.source, self.out_reg.sink
         self.comb += self.sink.connect(self.in_reg.sink), self.out_reg.source.connect(self.source)
 
