@@ -220,7 +220,8 @@ class Fabric(LiteXModule):
         # Global registers, counters and layer_spikes on regs_bus.
         adr = regs_bus.adr
         access = Signal(name="regs_access")
-        self.comb += access.eq(regs_bus.cyc & regs_bus.stb & ~regs_bus.ack & ~regs_bus.err)
+        reading = Signal(name="regs_reading")    # a read being answered (block RAM, then a register)
+        self.comb += access.eq(regs_bus.cyc & regs_bus.stb & ~regs_bus.ack & ~regs_bus.err & ~reading)
         read_values = {
             regmap.regs["id"]: ID_MAGIC, regmap.regs["version"]: LAYOUT_VERSION,
             regmap.regs["config_crc"]: cfg.crc(), regmap.regs["ctrl"]: 0,
@@ -233,19 +234,20 @@ class Fabric(LiteXModule):
         known_hit = Signal(name="regs_hit")
         self.comb += known_hit.eq(in_layer_spikes | Reduce("OR", [adr == a // WORD for a in read_values]))
         self.comb += bus_rd.adr.eq(adr - ls.base // WORD)
+        layer_idx = Signal(max=n_lay)
+        self.comb += layer_idx.eq(adr - ls.base // WORD)
         reg_data = Signal(32, name="reg_data")
+        from_layers, layer_counted = Signal(name="read_layer_spikes"), Signal(name="read_layer_counted")
         self.sync += [
-            regs_bus.ack.eq(access & known_hit),
+            reading.eq(access & ~regs_bus.we & known_hit),
+            regs_bus.ack.eq((access & regs_bus.we & known_hit) | reading),
             regs_bus.err.eq(access & ~known_hit),
             Case(adr, {**{a // WORD: reg_data.eq(v) for a, v in read_values.items()},
                        "default": reg_data.eq(0)}),
+            from_layers.eq(in_layer_spikes), layer_counted.eq((written >> layer_idx)[0]),
+            # The answer leaves registered: layer_spikes is a block RAM.
+            If(reading, regs_bus.dat_r.eq(Mux(from_layers, Mux(layer_counted, bus_rd.dat_r, 0), reg_data))),
         ]
-        layer_idx = Signal(max=n_lay)
-        self.comb += layer_idx.eq(adr - ls.base // WORD)
-        self.comb += If(in_layer_spikes,
-                        regs_bus.dat_r.eq(0),
-                        If((written >> layer_idx)[0], regs_bus.dat_r.eq(bus_rd.dat_r)),
-                        ).Else(regs_bus.dat_r.eq(reg_data))
         writes = [If(adr == regmap.regs["ctrl"] // WORD,
                      clear.eq((regs_bus.dat_w & RegisterMap.CTRL_CLEAR_COUNTERS) != 0))]
         for name, reg in regs.items():
