@@ -61,10 +61,13 @@ class Fabric(LiteXModule):
         self.comb += peg.source.connect(mesh.host_sink)
         # Both stream ports are registered both ways (valid/data and ready, LiteX Buffer): whatever
         # drives them (a FIFO in block RAM, a DMA) shares no combinational path with the fabric.
-        self.in_reg = stream.Buffer(BEAT, pipe_valid=True, pipe_ready=True)
+        # On the input the ready stage comes first, so the fabric's logic starts from the valid
+        # stage's registers.
+        self.in_ready, self.in_reg = stream.PipeReady(BEAT), stream.PipeValid(BEAT)
         self.out_reg = stream.Buffer(BEAT, pipe_valid=True, pipe_ready=True)
         inp, out = self.in_reg.source, self.out_reg.sink
-        self.comb += self.sink.connect(self.in_reg.sink), self.out_reg.source.connect(self.source)
+        self.comb += [self.sink.connect(self.in_ready.sink), self.in_ready.source.connect(self.in_reg.sink),
+                      self.out_reg.source.connect(self.source)]
 
         # -- registers -------------------------------------------------------------------------
         limits = {
