@@ -112,17 +112,20 @@ class ESU(LiteXModule):
         credit = Signal()
         syn_ok, take, enter, host_drop = Signal(), Signal(), Signal(), Signal()
         # Registered, with a margin of two for the packets taken while it is being computed.
-        self.sync += credit.eq(in_setup + walk.level + 2 < WALK_FIFO_DEPTH)
+        # Registered, with a margin of three: the packets taken while it is being computed, and the
+        # one counted a clock late (in_setup counts packets from F1 on).
+        self.sync += credit.eq(in_setup + walk.level + 3 < WALK_FIFO_DEPTH)
         self.comb += [
             pk.ready.eq(credit),
             take.eq(pk.valid & pk.ready),
             syn_ok.eq((pk.syn < self.esu_count) & (pk.syn < cfg.esu_descriptors_per_core)),
-            enter.eq(take & syn_ok),
             self.table.rd_adr.eq(pk.syn),
         ]
         fields = dict(x=pk.x, y=pk.y, nx=pk.nx, ny=pk.ny, kx=pk.kx, ky=pk.ky, c=pk.c, d=pk.d)
-        f1 = PipeStage(self, enter, **fields)
-        f2 = PipeStage(self, f1.valid, **{k: getattr(f1, k) for k in fields})
+        # The descriptor index is checked a clock later, from registers (the FIFO head is LUT RAM).
+        f1 = PipeStage(self, take, syn_ok=syn_ok, **fields)
+        self.comb += enter.eq(f1.valid & f1.syn_ok)
+        f2 = PipeStage(self, enter, **{k: getattr(f1, k) for k in fields})
         e = self.table.rd_dat
         known = Signal()
         self.comb += known.eq(e.kind != Kind.HOST)
@@ -258,7 +261,7 @@ class ESU(LiteXModule):
             src.valid.eq(g2.valid),
             If(g2.valid, src.n.eq(g2.n), src.d.eq(g2.d), src.w.eq(Mux(g2.wconst, g2.wval, byte))),
         ]
-        self.comb += self.dropped.eq((pk.valid & pk.ready & ~syn_ok) + (f2.valid & ~known) + (active & ~in_range))
+        self.comb += self.dropped.eq((f1.valid & ~f1.syn_ok) + (f2.valid & ~known) + (active & ~in_range))
 
         # ---- idle, host access to the tables ----
         self.comb += [
