@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migen import ClockDomain
+from migen import ClockDomain, Instance
+from migen.genlib.resetsync import AsyncResetSynchronizer
 from litex.gen import LiteXModule
 from litex.soc.cores.clock import ECP5PLL
 from litex.soc.integration.builder import Builder
@@ -75,12 +76,19 @@ def board(name: str) -> Board:
 class _CRG(LiteXModule):
     def __init__(self, platform, spec: Board, sys_clk_freq: float):
         self.cd_sys = ClockDomain()
+        self.cd_por = ClockDomain()   # the sys clock, for the reset synchronizer alone
 
         # # #
 
         self.pll = pll = ECP5PLL()
         pll.register_clkin(platform.request(spec.clk_name), spec.clk_freq)
-        pll.create_clkout(self.cd_sys, sys_clk_freq)   # sys held in reset until the PLL locks
+        pll.create_clkout(self.cd_sys, sys_clk_freq, with_reset=False)
+        # sys is held in reset until the PLL locks.  The reset reaches its ~30 k flip-flops through
+        # a global buffer (DCCA): as a fabric net it congested the routing of the 2x2 fabric (it did
+        # not route) and its spread stretched the critical path.
+        self.comb += self.cd_por.clk.eq(self.cd_sys.clk)
+        self.specials += AsyncResetSynchronizer(self.cd_por, ~pll.locked)
+        self.specials += Instance("DCCA", i_CLKI=self.cd_por.rst, i_CE=1, o_CLKO=self.cd_sys.rst)
 
 
 class SynfabECP5SoC(SoCCore):
