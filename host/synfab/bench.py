@@ -631,7 +631,10 @@ def _text(result: dict) -> str:
                  f"idle ({speed['sim_cycles_per_cpu_second_idle']:,})")
     f = result.get("at_fmax")
     if f:
-        how = "measured" if f["fmax_measured"] else "ASSUMED, not measured"
+        how = "ASSUMED, not measured"
+        if f["fmax_measured"]:
+            how = ("measured" if f["built_from_current_gateware"]
+                   else "measured on older gateware: rebuild the bitstream")
         lines += [f"at Fmax {f['fmax_mhz']} MHz ({how}) on {f['board']}, {f['n_cores']} cores: peak "
                   f"{f['peak_synaptic_ops_per_s']['fabric'] / 1e6:.1f} M synaptic ops/s "
                   f"({f['peak_synaptic_ops_per_s']['per_core'] / 1e6:.1f} M per core), peak input "
