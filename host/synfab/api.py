@@ -214,8 +214,6 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
     from .quant import quantize_input
     if frames < 1:
         raise SynfabError("--frames must be >= 1")
-    if network not in shipped.NETWORK_FILES:
-        raise SynfabError(f"unknown network {network!r}; choose {' or '.join(shipped.NETWORK_FILES)}")
     qnet = shipped.qnetwork(network)
     cfg = fabric or shipped.fabric(network)
     tables = compile_qnetwork(qnet, cfg)
