@@ -41,7 +41,9 @@ def whole_frame():
 
 @pytest.fixture(scope="module")
 def tiny(tiny_micro, whole_frame):
-    """What `synfab bench --fabric tiny --json` prints, from the measurements above."""
+    """The micro-benchmarks of tiny beside the whole frames of every workload on its own fabric
+    (`synfab bench --json` with micro-benchmarks on tiny): the text rendering and the script are
+    checked against it."""
     micro, speed = tiny_micro
     cfg = PRESETS["tiny"]
     return {"fabric": cfg.name, "config": cfg.to_dict(), "micro": micro, "whole_frame": whole_frame,
@@ -115,10 +117,11 @@ def test_default_fabric_micro_benchmarks_and_whole_frames_side_by_side(whole_fra
 
 
 # -- whole frames on real workloads ------------------------------------------------------------------
-def golden_frames(name: str, frames: int):
-    """(tables, per frame: (input events, golden FrameOutput)) of a workload, from the model."""
+def golden_frames(name: str, frames: int, cfg: FabricConfig | None = None):
+    """(tables, per frame: (input events, golden FrameOutput)) of a workload on cfg (default: its
+    own fabric), from the model."""
     qnet, x = WORKLOADS[name].load(frames)
-    tables = compile_qnetwork(qnet, FabricConfig())
+    tables = compile_qnetwork(qnet, cfg or WORKLOADS[name].fabric)
     dev = ModelDevice(tables.cfg)
     dev.load(tables)
     out, prev = [], np.zeros_like(x[0])
@@ -131,12 +134,16 @@ def golden_frames(name: str, frames: int):
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
 def test_whole_frame_figures_agree_with_the_model_and_bound_the_work(whole_frame, name):
-    w = whole_frame[name]
-    tables, golden = golden_frames(name, w["frames"])
+    assert whole_frame[name]["frames"] == WORKLOADS[name].frames
+    check_whole_frame(whole_frame[name], name, WORKLOADS[name].fabric)
+
+
+def check_whole_frame(w: dict, name: str, cfg: FabricConfig):
+    tables, golden = golden_frames(name, w["frames"], cfg)
     core_synops = np.array([[c["synops"] for c in fo.counters["cores"]] for _, fo in golden])
     events = np.array([n for n, _ in golden])
     outputs = np.array([len(fo.events) for _, fo in golden])
-    assert w["frames"] == WORKLOADS[name].frames == len(golden)
+    assert w["frames"] == len(golden)
     assert w["input_events"] == events.sum() and w["output_events"] == outputs.sum()
     assert w["synaptic_ops"] == core_synops.sum() > 0
     assert [r["synops"] for r in w["cores"]] == core_synops.sum(axis=0).tolist()
@@ -182,27 +189,188 @@ def test_bad_frame_count_is_one_line(capsys):
     assert capsys.readouterr().err.strip() == "synfab: error: --frames must be >= 1"
 
 
+CLOCK = {"fmax_mhz": 50.0, "fmax_measured": False, "fmax_source": "a test's clock", "board": "ulx3s",
+         "baudrate": 1_000_000, "baudrate_source": "a test's baud rate"}
+
+
 def test_cli_json_and_text(tiny, monkeypatch, capsys):
+    """The CLI hands its options to fabric_bench and prints the result as JSON or as text."""
+    result = {**tiny, "at_fmax": bench.at_fmax(FabricConfig(), CLOCK, tiny["micro"], tiny["whole_frame"], None)}
     seen = []
-    monkeypatch.setattr(bench, "micro_bench", lambda cfg, n=bench.RELAY_EVENTS: seen.append(cfg) or
-                        (tiny["micro"], tiny["simulation_speed"]))
-    monkeypatch.setattr(bench, "whole_frame_bench", lambda names, frames: seen.append((names, frames)) or
-                        tiny["whole_frame"])
+    monkeypatch.setattr(bench, "fabric_bench", lambda cfg, workloads=None, frames=None, link=True:
+                        seen.append((cfg, workloads, frames, link)) or result)
     assert main(["bench", "--fabric", "tiny", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == tiny and seen == [PRESETS["tiny"], (None, None)]
+    assert printed == result and seen == [(PRESETS["tiny"], None, None, True)]
     # Text: the same figures, each kind under its own heading.
-    assert main(["bench", "--fabric", "tiny", "--workload", "demo_mnist", "--frames", "3"]) == 0
-    assert seen[-1] == (["demo_mnist"], 3)
+    assert main(["bench", "--workload", "demo_mnist", "--frames", "3", "--no-link"]) == 0
+    assert seen[-1] == (None, ["demo_mnist"], 3, False)
     text = capsys.readouterr().out
     micro_part, whole_part = text.split("whole frames of real workloads")
+    whole_part, fmax_part = whole_part.split("at Fmax")
     assert "micro-benchmarks" in micro_part
     assert f"= {tiny['micro']['conv_sops_per_clock_per_core']} synops/clock/core" in micro_part
     assert f"{tiny['micro']['input_events_per_clock']} events/clock" in micro_part
+    assert fmax_part.startswith(" 50.0 MHz (ASSUMED, not measured)")
     for name in WORKLOADS:
         w = tiny["whole_frame"][name]
         assert f"{name} ({w['frames']} frames" in whole_part
         assert f"{w['sops_per_clock']} synops/clock ({w['sops_per_clock_per_core']} per core)" in whole_part
+        assert f"{name}: {result['at_fmax']['workloads'][name]['frames_per_s']:,.0f} frames/s" in fmax_part
+
+
+def test_fabric_bench_runs_the_workloads_that_fit_a_fabric(monkeypatch):
+    """On a given fabric the workloads run there; those that do not fit are named with the reason,
+    and a workload asked for by name that does not fit is a one-line error."""
+    monkeypatch.setattr(bench, "micro_bench", lambda cfg, n=bench.RELAY_EVENTS: ({}, {}))
+    ran = []
+    monkeypatch.setattr(bench, "workload_bench", lambda name, frames, cfg, loaded: ran.append((name, cfg)) or {})
+    monkeypatch.setattr(bench, "link_bench", lambda cfg, loaded: pytest.fail("no board: no link measurement"))
+    small = PRESETS["small"]
+    result = bench.fabric_bench(small, frames=1)
+    assert ran == [] and set(result["whole_frame"]["does_not_fit"]) == set(WORKLOADS)
+    assert all("does not fit fabric 'small'" in why for why in result["whole_frame"]["does_not_fit"].values())
+    assert "at_fmax" not in result     # small has no board preset and no bitstream
+    result = bench.fabric_bench(FabricConfig(), frames=1)
+    fits = [name for name in WORKLOADS if name != "lenet_mnist"]
+    assert ran == [(name, FabricConfig()) for name in fits]
+    assert list(result["whole_frame"]["does_not_fit"]) == ["lenet_mnist"]
+    assert "18110 neurons" in result["whole_frame"]["does_not_fit"]["lenet_mnist"]
+    with pytest.raises(bench.BenchError, match="workload lenet_mnist does not fit fabric 'default'"):
+        bench.fabric_bench(FabricConfig(), workloads=["lenet_mnist"], frames=1)
+    ran.clear()
+    bench.fabric_bench(None, frames=1)          # no fabric: every workload on its own
+    assert ran == [(name, None) for name in WORKLOADS]
+
+
+def test_figures_at_fmax_follow_from_the_cycles(tiny_micro, whole_frame):
+    micro, _ = tiny_micro
+    cfg = PRESETS["tiny"]
+    f = bench.at_fmax(cfg, CLOCK, micro, whole_frame, None)
+    hz = CLOCK["fmax_mhz"] * 1e6
+    assert f["fmax_mhz"] == CLOCK["fmax_mhz"] and f["fmax_measured"] is False and "host_link" not in f
+    # Peak: one (neuron, weight) pair per clock per core at most, and the design target of 0.9.
+    assert 0.9 * hz <= f["peak_synaptic_ops_per_s"]["per_core"] <= hz
+    assert f["peak_synaptic_ops_per_s"]["fabric"] == pytest.approx(f["peak_synaptic_ops_per_s"]["per_core"] * cfg.n_cores, abs=1)
+    assert f["peak_input_events_per_s"] <= hz
+    assert set(f["workloads"]) == set(WORKLOADS)
+    for name, row in f["workloads"].items():
+        check_at_fmax(row, whole_frame[name], name, WORKLOADS[name].fabric, hz)
+
+
+def check_at_fmax(row: dict, w: dict, name: str, cfg: FabricConfig, hz: float):
+    """A workload's figures at Fmax against the golden model's work and the simulated cycles."""
+    _, golden = golden_frames(name, w["frames"], cfg)
+    events = sum(n for n, _ in golden)
+    synops = sum(c["synops"] for _, fo in golden for c in fo.counters["cores"])
+    frames = len(golden)
+    assert row["frames"] == frames
+    assert row["frames_per_s"] == pytest.approx(hz * frames / w["cycles"], rel=1e-3)
+    assert row["latency_us"] == pytest.approx(w["cycles"] / frames / hz * 1e6, rel=1e-3)
+    assert row["latency_us"] * row["frames_per_s"] == pytest.approx(1e6, rel=1e-3)
+    assert row["latency_us_max"] >= row["latency_us"]
+    # At most one input beat per clock (every event and each frame's eof beat).
+    assert row["frames_per_s"] <= hz * frames / (events + frames)
+    assert row["synaptic_ops_per_s"]["fabric"] == pytest.approx(synops / w["cycles"] * hz, rel=1e-3)
+    assert row["synaptic_ops_per_s"]["per_core"] == pytest.approx(synops / w["cycles"] * hz / cfg.n_cores, rel=1e-3)
+    assert row["synaptic_ops_per_s"]["fabric"] <= cfg.n_cores * hz
+    assert row["fabric_input_events_per_s"] == pytest.approx(events / w["cycles"] * hz, rel=1e-3)
+
+
+def _manifest(tmp_path, **entry):
+    cfg = PRESETS["ulx3s-85f"]
+    base = {"path": "ulx3s-85f/synfab_ulx3s_85f.bit", "board": "ulx3s", "device": "LFE5U-85F-6BG381C",
+            "fabric": cfg.name, "config_crc": f"{cfg.crc():#010x}", "fmax_mhz": 87.5, "sys_clk_mhz": 80.0,
+            "source_revision": "abc1234", "source_key": "not the current gateware"}
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": [{**base, **entry}]}))
+    return tmp_path
+
+
+def test_board_clock_is_measured_from_the_manifest_or_flagged_as_assumed(tmp_path):
+    from synfab.runtime.litex import DEFAULT_BAUDRATE
+    cfg = PRESETS["ulx3s-85f"]
+    # No bitstream of the preset: assumed, and it says so.
+    clock = bench.board_clock(cfg, tmp_path)
+    assert clock["fmax_measured"] is False and clock["fmax_mhz"] == bench.ASSUMED_FMAX_MHZ
+    assert "assumed, not measured" in clock["fmax_source"]
+    assert clock["board"] == "ulx3s" and clock["baudrate"] == DEFAULT_BAUDRATE
+    # A recorded bitstream of exactly this fabric: its nextpnr Fmax and its baud rate.
+    clock = bench.board_clock(cfg, _manifest(tmp_path, uart_baudrate=3_000_000))
+    assert clock["fmax_measured"] is True and clock["fmax_mhz"] == 87.5 and clock["baudrate"] == 3_000_000
+    assert "ulx3s-85f/synfab_ulx3s_85f.bit" in clock["fmax_source"] and "abc1234" in clock["fmax_source"]
+    assert clock["built_from_current_gateware"] is False
+    # One of another configuration under the same name does not count.
+    clock = bench.board_clock(cfg, _manifest(tmp_path, config_crc="0x00000000"))
+    assert clock["fmax_measured"] is False
+    # A fabric without a board and without a bitstream has no clock.
+    assert bench.board_clock(FabricConfig(), tmp_path) is None
+    # The repository's manifest: tiny was built for the ULX3S.
+    manifest = json.loads((bench.bitstreams_dir() / "manifest.json").read_text())
+    (tiny,) = [e for e in manifest["artifacts"] if e["fabric"] == "tiny"]
+    clock = bench.board_clock(PRESETS["tiny"])
+    assert clock["fmax_measured"] is True and clock["fmax_mhz"] == tiny["fmax_mhz"]
+
+
+BOARD = "ulx3s-85f"
+BOARD_WORKLOADS = ["demo_mnist", "lenet_mnist"]
+BOARD_FRAMES = 3
+# Per frame, the driver's own commands beyond the input beats and the words it must read (the
+# clear-counters write, bridge polls that pushed or popped, read commands): a generous bound.
+FRAME_COMMAND_BYTES = 512
+
+
+@pytest.mark.slow
+def test_board_preset_figures_at_fmax_and_the_measured_host_link():
+    """`synfab bench --fabric ulx3s-85f --json` for the demo and the LeNet-size CNN: micro and
+    whole-frame figures on the preset, figures at Fmax, and the host link measured on the LiteX sim
+    SoC of the preset, each against bounds computed here from the model and the protocol."""
+    from synfab.compiler import tables_to_words
+    from synfab.layouts import CORE_COUNTERS, GLOBAL_COUNTERS, STREAM_EVENT
+    from synfab.runtime import litex as lx
+    cfg = PRESETS[BOARD]
+    result = bench.fabric_bench(cfg, workloads=BOARD_WORKLOADS, frames=BOARD_FRAMES)
+    print(json.dumps(result["at_fmax"], indent=1))
+    check_micro(result["micro"], cfg)
+    f = result["at_fmax"]
+    manifest = [e for m in bench.bitstreams_dir().glob("manifest*.json") for e in json.loads(m.read_text())["artifacts"]
+                if e["fabric"] == cfg.name and e["config_crc"] == f"{cfg.crc():#010x}"]
+    if manifest:
+        assert f["fmax_measured"] is True and f["fmax_mhz"] == manifest[0]["fmax_mhz"]
+    else:
+        assert f["fmax_measured"] is False and f["fmax_mhz"] == bench.ASSUMED_FMAX_MHZ
+        assert "assumed, not measured" in f["fmax_source"] and f["baudrate"] == lx.DEFAULT_BAUDRATE
+    hz, byte_rate = f["fmax_mhz"] * 1e6, f["baudrate"] / 10
+    assert f["n_cores"] == cfg.n_cores == 3
+    assert 0.9 * hz * cfg.n_cores <= f["peak_synaptic_ops_per_s"]["fabric"] <= hz * cfg.n_cores
+    beat_bytes = STREAM_EVENT.width // 8
+    for name in BOARD_WORKLOADS:
+        w = result["whole_frame"][name]
+        check_whole_frame(w, name, cfg)
+        row = f["workloads"][name]
+        check_at_fmax(row, w, name, cfg, hz)
+        tables, golden = golden_frames(name, BOARD_FRAMES, cfg)
+        events = sum(n for n, _ in golden)
+        outputs = sum(len(fo.events) for _, fo in golden)
+        link = row["host_link"]
+        assert (link["frames"], link["input_events"]) == (BOARD_FRAMES, events)
+        # The LiteX SoC runs the same gateware: the bridge counts the cycles the Verilator harness counted.
+        assert link["litex_cycles"] == w["cycles"]
+        # To the device: every input beat and each frame's eof beat (two words each), plus commands.
+        to_dev, from_dev = link["frame_bytes"]["to_device"], link["frame_bytes"]["from_device"]
+        least_to = beat_bytes * (events + BOARD_FRAMES)
+        assert least_to <= to_dev <= least_to + FRAME_COMMAND_BYTES * BOARD_FRAMES
+        # From the device: every output beat (three words), every counter and the spikes per layer.
+        words_read = len(GLOBAL_COUNTERS) + len(CORE_COUNTERS) * cfg.n_cores + len(tables.metadata["layers"])
+        least_from = 4 * lx.OUT_WORDS_PER_BEAT * (outputs + BOARD_FRAMES) + 4 * words_read * BOARD_FRAMES
+        assert least_from <= from_dev <= least_from + FRAME_COMMAND_BYTES * BOARD_FRAMES
+        per_event = (to_dev + from_dev) / events
+        assert link["bytes_per_event"] == pytest.approx(per_event, abs=0.01)
+        assert link["link_events_per_s"] == pytest.approx(byte_rate / per_event, rel=1e-3)
+        assert link["fabric_over_link"] == pytest.approx(row["fabric_input_events_per_s"] / link["link_events_per_s"], abs=0.01)
+        # Loading writes every table word and reads it back.
+        words = sum(np.asarray(v).size for v in tables_to_words(tables).values())
+        assert link["load_bytes"]["to_device"] >= 4 * words and link["load_bytes"]["from_device"] >= 4 * words
+        assert link["load_s_at_baud"] == pytest.approx(sum(link["load_bytes"].values()) / byte_rate, abs=0.01)
 
 
 def test_benchmark_script_prints_the_same_json(tiny, monkeypatch, capsys):

@@ -66,6 +66,38 @@ def test_demo_json_fields(capsys):
     assert res["accuracy"] >= 0.75  # a trained MNIST CNN on real digits
 
 
+def reference_predictions(network: str, frames: int) -> list[int]:
+    """Class per digit from the dense integer reference (raw grey levels are the quantized input)."""
+    from synfab import demo
+    qnet = demo.qnetwork(network)
+    imgs, _ = load_demo_digits(frames)
+    outs = [reference.run(qnet, im.astype(np.int64))[qnet.output] for im in imgs]
+    return [int(np.argmax(o.reshape(o.shape[0], -1).sum(axis=1))) for o in outs]
+
+
+def test_demo_lenet_equals_the_dense_reference(capsys):
+    from synfab import demo
+    rc, out, _ = run_cli(capsys, "demo", "--network", "lenet", "--frames", "3", "--json")
+    assert rc == 0
+    res = json.loads(out)
+    assert res["network"] == "lenet" and res["fabric"] == demo.fabric("lenet").name == "lenet"
+    assert res["frames"] == 3 and res["match"] is True
+    assert res["predictions"] == reference_predictions("lenet", 3)
+    assert res["labels"] == load_demo_digits(3)[1].tolist()
+    assert res["synaptic_ops"] > 0 and res["events"] > 0
+
+
+def test_demo_on_a_board_preset(capsys):
+    """--fabric takes a board preset (resolved like every other --fabric); the demo runs on its cores."""
+    rc, out, _ = run_cli(capsys, "demo", "--fabric", "ulx3s-85f", "--frames", "3", "--json")
+    assert rc == 0
+    res = json.loads(out)
+    assert res["network"] == "demo" and res["fabric"] == "ulx3s-85f" and res["match"] is True
+    assert res["predictions"] == reference_predictions("demo", 3)
+    rc, out, _ = run_cli(capsys, "demo", "--network", "lenet", "--fabric", "ulx3s-85f", "--frames", "1", "--json")
+    assert rc == 0 and json.loads(out)["predictions"] == reference_predictions("lenet", 1)
+
+
 def test_demo_threshold_trades_events(capsys):
     _, out0, _ = run_cli(capsys, "demo", "--frames", "5", "--json")
     _, out8, _ = run_cli(capsys, "demo", "--frames", "5", "--threshold", "8", "--json")
@@ -114,6 +146,8 @@ def test_regs_lists_every_window(capsys):
     (["report", "zoo:alexnet"], "alexnet"),
     (["compile", "demo", "-o", "o.sfb", "--fabric", "nosuchfabric.json"], "nosuchfabric.json"),
     (["demo", "--frames", "0"], "--frames"),
+    (["demo", "--network", "lenet", "--fabric", "default"], "18110 neurons"),
+    (["demo", "--fabric", "nosuchfabric.json"], "nosuchfabric.json"),
 ])
 def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, needle):
     monkeypatch.chdir(tmp_path)

@@ -79,6 +79,17 @@ def test_long_writes_split_into_bursts_and_sync_on_the_window():
     assert 1026 + 366 <= lx.UartBoneLink.WINDOW < 2048      # LiteX serial2tcp's ring buffer
 
 
+def test_link_counts_every_byte_it_moves():
+    """The byte counts `synfab bench` turns into the host-link budget are the bytes on the pipe."""
+    pipe = RecordingPipe()
+    link = lx.UartBoneLink(pipe, "test")
+    link.write(0x1000, np.arange(600, dtype=np.uint32))     # three bursts and one sync read
+    link.read(0x2000, 300)                                  # two bursts
+    assert link.traffic() == {"to_device": len(pipe.sent), "from_device": sum(pipe.reads)}
+    # 600 + 1 + 300 words of data, each command a 6-byte header
+    assert sum(pipe.reads) == 4 * (1 + 300) and len(pipe.sent) == 4 * 600 + 6 * (3 + 1 + 2)
+
+
 def test_reads_are_big_endian_words_in_bursts():
     pipe = RecordingPipe()
     got = lx.UartBoneLink(pipe, "test").read(0x2000, 300)

@@ -205,16 +205,19 @@ def run_frames(tables, frames, backend="model", threshold=0, check=False, progre
             "predictions": res.predictions().tolist(), "result": res}
 
 
-def demo(backend="model", frames=20, threshold=0, check=False, progress=False, device_args=None) -> dict:
-    """The main job: real MNIST test digits through the embedded quantized CNN on a backend."""
+def demo(backend="model", frames=20, threshold=0, check=False, progress=False, device_args=None,
+         network: str = "demo", fabric: FabricConfig | None = None) -> dict:
+    """The main job: real MNIST test digits through a shipped quantized CNN ('demo' or 'lenet',
+    synfab.demo) on a backend, compiled for `fabric` (default: the network's own, demo.fabric)."""
+    from . import demo as shipped
     from . import reference
-    from .demo import demo_qnetwork, load_demo_digits
     from .quant import quantize_input
     if frames < 1:
         raise SynfabError("--frames must be >= 1")
-    qnet = demo_qnetwork()
-    tables = compile_qnetwork(qnet, FabricConfig())
-    imgs, labels = load_demo_digits(frames)
+    qnet = shipped.qnetwork(network)
+    cfg = fabric or shipped.fabric(network)
+    tables = compile_qnetwork(qnet, cfg)
+    imgs, labels = shipped.load_demo_digits(frames)
     x = np.stack([quantize_input(qnet, im.astype(np.float32) / 255.0) for im in imgs])
     out = run_frames(tables, x, backend=backend, threshold=threshold, check=check, progress=progress,
                      device_args=device_args)
@@ -224,7 +227,8 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
     match = all(np.array_equal(o, r) for o, r in zip(res.outputs, ref))
     ref_preds = np.array([int(np.argmax(r.reshape(r.shape[0], -1).sum(axis=1))) for r in ref])
     s = out["summary"]
-    result = {"backend": backend, "frames": res.frames, "threshold": threshold,
+    result = {"network": network, "fabric": cfg.name, "backend": backend, "frames": res.frames,
+              "threshold": threshold,
               "accuracy": float(np.mean(preds == labels[:len(preds)])),
               "reference_accuracy": float(np.mean(ref_preds == labels[:len(preds)])),
               "match": bool(match), "events": s["events"], "output_events": s["output_events"],

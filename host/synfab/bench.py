@@ -37,11 +37,22 @@ clock and the fabric's counters.
 `simulation_speed` -- wall-clock speed of the Verilated model while it works: the dense conv frame
 queued several times and clocked through in one call (no Python between clocks); idle clocking
 too.  Both depend on the machine and its load (no test checks them).
+
+`at_fmax` -- for a fabric with an ECP5 board (`--fabric ulx3s-85f`, or any fabric with a bitstream
+in bitstreams/manifest*.json): the figures above at the board's Fmax.  Fmax is the manifest's
+(nextpnr) when a bitstream of exactly this fabric is recorded, else ASSUMED_FMAX_MHZ with
+`fmax_measured: false`.  Peak synaptic ops/s (the conv micro-benchmark's rate of one busy core x
+Fmax, per core and x cores for the fabric); per workload frames/s and latency per frame (cycles per
+frame from the Verilator run), synaptic ops/s of the fabric and per core, the input events/s the
+fabric consumes; and the host-link budget: the bytes the litex backend moved over UARTBone per
+input event, counted on the LiteX sim SoC of the fabric while it streamed the same frames, and the
+events/s that leaves at the board's baud rate (8N1: 10 bits a byte), against what the fabric takes.
 """
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -321,15 +332,31 @@ def _per_core_rows(frames: list, cycles: int, tables) -> list[dict]:
     return rows
 
 
-def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig = FabricConfig()) -> dict:
-    """Whole-frame figures of one workload (synfab.workloads) on cfg's gateware."""
+def _compiled(name: str, qnet: QNetwork, cfg: FabricConfig):
+    """The workload's tables on cfg; BenchError (one line) where it does not fit."""
     from .api import compile_qnetwork
-    from .runtime.stream import stream
+    try:
+        return compile_qnetwork(qnet, cfg)
+    except SynfabError as e:
+        raise BenchError(f"workload {name} does not fit fabric {cfg.name!r}: {e}") from None
+
+
+def _workload(name: str, frames: int | None):
     from .workloads import WORKLOADS
     if name not in WORKLOADS:
         raise BenchError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
-    qnet, x = WORKLOADS[name].load(frames or WORKLOADS[name].frames)
-    tables = compile_qnetwork(qnet, cfg)
+    return WORKLOADS[name].load(frames or WORKLOADS[name].frames)
+
+
+def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig | None = None,
+                   loaded=None) -> dict:
+    """Whole-frame figures of one workload (synfab.workloads) on cfg's gateware (default: the
+    workload's own fabric)."""
+    from .runtime.stream import stream
+    from .workloads import WORKLOADS
+    qnet, x = loaded or _workload(name, frames)
+    cfg = cfg or WORKLOADS[name].fabric
+    tables = _compiled(name, qnet, cfg)
     outputs = []
     dev = _phased_sim(cfg)
     try:
@@ -357,20 +384,221 @@ def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig = Fab
     }
 
 
-def whole_frame_bench(names=None, frames: int | None = None) -> dict:
+def _fitting(names, frames, cfg) -> tuple[dict, dict]:
+    """({name: (qnet, x)} of the workloads to run, {name: why not} of those that do not fit cfg).
+    Workloads named explicitly must fit; of all workloads (names None) the misfits are reported."""
     from .workloads import WORKLOADS
-    return {"what": WHOLE_FRAME_WHAT,
-            **{name: workload_bench(name, frames) for name in (names or WORKLOADS)}}
+    run, misfits = {}, {}
+    for name in names or WORKLOADS:
+        loaded = _workload(name, frames)
+        if cfg is not None:
+            try:
+                _compiled(name, loaded[0], cfg)
+            except BenchError as e:
+                if names:
+                    raise
+                misfits[name] = str(e)
+                continue
+        run[name] = loaded
+    return run, misfits
+
+
+def whole_frame_bench(names=None, frames: int | None = None, cfg: FabricConfig | None = None,
+                      loaded: dict | None = None) -> dict:
+    """Whole-frame figures of the workloads, each on cfg or (cfg None) on its own fabric."""
+    if loaded is None:
+        loaded, misfits = _fitting(names, frames, cfg)
+    else:
+        misfits = {}
+    out = {"what": WHOLE_FRAME_WHAT,
+           **{name: workload_bench(name, frames, cfg, loaded=lq) for name, lq in loaded.items()}}
+    if misfits:
+        out["does_not_fit"] = misfits
+    return out
+
+
+# -- figures at the board's clock ------------------------------------------------------------------
+# Until a bitstream of a board's preset is built and recorded in the manifest, its figures are
+# given at this clock, flagged as assumed: issue 8's timing target (the default fabric placed and
+# routed in its ULX3S-85F SoC at >= 100 MHz), not a measurement.
+ASSUMED_FMAX_MHZ = 100.0
+ASSUMED_FMAX_WHY = ("assumed, not measured: no bitstream of this fabric is recorded in bitstreams/manifest*.json; "
+                    "issue 8's timing target is used")
+UART_BITS_PER_BYTE = 10      # 8N1: start bit, 8 data bits, stop bit
+AT_FMAX_WHAT = ("the simulated cycle counts at the board's Fmax: frames/s = Fmax / cycles per frame, latency = "
+                "cycles per frame / Fmax (first input beat to the output end-of-frame beat), synaptic ops/s = "
+                "synaptic ops per clock x Fmax. The fabric figure counts every core's work over all cycles; "
+                "per core it is divided by the cores; the peak is the micro-benchmark's rate of one busy core "
+                "times the cores")
+LINK_WHAT = ("host link (UARTBone, 8N1): the bytes the litex backend moved over the LiteX sim's serial link "
+             "while it streamed the workload's frames (input beats, bridge polls, output beats, counters and "
+             "spikes per layer read after each frame; no --check), counted per direction. frame_bytes leaves out "
+             "idle_poll_bytes, the polls that found the fabric still working: they only fill time the link "
+             "would otherwise be idle and their number follows the simulator's speed, not the board's. The "
+             "driver waits for each read's answer, so the two directions take turns: events/s = baud / 10 / "
+             "(frame_bytes to + from the device per input event)")
+
+
+def bitstreams_dir() -> Path:
+    """The repository's bitstreams/ (beside host/), where manifest*.json record every build."""
+    return Path(__file__).resolve().parents[2] / "bitstreams"
+
+
+def _board_of(cfg: FabricConfig):
+    from .boards import BOARDS
+    return next((b for b in BOARDS.values() if b.preset == cfg.name and b.family == "ecp5"), None)
+
+
+def _manifest_entry(cfg: FabricConfig, manifest_dir: Path):
+    """(manifest file, entry) of a recorded ECP5 bitstream of exactly this fabric, the board's own first."""
+    from .boards import BOARDS
+    found = []
+    for manifest in sorted(Path(manifest_dir).glob("manifest*.json")):
+        for entry in json.loads(manifest.read_text()).get("artifacts", []):
+            board = BOARDS.get(entry.get("board"))
+            if (board is not None and board.family == "ecp5" and entry.get("fabric") == cfg.name
+                    and entry.get("config_crc") == f"{cfg.crc():#010x}" and entry.get("fmax_mhz")):
+                found.append((manifest, entry))
+    found.sort(key=lambda me: me[1]["board"] != getattr(_board_of(cfg), "name", None))
+    return found[0] if found else None
+
+
+def board_clock(cfg: FabricConfig, manifest_dir: Path | None = None) -> dict | None:
+    """Fmax and UART baud rate of cfg on its ECP5 board: measured (the manifest's bitstream of this
+    fabric) or, for a board preset without one, ASSUMED_FMAX_MHZ flagged as assumed; None for a
+    fabric with neither."""
+    from .runtime.litex import DEFAULT_BAUDRATE
+    manifest_dir = Path(manifest_dir) if manifest_dir is not None else bitstreams_dir()
+    found = _manifest_entry(cfg, manifest_dir)
+    if found is not None:
+        manifest, entry = found
+        report = (manifest.parent / entry["path"]).parent / "report.json"
+        baud = entry.get("uart_baudrate") or (json.loads(report.read_text()).get("uart_baudrate")
+                                               if report.is_file() else None)
+        from .hwcli import gateware_source_key
+        return {"fmax_mhz": float(entry["fmax_mhz"]), "fmax_measured": True,
+                "fmax_source": f"{manifest.name}: {entry['path']} (nextpnr, {entry['device']}, "
+                               f"revision {entry.get('source_revision')})",
+                "built_from_current_gateware": entry.get("source_key") == gateware_source_key(),
+                "board": entry["board"], "sys_clk_mhz": entry.get("sys_clk_mhz"),
+                "baudrate": int(baud or DEFAULT_BAUDRATE),
+                "baudrate_source": "the bitstream's build" if baud else "synfab build's default (--baudrate)"}
+    board = _board_of(cfg)
+    if board is None:
+        return None
+    return {"fmax_mhz": ASSUMED_FMAX_MHZ, "fmax_measured": False, "fmax_source": ASSUMED_FMAX_WHY,
+            "board": board.name, "baudrate": DEFAULT_BAUDRATE,
+            "baudrate_source": "synfab build's default (--baudrate)"}
+
+
+def link_bench(cfg: FabricConfig, loaded: dict) -> dict:
+    """Per workload, the bytes the litex backend moves over UARTBone, measured on the LiteX sim SoC
+    of cfg (the SoC the board's bitstream is built from): loading the tables (write + read-back),
+    streaming the frames, and one empty frame (the per-frame overhead)."""
+    from .runtime.litex import LitexDevice
+    from .runtime.stream import input_deltas, stream
+    try:
+        from synfab_gateware.soc.sim import LitexSim
+    except ImportError as e:
+        raise BenchError(f"the host-link figures need the LiteX sim ({e.name} missing); pip install -e .[gateware] "
+                         f"or pass --no-link")
+    out = {}
+    with LitexSim(cfg, quiet=True) as sim:
+        for name, (qnet, x) in loaded.items():
+            tables = _compiled(name, qnet, cfg)
+            with LitexDevice(cfg, port=sim.port) as dev:
+                link = dev.link
+                t0, before = time.perf_counter(), link.traffic()
+                dev.load(tables)
+                t1, loaded_bytes = time.perf_counter(), link.traffic()
+                idle_before = dict(dev.idle_poll_bytes)
+                res = stream(dev, x)
+                t2, streamed = time.perf_counter(), link.traffic()
+                idle = {k: dev.idle_poll_bytes[k] - idle_before[k] for k in before}
+                idle_streamed = dict(dev.idle_poll_bytes)
+                dev.run_frame(input_deltas(x[-1], x[-1]))
+                empty = {k: link.traffic()[k] - streamed[k] - (dev.idle_poll_bytes[k] - idle_streamed[k])
+                         for k in before}
+            out[name] = {"frames": res.frames, "input_events": res.events_in,
+                         "load_bytes": {k: loaded_bytes[k] - before[k] for k in before},
+                         "frame_bytes": {k: streamed[k] - loaded_bytes[k] - idle[k] for k in before},
+                         "idle_poll_bytes": idle,
+                         "empty_frame_bytes": empty,
+                         "litex_cycles": res.cycles,
+                         "sim_wall_s": {"load": round(t1 - t0, 2), "frames": round(t2 - t1, 2)}}
+    return out
+
+
+def at_fmax(cfg: FabricConfig, clock: dict, micro: dict, whole: dict, link: dict | None) -> dict:
+    """Figures at the board's Fmax from the simulated cycles (and the measured link traffic)."""
+    hz = clock["fmax_mhz"] * 1e6
+    byte_rate = clock["baudrate"] / UART_BITS_PER_BYTE
+    peak_core = micro["conv_sops_per_clock_per_core"] * hz
+    out = {"what": AT_FMAX_WHAT, **clock, "n_cores": cfg.n_cores,
+           "peak_synaptic_ops_per_s": {"per_core": round(peak_core), "fabric": round(peak_core * cfg.n_cores)},
+           "peak_input_events_per_s": round(micro["input_events_per_clock"] * hz),
+           "workloads": {}}
+    for name, w in whole.items():
+        if not isinstance(w, dict) or "cycles" not in w:
+            continue
+        per_frame = w["cycles"] / w["frames"]
+        fps = hz / per_frame
+        events_per_frame = w["input_events"] / w["frames"]
+        row = {"frames": w["frames"], "cycles_per_frame": round(per_frame, 1),
+               "frames_per_s": round(fps, 1), "latency_us": round(per_frame / hz * 1e6, 2),
+               "latency_us_max": round(w["cycles_per_frame"]["max"] / hz * 1e6, 2),
+               "synaptic_ops_per_s": {"fabric": round(w["synaptic_ops"] / w["cycles"] * hz),
+                                      "per_core": round(w["synaptic_ops"] / w["cycles"] * hz / w["n_cores"])},
+               "input_events_per_frame": round(events_per_frame, 1),
+               "fabric_input_events_per_s": round(events_per_frame * fps)}
+        if link and name in link:
+            m = link[name]
+            if (m["input_events"], m["frames"]) != (w["input_events"], w["frames"]):
+                raise BenchError(f"{name}: the LiteX sim streamed {m['frames']} frames / {m['input_events']} events, "
+                                 f"the Verilator run {w['frames']} / {w['input_events']}")
+            fb = m["frame_bytes"]
+            per_event = (fb["to_device"] + fb["from_device"]) / m["input_events"]
+            link_events = byte_rate / per_event
+            row["host_link"] = {
+                **m, "bytes_per_event": round(per_event, 2),
+                "bytes_per_event_to_device": round(fb["to_device"] / m["input_events"], 2),
+                "bytes_per_event_from_device": round(fb["from_device"] / m["input_events"], 2),
+                "bytes_per_frame": round((fb["to_device"] + fb["from_device"]) / m["frames"], 1),
+                "link_events_per_s": round(link_events, 1),
+                "link_frames_per_s": round(byte_rate * m["frames"] / (fb["to_device"] + fb["from_device"]), 2),
+                "fabric_over_link": round(row["fabric_input_events_per_s"] / link_events, 2),
+                "load_s_at_baud": round((m["load_bytes"]["to_device"] + m["load_bytes"]["from_device"]) / byte_rate, 2),
+                "litex_cycles_per_frame": round(m["litex_cycles"] / m["frames"], 1) if m["litex_cycles"] else None,
+            }
+        out["workloads"][name] = row
+    if link is not None:
+        out["host_link"] = {"what": LINK_WHAT, "baudrate": clock["baudrate"], "bytes_per_s": byte_rate,
+                            "measured_on": f"LiteX sim SoC of fabric {cfg.name!r} (Verilator, UARTBone over serial2tcp)"}
+    return out
 
 
 # -- the benchmark -----------------------------------------------------------------------------------
-def fabric_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RELAY_EVENTS,
-                 workloads=None, frames: int | None = None) -> dict:
-    """Micro-benchmarks of cfg's gateware, whole-frame figures of the workloads (on their fabric)
-    and the simulation speed; a JSON-able dict (see the module doc)."""
-    micro, speed = micro_bench(cfg, relay_events_count)
-    return {"fabric": cfg.name, "config": cfg.to_dict(), "micro": micro,
-            "whole_frame": whole_frame_bench(workloads, frames), "simulation_speed": speed}
+def fabric_bench(cfg: FabricConfig | None = None, relay_events_count: int = RELAY_EVENTS,
+                 workloads=None, frames: int | None = None, link: bool = True,
+                 manifest_dir: Path | None = None) -> dict:
+    """Micro-benchmarks of cfg's gateware (default fabric if None), whole-frame figures of the
+    workloads (on cfg, or on their own fabrics if None), the simulation speed, and for a fabric with
+    an ECP5 board (a board preset, or a bitstream in the manifest) the figures at its Fmax, with the
+    host-link budget measured on its LiteX sim SoC (unless link=False); a JSON-able dict (see the
+    module doc)."""
+    micro_cfg = cfg or FabricConfig()
+    micro, speed = micro_bench(micro_cfg, relay_events_count)
+    loaded, misfits = _fitting(workloads, frames, cfg)
+    whole = whole_frame_bench(workloads, frames, cfg, loaded=loaded)
+    if misfits:
+        whole["does_not_fit"] = misfits
+    result = {"fabric": micro_cfg.name, "config": micro_cfg.to_dict(), "micro": micro, "whole_frame": whole,
+              "simulation_speed": speed}
+    clock = board_clock(cfg, manifest_dir) if cfg is not None else None
+    if clock is not None:
+        measured = link_bench(cfg, loaded) if link and loaded else None
+        result["at_fmax"] = at_fmax(cfg, clock, micro, whole, measured)
+    return result
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -391,6 +619,9 @@ def _text(result: dict) -> str:
     for name, w in result["whole_frame"].items():
         if name == "what":
             continue
+        if name == "does_not_fit":
+            lines += [f"  {why}" for why in w.values()]
+            continue
         idle = ", ".join(f"{r['idle_fraction']:.2f}" for r in w["cores"])
         lines += [f"  {name} ({w['frames']} frames on fabric {w['fabric']}): {w['sops_per_clock']} synops/clock "
                   f"({w['sops_per_clock_per_core']} per core), {w['cycles_per_frame']['mean']:.0f} cycles/frame, "
@@ -398,26 +629,49 @@ def _text(result: dict) -> str:
     lines.append(f"sim speed: {speed['sim_cycles_per_second']:,} cycles per wall second busy "
                  f"({speed['sim_cycles_per_cpu_second']:,} per CPU second), {speed['sim_cycles_per_second_idle']:,} "
                  f"idle ({speed['sim_cycles_per_cpu_second_idle']:,})")
+    f = result.get("at_fmax")
+    if f:
+        how = "ASSUMED, not measured"
+        if f["fmax_measured"]:
+            how = ("measured" if f["built_from_current_gateware"]
+                   else "measured on older gateware: rebuild the bitstream")
+        lines += [f"at Fmax {f['fmax_mhz']} MHz ({how}) on {f['board']}, {f['n_cores']} cores: peak "
+                  f"{f['peak_synaptic_ops_per_s']['fabric'] / 1e6:.1f} M synaptic ops/s "
+                  f"({f['peak_synaptic_ops_per_s']['per_core'] / 1e6:.1f} M per core), peak input "
+                  f"{f['peak_input_events_per_s'] / 1e6:.1f} M events/s"]
+        for name, w in f["workloads"].items():
+            lines.append(f"  {name}: {w['frames_per_s']:,.0f} frames/s, {w['latency_us']:,.1f} us/frame, "
+                         f"{w['synaptic_ops_per_s']['fabric'] / 1e6:.1f} M synaptic ops/s, "
+                         f"{w['fabric_input_events_per_s']:,} input events/s")
+            h = w.get("host_link")
+            if h:
+                lines.append(f"    host link at {f['baudrate']:,} baud: {h['bytes_per_event']} bytes/event -> "
+                             f"{h['link_events_per_s']:,.0f} events/s ({h['link_frames_per_s']} frames/s); the fabric "
+                             f"takes {h['fabric_over_link']}x that; loading the tables {h['load_s_at_baud']} s")
     return "\n".join(lines)
 
 
 def cmd_bench(args) -> None:
     if args.frames is not None and args.frames < 1:
         raise BenchError("--frames must be >= 1")
-    cfg = FabricConfig.load(args.fabric) if args.fabric else FabricConfig()
-    result = fabric_bench(cfg, workloads=args.workload, frames=args.frames)
+    cfg = FabricConfig.load(args.fabric) if args.fabric else None
+    result = fabric_bench(cfg, workloads=args.workload, frames=args.frames, link=not args.no_link)
     print(json.dumps(result, indent=2) if args.json else _text(result))
 
 
 def register(subparsers) -> None:
-    """Add `synfab bench [--fabric CONFIG] [--workload NAME ...] [--frames N] [--json]`."""
+    """Add `synfab bench [--fabric CONFIG] [--workload NAME ...] [--frames N] [--no-link] [--json]`."""
     from .workloads import WORKLOADS
     p = subparsers.add_parser("bench", help="gateware throughput in simulated clock cycles (Verilator)")
-    p.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny) of the micro-benchmarks; "
-                                    "the whole-frame workloads run on the default fabric")
+    p.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny, a board's: ulx3s-85f, ...): "
+                                    "micro-benchmarks and the workloads that fit run on it, and a board's fabric "
+                                    "gets figures at its Fmax and the host-link budget; without it the "
+                                    "micro-benchmarks run on the default fabric and each workload on its own")
     p.add_argument("--workload", action="append", choices=list(WORKLOADS),
                    help="whole-frame workload (repeatable; default: all)")
     p.add_argument("--frames", type=int, help="frames per whole-frame workload (default: "
                                               + ", ".join(f"{k} {w.frames}" for k, w in WORKLOADS.items()) + ")")
+    p.add_argument("--no-link", action="store_true",
+                   help="skip the host-link measurement on the LiteX sim SoC (board fabrics only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

@@ -95,7 +95,8 @@ def cmd_run(a):
 def cmd_demo(a):
     from . import api
     out = api.demo(backend=a.backend, frames=a.frames, threshold=a.threshold, check=a.check,
-                   progress=not a.json, device_args=_device_args(a))
+                   progress=not a.json, device_args=_device_args(a), network=a.network,
+                   fabric=_fabric(a.fabric) if a.fabric else None)
     if a.json:
         _print(out, True)
     else:
@@ -187,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     device_opts(u)
     u.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("demo", help="MNIST digits through the embedded demo CNN")
+    from .demo import NETWORK_FILES
+    d = sub.add_parser("demo", help="MNIST digits through a shipped CNN (the demo CNN or the LeNet-size CNN)")
+    d.add_argument("--network", choices=list(NETWORK_FILES), default="demo",
+                   help="shipped network (default demo; lenet: the LeNet-size CNN)")
+    d.add_argument("--fabric", help="fabric config JSON or preset (default: the network's own fabric, "
+                                    "synfab.demo.fabric; e.g. ulx3s-85f)")
     d.add_argument("--frames", type=int, default=20)
     device_opts(d)
     d.set_defaults(func=cmd_demo)

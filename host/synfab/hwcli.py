@@ -139,7 +139,8 @@ def cmd_build(a):
         update_manifest(manifest, {"path": str(rel), "sha256": rep["sha256"], "bytes": rep["bytes"],
                                    "board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
                                    "config_crc": rep["config_crc"], "fmax_mhz": rep["fmax_mhz"],
-                                   "sys_clk_mhz": rep["sys_clk_mhz"], "toolchain": rep["toolchain"],
+                                   "sys_clk_mhz": rep["sys_clk_mhz"], "uart_baudrate": rep["uart_baudrate"],
+                                   "toolchain": rep["toolchain"],
                                    "source_revision": revision, "source_key": gateware_source_key(),
                                    "command": command})
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())

@@ -2,11 +2,9 @@
 frames, by name.
 
 Each entry of WORKLOADS gives a description, a loader `load(frames) -> (qnet, x)` with x the
-input frames (T, C, H, W) of non-negative integers, and the default number of frames; the
-network runs on the default fabric.  Another network is one more entry, e.g. for the LeNet-size
-CNN once synfab.demo loads it:
-
-    "lenet_mnist": Workload("LeNet-size CNN on real MNIST test digits", lambda n: mnist(lenet_qnetwork(), n), 20),
+input frames (T, C, H, W) of non-negative integers, the default number of frames, and the fabric
+it runs on unless `synfab bench --fabric` names another (the shipped networks' own fabrics,
+synfab.demo.fabric: the default 2x2 fabric, and a 3x3 one for the LeNet-size CNN).
 """
 from __future__ import annotations
 
@@ -15,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from . import demo
+from .config import FabricConfig
 from .ir import Network, Node, QNetwork
 
 # The DVS workload: the DVXplorer sample (320x240), its central 256x240 cropped and downsampled 8x
@@ -32,6 +32,7 @@ class Workload:
     description: str
     load: Callable[[int], tuple[QNetwork, np.ndarray]]
     frames: int                     # how many frames `synfab bench` runs by default
+    fabric: FabricConfig = FabricConfig()   # where it runs unless `synfab bench --fabric` says otherwise
 
 
 def mnist(qnet: QNetwork, n: int) -> tuple[QNetwork, np.ndarray]:
@@ -43,8 +44,11 @@ def mnist(qnet: QNetwork, n: int) -> tuple[QNetwork, np.ndarray]:
 
 
 def demo_mnist(n: int) -> tuple[QNetwork, np.ndarray]:
-    from .demo import demo_qnetwork
-    return mnist(demo_qnetwork(), n)
+    return mnist(demo.qnetwork("demo"), n)
+
+
+def lenet_mnist(n: int) -> tuple[QNetwork, np.ndarray]:
+    return mnist(demo.qnetwork("lenet"), n)
 
 
 def dvs_network(seed: int = 0) -> Network:
@@ -86,7 +90,10 @@ def dvs_dvxplorer(n: int) -> tuple[QNetwork, np.ndarray]:
 
 WORKLOADS = {
     "demo_mnist": Workload("demo CNN (1x28x28 -> conv 8 s2 -> conv 16 s2 -> dense 10) on real MNIST test digits",
-                           demo_mnist, 20),
+                           demo_mnist, 20, demo.fabric("demo")),
+    "lenet_mnist": Workload("LeNet-size CNN (1x28x28 -> conv5x5 20 -> avgpool 2 -> conv5x5 32 -> avgpool 2 -> "
+                            "conv3x3 128 -> avgpool 2 -> dense 500 -> dense 10) on real MNIST test digits",
+                            lenet_mnist, 5, demo.fabric("lenet")),
     "dvs_dvxplorer": Workload(f"CNN (2x32x32 -> conv 8 s2 -> conv 16 s2 -> avgpool -> dense 4, seeded random "
                               f"weights) on the real DVXplorer recording, {DVS_WINDOW_MS} ms frames", dvs_dvxplorer, 12),
 }

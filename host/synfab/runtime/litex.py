@@ -56,6 +56,10 @@ class UartBoneLink:
     Commands: [cmd, length, word address (4 bytes, big-endian)] + data words (big-endian).
     Writes are never answered, and LiteX's serial2tcp buffers only 2 KiB, so before unanswered
     bytes would exceed WINDOW a read of the bridge id waits for the SoC to catch up.
+
+    `bytes_to_device` and `bytes_from_device` count every byte that crossed the link (the serial
+    line of a board, or the LiteX sim's serial2tcp, byte for byte): what `synfab bench` divides
+    by the events of a frame for the host-link budget.
     """
     WRITE_INCR, READ_INCR = 0x01, 0x02
     MAX_BURST = 255
@@ -65,6 +69,12 @@ class UartBoneLink:
         self.pipe = pipe
         self.name = name
         self.unanswered = 0
+        self.bytes_to_device = 0
+        self.bytes_from_device = 0
+
+    def traffic(self) -> dict:
+        """Bytes that crossed the link so far, per direction."""
+        return {"to_device": self.bytes_to_device, "from_device": self.bytes_from_device}
 
     @staticmethod
     def _header(cmd: int, addr: int, n: int) -> bytes:
@@ -79,18 +89,26 @@ class UartBoneLink:
                 self.read(bridge_reg("id"), 1)
             self.pipe.send(msg)
             self.unanswered += len(msg)
+            self.bytes_to_device += len(msg)
 
     def read(self, addr: int, n: int) -> np.ndarray:
         out = []
         for i in range(0, n, self.MAX_BURST):
             k = min(self.MAX_BURST, n - i)
-            self.pipe.send(self._header(self.READ_INCR, addr + 4 * i, k))
-            out.append(np.frombuffer(self.pipe.recv_exact(4 * k), dtype=">u4"))
+            command = self._header(self.READ_INCR, addr + 4 * i, k)
+            self.pipe.send(command)
+            answer = self.pipe.recv_exact(4 * k)
+            out.append(np.frombuffer(answer, dtype=">u4"))
             self.unanswered = 0
+            self.bytes_to_device += len(command)
+            self.bytes_from_device += len(answer)
         return np.concatenate(out).astype(np.uint32) if out else np.zeros(0, np.uint32)
 
     def close(self) -> None:
         self.pipe.close()
+
+
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)     # Linux only
 
 
 class _TcpPipe:
@@ -109,6 +127,13 @@ class _TcpPipe:
     def recv_exact(self, n: int) -> bytes:
         buf = bytearray()
         while len(buf) < n:
+            if QUICKACK is not None:
+                # The LiteX sim's serial2tcp writes every byte of an answer with its own write() on
+                # a socket with Nagle's algorithm on: it sends the first byte, then holds the rest
+                # until that byte is acknowledged.  A delayed ACK (40 ms on Linux) made every read
+                # a 47 ms round trip; Linux clears QUICKACK again after a while, so it is set before
+                # every receive.
+                self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
             try:
                 part = self.sock.recv(n - len(buf))
             except socket.timeout:
@@ -235,6 +260,10 @@ class LitexDevice(RegisterDevice):
         self.link.write(bridge_reg("ctrl"), [CTRL_RESYNC])
         regs = self._bridge_regs()
         self.in_depth, self.out_depth = regs["in_depth"], regs["out_depth"]
+        # Bytes of bridge polls that found nothing to do (the fabric still working on a frame): they
+        # fill time the link would otherwise be idle, and how many there are depends on how fast
+        # the SoC runs against the link (a LiteX sim is thousands of times slower than a board).
+        self.idle_poll_bytes = {"to_device": 0, "from_device": 0}
 
     def close(self) -> None:
         self.link.close()
@@ -283,6 +312,7 @@ class LitexDevice(RegisterDevice):
         out_words, out_lasts = [], []
         sent, deadline = 0, time.monotonic() + self.timeout
         while True:
+            before = self.link.traffic() if hasattr(self.link, "traffic") else None
             regs = self._bridge_regs()
             if regs["flags"] & FLAG_IN_OVERRUN:
                 raise DeviceError("litex: input beats were lost (written into a full FIFO); "
@@ -302,7 +332,12 @@ class LitexDevice(RegisterDevice):
                     break
             if progress:
                 deadline = time.monotonic() + self.timeout
-            elif time.monotonic() > deadline:
+                continue
+            if before is not None:
+                after = self.link.traffic()
+                for k in self.idle_poll_bytes:
+                    self.idle_poll_bytes[k] += after[k] - before[k]
+            if time.monotonic() > deadline:
                 raise DeviceError(f"litex: frame did not finish within {self.timeout:.0f} s (sent {sent} of "
                                   f"{len(words)} beats, {sum(map(len, out_words))} out); the fabric may be stuck")
         out_w, out_l = np.concatenate(out_words), np.concatenate(out_lasts)
