@@ -2,7 +2,7 @@
 
 A host on a byte link (UARTBone) writes input beats as word pairs into an alias window and
 reads output beats as word triples from another; the register layout lives in
-synfab.runtime.litex (BRIDGE_* constants), shared with the host driver.
+synfab.layouts (BRIDGE_* constants), shared with the host driver (synfab.runtime.litex).
 
 Input is store-and-forward: beats wait in the input FIFO until a whole frame (a beat with
 last) is in it, so the fabric sees the frame at full rate and `frame_cycles` (first input
@@ -17,7 +17,7 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.layouts import STREAM_BITS
-from synfab.runtime import litex as soc_map
+from synfab import layouts as soc_map
 
 BEAT = [("data", STREAM_BITS)]
 

@@ -6,7 +6,7 @@ from litex.soc.integration.soc import SoCRegion
 
 from synfab.config import FabricConfig
 from synfab.layouts import RegisterMap
-from synfab.runtime import litex as soc_map
+from synfab import layouts as soc_map
 
 from .bridge import StreamBridge
 

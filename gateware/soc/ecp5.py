@@ -32,7 +32,7 @@ from litex.soc.integration.soc_core import SoCCore
 from synfab import boards as board_data
 from synfab.config import FabricConfig
 from synfab.errors import SynfabError
-from synfab.runtime.litex import DEFAULT_BAUDRATE
+from synfab.layouts import DEFAULT_BAUDRATE
 
 from . import toolchain as tc
 from .common import add_synfab

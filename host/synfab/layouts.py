@@ -388,3 +388,33 @@ class RegisterMap:
                 rows.append({"name": f"core{c}.{n}", "addr": w.base, "kind": "window",
                              "entries": w.entries, "stride_words": w.stride})
         return rows
+
+
+# -- LiteX SoC address map and stream bridge (synfab_gateware.soc; runtime.litex drives them) ----
+# Byte addresses on the SoC's 32-bit wishbone bus.
+FABRIC_BASE = 0x8000_0000        # the RegisterMap, at its own byte offsets
+BRIDGE_BASE = 0x2000_0000
+BRIDGE_SIZE = 0x1000
+BRIDGE_MAGIC = 0x53464252        # "SFBR"
+DEFAULT_BAUDRATE = 1_000_000
+
+# Bridge windows (byte offsets). Every word of an alias window is the same port, so a host can
+# stream into (or out of) it with ordinary incrementing bursts of up to ALIAS_WORDS words.
+ALIAS_WORDS = 256
+IN_DATA = 0x000     # write: low word, then high word -> one input beat, last = 0
+IN_LAST = 0x400     # write: low word, then high word -> one input beat, last = 1
+OUT_DATA = 0x800    # read: low word, high word, then flags (bit 0 valid, bit 1 last) -> pops the beat
+REGS = 0xC00
+BRIDGE_REGS = ["id", "in_free", "out_level", "frames_done", "frame_cycles", "flags", "ctrl",
+               "in_depth", "out_depth"]
+OUT_WORDS_PER_BEAT = 3
+# flags: why a frame's cycle count is not the fabric's own processing time, and lost input.
+FLAG_IN_OVERFLOW = 1      # the frame did not fit the input FIFO: cycles include host transfer
+FLAG_OUT_STALL = 2        # the output FIFO was full: cycles include host reading time
+FLAG_IN_OVERRUN = 4       # a beat was written while the input FIFO was full and was lost
+CTRL_RESYNC = 1           # ctrl bit 0: restart the lo/hi word phases, clear FLAG_IN_OVERRUN
+
+
+def bridge_reg(name: str) -> int:
+    """Byte address of a bridge register on the SoC bus."""
+    return BRIDGE_BASE + REGS + 4 * BRIDGE_REGS.index(name)

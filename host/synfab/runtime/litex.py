@@ -3,7 +3,7 @@
 The SoC (synfab_gateware.soc) puts the fabric's RegisterMap at FABRIC_BASE on its wishbone bus
 and a stream bridge at BRIDGE_BASE; the host pushes input beats into the bridge's input FIFO,
 pops output beats from its output FIFO and reads the frame's cycle count.  The SoC address map
-and the bridge registers are defined here, once: the gateware imports them.
+and the bridge registers live in synfab.layouts (the gateware imports them from there).
 
 Three ways to reach the bus (`port`):
   "HOST:PORT" (or "PORT")       a `litex_server --uart ...` (Etherbone over TCP, RemoteClient)
@@ -20,33 +20,11 @@ import numpy as np
 
 from .device import DeviceError, RegisterDevice
 
-# -- SoC address map (byte addresses on the SoC's 32-bit wishbone bus) ---------------------------
-FABRIC_BASE = 0x8000_0000        # the RegisterMap, at its own byte offsets
-BRIDGE_BASE = 0x2000_0000
-BRIDGE_SIZE = 0x1000
-BRIDGE_MAGIC = 0x53464252        # "SFBR"
-DEFAULT_BAUDRATE = 1_000_000
-
-# Bridge windows (byte offsets). Every word of an alias window is the same port, so a host can
-# stream into (or out of) it with ordinary incrementing bursts of up to ALIAS_WORDS words.
-ALIAS_WORDS = 256
-IN_DATA = 0x000     # write: low word, then high word -> one input beat, last = 0
-IN_LAST = 0x400     # write: low word, then high word -> one input beat, last = 1
-OUT_DATA = 0x800    # read: low word, high word, then flags (bit 0 valid, bit 1 last) -> pops the beat
-REGS = 0xC00
-BRIDGE_REGS = ["id", "in_free", "out_level", "frames_done", "frame_cycles", "flags", "ctrl",
-               "in_depth", "out_depth"]
-OUT_WORDS_PER_BEAT = 3
-# flags: why a frame's cycle count is not the fabric's own processing time, and lost input.
-FLAG_IN_OVERFLOW = 1      # the frame did not fit the input FIFO: cycles include host transfer
-FLAG_OUT_STALL = 2        # the output FIFO was full: cycles include host reading time
-FLAG_IN_OVERRUN = 4       # a beat was written while the input FIFO was full and was lost
-CTRL_RESYNC = 1           # ctrl bit 0: restart the lo/hi word phases, clear FLAG_IN_OVERRUN
-
-
-def bridge_reg(name: str) -> int:
-    """Byte address of a bridge register on the SoC bus."""
-    return BRIDGE_BASE + REGS + 4 * BRIDGE_REGS.index(name)
+# The SoC address map and the stream bridge's registers: defined once in synfab.layouts.
+from ..layouts import (  # noqa: F401  (re-exported: this backend's public names)
+    FABRIC_BASE, BRIDGE_BASE, BRIDGE_SIZE, BRIDGE_MAGIC, DEFAULT_BAUDRATE, ALIAS_WORDS, IN_DATA, IN_LAST,
+    OUT_DATA, REGS, BRIDGE_REGS, OUT_WORDS_PER_BEAT, FLAG_IN_OVERFLOW, FLAG_OUT_STALL, FLAG_IN_OVERRUN, CTRL_RESYNC, bridge_reg,
+)
 
 
 # -- links: move 32-bit words to and from SoC bus addresses --------------------------------------
