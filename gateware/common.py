@@ -220,9 +220,10 @@ class ZeroHeadSyncFIFO(LiteXModule):
         rdport = storage.get_port(async_read=True, mode=READ_FIRST)
         self.specials += storage, wrport, rdport
         produce, consume = Signal(max=depth), Signal(max=depth)
-        writable, readable, do_write, do_read = Signal(), Signal(), Signal(), Signal()
+        # writable (level != depth) and readable (level != 0) are registers kept with the level:
+        # readable gates every head bit, so it must start from a flip-flop, not a compare.
+        writable, readable, do_write, do_read = Signal(reset=1), Signal(), Signal(), Signal()
         self.comb += [
-            writable.eq(self.level != depth), readable.eq(self.level != 0),
             do_write.eq(sink.valid & writable), do_read.eq(source.ready & readable),
             sink.ready.eq(writable), source.valid.eq(readable),
             wrport.adr.eq(produce), wrport.dat_w.eq(Cat(*fields)), wrport.we.eq(do_write),
@@ -238,6 +239,9 @@ class ZeroHeadSyncFIFO(LiteXModule):
         self.sync += [
             If(do_write, step(produce)),
             If(do_read, step(consume)),
-            If(do_write, If(~do_read, self.level.eq(self.level + 1)))
-            .Elif(do_read, self.level.eq(self.level - 1)),
+            If(do_write & ~do_read,
+                self.level.eq(self.level + 1), readable.eq(1), writable.eq(self.level != depth - 1),
+            ).Elif(do_read & ~do_write,
+                self.level.eq(self.level - 1), readable.eq(self.level != 1), writable.eq(1),
+            ),
         ]
