@@ -90,16 +90,23 @@ class TableMemory(LiteXModule):
         bus        in   host window (RegisterMap layout)
         rd_adr     in   datapath read address
         rd_re      in   clock enable of the read (default 1): address and output register move with it
-        rd_dat     out  the entry (layout Record), two rd_re clocks after its address
+        rd_dat     out  the entry (layout Record), `latency` rd_re clocks after its address
         rd_extra   out  the derived values stored with it (if `derive`)
         host_ok    in   the owner leaves the read port free this clock (default 1)
         host_busy  out  a host read is in progress
     """
 
-    def __init__(self, layout: Layout, entries: int, stride: int | None = None, derive=None):
+    def __init__(self, layout: Layout, entries: int, stride: int | None = None, derive=None,
+                 latency: int = 2):
+        """`latency` >= 2: the read's output registers.  A memory of many block RAMs (a core's
+        weights) spreads over the device's RAM rows; a third register lets the placer put the
+        first next to each RAM and cross the distance from a flip-flop."""
         self.layout = layout
         self.entries = entries
         self.words = layout.words32
+        self.latency = latency
+        if latency < 2:
+            raise ValueError(f"{layout.name}: read latency {latency} must be >= 2")
         self.stride = stride if stride is not None else _pow2(self.words)
         if self.stride < self.words or self.stride & (self.stride - 1):
             raise ValueError(f"{layout.name}: stride {self.stride} must be a power of two >= {self.words}")
@@ -140,6 +147,10 @@ class TableMemory(LiteXModule):
             If(reading[0], host_q.eq(rd.dat_r[:layout.width])),
             reading.eq(Cat(start_read, reading[0])),
         ]
+        for _ in range(latency - 2):
+            later = Signal(len(out))
+            self.sync += If(self.rd_re, later.eq(out))
+            out = later
         self.comb += self.rd_dat.raw_bits().eq(out[:layout.width])
         if extra_width:
             self.comb += self.rd_extra.eq(out[layout.width:])

@@ -72,6 +72,31 @@ def test_table_memory_commit_and_readback():
     assert seen["after"] == [entry_words(lay, v)[0] for v in values]
 
 
+@pytest.mark.parametrize("latency", [2, 3])
+def test_table_memory_streams_one_entry_per_clock_after_its_latency(latency):
+    """A new address every clock: entry i's data appears exactly `latency` clocks later."""
+    lay = peg_entry(CFG)
+    n = 6
+    dut = TableMemory(lay, n, latency=latency)
+    values = [random.Random(latency).getrandbits(lay.width) ^ i for i in range(n)]
+    out = []
+
+    def gen():
+        for i in range(n):
+            for j, w in enumerate(entry_words(lay, values[i])):
+                yield from dut.bus.write(i * dut.stride + j, w)
+        for t in range(n + latency):
+            yield dut.rd_adr.eq((t + 1) % n)      # rd_adr starts at 0: begin elsewhere
+            yield
+            out.append((yield dut.rd_dat.raw_bits()))
+
+    run_simulation(dut, gen())
+    # The address written in step t is in the memory's input from the next clock (migen), so its
+    # entry is read in step t + latency.
+    assert out[latency:latency + n] == [values[(t + 1) % n] for t in range(n)]
+    assert out[latency - 1] != values[1]
+
+
 def test_table_memory_read_enable_holds_output():
     """rd_re is the clock enable of both read stages: with it low the output holds, and an address
     presented with it high appears two enabled clocks later."""

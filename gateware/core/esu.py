@@ -36,7 +36,7 @@ address. The pair output has no backpressure: the neuron unit takes one pair eve
 from __future__ import annotations
 
 from migen import Array, Case, Cat, If, Mux, Signal
-from litex.gen import LiteXModule
+from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream
 
 from synfab.config import FabricConfig
@@ -47,6 +47,9 @@ from ..tables import TableMemory
 from .neuron import pair_layout
 
 MAX_STRIDE_LOG2 = 3      # s_log2 is a 2-bit field
+# A core's weights span many block RAMs (32 at 65536 words), spread over the RAM rows: the read
+# gets a third register (TableMemory latency) so no path crosses that distance from a RAM output.
+WEIGHT_READ_LATENCY = 3
 WALK_FIFO_DEPTH = 16     # set-up packets waiting for the walker (>= setup latency + 1 for full rate)
 
 
@@ -95,7 +98,7 @@ class ESU(LiteXModule):
         self.sink = stream.Endpoint(packet(cfg).migen())
         self.esu_count = Signal(cfg.esu_addr_bits + 1)
         self.table = TableMemory(esu_desc(cfg), cfg.esu_descriptors_per_core, esu_stride)
-        self.weights = TableMemory(weight_word(cfg), cfg.weight_words_per_core // 4)
+        self.weights = TableMemory(weight_word(cfg), cfg.weight_words_per_core // 4, latency=WEIGHT_READ_LATENCY)
         # Pair output: acc[n] += w * d, one per clock (no backpressure: the neuron unit always takes it).
         self.source = stream.Endpoint(pair_layout(cfg))
         self.dropped = Signal(2)
@@ -252,21 +255,26 @@ class ESU(LiteXModule):
                                  & (wconst | ((w_cur >= 0) & (w_cur < cfg.weight_words_per_core))))
         g1 = PipeStage(self, active & in_range, n=n_cur[:cfg.neuron_addr_bits], bsel=w_cur[:2], wconst=wconst,
                        wval=wval, d=d)
-        g2 = PipeStage(self, g1.valid, n=g1.n, bsel=g1.bsel, wconst=g1.wconst, wval=g1.wval, d=g1.d)
+        # The pair waits beside the weight read: one stage per clock of its latency.
+        g = g1
+        stages = [g1]
+        for _ in range(WEIGHT_READ_LATENCY - 1):
+            g = PipeStage(self, g.valid, n=g.n, bsel=g.bsel, wconst=g.wconst, wval=g.wval, d=g.d)
+            stages.append(g)
         self.comb += self.weights.rd_adr.eq(w_cur[2:])
         wd = self.weights.rd_dat
-        byte = Array([wd.w0, wd.w1, wd.w2, wd.w3])[g2.bsel]
+        byte = Array([wd.w0, wd.w1, wd.w2, wd.w3])[g.bsel]
         src = self.source
         self.sync += [
-            src.valid.eq(g2.valid),
-            If(g2.valid, src.n.eq(g2.n), src.d.eq(g2.d), src.w.eq(Mux(g2.wconst, g2.wval, byte))),
+            src.valid.eq(g.valid),
+            If(g.valid, src.n.eq(g.n), src.d.eq(g.d), src.w.eq(Mux(g.wconst, g.wval, byte))),
         ]
         self.comb += self.dropped.eq((f1.valid & ~f1.syn_ok) + (f2.valid & ~known) + (active & ~in_range))
 
         # ---- idle, host access to the tables ----
         self.comb += [
             self.idle.eq(~f1.valid & ~f2.valid & (in_setup == 0) & ~walk.source.valid & ~active
-                         & ~g1.valid & ~g2.valid & ~src.valid),
+                         & ~src.valid & ~Reduce("OR", [st.valid for st in stages])),
             # The host reads a table in a clock its datapath port is free (see TableMemory).
             self.table.host_ok.eq(~take),
             self.weights.host_ok.eq(~active),
