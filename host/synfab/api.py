@@ -190,7 +190,10 @@ def _images_to_input(tables, imgs: np.ndarray) -> np.ndarray:
 
 def run_frames(tables, frames, backend="model", threshold=0, check=False, progress=False,
                device_args=None, device=None) -> dict:
+    from .runtime.device import check_fabric_runs
     from .runtime.stream import stream
+    if backend != "model":     # before a Verilator build or a board connection: refuse in one line
+        check_fabric_runs(tables, backend)
     own = device is None
     dev = device or open_device(backend, tables.cfg, **(device_args or {}))
     try:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import arith
 from .config import FabricConfig
 from .errors import SynfabError
 from .ir import QConnection, QLayer, QNetwork
@@ -238,10 +239,93 @@ def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30, si
     raise SynfabError(f"no random network fitting fabric {cfg.name!r} in {tries} tries; the fabric is too small")
 
 
+# -- neuron models and time -----------------------------------------------------------------------
+def _typical_acc(layer: QLayer) -> float:
+    """The accumulator magnitude the builder sized the layer's requantization for (a third of hi)."""
+    hi = layer.hi if layer.hi is not None else 255
+    return max(1.0, (hi / 3.0) * (1 << layer.shift) / max(1, layer.mult))
+
+
+def _random_sigma_delta(src: _Source, layer: QLayer, cfg: FabricConfig) -> QLayer:
+    neuron = arith.Neuron("sigma_delta", theta=src.pick([0, 0, 1, 2, 5]), msg_shift=src.pick([0, 0, 1, 2]))
+    out = replace(layer, neuron=neuron)
+    if src.flag(0.3):       # Lava's bounds: ReLU without an upper clamp, or no clamp at all
+        mult = min(layer.mult, 1 << layer.shift)
+        opened = replace(out, mult=mult, lo=0 if layer.lo == 0 else None, hi=None)
+        act = arith.Activation(opened.mult, opened.shift, opened.lo, opened.hi)
+        if arith.event_bound(neuron, act, cfg.acc_bits) < 1 << (cfg.event_bits - 1):
+            out = opened
+    return out
+
+
+def _random_if(src: _Source, layer: QLayer, cfg: FabricConfig) -> QLayer:
+    theta = max(1, int(_typical_acc(layer) * src.pick([0.3, 1.0, 3.0])))
+    neuron = arith.Neuron("if", theta=theta, fire_gt=src.flag(), reset_to=src.pick([None, None, 0, -theta // 2]),
+                          v_min=src.pick([None, None, -2 * theta, 0]))
+    multi = neuron.with_(multi_spike=True)
+    if src.flag() and arith.event_bound(multi, arith.Activation(), cfg.acc_bits) < 1 << (cfg.event_bits - 1):
+        neuron = multi
+    return replace(layer, neuron=neuron)
+
+
+def _random_lif(src: _Source, layer: QLayer, model: str) -> QLayer:
+    # Inputs may be spikes (1) rather than sigma-delta changes: thresholds from a fraction of the
+    # typical accumulator up, and a bias on the voltage's scale (<< 6) so that layers fire.
+    theta = int(min(arith.LOIHI_VTH_MAX, max(1, _typical_acc(layer) * src.pick([0.02, 0.2, 1.0]))))
+    decays = [0, 1, 410, 1024, 4095, 4096]
+    kw = dict(theta=theta, dv=src.pick(decays), refractory=src.pick([0, 0, 1, 3]))
+    if model == "cuba_lif":
+        kw["du"] = src.pick(decays)
+    bias = np.asarray(layer.bias, dtype=np.int64) << src.pick([0, 6])
+    return replace(layer, neuron=arith.Neuron(model, **kw), bias=bias)
+
+
+def with_random_neurons(source, qnet: QNetwork, cfg: FabricConfig, models=arith.MODELS) -> QNetwork:
+    """qnet with a random neuron model (and random parameters) per layer, random timing (pipelined or
+    not, a reset interval) and input mode (levels or events)."""
+    src = _Source(source)
+    layers = []
+    for layer in qnet.layers:
+        model = src.pick(list(models))
+        if model == "sigma_delta":
+            layers.append(_random_sigma_delta(src, layer, cfg))
+        elif model == "if":
+            layers.append(_random_if(src, layer, cfg))
+        else:
+            layers.append(_random_lif(src, layer, model))
+    return replace(qnet, layers=layers, pipelined=src.flag(), reset_interval=src.pick([0, 0, 2, 3, 5]),
+                   input_mode=src.pick(["levels", "levels", "events"]))
+
+
+def random_neuron_qnetwork(source, cfg: FabricConfig, models=arith.MODELS, size: int = 2) -> QNetwork:
+    """A random network of random neuron models that maps onto cfg (see with_random_neurons)."""
+    src = _Source(source)
+    for _ in range(10):
+        qnet = with_random_neurons(src, random_qnetwork(src, cfg, size=size), cfg, models)
+        try:
+            map_network(qnet, cfg)
+            return qnet
+        except MappingError:
+            continue
+    raise SynfabError(f"no random neuron network fitting fabric {cfg.name!r}; the fabric's events are too narrow")
+
+
+def random_frames(qnet: QNetwork, rng: np.random.Generator, steps: int, change: float = 0.3) -> np.ndarray:
+    """(steps, C, H, W) input frames: levels that change in a fraction of places, or sparse events."""
+    if qnet.input_mode == "events":
+        x = rng.integers(qnet.input_lo, qnet.input_hi + 1, size=(steps, *qnet.input_shape))
+        return np.where(rng.random(x.shape) < change, x, 0).astype(np.int64)
+    frames, prev = [], None
+    for _ in range(steps):
+        prev = random_input(qnet, rng, prev, change)
+        frames.append(prev)
+    return np.stack(frames)
+
+
 def random_input(qnet: QNetwork, rng: np.random.Generator, prev: np.ndarray | None = None,
                  change: float = 1.0) -> np.ndarray:
     """A random input activation; with prev, only a fraction `change` of the values differ from it."""
-    x = rng.integers(0, qnet.input_hi + 1, size=qnet.input_shape).astype(np.int64)
+    x = rng.integers(qnet.input_lo, qnet.input_hi + 1, size=qnet.input_shape).astype(np.int64)
     if prev is None or change >= 1.0:
         return x
     keep = rng.random(qnet.input_shape) >= change
