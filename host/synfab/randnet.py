@@ -26,6 +26,8 @@ from .mapper import STRATEGIES, MappingError, map_network
 
 BLOCKS = ("conv", "conv_s2", "tconv", "dw", "pw", "sumpool", "avgpool", "upsample", "add", "concat",
           "dense", "dense_concat")
+# Drawn only when asked for (BLOCKS keeps its draws: seeded co-simulation cases stay the same).
+EXTRA_BLOCKS = ("rect", "rect_pool")
 
 
 class _Source:
@@ -110,9 +112,30 @@ class _Builder:
         conn = QConnection(cur, Kind.CONV, k=k, stride=s, pad=pad, up=up)
         return self.add_layer(op, (co, ho, wo), [conn], wt, c * k * k / (up * up), rms, self.mag[cur])
 
+    def rect(self, cur: str, pool: bool):
+        """A rectangular conv (or sum pool): kernel, stride and padding differ between the axes."""
+        src, (c, h, w) = self.src, self.shapes[cur]
+        kmax = min(self.kmax, 5)
+        kh, kw = src.int(1, kmax), src.int(1, kmax)
+        sh, sw = src.pick([1, 2]), src.pick([1, 2])
+        ph, pw = src.int(0, kh - 1), src.int(0, kw - 1)
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if min(ho, wo) < 1:
+            return None
+        geo = dict(k=kw, stride=sw, pad=pw, k_y=kh, stride_y=sh, pad_y=ph)
+        if pool:
+            return self.add_layer("rpool", (c, ho, wo), [QConnection(cur, Kind.DW, wconst=1, **geo)], None,
+                                  kh * kw, 1, self.mag[cur])
+        co = self.src.int(1, self.max_c)
+        wt, rms = self.weights((co, c, kh, kw))
+        return self.add_layer("rconv", (co, ho, wo), [QConnection(cur, Kind.CONV, **geo)], wt, c * kh * kw, rms,
+                              self.mag[cur])
+
     def block(self, kind: str, cur: str):
         src = self.src
         c, h, w = self.shapes[cur]
+        if kind in ("rect", "rect_pool"):
+            return self.rect(cur, kind == "rect_pool")
         if kind in ("conv", "conv_s2"):
             k = src.pick([kk for kk in (1, 3, 5) if kk <= self.kmax])
             return self.conv(cur, k, 2 if kind == "conv_s2" else 1, src.int(0, min(k - 1, 2)))
@@ -224,9 +247,9 @@ def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30, si
     depth; it shrinks when a network does not map.  A kind listed twice in `kinds` is drawn twice
     as often."""
     src = _Source(source)
-    unknown = set(kinds) - set(BLOCKS)
+    unknown = set(kinds) - set(BLOCKS + EXTRA_BLOCKS)
     if unknown:
-        raise SynfabError(f"unknown block kinds {sorted(unknown)}; known: {', '.join(BLOCKS)}")
+        raise SynfabError(f"unknown block kinds {sorted(unknown)}; known: {', '.join(BLOCKS + EXTRA_BLOCKS)}")
     for attempt in range(tries):
         # The last tries build a single pointwise conv on a tiny input: it fits any fabric.
         last = attempt >= tries - 2
@@ -293,15 +316,22 @@ def with_random_neurons(source, qnet: QNetwork, cfg: FabricConfig, models=arith.
             layers.append(_random_if(src, layer, cfg))
         else:
             layers.append(_random_lif(src, layer, model))
+    for layer in layers:        # weights beyond int8: multiples of 2**wshift
+        layer.inputs = [replace(c, wshift=src.pick([0, 0, 0, 1, 3])) for c in layer.inputs]
     return replace(qnet, layers=layers, pipelined=src.flag(), reset_interval=src.pick([0, 0, 2, 3, 5]),
                    input_mode=src.pick(["levels", "levels", "events"]))
 
 
-def random_neuron_qnetwork(source, cfg: FabricConfig, models=arith.MODELS, size: int = 2) -> QNetwork:
-    """A random network of random neuron models that maps onto cfg (see with_random_neurons)."""
+NEURON_KINDS = BLOCKS + EXTRA_BLOCKS + ("rect",)
+
+
+def random_neuron_qnetwork(source, cfg: FabricConfig, models=arith.MODELS, size: int = 2,
+                           kinds=NEURON_KINDS) -> QNetwork:
+    """A random network (rectangular layers included) of random neuron models that maps onto cfg
+    (see with_random_neurons)."""
     src = _Source(source)
     for _ in range(10):
-        qnet = with_random_neurons(src, random_qnetwork(src, cfg, size=size), cfg, models)
+        qnet = with_random_neurons(src, random_qnetwork(src, cfg, kinds, size=size), cfg, models)
         try:
             map_network(qnet, cfg)
             return qnet
