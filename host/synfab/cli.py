@@ -37,11 +37,17 @@ def _fabric(arg):
     return FabricConfig.load(arg) if arg else FabricConfig()
 
 
+def _fabric_or_none(arg):
+    """A fabric given on the command line, or None: the network's default (api.default_fabric)."""
+    from .config import FabricConfig
+    return FabricConfig.load(arg) if arg else None
+
+
 # -- compile / report ------------------------------------------------------------------------
 def cmd_compile(a):
     from . import api
     from . import bundle
-    tables, info = api.compile_with_report(a.network, fabric=_fabric(a.fabric), calib=a.calib)
+    tables, info = api.compile_with_report(a.network, fabric=_fabric_or_none(a.fabric), calib=a.calib)
     bundle.save(tables, a.output)
     info["bundle"] = str(a.output)
     if a.json:
@@ -76,14 +82,20 @@ def cmd_run(a):
     from . import bundle
     tables = bundle.load(a.bundle)
     frames = api.frames_from_files(tables, events=a.events, images=a.images, frames=a.frames,
-                                   window_ms=a.window_ms, events_per_frame=a.events_per_frame)
+                                   window_ms=a.window_ms, events_per_frame=a.events_per_frame, inputs=a.inputs)
     out = api.run_frames(tables, frames, backend=a.backend, threshold=a.threshold, check=a.check,
                          progress=not a.json, device_args=_device_args(a))
     res = out.pop("result")
     summary = out["summary"]
+    names = [l["name"] for l in tables.metadata["layers"]]
     if res.layer_spikes is not None:
-        names = [l["name"] for l in tables.metadata["layers"]]
         out["layer_spikes"] = dict(zip(names, res.layer_spikes.tolist()))
+    out["layers"] = [{"name": l["name"], "shape": l["shape"], "model": l.get("model", "sigma_delta")}
+                     for l in tables.metadata["layers"]]
+    out["layer_spikes_per_step"] = [dict(zip(names, step)) for step in res.layer_spikes_per_step]
+    if res.evaluations_per_step:
+        out["evaluations_per_step"] = res.evaluations_per_step
+    out["output_per_step"] = [o.tolist() for o in res.outputs]
     if a.json:
         _print(out, True)
     else:
@@ -153,15 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="network file -> compressed-table bundle")
-    c.add_argument("network", help="network JSON (float or quantized), or demo")
+    c.add_argument("network", help="network JSON (float or quantized), lava-dl netx .net file, or demo")
     c.add_argument("-o", "--output", required=True, help="bundle file to write (.sfb)")
-    c.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    c.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny); default: 'default', or "
+                                    "for a network only the golden model runs (e.g. netx) the smallest wide mesh")
     c.add_argument("--calib", help="calibration inputs (.npz/.npy images) for a float network")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("report", help="memory footprint and mapping summary")
-    r.add_argument("target", help="network JSON, bundle (.sfb), demo or zoo:NAME")
+    r.add_argument("target", help="network JSON, lava-dl netx .net file, bundle (.sfb), demo or zoo:NAME")
     r.add_argument("--neurons-per-core", type=int, default=1024)
     r.add_argument("--fabric", help="fabric config for mapping a network file or bundle")
     r.add_argument("--plot", help="write a PNG bar chart of the schemes")
@@ -181,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = u.add_mutually_exclusive_group(required=True)
     src.add_argument("--events", help="event file (AEDAT4, EVT2/3 .raw, .dat, .npy/.npz)")
     src.add_argument("--images", help="images .npz/.npy (each image one frame)")
+    src.add_argument("--inputs", help="(T, C, H, W) .npy, one frame per time step: levels whose changes are sent, "
+                                      "or events/spikes sent as they are, as the network's input says")
     u.add_argument("--frames", type=int, help="at most this many frames")
     u.add_argument("--window-ms", type=float, default=None, help="events: frame length in ms (default 50)")
     u.add_argument("--events-per-frame", type=int, default=None, help="events: frame by event count")

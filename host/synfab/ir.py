@@ -28,7 +28,7 @@ class NetworkError(SynfabError, ValueError):
     """An invalid or unsupported network; the message says what and how to fix it."""
 
 
-INPUT_MODES = ("levels", "events")
+INPUT_MODES = ("levels", "events", "spikes")
 OPS = ("input", "conv", "dense", "sumpool", "avgpool", "add", "concat", "upsample", "flatten", "relu")
 UNSUPPORTED_HINT = ("supported layers: Conv2d (groups 1 or depthwise), Linear, AvgPool2d, sum pooling, "
                     "residual add, torch.cat on channels, nearest Upsample, Flatten, ReLU, BatchNorm2d after a conv")
@@ -46,6 +46,14 @@ class Node:
 
 def _conv_out(n: int, k: int, s: int, p: int) -> int:
     return (n + 2 * p - k) // s + 1
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    """'layer a' / 'layers a, b, c and 4 more'."""
+    if len(names) == 1:
+        return f"layer {names[0]}"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"layers {', '.join(names[:shown])}{more}"
 
 
 def pair(value, what: str = "value", where: str = "") -> tuple[int, int]:
@@ -276,7 +284,8 @@ class QNetwork:
     # cleared at the start of steps t with t % reset_interval == i % reset_interval (0: never).
     reset_interval: int = 0
     # "levels": frames are input values whose changes the host sends (images); "events": frames
-    # are event values sent as they are at every step (spikes, Lava messages).
+    # are event values sent as they are at every step (Lava messages); "spikes": every non-zero
+    # value of a frame is sent as a spike of value 1 (Lava's unary input synapse).
     input_mode: str = "levels"
     input_lo: int = 0                 # smallest input value (levels) / event value (events)
 
@@ -287,27 +296,33 @@ class QNetwork:
             raise NetworkError(f"reset_interval must be >= 0, got {self.reset_interval}")
 
     def extended_features(self) -> list[str]:
-        """What this network uses beyond the fabric's sigma-delta CNN (table layout version 1):
-        such a network runs on the golden model; the gateware does not run it yet."""
-        out = []
+        """What this network uses beyond the fabric's sigma-delta CNN (table layout version 1),
+        one entry per feature naming its layers: such a network runs on the golden model; the
+        gateware does not run it yet."""
+        layers: dict[str, list[str]] = {}
+
+        def note(feature: str, layer: str) -> None:
+            layers.setdefault(feature, []).append(layer)
+
         for l in self.layers:
             n = l.neuron
             if n.model != "sigma_delta":
-                out.append(f"{n.model} neurons (layer {l.name})")
+                note(f"{n.model} neurons", l.name)
             elif n.theta or n.msg_shift:
-                out.append(f"sigma-delta theta/message shift (layer {l.name})")
+                note("sigma-delta theta/message shift", l.name)
             if l.lo is None or l.hi is None:
-                out.append(f"unclamped activation (layer {l.name})")
+                note("unclamped activation", l.name)
             if any(not c.square for c in l.inputs):
-                out.append(f"rectangular kernel, stride or padding (layer {l.name})")
+                note("rectangular kernel, stride or padding", l.name)
             if any(c.wshift for c in l.inputs):
-                out.append(f"weight shift (layer {l.name})")
+                note("weight shift", l.name)
+        out = [f"{feature} ({_names(names)})" for feature, names in layers.items()]
         if self.pipelined:
             out.append("pipelined timing")
         if self.reset_interval:
             out.append("state reset interval")
         if self.input_mode != "levels":
-            out.append("event input")
+            out.append(f"{self.input_mode} input")
         return out
 
     def layer(self, name: str) -> QLayer:

@@ -210,6 +210,8 @@ def words_per_channel(qnet: QNetwork, layer: QLayer) -> int:
 def _check_input_range(qnet: QNetwork, dmax: int, lim: int, cfg: FabricConfig) -> None:
     """Input events (changes of levels, or the values themselves) must fit the event fields."""
     lo, hi = qnet.input_lo, qnet.input_hi
+    if qnet.input_mode == "spikes":
+        return                      # every input event is a 1
     if lo == 0 and qnet.input_mode == "levels":
         if not 0 <= hi <= lim:
             raise MappingError(f"input range 0..{hi} does not fit {lim.bit_length() + 1}-bit events; "
@@ -220,6 +222,13 @@ def _check_input_range(qnet: QNetwork, dmax: int, lim: int, cfg: FabricConfig) -
     if lo > hi or not fits:
         raise MappingError(f"input range {lo}..{hi} ({qnet.input_mode}) does not fit {lim.bit_length() + 1}-bit "
                            f"events (values up to +-{lim}); narrow the input range or use larger event_bits")
+
+
+def _modular_relay(l: QLayer) -> bool:
+    """A sigma-delta layer whose activation is its accumulator itself (no clamp, no scaling,
+    no message shift)."""
+    return (l.neuron.model == "sigma_delta" and l.neuron.msg_shift == 0 and l.lo is None and l.hi is None
+            and l.mult == 1 and l.shift == 0)
 
 
 def _check_events(l: QLayer, cfg: FabricConfig, lim: int, extended: bool) -> None:
@@ -243,6 +252,11 @@ def _check_events(l: QLayer, cfg: FabricConfig, lim: int, extended: bool) -> Non
         if not (lo <= hi and lo >= -top - 1 and hi <= top):
             raise MappingError(f"layer {l.name}: activation range {l.lo}..{l.hi} does not fit the {sent_bits}-bit "
                                f"activation a neuron keeps; narrow the range")
+    if _modular_relay(l) and cfg.event_bits >= cfg.acc_bits:
+        # a = acc: a change is the difference of two wrapped accumulators; carried modulo
+        # 2**event_bits it still adds up exactly in every receiver's accumulator (which wraps at
+        # acc_bits <= event_bits), and at the host.  Lava's Sigma output is such a layer.
+        return
     bound = arith.event_bound(n, act, cfg.acc_bits)
     if bound > lim:
         raise MappingError(f"layer {l.name}: {n.model} events reach +-{bound} but events hold +-{lim} "
@@ -280,7 +294,8 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
     # Outputs of networks the fabric runs travel in the stream word's 16-bit d; extended networks
     # run on the golden model only, whose output events are event_bits wide.
     out_lim = dmax if extended else min(dmax, stream_dmax)
-    _check_input_range(qnet, dmax, out_lim, cfg)
+    if not for_analysis:        # value ranges do not change sizes: the memory analysis skips them
+        _check_input_range(qnet, dmax, out_lim, cfg)
     seen = {qnet.input_name}
     for idx, l in enumerate(qnet.layers):
         if not l.inputs:
@@ -317,7 +332,8 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
         if not (0 <= l.mult < 1 << cfg.mult_bits and 0 <= l.shift < 1 << cfg.shift_bits):
             raise MappingError(f"layer {l.name}: mult {l.mult} / shift {l.shift} do not fit {cfg.mult_bits}/"
                                f"{cfg.shift_bits} bits; requantize with a smaller multiplier")
-        _check_events(l, cfg, out_lim if l.name == qnet.output else dmax, extended)
+        if not for_analysis:
+            _check_events(l, cfg, out_lim if l.name == qnet.output else dmax, extended)
         seen.add(l.name)
     out_idx = names.index(qnet.output) - 1
     tag_max = min((1 << cfg.esu_addr_bits) - 1, (1 << STREAM_EVENT.by_name["tag"].width) - 1)

@@ -85,10 +85,14 @@ def input_events(prev, cur) -> np.ndarray:
 
 
 def frame_events(prev, cur, mode: str = "levels") -> np.ndarray:
-    """The input events of one frame: the changes from prev (levels), or the non-zero values of
-    the frame as they are (events: spikes, Lava messages)."""
+    """The input events of one frame: the changes from prev (levels), the non-zero values of the
+    frame as they are (events: Lava messages), or a spike of 1 for each of them (spikes)."""
     if mode == "events":
         return input_events(None, cur)
+    if mode == "spikes":
+        return input_events(None, (np.asarray(cur) != 0).astype(np.int64))
+    if mode != "levels":
+        raise ModelError(f"unknown input mode {mode!r}; use levels, events or spikes")
     return input_events(prev, cur)
 
 

@@ -319,7 +319,7 @@ def with_random_neurons(source, qnet: QNetwork, cfg: FabricConfig, models=arith.
     for layer in layers:        # weights beyond int8: multiples of 2**wshift
         layer.inputs = [replace(c, wshift=src.pick([0, 0, 0, 1, 3])) for c in layer.inputs]
     return replace(qnet, layers=layers, pipelined=src.flag(), reset_interval=src.pick([0, 0, 2, 3, 5]),
-                   input_mode=src.pick(["levels", "levels", "events"]))
+                   input_mode=src.pick(["levels", "levels", "events", "spikes"]))
 
 
 NEURON_KINDS = BLOCKS + EXTRA_BLOCKS + ("rect",)
@@ -342,7 +342,7 @@ def random_neuron_qnetwork(source, cfg: FabricConfig, models=arith.MODELS, size:
 
 def random_frames(qnet: QNetwork, rng: np.random.Generator, steps: int, change: float = 0.3) -> np.ndarray:
     """(steps, C, H, W) input frames: levels that change in a fraction of places, or sparse events."""
-    if qnet.input_mode == "events":
+    if qnet.input_mode in ("events", "spikes"):
         x = rng.integers(qnet.input_lo, qnet.input_hi + 1, size=(steps, *qnet.input_shape))
         return np.where(rng.random(x.shape) < change, x, 0).astype(np.int64)
     frames, prev = [], None

@@ -187,10 +187,13 @@ class Trace:
 
 
 def input_step_events(qnet: QNetwork, prev, cur) -> np.ndarray:
-    """The input events of one step: changes of the input levels, or the frame as it is."""
+    """The input events of one step: changes of the input levels, the frame as it is, or a spike
+    of 1 for every non-zero value."""
     cur = np.asarray(cur, dtype=np.int64)
     if qnet.input_mode == "events":
         return cur
+    if qnet.input_mode == "spikes":
+        return (cur != 0).astype(np.int64)
     return cur - (0 if prev is None else np.asarray(prev, dtype=np.int64))
 
 
