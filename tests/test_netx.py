@@ -324,3 +324,15 @@ def test_cli_compile_report_run_a_netx_network(tmp_path):
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
     assert {l.get("neuron_model") for l in rep["layers"] if l["op"] != "input"} >= {"sigma_delta"}
+
+
+def test_a_dense_layer_without_neuron_is_netx_non_firing_integrator(tmp_path):
+    layers = [{"type": "input", "shape": [3, 1, 1]},
+              {"type": "dense", "shape": [2], "weight": np.array([[1, 2, 3], [-4, 0, 4]]), "inFeatures": 3,
+               "outFeatures": 2}]
+    qnet = netx.load(write_net(tmp_path / "d.net", layers))
+    assert qnet.layers[1].neuron == arith.Neuron("cuba_lif", theta=1 << 17, du=0, dv=4096)
+    x = np.array([1, 0, 1]).reshape(3, 1, 1)
+    us = [model.layer_word("dense1", "u").reshape(-1).tolist() for model, _ in run(qnet, [x, x, x])]
+    # the current integrates w . spikes << 6 from step 1 on (the relay's delay) and never decays
+    assert us == [[0, 0], [4 << 6, 0], [8 << 6, 0]]

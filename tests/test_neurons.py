@@ -160,7 +160,7 @@ def test_neuron_parameters_are_checked():
     with pytest.raises(NeuronError, match="do not use du"):
         Neuron("if", theta=1, du=3)
     with pytest.raises(NeuronError, match="17 bits"):
-        Neuron("lif", theta=1 << 17)
+        Neuron("lif", theta=(1 << 17) + 1)
     assert Neuron.from_dict(Neuron("if", theta=3, v_min=-1).to_dict()) == Neuron("if", theta=3, v_min=-1)
 
 
@@ -300,3 +300,25 @@ def test_extended_networks_need_wide_enough_events():
         map_network(qnet, PRESETS["small"])      # 16-bit events cannot carry a 24-bit activation change
     qnet.layers[0].neuron = Neuron(msg_shift=9)
     map_network(qnet, PRESETS["small"])
+
+
+def test_hardware_backends_refuse_extended_tables_in_one_line_before_touching_the_device():
+    from synfab.runtime.device import DeviceError, RegisterDevice, check_fabric_runs
+
+    class Untouchable(RegisterDevice):
+        name = "board"
+
+        def _write(self, addrs, values):
+            raise AssertionError("wrote to the device")
+
+        _read = _exchange = _write
+
+    qnet = chain(Neuron("lif", theta=3), depth=1)
+    qnet.input_mode = "events"
+    tables = compile_network(qnet, WIDE)
+    with pytest.raises(DeviceError, match=r"^board: the fabric does not support yet: lif neurons \(layer l0\); "
+                                          r"events input") as e:
+        Untouchable(WIDE).load(tables)
+    assert "\n" not in str(e.value) and "--backend model" in str(e.value)
+    cfg = PRESETS["small"]
+    check_fabric_runs(compile_network(random_qnetwork(1, cfg), cfg), "sim")      # version 1: accepted

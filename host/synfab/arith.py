@@ -48,7 +48,9 @@ LOIHI_DECAY_BITS = 12
 LOIHI_DECAY_UNITY = 1 << LOIHI_DECAY_BITS
 LOIHI_ACT_SHIFT = 6
 LOIHI_VTH_SHIFT = 6
-LOIHI_VTH_MAX = (1 << 17) - 1        # vThMant is an unsigned 17-bit field
+# vThMant is an unsigned 17-bit field; Lava's netx gives a dense layer without a neuron
+# vThMant 1 << 17 (an integrator that never fires: v <= 2**23 - 1 < 2**17 << 6), so that too.
+LOIHI_VTH_MAX = 1 << 17
 REFRACTORY_BITS = 6                  # refractory steps 0..63
 MSG_SHIFT_MAX = 31
 
@@ -155,7 +157,8 @@ class Neuron:
             raise NeuronError("an if neuron needs theta >= 1 (its threshold)")
         if self.model in ("cuba_lif", "lif"):
             if self.theta > LOIHI_VTH_MAX:
-                raise NeuronError(f"vThMant (theta) {self.theta} exceeds Loihi's 17 bits ({LOIHI_VTH_MAX})")
+                raise NeuronError(f"vThMant (theta) {self.theta} exceeds {LOIHI_VTH_MAX} (Loihi's 17 bits, or "
+                                  f"netx's never-firing 2**17)")
             if self.du > LOIHI_DECAY_UNITY or self.dv > LOIHI_DECAY_UNITY:
                 raise NeuronError(f"decays du={self.du}, dv={self.dv} must be in 0..{LOIHI_DECAY_UNITY}")
             if self.refractory >= 1 << REFRACTORY_BITS:

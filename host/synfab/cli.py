@@ -120,7 +120,7 @@ def _device_args(a) -> dict:
 
 def cmd_regs(a):
     from .layouts import RegisterMap
-    rm = RegisterMap(_fabric(a.fabric))
+    rm = RegisterMap(_fabric(a.fabric), a.layout_version)
     rows = rm.describe()
     if a.json:
         _print(rows, True)
@@ -147,7 +147,19 @@ def registers_markdown(rm) -> str:
         out.append(f"| `{r['addr']:#07x}` | {r['kind']} | {r['name']} | {size} | {r['doc']} |")
     out += ["", f"`ctrl` bit 0: write 1 to clear every counter (and layer_spikes). Core windows repeat every "
             f"`{rm.core_stride:#x}` bytes from `{rm.core_base0:#x}`.", ""]
-    for lay in (layouts.pop_desc(cfg), layouts.esu_desc(cfg), layouts.peg_entry(cfg), layouts.neuron_state(cfg),
+    v = rm.version
+    if v != layouts.LAYOUT_VERSION:
+        out += [f"Table layout version {v}: host-side (golden model) until the gateware decodes it; fields after "
+                f"the version-1 ones are appended (DESIGN.md, \"Table layout versions\").", "",
+                "## Bits per neuron of each neuron model", "",
+                "| model | words | bits |", "|---|---|---|"]
+        from .arith import MODEL_WORDS
+        bits = layouts.state_word_bits(cfg, v)
+        for model, words in MODEL_WORDS.items():
+            out.append(f"| {model} | {', '.join(f'{w} ({bits[w]})' for w in words)} | "
+                       f"{layouts.model_state_bits(cfg, model, v)} |")
+        out.append("")
+    for lay in (layouts.pop_desc(cfg, v), layouts.esu_desc(cfg, v), layouts.peg_entry(cfg, v), layouts.neuron_state(cfg),
                 layouts.packet(cfg), layouts.STREAM_EVENT):
         out += [f"## {lay.name} ({lay.width} bits, {lay.words32} words)", "", lay.doc, "",
                 "| bits | field | signed | meaning |", "|---|---|---|---|"]
@@ -211,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fabric")
     g.add_argument("--json", action="store_true")
     g.add_argument("--markdown", action="store_true", help="register map and bit layouts as Markdown")
+    g.add_argument("--layout-version", type=int, choices=(1, 2), default=1,
+                   help="2: the extended tables (neuron models, rectangular geometry) the golden model runs")
     g.set_defaults(func=cmd_regs)
 
     # These import only numpy and the standard library (heavy tools load inside their handlers),

@@ -164,8 +164,9 @@ DECAY_FIELD_BITS = 13             # Loihi decay constants 0..4096
 
 
 def theta_bits(cfg: FabricConfig) -> int:
-    """Width of a layer's threshold: a sigma-delta change (acc_bits + 1) or Loihi's 17-bit vThMant."""
-    return max(cfg.acc_bits + 1, 17)
+    """Width of a layer's threshold: a sigma-delta change (acc_bits + 1) or Loihi's vThMant (17 bits,
+    and netx's never-firing 2**17)."""
+    return max(cfg.acc_bits + 1, 18)
 
 
 def peg_entry(cfg: FabricConfig, version: int = LAYOUT_VERSION) -> Layout:

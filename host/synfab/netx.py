@@ -228,11 +228,18 @@ def loihi_neuron(where: str, n: dict, keep_current: bool) -> arith.Neuron:
         raise NetxError(f"{where}: {e}") from None
 
 
+# netx's neuron for a dense layer that has none: a current integrator that never fires.
+DEFAULT_DENSE_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17, "refDelay": 1}
+
+
 def _neuron(where: str, fields: dict, keep_current: bool):
     """(kind, arith.Neuron, wgtExp) of a layer's neuron; kind 'sdnn', 'sigma' or 'loihi'."""
     n = fields.get("neuron")
+    if n is None and fields.get("type") == "dense":
+        n = DEFAULT_DENSE_NEURON
     if not isinstance(n, dict):
-        raise NetxError(f"{where}: no neuron; supported: layers with an SDNN, LOIHI or CUBA neuron")
+        raise NetxError(f"{where}: no neuron; supported: layers with an SDNN, LOIHI or CUBA neuron (a dense "
+                        f"layer without one gets netx's non-firing integrator)")
     kind = n.get("type")
     if kind not in NEURON_TYPES:
         raise NetxError(f"{where}: neuron type {kind!r} is not supported; supported: {', '.join(NEURON_TYPES)}")
