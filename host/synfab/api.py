@@ -124,9 +124,14 @@ def bundle_summary(tables) -> dict:
         cores.append({"core": c, "populations": int(ct.pop_count), "esu_descriptors": int(ct.esu_count),
                       "peg_entries": int(len(ct.peg["kind"])) if ct.peg else 0,
                       "neurons": int(ct.neurons_used), "weight_words": int(ct.weights_used)})
-    return {"network": md["network"], "fabric": tables.cfg.name, "layers": len(md["layers"]),
-            "input_shape": list(md["input_shape"]), "output": md["output"],
-            "input_peg_entries": int(tables.regs["input_peg_count"]), "cores": cores}
+    out = {"network": md["network"], "fabric": tables.cfg.name, "layers": len(md["layers"]),
+           "input_shape": list(md["input_shape"]), "output": md["output"],
+           "input_peg_entries": int(tables.regs["input_peg_count"]), "cores": cores}
+    if tables.version != 1:     # what only the golden model runs so far
+        out.update(table_layout_version=tables.version, extended=tables.extended_features,
+                   pipelined=tables.pipelined, input_mode=tables.input_mode,
+                   neuron_models={l["name"]: l.get("model", "sigma_delta") for l in md["layers"]})
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------------

@@ -286,8 +286,8 @@ def live(neuron: Neuron, state: dict) -> np.ndarray:
     s = {k: np.asarray(state[k], dtype=np.int64) for k in neuron.words}
     if neuron.model == "sigma_delta":
         return np.zeros(len(s["acc"]), dtype=bool)
-    if neuron.model == "if":
-        return (s["bias"] != 0) | if_fires(neuron, wrap(s["acc"] + s["bias"], 64))
+    if neuron.model == "if":        # with bias 0 the next step's v is acc itself
+        return (s["bias"] != 0) | if_fires(neuron, s["acc"])
     out = (s["v"] != 0) | (s["ref"] != 0) | (s["bias"] != 0)
     if neuron.model == "cuba_lif":
         out |= s["u"] != 0

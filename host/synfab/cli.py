@@ -54,6 +54,9 @@ def cmd_compile(a):
         _print(info, True)
         return
     print(f"{info['network']}: {info['layers']} layers on fabric {info['fabric']!r} -> {a.output}")
+    if info.get("extended"):
+        print(f"table layout version {info['table_layout_version']} (golden model only for now): "
+              f"{'; '.join(info['extended'])}")
     print(f"{'core':>6} {'populations':>12} {'esu':>5} {'peg':>5} {'neurons':>8} {'weights':>8}")
     for c in info["cores"]:
         print(f"{c['core']:>6} {c['populations']:>12} {c['esu_descriptors']:>5} {c['peg_entries']:>5} "
