@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synfab import PRESETS, arith, reference
+from synfab import PRESETS, FabricConfig, arith, reference
 from synfab.arith import Activation, Neuron, NeuronError
 from synfab.bundle import decode, encode
 from synfab.compiler import compile_network
@@ -24,8 +24,12 @@ SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # Fabrics wide enough for Lava-style events (24-bit events, open activation bounds) and narrow ones.
 WIDE = PRESETS["small"].with_(event_bits=24, name="wide")
+# SPLIT: tiny cores, so layers split into spatial tiles and channel groups over many cores.
+SPLIT = FabricConfig(mesh_x=4, mesh_y=2, neurons_per_core=64, weight_words_per_core=512, peg_entries_per_core=64,
+                     esu_descriptors_per_core=32, populations_per_core=8, input_peg_entries=64, event_bits=24,
+                     name="split")
 FABRICS = (WIDE, PRESETS["small"].with_(event_bits=24, acc_bits=20, name="acc20"),
-           PRESETS["tiny"].with_(event_bits=24, name="tiny24"), PRESETS["small"])
+           PRESETS["tiny"].with_(event_bits=24, name="tiny24"), PRESETS["small"], SPLIT)
 
 
 def one(neuron, acc, act=Activation(), acc_bits=24, threshold=0, **words):
@@ -210,6 +214,15 @@ def test_every_neuron_model_matches_the_dense_reference(data):
     assert tables.version == (EXTENDED_LAYOUT_VERSION if qnet.extended_features() else LAYOUT_VERSION)
     # The bundle carries all of it: decoded tables run the same.
     assert decode(encode(tables)) == tables
+
+
+def test_split_layers_of_every_model_match_the_reference():
+    parts = 0
+    for seed in range(8):
+        qnet = random_neuron_qnetwork(seed, SPLIT)
+        parts += len(map_network(qnet, SPLIT).parts) - len(qnet.layers)
+        assert_model_equals_reference(qnet, SPLIT, random_frames(qnet, np.random.default_rng(seed), 4))
+    assert parts > 20        # layers really are split over cores
 
 
 @pytest.mark.parametrize("model", arith.MODELS)
