@@ -217,6 +217,8 @@ def test_lava_dense_weights_by_hand():
     assert lava_dense_weights(np.array([[0, 7, 60]])).tolist() == [[0, 7, 60]]
     with pytest.raises(NetxError, match="beyond Lava's 8-bit synapse"):
         lava_dense_weights(np.array([[0, 300]]))
+    with pytest.raises(NetxError, match="netx clips such weights"):
+        lava_dense_weights(np.array([[-3, 300]]))
 
 
 def test_weight_shift_carries_wide_weights_exactly():

@@ -130,18 +130,19 @@ def _ints(layer: str, field: str, value) -> np.ndarray:
 
 
 def lava_dense_weights(w: np.ndarray, layer: str = "dense") -> np.ndarray:
-    """The integer weights Lava's Dense synapse computes with: netx's optimize_weight_bits (clip
-    to -256..254 when mixed, scale to 8-bit mantissas, weight exponent), then the bit-accurate
-    model's clip_weights and truncate_weights, then the exponent undone.  lava-dl's even
-    -256..254 weights come back unchanged; an all-negative layer with -256 comes back as -254."""
+    """The integer weights Lava's Dense synapse computes with: netx's optimize_weight_bits (scale to
+    8-bit mantissas and a weight exponent), then the bit-accurate model's clip_weights and
+    truncate_weights, then the exponent undone (exactly: the truncation keeps multiples of it).
+    lava-dl's even -256..254 weights come back unchanged; an all-negative layer with -256 comes
+    back as -254 (Lava's inhibitory clip and truncation).  Weights netx itself would clip (it
+    warns that the layer cannot be represented) are refused, not clipped."""
     w = np.asarray(w, dtype=np.int64)
-    if not w.size or (w.max() == 0 and w.min() == 0):
+    if not w.size or not w.any():
         return w.copy()
     mx, mn = int(w.max()), int(w.min())
     if (mx > 254 and mn < 0) or (mn < -256 and mx > 0):
-        w = np.clip(w, -256, 254)                       # netx: "cannot be optimized ... clipped"
-        mx, mn = int(w.max()), int(w.min())
-    signed = int(mn < 0 <= mx or (mn < 0 and mx > 0))
+        raise NetxError(f"layer {layer}: field weight spans {mn}..{mx}; Lava's netx clips such weights to "
+                        f"-256..254 (the layer cannot be represented); supported: -256..254")
     if mx < 0:
         signed, scale = 0, -256 / mn                     # netx INHIBITORY
     elif mn >= 0:
@@ -149,23 +150,22 @@ def lava_dense_weights(w: np.ndarray, layer: str = "dense") -> np.ndarray:
     else:
         signed, scale = 1, min(127 / mx if mx > 0 else math.inf, -128 / mn)
     scale_bits = int(math.floor(math.log2(scale))) + signed
-    if scale_bits < 0:
-        raise NetxError(f"layer {layer}: field weight spans {mn}..{mx}, beyond Lava's 8-bit synapse mantissa "
-                        f"(a negative weight exponent rounds every sum); supported: -256..255")
     n = 8
     while n > 0 and np.any(w % (1 << n)):
         n -= 1
     n -= signed
     weight_bits = 8 - scale_bits - n
+    if scale_bits < 0:
+        raise NetxError(f"layer {layer}: field weight spans {mn}..{mx}, beyond Lava's 8-bit synapse mantissa "
+                        f"(a negative weight exponent floors every sum); supported: -256..255")
     w = w << scale_bits
     # Lava's Dense model decides the sign mode again, from the scaled weights.
     mode = "exc" if w.min() >= 0 else "inh" if w.max() <= 0 else "mixed"
-    if mode == "inh":
-        w = -np.clip(-w, 0, 255)
-    else:
-        w = np.clip(w, -256 if mode == "mixed" else 0, 255)
     t = 8 - weight_bits + int(mode == "mixed")
-    mag = -w if mode == "inh" else w
+    if t < 0:
+        raise NetxError(f"layer {layer}: field weight: Lava's Dense synapse would shift these weights by {t}; "
+                        f"supported: weights of one sign or with a positive maximum")
+    mag = np.clip(-w if mode == "inh" else w, -256 if mode == "mixed" else 0, 255)
     mag = (mag >> t) << t
     w = -mag if mode == "inh" else mag
     if np.any(w % (1 << scale_bits)):
@@ -334,8 +334,7 @@ class _Importer:
         where = f"layer {i} (conv)"
         src = self.need_source(where)
         c, h, w = self.shape_of(src)
-        if _int_field(where, f, "dilation", 1) != 1 if np.asarray(f.get("dilation", 1)).size == 1 else \
-                np.any(np.asarray(f["dilation"]) != 1):
+        if np.any(np.asarray(f.get("dilation", 1)) != 1):
             raise NetxError(f"{where}: field dilation = {np.asarray(f['dilation']).tolist()}; supported: 1")
         weight = _ints(where, "weight", f["weight"])
         weight = weight.reshape(weight.shape[:4]) if weight.ndim > 4 else weight
@@ -426,8 +425,6 @@ class _Importer:
 
     def weighted(self, i: int, where: str, f: dict, shape, conn_kind, weight, geo: dict, op: str) -> None:
         kind, neuron, wexp = _neuron(where, f, self.keep_current)
-        if kind == "sigma":
-            kind = "sigma"
         shape = self.expect_shape(where, f, shape)
         w8, s = weight_shift(weight, where)
         if s + wexp >= 1 << WSHIFT_BITS:
