@@ -12,7 +12,7 @@ from synfab import PRESETS, reference
 from synfab.bundle import MAGIC, BundleError, decode, encode, load, save
 from synfab.compiler import CompileError, compile_network, tables_to_words
 from synfab.ir import QConnection, QLayer, QNetwork
-from synfab.layouts import LAYOUT_VERSION, Kind, RegisterMap
+from synfab.layouts import EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, LAYOUT_VERSIONS, Kind, RegisterMap
 from synfab.model import Model, input_events
 from synfab.randnet import configs_and_qnetworks, random_input, random_qnetwork
 
@@ -133,9 +133,12 @@ def test_wrong_magic_and_version():
         decode(b"PK\x03\x04" + data[4:])
     version, secs = sections(data)
     assert version == LAYOUT_VERSION
-    with pytest.raises(BundleError, match=f"version {LAYOUT_VERSION + 1} but this synfab reads version "
-                                          f"{LAYOUT_VERSION}"):
-        decode(build(LAYOUT_VERSION + 1, secs))
+    unknown = max(LAYOUT_VERSIONS) + 1
+    with pytest.raises(BundleError, match=f"version {unknown} but this synfab reads versions 1, 2"):
+        decode(build(unknown, secs))
+    # Version-1 sections relabelled as version 2 do not hold version-2 entries.
+    with pytest.raises(BundleError):
+        decode(build(EXTENDED_LAYOUT_VERSION, secs))
 
 
 def test_unknown_config_fields_and_sections():
@@ -174,3 +177,15 @@ def test_inconsistent_sections_are_rejected():
 def test_missing_file(tmp_path):
     with pytest.raises(BundleError, match="not found"):
         load(tmp_path / "nope.sfb")
+
+
+def test_todays_networks_compile_to_the_same_version_1_bundle_bytes():
+    """Neuron models, time steps and rectangular geometry left sigma-delta CNN bundles untouched: the
+    demo's bundle is byte for byte what it was before they existed (sha256 recorded at e07f94a)."""
+    import hashlib
+    from synfab import api
+    from synfab.demo import demo_qnetwork
+    tables = api.compile_qnetwork(demo_qnetwork())
+    assert tables.version == LAYOUT_VERSION and not tables.extended_features
+    assert hashlib.sha256(encode(tables)).hexdigest() == \
+        "e24da1b6348f893a865aae1e4ec74ce30aacc8f951722cae1ae8469599907416"

@@ -127,8 +127,8 @@ def _synapse_list(qnet, layer, conn):
     if conn.kind == Kind.DENSE:
         s, c = np.meshgrid(np.arange(cs * hs * ws), np.arange(C), indexing="ij")
         return s.ravel(), c.ravel(), np.zeros(s.size, int), np.zeros(s.size, int)
-    ys = _axis_pairs(hs, H, conn.k, conn.stride, conn.pad, conn.up)
-    xs = _axis_pairs(ws, W, conn.k, conn.stride, conn.pad, conn.up)
+    ys = _axis_pairs(hs, H, conn.kh, conn.sh, conn.ph, conn.up)
+    xs = _axis_pairs(ws, W, conn.kw, conn.sw, conn.pw, conn.up)
     for ci in range(cs):
         outs = range(C) if conn.kind == Kind.CONV else [ci + conn.chan_off]
         for co in outs:
@@ -155,15 +155,15 @@ def _loihi_part(qnet, conn, part):
     if conn.kind == Kind.DENSE:
         return cs * hs * ws * _loihi_list_bits(cc, 8), cs * hs * ws * cc
 
-    def mask(p, t0, t1):
-        z = p * conn.up + conn.pad
-        return tuple(z - t >= 0 and (z - t) % conn.stride == 0 and t0 <= (z - t) // conn.stride <= t1
-                     for t in range(conn.k))
+    def mask(p, t0, t1, axis):
+        k, stride, pad = conn.axis(axis)
+        z = p * conn.up + pad
+        return tuple(z - t >= 0 and (z - t) % stride == 0 and t0 <= (z - t) // stride <= t1 for t in range(k))
 
     keys = set()
     for py in range(hs):
         for px in range(ws):
-            my, mx = mask(py, part.y0, part.y1), mask(px, part.x0, part.x1)
+            my, mx = mask(py, part.y0, part.y1, "y"), mask(px, part.x0, part.x1, "x")
             if any(my) and any(mx):
                 keys.add((my, mx))
     if conn.kind == Kind.DW:
@@ -191,10 +191,11 @@ def small_networks(draw):
         kind = draw(st.sampled_from(["conv", "dw", "pool", "up", "res"]))
         name = f"l{i}"
         if kind in ("conv", "dw"):
-            k = draw(st.integers(1, min(5, H, W)))
-            attrs = {"out_channels": C if kind == "dw" else draw(st.integers(1, 6)), "kernel": k,
-                     "stride": draw(st.sampled_from([1, 2])), "padding": draw(st.integers(0, k - 1)),
-                     "groups": C if kind == "dw" else 1}
+            kh, kw = draw(st.integers(1, min(5, H))), draw(st.integers(1, min(5, W)))   # rectangular too
+            sh, sw = draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2]))
+            ph, pw = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+            attrs = {"out_channels": C if kind == "dw" else draw(st.integers(1, 6)), "kernel": [kh, kw],
+                     "stride": [sh, sw], "padding": [ph, pw], "groups": C if kind == "dw" else 1}
             nodes.append(Node(name, "conv", [prev], attrs=attrs))
         elif kind == "pool":
             k = draw(st.integers(1, min(3, H, W)))

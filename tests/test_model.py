@@ -17,7 +17,7 @@ from synfab.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import Kind
 from synfab.mapper import MappingError, map_network
 from synfab.model import EVENT_DTYPE, Model, ModelError, input_events
-from synfab.randnet import configs_and_qnetworks, random_input, random_qnetwork
+from synfab.randnet import BLOCKS, EXTRA_BLOCKS, configs_and_qnetworks, random_input, random_qnetwork
 
 SETTINGS = settings(max_examples=80, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -41,8 +41,8 @@ def expected_synops(qnet, spikes_by_source):
             if conn.kind == Kind.DENSE:
                 total += len(x) * co
                 continue
-            n = (axis_fanout(x, wo, conn.k, conn.stride, conn.pad, conn.up)
-                 * axis_fanout(y, ho, conn.k, conn.stride, conn.pad, conn.up))
+            n = (axis_fanout(x, wo, conn.kw, conn.sw, conn.pw, conn.up)
+                 * axis_fanout(y, ho, conn.kh, conn.sh, conn.ph, conn.up))
             total += int(n.sum()) * (co if conn.kind == Kind.CONV else 1)
     return total
 
@@ -101,6 +101,13 @@ def test_threshold0_matches_reference_random_fabrics(cfg_net, seed, strategy):
             raise
         assume(False)
     run_against_reference(qnet, cfg, np.random.default_rng(seed), frames=3, strategy=strategy)
+
+
+@SETTINGS
+@given(configs_and_qnetworks(BLOCKS + EXTRA_BLOCKS + ("rect", "rect_pool")), st.integers(0, 2 ** 31))
+def test_rectangular_layers_match_reference_with_exact_synops(cfg_net, seed):
+    cfg, qnet = cfg_net
+    run_against_reference(qnet, cfg, np.random.default_rng(seed), frames=3)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "default"])

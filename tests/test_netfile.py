@@ -157,3 +157,36 @@ def test_quantized_missing_weight(tmp_path):
     np.savez(tmp_path / "q.npz", **arrays)
     with pytest.raises(NetworkError, match=r"layer 'c': weight missing, expected int8 of shape \(3, 2, 3, 3\)"):
         netfile.load_q(tmp_path / "q.json")
+
+
+def test_neuron_models_geometry_and_timing_round_trip(tmp_path):
+    from synfab import PRESETS
+    from synfab.randnet import random_neuron_qnetwork
+    cfg = PRESETS["small"].with_(event_bits=24)
+    for seed in range(8):
+        q = random_neuron_qnetwork(seed, cfg)
+        netfile.save_q(q, tmp_path / "n.json")
+        back = netfile.load_q(tmp_path / "n.json")
+        for a, b in zip(q.layers, back.layers):
+            assert (a.neuron, a.lo, a.hi, a.inputs) == (b.neuron, b.lo, b.hi, b.inputs)
+            assert np.array_equal(a.bias, b.bias)
+        assert (back.pipelined, back.reset_interval, back.input_mode, back.input_lo) == \
+               (q.pipelined, q.reset_interval, q.input_mode, q.input_lo)
+
+
+def test_default_networks_write_no_new_keys(tmp_path):
+    from synfab.demo import demo_qnetwork
+    netfile.save_q(demo_qnetwork(), tmp_path / "d.json")
+    text = (tmp_path / "d.json").read_text()
+    for key in ("neuron", "pipelined", "reset_interval", "input_mode", "k_y", "wshift"):
+        assert f'"{key}"' not in text
+
+
+def test_bad_neuron_names_the_layer(tmp_path):
+    from synfab.demo import demo_qnetwork
+    netfile.save_q(demo_qnetwork(), tmp_path / "d.json")
+    doc = json.loads((tmp_path / "d.json").read_text())
+    doc["layers"][0]["neuron"] = {"model": "if"}
+    (tmp_path / "d.json").write_text(json.dumps(doc))
+    with pytest.raises(NetworkError, match=r"layer 'conv1'.*theta >= 1"):
+        netfile.load_q(tmp_path / "d.json")

@@ -27,7 +27,8 @@ def _oracle_layer(layer, acts, acc_bits):
         c_src, h, w = src.shape
 
         def weight(*idx):
-            return conn.wconst if conn.wconst is not None else int(layer.weight[idx])
+            w = conn.wconst if conn.wconst is not None else int(layer.weight[idx])
+            return w * 2 ** conn.wshift
 
         for oy in range(ho):
             for ox in range(wo):
@@ -39,10 +40,10 @@ def _oracle_layer(layer, acts, acc_bits):
                                     i = (c + conn.chan_off) * h * w + y * w + x
                                     acc[co][oy][ox] += weight(co, i) * int(src[c, y, x])
                     continue
-                for ky in range(conn.k):
-                    for kx in range(conn.k):
-                        p = oy * conn.stride + ky - conn.pad
-                        q = ox * conn.stride + kx - conn.pad
+                for ky in range(conn.kh):
+                    for kx in range(conn.kw):
+                        p = oy * conn.sh + ky - conn.ph
+                        q = ox * conn.sw + kx - conn.pw
                         for c in range(c_src):
                             v = _z(src, c, p, q, conn.up)
                             if conn.kind == Kind.CONV:
@@ -85,12 +86,15 @@ def qnetworks(draw):
             out = (draw(ints(1, 4)), 1, 1)
         else:
             out = (None, draw(ints(1, 5)), draw(ints(1, 5)))
-        k = draw(ints(1, 3))
-        geo = dict(k=k, stride=draw(st.sampled_from([1, 2, 4])), pad=draw(ints(0, 2)), up=draw(st.sampled_from([1, 2])))
+        kh, kw = draw(ints(1, 3)), draw(ints(1, 3))       # rectangular kernels, strides, padding
+        strides = st.sampled_from([1, 2, 4])
+        geo = dict(k=kw, stride=draw(strides), pad=draw(ints(0, 2)), up=draw(st.sampled_from([1, 2])),
+                   k_y=kh, stride_y=draw(strides), pad_y=draw(ints(0, 2)))
+        wshift = draw(st.sampled_from([0, 0, 1, 3]))
         conns, off = [], 0
         for s in sources:
             conns.append(QConnection(s, kind, chan_off=off, wconst=draw(ints(-128, 127)) if const else None,
-                                     **(geo if kind != Kind.DENSE else {})))
+                                     wshift=wshift, **(geo if kind != Kind.DENSE else {})))
             off += shapes[s][0]
         total = off
         if kind == Kind.DW:
@@ -100,7 +104,7 @@ def qnetworks(draw):
         else:
             co = out[0]
         shape = (co, out[1], out[2])
-        wshape = {Kind.CONV: (co, total, k, k), Kind.DW: (co, 1, k, k),
+        wshape = {Kind.CONV: (co, total, kh, kw), Kind.DW: (co, 1, kh, kw),
                   Kind.DENSE: (co, total * shapes[sources[0]][1] * shapes[sources[0]][2])}[kind]
         rng = np.random.default_rng(draw(ints(0, 2**32 - 1)))
         weight = None if const else rng.integers(-128, 128, size=wshape).astype(np.int8)
@@ -200,3 +204,24 @@ def test_errors():
     bad_src = _single(QConnection("nowhere", Kind.DW, k=1, wconst=1), (1, 1, 3))
     with pytest.raises(NetworkError, match="nowhere"):
         reference.run(bad_src, np.zeros((1, 1, 3), dtype=np.int64))
+
+
+def test_rectangular_conv_by_hand():
+    # in 1x2x3 = [[1, 2, 3], [4, 5, 6]], kernel 1x2 [[10, 1]], stride (h 1, w 2), padding (h 0, w 1):
+    # padded rows [0 1 2 3 0], [0 4 5 6 0]; windows at columns 0 and 2: (0, 1) and (2, 3)
+    conn = QConnection("x", Kind.CONV, k=2, stride=2, pad=1, k_y=1, stride_y=1, pad_y=0)
+    assert (conn.kh, conn.kw, conn.sh, conn.sw, conn.ph, conn.pw) == (1, 2, 1, 2, 0, 1)
+    net = _single(conn, (1, 2, 2), weight=np.array([[[[10, 1]]]], np.int8), in_shape=(1, 2, 3))
+    x = np.array([[[1, 2, 3], [4, 5, 6]]])
+    assert reference.run(net, x)["y"].tolist() == [[[0 * 10 + 1, 2 * 10 + 3], [0 * 10 + 4, 5 * 10 + 6]]]
+
+
+def test_weight_shift_multiplies_every_weight():
+    conn = QConnection("x", Kind.DW, k=1, wconst=3, wshift=4)       # weight 3 * 16 = 48
+    net = _single(conn, (1, 1, 3))
+    assert reference.run(net, np.array([[[1, -2, 5]]]))["y"].tolist() == [[[48, -96, 240]]]
+
+
+def test_square_y_fields_are_stored_as_none():
+    c = QConnection("x", Kind.CONV, k=3, stride=2, pad=1, k_y=3, stride_y=2, pad_y=1)
+    assert c.square and c == QConnection("x", Kind.CONV, k=3, stride=2, pad=1)

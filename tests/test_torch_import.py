@@ -125,7 +125,7 @@ class Sub(nn.Module):
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(6, 2)), "flatten before it"),
     (nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2)), "dilation"),
     (nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear")), "mode 'bilinear'"),
-    (nn.Sequential(nn.Conv2d(1, 2, (1, 3))), "rectangular kernel"),
+    (nn.Sequential(nn.Upsample(scale_factor=(2, 1))), "rectangular scale_factor"),
 ])
 def test_import_errors(module, message):
     with pytest.raises(NetworkError, match=message):
@@ -139,3 +139,23 @@ def test_synfab_imports_without_torch():
             "except synfab.SynfabError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("importing a PyTorch module needs torch")
+
+
+def test_rectangular_conv_and_pool_import_quantize_and_run_exactly():
+    from synfab import PRESETS, reference
+    from synfab.compiler import compile_network
+    from synfab.model import Model, input_events
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Conv2d(2, 3, (1, 3), stride=(2, 1), padding=(0, 1)), nn.ReLU(), nn.AvgPool2d((2, 1)),
+                      nn.Flatten(), nn.Linear(3 * 2 * 6, 4))
+    net = same_as_torch(m, (2, 8, 6))
+    conv = next(n for n in net if n.op == "conv")
+    assert (conv.attrs["kernel"], conv.attrs["stride"], conv.attrs["padding"]) == ([1, 3], [2, 1], [0, 1])
+    q = quant.quantize(net, np.random.default_rng(0).uniform(size=(16, 2, 8, 6)))
+    c = q.layers[0].inputs[0]
+    assert (c.kh, c.kw, c.sh, c.sw, c.ph, c.pw) == (1, 3, 2, 1, 0, 1)
+    cfg = PRESETS["small"].with_(event_bits=24)
+    model = Model(compile_network(q, cfg))
+    x = quant.quantize_input(q, np.random.default_rng(1).uniform(size=(2, 8, 6)))
+    model.run_frame(input_events(None, x))
+    assert np.array_equal(model.output_state(), reference.output(q, x, cfg.acc_bits))

@@ -30,14 +30,17 @@ def open_device(backend: str, cfg: FabricConfig, **kw):
 
 # -- networks --------------------------------------------------------------------------------------
 def load_network(path):
-    """A float Network or a QNetwork from a network JSON file ('demo' = the embedded demo)."""
+    """A float Network or a QNetwork from a network JSON file, or the QNetwork of a lava-dl netx
+    (.net, HDF5) file ('demo' = the embedded demo)."""
     if str(path) == "demo":
         from .demo import demo_qnetwork
         return demo_qnetwork()
     p = Path(path)
     if not p.exists():
         raise SynfabError(f"network file {p} not found")
-    from . import netfile
+    from . import netfile, netx
+    if netx.is_netx_file(p):
+        return netx.load(p)
     try:
         kind = json.loads(p.read_text()).get("kind", "float")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
@@ -77,10 +80,20 @@ def quantize_network(net, calib=None):
     return quant.quantize(net, imgs.astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0))
 
 
+def default_fabric(qnet) -> FabricConfig:
+    """The fabric a network compiles to without --fabric: the default preset, or for a network
+    the fabric does not run yet (extended: e.g. a netx network) the smallest mesh of wide cores
+    (24-bit events and state, netx.NETX_FABRIC) it maps onto, for the golden model."""
+    if qnet.extended_features():
+        from . import netx
+        return netx.fabric(qnet)
+    return FabricConfig()
+
+
 def compile_qnetwork(qnet, fabric: FabricConfig | None = None):
     from .compiler import compile_network
     from .mapper import map_network
-    cfg = fabric or FabricConfig()
+    cfg = fabric or default_fabric(qnet)
     return compile_network(qnet, cfg, map_network(qnet, cfg))
 
 
@@ -111,9 +124,14 @@ def bundle_summary(tables) -> dict:
         cores.append({"core": c, "populations": int(ct.pop_count), "esu_descriptors": int(ct.esu_count),
                       "peg_entries": int(len(ct.peg["kind"])) if ct.peg else 0,
                       "neurons": int(ct.neurons_used), "weight_words": int(ct.weights_used)})
-    return {"network": md["network"], "fabric": tables.cfg.name, "layers": len(md["layers"]),
-            "input_shape": list(md["input_shape"]), "output": md["output"],
-            "input_peg_entries": int(tables.regs["input_peg_count"]), "cores": cores}
+    out = {"network": md["network"], "fabric": tables.cfg.name, "layers": len(md["layers"]),
+           "input_shape": list(md["input_shape"]), "output": md["output"],
+           "input_peg_entries": int(tables.regs["input_peg_count"]), "cores": cores}
+    if tables.version != 1:     # what only the golden model runs so far
+        out.update(table_layout_version=tables.version, extended=tables.extended_features,
+                   pipelined=tables.pipelined, input_mode=tables.input_mode,
+                   neuron_models={l["name"]: l.get("model", "sigma_delta") for l in md["layers"]})
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -143,10 +161,32 @@ def format_report(result: dict) -> str:
 
 
 # -- running -------------------------------------------------------------------------------------------
-def frames_from_files(tables, events=None, images=None, frames=None, window_ms=None, events_per_frame=None):
-    """Frames (T, C, H, W) int for the bundle's input from an event file or an image file."""
+def load_inputs(path, tables) -> np.ndarray:
+    """Frames (T, C, H, W) of integers from a .npy file, one per time step; what each frame means
+    (levels whose changes are sent, events or spikes sent as they are) is the network's input mode."""
+    p = Path(path)
+    if not p.exists():
+        raise SynfabError(f"input file {p} not found")
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise SynfabError(f"cannot read inputs from {p}: {e}; expected a .npy array (T, C, H, W)") from None
     shape = tuple(tables.metadata["input_shape"])
-    if images is not None:
+    if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+        raise SynfabError(f"inputs in {p} have shape {x.shape}; this network takes (T, {', '.join(map(str, shape))})")
+    if not np.issubdtype(x.dtype, np.integer) and not (np.issubdtype(x.dtype, np.floating) and np.all(x == np.round(x))):
+        raise SynfabError(f"inputs in {p} are {x.dtype} with fractions; the network takes integers")
+    return x.astype(np.int64)
+
+
+def frames_from_files(tables, events=None, images=None, frames=None, window_ms=None, events_per_frame=None,
+                      inputs=None):
+    """Frames (T, C, H, W) int for the bundle's input from an event file, an image file or an
+    inputs .npy file (T, C, H, W)."""
+    shape = tuple(tables.metadata["input_shape"])
+    if inputs is not None:
+        x = load_inputs(inputs, tables)
+    elif images is not None:
         imgs, _ = load_images(images)
         x = _images_to_input(tables, imgs)
     else:
@@ -190,7 +230,10 @@ def _images_to_input(tables, imgs: np.ndarray) -> np.ndarray:
 
 def run_frames(tables, frames, backend="model", threshold=0, check=False, progress=False,
                device_args=None, device=None) -> dict:
+    from .runtime.device import check_fabric_runs
     from .runtime.stream import stream
+    if backend != "model":     # before a Verilator build or a board connection: refuse in one line
+        check_fabric_runs(tables, backend)
     own = device is None
     dev = device or open_device(backend, tables.cfg, **(device_args or {}))
     try:

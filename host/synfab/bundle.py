@@ -8,6 +8,10 @@ Sections: "config" (FabricConfig JSON), "metadata" (JSON), "regs" (JSON: global 
 and per core esu_count, pop_count, weights_used), then the packed 32-bit words of every
 RegisterMap window exactly as `compiler.tables_to_words` gives them: "input_peg" and
 "core<i>.<pop|esu|peg|weights|acc|sent>".
+
+The header's version is the tables' layout version: 1 for networks the fabric runs (written
+exactly as before version 2 existed), 2 for extended tables (layouts.EXTENDED_LAYOUT_VERSION:
+the version-2 layouts of pop/esu/peg and the per-core words u, v, ref and bias).  Both read.
 """
 from __future__ import annotations
 
@@ -22,12 +26,24 @@ from . import arith
 from .compiler import GLOBAL_TABLE_REGS, CoreTables, Tables, tables_to_words, words_to_weights
 from .config import ConfigError, FabricConfig
 from .errors import SynfabError
-from .layouts import LAYOUT_VERSION, RegisterMap, esu_desc, peg_entry, pop_desc
+from .layouts import LAYOUT_VERSION, LAYOUT_VERSIONS, RegisterMap, esu_desc, peg_entry, pop_desc, state_word_bits, UNSIGNED_STATE_WORDS
 
 MAGIC = b"SYNFBNDL"
 _HEADER = struct.Struct("<8sIII")
 _CRC = struct.Struct("<I")
-CORE_WINDOWS = ("pop", "esu", "peg", "weights", "acc", "sent")
+TABLE_WINDOWS = ("pop", "esu", "peg", "weights")
+
+
+def core_windows(version: int) -> tuple[str, ...]:
+    return TABLE_WINDOWS + tuple(state_word_bits_any(version))
+
+
+def state_word_bits_any(version: int) -> dict:
+    """Per-neuron words of a layout version (their names do not depend on the fabric)."""
+    return state_word_bits(FabricConfig(), version)
+
+
+CORE_WINDOWS = core_windows(LAYOUT_VERSION)
 METADATA_KEYS = ("network", "input_name", "input_shape", "input_scale", "input_hi", "layers", "output",
                  "output_shape", "output_tag", "output_scale")
 
@@ -51,11 +67,11 @@ def encode(tables: Tables) -> bytes:
     body = b"".join(struct.pack("<H", len(n.encode())) + n.encode() + struct.pack("<I", len(p)) + p
                     for n, p in sections)
     total = _HEADER.size + len(body) + _CRC.size
-    data = _HEADER.pack(MAGIC, LAYOUT_VERSION, total, len(sections)) + body
+    data = _HEADER.pack(MAGIC, tables.version, total, len(sections)) + body
     return data + _CRC.pack(zlib.crc32(data) & 0xFFFFFFFF)
 
 
-def _sections(data: bytes, what: str) -> dict[str, bytes]:
+def _sections(data: bytes, what: str) -> tuple[dict[str, bytes], int]:
     if len(data) < _HEADER.size + _CRC.size:
         raise BundleError(f"{what}: truncated ({len(data)} bytes, a bundle has at least "
                           f"{_HEADER.size + _CRC.size}); recompile it (synfab compile)")
@@ -63,9 +79,9 @@ def _sections(data: bytes, what: str) -> dict[str, bytes]:
     if magic != MAGIC:
         raise BundleError(f"{what}: not a synfab bundle (starts with {magic!r}, expected {MAGIC!r}); "
                           f"create one with synfab compile")
-    if version != LAYOUT_VERSION:
-        raise BundleError(f"{what}: bundle has table layout version {version} but this synfab reads version "
-                          f"{LAYOUT_VERSION}; recompile the network with this synfab")
+    if version not in LAYOUT_VERSIONS:
+        raise BundleError(f"{what}: bundle has table layout version {version} but this synfab reads versions "
+                          f"{', '.join(map(str, LAYOUT_VERSIONS))}; recompile the network with this synfab")
     if len(data) < total:
         raise BundleError(f"{what}: truncated ({len(data)} of {total} bytes); copy or recompile it")
     if len(data) > total:
@@ -92,7 +108,7 @@ def _sections(data: bytes, what: str) -> dict[str, bytes]:
         off += size
     if off != end:
         raise BundleError(f"{what}: {end - off} bytes after the last section")
-    return out
+    return out, version
 
 
 def _load_json(sec: dict, name: str, what: str):
@@ -117,10 +133,12 @@ def _words(sec: dict, name: str, window, layout_words: int, what: str) -> np.nda
     return words
 
 
-def _signed(words: np.ndarray, bits: int, size: int, name: str, what: str) -> np.ndarray:
+def _signed(words: np.ndarray, bits: int, size: int, name: str, what: str, unsigned: bool = False) -> np.ndarray:
     v = words.reshape(-1).view(np.int32).astype(np.int64)
-    if not np.array_equal(arith.wrap(v, bits), v):
-        raise BundleError(f"{what}: section {name!r} holds values that do not fit {bits} signed bits")
+    fits = np.all((v >= 0) & (v < (1 << bits))) if unsigned else np.array_equal(arith.wrap(v, bits), v)
+    if not fits:
+        raise BundleError(f"{what}: section {name!r} holds values that do not fit {bits} "
+                          f"{'unsigned' if unsigned else 'signed'} bits")
     out = np.zeros(size, dtype=np.int64)
     out[:len(v)] = v
     return out
@@ -128,7 +146,7 @@ def _signed(words: np.ndarray, bits: int, size: int, name: str, what: str) -> np
 
 def decode(data: bytes, what: str = "bundle") -> Tables:
     """Tables from bundle bytes; BundleError (naming what is wrong) before anything is returned."""
-    sec = _sections(bytes(data), what)
+    sec, version = _sections(bytes(data), what)
     cfg_dict = _load_json(sec, "config", what)
     if not isinstance(cfg_dict, dict):
         raise BundleError(f"{what}: fabric config is not a JSON object")
@@ -149,12 +167,12 @@ def decode(data: bytes, what: str = "bundle") -> Tables:
     if len(core_regs) != cfg.n_cores:
         raise BundleError(f"{what}: registers for {len(core_regs)} cores but the fabric has {cfg.n_cores}")
     expected = {"config", "metadata", "regs", "input_peg"} | {f"core{c}.{w}" for c in range(cfg.n_cores)
-                                                             for w in CORE_WINDOWS}
+                                                             for w in core_windows(version)}
     extra = sorted(set(sec) - expected)
     if extra:
         raise BundleError(f"{what}: unknown section(s) {extra[:4]}; written by another synfab version?")
-    rm = RegisterMap(cfg)
-    pe, ed, pd = peg_entry(cfg), esu_desc(cfg), pop_desc(cfg)
+    rm = RegisterMap(cfg, version)
+    pe, ed, pd = peg_entry(cfg, version), esu_desc(cfg, version), pop_desc(cfg, version)
     input_peg = pe.unpack(_words(sec, "input_peg", rm.input_peg, pe.words32, what))
     if len(input_peg["kind"]) != regs["input_peg_count"]:
         raise BundleError(f"{what}: input_peg_count {regs['input_peg_count']} but {len(input_peg['kind'])} entries")
@@ -175,14 +193,15 @@ def decode(data: bytes, what: str = "bundle") -> Tables:
                         acc_init=np.zeros(0), sent_init=np.zeros(0), weights_used=cr["weights_used"])
         n = ct.neurons_used
         state = {}
-        for w, bits in (("acc", cfg.acc_bits), ("sent", cfg.event_bits)):
+        for w, bits in state_word_bits(cfg, version).items():
             words = _words(sec, f"core{c}.{w}", win(w), 1, what)
             if len(words) != n:
                 raise BundleError(f"{what}: core {c} has {len(words)} {w} words but its populations use {n} neurons")
-            state[w] = _signed(words, bits, cfg.neurons_per_core, f"core{c}.{w}", what)
-        ct.acc_init, ct.sent_init = state["acc"], state["sent"]
+            state[w] = _signed(words, bits, cfg.neurons_per_core, f"core{c}.{w}", what, w in UNSIGNED_STATE_WORDS)
+        ct.acc_init, ct.sent_init = state.pop("acc"), state.pop("sent")
+        ct.words_init = state
         cores.append(ct)
-    return Tables(cfg, regs, input_peg, cores, metadata)
+    return Tables(cfg, regs, input_peg, cores, metadata, version)
 
 
 def save(tables: Tables, path) -> None:

@@ -37,17 +37,26 @@ def _fabric(arg):
     return FabricConfig.load(arg) if arg else FabricConfig()
 
 
+def _fabric_or_none(arg):
+    """A fabric given on the command line, or None: the network's default (api.default_fabric)."""
+    from .config import FabricConfig
+    return FabricConfig.load(arg) if arg else None
+
+
 # -- compile / report ------------------------------------------------------------------------
 def cmd_compile(a):
     from . import api
     from . import bundle
-    tables, info = api.compile_with_report(a.network, fabric=_fabric(a.fabric), calib=a.calib)
+    tables, info = api.compile_with_report(a.network, fabric=_fabric_or_none(a.fabric), calib=a.calib)
     bundle.save(tables, a.output)
     info["bundle"] = str(a.output)
     if a.json:
         _print(info, True)
         return
     print(f"{info['network']}: {info['layers']} layers on fabric {info['fabric']!r} -> {a.output}")
+    if info.get("extended"):
+        print(f"table layout version {info['table_layout_version']} (golden model only for now): "
+              f"{'; '.join(info['extended'])}")
     print(f"{'core':>6} {'populations':>12} {'esu':>5} {'peg':>5} {'neurons':>8} {'weights':>8}")
     for c in info["cores"]:
         print(f"{c['core']:>6} {c['populations']:>12} {c['esu_descriptors']:>5} {c['peg_entries']:>5} "
@@ -76,14 +85,20 @@ def cmd_run(a):
     from . import bundle
     tables = bundle.load(a.bundle)
     frames = api.frames_from_files(tables, events=a.events, images=a.images, frames=a.frames,
-                                   window_ms=a.window_ms, events_per_frame=a.events_per_frame)
+                                   window_ms=a.window_ms, events_per_frame=a.events_per_frame, inputs=a.inputs)
     out = api.run_frames(tables, frames, backend=a.backend, threshold=a.threshold, check=a.check,
                          progress=not a.json, device_args=_device_args(a))
     res = out.pop("result")
     summary = out["summary"]
+    names = [l["name"] for l in tables.metadata["layers"]]
     if res.layer_spikes is not None:
-        names = [l["name"] for l in tables.metadata["layers"]]
         out["layer_spikes"] = dict(zip(names, res.layer_spikes.tolist()))
+    out["layers"] = [{"name": l["name"], "shape": l["shape"], "model": l.get("model", "sigma_delta")}
+                     for l in tables.metadata["layers"]]
+    out["layer_spikes_per_step"] = [dict(zip(names, step)) for step in res.layer_spikes_per_step]
+    if res.evaluations_per_step:
+        out["evaluations_per_step"] = res.evaluations_per_step
+    out["output_per_step"] = [o.tolist() for o in res.outputs]
     if a.json:
         _print(out, True)
     else:
@@ -109,7 +124,7 @@ def _device_args(a) -> dict:
 
 def cmd_regs(a):
     from .layouts import RegisterMap
-    rm = RegisterMap(_fabric(a.fabric))
+    rm = RegisterMap(_fabric(a.fabric), a.layout_version)
     rows = rm.describe()
     if a.json:
         _print(rows, True)
@@ -136,7 +151,19 @@ def registers_markdown(rm) -> str:
         out.append(f"| `{r['addr']:#07x}` | {r['kind']} | {r['name']} | {size} | {r['doc']} |")
     out += ["", f"`ctrl` bit 0: write 1 to clear every counter (and layer_spikes). Core windows repeat every "
             f"`{rm.core_stride:#x}` bytes from `{rm.core_base0:#x}`.", ""]
-    for lay in (layouts.pop_desc(cfg), layouts.esu_desc(cfg), layouts.peg_entry(cfg), layouts.neuron_state(cfg),
+    v = rm.version
+    if v != layouts.LAYOUT_VERSION:
+        out += [f"Table layout version {v}: host-side (golden model) until the gateware decodes it; fields after "
+                f"the version-1 ones are appended (DESIGN.md, \"Table layout versions\").", "",
+                "## Bits per neuron of each neuron model", "",
+                "| model | words | bits |", "|---|---|---|"]
+        from .arith import MODEL_WORDS
+        bits = layouts.state_word_bits(cfg, v)
+        for model, words in MODEL_WORDS.items():
+            out.append(f"| {model} | {', '.join(f'{w} ({bits[w]})' for w in words)} | "
+                       f"{layouts.model_state_bits(cfg, model, v)} |")
+        out.append("")
+    for lay in (layouts.pop_desc(cfg, v), layouts.esu_desc(cfg, v), layouts.peg_entry(cfg, v), layouts.neuron_state(cfg),
                 layouts.packet(cfg), layouts.STREAM_EVENT):
         out += [f"## {lay.name} ({lay.width} bits, {lay.words32} words)", "", lay.doc, "",
                 "| bits | field | signed | meaning |", "|---|---|---|---|"]
@@ -154,15 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="network file -> compressed-table bundle")
-    c.add_argument("network", help="network JSON (float or quantized), or demo")
+    c.add_argument("network", help="network JSON (float or quantized), lava-dl netx .net file, or demo")
     c.add_argument("-o", "--output", required=True, help="bundle file to write (.sfb)")
-    c.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny)")
+    c.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny); default: 'default', or "
+                                    "for a network only the golden model runs (e.g. netx) the smallest wide mesh")
     c.add_argument("--calib", help="calibration inputs (.npz/.npy images) for a float network")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("report", help="memory footprint and mapping summary")
-    r.add_argument("target", help="network JSON, bundle (.sfb), demo or zoo:NAME")
+    r.add_argument("target", help="network JSON, lava-dl netx .net file, bundle (.sfb), demo or zoo:NAME")
     r.add_argument("--neurons-per-core", type=int, default=1024)
     r.add_argument("--fabric", help="fabric config for mapping a network file or bundle")
     r.add_argument("--plot", help="write a PNG bar chart of the schemes")
@@ -182,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = u.add_mutually_exclusive_group(required=True)
     src.add_argument("--events", help="event file (AEDAT4, EVT2/3 .raw, .dat, .npy/.npz)")
     src.add_argument("--images", help="images .npz/.npy (each image one frame)")
+    src.add_argument("--inputs", help="(T, C, H, W) .npy, one frame per time step: levels whose changes are sent, "
+                                      "or events/spikes sent as they are, as the network's input says")
     u.add_argument("--frames", type=int, help="at most this many frames")
     u.add_argument("--window-ms", type=float, default=None, help="events: frame length in ms (default 50)")
     u.add_argument("--events-per-frame", type=int, default=None, help="events: frame by event count")
@@ -202,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fabric")
     g.add_argument("--json", action="store_true")
     g.add_argument("--markdown", action="store_true", help="register map and bit layouts as Markdown")
+    g.add_argument("--layout-version", type=int, choices=(1, 2), default=1,
+                   help="2: the extended tables (neuron models, rectangular geometry) the golden model runs")
     g.set_defaults(func=cmd_regs)
 
     # These import only numpy and the standard library (heavy tools load inside their handlers),

@@ -15,7 +15,8 @@ from . import arith
 from .config import FabricConfig
 from .errors import SynfabError
 from .ir import QNetwork
-from .layouts import Kind, esu_desc, peg_entry, pop_desc
+from .layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry,
+                      pop_desc, state_word_bits)
 from .mapper import Placement, connection_hits, map_network, weight_shape
 
 GLOBAL_TABLE_REGS = ("in_w", "in_h", "in_c", "input_peg_count", "n_layers")
@@ -43,9 +44,11 @@ class CoreTables:
     esu_count: int
     pop_count: int
     weights: np.ndarray        # int8 (weight_words_per_core,)
-    acc_init: np.ndarray       # int64 (neurons_per_core,): wrapped bias of every neuron
+    acc_init: np.ndarray       # int64 (neurons_per_core,): wrapped bias of every sigma-delta neuron
     sent_init: np.ndarray      # int64 (neurons_per_core,): zeros
     weights_used: int = 0      # weight words in use (the rest is never read)
+    # Version 2: the other per-neuron words (u, v, ref, bias) -> int64 (neurons_per_core,)
+    words_init: dict = field(default_factory=dict)
 
     @property
     def neurons_used(self) -> int:
@@ -65,7 +68,11 @@ class CoreTables:
                 and _cols_equal(self.peg, other.peg) and self.esu_count == other.esu_count
                 and self.pop_count == other.pop_count and self.weights_used == other.weights_used
                 and np.array_equal(self.weights, other.weights) and np.array_equal(self.acc_init, other.acc_init)
-                and np.array_equal(self.sent_init, other.sent_init))
+                and np.array_equal(self.sent_init, other.sent_init) and _cols_equal(self.words_init, other.words_init))
+
+    def initial_words(self) -> dict[str, np.ndarray]:
+        """Every per-neuron word's initial value: acc, sent and (version 2) u, v, ref, bias."""
+        return {"acc": self.acc_init, "sent": self.sent_init, **self.words_init}
 
 
 @dataclass(eq=False)
@@ -74,18 +81,38 @@ class Tables:
 
     metadata: network, input_name, input_shape, input_scale, input_hi, layers (evaluation order:
     name, shape, tag = evaluation step), output (name), output_shape, output_tag, output_scale.
+    Version 2 (extended) tables add: extended (what the fabric does not run yet), pipelined,
+    reset_interval, input_mode, input_lo, and per layer its neuron model.
     """
     cfg: FabricConfig
     regs: dict[str, int]                   # in_w, in_h, in_c, input_peg_count, n_layers
     input_peg: dict[str, np.ndarray]
     cores: list[CoreTables]
     metadata: dict = field(default_factory=dict)
+    version: int = LAYOUT_VERSION
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Tables):
             return NotImplemented
         return (self.cfg == other.cfg and self.regs == other.regs and _cols_equal(self.input_peg, other.input_peg)
-                and self.cores == other.cores and self.metadata == other.metadata)
+                and self.cores == other.cores and self.metadata == other.metadata and self.version == other.version)
+
+    @property
+    def extended_features(self) -> list[str]:
+        """What these tables need beyond the fabric (empty for version-1 tables)."""
+        return list(self.metadata.get("extended", []))
+
+    @property
+    def pipelined(self) -> bool:
+        return bool(self.metadata.get("pipelined", False))
+
+    @property
+    def reset_interval(self) -> int:
+        return int(self.metadata.get("reset_interval", 0))
+
+    @property
+    def input_mode(self) -> str:
+        return self.metadata.get("input_mode", "levels")
 
 
 def _checked(layout, cols: dict, what: str) -> dict[str, np.ndarray]:
@@ -99,30 +126,41 @@ def _checked(layout, cols: dict, what: str) -> dict[str, np.ndarray]:
 
 def _slice_words(qnet: QNetwork, layer, c0: int, c1: int) -> np.ndarray:
     """The kernel slice of output channels c0..c1 in ESU order (DESIGN.md 'Placement')."""
-    kind, k, ci, h, w = weight_shape(qnet, layer)
+    ws = weight_shape(qnet, layer)
     if layer.weight is None:
         raise CompileError(f"layer {layer.name} has no weights (a structure-only network); quantize it first "
                            f"(synfab.quant.quantize)")
     wt = np.asarray(layer.weight)
-    co = layer.shape[0]
-    expect = {Kind.CONV: (co, ci, k, k), Kind.DW: (co, 1, k, k), Kind.DENSE: (co, ci * h * w)}[kind]
+    expect = ws.tensor(layer.shape[0])
     if wt.shape != expect:
         raise CompileError(f"layer {layer.name}: weight shape {wt.shape}, expected {expect} for its "
-                           f"{kind.name} connections")
+                           f"{ws.kind.name} connections")
     if wt.size and (wt.min() < -128 or wt.max() > 127 or not np.all(wt == np.round(wt))):
-        raise CompileError(f"layer {layer.name}: weights must be int8 (-128..127); quantize the network")
+        raise CompileError(f"layer {layer.name}: weights must be int8 (-128..127); quantize the network, or carry "
+                           f"wider weights that are multiples of 2**s as weight / 2**s with the connection's wshift s")
     wt = wt.astype(np.int64)[c0:c1 + 1]
-    if kind == Kind.CONV:      # ((c_in*K + ky)*K + kx)*cc + co
+    if ws.kind == Kind.CONV:      # ((c_in*KH + ky)*KW + kx)*cc + co
         return wt.transpose(1, 2, 3, 0).reshape(-1)
-    if kind == Kind.DW:        # (co*K + ky)*K + kx
+    if ws.kind == Kind.DW:        # (co*KH + ky)*KW + kx
         return wt[:, 0].reshape(-1)
     # DENSE: i*cc + co with i = (y*src_w + x)*src_c + c (PyTorch column c*H*W + y*W + x)
-    return wt.reshape(len(wt), ci, h, w).transpose(2, 3, 1, 0).reshape(-1)
+    return wt.reshape(len(wt), ws.ci, ws.h, ws.w).transpose(2, 3, 1, 0).reshape(-1)
+
+
+def _neuron_fields(layer) -> dict:
+    """The version-2 population fields of a layer's neuron model (DESIGN.md "Neuron models")."""
+    n = layer.neuron
+    return dict(model=NEURON_MODEL_CODES[n.model], lo_open=int(layer.lo is None), hi_open=int(layer.hi is None),
+                theta=n.theta, msg_shift=n.msg_shift, fire_gt=int(n.fire_gt),
+                reset_to_value=int(n.reset_to is not None), v_reset=n.reset_to or 0, v_min_on=int(n.v_min is not None),
+                v_min=n.v_min or 0, multi_spike=int(n.multi_spike), du=n.du, dv=n.dv, refractory=n.refractory)
 
 
 def compile_network(qnet: QNetwork, cfg: FabricConfig, placement: Placement | None = None) -> Tables:
     """Tables for every core and the input port; placement defaults to map_network(qnet, cfg)."""
     placement = placement or map_network(qnet, cfg)
+    features = qnet.extended_features()
+    version = EXTENDED_LAYOUT_VERSION if features else LAYOUT_VERSION
     if placement.cfg != cfg:
         raise CompileError(f"placement was made for fabric {placement.cfg.name!r}, not {cfg.name!r}; map again")
     missing = [l.name for l in qnet.layers if l.name not in placement.part_ids]
@@ -160,10 +198,11 @@ def compile_network(qnet: QNetwork, cfg: FabricConfig, placement: Placement | No
                 dense = conn.kind == Kind.DENSE
                 esu_rows[core].append(dict(
                     kind=int(conn.kind), wconst=int(conn.wconst is not None),
-                    wval=int(conn.wconst or 0), k=conn.k, s_log2=conn.stride.bit_length() - 1,
+                    wval=int(conn.wconst or 0), k=conn.kw, s_log2=conn.sw.bit_length() - 1,
                     cc=p.c1 - p.c0 + 1, c0=p.c0, tw=p.x1 - p.x0 + 1, nbase=p.nbase,
                     wbase=p.wbase if conn.wconst is None else 0,
-                    src_w=src_w if dense else 0, src_c=(ws[2] if ws else src_c) if dense else 0))
+                    src_w=src_w if dense else 0, src_c=(ws.ci if ws else src_c) if dense else 0,
+                    k_y=conn.kh, s_log2_y=conn.sh.bit_length() - 1, wshift=conn.wshift))
 
     # PEG entries: per source part, one per reached destination part and connection (+ HOST).
     consumers = {qnet.input_name: []}
@@ -182,16 +221,18 @@ def compile_network(qnet: QNetwork, cfg: FabricConfig, placement: Placement | No
                 dpid = int(ids[jy, jx, jg])
                 dp = parts[dpid]
                 core, syn = syn_of[(dpid, j)]
-                rows.append(dict(kind=int(conn.kind), dest_core=core, syn=syn, k=conn.k,
-                                 s_log2=conn.stride.bit_length() - 1, up_log2=conn.up.bit_length() - 1,
-                                 pad=conn.pad, x0=dp.x0, x1=dp.x1, y0=dp.y0, y1=dp.y1, c0=dp.c0, c1=dp.c1,
-                                 chan_off=conn.chan_off))
+                rows.append(dict(kind=int(conn.kind), dest_core=core, syn=syn, k=conn.kw,
+                                 s_log2=conn.sw.bit_length() - 1, up_log2=conn.up.bit_length() - 1,
+                                 pad=conn.pw, x0=dp.x0, x1=dp.x1, y0=dp.y0, y1=dp.y1, c0=dp.c0, c1=dp.c1,
+                                 chan_off=conn.chan_off, k_y=conn.kh, s_log2_y=conn.sh.bit_length() - 1,
+                                 pad_y=conn.ph))
         if host:
             rows.append(dict(kind=int(Kind.HOST), dest_core=0, syn=out_tag, k=0, s_log2=0, up_log2=0, pad=0,
-                             x0=0, x1=0, y0=0, y1=0, c0=0, c1=0, chan_off=0))
+                             x0=0, x1=0, y0=0, y1=0, c0=0, c1=0, chan_off=0, k_y=0, s_log2_y=0, pad_y=0))
         return rows
 
-    pe, ed, pd = peg_entry(cfg), esu_desc(cfg), pop_desc(cfg)
+    pe, ed, pd = peg_entry(cfg, version), esu_desc(cfg, version), pop_desc(cfg, version)
+    extra_words = [w for w in state_word_bits(cfg, version) if w not in ("acc", "sent")]
     hits_out = {name: [connection_hits(qnet, dl, conn, placement.grids[name] if name != qnet.input_name else None,
                                        placement.grids[dl.name]) for dl, j, conn in cons]
                 for name, cons in consumers.items()}
@@ -200,6 +241,7 @@ def compile_network(qnet: QNetwork, cfg: FabricConfig, placement: Placement | No
         peg_rows, pop_rows = [], []
         weights = np.zeros(cfg.weight_words_per_core, dtype=np.int8)
         acc = np.zeros(cfg.neurons_per_core, dtype=np.int64)
+        neuron_words = {w: np.zeros(cfg.neurons_per_core, dtype=np.int64) for w in extra_words}
         weights_used = 0
         for pid in pids:
             p = parts[pid]
@@ -208,8 +250,8 @@ def compile_network(qnet: QNetwork, cfg: FabricConfig, placement: Placement | No
             rows = entries(p.layer, hits_out[p.layer], iy, ix, ig, p.layer == qnet.output)
             tw, th, cc = p.x1 - p.x0 + 1, p.y1 - p.y0 + 1, p.c1 - p.c0 + 1
             pop_rows.append(dict(layer=order[p.layer], nbase=p.nbase, x0=p.x0, y0=p.y0, tw=tw, th=th, c0=p.c0,
-                                 cc=cc, mult=layer.mult, shift=layer.shift, lo=layer.lo, hi=layer.hi,
-                                 peg_base=len(peg_rows), peg_count=len(rows)))
+                                 cc=cc, mult=layer.mult, shift=layer.shift, lo=layer.lo or 0, hi=layer.hi or 0,
+                                 peg_base=len(peg_rows), peg_count=len(rows), **_neuron_fields(layer)))
             peg_rows += rows
             if p.weight_words:
                 words = _slice_words(qnet, layer, p.c0, p.c1)
@@ -219,15 +261,23 @@ def compile_network(qnet: QNetwork, cfg: FabricConfig, placement: Placement | No
             if bias.shape != (layer.shape[0],) or not np.all(bias == np.round(bias)):
                 raise CompileError(f"layer {layer.name}: bias must be {layer.shape[0]} integers, got shape "
                                    f"{bias.shape}")
-            acc[p.nbase:p.nbase + tw * th * cc] = np.tile(arith.wrap(bias.astype(np.int64)[p.c0:p.c1 + 1],
-                                                                     cfg.acc_bits), tw * th)
+            neurons = slice(p.nbase, p.nbase + tw * th * cc)
+            part_bias = np.tile(bias.astype(np.int64)[p.c0:p.c1 + 1], tw * th)
+            if layer.neuron.model == "sigma_delta":     # the bias is the initial accumulator
+                acc[neurons] = arith.wrap(part_bias, cfg.acc_bits)
+            else:                                       # added every step: a per-neuron word
+                top = 1 << (state_word_bits(cfg, version)["bias"] - 1)
+                if part_bias.size and (part_bias.min() < -top or part_bias.max() >= top):
+                    raise CompileError(f"layer {layer.name}: bias does not fit the {top.bit_length()}-bit per-neuron "
+                                       f"bias word ({-top}..{top - 1})")
+                neuron_words["bias"][neurons] = part_bias
         cols = lambda rows, lay: {f.name: [r[f.name] for r in rows] for f in lay.fields}  # noqa: E731
         cores.append(CoreTables(
             pop=_checked(pd, cols(pop_rows, pd), f"core {core} population table"),
             esu=_checked(ed, cols(esu_rows[core], ed), f"core {core} ESU table"),
             peg=_checked(pe, cols(peg_rows, pe), f"core {core} PEG table"),
             esu_count=len(esu_rows[core]), pop_count=len(pop_rows), weights=weights, acc_init=acc,
-            sent_init=np.zeros(cfg.neurons_per_core, dtype=np.int64), weights_used=weights_used))
+            sent_init=np.zeros(cfg.neurons_per_core, dtype=np.int64), weights_used=weights_used, words_init=neuron_words))
         for what, n, cap in (("PEG entries", len(peg_rows), cfg.peg_entries_per_core),
                              ("ESU descriptors", len(esu_rows[core]), cfg.esu_descriptors_per_core),
                              ("populations", len(pop_rows), cfg.populations_per_core)):
@@ -246,8 +296,13 @@ def compile_network(qnet: QNetwork, cfg: FabricConfig, placement: Placement | No
         layers=[dict(name=l.name, shape=list(l.shape), tag=i) for i, l in enumerate(qnet.layers)],
         output=qnet.output, output_shape=list(out.shape), output_tag=out_tag,
         output_scale=float(qnet.output_scale))
+    if features:    # only extended tables carry these: version-1 bundles stay bit-identical
+        for entry, layer in zip(metadata["layers"], qnet.layers):
+            entry["model"] = layer.neuron.model
+        metadata.update(extended=features, pipelined=bool(qnet.pipelined), reset_interval=int(qnet.reset_interval),
+                        input_mode=qnet.input_mode, input_lo=int(qnet.input_lo))
     return Tables(cfg, regs, _checked(pe, {f.name: [r[f.name] for r in in_rows] for f in pe.fields},
-                                      "input PEG table"), cores, metadata)
+                                      "input PEG table"), cores, metadata, version)
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,8 +334,8 @@ def tables_to_words(tables: Tables) -> dict[tuple, np.ndarray]:
     Only what is used is written: the entries of every table, weight words up to the last used
     one, and acc/sent of the neurons up to the last one in a population (writing ACC marks those
     neurons dirty, so the first frame evaluates all of them)."""
-    cfg = tables.cfg
-    pe, ed, pd = peg_entry(cfg), esu_desc(cfg), pop_desc(cfg)
+    cfg, v = tables.cfg, tables.version
+    pe, ed, pd = peg_entry(cfg, v), esu_desc(cfg, v), pop_desc(cfg, v)
     out = {(None, "input_peg"): pe.pack(tables.input_peg)}
     for c, ct in enumerate(tables.cores):
         n = ct.neurons_used
@@ -288,6 +343,7 @@ def tables_to_words(tables: Tables) -> dict[tuple, np.ndarray]:
         out[(c, "esu")] = ed.pack(ct.esu)
         out[(c, "peg")] = pe.pack(ct.peg)
         out[(c, "weights")] = weights_to_words(ct.weights, ct.weights_used)
-        out[(c, "acc")] = _to_u32(ct.acc_init[:n])
-        out[(c, "sent")] = _to_u32(ct.sent_init[:n])
+        initial = ct.initial_words()
+        for word in state_word_bits(cfg, v):
+            out[(c, word)] = _to_u32(initial[word][:n])
     return out

@@ -97,6 +97,15 @@ class FabricConfig:
     def pop_addr_bits(self) -> int:
         return _bits(self.populations_per_core)
 
+    def neuron_state_bits(self, model: str = "sigma_delta", extended: bool = False) -> int:
+        """Bits per neuron a core keeps for a neuron model (derived, never a field: the fields
+        are what bundles and the gateware ID record).  sigma_delta: acc_bits + event_bits (its
+        Lava options widen sent to acc_bits + 1: extended=True); if: acc (its v) + bias;
+        cuba_lif: acc (step input) + Loihi's 24-bit u and v + 6-bit refractory count + bias;
+        lif: cuba_lif without u.  Widths: layouts.state_word_bits."""
+        from .layouts import EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, model_state_bits
+        return model_state_bits(self, model, EXTENDED_LAYOUT_VERSION if extended else LAYOUT_VERSION)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

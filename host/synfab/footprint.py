@@ -1,8 +1,9 @@
 """Memory footprint of a network under four connectivity schemes.
 
 Every scheme is evaluated on the same neuron placement (`synfab.mapper`, on a fabric
-configuration sized for analysis), the same weight width b_w and the same neuron state
-(acc + sent bits from `layouts.neuron_state`), so only the way synapses are stored differs.
+configuration sized for analysis), the same weight width b_w and the same neuron state (per
+layer, the bits of the words its neuron model keeps, `layouts.model_state_bits`: acc + sent
+for sigma-delta), so only the way synapses are stored differs.
 Each scheme reports `connectivity_bytes` (addresses, routing, tables: everything but
 weight values), `weight_bytes` (stored weight values, replication included) and
 `total_bytes` (both plus the common neuron state).
@@ -150,8 +151,7 @@ def _whole(shape) -> _Tile:
 
 def _axis_args(conn: QConnection, src_shape, tile: _Tile):
     _, h, w = src_shape
-    geo = (conn.k, conn.stride, conn.pad, conn.up)
-    return (h, *geo, tile.y0, tile.y1), (w, *geo, tile.x0, tile.x1)
+    return (h, *conn.axis("y"), conn.up, tile.y0, tile.y1), (w, *conn.axis("x"), conn.up, tile.x0, tile.x1)
 
 
 def _channel_hits(conn: QConnection, n_src_channels: int, tile: _Tile) -> np.ndarray:
@@ -252,12 +252,11 @@ def _dynapcnn_neuron_words(shape) -> int:
 
 def _weight_tensor(qnet: QNetwork, layer: QLayer):
     """(f, c, kx, ky) of a layer's stored weights, or None when all its inputs are constant."""
-    shape = weight_shape(qnet, layer)
-    if shape is None:
+    ws = weight_shape(qnet, layer)
+    if ws is None:
         return None
-    kind, k, ci, h, w = shape
     f = layer.shape[0]
-    return {Kind.CONV: (f, ci, k, k), Kind.DW: (f, 1, k, k), Kind.DENSE: (f, ci, w, h)}[kind]
+    return {Kind.CONV: (f, ws.ci, ws.kw, ws.kh), Kind.DW: (f, 1, ws.kw, ws.kh), Kind.DENSE: (f, ws.ci, ws.w, ws.h)}[ws.kind]
 
 
 # ---------------------------------------------------------------------------------------
@@ -341,8 +340,9 @@ def _lowered(net_or_qnet) -> QNetwork:
 class _Row:
     """Bit counts of one row of the report (the input port or a layer)."""
 
-    def __init__(self, name, op, shape, neurons=0):
+    def __init__(self, name, op, shape, neurons=0, state_bits=0, model=""):
         self.name, self.op, self.shape, self.neurons = name, op, tuple(shape), neurons
+        self.state_bits, self.model = state_bits, model     # per neuron
         self.synapses = self.weights = self.parts = self.routing_entries = 0
         self.peg_entries = self.esu_descs = self.weight_words = 0
         self.conn = dict.fromkeys(SCHEMES, 0)
@@ -367,14 +367,15 @@ def analyze(net_or_qnet, neurons_per_core: int = 1024, weight_bits: int = 8, tab
     qnet = _lowered(net_or_qnet)
     placement = _place(qnet, analysis_config(qnet, neurons_per_core, weight_words_per_core), strategy)
     cfg = _fitted_config(placement)
-    state_bits = layouts.neuron_state(cfg).width
-    peg_bits, esu_bits, pop_bits = (layouts.peg_entry(cfg).width, layouts.esu_desc(cfg).width,
-                                    layouts.pop_desc(cfg).width)
+    version = layouts.EXTENDED_LAYOUT_VERSION if qnet.extended_features() else layouts.LAYOUT_VERSION
+    peg_bits, esu_bits, pop_bits = (layouts.peg_entry(cfg, version).width, layouts.esu_desc(cfg, version).width,
+                                    layouts.pop_desc(cfg, version).width)
     index_bits = _log2_ceil(neurons_per_core)
 
     rows = {qnet.input_name: _Row(qnet.input_name, "input", qnet.input_shape)}
     for layer in qnet.layers:
-        rows[layer.name] = _Row(layer.name, layer.op, layer.shape, int(np.prod(layer.shape)))
+        rows[layer.name] = _Row(layer.name, layer.op, layer.shape, int(np.prod(layer.shape)),
+                                layouts.model_state_bits(cfg, layer.neuron.model, version), layer.neuron.model)
     parts_of: dict[str, list] = {}
     for part in placement.parts:
         parts_of.setdefault(part.layer, []).append(part)
@@ -411,7 +412,8 @@ def analyze(net_or_qnet, neurons_per_core: int = 1024, weight_bits: int = 8, tab
         else:
             kernel_words = 0
         neuron_words = _dynapcnn_neuron_words(layer.shape)
-        row.conn["dynapcnn"] = (kernel_words - row.weights) * weight_bits + (neuron_words - row.neurons) * state_bits
+        row.conn["dynapcnn"] = ((kernel_words - row.weights) * weight_bits
+                                + (neuron_words - row.neurons) * row.state_bits)
         row.wbits["dynapcnn"] = row.weights * weight_bits
         row.conn["explicit"] = row.synapses * index_bits
         row.wbits["explicit"] = row.synapses * weight_bits
@@ -429,7 +431,7 @@ def analyze(net_or_qnet, neurons_per_core: int = 1024, weight_bits: int = 8, tab
         row.conn["pegesu"] = row.peg_entries * peg_bits + row.esu_descs * esu_bits + row.parts * pop_bits
 
     _check_against_usage(placement, rows.values())
-    return _report(qnet, neurons_per_core, state_bits, list(rows.values()))
+    return _report(qnet, neurons_per_core, list(rows.values()))
 
 
 def _check_against_usage(placement, rows) -> None:
@@ -464,21 +466,25 @@ def _ratios(schemes: dict) -> dict:
     return out
 
 
-def _report(qnet: QNetwork, neurons_per_core: int, state_bits: int, rows: list[_Row]) -> dict:
+def _report(qnet: QNetwork, neurons_per_core: int, rows: list[_Row]) -> dict:
     layers = []
     for r in rows:
-        layers.append({"name": r.name, "op": r.op, "shape": list(r.shape), "neurons": r.neurons,
-                       "synapses": r.synapses, "weights": r.weights, "parts": r.parts,
-                       "routing_entries": r.routing_entries, "peg_entries": r.peg_entries,
-                       "esu_descs": r.esu_descs, "weight_words": r.weight_words,
-                       "neuron_state_bytes": _bytes(r.neurons * state_bits),
-                       "schemes": _schemes(r.conn, r.wbits, r.neurons * state_bits)})
+        entry = {"name": r.name, "op": r.op, "shape": list(r.shape), "neurons": r.neurons,
+                 "synapses": r.synapses, "weights": r.weights, "parts": r.parts,
+                 "routing_entries": r.routing_entries, "peg_entries": r.peg_entries,
+                 "esu_descs": r.esu_descs, "weight_words": r.weight_words,
+                 "neuron_state_bytes": _bytes(r.neurons * r.state_bits),
+                 "schemes": _schemes(r.conn, r.wbits, r.neurons * r.state_bits)}
+        if r.model:
+            entry.update(neuron_model=r.model, state_bits_per_neuron=r.state_bits)
+        layers.append(entry)
     neurons = sum(r.neurons for r in rows)
+    state_total = sum(r.neurons * r.state_bits for r in rows)
     total_conn = {s: sum(r.conn[s] for r in rows) for s in SCHEMES}
     total_w = {s: sum(r.wbits[s] for r in rows) for s in SCHEMES}
-    schemes = _schemes(total_conn, total_w, neurons * state_bits)
+    schemes = _schemes(total_conn, total_w, state_total)
     return {"network": qnet.name, "neurons": neurons, "synapses": sum(r.synapses for r in rows),
-            "weights": sum(r.weights for r in rows), "neuron_state_bytes": _bytes(neurons * state_bits),
+            "weights": sum(r.weights for r in rows), "neuron_state_bytes": _bytes(state_total),
             "neurons_per_core": neurons_per_core, "schemes": schemes, "layers": layers, "ratios": _ratios(schemes)}
 
 

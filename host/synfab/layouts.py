@@ -13,7 +13,14 @@ import numpy as np
 
 from .config import FabricConfig
 
+# The table layouts the fabric decodes (its `version` register); bundles of networks that use
+# only what it runs are written with this version, bit for bit as before extended tables existed.
 LAYOUT_VERSION = 1
+# Host-side extension (golden model only until the gateware follows): every v1 field where it
+# was, fields appended at the end of the PEG entry, ESU descriptor and population descriptor
+# (rectangular geometry, weight shift, neuron models) and per-neuron words u, v, ref, bias.
+EXTENDED_LAYOUT_VERSION = 2
+LAYOUT_VERSIONS = (LAYOUT_VERSION, EXTENDED_LAYOUT_VERSION)
 ID_MAGIC = 0x53594E46  # "SYNF"
 # Vivado IP identity of the packaged fabric (gateware/vivado packages it, the PYNQ driver binds to it).
 IP_VLNV = "synfab.org:synfab:synfab_fabric:1.0"
@@ -146,8 +153,30 @@ class Layout:
 
 # ---------------------------------------------------------------------------------------
 # Tables
-def peg_entry(cfg: FabricConfig) -> Layout:
+def _check_version(version: int) -> None:
+    if version not in LAYOUT_VERSIONS:
+        raise ValueError(f"unknown table layout version {version}; known: {LAYOUT_VERSIONS}")
+
+
+# Extended (version 2) fields, appended after the version-1 fields.
+WSHIFT_BITS = 4                   # weights times 2**wshift, wshift 0..15
+DECAY_FIELD_BITS = 13             # Loihi decay constants 0..4096
+
+
+def theta_bits(cfg: FabricConfig) -> int:
+    """Width of a layer's threshold: a sigma-delta change (acc_bits + 1) or Loihi's vThMant (17 bits,
+    and netx's never-firing 2**17)."""
+    return max(cfg.acc_bits + 1, 18)
+
+
+def peg_entry(cfg: FabricConfig, version: int = LAYOUT_VERSION) -> Layout:
+    _check_version(version)
     cb, kb = cfg.coord_bits, cfg.kernel_bits
+    extended = [
+        Field("k_y", kb, doc="v2: kernel height (k is the width)"),
+        Field("s_log2_y", 2, doc="v2: log2 vertical stride (s_log2 is the horizontal one)"),
+        Field("pad_y", kb, doc="v2: vertical padding (pad is the horizontal one)"),
+    ] if version >= EXTENDED_LAYOUT_VERSION else []
     return Layout("peg_entry", [
         Field("kind", 2, doc="Kind: CONV, DW, DENSE or HOST"),
         Field("dest_core", cfg.core_bits, doc="destination core id (y*mesh_x + x)"),
@@ -163,11 +192,17 @@ def peg_entry(cfg: FabricConfig) -> Layout:
         Field("c0", cfg.chan_bits, doc="destination part, first channel (DW channel test)"),
         Field("c1", cfg.chan_bits, doc="destination part, last channel"),
         Field("chan_off", cfg.chan_bits, doc="added to the source channel (concatenation)"),
-    ], doc="Output-axon entry: one per (source population, destination core, connection).")
+    ] + extended, doc="Output-axon entry: one per (source population, destination core, connection).")
 
 
-def esu_desc(cfg: FabricConfig) -> Layout:
+def esu_desc(cfg: FabricConfig, version: int = LAYOUT_VERSION) -> Layout:
+    _check_version(version)
     cb, kb = cfg.coord_bits, cfg.kernel_bits
+    extended = [
+        Field("k_y", kb, doc="v2: kernel height (k is the width)"),
+        Field("s_log2_y", 2, doc="v2: log2 vertical stride"),
+        Field("wshift", WSHIFT_BITS, doc="v2: every weight (stored or wval) times 2**wshift"),
+    ] if version >= EXTENDED_LAYOUT_VERSION else []
     return Layout("esu_desc", [
         Field("kind", 2, doc="Kind: CONV, DW or DENSE"),
         Field("wconst", 1, doc="1: every synapse has weight wval (no weight memory)"),
@@ -181,11 +216,31 @@ def esu_desc(cfg: FabricConfig) -> Layout:
         Field("wbase", cfg.weight_addr_bits, doc="weight address of the kernel slice"),
         Field("src_w", cb + 1, doc="DENSE: source width"),
         Field("src_c", cfg.chan_bits + 1, doc="DENSE: source channels"),
-    ], doc="Synapse-type descriptor: how one packet expands into (neuron, weight) pairs.")
+    ] + extended, doc="Synapse-type descriptor: how one packet expands into (neuron, weight) pairs.")
 
 
-def pop_desc(cfg: FabricConfig) -> Layout:
-    cb = cfg.coord_bits
+NEURON_MODEL_CODES = {"sigma_delta": 0, "if": 1, "cuba_lif": 2, "lif": 3}
+
+
+def pop_desc(cfg: FabricConfig, version: int = LAYOUT_VERSION) -> Layout:
+    _check_version(version)
+    cb, ab = cfg.coord_bits, cfg.acc_bits
+    extended = [
+        Field("model", 2, doc="v2: neuron model (NEURON_MODEL_CODES: sigma_delta, if, cuba_lif, lif)"),
+        Field("lo_open", 1, doc="v2 sigma_delta: no lower clamp (lo ignored)"),
+        Field("hi_open", 1, doc="v2 sigma_delta: no upper clamp (hi ignored)"),
+        Field("theta", theta_bits(cfg), doc="v2: sigma_delta minimum |change|; if threshold; lif vThMant"),
+        Field("msg_shift", 5, doc="v2 sigma_delta: events carry the change >> msg_shift"),
+        Field("fire_gt", 1, doc="v2 if: fire when v > theta (else v >= theta)"),
+        Field("reset_to_value", 1, doc="v2 if: reset v to v_reset (else subtract theta per spike)"),
+        Field("v_reset", ab, signed=True, doc="v2 if: value after a spike when reset_to_value"),
+        Field("v_min_on", 1, doc="v2 if: v is bounded below by v_min"),
+        Field("v_min", ab, signed=True, doc="v2 if: lower bound of v"),
+        Field("multi_spike", 1, doc="v2 if: the event value is the number of spikes"),
+        Field("du", DECAY_FIELD_BITS, doc="v2 cuba_lif: current decay 0..4096"),
+        Field("dv", DECAY_FIELD_BITS, doc="v2 cuba_lif/lif: voltage decay 0..4096"),
+        Field("refractory", 6, doc="v2 cuba_lif/lif: steps v is held at 0 after a spike"),
+    ] if version >= EXTENDED_LAYOUT_VERSION else []
     return Layout("pop_desc", [
         Field("layer", 6, doc="evaluation step (layers are evaluated in increasing order)"),
         Field("nbase", cfg.neuron_addr_bits, doc="first neuron address"),
@@ -201,8 +256,8 @@ def pop_desc(cfg: FabricConfig) -> Layout:
         Field("hi", cfg.event_bits, signed=True, doc="activation maximum"),
         Field("peg_base", cfg.peg_addr_bits, doc="first PEG entry of this population"),
         Field("peg_count", cfg.peg_addr_bits + 1, doc="number of PEG entries"),
-    ], doc="Population descriptor: one layer part on one core; neurons are numbered "
-           "((y - y0) * tw + (x - x0)) * cc + (c - c0) from nbase.")
+    ] + extended, doc="Population descriptor: one layer part on one core; neurons are numbered "
+                      "((y - y0) * tw + (x - x0)) * cc + (c - c0) from nbase.")
 
 
 def neuron_state(cfg: FabricConfig) -> Layout:
@@ -210,6 +265,31 @@ def neuron_state(cfg: FabricConfig) -> Layout:
         Field("acc", cfg.acc_bits, signed=True, doc="wrapping accumulator (initial value: bias)"),
         Field("sent", cfg.event_bits, signed=True, doc="last activation sent"),
     ])
+
+
+UNSIGNED_STATE_WORDS = ("ref",)
+
+
+def state_word_bits(cfg: FabricConfig, version: int = LAYOUT_VERSION) -> dict[str, int]:
+    """Bits of every per-neuron word a core keeps (one window each, 32-bit sign-extended words
+    on the bus).  Version 1: acc and sent (sigma-delta).  Version 2 adds Loihi's 24-bit u and v,
+    the refractory count and a per-neuron bias (if/lif models add it every step); sent grows
+    to hold an unclamped activation (Lava's SigmaDelta keeps its full activation)."""
+    _check_version(version)
+    words = {"acc": cfg.acc_bits, "sent": cfg.event_bits}
+    if version >= EXTENDED_LAYOUT_VERSION:
+        words.update(sent=max(cfg.event_bits, cfg.acc_bits + 1), u=24, v=24, ref=6, bias=max(cfg.acc_bits, 24))
+    return words
+
+
+def model_state_bits(cfg: FabricConfig, model: str = "sigma_delta", version: int = LAYOUT_VERSION) -> int:
+    """Bits per neuron of a neuron model: the sum of its words (arith.MODEL_WORDS) at the widths
+    of `state_word_bits` (sigma_delta of a version-1 network: acc + sent, as neuron_state)."""
+    from .arith import MODEL_WORDS
+    if model != "sigma_delta":
+        version = EXTENDED_LAYOUT_VERSION
+    bits = state_word_bits(cfg, version)
+    return sum(bits[w] for w in MODEL_WORDS[model])
 
 
 def packet(cfg: FabricConfig) -> Layout:
@@ -308,29 +388,34 @@ class RegisterMap:
         "weights": "int8 weights, four per word, little-endian",
         "acc": "neuron accumulators, sign-extended; a write marks the neuron dirty",
         "sent": "last activation each neuron sent, sign-extended",
+        "u": "v2: Loihi current of cuba_lif neurons, sign-extended",
+        "v": "v2: Loihi voltage of cuba_lif/lif neurons, sign-extended",
+        "ref": "v2: refractory steps left of cuba_lif/lif neurons",
+        "bias": "v2: per-neuron bias added every step by if/lif neurons, sign-extended",
     }
     CTRL_CLEAR_COUNTERS = 1  # ctrl bit 0: write 1 to clear every counter
 
-    def __init__(self, cfg: FabricConfig):
+    def __init__(self, cfg: FabricConfig, version: int = LAYOUT_VERSION):
+        _check_version(version)
         self.cfg = cfg
+        self.version = version
         self.regs = {name: 4 * i for i, name in enumerate(self.GLOBAL_REGS)}
         self.global_counters = {name: 0x100 + 4 * i for i, name in enumerate(GLOBAL_COUNTERS)}
         # Spikes per evaluation step (layer), summed over cores: read-only window.
         self.layer_spikes = Window("layer_spikes", 0x200, self.MAX_LAYERS, 1, 1, None)
-        pe = peg_entry(cfg)
+        pe = peg_entry(cfg, version)
         self.input_peg = Window("input_peg", 0x0, cfg.input_peg_entries, _pow2(pe.words32), pe.words32, pe)
         # Input PEG window sits above the registers, aligned to its own size.
         in_size = max(0x1000, _pow2(self.input_peg.size))
         self.input_peg = Window("input_peg", in_size, cfg.input_peg_entries, _pow2(pe.words32), pe.words32, pe)
-        ns = neuron_state(cfg)
         tables = [
-            ("pop", cfg.populations_per_core, pop_desc(cfg)),
-            ("esu", cfg.esu_descriptors_per_core, esu_desc(cfg)),
+            ("pop", cfg.populations_per_core, pop_desc(cfg, version)),
+            ("esu", cfg.esu_descriptors_per_core, esu_desc(cfg, version)),
             ("peg", cfg.peg_entries_per_core, pe),
             ("weights", cfg.weight_words_per_core // 4, None),   # four int8 weights per word
-            ("acc", cfg.neurons_per_core, None),                 # sign-extended acc
-            ("sent", cfg.neurons_per_core, None),                # sign-extended sent
         ]
+        # Per-neuron words, sign-extended: acc, sent (and in version 2 u, v, ref, bias).
+        tables += [(word, cfg.neurons_per_core, None) for word in state_word_bits(cfg, version)]
         # Core-local layout: registers first, then each window aligned to its power-of-two size.
         off = 0x100
         self.core_windows: dict[str, Window] = {}

@@ -26,7 +26,9 @@ import numpy as np
 from .config import FabricConfig
 from .errors import SynfabError
 from .ir import QConnection, QLayer, QNetwork
-from .layouts import STREAM_EVENT, Kind, RegisterMap
+from . import arith
+from .layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, STREAM_EVENT, WSHIFT_BITS, Kind, RegisterMap,
+                      state_word_bits)
 
 STRATEGIES = ("auto", "channel", "spatial")
 RESOURCES = ("neurons", "weight_words", "peg_entries", "esu_descs", "pops")
@@ -122,7 +124,8 @@ def _reach_matrix(conn: QConnection, axis: str, src_shape, dst_len: int, dst_til
     n_src = w if axis == "x" else h
     if conn.kind == Kind.DENSE:
         return np.ones((len(dst_tiles), n_src), dtype=bool)
-    lo, hi = axis_span(n_src, dst_len, conn.k, conn.stride, conn.pad, conn.up)
+    k, stride, pad = conn.axis(axis)
+    lo, hi = axis_span(n_src, dst_len, k, stride, pad, conn.up)
     return np.maximum(lo[None], dst_tiles[:, :1]) <= np.minimum(hi[None], dst_tiles[:, 1:])
 
 
@@ -154,18 +157,39 @@ def _pow2_log(v: int) -> int | None:
     return {1: 0, 2: 1, 4: 2, 8: 3}.get(int(v))
 
 
-def weight_shape(qnet: QNetwork, layer: QLayer):
-    """(kind, k, ci_total, src_h, src_w) of the layer's stored weights, or None if every
-    connection has a constant weight.  Words per output channel: CONV ci*k*k, DW k*k, DENSE h*w*ci."""
+@dataclass(frozen=True)
+class WeightShape:
+    """A layer's stored weight tensor: kind, kernel kh x kw, ci_total input channels, and the
+    source's h, w (DENSE).  Words per output channel: CONV ci*kh*kw, DW kh*kw, DENSE h*w*ci."""
+    kind: Kind
+    kh: int
+    kw: int
+    ci: int
+    h: int
+    w: int
+
+    @property
+    def words_per_channel(self) -> int:
+        return {Kind.CONV: self.ci * self.kh * self.kw, Kind.DW: self.kh * self.kw,
+                Kind.DENSE: self.h * self.w * self.ci}[self.kind]
+
+    def tensor(self, co: int) -> tuple:
+        """Shape of the layer's weight array (QLayer.weight) for co output channels."""
+        return {Kind.CONV: (co, self.ci, self.kh, self.kw), Kind.DW: (co, 1, self.kh, self.kw),
+                Kind.DENSE: (co, self.ci * self.h * self.w)}[self.kind]
+
+
+def weight_shape(qnet: QNetwork, layer: QLayer) -> WeightShape | None:
+    """The layer's stored weight tensor, or None if every connection has a constant weight."""
     wc = [c for c in layer.inputs if c.wconst is None]
     if not wc:
         return None
-    kinds, ks = {c.kind for c in wc}, {c.k for c in wc}
+    kinds, ks = {c.kind for c in wc}, {(c.kh, c.kw) for c in wc}
     if len(kinds) > 1 or len(ks) > 1:
         raise MappingError(f"layer {layer.name}: its weighted connections mix kinds/kernels "
-                           f"({sorted(k.name for k in kinds)}, k={sorted(ks)}); they share one weight tensor, "
-                           f"so give them one kind and kernel (or constant weights)")
-    kind, k = wc[0].kind, wc[0].k
+                           f"({sorted(k.name for k in kinds)}, kernels {sorted(ks)}); they share one weight "
+                           f"tensor, so give them one kind and kernel (or constant weights)")
+    kind, (kh, kw) = wc[0].kind, (wc[0].kh, wc[0].kw)
     shapes = [qnet.shape_of(c.src) for c in wc]
     h, w = shapes[0][1], shapes[0][2]
     ci = max(c.chan_off + s[0] for c, s in zip(wc, shapes))
@@ -175,15 +199,70 @@ def weight_shape(qnet: QNetwork, layer: QLayer):
             ci = max(ci, ws[1])
         elif kind == Kind.DENSE and len(ws) == 2 and h * w:
             ci = max(ci, ws[1] // (h * w))
-    return kind, k, ci, h, w
+    return WeightShape(kind, kh, kw, ci, h, w)
 
 
 def words_per_channel(qnet: QNetwork, layer: QLayer) -> int:
     ws = weight_shape(qnet, layer)
-    if ws is None:
-        return 0
-    kind, k, ci, h, w = ws
-    return {Kind.CONV: ci * k * k, Kind.DW: k * k, Kind.DENSE: h * w * ci}[kind]
+    return 0 if ws is None else ws.words_per_channel
+
+
+def _check_input_range(qnet: QNetwork, dmax: int, lim: int, cfg: FabricConfig) -> None:
+    """Input events (changes of levels, or the values themselves) must fit the event fields."""
+    lo, hi = qnet.input_lo, qnet.input_hi
+    if qnet.input_mode == "spikes":
+        return                      # every input event is a 1
+    if lo == 0 and qnet.input_mode == "levels":
+        if not 0 <= hi <= lim:
+            raise MappingError(f"input range 0..{hi} does not fit {lim.bit_length() + 1}-bit events; "
+                               f"use input_hi <= {lim}")
+        return
+    # Levels send changes (lo - hi .. hi - lo); events send the values themselves.
+    fits = hi - lo <= lim if qnet.input_mode == "levels" else (-lim - 1 <= lo and hi <= lim)
+    if lo > hi or not fits:
+        raise MappingError(f"input range {lo}..{hi} ({qnet.input_mode}) does not fit {lim.bit_length() + 1}-bit "
+                           f"events (values up to +-{lim}); narrow the input range or use larger event_bits")
+
+
+def _modular_relay(l: QLayer) -> bool:
+    """A sigma-delta layer whose activation is its accumulator itself (no clamp, no scaling,
+    no message shift)."""
+    return (l.neuron.model == "sigma_delta" and l.neuron.msg_shift == 0 and l.lo is None and l.hi is None
+            and l.mult == 1 and l.shift == 0)
+
+
+def _check_events(l: QLayer, cfg: FabricConfig, lim: int, extended: bool) -> None:
+    """The activation a layer keeps (sent) and the events it sends must fit their fields."""
+    n = l.neuron
+    act = arith.Activation(l.mult, l.shift, l.lo, l.hi)
+    if n.model == "sigma_delta":
+        if (l.lo is None or l.hi is None) and l.mult > 1 << l.shift:
+            raise MappingError(f"layer {l.name}: an open activation bound needs mult <= 2**shift (got {l.mult}, "
+                               f"shift {l.shift}) so that the activation stays within the accumulator range")
+        sent_bits = state_word_bits(cfg, EXTENDED_LAYOUT_VERSION if extended else LAYOUT_VERSION)["sent"]
+        top = (1 << (sent_bits - 1)) - 1
+        lo, hi = (-top - 1 if l.lo is None else l.lo), (top if l.hi is None else l.hi)
+        if not extended:
+            # A change d = a - sent spans hi - lo; output events also travel in the stream's d field.
+            if not (lo <= hi and lo >= -top - 1 and hi <= top and hi - lo <= lim):
+                raise MappingError(f"layer {l.name}: activation range {l.lo}..{l.hi} does not fit events of "
+                                   f"{lim.bit_length() + 1} bits (changes up to +-{lim}); narrow the range or use "
+                                   f"larger event_bits")
+            return
+        if not (lo <= hi and lo >= -top - 1 and hi <= top):
+            raise MappingError(f"layer {l.name}: activation range {l.lo}..{l.hi} does not fit the {sent_bits}-bit "
+                               f"activation a neuron keeps; narrow the range")
+    if _modular_relay(l) and cfg.event_bits >= cfg.acc_bits:
+        # a = acc: a change is the difference of two wrapped accumulators; carried modulo
+        # 2**event_bits it still adds up exactly in every receiver's accumulator (which wraps at
+        # acc_bits <= event_bits), and at the host.  Lava's Sigma output is such a layer.
+        return
+    bound = arith.event_bound(n, act, cfg.acc_bits)
+    if bound > lim:
+        raise MappingError(f"layer {l.name}: {n.model} events reach +-{bound} but events hold +-{lim} "
+                           f"({lim.bit_length() + 1} bits); use larger event_bits"
+                           + (", a larger msg_shift or a narrower activation range" if n.model == "sigma_delta"
+                              else ", or a larger theta" if n.multi_spike else ""))
 
 
 def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False) -> None:
@@ -211,9 +290,12 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
         if c > 1 << chb:
             raise MappingError(f"layer {name}: {c} channels but channels have {chb} bits (at most {1 << chb}); "
                                f"use a fabric with chan_bits >= {(c - 1).bit_length()}")
-    if not 0 <= qnet.input_hi <= min(dmax, stream_dmax):
-        raise MappingError(f"input range 0..{qnet.input_hi} does not fit {min(cfg.event_bits, 16)}-bit events; "
-                           f"use input_hi <= {min(dmax, stream_dmax)}")
+    extended = bool(qnet.extended_features())
+    # Outputs of networks the fabric runs travel in the stream word's 16-bit d; extended networks
+    # run on the golden model only, whose output events are event_bits wide.
+    out_lim = dmax if extended else min(dmax, stream_dmax)
+    if not for_analysis:        # value ranges do not change sizes: the memory analysis skips them
+        _check_input_range(qnet, dmax, out_lim, cfg)
     seen = {qnet.input_name}
     for idx, l in enumerate(qnet.layers):
         if not l.inputs:
@@ -226,12 +308,17 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
                                    f"use CONV, DW or DENSE")
             src_c = qnet.shape_of(conn.src)[0]
             where = f"layer {l.name} (from {conn.src})"
-            if _pow2_log(conn.stride) is None or _pow2_log(conn.up) is None:
-                raise MappingError(f"{where}: stride {conn.stride} / upsampling {conn.up} must be 1, 2, 4 or 8")
-            if not 1 <= conn.k <= kmax or not 0 <= conn.pad <= kmax:
-                raise MappingError(f"{where}: kernel {conn.k} / padding {conn.pad} do not fit {cfg.kernel_bits}-bit "
-                                   f"fields (kernel 1..{kmax}, padding 0..{kmax}); use a fabric with larger "
-                                   f"kernel_bits")
+            for axis in ("x", "y"):
+                k, stride, pad = conn.axis(axis)
+                if _pow2_log(stride) is None or _pow2_log(conn.up) is None:
+                    raise MappingError(f"{where}: {axis} stride {stride} / upsampling {conn.up} must be 1, 2, 4 or 8")
+                if not 1 <= k <= kmax or not 0 <= pad <= kmax:
+                    raise MappingError(f"{where}: {axis} kernel {k} / padding {pad} do not fit {cfg.kernel_bits}-bit "
+                                       f"fields (kernel 1..{kmax}, padding 0..{kmax}); use a fabric with larger "
+                                       f"kernel_bits")
+            if not 0 <= conn.wshift < 1 << WSHIFT_BITS:
+                raise MappingError(f"{where}: weight shift {conn.wshift} does not fit {WSHIFT_BITS} bits "
+                                   f"(0..{(1 << WSHIFT_BITS) - 1})")
             if conn.chan_off < 0 or conn.chan_off + src_c > 1 << chb:
                 raise MappingError(f"{where}: channel offset {conn.chan_off} + {src_c} channels exceeds "
                                    f"{1 << chb} ({chb} channel bits); use a fabric with larger chan_bits")
@@ -245,12 +332,8 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
         if not (0 <= l.mult < 1 << cfg.mult_bits and 0 <= l.shift < 1 << cfg.shift_bits):
             raise MappingError(f"layer {l.name}: mult {l.mult} / shift {l.shift} do not fit {cfg.mult_bits}/"
                                f"{cfg.shift_bits} bits; requantize with a smaller multiplier")
-        # A change d = a - sent spans hi - lo; output events also travel in the stream's d field.
-        lim = min(dmax, stream_dmax) if l.name == qnet.output else dmax
-        if not (l.lo <= l.hi and l.lo >= -dmax - 1 and l.hi <= dmax and l.hi - l.lo <= lim):
-            raise MappingError(f"layer {l.name}: activation range {l.lo}..{l.hi} does not fit events of "
-                               f"{lim.bit_length() + 1} bits (changes up to +-{lim}); narrow the range or use "
-                               f"larger event_bits")
+        if not for_analysis:
+            _check_events(l, cfg, out_lim if l.name == qnet.output else dmax, extended)
         seen.add(l.name)
     out_idx = names.index(qnet.output) - 1
     tag_max = min((1 << cfg.esu_addr_bits) - 1, (1 << STREAM_EVENT.by_name["tag"].width) - 1)

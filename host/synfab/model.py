@@ -11,6 +11,12 @@ dropped ones included), synops ((neuron, weight) pairs), spikes, packets_out (pa
 PEG sends, HOST packets included), dropped (packets with syn >= esu_count or a descriptor of
 kind HOST, plus pairs whose neuron or weight address lies outside the core's memories and DW
 pairs for a channel outside the part: compiled tables never produce the latter).
+
+Time steps (DESIGN.md "Time steps"): one frame is one time step.  A population evaluates the
+neurons a synapse touched (dirty) and the live ones (arith.live: their state changes without
+input, e.g. a decaying LIF voltage); nothing else, so evaluation stays proportional to activity.
+FrameResult.evaluations counts them per core.  Pipelined tables evaluate the layers in reverse
+order, so a layer's events reach its consumers (already evaluated this frame) one step later.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import numpy as np
 from . import arith
 from .compiler import Tables
 from .errors import SynfabError
-from .layouts import Kind
+from .layouts import NEURON_MODEL_CODES, Kind
 
 EVENT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4")])
 OUT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4"), ("tag", "<i4")])
@@ -43,6 +49,7 @@ class FrameResult:
     counters: dict[str, np.ndarray]     # MODEL_COUNTERS -> int64 (n_cores,)
     input_dropped: int = 0
     input_packets: int = 0              # packets the input port sent into the fabric
+    evaluations: np.ndarray | None = None   # int64 (n_cores,): neurons evaluated (dirty or live)
     synops: int = field(init=False)
 
     def __post_init__(self):
@@ -77,10 +84,59 @@ def input_events(prev, cur) -> np.ndarray:
     return ev
 
 
+def frame_events(prev, cur, mode: str = "levels") -> np.ndarray:
+    """The input events of one frame: the changes from prev (levels), the non-zero values of the
+    frame as they are (events: Lava messages), or a spike of 1 for each of them (spikes)."""
+    if mode == "events":
+        return input_events(None, cur)
+    if mode == "spikes":
+        return input_events(None, (np.asarray(cur) != 0).astype(np.int64))
+    if mode != "levels":
+        raise ModelError(f"unknown input mode {mode!r}; use levels, events or spikes")
+    return input_events(prev, cur)
+
+
 def _concat(parts: list[dict], names) -> dict[str, np.ndarray]:
     if not parts:
         return {k: np.zeros(0, dtype=np.int64) for k in names}
     return {k: np.concatenate([p[k] for p in parts]) for k in names}
+
+
+# Version-1 tables are square, unshifted, sigma-delta: their missing version-2 columns read as this.
+_SQUARE = {"k_y": "k", "s_log2_y": "s_log2", "pad_y": "pad"}
+_MODEL_NAMES = {code: name for name, code in NEURON_MODEL_CODES.items()}
+
+
+def _peg_columns(cols: dict) -> dict[str, np.ndarray]:
+    out = {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
+    for y, x in _SQUARE.items():
+        out.setdefault(y, out[x])
+    return out
+
+
+def _esu_columns(cols: dict) -> dict[str, np.ndarray]:
+    out = {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
+    out.setdefault("k_y", out["k"])
+    out.setdefault("s_log2_y", out["s_log2"])
+    out.setdefault("wshift", np.zeros_like(out["k"]))
+    return out
+
+
+def _population_neuron(pop: dict, k: int) -> tuple[arith.Neuron, arith.Activation]:
+    """The neuron model and requantization of population k (version-1 tables: default sigma-delta)."""
+    f = {name: int(col[k]) for name, col in pop.items()}
+    lo, hi = f["lo"], f["hi"]
+    if "model" not in f:
+        return arith.Neuron(), arith.Activation(f["mult"], f["shift"], lo, hi)
+    try:
+        neuron = arith.Neuron(_MODEL_NAMES[f["model"]], theta=f["theta"], msg_shift=f["msg_shift"],
+                              fire_gt=bool(f["fire_gt"]),
+                              reset_to=f["v_reset"] if f["reset_to_value"] else None,
+                              v_min=f["v_min"] if f["v_min_on"] else None, multi_spike=bool(f["multi_spike"]),
+                              du=f["du"], dv=f["dv"], refractory=f["refractory"])
+    except arith.NeuronError as e:
+        raise ModelError(f"population {k}: {e}") from None
+    return neuron, arith.Activation(f["mult"], f["shift"], None if f["lo_open"] else lo, None if f["hi_open"] else hi)
 
 
 class _Core:
@@ -88,11 +144,12 @@ class _Core:
 
     def __init__(self, ct, cfg):
         self.pop = {k: np.asarray(v, dtype=np.int64) for k, v in ct.pop.items()}
-        self.esu = {k: np.asarray(v, dtype=np.int64) for k, v in ct.esu.items()}
-        self.peg = {k: np.asarray(v, dtype=np.int64) for k, v in ct.peg.items()}
+        self.esu = _esu_columns(ct.esu)
+        self.peg = _peg_columns(ct.peg)
         self.pop_count, self.esu_count = int(ct.pop_count), int(ct.esu_count)
         self.weights = np.asarray(ct.weights, dtype=np.int64)
         self.neurons_used = ct.neurons_used
+        self.neurons = [_population_neuron(self.pop, k) for k in range(self.pop_count)]
 
 
 class Model:
@@ -107,7 +164,7 @@ class Model:
         self.cores = [_Core(ct, cfg) for ct in tables.cores]
         if len(self.cores) != cfg.n_cores:
             raise ModelError(f"tables have {len(self.cores)} cores but the fabric has {cfg.n_cores}")
-        self.input_peg = {k: np.asarray(v, dtype=np.int64) for k, v in tables.input_peg.items()}
+        self.input_peg = _peg_columns(tables.input_peg)
         self.n_layers = int(tables.regs["n_layers"])
         self.in_w, self.in_h, self.in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
         n_in = int(tables.regs["input_peg_count"])
@@ -121,23 +178,42 @@ class Model:
 
     # -- state ---------------------------------------------------------------------------
     def reset(self) -> None:
-        """State right after loading the tables: acc = bias, sent = 0, every used neuron dirty
-        (the host's write of ACC marks it)."""
+        """State right after loading the tables: every per-neuron word at its initial value (acc =
+        bias of sigma-delta neurons, the bias word of the others, the rest 0), every used neuron
+        dirty (the host's write of ACC marks it), none live, time step 0."""
         n = self.cfg.neurons_per_core
-        self._acc = [np.asarray(ct.acc_init, dtype=np.int64).copy() for ct in self.tables.cores]
-        self._sent = [np.asarray(ct.sent_init, dtype=np.int64).copy() for ct in self.tables.cores]
+        self._words = [{w: np.asarray(v, dtype=np.int64).copy() for w, v in ct.initial_words().items()}
+                       for ct in self.tables.cores]
         self._dirty = [np.zeros(n, dtype=bool) for _ in self.cores]
+        self._live = [np.zeros(n, dtype=bool) for _ in self.cores]
         for d, core in zip(self._dirty, self.cores):
             d[:core.neurons_used] = True
+        self.step = 0
+
+    @property
+    def _acc(self) -> list[np.ndarray]:
+        return [w["acc"] for w in self._words]
 
     def acc(self, core: int) -> np.ndarray:
-        return self._acc[core].copy()
+        return self._words[core]["acc"].copy()
 
     def sent(self, core: int) -> np.ndarray:
-        return self._sent[core].copy()
+        return self._words[core]["sent"].copy()
+
+    def word(self, core: int, name: str) -> np.ndarray:
+        """Any per-neuron word of a core (acc, sent; version 2: u, v, ref, bias)."""
+        if name not in self._words[core]:
+            raise ModelError(f"no per-neuron word {name!r} in these tables; they keep {', '.join(self._words[core])}")
+        return self._words[core][name].copy()
+
+    def words(self, core: int) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self._words[core].items()}
 
     def dirty(self, core: int) -> np.ndarray:
         return self._dirty[core].copy()
+
+    def live(self, core: int) -> np.ndarray:
+        return self._live[core].copy()
 
     def _assemble(self, name: str, state: list[np.ndarray]) -> np.ndarray:
         md = self.tables.metadata
@@ -156,20 +232,30 @@ class Model:
 
     def activation(self, name: str) -> np.ndarray:
         """(C, H, W) `sent` of a layer, assembled from its populations."""
-        return self._assemble(name, self._sent)
+        return self._assemble(name, [w["sent"] for w in self._words])
 
     def accumulator(self, name: str) -> np.ndarray:
         """(C, H, W) `acc` of a layer, assembled from its populations."""
         return self._assemble(name, self._acc)
+
+    def layer_word(self, name: str, word: str) -> np.ndarray:
+        """(C, H, W) of any per-neuron word of a layer (u, v, ref, bias of lif layers...)."""
+        if word not in self._words[0]:
+            raise ModelError(f"no per-neuron word {word!r} in these tables; they keep {', '.join(self._words[0])}")
+        return self._assemble(name, [w[word] for w in self._words])
 
     def output_state(self) -> np.ndarray:
         return self.activation(self.tables.metadata["output"])
 
     # -- one frame -------------------------------------------------------------------------
     def run_frame(self, events) -> FrameResult:
+        """One time step: the input events are delivered, then every layer is evaluated (in
+        order, each layer's events delivered before the next; pipelined: in reverse order, so
+        they are seen one step later)."""
         ev = event_columns(events)
         n_cores = self.cfg.n_cores
         self._cnt = {k: np.zeros(n_cores, dtype=np.int64) for k in MODEL_COUNTERS}
+        self._evaluations = np.zeros(n_cores, dtype=np.int64)
         self._out: list[dict] = []
         x, y, c, d = ev["x"], ev["y"], ev["c"], ev["d"]
         ok = (x >= 0) & (x < self.in_w) & (y >= 0) & (y < self.in_h) & (c >= 0) & (c < self.in_c)
@@ -177,48 +263,64 @@ class Model:
         input_packets = len(packets["dest"])
         self._deliver(packets)
         layer_spikes = np.zeros(self.n_layers, dtype=np.int64)
-        spikes = []
-        for layer in range(self.n_layers):
-            batch, fired = [], []
-            for ci, core in enumerate(self.cores):
-                for k in np.flatnonzero(core.pop["layer"][:core.pop_count] == layer):
-                    sx, sy, sc, sd = self._evaluate(ci, core, int(k))
-                    if len(sd) == 0:
-                        continue
-                    self._cnt["spikes"][ci] += len(sd)
-                    fired.append(dict(x=sx, y=sy, c=sc, d=sd))
-                    base, count = int(core.pop["peg_base"][k]), int(core.pop["peg_count"][k])
-                    entries = {f: v[base:base + count] for f, v in core.peg.items()}
-                    pk = self._peg(entries, sx, sy, sc, sd, src_core=ci)
-                    batch.append(pk)
-            # Drain: every packet of this layer's spikes is delivered before the next layer.
-            self._deliver(_concat(batch, _PACKET_FIELDS))
-            f = _concat(fired, ("x", "y", "c", "d"))
-            arr = np.zeros(len(f["d"]), dtype=EVENT_DTYPE)
-            for name in ("x", "y", "c", "d"):
-                arr[name] = f[name]
-            spikes.append(arr)
-            layer_spikes[layer] = len(arr)
+        spikes = [np.zeros(0, dtype=EVENT_DTYPE)] * self.n_layers
+        order = range(self.n_layers - 1, -1, -1) if self.tables.pipelined else range(self.n_layers)
+        for layer in order:
+            spikes[layer] = self._evaluate_layer(layer)
+            layer_spikes[layer] = len(spikes[layer])
+        self.step += 1
         o = _concat(self._out, ("x", "y", "c", "d", "tag"))
         out = np.zeros(len(o["d"]), dtype=OUT_DTYPE)
         for name in OUT_DTYPE.names:
             out[name] = o[name]
-        return FrameResult(out, layer_spikes, spikes, self._cnt, int((~ok).sum()), input_packets)
+        return FrameResult(out, layer_spikes, spikes, self._cnt, int((~ok).sum()), input_packets,
+                           self._evaluations.copy())
+
+    def _evaluate_layer(self, layer: int) -> np.ndarray:
+        """Evaluate every population of a layer, then deliver its events (the drain)."""
+        batch, fired = [], []
+        for ci, core in enumerate(self.cores):
+            for k in np.flatnonzero(core.pop["layer"][:core.pop_count] == layer):
+                sx, sy, sc, sd = self._evaluate(ci, core, int(k))
+                if len(sd) == 0:
+                    continue
+                self._cnt["spikes"][ci] += len(sd)
+                fired.append(dict(x=sx, y=sy, c=sc, d=sd))
+                base, count = int(core.pop["peg_base"][k]), int(core.pop["peg_count"][k])
+                entries = {f: v[base:base + count] for f, v in core.peg.items()}
+                batch.append(self._peg(entries, sx, sy, sc, sd, src_core=ci))
+        self._deliver(_concat(batch, _PACKET_FIELDS))
+        f = _concat(fired, ("x", "y", "c", "d"))
+        arr = np.zeros(len(f["d"]), dtype=EVENT_DTYPE)
+        for name in ("x", "y", "c", "d"):
+            arr[name] = f[name]
+        return arr
+
+    def _resets(self, layer: int) -> bool:
+        """Lava's LIFReset: layer i's u, v, ref are cleared at steps t == i (mod reset_interval)."""
+        r = self.tables.reset_interval
+        return bool(r) and self.step % r == layer % r
 
     def _evaluate(self, ci: int, core: _Core, k: int):
-        """Evaluate the dirty neurons of population k: returns the spikes (x, y, c, d)."""
+        """Evaluate the dirty and live neurons of population k: returns its events (x, y, c, d)."""
         p = core.pop
         nb, x0, y0, tw, th, c0, cc = (int(p[f][k]) for f in ("nbase", "x0", "y0", "tw", "th", "c0", "cc"))
-        dirty = self._dirty[ci]
-        local = np.flatnonzero(dirty[nb:nb + tw * th * cc])
+        neuron, act = core.neurons[k]
+        span = slice(nb, nb + tw * th * cc)
+        local = np.flatnonzero(self._dirty[ci][span] | self._live[ci][span])
         idx = nb + local
-        dirty[idx] = False
-        acc, sent = self._acc[ci], self._sent[ci]
-        a = arith.requantize(acc[idx], int(p["mult"][k]), int(p["shift"][k]), int(p["lo"][k]), int(p["hi"][k]))
-        fire = arith.fires(a, sent[idx], self.threshold)
-        idx, local, a = idx[fire], local[fire], a[fire]
-        d = a - sent[idx]
-        sent[idx] = a
+        self._dirty[ci][idx] = False
+        self._evaluations[ci] += len(idx)
+        words = self._words[ci]
+        state = {w: words[w][idx] for w in neuron.words}
+        if self._resets(int(p["layer"][k])):
+            state = arith.clear_state(neuron, state)
+        state, values = arith.step(neuron, state, self.cfg.acc_bits, act, self.threshold)
+        for w, v in state.items():
+            words[w][idx] = v
+        self._live[ci][idx] = arith.live(neuron, state)
+        sent = values != 0
+        local, d = local[sent], values[sent]
         pix = local // cc
         return x0 + pix % tw, y0 + pix // tw, c0 + local % cc, d
 
@@ -240,11 +342,12 @@ class Model:
         geo = (kind == Kind.CONV) | (kind == Kind.DW)
         c_in = c[:, None] + e["chan_off"][None]
         valid = (kind != Kind.DW) | ((e["c0"][None] <= c_in) & (c_in <= e["c1"][None]))
-        s_log2 = e["s_log2"][None]
         axes = {}
-        for ax, pos, a0, a1 in (("x", x, e["x0"], e["x1"]), ("y", y, e["y0"], e["y1"])):
-            pu = (pos[:, None] << e["up_log2"][None]) + e["pad"][None]
-            lo = np.maximum((pu - e["k"][None] + (1 << s_log2)) >> s_log2, a0[None])
+        for ax, pos, a0, a1, kf, sf, pf in (("x", x, e["x0"], e["x1"], "k", "s_log2", "pad"),
+                                            ("y", y, e["y0"], e["y1"], "k_y", "s_log2_y", "pad_y")):
+            s_log2 = e[sf][None]
+            pu = (pos[:, None] << e["up_log2"][None]) + e[pf][None]
+            lo = np.maximum((pu - e[kf][None] + (1 << s_log2)) >> s_log2, a0[None])
             hi = np.minimum(pu >> s_log2, a1[None])
             valid &= ~geo | (lo <= hi)
             axes[ax] = (np.where(geo, lo - a0[None], pos[:, None]), np.where(geo, hi - lo + 1, 1),
@@ -279,8 +382,8 @@ class Model:
                 self._cnt["dropped"][core] += len(sel)
                 continue
             self._esu(core, syn, {k: v[sel] for k, v in pk.items()})
-        for core in range(n_cores):
-            self._acc[core] = arith.wrap(self._acc[core], self.cfg.acc_bits)
+        for words in self._words:
+            words["acc"] = arith.wrap(words["acc"], self.cfg.acc_bits)
 
     def _esu(self, ci: int, syn: int, pk: dict) -> None:
         core = self.cores[ci]
@@ -298,14 +401,14 @@ class Model:
             self._esu_window(ci, core, ds, {k: v[s0:s0 + step] for k, v in pk.items()})
 
     def _esu_window(self, ci: int, core: _Core, ds: dict, pk: dict) -> None:
-        s = 1 << ds["s_log2"]
-        k, cc, tw, nbase, wbase = ds["k"], ds["cc"], ds["tw"], ds["nbase"], ds["wbase"]
+        sx, sy = 1 << ds["s_log2"], 1 << ds["s_log2_y"]
+        kw, kh, cc, tw, nbase, wbase = ds["k"], ds["k_y"], ds["cc"], ds["tw"], ds["nbase"], ds["wbase"]
         ny_max, nx_max = int(pk["ny"].max()), int(pk["nx"].max())
         j = np.arange(ny_max)[None, :, None]
         i = np.arange(nx_max)[None, None, :]
         p, jj, ii = np.nonzero((j < pk["ny"][:, None, None]) & (i < pk["nx"][:, None, None]))
         pix = (pk["y"][p] + jj) * tw + pk["x"][p] + ii
-        kyp, kxp = pk["ky"][p] - jj * s, pk["kx"][p] - ii * s
+        kyp, kxp = pk["ky"][p] - jj * sy, pk["kx"][p] - ii * sx
         d, c = pk["d"][p], pk["c"][p]
         acc, dirty, n_mem = self._acc[ci], self._dirty[ci], self.cfg.neurons_per_core
         w_mem = len(core.weights)
@@ -314,11 +417,11 @@ class Model:
             neuron = nbase + pix * cc + co
             part = (co >= 0) & (co < cc)   # a DW packet for a channel outside the part: dropped
             self._cnt["dropped"][ci] += int((~part).sum())
-            self._pairs_guarded(ci, core, ds, neuron[part], (wbase + (co * k + kyp) * k + kxp)[part], d[part])
+            self._pairs_guarded(ci, core, ds, neuron[part], (wbase + (co * kh + kyp) * kw + kxp)[part], d[part])
             return
         # CONV: every position carries cc pairs (one per output channel of the part).
         first = nbase + pix * cc
-        row = (c * k + kyp) * k + kxp
+        row = (c * kh + kyp) * kw + kxp
         in_range = first.min() >= 0 and first.max() + cc <= n_mem
         if not ds["wconst"]:
             in_range = in_range and row.min() >= 0 and wbase + (row.max() + 1) * cc <= w_mem
@@ -333,6 +436,7 @@ class Model:
         else:
             wm = core.weights[wbase:wbase + (int(row.max()) + 1) * cc].reshape(-1, cc)
             vals = (wm[row] * d[:, None]).reshape(-1)
+        vals = vals << np.int64(ds["wshift"])
         targets = (first[:, None] + co).reshape(-1)
         np.add.at(acc, targets, vals)
         dirty[targets] = True
@@ -346,7 +450,7 @@ class Model:
         self._cnt["dropped"][ci] += int((~ok).sum())
         self._cnt["synops"][ci] += int(ok.sum())
         w = np.full(len(d), ds["wval"], np.int64) if ds["wconst"] else core.weights[np.where(ok, widx, 0)]
-        np.add.at(self._acc[ci], neuron[ok], w[ok] * d[ok])
+        np.add.at(self._acc[ci], neuron[ok], (w[ok] * d[ok]) << np.int64(ds["wshift"]))
         self._dirty[ci][neuron[ok]] = True
 
     def _esu_dense(self, ci: int, core: _Core, ds: dict, pk: dict) -> None:
@@ -367,6 +471,7 @@ class Model:
         else:
             wm = core.weights[wbase:wbase + (int(i.max()) + 1) * cc].reshape(-1, cc)
             total = (wm[i] * d[:, None]).sum(axis=0)
+        total = total << np.int64(ds["wshift"])
         self._cnt["synops"][ci] += len(d) * cc
         acc[nbase:nbase + cc] += total
         dirty[nbase:nbase + cc] = True

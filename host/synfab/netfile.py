@@ -11,6 +11,10 @@ Quantized: {..., "kind": "quantized", "name", "input_name", "input_shape", "inpu
             "output_scale", "input_hi", "output", "params": "net.npz",
             "layers": [{"name", "op", "shape", "mult", "shift", "lo", "hi",
                         "inputs": [{"src", "kind", "k", "stride", "pad", "up", "chan_off", "wconst"}]}]}
+Written only when they differ from their defaults (files of today's networks do not change):
+network "pipelined", "reset_interval", "input_mode", "input_lo"; layer "neuron" (arith.Neuron:
+{"model", ...non-default fields}); connection "k_y", "stride_y", "pad_y", "wshift".  A null lo
+or hi is an open activation bound.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arith import Neuron, NeuronError
 from .ir import OPS, Network, NetworkError, Node, QConnection, QLayer, QNetwork
 from .layouts import Kind
 
@@ -131,21 +136,35 @@ def load(path) -> Network:
 
 
 # ---------------------------------------------------------------------------------------
+# Optional fields and their defaults: written only when a network uses them.
+_NETWORK_OPTIONS = {"pipelined": False, "reset_interval": 0, "input_mode": "levels", "input_lo": 0}
+_CONNECTION_OPTIONS = {"k_y": None, "stride_y": None, "pad_y": None, "wshift": 0}
+
+
+def _options(obj, defaults: dict) -> dict:
+    return {k: getattr(obj, k) for k, default in defaults.items() if getattr(obj, k) != default}
+
+
 def save_q(qnet: QNetwork, path) -> None:
     """Write a quantized network as `path` (JSON) + `path` with .npz (int biases and weights)."""
     layers, arrays = [], {}
     for layer in qnet.layers:
         conns = [{"src": c.src, "kind": c.kind.name, "k": c.k, "stride": c.stride, "pad": c.pad, "up": c.up,
-                  "chan_off": c.chan_off, "wconst": c.wconst} for c in layer.inputs]
-        layers.append({"name": layer.name, "op": layer.op, "shape": list(layer.shape), "mult": layer.mult,
-                       "shift": layer.shift, "lo": layer.lo, "hi": layer.hi, "inputs": conns})
+                  "chan_off": c.chan_off, "wconst": c.wconst, **_options(c, _CONNECTION_OPTIONS)}
+                 for c in layer.inputs]
+        entry = {"name": layer.name, "op": layer.op, "shape": list(layer.shape), "mult": layer.mult,
+                 "shift": layer.shift, "lo": layer.lo, "hi": layer.hi, "inputs": conns}
+        if not layer.neuron.is_default:
+            entry["neuron"] = layer.neuron.to_dict()
+        layers.append(entry)
         arrays[f"{layer.name}/bias"] = np.asarray(layer.bias, dtype=np.int64)
         if layer.weight is not None:
             arrays[f"{layer.name}/weight"] = np.asarray(layer.weight, dtype=np.int8)
     _write(path, {"format": FORMAT, "version": VERSION, "kind": "quantized", "name": qnet.name,
                   "input_name": qnet.input_name, "input_shape": list(qnet.input_shape),
                   "input_scale": qnet.input_scale, "output_scale": qnet.output_scale,
-                  "input_hi": qnet.input_hi, "output": qnet.output, "layers": layers}, arrays)
+                  "input_hi": qnet.input_hi, "output": qnet.output, **_options(qnet, _NETWORK_OPTIONS),
+                  "layers": layers}, arrays)
 
 
 def _weight_shape(layer: QLayer, shapes: dict[str, tuple]) -> tuple | None:
@@ -155,11 +174,11 @@ def _weight_shape(layer: QLayer, shapes: dict[str, tuple]) -> tuple | None:
         return None
     co = layer.shape[0]
     total = max(c.chan_off + shapes[c.src][0] for c in stored)
-    k = stored[0].k
+    kh, kw = stored[0].kh, stored[0].kw
     if stored[0].kind == Kind.CONV:
-        return (co, total, k, k)
+        return (co, total, kh, kw)
     if stored[0].kind == Kind.DW:
-        return (co, 1, k, k)
+        return (co, 1, kh, kw)
     _, h, w = shapes[stored[0].src]
     return (co, total * h * w)
 
@@ -184,14 +203,19 @@ def load_q(path) -> QNetwork:
                 raise NetworkError(f"{where}: input {src!r} is not defined before it")
             conns.append(QConnection(src, Kind[kind], k=cd.get("k", 1), stride=cd.get("stride", 1),
                                      pad=cd.get("pad", 0), up=cd.get("up", 1), chan_off=cd.get("chan_off", 0),
-                                     wconst=cd.get("wconst")))
+                                     wconst=cd.get("wconst"),
+                                     **{k: cd.get(k, default) for k, default in _CONNECTION_OPTIONS.items()}))
         shape = tuple(_field(ld, "shape", where))
         bias = arrays.get(f"{name}/bias")
         if bias is None or bias.shape != (shape[0],):
             raise NetworkError(f"{where}: bias missing or not of shape ({shape[0]},) in the .npz file")
+        try:
+            neuron = Neuron.from_dict(ld.get("neuron", {}))
+        except (NeuronError, TypeError) as e:
+            raise NetworkError(f"{where}: neuron {ld.get('neuron')!r}: {e}") from None
         layer = QLayer(name, shape, conns, bias.astype(np.int64), mult=_field(ld, "mult", where),
                        shift=_field(ld, "shift", where), lo=_field(ld, "lo", where), hi=_field(ld, "hi", where),
-                       op=ld.get("op", ""))
+                       op=ld.get("op", ""), neuron=neuron)
         want = _weight_shape(layer, shapes)
         weight = arrays.get(f"{name}/weight")
         if want is not None:
@@ -206,4 +230,5 @@ def load_q(path) -> QNetwork:
         raise NetworkError(f"{path}: output {output!r} is not a layer of the network")
     return QNetwork(doc.get("name", Path(path).stem), input_name, shapes[input_name], layers, output,
                     input_scale=float(doc.get("input_scale", 1.0)), output_scale=float(doc.get("output_scale", 1.0)),
-                    input_hi=int(doc.get("input_hi", 255)))
+                    input_hi=int(doc.get("input_hi", 255)),
+                    **{k: doc.get(k, default) for k, default in _NETWORK_OPTIONS.items()})

@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import reference
 from .config import FabricConfig
-from .ir import Network, NetworkError, Node, QConnection, QLayer, QNetwork
+from .ir import Network, NetworkError, Node, QConnection, QLayer, QNetwork, pair
 from .layouts import Kind
 
 # Activation ranges of a population: with a fused ReLU, and without one.
@@ -64,13 +64,20 @@ def _pow2_step(node: Node, what: str, value: int) -> int:
     return value
 
 
-def _window(node: Node, k: int, stride: int, pad: int, out_hw: tuple[int, int]) -> tuple[int, int, int]:
-    if k > MAX_KERNEL or pad > MAX_PAD:
-        raise NetworkError(f"layer {node.name!r}: kernel {k} / padding {pad} too large; "
-                           f"the fabric supports kernel <= {MAX_KERNEL} and padding <= {MAX_PAD}")
-    if out_hw == (1, 1):
-        stride = 1  # a single output position never steps: any stride reads the same window
-    return k, _pow2_step(node, "stride", stride), pad
+def _window(node: Node, kernel, stride, padding, out_hw: tuple[int, int]) -> dict:
+    """QConnection geometry keywords (k, stride, pad and, where height differs, the _y ones)."""
+    where = f"layer {node.name!r}: "
+    geo = {}
+    for axis, k, s, p, n_out in zip(("y", "x"), pair(kernel, "kernel", where), pair(stride, "stride", where),
+                                    pair(padding, "padding", where), out_hw):
+        if k > MAX_KERNEL or p > MAX_PAD:
+            raise NetworkError(f"layer {node.name!r}: kernel {kernel} / padding {padding} too large; "
+                               f"the fabric supports kernel <= {MAX_KERNEL} and padding <= {MAX_PAD}")
+        if n_out == 1:
+            s = 1  # a single output position never steps: any stride reads the same window
+        suffix = "_y" if axis == "y" else ""
+        geo.update({f"k{suffix}": k, f"stride{suffix}": _pow2_step(node, "stride", s), f"pad{suffix}": p})
+    return geo
 
 
 def _read_concat(node: Node, view: _View) -> tuple[_Seg, ...]:
@@ -124,15 +131,14 @@ def lower(net: Network) -> QNetwork:
         conns: list[QConnection] = []
         if node.op == "conv":
             c_in = net.nodes[node.inputs[0]].shape[0]
-            k, s, p = _window(node, a["kernel"], a.get("stride", 1), a.get("padding", 0), (ho, wo))
+            geo = _window(node, a["kernel"], a.get("stride", 1), a.get("padding", 0), (ho, wo))
             kind = Kind.DW if a.get("groups", 1) == c_in > 1 else Kind.CONV
-            conns = [QConnection(g.src, kind, k=k, stride=s, pad=p, chan_off=g.chan_off) for g in read(node, ins[0])]
+            conns = [QConnection(g.src, kind, chan_off=g.chan_off, **geo) for g in read(node, ins[0])]
         elif node.op == "dense":
             conns = [QConnection(g.src, Kind.DENSE, chan_off=g.chan_off) for g in read(node, ins[0], dense=True)]
         elif node.op in ("sumpool", "avgpool"):
-            k, s, p = _window(node, a["kernel"], a.get("stride") or a["kernel"], a.get("padding", 0), (ho, wo))
-            conns = [QConnection(g.src, Kind.DW, k=k, stride=s, pad=p, chan_off=g.chan_off, wconst=1)
-                     for g in read(node, ins[0])]
+            geo = _window(node, a["kernel"], a.get("stride") or a["kernel"], a.get("padding", 0), (ho, wo))
+            conns = [QConnection(g.src, Kind.DW, chan_off=g.chan_off, wconst=1, **geo) for g in read(node, ins[0])]
         elif node.op == "upsample":
             u = _pow2_step(node, "upsampling scale", a["scale"])
             # Nearest upsampling = zero insertion by u, then a u x u box of ones (DESIGN.md).
@@ -167,11 +173,12 @@ def lower(net: Network) -> QNetwork:
 
 # ---------------------------------------------------------------------------------------
 # Float forward (numpy), the meaning of the float graph
-def _windows(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
-    """(N, C, H, W) -> (N, C, Ho, Wo, K, K) windows of the zero-padded input."""
-    if pad:
-        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+def _windows(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """(N, C, H, W) -> (N, C, Ho, Wo, KH, KW) windows of the zero-padded input."""
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(padding)
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
 
 
 def _float_node(node: Node, ins: list[np.ndarray]) -> np.ndarray:
@@ -195,7 +202,8 @@ def _float_node(node: Node, ins: list[np.ndarray]) -> np.ndarray:
     if node.op in ("sumpool", "avgpool"):
         k = a["kernel"]
         y = _windows(x, k, a.get("stride") or k, a.get("padding", 0)).sum(axis=(4, 5))
-        return y / (k * k) if node.op == "avgpool" else y
+        kh, kw = pair(k)
+        return y / (kh * kw) if node.op == "avgpool" else y
     if node.op == "add":
         return ins[0] + ins[1]
     if node.op == "concat":
@@ -351,7 +359,8 @@ def quantize(net: Network, calib, input_scale: float | None = None, cfg: FabricC
             for conn, wc in zip(layer.inputs, wconsts):
                 conn.wconst = wc
             if node.op == "avgpool":
-                acc_scale /= node.attrs["kernel"] ** 2   # the sum of k*k inputs, worth their mean
+                kh, kw = pair(node.attrs["kernel"])
+                acc_scale /= kh * kw                     # the sum of kh*kw inputs, worth their mean
 
         bias = node.params.get("bias")
         if bias is not None:

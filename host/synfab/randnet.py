@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import arith
 from .config import FabricConfig
 from .errors import SynfabError
 from .ir import QConnection, QLayer, QNetwork
@@ -25,6 +26,8 @@ from .mapper import STRATEGIES, MappingError, map_network
 
 BLOCKS = ("conv", "conv_s2", "tconv", "dw", "pw", "sumpool", "avgpool", "upsample", "add", "concat",
           "dense", "dense_concat")
+# Drawn only when asked for (BLOCKS keeps its draws: seeded co-simulation cases stay the same).
+EXTRA_BLOCKS = ("rect", "rect_pool")
 
 
 class _Source:
@@ -109,9 +112,30 @@ class _Builder:
         conn = QConnection(cur, Kind.CONV, k=k, stride=s, pad=pad, up=up)
         return self.add_layer(op, (co, ho, wo), [conn], wt, c * k * k / (up * up), rms, self.mag[cur])
 
+    def rect(self, cur: str, pool: bool):
+        """A rectangular conv (or sum pool): kernel, stride and padding differ between the axes."""
+        src, (c, h, w) = self.src, self.shapes[cur]
+        kmax = min(self.kmax, 5)
+        kh, kw = src.int(1, kmax), src.int(1, kmax)
+        sh, sw = src.pick([1, 2]), src.pick([1, 2])
+        ph, pw = src.int(0, kh - 1), src.int(0, kw - 1)
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if min(ho, wo) < 1:
+            return None
+        geo = dict(k=kw, stride=sw, pad=pw, k_y=kh, stride_y=sh, pad_y=ph)
+        if pool:
+            return self.add_layer("rpool", (c, ho, wo), [QConnection(cur, Kind.DW, wconst=1, **geo)], None,
+                                  kh * kw, 1, self.mag[cur])
+        co = self.src.int(1, self.max_c)
+        wt, rms = self.weights((co, c, kh, kw))
+        return self.add_layer("rconv", (co, ho, wo), [QConnection(cur, Kind.CONV, **geo)], wt, c * kh * kw, rms,
+                              self.mag[cur])
+
     def block(self, kind: str, cur: str):
         src = self.src
         c, h, w = self.shapes[cur]
+        if kind in ("rect", "rect_pool"):
+            return self.rect(cur, kind == "rect_pool")
         if kind in ("conv", "conv_s2"):
             k = src.pick([kk for kk in (1, 3, 5) if kk <= self.kmax])
             return self.conv(cur, k, 2 if kind == "conv_s2" else 1, src.int(0, min(k - 1, 2)))
@@ -223,9 +247,9 @@ def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30, si
     depth; it shrinks when a network does not map.  A kind listed twice in `kinds` is drawn twice
     as often."""
     src = _Source(source)
-    unknown = set(kinds) - set(BLOCKS)
+    unknown = set(kinds) - set(BLOCKS + EXTRA_BLOCKS)
     if unknown:
-        raise SynfabError(f"unknown block kinds {sorted(unknown)}; known: {', '.join(BLOCKS)}")
+        raise SynfabError(f"unknown block kinds {sorted(unknown)}; known: {', '.join(BLOCKS + EXTRA_BLOCKS)}")
     for attempt in range(tries):
         # The last tries build a single pointwise conv on a tiny input: it fits any fabric.
         last = attempt >= tries - 2
@@ -238,10 +262,100 @@ def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30, si
     raise SynfabError(f"no random network fitting fabric {cfg.name!r} in {tries} tries; the fabric is too small")
 
 
+# -- neuron models and time -----------------------------------------------------------------------
+def _typical_acc(layer: QLayer) -> float:
+    """The accumulator magnitude the builder sized the layer's requantization for (a third of hi)."""
+    hi = layer.hi if layer.hi is not None else 255
+    return max(1.0, (hi / 3.0) * (1 << layer.shift) / max(1, layer.mult))
+
+
+def _random_sigma_delta(src: _Source, layer: QLayer, cfg: FabricConfig) -> QLayer:
+    neuron = arith.Neuron("sigma_delta", theta=src.pick([0, 0, 1, 2, 5]), msg_shift=src.pick([0, 0, 1, 2]))
+    out = replace(layer, neuron=neuron)
+    if src.flag(0.3):       # Lava's bounds: ReLU without an upper clamp, or no clamp at all
+        mult = min(layer.mult, 1 << layer.shift)
+        opened = replace(out, mult=mult, lo=0 if layer.lo == 0 else None, hi=None)
+        act = arith.Activation(opened.mult, opened.shift, opened.lo, opened.hi)
+        if arith.event_bound(neuron, act, cfg.acc_bits) < 1 << (cfg.event_bits - 1):
+            out = opened
+    return out
+
+
+def _random_if(src: _Source, layer: QLayer, cfg: FabricConfig) -> QLayer:
+    theta = max(1, int(_typical_acc(layer) * src.pick([0.3, 1.0, 3.0])))
+    neuron = arith.Neuron("if", theta=theta, fire_gt=src.flag(), reset_to=src.pick([None, None, 0, -theta // 2]),
+                          v_min=src.pick([None, None, -2 * theta, 0]))
+    multi = neuron.with_(multi_spike=True)
+    if src.flag() and arith.event_bound(multi, arith.Activation(), cfg.acc_bits) < 1 << (cfg.event_bits - 1):
+        neuron = multi
+    return replace(layer, neuron=neuron)
+
+
+def _random_lif(src: _Source, layer: QLayer, model: str) -> QLayer:
+    # Inputs may be spikes (1) rather than sigma-delta changes: thresholds from a fraction of the
+    # typical accumulator up, and a bias on the voltage's scale (<< 6) so that layers fire.
+    theta = int(min(arith.LOIHI_VTH_MAX, max(1, _typical_acc(layer) * src.pick([0.02, 0.2, 1.0]))))
+    decays = [0, 1, 410, 1024, 4095, 4096]
+    kw = dict(theta=theta, dv=src.pick(decays), refractory=src.pick([0, 0, 1, 3]))
+    if model == "cuba_lif":
+        kw["du"] = src.pick(decays)
+    bias = np.asarray(layer.bias, dtype=np.int64) << src.pick([0, 6])
+    return replace(layer, neuron=arith.Neuron(model, **kw), bias=bias)
+
+
+def with_random_neurons(source, qnet: QNetwork, cfg: FabricConfig, models=arith.MODELS) -> QNetwork:
+    """qnet with a random neuron model (and random parameters) per layer, random timing (pipelined or
+    not, a reset interval) and input mode (levels or events)."""
+    src = _Source(source)
+    layers = []
+    for layer in qnet.layers:
+        model = src.pick(list(models))
+        if model == "sigma_delta":
+            layers.append(_random_sigma_delta(src, layer, cfg))
+        elif model == "if":
+            layers.append(_random_if(src, layer, cfg))
+        else:
+            layers.append(_random_lif(src, layer, model))
+    for layer in layers:        # weights beyond int8: multiples of 2**wshift
+        layer.inputs = [replace(c, wshift=src.pick([0, 0, 0, 1, 3])) for c in layer.inputs]
+    return replace(qnet, layers=layers, pipelined=src.flag(), reset_interval=src.pick([0, 0, 2, 3, 5]),
+                   input_mode=src.pick(["levels", "levels", "events", "spikes"]))
+
+
+NEURON_KINDS = BLOCKS + EXTRA_BLOCKS + ("rect",)
+
+
+def random_neuron_qnetwork(source, cfg: FabricConfig, models=arith.MODELS, size: int = 2,
+                           kinds=NEURON_KINDS) -> QNetwork:
+    """A random network (rectangular layers included) of random neuron models that maps onto cfg
+    (see with_random_neurons)."""
+    src = _Source(source)
+    for _ in range(10):
+        qnet = with_random_neurons(src, random_qnetwork(src, cfg, kinds, size=size), cfg, models)
+        try:
+            map_network(qnet, cfg)
+            return qnet
+        except MappingError:
+            continue
+    raise SynfabError(f"no random neuron network fitting fabric {cfg.name!r}; the fabric's events are too narrow")
+
+
+def random_frames(qnet: QNetwork, rng: np.random.Generator, steps: int, change: float = 0.3) -> np.ndarray:
+    """(steps, C, H, W) input frames: levels that change in a fraction of places, or sparse events."""
+    if qnet.input_mode in ("events", "spikes"):
+        x = rng.integers(qnet.input_lo, qnet.input_hi + 1, size=(steps, *qnet.input_shape))
+        return np.where(rng.random(x.shape) < change, x, 0).astype(np.int64)
+    frames, prev = [], None
+    for _ in range(steps):
+        prev = random_input(qnet, rng, prev, change)
+        frames.append(prev)
+    return np.stack(frames)
+
+
 def random_input(qnet: QNetwork, rng: np.random.Generator, prev: np.ndarray | None = None,
                  change: float = 1.0) -> np.ndarray:
     """A random input activation; with prev, only a fraction `change` of the values differ from it."""
-    x = rng.integers(0, qnet.input_hi + 1, size=qnet.input_shape).astype(np.int64)
+    x = rng.integers(qnet.input_lo, qnet.input_hi + 1, size=qnet.input_shape).astype(np.int64)
     if prev is None or change >= 1.0:
         return x
     keep = rng.random(qnet.input_shape) >= change

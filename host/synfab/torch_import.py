@@ -17,7 +17,7 @@ from .ir import UNSUPPORTED_HINT, Network, NetworkError, Node
 
 
 def _pair(value, what: str, name: str) -> int:
-    """An int from an int or an (a, a) pair; rectangular settings are not supported."""
+    """An int from an int or an (a, a) pair (dilation, upsampling: rectangular ones are not supported)."""
     if isinstance(value, (tuple, list)):
         if len(set(value)) != 1:
             raise NetworkError(f"layer {name!r}: rectangular {what} {tuple(value)} is not supported; "
@@ -28,6 +28,17 @@ def _pair(value, what: str, name: str) -> int:
     if not isinstance(value, int):
         raise NetworkError(f"layer {name!r}: {what} {value!r} is not supported; use an integer")
     return value
+
+
+def _hw(value, what: str, name: str):
+    """Kernel, stride or padding as the IR takes it: an int when height and width agree (so
+    square layers read exactly as before), else [h, w]."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise NetworkError(f"layer {name!r}: {what} {tuple(value)} must be an int or (height, width)")
+        h, w = (_pair(v, what, name) for v in value)
+        return h if h == w else [h, w]
+    return _pair(value, what, name)
 
 
 def _bind(fn, args, kwargs) -> dict:
@@ -93,15 +104,16 @@ class _Importer:
         if m.padding_mode != "zeros" or _pair(m.dilation, "dilation", name) != 1:
             raise NetworkError(f"layer {name!r}: Conv2d with padding_mode={m.padding_mode!r} / dilation "
                                f"{m.dilation} is not supported; use zero padding and dilation 1")
-        k = _pair(m.kernel_size, "kernel", name)
-        stride = _pair(m.stride, "stride", name)
+        k = _hw(m.kernel_size, "kernel", name)
+        stride = _hw(m.stride, "stride", name)
         pad = m.padding
         if isinstance(pad, str):
-            if pad == "same" and k % 2 == 0:
+            kh, kw = (k, k) if isinstance(k, int) else k
+            if pad == "same" and (kh % 2 == 0 or kw % 2 == 0):
                 raise NetworkError(f"layer {name!r}: padding='same' with an even kernel is asymmetric; "
                                    f"use an explicit padding")
-            pad = 0 if pad == "valid" else (k - 1) // 2
-        pad = _pair(pad, "padding", name)
+            pad = 0 if pad == "valid" else [(kh - 1) // 2, (kw - 1) // 2]
+        pad = _hw(pad, "padding", name)
         weight = m.weight.detach().cpu().double().numpy()
         bias = (m.bias.detach().cpu().double().numpy() if m.bias is not None
                 else np.zeros(m.out_channels))
@@ -134,9 +146,9 @@ class _Importer:
 
     def avgpool(self, name: str, x: str, kernel, stride, padding, ceil_mode, divisor_override) -> None:
         self.need_rank(x, 4, name, "AvgPool2d")
-        k = _pair(kernel, "kernel", name)
-        s = _pair(stride, "stride", name) if stride not in (None, ()) else k
-        if _pair(padding, "padding", name) != 0 or ceil_mode or divisor_override is not None:
+        k = _hw(kernel, "kernel", name)
+        s = _hw(stride, "stride", name) if stride not in (None, ()) else k
+        if _hw(padding, "padding", name) != 0 or ceil_mode or divisor_override is not None:
             raise NetworkError(f"layer {name!r}: AvgPool2d with padding, ceil_mode or divisor_override is not "
                                f"supported; use padding=0, ceil_mode=False")
         self.add(name, "avgpool", [x], {"kernel": k, "stride": s})

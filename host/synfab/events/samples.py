@@ -43,6 +43,10 @@ ARCHIVES = {
     "aermanager-0.3.0": Archive(
         f"{PYPI_FILES}/53/2d/196b1145d85dee20ac35faf3c10e80cb4a081f39a3a06511f90734dcc8ac/aermanager-0.3.0.tar.gz",
         "954356d8bab45033eea1bd0de800079bc5c7a74760c7d7b8bc8300b1df14d683"),
+    # lava-dl's wheel ships its netx test vectors (synfab.netx_vectors); never installed.
+    "lava-dl-0.6.0": Archive(
+        f"{PYPI_FILES}/a9/a0/5af9abb1d60468a146561dd3c08d8351513e9d4195a63be04ea02f1a09f3/lava_dl-0.6.0-py3-none-any.whl",
+        "bcb448f2bb85dc0da4b4dbbbae16543d2a978c1da7279acc522ad621fc68c437"),
 }
 
 SAMPLES = {

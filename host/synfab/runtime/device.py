@@ -28,6 +28,7 @@ class FrameOutput:
     layer_spikes: np.ndarray                # spikes per evaluation step
     counters: dict = field(default_factory=dict)   # this frame's global counters + 'cores' list
     cycles: int | None = None               # clock cycles of this frame, where known
+    evaluations: np.ndarray | None = None   # neurons evaluated per core (the golden model counts them)
 
     def sorted_events(self) -> np.ndarray:
         return np.sort(self.events, order=["tag", "c", "y", "x", "d"])
@@ -50,6 +51,16 @@ def stream_columns(events: dict, event_bits: int) -> dict:
         raise DeviceError(f"input event: d={int(bad[0])} does not fit the fabric's {event_bits}-bit events "
                           f"({-top}..{top - 1}); scale the input down")
     return cols
+
+
+def check_fabric_runs(tables, backend: str) -> None:
+    """DeviceError (one line) when the tables need what the gateware does not run yet (extended
+    tables, layout version 2): such bundles run on the model backend only."""
+    features = tables.extended_features
+    if tables.version != LAYOUT_VERSION or features:
+        shown = "; ".join(features[:4]) + (f"; and {len(features) - 4} more" if len(features) > 4 else "")
+        raise DeviceError(f"{backend}: the fabric does not support yet: {shown or f'table layout version {tables.version}'}"
+                          f" (table layout version {tables.version}); run this bundle with --backend model")
 
 
 def events_array(x, y, c, d) -> dict:
@@ -168,6 +179,7 @@ class RegisterDevice(Device):
 
     # -- Device API -------------------------------------------------------------------------
     def load(self, tables) -> None:
+        check_fabric_runs(tables, self.name)
         if tables.cfg != self.cfg:
             raise DeviceError(f"{self.name}: bundle was compiled for fabric {tables.cfg.name!r} "
                               f"(crc {tables.cfg.crc():#010x}) but the device is {self.cfg.name!r} "

@@ -40,10 +40,11 @@ class ModelDevice(Device):
         # As the fabric counts: every event beat received, in range or not.
         counters = {"frames": 1, "events_in": len(cols["x"]),
                     "events_out": len(r.events), "input_dropped": r.input_dropped, "cores": cores}
-        return FrameOutput(events=r.events, layer_spikes=r.layer_spikes, counters=counters)
+        return FrameOutput(events=r.events, layer_spikes=r.layer_spikes, counters=counters,
+                           evaluations=r.evaluations)
 
     def read_state(self) -> list[dict]:
+        """Per core every per-neuron word over the neurons in use (acc, sent; v2: u, v, ref, bias)."""
         self._need_tables()
         n = [ct.neurons_used for ct in self.tables.cores]
-        return [{"acc": self.model.acc(c)[:n[c]], "sent": self.model.sent(c)[:n[c]]}
-                for c in range(self.cfg.n_cores)]
+        return [{k: v[:n[c]] for k, v in self.model.words(c).items()} for c in range(self.cfg.n_cores)]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SynfabError
+from ..model import frame_events
 from .check import MismatchError, check_frame  # noqa: F401  (MismatchError: part of this module's API)
 from .device import Device, events_array
 
@@ -22,6 +23,10 @@ def input_deltas(prev: np.ndarray, cur: np.ndarray) -> dict:
     diff = cur.astype(np.int64) - prev.astype(np.int64)
     c, y, x = np.nonzero(diff)
     return events_array(x, y, c, diff[c, y, x])
+
+
+def _as_dict(events) -> dict:
+    return events_array(events["x"], events["y"], events["c"], events["d"])
 
 
 def output_info(tables) -> tuple[str, tuple, int]:
@@ -40,6 +45,8 @@ class StreamResult:
     cycles: int | None = None
     wall_s: float = 0.0
     layer_spikes: np.ndarray | None = None
+    layer_spikes_per_step: list = field(default_factory=list)    # per frame: spikes per layer
+    evaluations_per_step: list = field(default_factory=list)     # per frame: neurons evaluated (model)
     checked: bool = False
 
     def predictions(self) -> np.ndarray:
@@ -78,6 +85,7 @@ def stream(device: Device, frames, check: bool = False, progress: bool = False,
         from tqdm import tqdm
         it = tqdm(frames, desc=f"{device.name}", unit="frame", leave=False)
     res = StreamResult(checked=check)
+    mode = tables.input_mode
     prev = np.zeros(in_shape, dtype=np.int64)
     out = np.zeros(out_shape, dtype=np.int64)
     t0 = time.perf_counter()
@@ -86,7 +94,7 @@ def stream(device: Device, frames, check: bool = False, progress: bool = False,
         if frame.shape != in_shape:
             raise SynfabError(f"frame {t} has shape {frame.shape} but the network input is {in_shape}; "
                               f"crop/downsample the input to {in_shape[2]}x{in_shape[1]} with {in_shape[0]} channel(s)")
-        ev = input_deltas(prev, frame)
+        ev = input_deltas(prev, frame) if mode == "levels" else _as_dict(frame_events(None, frame, mode))
         prev = frame.astype(np.int64)
         fo = device.run_frame(ev)
         if golden is not None:
@@ -103,6 +111,9 @@ def stream(device: Device, frames, check: bool = False, progress: bool = False,
         if fo.cycles is not None:
             res.cycles = (res.cycles or 0) + fo.cycles
         res.layer_spikes = fo.layer_spikes if res.layer_spikes is None else res.layer_spikes + fo.layer_spikes
+        res.layer_spikes_per_step.append(np.asarray(fo.layer_spikes).tolist())
+        if fo.evaluations is not None:
+            res.evaluations_per_step.append(int(np.sum(fo.evaluations)))
         if on_frame:
             on_frame(t, fo, out)
     res.wall_s = time.perf_counter() - t0
