@@ -39,7 +39,7 @@ from litex.gen.fhdl.verilog import convert
 from litex.soc.interconnect.axi import AXILiteInterface
 
 from synfab.config import FabricConfig
-from synfab.layouts import RegisterMap, esu_desc, neuron_state, peg_entry, pop_desc
+from synfab.layouts import FABRIC_LAYOUT_VERSION, RegisterMap, esu_desc, neuron_state, peg_entry, pop_desc
 
 from .soc import toolchain as tc
 
@@ -269,10 +269,12 @@ def fabric_fmax(cfg: FabricConfig, quiet: bool = True) -> dict:
 
 
 def table_bits(cfg: FabricConfig) -> dict:
-    """Bits of every table and state memory of one core (entries x layout width)."""
-    return {"peg": cfg.peg_entries_per_core * peg_entry(cfg).width,
-            "esu": cfg.esu_descriptors_per_core * esu_desc(cfg).width,
-            "pop": cfg.populations_per_core * pop_desc(cfg).width,
+    """Bits of every table and state memory of one core (entries x layout width, the layouts the
+    fabric decodes)."""
+    v = FABRIC_LAYOUT_VERSION
+    return {"peg": cfg.peg_entries_per_core * peg_entry(cfg, v).width,
+            "esu": cfg.esu_descriptors_per_core * esu_desc(cfg, v).width,
+            "pop": cfg.populations_per_core * pop_desc(cfg, v).width,
             "weights": cfg.weight_words_per_core * cfg.weight_bits,
             "neuron_state": cfg.neurons_per_core * neuron_state(cfg).width}
 

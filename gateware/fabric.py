@@ -11,8 +11,9 @@ again, then send one beat with eof=1 and TLAST on `.source` and count the frame.
 the input PEG is idle, the mesh counts no packet between its ports, and every core is idle.
 Output beats are the HOST packets leaving the mesh at core 0, as (x, y, c, d, tag=syn).
 
-Registers (RegisterMap): writes saturate each register to its largest meaningful value (reads
-show what the hardware uses). ctrl bit 0 clears every counter, the cores' too, and layer_spikes.
+Registers (RegisterMap of layouts.FABRIC_LAYOUT_VERSION, the table layouts the fabric decodes:
+`version` reads it, `features` the version-2 features it executes, layouts.GATEWARE_FEATURES):
+writes saturate each register to its largest meaningful value (reads show what the hardware uses). ctrl bit 0 clears every counter, the cores' too, and layer_spikes.
 status bit 0 (busy) is set while a frame is being finished or anything is in flight.
 Global counters: cycles (clock cycles since the last clear), frames, events_in (event beats
 received, in range or not), events_out (output event beats sent), input_dropped. Counters wrap
@@ -27,8 +28,8 @@ from litex.soc.interconnect import stream, wishbone
 from migen.genlib.fsm import FSM, NextState, NextValue
 
 from synfab.config import FabricConfig
-from synfab.layouts import (GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_BITS, STREAM_EVENT,
-                            RegisterMap)
+from synfab.layouts import (FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, GATEWARE_STATE_WORDS, GLOBAL_COUNTERS,
+                            ID_MAGIC, STREAM_BITS, STREAM_EVENT, RegisterMap, feature_mask, state_word_bits)
 
 from .common import WishboneSlice, as_signed, decode_targets, pack, unpack
 from .core.core import NeuronCore
@@ -44,7 +45,7 @@ class Fabric(LiteXModule):
     def __init__(self, cfg: FabricConfig, core_factory=NeuronCore):
         """`core_factory(cfg, core_id)` builds each core."""
         self.cfg = cfg
-        self.regmap = regmap = RegisterMap(cfg)
+        self.regmap = regmap = RegisterMap(cfg, FABRIC_LAYOUT_VERSION)
         self.bus = wishbone.Interface(data_width=32, adr_width=regmap.addr_bits - 2, addressing="word")
         self.sink = stream.Endpoint(BEAT)
         self.source = stream.Endpoint(BEAT)
@@ -226,7 +227,8 @@ class Fabric(LiteXModule):
         reading = Signal(name="regs_reading")    # a read being answered (block RAM, then a register)
         self.comb += access.eq(regs_bus.cyc & regs_bus.stb & ~regs_bus.ack & ~regs_bus.err & ~reading)
         read_values = {
-            regmap.regs["id"]: ID_MAGIC, regmap.regs["version"]: LAYOUT_VERSION,
+            regmap.regs["id"]: ID_MAGIC, regmap.regs["version"]: FABRIC_LAYOUT_VERSION,
+            regmap.regs["features"]: feature_mask(GATEWARE_FEATURES),
             regmap.regs["config_crc"]: cfg.crc(), regmap.regs["ctrl"]: 0,
             regmap.regs["status"]: Cat(self.busy),
         }
@@ -269,7 +271,9 @@ class Fabric(LiteXModule):
         """The words a core implements (gaps in its window answer an error)."""
         ranges = [(regmap.core_regs[n], WORD) for n in regmap.core_regs]
         ranges += [(regmap.core_counters[n], WORD) for n in regmap.core_counters]
-        ranges += [(w.base, w.entries * w.stride * WORD) for w in regmap.core_windows.values()]
+        missing = set(state_word_bits(self.cfg, regmap.version)) - set(GATEWARE_STATE_WORDS)
+        ranges += [(w.base, w.entries * w.stride * WORD) for name, w in regmap.core_windows.items()
+                   if name not in missing]
         return Reduce("OR", [self._in_words(adr, core_base + b, s) for b, s in ranges])
 
     def _offset(self, bus, base: int):

@@ -307,7 +307,8 @@ def test_axi_lite_outside_the_map_is_a_clear_error(sim_device, tables):
     rm = RegisterMap(CFG)
     sim = sim_device.sim
     holes = [
-        rm.regs[RegisterMap.GLOBAL_REGS[-1]] + 4,                       # after the last global register
+        max(rm.regs.values()) + 4,                                      # after the last global register
+        rm.core_window(0, "u").addr(0),                                 # a per-neuron word the gateware lacks
         rm.layer_spikes.base + rm.layer_spikes.size,                    # between layer_spikes and input_peg
         rm.input_peg.base + rm.input_peg.size,                          # after the input PEG window
         rm.core_base(0) + max(rm.core_counters.values()) + 4,           # after core 0's counters

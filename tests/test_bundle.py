@@ -83,7 +83,7 @@ def test_words_of_every_window():
     qnet = QNetwork("w", "in", (1, 3, 3), [layer], "c")
     tables = compile_network(qnet, PRESETS["tiny"])
     words = tables_to_words(tables)
-    rm = RegisterMap(tables.cfg)
+    rm = RegisterMap(tables.cfg, tables.version)
     # CONV slice order ((c*K + ky)*K + kx)*cc + co with cc = 1: the kernel in raster order,
     # bytes 01 FF 7F 80 | 02 03 04 05 | FA, weight 4i in bits 7..0.
     assert words[(0, "weights")].reshape(-1).tolist() == [0x807FFF01, 0x05040302, 0x000000FA]
@@ -189,3 +189,38 @@ def test_todays_networks_compile_to_the_same_version_1_bundle_bytes():
     assert tables.version == LAYOUT_VERSION and not tables.extended_features
     assert hashlib.sha256(encode(tables)).hexdigest() == \
         "e24da1b6348f893a865aae1e4ec74ce30aacc8f951722cae1ae8469599907416"
+
+
+def test_version_1_tables_in_the_fabric_layouts_mean_what_version_2_compiles():
+    """The fabric decodes version 2 (layouts.FABRIC_LAYOUT_VERSION); the host writes version-1
+    tables into it with compiler.at_version.  Those entries are exactly what the compiler writes
+    for the same network at version 2: a weight shift on one connection makes the network
+    version 2 and changes nothing but that connection's descriptors' wshift."""
+    from dataclasses import replace
+
+    from synfab.compiler import at_version
+    from synfab.layouts import FABRIC_LAYOUT_VERSION, esu_desc, peg_entry, pop_desc
+    cfg = PRESETS["small"]
+    qnet = random_qnetwork(4, cfg)
+    v1 = compile_network(qnet, cfg)
+    last = qnet.layers[-1]
+    shifted = replace(qnet, layers=qnet.layers[:-1] + [replace(last, inputs=[replace(c, wshift=2)
+                                                                             for c in last.inputs])])
+    v2 = compile_network(shifted, cfg)
+    assert (v1.version, v2.version, FABRIC_LAYOUT_VERSION) == (1, 2, 2)
+    assert v2.extended_features == [f"weight shift (layer {last.name})"] and not v2.unsupported_features
+    pe, ed, pd = peg_entry(cfg, 2), esu_desc(cfg, 2), pop_desc(cfg, 2)
+    assert at_version(pe, v1.input_peg).keys() == v2.input_peg.keys()
+    for a, b in zip(v1.cores, v2.cores):
+        for lay, ta, tb in ((pe, a.peg, b.peg), (pd, a.pop, b.pop)):
+            up = at_version(lay, ta)
+            assert all(np.array_equal(up[k], tb[k]) for k in tb)
+        up = at_version(ed, a.esu)
+        assert all(np.array_equal(up[k], b.esu[k]) for k in b.esu if k != "wshift")
+        assert set(b.esu["wshift"].tolist()) <= {0, 2}
+    # Version-1 tables as the fabric's words: its window widths; only the words sigma-delta uses if asked.
+    words = tables_to_words(v1, 2)
+    assert words[(0, "pop")].shape[1] == pd.words32 and words[(None, "input_peg")].shape[1] == pe.words32
+    assert set(tables_to_words(v1, 2, v1.state_words)) == {k for k in words if k[1] not in ("u", "v", "ref", "bias")}
+    with pytest.raises(ValueError, match="version-2 tables cannot be written as version 1"):
+        tables_to_words(v2, 1)

@@ -21,8 +21,8 @@ from synfab import randnet  # noqa: E402
 from synfab.cosim import frame_events  # noqa: E402
 from synfab.compiler import compile_network, tables_to_words  # noqa: E402
 from synfab.config import PRESETS, FabricConfig  # noqa: E402
-from synfab.layouts import (CORE_COUNTERS, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION,  # noqa: E402
-                            STREAM_EVENT, RegisterMap)
+from synfab.layouts import (CORE_COUNTERS, FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, GLOBAL_COUNTERS,  # noqa: E402
+                            ID_MAGIC, STREAM_EVENT, RegisterMap, feature_mask)
 from synfab.model import EVENT_DTYPE, MODEL_COUNTERS, Model, input_events  # noqa: E402
 from synfab_gateware.sim import SimFabric  # noqa: E402
 
@@ -80,10 +80,12 @@ class Loaded:
         self.sim, self.tables, self.cfg = sim, tables, tables.cfg
         self.rm = rm = RegisterMap(self.cfg)
         assert sim.read(rm.reg("id")) == ID_MAGIC
-        assert sim.read(rm.reg("version")) == LAYOUT_VERSION
+        assert sim.read(rm.reg("version")) == FABRIC_LAYOUT_VERSION
+        assert sim.read(rm.reg("features")) == feature_mask(GATEWARE_FEATURES)
         assert sim.read(rm.reg("config_crc")) == self.cfg.crc()
         writes = []
-        for (core, name), words in tables_to_words(tables).items():
+        # The fabric's layouts (version-1 tables: square, unshifted), the words sigma-delta uses.
+        for (core, name), words in tables_to_words(tables, rm.version, tables.state_words).items():
             window = rm.input_peg if core is None else rm.core_window(core, name)
             writes.append((core, name, window_addrs(window, *words.shape), words.reshape(-1)))
         for _, _, addrs, words in writes:

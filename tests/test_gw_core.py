@@ -10,8 +10,9 @@ pytest.importorskip("migen")
 from migen import run_simulation  # noqa: E402
 
 from synfab import arith  # noqa: E402
+from synfab.compiler import at_version  # noqa: E402
 from synfab.config import FabricConfig  # noqa: E402
-from synfab.layouts import Kind, RegisterMap, esu_desc, packet, peg_entry, pop_desc  # noqa: E402
+from synfab.layouts import Kind, RegisterMap, packet  # noqa: E402
 from synfab_gateware.core.core import NeuronCore  # noqa: E402
 
 # Small memories keep the Migen simulation short (it runs a few hundred clocks per second).
@@ -25,6 +26,11 @@ ESU_LATENCY_BOUND = 20
 
 def wrap(v, bits):
     return int(arith.wrap(v, bits))
+
+
+def full_entries(layout, entries):
+    """Entries with every field of `layout` (compiler.at_version fills what version 1 lacks)."""
+    return [{k: int(v[0]) for k, v in at_version(layout, {k: [v] for k, v in e.items()}).items()} for e in entries]
 
 
 def u32(v):
@@ -64,11 +70,13 @@ class CoreSim:
     def read(self, byte):
         return (yield from self.dut.bus.read(byte >> 2))
 
-    def write_entries(self, name, layout, entries):
+    def write_entries(self, name, entries):
+        """Table entries in the window's layout (the fabric's); fields a version-1 entry lacks get
+        what they mean there (compiler.at_version: square, no weight shift, sigma-delta)."""
         win = self.rm.core_windows[name]
-        for i, e in enumerate(entries):
-            v = layout.pack_one(**e)
-            for j in range(layout.words32):
+        for i, e in enumerate(full_entries(win.layout, entries)):
+            v = win.layout.pack_one(**e)
+            for j in range(win.layout.words32):
                 yield from self.write(win.addr(i, j), (v >> (32 * j)) & 0xFFFFFFFF)
 
     def write_array(self, name, values, start=0):
@@ -150,23 +158,25 @@ def esu_reference(descs, esu_count, weights, acc, packets, cfg=CFG):
             dropped += 1
             continue
         e = descs[pk["syn"]]
-        s, k, cc, tw = 1 << e["s_log2"], e["k"], e["cc"], e["tw"]
+        # kw = k, kh = k_y, sx = 2^s_log2, sy = 2^s_log2_y (a version-1 descriptor: square, wshift 0)
+        kw, kh, cc, tw = e["k"], e.get("k_y", e["k"]), e["cc"], e["tw"]
+        sx, sy = 1 << e["s_log2"], 1 << e.get("s_log2_y", e["s_log2"])
         x, y, c = pk["x"], pk["y"], pk["c"]
         pairs = []   # (neuron, weight address, channel ok)
         if e["kind"] == Kind.CONV:
             for j in range(pk["ny"]):
                 for i in range(pk["nx"]):
                     for co in range(cc):
-                        oy, kyp, ox, kxp = y + j, pk["ky"] - j * s, x + i, pk["kx"] - i * s
+                        oy, kyp, ox, kxp = y + j, pk["ky"] - j * sy, x + i, pk["kx"] - i * sx
                         pairs.append((e["nbase"] + (oy * tw + ox) * cc + co,
-                                      e["wbase"] + ((c * k + kyp) * k + kxp) * cc + co, True))
+                                      e["wbase"] + ((c * kh + kyp) * kw + kxp) * cc + co, True))
         elif e["kind"] == Kind.DW:
             co = c - e["c0"]
             for j in range(pk["ny"]):
                 for i in range(pk["nx"]):
-                    oy, kyp, ox, kxp = y + j, pk["ky"] - j * s, x + i, pk["kx"] - i * s
+                    oy, kyp, ox, kxp = y + j, pk["ky"] - j * sy, x + i, pk["kx"] - i * sx
                     pairs.append((e["nbase"] + (oy * tw + ox) * cc + co,
-                                  e["wbase"] + (co * k + kyp) * k + kxp, 0 <= co < cc))
+                                  e["wbase"] + (co * kh + kyp) * kw + kxp, 0 <= co < cc))
         else:
             i = (y * e["src_w"] + x) * e["src_c"] + c
             for co in range(cc):
@@ -177,7 +187,7 @@ def esu_reference(descs, esu_count, weights, acc, packets, cfg=CFG):
                 dropped += 1
                 continue
             wv = e["wval"] if e["wconst"] else weights[w]
-            acc[n] = wrap(acc[n] + wv * pk["d"], cfg.acc_bits)
+            acc[n] = wrap(acc[n] + int(arith.synapse(wv, pk["d"], e.get("wshift", 0))), cfg.acc_bits)
             synops += 1
     return acc, synops, dropped
 
@@ -197,7 +207,9 @@ def words_of_weights(weights):
     return list(b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24))
 
 
-def random_descs(rng):
+def random_descs(rng, rect=None):
+    """Descriptors of every kind; with `rect` (a second generator: the square draws stay the same)
+    the kernel height, the row stride and the weight shift are drawn on their own."""
     descs = []
     for _ in range(10):
         kind = rng.choice([Kind.CONV, Kind.DW, Kind.DENSE])
@@ -206,6 +218,8 @@ def random_descs(rng):
                           s_log2=rng.randint(0, 1), cc=rng.randint(1, 4), c0=rng.randint(0, 2),
                           tw=rng.randint(1, 4), nbase=rng.randint(0, 60), wbase=rng.randint(0, 350),
                           src_w=rng.randint(1, 3), src_c=rng.randint(1, 3)))
+        if rect is not None:
+            descs[-1].update(k_y=rect.randint(1, 4), s_log2_y=rect.randint(0, 2), wshift=rect.choice([0, 1, 3, 15]))
     # Malformed on purpose: pairs beyond the neuron memory, beyond the weight memory, a HOST descriptor.
     descs.append(desc(Kind.CONV, k=3, cc=4, tw=4, nbase=N - 20, wbase=10))
     descs.append(desc(Kind.DENSE, cc=8, src_w=2, src_c=2, nbase=100, wbase=W - 40))
@@ -220,19 +234,23 @@ def random_packets(rng, descs, esu_count, n):
         syn = rng.randrange(esu_count + 2)
         e = descs[syn] if syn < len(descs) else descs[0]
         k, s_log2 = e["k"], e["s_log2"]
-        kx, ky = rng.randint(0, k - 1), rng.randint(0, k - 1)
+        k_y, s_log2_y = e.get("k_y", k), e.get("s_log2_y", s_log2)
+        kx, ky = rng.randint(0, k - 1), rng.randint(0, k_y - 1)
         sloppy = rng.random() < 0.2
         nx = rng.randint(1, 3) if sloppy else rng.randint(1, (kx >> s_log2) + 1)
-        ny = rng.randint(1, 3) if sloppy else rng.randint(1, (ky >> s_log2) + 1)
+        ny = rng.randint(1, 3) if sloppy else rng.randint(1, (ky >> s_log2_y) + 1)
         out.append(pkt(syn, rng.randint(-2000, 2000), x=rng.randint(0, 3), y=rng.randint(0, 3),
                        nx=nx, ny=ny, kx=kx, ky=ky, c=rng.randint(0, 5)))
     return out
 
 
-@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_esu_matches_design_pseudocode(seed):
+@pytest.mark.parametrize("seed,rect", [(1, False), (3, True), pytest.param(2, False, marks=pytest.mark.slow),
+                                       pytest.param(4, True, marks=pytest.mark.slow)])
+def test_esu_matches_design_pseudocode(seed, rect):
+    """Random descriptors and packets, the malformed ones included; `rect`: every descriptor has
+    its own kernel height, row stride and weight shift (version-2 fields)."""
     rng = random.Random(seed)
-    descs = random_descs(rng)
+    descs = random_descs(rng, random.Random(seed + 100) if rect else None)
     esu_count = len(descs)
     weights = [rng.randint(-128, 127) for _ in range(W)]
     acc0 = [rng.randint(-5000, 5000) for _ in range(N)]
@@ -246,7 +264,7 @@ def test_esu_matches_design_pseudocode(seed):
     got = {}
 
     def main():
-        yield from sim.write_entries("esu", esu_desc(CFG), descs)
+        yield from sim.write_entries("esu", descs)
         yield from sim.write(sim.rm.core_regs["esu_count"], esu_count)
         yield from sim.write_array("weights", words_of_weights(weights))
         yield from sim.write_array("acc", acc0)
@@ -279,7 +297,7 @@ def test_same_neuron_back_to_back_at_full_rate():
     got = {}
 
     def main():
-        yield from sim.write_entries("esu", esu_desc(CFG), descs)
+        yield from sim.write_entries("esu", descs)
         yield from sim.write(sim.rm.core_regs["esu_count"], 3)
         yield from sim.write_array("weights", words_of_weights(weights[:16]))
         yield from sim.write_array("acc", acc0)
@@ -307,7 +325,7 @@ def test_conv_full_window_throughput():
     got = {}
 
     def main():
-        yield from sim.write_entries("esu", esu_desc(CFG), descs)
+        yield from sim.write_entries("esu", descs)
         yield from sim.write(sim.rm.core_regs["esu_count"], 1)
         yield from sim.write_array("weights", words_of_weights(weights[:9 * cc]))
         sim.inbox.extend(packets[:1])
@@ -344,9 +362,9 @@ def test_counters_count_what_happens_and_clear():
     got = {}
 
     def main():
-        yield from sim.write_entries("esu", esu_desc(CFG), descs)
-        yield from sim.write_entries("pop", pop_desc(CFG), pops)
-        yield from sim.write_entries("peg", peg_entry(CFG), [host_entry(1), host_entry(2)])
+        yield from sim.write_entries("esu", descs)
+        yield from sim.write_entries("pop", pops)
+        yield from sim.write_entries("peg", [host_entry(1), host_entry(2)])
         yield from sim.write(sim.rm.core_regs["esu_count"], 1)
         yield from sim.write(sim.rm.core_regs["pop_count"], 1)
         yield from sim.write_array("weights", [rng.getrandbits(32) for _ in range(9 * cc // 4)])
@@ -383,23 +401,28 @@ def test_registers_saturate_and_gaps_read_zero():
         yield from sim.write(rm.core_regs["pop_count"], 3)
         yield from sim.write(rm.core_counters["synops"], 55)          # counters are read-only
         pop_win = rm.core_windows["pop"]
-        yield from sim.write_entries("pop", pop_desc(CFG), [pop(5, 1, 2, 3, 4, 5, 6, 7, 8, 9, -10, 11, 2, 3)])
-        yield from sim.write(pop_win.addr(0, pop_win.stride - 1), 0xFFFFFFFF)   # beyond the entry's words
+        yield from sim.write_entries("pop", [pop(5, 1, 2, 3, 4, 5, 6, 7, 8, 9, -10, 11, 2, 3)])
+        # Words beyond an entry's own (a table whose entries do not fill their power-of-two slots).
+        gaps = [w for w in rm.core_windows.values() if w.stride > w.words]
+        for w in gaps:
+            yield from sim.write(w.addr(0, w.stride - 1), 0xFFFFFFFF)
         got["esu_count"] = yield from sim.read(rm.core_regs["esu_count"])
         got["pop_count"] = yield from sim.read(rm.core_regs["pop_count"])
         got["synops"] = yield from sim.read(rm.core_counters["synops"])
-        got["gap"] = yield from sim.read(pop_win.addr(0, pop_win.stride - 1))
+        got["gap"] = 0
+        for w in gaps:
+            got["gap"] |= yield from sim.read(w.addr(0, w.stride - 1))
         got["reg_gap"] = yield from sim.read(rm.core_regs["pop_count"] + 8)
         words = []
         for j in range(pop_win.words):
             words.append((yield from sim.read(pop_win.addr(0, j))))
-        got["pop"] = pop_desc(CFG).unpack_one(sum(w << (32 * j) for j, w in enumerate(words)))
+        got["pop"] = pop_win.layout.unpack_one(sum(w << (32 * j) for j, w in enumerate(words)))
 
     sim.run(main())
     assert got["esu_count"] == CFG.esu_descriptors_per_core
     assert got["pop_count"] == 3
     assert got["synops"] == 0 and got["gap"] == 0 and got["reg_gap"] == 0
-    assert got["pop"] == pop(5, 1, 2, 3, 4, 5, 6, 7, 8, 9, -10, 11, 2, 3)
+    assert got["pop"] == full_entries(rm.core_windows["pop"].layout, [pop(5, 1, 2, 3, 4, 5, 6, 7, 8, 9, -10, 11, 2, 3)])[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,8 +494,8 @@ def test_evaluation_matches_arith_and_clears_dirty():
     got = {}
 
     def main():
-        yield from sim.write_entries("pop", pop_desc(CFG), pops[:3])
-        yield from sim.write_entries("peg", peg_entry(CFG), peg)
+        yield from sim.write_entries("pop", pops[:3])
+        yield from sim.write_entries("peg", peg)
         yield from sim.write(sim.rm.core_regs["pop_count"], 3)
         for n, v in sent_written.items():
             yield from sim.write(sim.rm.core_windows["sent"].addr(n), v)
@@ -498,22 +521,27 @@ def test_evaluation_matches_arith_and_clears_dirty():
 # ---------------------------------------------------------------------------------------------
 # A compiled network on a one-core fabric against the golden model.
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [11, 12])
-def test_compiled_network_matches_model(seed):
+@pytest.mark.parametrize("seed,geometry", [(11, False), (12, False), (13, True)])
+def test_compiled_network_matches_model(seed, geometry):
+    """geometry: rectangular kernels, strides and padding and weight shifts (version-2 tables)."""
     from synfab.compiler import compile_network, tables_to_words
     from synfab.model import Model, input_events
-    from synfab.randnet import random_input, random_qnetwork
+    from synfab.randnet import GEOMETRY_KINDS, random_input, random_qnetwork, with_weight_shifts
     from test_gw_core_peg import peg_reference
 
     cfg = CFG
     rng = np.random.default_rng(seed)
-    qnet = random_qnetwork(rng, cfg, kinds=("conv", "dw", "sumpool", "dense", "add"))
+    qnet = random_qnetwork(rng, cfg, kinds=("conv", "dw", "sumpool", "dense", "add") + (GEOMETRY_KINDS if geometry
+                                                                                        else ()))
+    if geometry:
+        qnet = with_weight_shifts(rng, qnet, cfg)
+        assert qnet.extended_features() and not qnet.unsupported_features()
     tables = compile_network(qnet, cfg)
     model = Model(tables, threshold=0)
     frames = [random_input(qnet, rng)]
     frames.append(random_input(qnet, rng, prev=frames[0], change=0.3))
-    words = tables_to_words(tables)
     sim = CoreSim(cfg, loopback=True, ready_prob=0.8, seed=seed)
+    words = tables_to_words(tables, sim.rm.version, tables.state_words)
     ct = tables.cores[0]
     n_used = ct.neurons_used
     n_in = int(tables.regs["input_peg_count"])

@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 pytest.importorskip("migen")
 from migen import run_simulation  # noqa: E402
 
+from synfab.compiler import at_version  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
-from synfab.layouts import Kind, RegisterMap, packet, peg_entry  # noqa: E402
+from synfab.layouts import FABRIC_LAYOUT_VERSION, Kind, RegisterMap, packet, peg_entry  # noqa: E402
 from synfab_gateware.core.peg import PEG  # noqa: E402
 from synfab_gateware.tables import TableMemory  # noqa: E402
 
@@ -17,6 +18,12 @@ CFG = PRESETS["tiny"]
 
 def entry_words(layout, value: int) -> list[int]:
     return [(value >> (32 * j)) & 0xFFFFFFFF for j in range(layout.words32)]
+
+
+def pack_entry(layout, entry: dict) -> int:
+    """An entry (fields missing from a version-1 entry: what they mean, compiler.at_version) packed."""
+    cols = at_version(layout, {k: [v] for k, v in entry.items()})
+    return layout.pack_one(**{k: int(v[0]) for k, v in cols.items()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,13 +240,16 @@ def peg_reference(entries, n_entries, x, y, c, d, base, count):
             if e["kind"] == Kind.DW and not (e["c0"] <= c_in <= e["c1"]):
                 continue
             axes = []
-            for v, t0, t1 in ((x, e["x0"], e["x1"]), (y, e["y0"], e["y1"])):
-                xu = (v << e["up_log2"]) + e["pad"]
-                lo = max((xu - e["k"] + (1 << e["s_log2"])) >> e["s_log2"], t0)
-                hi = min(xu >> e["s_log2"], t1)
+            # x: k, s_log2, pad; y: k_y, s_log2_y, pad_y (a version-1 entry: the x ones).
+            for v, t0, t1, k, s, pad in ((x, e["x0"], e["x1"], e["k"], e["s_log2"], e["pad"]),
+                                         (y, e["y0"], e["y1"], e.get("k_y", e["k"]), e.get("s_log2_y", e["s_log2"]),
+                                          e.get("pad_y", e["pad"]))):
+                xu = (v << e["up_log2"]) + pad
+                lo = max((xu - k + (1 << s)) >> s, t0)
+                hi = min(xu >> s, t1)
                 if lo > hi:
                     break
-                axes.append((lo - t0, hi - lo + 1, xu - (lo << e["s_log2"])))
+                axes.append((lo - t0, hi - lo + 1, xu - (lo << s)))
             if len(axes) < 2:
                 continue
             (rx, nx, kx), (ry, ny, ky) = axes
@@ -260,6 +270,9 @@ entry_strategy = st.fixed_dictionaries({
     "y0": st.integers(0, 40), "y1": st.integers(0, 40),
     "c0": st.integers(0, 20), "c1": st.integers(0, 20),
     "chan_off": st.sampled_from([0, 3, (1 << CFG.chan_bits) - 2]),
+    "k_y": st.integers(0, 15),
+    "s_log2_y": st.integers(0, 3),
+    "pad_y": st.integers(0, 15),
 })
 spike_strategy = st.fixed_dictionaries({
     "x": st.integers(0, 24), "y": st.integers(0, 24), "c": st.integers(0, 20),
@@ -271,13 +284,13 @@ spike_strategy = st.fixed_dictionaries({
 def run_peg(entries, spikes, n_entries, ready_prob=0.7, seed=0):
     """Load the table, feed the spikes, collect packets with random backpressure."""
     dut = PEG(CFG, n_entries)
-    lay, play = peg_entry(CFG), packet(CFG)
+    lay, play = dut.layout, packet(CFG)
     rng = random.Random(seed)
     got, state = [], {"fed": False, "idle_cycles": 0}
 
     def host():
         for i, e in enumerate(entries[:n_entries]):
-            for j, w in enumerate(entry_words(lay, lay.pack_one(**e))):
+            for j, w in enumerate(entry_words(lay, pack_entry(lay, e))):
                 yield from dut.table.bus.write(i * dut.table.stride + j, w)
         for s in spikes:
             yield dut.sink.valid.eq(1)
@@ -328,9 +341,13 @@ def test_peg_windows_hit_and_full_rate():
     for i in range(12):
         k = rng.choice([1, 3, 5])
         x0, y0 = rng.randrange(0, 8), rng.randrange(0, 8)
-        entries.append(dict(kind=rng.choice([Kind.CONV, Kind.CONV, Kind.DW, Kind.DENSE, Kind.HOST]), dest_core=0,
-                            syn=rng.randrange(16), k=k, s_log2=rng.randrange(2), up_log2=rng.randrange(2),
-                            pad=k // 2, x0=x0, x1=x0 + 8, y0=y0, y1=y0 + 8, c0=0, c1=7, chan_off=rng.choice([0, 2])))
+        e = dict(kind=rng.choice([Kind.CONV, Kind.CONV, Kind.DW, Kind.DENSE, Kind.HOST]), dest_core=0,
+                 syn=rng.randrange(16), k=k, s_log2=rng.randrange(2), up_log2=rng.randrange(2),
+                 pad=k // 2, x0=x0, x1=x0 + 8, y0=y0, y1=y0 + 8, c0=0, c1=7, chan_off=rng.choice([0, 2]))
+        if i % 2:       # rectangular: the y axis has its own kernel, stride and padding
+            k_y = rng.choice([1, 2, 3, 5, 7])
+            e.update(k_y=k_y, s_log2_y=rng.randrange(3), pad_y=rng.randrange(k_y))
+        entries.append(e)
     spikes = [dict(x=rng.randrange(16), y=rng.randrange(16), c=rng.randrange(8), d=rng.randrange(-300, 300),
                    base=0, count=12) for _ in range(10)]
     exp = expected_packets(entries, spikes, 16)
@@ -342,14 +359,14 @@ def test_peg_windows_hit_and_full_rate():
 def test_peg_one_entry_per_clock():
     """Entries leave one per clock, also across back-to-back spikes, when the source is always ready."""
     dut = PEG(CFG, 8)
-    lay = peg_entry(CFG)
+    lay = dut.layout
     cycles = []
 
     def host():
         for i in range(8):
             e = dict(kind=Kind.DENSE, dest_core=0, syn=i, k=0, s_log2=0, up_log2=0, pad=0,
                      x0=0, x1=0, y0=0, y1=0, c0=0, c1=0, chan_off=0)
-            for j, w in enumerate(entry_words(lay, lay.pack_one(**e))):
+            for j, w in enumerate(entry_words(lay, pack_entry(lay, e))):
                 yield from dut.table.bus.write(i * dut.table.stride + j, w)
         for base, count in ((0, 8), (2, 3)):
             yield dut.sink.valid.eq(1)

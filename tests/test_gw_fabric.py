@@ -16,8 +16,8 @@ from litex.gen import LiteXModule  # noqa: E402
 from litex.soc.interconnect import stream, wishbone  # noqa: E402
 
 from synfab.config import FabricConfig  # noqa: E402
-from synfab.layouts import (GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_EVENT, Kind,  # noqa: E402
-                            RegisterMap, packet, peg_entry)
+from synfab.layouts import (FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, GLOBAL_COUNTERS, ID_MAGIC,  # noqa: E402
+                            STREAM_EVENT, Kind, RegisterMap, feature_mask, packet)
 from synfab_gateware.axi import AXIFabric  # noqa: E402
 
 CFG = FabricConfig(mesh_x=2, mesh_y=2, neurons_per_core=64, weight_words_per_core=64,
@@ -81,7 +81,7 @@ def make_dut():
 
 
 def peg_words(**fields):
-    lay = peg_entry(CFG)
+    lay = RM.input_peg.layout        # the fabric's (version-2) PEG entry
     value = lay.pack_one(**{n: fields.get(n, 0) for n in lay.names})
     return [(value >> (32 * j)) & 0xFFFFFFFF for j in range(lay.words32)]
 
@@ -109,6 +109,7 @@ def test_registers_ids_saturation_and_errors():
     def main():
         seen["id"] = yield from read(dut, RM.reg("id"))
         seen["version"] = yield from read(dut, RM.reg("version"))
+        seen["features"] = yield from read(dut, RM.reg("features"))
         seen["crc"] = yield from read(dut, RM.reg("config_crc"))
         yield from write(dut, RM.reg("threshold"), 1234)
         seen["threshold"] = yield from read(dut, RM.reg("threshold"))
@@ -117,10 +118,12 @@ def test_registers_ids_saturation_and_errors():
         yield from write(dut, RM.reg("n_layers"), 1000)
         seen["n_layers_sat"] = yield from read(dut, RM.reg("n_layers"))
         seen["status"] = yield from read(dut, RM.reg("status"))
-        # Out of the map: a hole among the registers, a hole in a core window, above the map.
+        # Out of the map: a hole among the registers, a hole in a core window, above the map, and
+        # the per-neuron windows the gateware does not keep (version 2's u, v, ref, bias).
         # Reads and writes alike, and the bus keeps working after each.
-        holes = [4 * len(RegisterMap.GLOBAL_REGS), RM.core_base(1) + 4 * len(RegisterMap.CORE_REGS),
+        holes = [4 * len(RM.regs), RM.core_base(1) + 4 * len(RegisterMap.CORE_REGS),
                  RM.input_peg.base + RM.input_peg.size]
+        holes += [RM.core_window(c, w).addr(i) for c, w, i in ((0, "u", 0), (1, "v", 3), (2, "ref", 0), (3, "bias", 7))]
         if RM.size < (1 << RM.addr_bits):
             holes.append(RM.size)
         seen["holes"] = []
@@ -146,7 +149,8 @@ def test_registers_ids_saturation_and_errors():
         seen["peg_words"] = words
 
     run_simulation(dut, main())
-    assert seen["id"] == ID_MAGIC and seen["version"] == LAYOUT_VERSION
+    assert seen["id"] == ID_MAGIC and seen["version"] == FABRIC_LAYOUT_VERSION == 2
+    assert seen["features"] == feature_mask(GATEWARE_FEATURES) == 0b11
     assert seen["crc"] == CFG.crc()
     assert seen["threshold"] == 1234
     assert seen["threshold_sat"] == (1 << CFG.event_bits) - 1

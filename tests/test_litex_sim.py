@@ -18,7 +18,7 @@ pytest.importorskip("litex")
 from envtools import find_tool  # noqa: E402
 from synfab import api, randnet, reference  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
-from synfab.layouts import ID_MAGIC, LAYOUT_VERSION  # noqa: E402
+from synfab.layouts import FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, ID_MAGIC, feature_mask  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.litex import LitexDevice  # noqa: E402
 from synfab.runtime.stream import MismatchError  # noqa: E402
@@ -52,7 +52,8 @@ def _frames(qnet, n, seed):
 def test_device_identifies_the_fabric_behind_the_bridge(litex_sim):
     with LitexDevice(CFG, port=litex_sim.port) as dev:
         ident = dev.identify()
-        assert ident == {"id": ID_MAGIC, "version": LAYOUT_VERSION, "config_crc": CFG.crc()}
+        assert ident == {"id": ID_MAGIC, "version": FABRIC_LAYOUT_VERSION, "config_crc": CFG.crc(),
+                         "features": feature_mask(GATEWARE_FEATURES)}
         # 512-deep buffered FIFOs + their output registers + the registers after them
         assert dev.in_depth == dev.out_depth == 514
         # Table memory through the bus: two input PEG entries with every field at its maximum.

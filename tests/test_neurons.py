@@ -335,3 +335,47 @@ def test_hardware_backends_refuse_extended_tables_in_one_line_before_touching_th
     assert "\n" not in str(e.value) and "--backend model" in str(e.value)
     cfg = PRESETS["small"]
     check_fabric_runs(compile_network(random_qnetwork(1, cfg), cfg), "sim")      # version 1: accepted
+
+
+def test_hardware_backends_accept_the_geometry_and_check_the_fabrics_features_register():
+    """Rectangular geometry and weight shifts are what the gateware runs of version 2: accepted
+    before any device is touched; a fabric whose `features` register lacks one refuses the bundle
+    in one line naming it (and writes nothing)."""
+    from dataclasses import replace
+
+    from synfab.layouts import (FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, ID_MAGIC, RegisterMap,
+                                feature_mask)
+    from synfab.randnet import GEOMETRY_KINDS, with_weight_shifts
+    from synfab.runtime.device import DeviceError, RegisterDevice, check_fabric_runs
+
+    cfg = PRESETS["small"]
+    qnet = with_weight_shifts(5, random_qnetwork(5, cfg, GEOMETRY_KINDS), cfg)
+    tables = compile_network(qnet, cfg)
+    assert tables.version == 2 and len(tables.extended_features) == 2 and not tables.unsupported_features
+    check_fabric_runs(tables, "sim")
+
+    class Registers(RegisterDevice):
+        """Answers the identification registers; any table write is a test failure."""
+        name = "board"
+
+        def __init__(self, cfg, features):
+            super().__init__(cfg)
+            rm = RegisterMap(cfg)
+            self.answers = {rm.reg("id"): ID_MAGIC, rm.reg("version"): FABRIC_LAYOUT_VERSION,
+                            rm.reg("config_crc"): cfg.crc(), rm.reg("features"): features}
+
+        def _read(self, addrs):
+            return np.array([self.answers[int(a)] for a in addrs], dtype=np.uint32)
+
+        def _write(self, addrs, values):
+            raise AssertionError("wrote to the device")
+
+        _exchange = _write
+
+    rect = replace(qnet, layers=[replace(l, inputs=[replace(c, wshift=0) for c in l.inputs]) for l in qnet.layers])
+    with pytest.raises(DeviceError, match=r"^board: this fabric's gateware does not run rectangular kernel, stride "
+                                          r"or padding \(layers .*\(features register 0x2\); rebuild") as e:
+        Registers(cfg, 0b10).load(compile_network(rect, cfg))
+    assert "\n" not in str(e.value)
+    with pytest.raises(AssertionError, match="wrote to the device"):    # identified, features fine: loads
+        Registers(cfg, feature_mask(GATEWARE_FEATURES)).load(tables)

@@ -1,8 +1,10 @@
 """NeuronCore: event FIFO -> ESU -> neuron unit; evaluation unit -> PEG -> packets out.
 
-`.bus` is the core's window of the RegisterMap (core-local word address = (byte address - core
-base) >> 2): the core registers and counters, and the pop/esu/peg/weights/acc/sent windows.
-Unused words inside the window read 0 and ignore writes.
+`.bus` is the core's window of the RegisterMap (the fabric's, layouts.FABRIC_LAYOUT_VERSION;
+core-local word address = (byte address - core base) >> 2): the core registers and counters, and
+the pop/esu/peg/weights/acc/sent windows. Unused words inside a table window read 0 and ignore
+writes; the windows of per-neuron words the gateware does not keep (version 2's u, v, ref, bias:
+layouts.GATEWARE_STATE_WORDS) and the gaps between windows answer a bus error.
 
 Counters (32 bits, wrapping, cleared by `clear_counters`):
   packets_in    packets taken from `.sink`
@@ -22,7 +24,7 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
-from synfab.layouts import CORE_COUNTERS, RegisterMap, _pow2, packet
+from synfab.layouts import CORE_COUNTERS, FABRIC_LAYOUT_VERSION, RegisterMap, _pow2, packet
 
 from ..common import decode, sync_fifo
 from .esu import ESU
@@ -37,7 +39,7 @@ class NeuronCore(LiteXModule):
     def __init__(self, cfg: FabricConfig, core_id: int):
         self.cfg = cfg
         self.core_id = core_id
-        rm = RegisterMap(cfg)
+        rm = RegisterMap(cfg, FABRIC_LAYOUT_VERSION)
         win = rm.core_windows
         self.sink = stream.Endpoint(packet(cfg).migen())
         self.source = stream.Endpoint(packet(cfg).migen())
@@ -119,5 +121,5 @@ class NeuronCore(LiteXModule):
         slaves = {"pop": ev.table.bus, "esu": esu.table.bus, "peg": peg.table.bus,
                   "weights": esu.weights.bus, "acc": nu.acc_bus, "sent": ev.sent_bus}
         windows = [(0, regs_words, regs)] + [(w.base // 4, _pow2(w.entries * w.stride), slaves[name])
-                                             for name, w in win.items()]
+                                             for name, w in win.items() if name in slaves]
         decode(self, self.bus, windows)

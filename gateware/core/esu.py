@@ -5,14 +5,16 @@ Packets (from the core's event FIFO) expand into (neuron address, weight, d) pai
   fetch    take a packet and read its descriptor (packets with syn >= esu_count, or whose
            descriptor has kind HOST, are dropped and counted); F1 table read, F2 registered
   setup    the per-packet address arithmetic, one operation kind per stage so every multiply
-           (block DSP) has registered inputs and outputs:
-             S1  cq = c (DW: c - c0), A = tw (DENSE: src_w), k*k, k*cc  (4-bit multiplies in LUTs)
-             S2  y*A, cq*k*k, ky*k, tw*cc
-             S3  P1 = y*A + x                 R = cq*k*k + ky*k + kx   (= (cq*k + ky)*k + kx)
+           (block DSP) has registered inputs and outputs (kernel kh x kw: k_y x k; strides
+           sy = 2^s_log2_y, sx = 2^s_log2):
+             S1  cq = c (DW: c - c0), A = tw (DENSE: src_w), kh*kw, kw*cc  (4-bit multiplies in LUTs)
+             S2  y*A, cq*kh*kw, ky*kw, tw*cc
+             S3  P1 = y*A + x                 R = cq*kh*kw + ky*kw + kx   (= (cq*kh + ky)*kw + kx)
              S4  P1 * B  (B = cc, DENSE: src_c)
              S5  P2 = P1*B + (DW: co, DENSE: c)
              S6  X = (DENSE: P2, else R) * (DW: 1, else cc): two DSP products, summed a stage later
              S7  n0 = nbase + P2 (DENSE: nbase), w0 = wbase + X, loop counts and address steps
+                 (a column: weights - sx*cc (DW: sx), a row: weights - sy*kw*cc (DW: sy*kw))
            A packet enters only when the walker FIFO has room for everything in the setup
            stages (credits), so the setup pipeline never stalls.
   walker   three nested down-counters (rows, columns, channels) that step the neuron and weight
@@ -21,12 +23,13 @@ Packets (from the core's event FIFO) expand into (neuron address, weight, d) pai
   guard    a pair whose neuron or weight address lies outside the memories, or a DW pair whose
            channel lies outside the part (c - c0 not in 0..cc-1), is dropped and counted
   weight   weight memory read (four int8 per 32-bit word, weight i in byte i % 4 of word i // 4;
-           block RAM, registered), or the descriptor's constant weight; the pair leaves registered
+           block RAM, registered), or the descriptor's constant weight; the pair (with the
+           descriptor's weight shift, applied by the neuron unit) leaves registered
 Walker addresses are exact (wide enough for any field values), so the guard never sees a wrapped
 address. The pair output has no backpressure: the neuron unit takes one pair every clock.
 
     sink       in   packets (packet layout) from the core's event FIFO
-    source     out  pairs (n, w, d) to the neuron unit, one per clock at most
+    source     out  pairs (n, w, d, ws) to the neuron unit, one per clock at most (ws: the weight shift)
     esu_count  in   descriptors in use
     table           synapse-type descriptors (TableMemory, host-written)
     weights         kernel slices, four int8 per word (TableMemory, host-written)
@@ -40,7 +43,7 @@ from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream
 
 from synfab.config import FabricConfig
-from synfab.layouts import Field, Kind, Layout, esu_desc, packet
+from synfab.layouts import FABRIC_LAYOUT_VERSION, WSHIFT_BITS, Field, Kind, Layout, esu_desc, packet
 
 from ..common import PipeStage, combine_split, signed_bits, small_multiply, split_multiply, sync_fifo
 from ..tables import TableMemory
@@ -87,17 +90,20 @@ def walk_layout(cfg: FabricConfig, r: _Ranges) -> list[tuple[str, int]]:
         ("sm_w", signed_bits(-((1 << (chb + 1)) << MAX_STRIDE_LOG2), 0)),
         ("so_w", signed_bits(-(r.kcc_max << MAX_STRIDE_LOG2), 0)),
         ("inner", chb + 1), ("mid", kb), ("outer", kb),
-        ("chan_ok", 1), ("wconst", 1), ("wval", cfg.weight_bits), ("d", cfg.event_bits),
+        ("chan_ok", 1), ("wconst", 1), ("wval", cfg.weight_bits), ("d", cfg.event_bits), ("ws", WSHIFT_BITS),
     ]
 
 
 class ESU(LiteXModule):
+    """The event-to-synapse unit (module doc); `layout` is esu_desc at the fabric's layout version."""
+
     def __init__(self, cfg: FabricConfig, esu_stride: int | None = None):
         cb, chb, kb, eb = cfg.coord_bits, cfg.chan_bits, cfg.kernel_bits, cfg.event_bits
         self.cfg = cfg
+        self.layout = esu_desc(cfg, FABRIC_LAYOUT_VERSION)
         self.sink = stream.Endpoint(packet(cfg).migen())
         self.esu_count = Signal(cfg.esu_addr_bits + 1)
-        self.table = TableMemory(esu_desc(cfg), cfg.esu_descriptors_per_core, esu_stride)
+        self.table = TableMemory(self.layout, cfg.esu_descriptors_per_core, esu_stride)
         self.weights = TableMemory(weight_word(cfg), cfg.weight_words_per_core // 4, latency=WEIGHT_READ_LATENCY)
         # Pair output: acc[n] += w * d, one per clock (no backpressure: the neuron unit always takes it).
         self.source = stream.Endpoint(pair_layout(cfg))
@@ -137,16 +143,18 @@ class ESU(LiteXModule):
         dense, dw = e.kind == Kind.DENSE, e.kind == Kind.DW
         co = Signal((chb + 2, True))
         self.comb += co.eq(f2.c - e.c0)
-        desc = dict(kind=e.kind, wconst=e.wconst, wval=e.wval, k=e.k, s_log2=e.s_log2, cc=e.cc, tw=e.tw,
-                    nbase=e.nbase, wbase=e.wbase, src_c=e.src_c)
+        # k is the kernel width kw, k_y its height kh; s_log2 / s_log2_y the column / row strides.
+        desc = dict(kind=e.kind, wconst=e.wconst, wval=e.wval, k=e.k, s_log2=e.s_log2, s_log2_y=e.s_log2_y,
+                    ws=e.wshift, cc=e.cc, tw=e.tw, nbase=e.nbase, wbase=e.wbase, src_c=e.src_c)
         pkt = dict(x=f2.x, nx=f2.nx, ny=f2.ny, kx=f2.kx, ky=f2.ky, c=f2.c, d=f2.d)
         s1 = PipeStage(self, f2.valid & known, **desc, **pkt, y=f2.y, co=co, cq=Mux(dw, co, f2.c),
                        A=Mux(dense, e.src_w, e.tw),
-                       kk=small_multiply(self, e.k, e.k), kcc=small_multiply(self, e.cc, e.k))
+                       kk=small_multiply(self, e.k_y, e.k), kcc=small_multiply(self, e.cc, e.k))
 
         def carry(stage, *names):
             return {n: getattr(stage, n) for n in names}
-        base = ("kind", "wconst", "wval", "k", "s_log2", "cc", "nbase", "wbase", "src_c", "nx", "ny", "d")
+        base = ("kind", "wconst", "wval", "k", "s_log2", "s_log2_y", "ws", "cc", "nbase", "wbase", "src_c", "nx",
+                "ny", "d")
         cq_s, co_s = Signal((chb + 2, True)), Signal((chb + 2, True))
         kk_s = Signal((2 * kb + 1, True))
         self.comb += cq_s.eq(s1.cq), co_s.eq(s1.co), kk_s.eq(s1.kk)
@@ -186,8 +194,8 @@ class ESU(LiteXModule):
             p2_6.eq(s6.p2), xm_6.eq(s6.xm),
             n0.eq(s6.nbase + Mux(dense6, 0, p2_6)),
             w0.eq(s6.wbase + xm_6),
-            step_c.eq(Mux(conv6, s6.cc, 1) << s6.s_log2),
-            step_k.eq(Mux(conv6, s6.kcc, s6.k) << s6.s_log2),
+            step_c.eq(Mux(conv6, s6.cc, 1) << s6.s_log2),          # a column: kx' - sx
+            step_k.eq(Mux(conv6, s6.kcc, s6.k) << s6.s_log2_y),    # a row: ky' - sy
         ]
         push = Signal()
         self.sync += [
@@ -199,7 +207,7 @@ class ESU(LiteXModule):
                 walk.sink.inner.eq(Mux(dw6, 1, s6.cc)), walk.sink.mid.eq(Mux(dense6, 1, s6.nx)),
                 walk.sink.outer.eq(Mux(dense6, 1, s6.ny)),
                 walk.sink.chan_ok.eq(s6.chan_ok), walk.sink.wconst.eq(s6.wconst), walk.sink.wval.eq(s6.wval),
-                walk.sink.d.eq(s6.d),
+                walk.sink.d.eq(s6.d), walk.sink.ws.eq(s6.ws),
             ),
         ]
         self.comb += [
@@ -217,7 +225,7 @@ class ESU(LiteXModule):
         sm_n, so_n = Signal(len(h.sm_n)), Signal(len(h.so_n))
         sm_w, so_w = Signal((len(h.sm_w), True)), Signal((len(h.so_w), True))
         inner, mid = Signal(chb + 1), Signal(kb)
-        wconst, wval, d, chan_ok = Signal(), Signal(cfg.weight_bits), Signal(eb), Signal()
+        wconst, wval, d, chan_ok, ws = Signal(), Signal(cfg.weight_bits), Signal(eb), Signal(), Signal(WSHIFT_BITS)
         self.comb += [
             last_pair.eq(active & (ci == 0) & (i == 0) & (j == 0)),
             load.eq(h.valid & (~active | last_pair)),
@@ -245,7 +253,7 @@ class ESU(LiteXModule):
                 n_cur.eq(h.n0), n_pix.eq(h.n0), n_row.eq(h.n0),
                 w_cur.eq(h.w0), w_pix.eq(h.w0), w_row.eq(h.w0),
                 sm_n.eq(h.sm_n), so_n.eq(h.so_n), sm_w.eq(h.sm_w), so_w.eq(h.so_w),
-                wconst.eq(h.wconst), wval.eq(h.wval), d.eq(h.d), chan_ok.eq(h.chan_ok),
+                wconst.eq(h.wconst), wval.eq(h.wval), d.eq(h.d), chan_ok.eq(h.chan_ok), ws.eq(h.ws),
             ),
         ]
 
@@ -254,12 +262,12 @@ class ESU(LiteXModule):
         self.comb += in_range.eq(chan_ok & (n_cur >= 0) & (n_cur < cfg.neurons_per_core)
                                  & (wconst | ((w_cur >= 0) & (w_cur < cfg.weight_words_per_core))))
         g1 = PipeStage(self, active & in_range, n=n_cur[:cfg.neuron_addr_bits], bsel=w_cur[:2], wconst=wconst,
-                       wval=wval, d=d)
+                       wval=wval, d=d, ws=ws)
         # The pair waits beside the weight read: one stage per clock of its latency.
         g = g1
         stages = [g1]
         for _ in range(WEIGHT_READ_LATENCY - 1):
-            g = PipeStage(self, g.valid, n=g.n, bsel=g.bsel, wconst=g.wconst, wval=g.wval, d=g.d)
+            g = PipeStage(self, g.valid, n=g.n, bsel=g.bsel, wconst=g.wconst, wval=g.wval, d=g.d, ws=g.ws)
             stages.append(g)
         self.comb += self.weights.rd_adr.eq(w_cur[2:])
         wd = self.weights.rd_dat
@@ -267,7 +275,7 @@ class ESU(LiteXModule):
         src = self.source
         self.sync += [
             src.valid.eq(g.valid),
-            If(g.valid, src.n.eq(g.n), src.d.eq(g.d), src.w.eq(Mux(g.wconst, g.wval, byte))),
+            If(g.valid, src.n.eq(g.n), src.d.eq(g.d), src.w.eq(Mux(g.wconst, g.wval, byte)), src.ws.eq(g.ws)),
         ]
         self.comb += self.dropped.eq((f1.valid & ~f1.syn_ok) + (f2.valid & ~known) + (active & ~in_range))
 

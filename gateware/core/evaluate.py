@@ -35,7 +35,7 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
-from synfab.layouts import pop_desc
+from synfab.layouts import FABRIC_LAYOUT_VERSION, LAYOUT_VERSION, pop_desc
 
 from ..common import PipeStage, combine_split, split_multiply, sync_fifo
 from ..serial import SerialMultiplier, SerialReciprocal
@@ -66,7 +66,7 @@ class PopulationDerive(LiteXModule):
 
     def __init__(self, cfg: FabricConfig):
         from ..common import record
-        lay = pop_desc(cfg)
+        lay = pop_desc(cfg, FABRIC_LAYOUT_VERSION)
         nab = cfg.neuron_addr_bits
         self.entry = e = record(lay)
         self.start = Signal()
@@ -152,7 +152,10 @@ class EvaluationUnit(LiteXModule):
         self.layer = Signal(6)
         self.threshold = Signal(eb)
         self.pop_count = Signal(cfg.pop_addr_bits + 1)
-        self.table = SerialTableMemory(pop_desc(cfg), cfg.populations_per_core, pop_stride,
+        # The fabric's population layout; of its fields the unit executes the version-1 ones (the
+        # sigma-delta neuron; the neuron-model fields version 2 appends are stored, not executed).
+        self.layout = pop_desc(cfg, FABRIC_LAYOUT_VERSION)
+        self.table = SerialTableMemory(self.layout, cfg.populations_per_core, pop_stride,
                                        derive=PopulationDerive(cfg))
         self.acc_rd = stream.Endpoint(acc_read_layout(cfg))
         self.acc_out = stream.Endpoint([("acc", ab)])
@@ -179,7 +182,7 @@ class EvaluationUnit(LiteXModule):
         dl = dict(derived_layout(cfg))
         p = Signal(cfg.pop_addr_bits + 1)
         layer = Signal(6)
-        P = {name: Signal(width, name=f"pop_{name}") for name, width in pop_desc(cfg).migen()}
+        P = {name: Signal(width, name=f"pop_{name}") for name, width in pop_desc(cfg, LAYOUT_VERSION).migen()}
         D = {name: Signal(width, name=f"pop_{name}") for name, width in derived_layout(cfg)}
         rnd = Signal(1 << cfg.shift_bits)
         self.comb += self.table.rd_adr.eq(p)

@@ -6,11 +6,12 @@ State (all block RAM, one write port and one read port each, so logic does not g
                                             synapse or a host write of acc, cleared by evaluation
 
 One operation enters per clock and moves through three stages:
-  S0  address both memories (synchronous read)
-  S1  memory data out; w * d multiplied
+  S0  address both memories (synchronous read); w * d multiplied (from the ESU's pair register)
+  S1  memory data out; the product shifted left by the pair's weight shift ws
   S2  memory data registered, forwarded, updated and written back
 An operation is one of:
-  pair        acc[n] = wrap(acc[n] + w*d); dirty[n] = 1          (from the ESU, always taken)
+  pair        acc[n] = wrap(acc[n] + ((w*d) << ws)); dirty[n] = 1   (from the ESU, always taken;
+              arith.synapse, kept modulo 2^acc_bits)
   acc read    acc[n] to the evaluation unit (`acc_out`, 2 clocks later)  (clocks without a pair)
   dirty take  bits = dirty[word] & mask; dirty[word] &= ~mask, to the evaluation unit (`dirty_out`,
               3 clocks later)                                   (clocks without a pair)
@@ -28,6 +29,7 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
+from synfab.layouts import WSHIFT_BITS
 
 from ..common import PipeStage
 from ..tables import block_ram
@@ -51,8 +53,9 @@ def _word(n):
 
 
 def pair_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
-    """ESU -> neuron unit: acc[n] += w * d (w and d two's complement)."""
-    return [("n", cfg.neuron_addr_bits), ("w", cfg.weight_bits), ("d", cfg.event_bits)]
+    """ESU -> neuron unit: acc[n] += (w * d) << ws (w and d two's complement, ws the connection's
+    weight shift)."""
+    return [("n", cfg.neuron_addr_bits), ("w", cfg.weight_bits), ("d", cfg.event_bits), ("ws", WSHIFT_BITS)]
 
 
 def acc_read_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
@@ -87,7 +90,7 @@ class _Forward:
 class NeuronUnit(LiteXModule):
     """Accumulators and dirty bits of one core (see the module doc).
 
-        sink        in   pairs (n, w, d) from the ESU: always ready, one per clock
+        sink        in   pairs (n, w, d, ws) from the ESU: always ready, one per clock
         acc_rd      in   evaluation: read acc[n]; ready (granted) in clocks without a pair
         acc_out     out  the granted acc reads, in order (valid only; no backpressure)
         dirty_rd    in   evaluation: take dirty bits (word, mask); ready in clocks without a pair
@@ -149,16 +152,18 @@ class NeuronUnit(LiteXModule):
             dirty_rd.adr.eq(d_word),
         ]
 
-        # ---- S1 ----
-        s1 = PipeStage(self, pair.valid | ev_acc, n=a_n, add=pair.valid, w=pair.w, d=pair.d)
+        # ---- S1 ---- (the product of the pair's registered w and d: one DSP block)
+        w_s, d_s = Signal((wb, True)), Signal((eb, True))
+        self.comb += w_s.eq(pair.w), d_s.eq(pair.d)
+        s1 = PipeStage(self, pair.valid | ev_acc, n=a_n, add=pair.valid, prod=w_s * d_s, ws=pair.ws)
         s1_d = PipeStage(self, d_op, word=d_word, bit=d_bit, take=d_take, mask=self.dirty_rd.mask)
         s1_host_rd = Signal()
         self.sync += s1_host_rd.eq(host_go & ~bus.we)
-        w_s, d_s = Signal((wb, True)), Signal((eb, True))
-        self.comb += w_s.eq(s1.w), d_s.eq(s1.d)
+        prod1 = Signal((len(s1.prod), True))
+        self.comb += prod1.eq(s1.prod)
 
-        # ---- S2 ----
-        s2 = PipeStage(self, s1.valid, n=s1.n, add=s1.add, prod=w_s * d_s)
+        # ---- S2 ---- (the product shifted by ws, only its low acc_bits bits: the sum wraps there)
+        s2 = PipeStage(self, s1.valid, n=s1.n, add=s1.add, prod=(prod1 << s1.ws)[:ab])
         s2_d = PipeStage(self, s1_d.valid, word=s1_d.word, take=s1_d.take, mask=s1_d.mask,
                          set=Mux(s1_d.take, 0, 1 << s1_d.bit))
         acc_q, dirty_q = Signal(ab), Signal(DIRTY_WORD)

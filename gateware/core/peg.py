@@ -7,14 +7,16 @@ into at most one packet on `.source`:
   DENSE -> packet(dest, syn, x, y, c + chan_off, d, nx=ny=1)
   CONV/DW -> the clipped kernel window of the destination tile, or nothing if it misses the
              tile (DW also: nothing if the channel is outside c0..c1).
-Entries at addresses >= n_entries produce nothing.
+Entries at addresses >= n_entries produce nothing. The entries have the fabric's layout
+(layouts.FABRIC_LAYOUT_VERSION): each axis its own kernel, stride and padding (x: k, s_log2,
+pad; y: k_y, s_log2_y, pad_y), the upsampling up_log2 shared.
 
 Pipeline (every stage moves when the output register is free or being taken, `advance`):
   P0  walk the entry range, one table address per clock
-  P1  table read (block RAM)        P2  entry registered; xu = (v << up) + pad, c_in = c + chan_off
-  P3  num = xu - k + 2^s, top = xu >> s, the DW channel test
-  P4  lo = max(num >> s, t0), hi = min(top, t1)
-  P5  rel = lo - t0, n = hi - lo + 1, k_first = xu - (lo << s), hits = lo <= hi
+  P1  table read (block RAM)        P2  entry registered; per axis xu = (v << up) + pad, c_in = c + chan_off
+  P3  per axis num = xu - k + 2^s, top = xu >> s; the DW channel test
+  P4  per axis lo = max(num >> s, t0), hi = min(top, t1)
+  P5  per axis rel = lo - t0, n = hi - lo + 1, k_first = xu - (lo << s), hits = lo <= hi
   out the packet register
 
     sink    in   spikes with their entry range (spike_layout)
@@ -29,7 +31,7 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
 
 from synfab.config import FabricConfig
-from synfab.layouts import Kind, packet, peg_entry
+from synfab.layouts import FABRIC_LAYOUT_VERSION, Kind, packet, peg_entry
 
 from ..common import PipeStage, signed_bits
 from ..tables import TableMemory
@@ -42,18 +44,20 @@ def spike_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
 
 
 class _Axis:
-    """One axis (x or y) of the CONV/DW window clipping over stages P2..P5 (see the module doc)."""
+    """One axis (x or y) of the CONV/DW window clipping over stages P2..P5 (see the module doc):
+    the spike's coordinate v2 and the entry's fields of that axis (kernel k, log2 stride s_log2,
+    padding pad, tile t0..t1) and the shared up_log2, all registered at P2."""
 
-    def __init__(self, m, cfg, ce, v2, e, t0, t1, ax):
+    def __init__(self, m, cfg, ce, v2, up_log2, k, s_log2, pad, t0, t1, ax):
         cb, kb = cfg.coord_bits, cfg.kernel_bits
         xu_max = (((1 << cb) - 1) << 3) + (1 << kb) - 1
         sw = signed_bits(-(1 << kb), xu_max + 8)
         # P2 -> P3
         self.xu3 = Signal(xu_max.bit_length(), name=f"xu3_{ax}")
         num = Signal((sw, True))
-        m.sync += If(ce, self.xu3.eq((v2 << e.up_log2) + e.pad))
+        m.sync += If(ce, self.xu3.eq((v2 << up_log2) + pad))
         self.s3, self.k3, self.t0_3, self.t1_3 = (Signal(2), Signal(kb), Signal(cb), Signal(cb))
-        m.sync += If(ce, self.s3.eq(e.s_log2), self.k3.eq(e.k), self.t0_3.eq(t0), self.t1_3.eq(t1))
+        m.sync += If(ce, self.s3.eq(s_log2), self.k3.eq(k), self.t0_3.eq(t0), self.t1_3.eq(t1))
         # P3 -> P4
         self.num4, self.top4 = Signal((sw, True), name=f"num4_{ax}"), Signal(xu_max.bit_length())
         self.xu4, self.s4, self.t0_4, self.t1_4 = Signal.like(self.xu3), Signal(2), Signal(cb), Signal(cb)
@@ -81,13 +85,15 @@ class _Axis:
 
 
 class PEG(LiteXModule):
-    """Programmable event generator over a TableMemory of `n_entries` peg_entry words."""
+    """Programmable event generator over a TableMemory of `n_entries` peg_entry words
+    (`layout`: peg_entry at the fabric's layout version)."""
 
     def __init__(self, cfg: FabricConfig, n_entries: int, stride: int | None = None):
         self.cfg = cfg
+        self.layout = peg_entry(cfg, FABRIC_LAYOUT_VERSION)
         self.sink = stream.Endpoint(spike_layout(cfg))
         self.source = stream.Endpoint(packet(cfg).migen())
-        self.table = TableMemory(peg_entry(cfg), n_entries, stride)
+        self.table = TableMemory(self.layout, n_entries, stride)
         self.idle = Signal()
 
         # # #
@@ -127,8 +133,8 @@ class PEG(LiteXModule):
         p1 = PipeStage(self, issue & (idx < n_entries), advance, x=sx, y=sy, c=sc, d=sd)
         p2 = PipeStage(self, p1.valid, advance, x=p1.x, y=p1.y, c=p1.c, d=p1.d)
         e = self.table.rd_dat
-        ax = _Axis(self, cfg, advance, p2.x, e, e.x0, e.x1, "x")
-        ay = _Axis(self, cfg, advance, p2.y, e, e.y0, e.y1, "y")
+        ax = _Axis(self, cfg, advance, p2.x, e.up_log2, e.k, e.s_log2, e.pad, e.x0, e.x1, "x")
+        ay = _Axis(self, cfg, advance, p2.y, e.up_log2, e.k_y, e.s_log2_y, e.pad_y, e.y0, e.y1, "y")
         # The entry fields the packet needs, P3..P5 and the result stage.
         c_in = Signal(chb + 1)
         self.comb += c_in.eq(p2.c + e.chan_off)

@@ -82,9 +82,9 @@ def quantize_network(net, calib=None):
 
 def default_fabric(qnet) -> FabricConfig:
     """The fabric a network compiles to without --fabric: the default preset, or for a network
-    the fabric does not run yet (extended: e.g. a netx network) the smallest mesh of wide cores
-    (24-bit events and state, netx.NETX_FABRIC) it maps onto, for the golden model."""
-    if qnet.extended_features():
+    the gateware does not run yet (unsupported_features: e.g. a netx network) the smallest mesh
+    of wide cores (24-bit events and state, netx.NETX_FABRIC) it maps onto, for the golden model."""
+    if qnet.unsupported_features():
         from . import netx
         return netx.fabric(qnet)
     return FabricConfig()
@@ -127,8 +127,9 @@ def bundle_summary(tables) -> dict:
     out = {"network": md["network"], "fabric": tables.cfg.name, "layers": len(md["layers"]),
            "input_shape": list(md["input_shape"]), "output": md["output"],
            "input_peg_entries": int(tables.regs["input_peg_count"]), "cores": cores}
-    if tables.version != 1:     # what only the golden model runs so far
+    if tables.version != 1:     # version-2 tables: what they use, and what only the golden model runs
         out.update(table_layout_version=tables.version, extended=tables.extended_features,
+                   golden_model_only=tables.unsupported_features,
                    pipelined=tables.pipelined, input_mode=tables.input_mode,
                    neuron_models={l["name"]: l.get("model", "sigma_delta") for l in md["layers"]})
     return out

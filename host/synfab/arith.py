@@ -63,6 +63,14 @@ def wrap(x, bits: int):
     return ((x + h) & (m - 1)) - h
 
 
+def synapse(w, d, wshift: int = 0):
+    """What one synapse adds to its neuron's accumulator (before the wrap at acc_bits): the weight
+    times the event value, times 2**wshift, the connection's weight shift (weights beyond int8
+    that are multiples of 2**wshift, stored as w = weight >> wshift).  The neuron unit computes
+    exactly this: the product w * d, then the left shift, kept modulo 2**acc_bits."""
+    return (np.asarray(w, dtype=np.int64) * np.asarray(d, dtype=np.int64)) << np.int64(wshift)
+
+
 def requantize(acc, mult: int, shift: int, lo: int | None, hi: int | None):
     """Activation of a neuron from its (wrapped) accumulator.
 

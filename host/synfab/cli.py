@@ -55,8 +55,10 @@ def cmd_compile(a):
         return
     print(f"{info['network']}: {info['layers']} layers on fabric {info['fabric']!r} -> {a.output}")
     if info.get("extended"):
-        print(f"table layout version {info['table_layout_version']} (golden model only for now): "
-              f"{'; '.join(info['extended'])}")
+        print(f"table layout version {info['table_layout_version']}: {'; '.join(info['extended'])}")
+        if info["golden_model_only"]:
+            print(f"runs on the golden model only (the gateware does not run yet: "
+                  f"{'; '.join(info['golden_model_only'])})")
     print(f"{'core':>6} {'populations':>12} {'esu':>5} {'peg':>5} {'neurons':>8} {'weights':>8}")
     for c in info["cores"]:
         print(f"{c['core']:>6} {c['populations']:>12} {c['esu_descriptors']:>5} {c['peg_entries']:>5} "
@@ -124,7 +126,7 @@ def _device_args(a) -> dict:
 
 def cmd_regs(a):
     from .layouts import RegisterMap
-    rm = RegisterMap(_fabric(a.fabric), a.layout_version)
+    rm = RegisterMap(_fabric(a.fabric)) if a.layout_version is None else RegisterMap(_fabric(a.fabric), a.layout_version)
     rows = rm.describe()
     if a.json:
         _print(rows, True)
@@ -152,9 +154,22 @@ def registers_markdown(rm) -> str:
     out += ["", f"`ctrl` bit 0: write 1 to clear every counter (and layer_spikes). Core windows repeat every "
             f"`{rm.core_stride:#x}` bytes from `{rm.core_base0:#x}`.", ""]
     v = rm.version
-    if v != layouts.LAYOUT_VERSION:
-        out += [f"Table layout version {v}: host-side (golden model) until the gateware decodes it; fields after "
-                f"the version-1 ones are appended (DESIGN.md, \"Table layout versions\").", "",
+    if v == layouts.LAYOUT_VERSION:
+        out += [f"Table layout version {v}: the tables of bundles of networks that use nothing of version 2 (and "
+                f"fabrics built before version 2). The fabric decodes version {layouts.FABRIC_LAYOUT_VERSION} "
+                f"(`synfab regs --markdown`): the host writes version-1 tables into its layouts with square "
+                f"geometry and no weight shift (DESIGN.md, \"Table layout versions\").", ""]
+    else:
+        implemented = ", ".join(layouts.GATEWARE_FEATURES)
+        absent = [w for w in layouts.state_word_bits(cfg, v) if w not in layouts.GATEWARE_STATE_WORDS]
+        out += [f"Table layout version {v}: fields after the version-1 ones are appended (DESIGN.md, \"Table "
+                f"layout versions\"). "
+                + (f"The fabric decodes these layouts (`version` reads {v}) and executes of version 2 what its "
+                   f"`features` register lists ({implemented}; bit i = `layouts.EXTENDED_FEATURES[i]`): the "
+                   f"neuron-model fields of pop_desc are stored and read back but not executed, the per-neuron "
+                   f"windows {', '.join(absent)} are not implemented (bus error), and sent is event_bits "
+                   f"({cfg.event_bits}) wide in the gateware. Bundles that use more run on the golden model."
+                   if v == layouts.FABRIC_LAYOUT_VERSION else ""), "",
                 "## Bits per neuron of each neuron model", "",
                 "| model | words | bits |", "|---|---|---|"]
         from .arith import MODEL_WORDS
@@ -232,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fabric")
     g.add_argument("--json", action="store_true")
     g.add_argument("--markdown", action="store_true", help="register map and bit layouts as Markdown")
-    g.add_argument("--layout-version", type=int, choices=(1, 2), default=1,
-                   help="2: the extended tables (neuron models, rectangular geometry) the golden model runs")
+    g.add_argument("--layout-version", type=int, choices=(1, 2), default=None,
+                   help="table layout version (default: the fabric's, 2; 1: the tables of version-1 bundles)")
     g.set_defaults(func=cmd_regs)
 
     # These import only numpy and the standard library (heavy tools load inside their handlers),

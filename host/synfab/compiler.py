@@ -16,7 +16,7 @@ from .config import FabricConfig
 from .errors import SynfabError
 from .ir import QNetwork
 from .layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry,
-                      pop_desc, state_word_bits)
+                      pop_desc, state_word_bits, unsupported_features)
 from .mapper import Placement, connection_hits, map_network, weight_shape
 
 GLOBAL_TABLE_REGS = ("in_w", "in_h", "in_c", "input_peg_count", "n_layers")
@@ -99,8 +99,19 @@ class Tables:
 
     @property
     def extended_features(self) -> list[str]:
-        """What these tables need beyond the fabric (empty for version-1 tables)."""
+        """What these tables use beyond version 1 (empty for version-1 tables)."""
         return list(self.metadata.get("extended", []))
+
+    @property
+    def unsupported_features(self) -> list[str]:
+        """The extended features the gateware does not run (these tables run on the golden model)."""
+        return unsupported_features(self.extended_features)
+
+    @property
+    def state_words(self) -> tuple[str, ...]:
+        """The per-neuron words the tables' neuron models use (arith.MODEL_WORDS), in window order."""
+        used = {w for l in self.metadata.get("layers", []) for w in arith.MODEL_WORDS[l.get("model", "sigma_delta")]}
+        return tuple(w for w in arith.STATE_WORDS if w in used | {"acc", "sent"})
 
     @property
     def pipelined(self) -> bool:
@@ -149,11 +160,38 @@ def _slice_words(qnet: QNetwork, layer, c0: int, c1: int) -> np.ndarray:
 
 def _neuron_fields(layer) -> dict:
     """The version-2 population fields of a layer's neuron model (DESIGN.md "Neuron models")."""
-    n = layer.neuron
-    return dict(model=NEURON_MODEL_CODES[n.model], lo_open=int(layer.lo is None), hi_open=int(layer.hi is None),
+    return _model_fields(layer.neuron, layer.lo is None, layer.hi is None)
+
+
+def _model_fields(n: arith.Neuron, lo_open: bool = False, hi_open: bool = False) -> dict:
+    return dict(model=NEURON_MODEL_CODES[n.model], lo_open=int(lo_open), hi_open=int(hi_open),
                 theta=n.theta, msg_shift=n.msg_shift, fire_gt=int(n.fire_gt),
                 reset_to_value=int(n.reset_to is not None), v_reset=n.reset_to or 0, v_min_on=int(n.v_min is not None),
                 v_min=n.v_min or 0, multi_spike=int(n.multi_spike), du=n.du, dv=n.dv, refractory=n.refractory)
+
+
+# What a version-1 entry means in the fields version 2 appends: the y axis is the x axis (square
+# kernel, stride and padding), no weight shift, today's sigma-delta neuron with its clamps.
+V1_MEANING_COPIED = {"k_y": "k", "s_log2_y": "s_log2", "pad_y": "pad"}
+V1_MEANING_CONSTANT = dict(wshift=0, **_model_fields(arith.Neuron()))
+
+
+def at_version(layout, cols: dict) -> dict[str, np.ndarray]:
+    """Columns of a table for `layout` (a PEG, ESU or population layout of any version) from
+    columns of the same entries at version 1 or `layout`'s version: fields version 2 appends
+    that `cols` lacks get what a version-1 entry means (V1_MEANING_*).  The fabric decodes the
+    version-2 layouts (layouts.FABRIC_LAYOUT_VERSION) and executes such entries exactly as the
+    version-1 fields say."""
+    out = {}
+    for f in layout.fields:
+        if f.name in cols:
+            out[f.name] = np.asarray(cols[f.name], dtype=np.int64)
+        elif f.name in V1_MEANING_COPIED:
+            out[f.name] = np.asarray(cols[V1_MEANING_COPIED[f.name]], dtype=np.int64)
+        else:
+            n = len(np.asarray(next(iter(cols.values()))).reshape(-1)) if cols else 0
+            out[f.name] = np.full(n, V1_MEANING_CONSTANT[f.name], dtype=np.int64)
+    return out
 
 
 def compile_network(qnet: QNetwork, cfg: FabricConfig, placement: Placement | None = None) -> Tables:
@@ -327,23 +365,30 @@ def words_to_weights(words: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def tables_to_words(tables: Tables) -> dict[tuple, np.ndarray]:
+def tables_to_words(tables: Tables, version: int | None = None, words=None) -> dict[tuple, np.ndarray]:
     """{(core or None, window name): uint32 array (entries, window words)} to write at
-    RegisterMap window addresses (entry i, word j at window.addr(i, j)).
+    RegisterMap(cfg, version) window addresses (entry i, word j at window.addr(i, j)).
+
+    `version` (default: the tables' own) may be later than the tables' (version-1 tables in the
+    fabric's version-2 layouts, `at_version`); `words` names the per-neuron words to write
+    (default: every word of the version).
 
     Only what is used is written: the entries of every table, weight words up to the last used
     one, and acc/sent of the neurons up to the last one in a population (writing ACC marks those
     neurons dirty, so the first frame evaluates all of them)."""
-    cfg, v = tables.cfg, tables.version
+    cfg, v = tables.cfg, tables.version if version is None else version
+    if v < tables.version:
+        raise ValueError(f"version-{tables.version} tables cannot be written as version {v}")
     pe, ed, pd = peg_entry(cfg, v), esu_desc(cfg, v), pop_desc(cfg, v)
-    out = {(None, "input_peg"): pe.pack(tables.input_peg)}
+    out = {(None, "input_peg"): pe.pack(at_version(pe, tables.input_peg))}
     for c, ct in enumerate(tables.cores):
         n = ct.neurons_used
-        out[(c, "pop")] = pd.pack(ct.pop)
-        out[(c, "esu")] = ed.pack(ct.esu)
-        out[(c, "peg")] = pe.pack(ct.peg)
+        out[(c, "pop")] = pd.pack(at_version(pd, ct.pop))
+        out[(c, "esu")] = ed.pack(at_version(ed, ct.esu))
+        out[(c, "peg")] = pe.pack(at_version(pe, ct.peg))
         out[(c, "weights")] = weights_to_words(ct.weights, ct.weights_used)
         initial = ct.initial_words()
         for word in state_word_bits(cfg, v):
-            out[(c, word)] = _to_u32(initial[word][:n])
+            if words is None or word in words:
+                out[(c, word)] = _to_u32(initial.get(word, np.zeros(n, np.int64))[:n])
     return out

@@ -21,7 +21,7 @@ import numpy as np
 
 from .arith import Neuron
 from .errors import SynfabError
-from .layouts import Kind
+from .layouts import Kind, feature_name, unsupported_features
 
 
 class NetworkError(SynfabError, ValueError):
@@ -296,9 +296,11 @@ class QNetwork:
             raise NetworkError(f"reset_interval must be >= 0, got {self.reset_interval}")
 
     def extended_features(self) -> list[str]:
-        """What this network uses beyond the fabric's sigma-delta CNN (table layout version 1),
-        one entry per feature naming its layers: such a network runs on the golden model; the
-        gateware does not run it yet."""
+        """What this network uses beyond the sigma-delta CNN of table layout version 1, one entry
+        per feature (layouts.EXTENDED_FEATURES) naming its layers: such a network compiles to
+        version-2 tables.  The gateware runs the features in layouts.GATEWARE_FEATURES (the
+        geometry: rectangular kernels, strides and padding, weight shifts); the others run on the
+        golden model (`unsupported_features`)."""
         layers: dict[str, list[str]] = {}
 
         def note(feature: str, layer: str) -> None:
@@ -323,7 +325,13 @@ class QNetwork:
             out.append("state reset interval")
         if self.input_mode != "levels":
             out.append(f"{self.input_mode} input")
+        for entry in out:
+            feature_name(entry)         # every entry names a feature of the features register
         return out
+
+    def unsupported_features(self) -> list[str]:
+        """The extended features the gateware does not run yet (the network runs on the golden model)."""
+        return unsupported_features(self.extended_features())
 
     def layer(self, name: str) -> QLayer:
         for l in self.layers:

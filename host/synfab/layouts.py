@@ -13,14 +13,58 @@ import numpy as np
 
 from .config import FabricConfig
 
-# The table layouts the fabric decodes (its `version` register); bundles of networks that use
-# only what it runs are written with this version, bit for bit as before extended tables existed.
+# Version-1 tables: bundles of networks that use nothing of version 2 are written with this
+# version, bit for bit as before extended tables existed.
 LAYOUT_VERSION = 1
-# Host-side extension (golden model only until the gateware follows): every v1 field where it
-# was, fields appended at the end of the PEG entry, ESU descriptor and population descriptor
-# (rectangular geometry, weight shift, neuron models) and per-neuron words u, v, ref, bias.
+# Version 2: every v1 field where it was, fields appended at the end of the PEG entry, ESU
+# descriptor and population descriptor (rectangular geometry, weight shift, neuron models) and
+# per-neuron words u, v, ref, bias.
 EXTENDED_LAYOUT_VERSION = 2
 LAYOUT_VERSIONS = (LAYOUT_VERSION, EXTENDED_LAYOUT_VERSION)
+# The table layouts the gateware decodes: its `version` register and the default of RegisterMap
+# (the fabric's register map).  A version-1 bundle is written into these layouts by the host with
+# the values a version-1 entry means (compiler.at_version: square geometry, no weight shift,
+# today's sigma-delta), which the fabric executes exactly as the version-1 fields.
+FABRIC_LAYOUT_VERSION = EXTENDED_LAYOUT_VERSION
+
+# What a network may use beyond version 1 (QNetwork.extended_features names them, one entry per
+# feature with its layers: "weight shift (conv1, fc2)"), in the bit order of the fabric's
+# read-only `features` register (version-2 register map).
+EXTENDED_FEATURES = (
+    "rectangular kernel, stride or padding",
+    "weight shift",
+    "sigma-delta theta/message shift",
+    "unclamped activation",
+    "if neurons",
+    "cuba_lif neurons",
+    "lif neurons",
+    "pipelined timing",
+    "state reset interval",
+    "events input",
+    "spikes input",
+)
+# What the gateware executes (its `features` register): the geometry part of version 2.
+GATEWARE_FEATURES = EXTENDED_FEATURES[:2]
+# The per-neuron words the gateware keeps (windows of the other state words answer SLVERR).
+GATEWARE_STATE_WORDS = ("acc", "sent")
+
+
+def feature_name(entry: str) -> str:
+    """The feature of an extended_features entry ("weight shift (conv1)" -> "weight shift")."""
+    name = entry.split(" (", 1)[0]
+    if name not in EXTENDED_FEATURES:
+        raise ValueError(f"unknown extended feature {entry!r}; known: {', '.join(EXTENDED_FEATURES)}")
+    return name
+
+
+def feature_mask(names) -> int:
+    """The `features` register bits of feature names (or extended_features entries)."""
+    return sum(1 << EXTENDED_FEATURES.index(feature_name(n)) for n in set(names))
+
+
+def unsupported_features(entries) -> list[str]:
+    """The extended_features entries the gateware does not execute (they run on the golden model)."""
+    return [e for e in entries if feature_name(e) not in GATEWARE_FEATURES]
 ID_MAGIC = 0x53594E46  # "SYNF"
 # Vivado IP identity of the packaged fabric (gateware/vivado packages it, the PYNQ driver binds to it).
 IP_VLNV = "synfab.org:synfab:synfab_fabric:1.0"
@@ -356,7 +400,8 @@ class RegisterMap:
     MAX_LAYERS = 64
     DOC = {
         "id": "read-only: ID_MAGIC 0x53594E46 ('SYNF')",
-        "version": "read-only: LAYOUT_VERSION of the tables this core decodes",
+        "version": "read-only: the table layout version this fabric decodes (FABRIC_LAYOUT_VERSION)",
+        "features": "read-only: version-2 features the fabric executes, bit i = layouts.EXTENDED_FEATURES[i]",
         "config_crc": "read-only: FabricConfig.crc() the gateware was built from",
         "ctrl": "write 1 to bit 0: clear every counter and layer_spikes",
         "status": "read-only: bit 0 busy (a frame is being processed)",
@@ -388,18 +433,21 @@ class RegisterMap:
         "weights": "int8 weights, four per word, little-endian",
         "acc": "neuron accumulators, sign-extended; a write marks the neuron dirty",
         "sent": "last activation each neuron sent, sign-extended",
-        "u": "v2: Loihi current of cuba_lif neurons, sign-extended",
-        "v": "v2: Loihi voltage of cuba_lif/lif neurons, sign-extended",
-        "ref": "v2: refractory steps left of cuba_lif/lif neurons",
-        "bias": "v2: per-neuron bias added every step by if/lif neurons, sign-extended",
+        "u": "v2: Loihi current of cuba_lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
+        "v": "v2: Loihi voltage of cuba_lif/lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
+        "ref": "v2: refractory steps left of cuba_lif/lif neurons (golden model; the gateware has no such window yet: bus error)",
+        "bias": "v2: per-neuron bias added every step by if/lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
     }
     CTRL_CLEAR_COUNTERS = 1  # ctrl bit 0: write 1 to clear every counter
 
-    def __init__(self, cfg: FabricConfig, version: int = LAYOUT_VERSION):
+    def __init__(self, cfg: FabricConfig, version: int = FABRIC_LAYOUT_VERSION):
+        """The register map of tables of `version`; the default is the fabric's (what the gateware
+        decodes).  Version 2 adds the read-only `features` register after the version-1 ones."""
         _check_version(version)
         self.cfg = cfg
         self.version = version
-        self.regs = {name: 4 * i for i, name in enumerate(self.GLOBAL_REGS)}
+        names = self.GLOBAL_REGS + (["features"] if version >= EXTENDED_LAYOUT_VERSION else [])
+        self.regs = {name: 4 * i for i, name in enumerate(names)}
         self.global_counters = {name: 0x100 + 4 * i for i, name in enumerate(GLOBAL_COUNTERS)}
         # Spikes per evaluation step (layer), summed over cores: read-only window.
         self.layer_spikes = Window("layer_spikes", 0x200, self.MAX_LAYERS, 1, 1, None)

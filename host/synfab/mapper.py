@@ -290,9 +290,10 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
         if c > 1 << chb:
             raise MappingError(f"layer {name}: {c} channels but channels have {chb} bits (at most {1 << chb}); "
                                f"use a fabric with chan_bits >= {(c - 1).bit_length()}")
-    extended = bool(qnet.extended_features())
-    # Outputs of networks the fabric runs travel in the stream word's 16-bit d; extended networks
-    # run on the golden model only, whose output events are event_bits wide.
+    extended = bool(qnet.unsupported_features())
+    # Outputs of networks the fabric runs (version 1, or version 2's geometry) travel in the
+    # stream word's 16-bit d; networks with other extended features run on the golden model
+    # only, whose output events are event_bits wide.
     out_lim = dmax if extended else min(dmax, stream_dmax)
     if not for_analysis:        # value ranges do not change sizes: the memory analysis skips them
         _check_input_range(qnet, dmax, out_lim, cfg)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import arith
-from .compiler import Tables
+from .compiler import Tables, at_version
 from .errors import SynfabError
-from .layouts import NEURON_MODEL_CODES, Kind
+from .layouts import EXTENDED_LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry
 
 EVENT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4")])
 OUT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4"), ("tag", "<i4")])
@@ -102,24 +102,17 @@ def _concat(parts: list[dict], names) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in names}
 
 
-# Version-1 tables are square, unshifted, sigma-delta: their missing version-2 columns read as this.
-_SQUARE = {"k_y": "k", "s_log2_y": "s_log2", "pad_y": "pad"}
 _MODEL_NAMES = {code: name for name, code in NEURON_MODEL_CODES.items()}
 
 
-def _peg_columns(cols: dict) -> dict[str, np.ndarray]:
-    out = {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
-    for y, x in _SQUARE.items():
-        out.setdefault(y, out[x])
-    return out
+def _peg_columns(cols: dict, cfg) -> dict[str, np.ndarray]:
+    """PEG columns with the version-2 fields (version-1 tables: square, compiler.at_version)."""
+    return at_version(peg_entry(cfg, EXTENDED_LAYOUT_VERSION), cols)
 
 
-def _esu_columns(cols: dict) -> dict[str, np.ndarray]:
-    out = {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
-    out.setdefault("k_y", out["k"])
-    out.setdefault("s_log2_y", out["s_log2"])
-    out.setdefault("wshift", np.zeros_like(out["k"]))
-    return out
+def _esu_columns(cols: dict, cfg) -> dict[str, np.ndarray]:
+    """ESU columns with the version-2 fields (version-1 tables: square, no weight shift)."""
+    return at_version(esu_desc(cfg, EXTENDED_LAYOUT_VERSION), cols)
 
 
 def _population_neuron(pop: dict, k: int) -> tuple[arith.Neuron, arith.Activation]:
@@ -144,8 +137,8 @@ class _Core:
 
     def __init__(self, ct, cfg):
         self.pop = {k: np.asarray(v, dtype=np.int64) for k, v in ct.pop.items()}
-        self.esu = _esu_columns(ct.esu)
-        self.peg = _peg_columns(ct.peg)
+        self.esu = _esu_columns(ct.esu, cfg)
+        self.peg = _peg_columns(ct.peg, cfg)
         self.pop_count, self.esu_count = int(ct.pop_count), int(ct.esu_count)
         self.weights = np.asarray(ct.weights, dtype=np.int64)
         self.neurons_used = ct.neurons_used
@@ -164,7 +157,7 @@ class Model:
         self.cores = [_Core(ct, cfg) for ct in tables.cores]
         if len(self.cores) != cfg.n_cores:
             raise ModelError(f"tables have {len(self.cores)} cores but the fabric has {cfg.n_cores}")
-        self.input_peg = _peg_columns(tables.input_peg)
+        self.input_peg = _peg_columns(tables.input_peg, cfg)
         self.n_layers = int(tables.regs["n_layers"])
         self.in_w, self.in_h, self.in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
         n_in = int(tables.regs["input_peg_count"])
@@ -432,11 +425,10 @@ class Model:
             return
         self._cnt["synops"][ci] += len(d) * cc
         if ds["wconst"]:
-            vals = np.repeat(d * ds["wval"], cc)
+            vals = np.repeat(arith.synapse(ds["wval"], d, ds["wshift"]), cc)
         else:
             wm = core.weights[wbase:wbase + (int(row.max()) + 1) * cc].reshape(-1, cc)
-            vals = (wm[row] * d[:, None]).reshape(-1)
-        vals = vals << np.int64(ds["wshift"])
+            vals = arith.synapse(wm[row], d[:, None], ds["wshift"]).reshape(-1)
         targets = (first[:, None] + co).reshape(-1)
         np.add.at(acc, targets, vals)
         dirty[targets] = True
@@ -450,7 +442,7 @@ class Model:
         self._cnt["dropped"][ci] += int((~ok).sum())
         self._cnt["synops"][ci] += int(ok.sum())
         w = np.full(len(d), ds["wval"], np.int64) if ds["wconst"] else core.weights[np.where(ok, widx, 0)]
-        np.add.at(self._acc[ci], neuron[ok], (w[ok] * d[ok]) << np.int64(ds["wshift"]))
+        np.add.at(self._acc[ci], neuron[ok], arith.synapse(w[ok], d[ok], ds["wshift"]))
         self._dirty[ci][neuron[ok]] = True
 
     def _esu_dense(self, ci: int, core: _Core, ds: dict, pk: dict) -> None:
@@ -466,12 +458,11 @@ class Model:
             self._pairs_guarded(ci, core, ds, np.broadcast_to(nbase + co, (len(d), cc)).reshape(-1),
                                 (wbase + i[:, None] * cc + co).reshape(-1), np.repeat(d, cc))
             return
-        if ds["wconst"]:
-            total = np.full(cc, int(d.sum()) * ds["wval"], dtype=np.int64)
+        if ds["wconst"]:     # sums of synapses: (w * d1 + w * d2) << s = w * (d1 + d2) << s
+            total = np.full(cc, arith.synapse(ds["wval"], int(d.sum()), ds["wshift"]), dtype=np.int64)
         else:
             wm = core.weights[wbase:wbase + (int(i.max()) + 1) * cc].reshape(-1, cc)
-            total = (wm[i] * d[:, None]).sum(axis=0)
-        total = total << np.int64(ds["wshift"])
+            total = arith.synapse(wm[i], d[:, None], ds["wshift"]).sum(axis=0)
         self._cnt["synops"][ci] += len(d) * cc
         acc[nbase:nbase + cc] += total
         dirty[nbase:nbase + cc] = True

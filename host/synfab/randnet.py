@@ -28,6 +28,12 @@ BLOCKS = ("conv", "conv_s2", "tconv", "dw", "pw", "sumpool", "avgpool", "upsampl
           "dense", "dense_concat")
 # Drawn only when asked for (BLOCKS keeps its draws: seeded co-simulation cases stay the same).
 EXTRA_BLOCKS = ("rect", "rect_pool")
+# More of version 2's geometry (also drawn only when asked): a rectangular depthwise conv with
+# strides up to 8 and kernels up to 7, and a rectangular zero-inserting (up=2) conv.
+GEOMETRY_BLOCKS = ("rect_dw", "rect_up")
+# Every block of the geometry the gateware runs beyond square kernels (with_weight_shifts adds
+# the weight shift).
+GEOMETRY_KINDS = EXTRA_BLOCKS + GEOMETRY_BLOCKS
 
 
 class _Source:
@@ -131,11 +137,45 @@ class _Builder:
         return self.add_layer("rconv", (co, ho, wo), [QConnection(cur, Kind.CONV, **geo)], wt, c * kh * kw, rms,
                               self.mag[cur])
 
+    def rect_dw(self, cur: str):
+        """A rectangular depthwise conv with stored weights: kernels up to 7, strides up to 8."""
+        src, (c, h, w) = self.src, self.shapes[cur]
+        kmax = min((1 << self.cfg.kernel_bits) - 1, 7)
+        kh, kw = src.int(1, kmax), src.int(1, kmax)
+        sh, sw = src.pick([1, 2, 4, 8]), src.pick([1, 2, 4, 8])
+        ph, pw = src.int(0, kh - 1), src.int(0, kw - 1)
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if min(ho, wo) < 1:
+            return None
+        wt, rms = self.weights((c, 1, kh, kw))
+        conn = QConnection(cur, Kind.DW, k=kw, stride=sw, pad=pw, k_y=kh, stride_y=sh, pad_y=ph)
+        return self.add_layer("rdw", (c, ho, wo), [conn], wt, kh * kw, rms, self.mag[cur])
+
+    def rect_up(self, cur: str):
+        """A rectangular conv over the source zero-inserted by 2 (a transposed conv)."""
+        src, (c, h, w) = self.src, self.shapes[cur]
+        kmax = min(self.kmax, 5)
+        kh, kw = src.int(1, kmax), src.int(1, kmax)
+        sh, sw = src.pick([1, 2]), src.pick([1, 2])
+        ph, pw = src.int(0, kh - 1), src.int(0, kw - 1)
+        zh, zw = 2 * h - 1, 2 * w - 1
+        ho, wo = (zh + 2 * ph - kh) // sh + 1, (zw + 2 * pw - kw) // sw + 1
+        if min(ho, wo) < 1 or max(ho, wo) > self.max_hw:
+            return None
+        co = self.src.int(1, self.max_c)
+        wt, rms = self.weights((co, c, kh, kw))
+        conn = QConnection(cur, Kind.CONV, k=kw, stride=sw, pad=pw, k_y=kh, stride_y=sh, pad_y=ph, up=2)
+        return self.add_layer("rtconv", (co, ho, wo), [conn], wt, c * kh * kw / 4, rms, self.mag[cur])
+
     def block(self, kind: str, cur: str):
         src = self.src
         c, h, w = self.shapes[cur]
         if kind in ("rect", "rect_pool"):
             return self.rect(cur, kind == "rect_pool")
+        if kind == "rect_dw":
+            return self.rect_dw(cur)
+        if kind == "rect_up":
+            return self.rect_up(cur)
         if kind in ("conv", "conv_s2"):
             k = src.pick([kk for kk in (1, 3, 5) if kk <= self.kmax])
             return self.conv(cur, k, 2 if kind == "conv_s2" else 1, src.int(0, min(k - 1, 2)))
@@ -247,9 +287,10 @@ def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30, si
     depth; it shrinks when a network does not map.  A kind listed twice in `kinds` is drawn twice
     as often."""
     src = _Source(source)
-    unknown = set(kinds) - set(BLOCKS + EXTRA_BLOCKS)
+    known = BLOCKS + EXTRA_BLOCKS + GEOMETRY_BLOCKS
+    unknown = set(kinds) - set(known)
     if unknown:
-        raise SynfabError(f"unknown block kinds {sorted(unknown)}; known: {', '.join(BLOCKS + EXTRA_BLOCKS)}")
+        raise SynfabError(f"unknown block kinds {sorted(unknown)}; known: {', '.join(known)}")
     for attempt in range(tries):
         # The last tries build a single pointwise conv on a tiny input: it fits any fabric.
         last = attempt >= tries - 2
@@ -260,6 +301,24 @@ def random_qnetwork(source, cfg: FabricConfig, kinds=BLOCKS, tries: int = 30, si
         except MappingError:
             size = max(0, size - 1) if attempt % 2 else size
     raise SynfabError(f"no random network fitting fabric {cfg.name!r} in {tries} tries; the fabric is too small")
+
+
+def with_weight_shifts(source, qnet: QNetwork, cfg: FabricConfig, shifts=(0, 1, 2, 3, 15)) -> QNetwork:
+    """qnet with a random weight shift per connection (weights times 2**wshift, every layer's
+    drawn from `shifts`, a connection's that or one less), requantization and bias scaled along
+    where the layer's shift field allows, so activations keep their size."""
+    src = _Source(source)
+    top = (1 << cfg.shift_bits) - 1
+    layers = []
+    for layer in qnet.layers:
+        ws = src.pick(list(shifts))
+        conns = [replace(c, wshift=max(0, ws - src.int(0, 1))) for c in layer.inputs]
+        most = max(c.wshift for c in conns)
+        if layer.shift + most <= top:
+            bias = None if layer.bias is None else np.asarray(layer.bias, dtype=np.int64) << most
+            layer = replace(layer, shift=layer.shift + most, bias=bias)
+        layers.append(replace(layer, inputs=conns))
+    return replace(qnet, layers=layers)
 
 
 # -- neuron models and time -----------------------------------------------------------------------
@@ -437,13 +496,23 @@ def spans_cores_and_tiles(qnet: QNetwork, cfg: FabricConfig, strategy: str) -> b
     return max(parts_per_layer.values()) > 1 and len(cores) >= min(2, cfg.n_cores)
 
 
-def random_cosim_case(source, cfg: FabricConfig, size: int = COSIM_SIZE) -> CosimCase:
+def random_cosim_case(source, cfg: FabricConfig, size: int = COSIM_SIZE, geometry: bool = False) -> CosimCase:
     """A CosimCase on cfg; of up to COSIM_NETWORK_TRIES random networks, the first that spans
-    several cores and tiles (else the last: a fabric may be too small for any to)."""
+    several cores and tiles (else the last: a fabric may be too small for any to).  geometry:
+    rectangular blocks (GEOMETRY_KINDS) besides the others, and mostly weight shifts (version-2
+    tables the gateware runs)."""
     src = _Source(source)
     strategy = src.pick(STRATEGIES)
+    kinds = COSIM_KINDS + 2 * GEOMETRY_KINDS if geometry else COSIM_KINDS
     for _ in range(COSIM_NETWORK_TRIES):
-        qnet = random_qnetwork(src, cfg, COSIM_KINDS, size=size, blocks=COSIM_BLOCKS)
+        qnet = random_qnetwork(src, cfg, kinds, size=size, blocks=COSIM_BLOCKS)
+        if geometry and src.flag(0.7):
+            shifted = with_weight_shifts(src, qnet, cfg)
+            try:
+                map_network(shifted, cfg, strategy)
+                qnet = shifted
+            except MappingError:
+                pass
         if spans_cores_and_tiles(qnet, cfg, strategy):
             break
     top = (1 << (cfg.event_bits - 1)) - 1
@@ -459,18 +528,30 @@ def fabric_configs():
     return st.composite(lambda draw: random_fabric_config(draw))()
 
 
-def cosim_cases(cfg: FabricConfig):
-    """Strategy of CosimCases on cfg."""
+def cosim_cases(cfg: FabricConfig, geometry: bool = False):
+    """Strategy of CosimCases on cfg (geometry: with rectangular blocks and weight shifts)."""
     from hypothesis import strategies as st
-    return st.composite(lambda draw: random_cosim_case(draw, cfg))()
+    return st.composite(lambda draw: random_cosim_case(draw, cfg, geometry=geometry))()
 
 
-def qnetworks(cfg: FabricConfig | None = None, kinds=BLOCKS):
-    """Strategy of random QNetworks that map onto cfg (default: the 'small' preset)."""
+def qnetworks(cfg: FabricConfig | None = None, kinds=BLOCKS, weight_shifts: bool = False):
+    """Strategy of random QNetworks that map onto cfg (default: the 'small' preset); with
+    weight_shifts, a random weight shift on every connection (with_weight_shifts)."""
     from hypothesis import strategies as st
     from .config import PRESETS
     cfg = cfg or PRESETS["small"]
-    return st.composite(lambda draw: random_qnetwork(draw, cfg, kinds))()
+
+    def draw_network(draw):
+        qnet = random_qnetwork(draw, cfg, kinds)
+        if weight_shifts:
+            shifted = with_weight_shifts(draw, qnet, cfg)
+            try:
+                map_network(shifted, cfg)
+                return shifted
+            except MappingError:
+                pass
+        return qnet
+    return st.composite(draw_network)()
 
 
 def configs_and_qnetworks(kinds=BLOCKS):

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SynfabError
-from ..layouts import (CORE_COUNTERS, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION, STREAM_EVENT,
-                       RegisterMap)
+from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC,
+                       STREAM_EVENT, RegisterMap, feature_name)
 from ..model import OUT_DTYPE  # one definition of an output event
 
 
@@ -54,10 +54,12 @@ def stream_columns(events: dict, event_bits: int) -> dict:
 
 
 def check_fabric_runs(tables, backend: str) -> None:
-    """DeviceError (one line) when the tables need what the gateware does not run yet (extended
-    tables, layout version 2): such bundles run on the model backend only."""
-    features = tables.extended_features
-    if tables.version != LAYOUT_VERSION or features:
+    """DeviceError (one line) when the tables need what the gateware does not run yet: of the
+    version-2 features (layouts.EXTENDED_FEATURES) it runs the geometry (layouts.GATEWARE_FEATURES:
+    rectangular kernels, strides and padding, weight shifts); bundles using any other run on the
+    model backend only."""
+    features = tables.unsupported_features
+    if tables.version > FABRIC_LAYOUT_VERSION or features:
         shown = "; ".join(features[:4]) + (f"; and {len(features) - 4} more" if len(features) > 4 else "")
         raise DeviceError(f"{backend}: the fabric does not support yet: {shown or f'table layout version {tables.version}'}"
                           f" (table layout version {tables.version}); run this bundle with --backend model")
@@ -146,17 +148,29 @@ class RegisterDevice(Device):
         return int(self._read(np.array([addr]))[0])
 
     def identify(self) -> dict:
+        """id, version, config_crc and features of the fabric (DeviceError if it is not the
+        fabric this host drives)."""
         ident = {k: self.read_reg(k) for k in ("id", "version", "config_crc")}
         if ident["id"] != ID_MAGIC:
             raise DeviceError(f"{self.name}: no synfab core at this address (id register reads "
                               f"{ident['id']:#010x}, expected {ID_MAGIC:#010x}); check the bitstream")
-        if ident["version"] != LAYOUT_VERSION:
+        if ident["version"] != FABRIC_LAYOUT_VERSION:
             raise DeviceError(f"{self.name}: core has table layout version {ident['version']}, this host "
-                              f"speaks {LAYOUT_VERSION}; rebuild the bitstream or update synfab")
+                              f"speaks {FABRIC_LAYOUT_VERSION}; rebuild the bitstream or update synfab")
         if ident["config_crc"] != self.cfg.crc():
             raise DeviceError(f"{self.name}: core was built for another fabric configuration (crc "
                               f"{ident['config_crc']:#010x} != {self.cfg.crc():#010x}); load the matching bitstream")
+        ident["features"] = self.read_reg("features")
         return ident
+
+    def _check_features(self, tables, features: int) -> None:
+        """DeviceError (one line) if the tables use a version-2 feature the fabric's `features`
+        register does not list."""
+        missing = [e for e in tables.extended_features
+                   if not features >> EXTENDED_FEATURES.index(feature_name(e)) & 1]
+        if missing:
+            raise DeviceError(f"{self.name}: this fabric's gateware does not run {'; '.join(missing)} (features "
+                              f"register {features:#x}); rebuild the bitstream from this synfab")
 
     def _window_addrs(self, window, n_entries: int) -> np.ndarray:
         i = np.arange(n_entries)[:, None]
@@ -167,7 +181,9 @@ class RegisterDevice(Device):
         """(addresses, words) of every window the bundle fills, in load order."""
         from ..compiler import tables_to_words
         out = []
-        for (core, wname), words in tables_to_words(tables).items():
+        # In the fabric's layouts (version-1 tables: square, unshifted, compiler.at_version), and
+        # only the per-neuron words the tables' neuron models use.
+        for (core, wname), words in tables_to_words(tables, self.regmap.version, tables.state_words).items():
             words = np.asarray(words, dtype=np.uint32)
             if core is None:
                 win = getattr(self.regmap, wname)
@@ -184,7 +200,7 @@ class RegisterDevice(Device):
             raise DeviceError(f"{self.name}: bundle was compiled for fabric {tables.cfg.name!r} "
                               f"(crc {tables.cfg.crc():#010x}) but the device is {self.cfg.name!r} "
                               f"(crc {self.cfg.crc():#010x}); recompile with --fabric matching the device")
-        self.identify()
+        self._check_features(tables, self.identify()["features"])
         # Disable the fabric while tables change: no layer is evaluated, no input is fanned out.
         self.write_reg("n_layers", 0)
         self.write_reg("input_peg_count", 0)
