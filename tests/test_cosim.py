@@ -205,6 +205,52 @@ def test_hypothesis_networks(sim_for, qnet, seed, threshold, p_in, p_out):
     cosim(sim, qnet, threshold=threshold, frames=2, seed=seed)
 
 
+GEOMETRY_KINDS = randnet.BLOCKS + 2 * randnet.GEOMETRY_KINDS
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(qnet=randnet.qnetworks(SMALL, GEOMETRY_KINDS, weight_shifts=True), seed=st.integers(0, 2 ** 32 - 1),
+       threshold=st.sampled_from(randnet.THRESHOLDS), p_in=st.sampled_from(randnet.GAP_PROBABILITIES),
+       p_out=st.sampled_from(randnet.GAP_PROBABILITIES))
+def test_hypothesis_geometry_networks(sim_for, qnet, seed, threshold, p_in, p_out):
+    """Version-2 tables the gateware runs: rectangular kernels (up to 7), strides (up to 8) and
+    padding, zero insertion, and weight shifts up to 15, among every other block kind."""
+    assert not qnet.unsupported_features()
+    sim = sim_for(SMALL)
+    sim.set_gaps(p_in, p_out, seed)
+    cosim(sim, qnet, threshold=threshold, frames=2, seed=seed)
+
+
+def test_geometry_cases_are_version_2_and_varied():
+    """What the geometry draws cover (model only): version-2 tables with rectangular kernels,
+    strides and padding on different axes, zero insertion, and weight shifts."""
+    rng = np.random.default_rng(0)
+    seen = set()
+    for i in range(40):
+        qnet = randnet.with_weight_shifts(rng, randnet.random_qnetwork(rng, SMALL, GEOMETRY_KINDS), SMALL)
+        tables = compile_network(qnet, SMALL)
+        seen |= {f.split(" (")[0] for f in tables.extended_features}
+        for l in qnet.layers:
+            for c in l.inputs:
+                seen |= {"kh != kw"} if c.kh != c.kw else set()
+                seen |= {"sh != sw"} if c.sh != c.sw else set()
+                seen |= {"stride 8"} if 8 in (c.sh, c.sw) else set()
+                seen |= {"up rect"} if c.up > 1 and not c.square else set()
+                seen |= {"wshift 15"} if c.wshift == 15 else set()
+    assert {"rectangular kernel, stride or padding", "weight shift", "kh != kw", "sh != sw", "stride 8", "up rect",
+            "wshift 15"} <= seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+def test_geometry_on_the_narrow_fabric(sim_for, seed):
+    """3-bit kernel fields, 16-bit accumulators that wrap under weight shifts, four cores."""
+    sim = sim_for(NARROW)
+    qnet = randnet.with_weight_shifts(seed, randnet.random_qnetwork(seed, NARROW, GEOMETRY_KINDS), NARROW)
+    cosim(sim, qnet, threshold=seed % 2, frames=3, seed=seed)
+
+
 def test_cycle_counters_are_bounded(sim_for):
     sim = sim_for(SMALL)
     qnet = randnet.random_qnetwork(30, SMALL)

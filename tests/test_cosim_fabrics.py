@@ -73,6 +73,33 @@ def test_random_fabric_matches_the_model(device_for, fabric, data):
     assert ran["frames"] == case.frames and ran["cycles"] > 0
 
 
+GEOMETRY_CASES_PER_FABRIC = 12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fabric", range(CI_FABRICS))
+@settings(max_examples=GEOMETRY_CASES_PER_FABRIC, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_random_fabric_geometry_matches_the_model(device_for, fabric, data):
+    """Version-2 tables the gateware runs on the same fabrics: rectangular kernels, strides and
+    padding (also zero-inserted), weight shifts, with every other block kind, through SimDevice
+    (which accepts these bundles and refuses the rest)."""
+    cfg = cosim.campaign_fabric(CI_SEED, fabric)
+    case = data.draw(randnet.cosim_cases(cfg, geometry=True), label="case")
+    try:
+        tables = cosim.compile_case(case, cfg)
+    except MappingError:
+        if case.strategy == "auto":
+            raise
+        assume(False)
+    assert not tables.unsupported_features
+    event(f"table layout version {tables.version}")
+    event(f"features: {', '.join(sorted(f.split(' (')[0] for f in tables.extended_features)) or 'none'}")
+    ran = cosim.run_case(device_for(cfg), case, tables)
+    assert ran["frames"] == case.frames and ran["cycles"] > 0
+
+
 def test_cases_span_cores_and_tiles_and_vary_what_the_fabric_sees():
     """Across a sample of cases (model only): most networks split a layer over several cores, every
     strategy and thresholds above 0 occur, and the input seed is not derived from the network."""
