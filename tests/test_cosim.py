@@ -208,7 +208,7 @@ def test_hypothesis_networks(sim_for, qnet, seed, threshold, p_in, p_out):
 GEOMETRY_KINDS = randnet.BLOCKS + 2 * randnet.GEOMETRY_KINDS
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(qnet=randnet.qnetworks(SMALL, GEOMETRY_KINDS, weight_shifts=True), seed=st.integers(0, 2 ** 32 - 1),
        threshold=st.sampled_from(randnet.THRESHOLDS), p_in=st.sampled_from(randnet.GAP_PROBABILITIES),
@@ -219,7 +219,7 @@ def test_hypothesis_geometry_networks(sim_for, qnet, seed, threshold, p_in, p_ou
     assert not qnet.unsupported_features()
     sim = sim_for(SMALL)
     sim.set_gaps(p_in, p_out, seed)
-    cosim(sim, qnet, threshold=threshold, frames=2, seed=seed)
+    cosim(sim, qnet, threshold=threshold, frames=3, seed=seed)
 
 
 def test_geometry_cases_are_version_2_and_varied():
