@@ -73,7 +73,7 @@ def test_random_fabric_matches_the_model(device_for, fabric, data):
     assert ran["frames"] == case.frames and ran["cycles"] > 0
 
 
-GEOMETRY_CASES_PER_FABRIC = 12
+GEOMETRY_CASES_PER_FABRIC = 30
 
 
 @pytest.mark.slow
