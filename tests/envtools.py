@@ -18,3 +18,16 @@ def find_tool(name: str) -> str | None:
         if exe.is_file() and exe.stat().st_mode & 0o111:
             return str(exe)
     return shutil.which(name)
+
+
+# The LiteX sim SoC's Verilator build needs these headers (setup.sh installs them as root).
+LITEX_SIM_HEADERS = [Path("/usr/include/event2/event.h"), Path("/usr/include/json-c/json.h")]
+
+
+def litex_sim_marks() -> list:
+    """pytestmark of a LiteX-sim test module: slow, and skipped (which fails the session: not on
+    the allow-list) when the headers are missing."""
+    import pytest
+    return [pytest.mark.slow,
+            pytest.mark.skipif(not all(h.exists() for h in LITEX_SIM_HEADERS),
+                               reason="LiteX sim needs libevent-dev and libjson-c-dev (setup.sh installs them as root)")]

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 pytest.importorskip("migen")
 pytest.importorskip("litex_boards")
 
+from synfab import cli  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.errors import SynfabError  # noqa: E402
 from synfab.hwcli import gateware_source_key  # noqa: E402
@@ -89,6 +91,11 @@ def test_committed_bitstreams_match_the_manifest():
         assert a["config_crc"] == f"{PRESETS[a['fabric']].crc():#010x}"
         report = json.loads((path.parent / "report.json").read_text())
         assert report["sha256"] == a["sha256"] and report["fmax_mhz"] == a["fmax_mhz"]
+        # The recorded command rebuilds this very bitstream: parsed by the CLI, it asks for the
+        # manifest's clock and baud rate, and the clock met timing.
+        args = cli.build_parser().parse_args(shlex.split(a["command"])[1:])
+        assert args.sys_clk_mhz == a["sys_clk_mhz"] and args.baudrate == a.get("uart_baudrate", args.baudrate)
+        assert a["fmax_mhz"] >= a["sys_clk_mhz"]
 
 
 @pytest.mark.skipif(not MANIFEST.is_file(), reason="no committed bitstreams")

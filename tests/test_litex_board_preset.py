@@ -7,7 +7,6 @@ The sim build (about a minute with a warm ccache, a few cold) is cached per sour
 """
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,19 +14,14 @@ import pytest
 pytest.importorskip("migen")
 pytest.importorskip("litex")
 
+from envtools import litex_sim_marks  # noqa: E402
 from synfab import api, demo, reference  # noqa: E402
 from synfab.cli import main  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.quant import quantize_input  # noqa: E402
 
 CFG = PRESETS["ulx3s-85f"]
-HEADERS = [Path("/usr/include/event2/event.h"), Path("/usr/include/json-c/json.h")]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not all(h.exists() for h in HEADERS),
-                       reason="LiteX sim needs libevent-dev and libjson-c-dev (setup.sh installs them as root)"),
-]
+pytestmark = litex_sim_marks()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ libevent/json-c headers (setup.sh installs them); a skip for their absence fails
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import pytest
 pytest.importorskip("migen")
 pytest.importorskip("litex")
 
-from envtools import find_tool  # noqa: E402
+from envtools import find_tool, litex_sim_marks  # noqa: E402
 from synfab import api, randnet, reference  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, ID_MAGIC, feature_mask  # noqa: E402
@@ -24,13 +23,7 @@ from synfab.runtime.litex import LitexDevice  # noqa: E402
 from synfab.runtime.stream import MismatchError  # noqa: E402
 
 CFG = PRESETS["small"]     # two cores: packets cross the mesh
-HEADERS = [Path("/usr/include/event2/event.h"), Path("/usr/include/json-c/json.h")]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not all(h.exists() for h in HEADERS),
-                       reason="LiteX sim needs libevent-dev and libjson-c-dev (setup.sh installs them as root)"),
-]
+pytestmark = litex_sim_marks()
 
 
 @pytest.fixture(scope="module")

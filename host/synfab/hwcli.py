@@ -20,9 +20,13 @@ import subprocess
 from pathlib import Path
 
 from .errors import SynfabError
+from .layouts import DEFAULT_BAUDRATE
 
 PYNQ = "pynq-z2"
 
+
+# `synfab build` defaults (the manifest's command names only the options that differ from them).
+BUILD_DEFAULTS = {"sys_clk_mhz": 50.0, "baudrate": DEFAULT_BAUDRATE, "seed": 1}
 
 def _gateware(module: str):
     """Import a synfab_gateware module, or say what to install."""
@@ -121,8 +125,13 @@ def build_pynq(cfg, out: Path, command: str) -> dict:
 def cmd_build(a):
     cfg = _fabric(a.fabric)
     out = Path(a.output) if a.output else default_output(a.board, cfg)
-    command = _command(["build", "--board", a.board, "--fabric", a.fabric or "default", "--output", str(out)]
-                       + (["--manifest", a.manifest] if a.manifest else []))
+    # The exact command: build options that differ from their defaults are part of it.
+    options = [(flag, value) for flag, value, default in (("--sys-clk-mhz", a.sys_clk_mhz, BUILD_DEFAULTS["sys_clk_mhz"]),
+                                                         ("--baudrate", a.baudrate, BUILD_DEFAULTS["baudrate"]),
+                                                         ("--seed", a.seed, BUILD_DEFAULTS["seed"])) if value != default]
+    command = _command(["build", "--board", a.board, "--fabric", a.fabric or "default"]
+                       + [str(x) for flag, value in options for x in (flag, f"{value:g}" if isinstance(value, float) else value)]
+                       + ["--output", str(out)] + (["--manifest", a.manifest] if a.manifest else []))
     if a.board == PYNQ:
         info = build_pynq(cfg, out, command)
         _emit(info, a.json, f"PYNQ-Z2 bitstream and hardware handoff: {info['bitstream']} (+ .hwh)")
@@ -241,9 +250,9 @@ def register(sub) -> None:
     b.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny, a board's: synfab fit)")
     b.add_argument("-o", "--output", help="output directory (default bitstreams/BOARD-FABRIC)")
     b.add_argument("--manifest", help="record the bitstream (sha256, command) in this manifest JSON")
-    b.add_argument("--sys-clk-mhz", type=float, default=50.0, help="ECP5 system clock (default 50)")
-    b.add_argument("--baudrate", type=int, default=1_000_000, help="ECP5 UARTBone baud rate")
-    b.add_argument("--seed", type=int, default=1, help="nextpnr seed")
+    b.add_argument("--sys-clk-mhz", type=float, default=BUILD_DEFAULTS["sys_clk_mhz"], help="ECP5 system clock (default 50)")
+    b.add_argument("--baudrate", type=int, default=BUILD_DEFAULTS["baudrate"], help="ECP5 UARTBone baud rate")
+    b.add_argument("--seed", type=int, default=BUILD_DEFAULTS["seed"], help="nextpnr seed")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_build)
 

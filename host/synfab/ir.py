@@ -44,7 +44,8 @@ class Node:
     shape: tuple[int, int, int] | None = None
 
 
-def _conv_out(n: int, k: int, s: int, p: int) -> int:
+def conv_out(n: int, k: int, s: int, p: int) -> int:
+    """Output length of a kernel window k with stride s and padding p over n inputs (one axis)."""
     return (n + 2 * p - k) // s + 1
 
 
@@ -119,7 +120,7 @@ class Network:
             if g not in (1, c) or (g == c and g > 1 and co != c):
                 raise NetworkError(f"layer {n.name!r}: groups={g} with {c} in / {co} out channels is not "
                                    f"supported; use groups=1 or depthwise (groups = in = out channels)")
-            ho, wo = _conv_out(h, kh, sh, ph), _conv_out(w, kw, sw, pw)
+            ho, wo = conv_out(h, kh, sh, ph), conv_out(w, kw, sw, pw)
             if ho < 1 or wo < 1:
                 raise NetworkError(f"layer {n.name!r}: kernel {a['kernel']} stride {a.get('stride', 1)} padding "
                                    f"{a.get('padding', 0)} on {h}x{w} gives no output")
@@ -137,7 +138,7 @@ class Network:
             (kh, kw) = pair(a["kernel"], "kernel", where)
             (sh, sw) = pair(a.get("stride") or a["kernel"], "stride", where)
             (ph, pw) = pair(a.get("padding", 0), "padding", where)
-            return (c, _conv_out(h, kh, sh, ph), _conv_out(w, kw, sw, pw))
+            return (c, conv_out(h, kh, sh, ph), conv_out(w, kw, sw, pw))
         if n.op == "add":
             if ins[0] != ins[1]:
                 raise NetworkError(f"layer {n.name!r}: add of different shapes {ins[0]} and {ins[1]}")

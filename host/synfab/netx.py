@@ -38,7 +38,7 @@ import numpy as np
 
 from . import arith
 from .errors import SynfabError
-from .ir import NetworkError, QConnection, QLayer, QNetwork
+from .ir import NetworkError, QConnection, QLayer, QNetwork, conv_out
 from .layouts import WSHIFT_BITS, Kind
 
 LAYER_TYPES = ("input", "conv", "dense", "flatten", "pool", "average")
@@ -195,6 +195,12 @@ def _check_fields(where: str, fields: dict, allowed, what: str) -> None:
             raise NetxError(f"{where}: field {key!r} is not supported; supported {what} fields: {', '.join(allowed)}")
 
 
+def _refuse_dilation(where: str, f: dict) -> None:
+    """synfab's kernels are dense: a dilated conv or pool is refused, naming the field."""
+    if np.any(np.asarray(f.get("dilation", 1)) != 1):
+        raise NetxError(f"{where}: field dilation = {np.asarray(f['dilation']).tolist()}; supported: 1")
+
+
 def _int_field(where: str, fields: dict, key: str, default=None) -> int:
     if key not in fields:
         if default is None:
@@ -334,8 +340,7 @@ class _Importer:
         where = f"layer {i} (conv)"
         src = self.need_source(where)
         c, h, w = self.shape_of(src)
-        if np.any(np.asarray(f.get("dilation", 1)) != 1):
-            raise NetxError(f"{where}: field dilation = {np.asarray(f['dilation']).tolist()}; supported: 1")
+        _refuse_dilation(where, f)
         weight = _ints(where, "weight", f["weight"])
         weight = weight.reshape(weight.shape[:4]) if weight.ndim > 4 else weight
         co, ci, kh, kw = weight.shape
@@ -348,7 +353,7 @@ class _Importer:
             raise NetxError(f"{where}: field groups = {groups} with weight {list(weight.shape)} on {c} channels; "
                             f"supported: groups 1 or depthwise (groups = in = out channels)")
         (sh, sw), (ph, pw) = self.pair(where, f, "stride", 1), self.pair(where, f, "padding", 0)
-        shape = (co, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+        shape = (co, conv_out(h, kh, sh, ph), conv_out(w, kw, sw, pw))
         self.weighted(i, where, f, shape, conn_kind, weight, dict(k=kw, stride=sw, pad=pw, k_y=kh, stride_y=sh,
                                                                   pad_y=ph), "conv")
 
@@ -356,13 +361,12 @@ class _Importer:
         where = f"layer {i} (pool)"
         src = self.need_source(where)
         c, h, w = self.shape_of(src)
-        if np.any(np.asarray(f.get("dilation", 1)) != 1):
-            raise NetxError(f"{where}: field dilation = {np.asarray(f['dilation']).tolist()}; supported: 1")
+        _refuse_dilation(where, f)
         kernel = _ints(where, "weight", f["weight"])
         kh, kw = self.pair(where, f, "kernelSize", None)
         kernel = kernel.reshape(kh, kw)
         (sh, sw), (ph, pw) = self.pair(where, f, "stride", None, (kh, kw)), self.pair(where, f, "padding", 0)
-        shape = (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+        shape = (c, conv_out(h, kh, sh, ph), conv_out(w, kw, sw, pw))
         weight = np.broadcast_to(kernel, (c, 1, kh, kw)).copy()      # one kernel for every channel
         self.weighted(i, where, f, shape, Kind.DW, weight, dict(k=kw, stride=sw, pad=pw, k_y=kh, stride_y=sh,
                                                                 pad_y=ph), "pool")

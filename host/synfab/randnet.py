@@ -20,7 +20,7 @@ import numpy as np
 from . import arith
 from .config import FabricConfig
 from .errors import SynfabError
-from .ir import QConnection, QLayer, QNetwork
+from .ir import QConnection, QLayer, QNetwork, conv_out
 from .layouts import Kind
 from .mapper import STRATEGIES, MappingError, map_network
 
@@ -110,7 +110,7 @@ class _Builder:
     def conv(self, cur: str, k: int, s: int, pad: int, co: int | None = None, up: int = 1, op="conv"):
         c, h, w = self.shapes[cur]
         zh, zw = (h - 1) * up + 1, (w - 1) * up + 1
-        ho, wo = (zh + 2 * pad - k) // s + 1, (zw + 2 * pad - k) // s + 1
+        ho, wo = conv_out(zh, k, s, pad), conv_out(zw, k, s, pad)
         if min(ho, wo) < 1 or max(ho, wo) > self.max_hw:
             return None
         co = co or self.src.int(1, self.max_c)
@@ -125,7 +125,7 @@ class _Builder:
         kh, kw = src.int(1, kmax), src.int(1, kmax)
         sh, sw = src.pick([1, 2]), src.pick([1, 2])
         ph, pw = src.int(0, kh - 1), src.int(0, kw - 1)
-        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        ho, wo = conv_out(h, kh, sh, ph), conv_out(w, kw, sw, pw)
         if min(ho, wo) < 1:
             return None
         geo = dict(k=kw, stride=sw, pad=pw, k_y=kh, stride_y=sh, pad_y=ph)
@@ -186,7 +186,7 @@ class _Builder:
         if kind == "dw":
             k = src.pick([kk for kk in (1, 3) if kk <= self.kmax])
             s, pad = src.pick([1, 2]), src.int(0, k // 2)
-            ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+            ho, wo = conv_out(h, k, s, pad), conv_out(w, k, s, pad)
             if min(ho, wo) < 1:
                 return None
             wt, rms = self.weights((c, 1, k, k))
