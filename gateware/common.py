@@ -10,8 +10,10 @@ from operator import or_
 
 from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream, wishbone
-from migen import READ_FIRST, Cat, Constant, If, Memory, Mux, Record, Signal
+from migen import READ_FIRST, Cat, ClockSignal, Constant, If, Instance, Memory, Module, Mux, Record, Signal
 from migen.fhdl.bitcontainer import value_bits_sign
+from migen.fhdl.specials import SPECIAL_INPUT, SPECIAL_OUTPUT, Special
+from migen.fhdl.structure import wrap
 from migen.genlib.fsm import FSM, NextState, NextValue
 
 from synfab.layouts import Layout
@@ -55,18 +57,102 @@ class PipeStage:
     """One pipeline register stage: `valid` loads `valid_in` when `ce` (default: every clock); the
     named data registers load with it only for a valid input (nothing reads them otherwise, and the
     simulation skips their logic). Each value gets a register of its own width and signedness,
-    reachable as an attribute: `s = PipeStage(m, v, n=n_in); ... s.valid, s.n`."""
+    reachable as an attribute: `s = PipeStage(m, v, n=n_in); ... s.valid, s.n`. A value given as
+    `product(a, b)` is registered in the multiplier's own output register (RegisteredProduct)."""
 
     def __init__(self, module, valid_in, ce=1, **values):
         self.valid = Signal()
         module.sync += If(ce, self.valid.eq(valid_in))
         loads = []
         for name, value in values.items():
-            reg = Signal(value_bits_sign(value), name=name)
-            loads.append(reg.eq(value))
+            if isinstance(value, product):
+                reg = Signal(value_bits_sign(value.a * value.b), name=name)
+                module.specials += RegisteredProduct(value.a, value.b, reg, ce & valid_in)
+            else:
+                reg = Signal(value_bits_sign(value), name=name)
+                loads.append(reg.eq(value))
             setattr(self, name, reg)
         if loads:
             module.sync += If(ce & valid_in, *loads)
+
+
+# Operand width of one DSP multiplier, signed or unsigned (ECP5 MULT18X18D: SIGNEDA/SIGNEDB per
+# operand; Xilinx' DSP48E1 25 x 18 takes it signed-extended by synthesis).
+DSP_OPERAND_BITS = 18
+
+
+class product:
+    """a * b for a PipeStage value: the stage's register for it is the DSP block's output register."""
+
+    def __init__(self, a, b):
+        self.a, self.b = wrap(a), wrap(b)
+        for operand in (self.a, self.b):
+            width, signed = value_bits_sign(operand)
+            if width > DSP_OPERAND_BITS:
+                raise ValueError(f"product operand of {width} bits ({'signed' if signed else 'unsigned'}) "
+                                 f"exceeds one {DSP_OPERAND_BITS}-bit DSP input: use split_multiply")
+
+
+class RegisteredProduct(Special):
+    """p <= a * b at the sys clock edge when ce: a multiplier with its output register, which a
+    platform maps to a DSP block whose own output register holds p (ECP5: MULT18X18D with
+    REG_OUTPUT_CLK, `ECP5RegisteredProduct`), so no fabric route lies between the multiplier and
+    its register. Everywhere else (Verilator, Migen simulation, Xilinx synthesis, which absorbs the
+    register by itself) it lowers to the behavioural description.
+
+        a, b  in   operands (each at most 18 bits, signed or unsigned: `product` checks)
+        ce    in   load enable
+        p     out  the registered product (Migen's width and signedness of a * b)"""
+
+    def __init__(self, a, b, p, ce):
+        Special.__init__(self)
+        self.a, self.b, self.p, self.ce = wrap(a), wrap(b), p, wrap(ce)
+
+    def iter_expressions(self):
+        yield self, "a", SPECIAL_INPUT
+        yield self, "b", SPECIAL_INPUT
+        yield self, "ce", SPECIAL_INPUT
+        yield self, "p", SPECIAL_OUTPUT
+
+    @staticmethod
+    def lower(dr):
+        return _BehaviouralProduct(dr)
+
+
+class _BehaviouralProduct(Module):
+    def __init__(self, dr):
+        self.sync += If(dr.ce, dr.p.eq(dr.a * dr.b))
+
+
+class ECP5RegisteredProduct:
+    """The ECP5 lowering of RegisteredProduct (the SoC adds it to the toolchain's overrides)."""
+
+    @staticmethod
+    def lower(dr):
+        return _ECP5Product(dr)
+
+
+class _ECP5Product(Module):
+    def __init__(self, dr):
+        # Each operand extended to the block's 18 bits with its own signedness (SIGNEDA/SIGNEDB), so
+        # P[35:0] is the exact product, signed when either operand is.
+        a_signed, b_signed = value_bits_sign(dr.a)[1], value_bits_sign(dr.b)[1]
+        a, b = Signal((18, a_signed)), Signal((18, b_signed))
+        p = Signal((36, a_signed or b_signed))
+        self.comb += a.eq(dr.a), b.eq(dr.b), dr.p.eq(p)
+        ports = {f"i_A{i}": a[i] for i in range(18)}
+        ports.update({f"i_B{i}": b[i] for i in range(18)})
+        ports.update({f"o_P{i}": p[i] for i in range(36)})
+        self.specials += Instance(
+            "MULT18X18D", name=f"{dr.p.backtrace[-1][0]}_dsp",
+            p_REG_INPUTA_CLK="NONE", p_REG_INPUTB_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+            p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+            p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT",
+            p_MULT_BYPASS="DISABLED",
+            i_SIGNEDA=int(a_signed), i_SIGNEDB=int(b_signed), i_SOURCEA=0, i_SOURCEB=0,
+            i_CLK0=ClockSignal("sys"), i_CE0=dr.ce, i_RST0=0,
+            **ports,
+        )
 
 
 def small_multiply(module, a, b) -> Signal:
@@ -85,14 +171,15 @@ SPLIT_BITS = 17   # unsigned bits of the low half: an 18 x 18 signed DSP block t
 
 def split_multiply(module, a, b) -> tuple:
     """The two partial products of a (signed, wide) times b (unsigned, <= 17 bits), each fitting one
-    18 x 18 DSP block: register them (one stage), then add them with `combine_split` (the next)."""
+    18 x 18 DSP block: register them (one PipeStage: `product`s), then add them with
+    `combine_split` (the next)."""
     b_s = Signal((len(b) + 1, True))
     module.comb += b_s.eq(b)
     if len(a) <= SPLIT_BITS + 1:            # fits one block as it is
-        return a * b_s, Constant(0, 1)
+        return product(a, b_s), Constant(0, 1)
     a_lo, a_hi = Signal((SPLIT_BITS + 1, True)), Signal((len(a) - SPLIT_BITS, True))
     module.comb += a_lo.eq(a[:SPLIT_BITS]), a_hi.eq(a[SPLIT_BITS:])
-    return a_lo * b_s, a_hi * b_s
+    return product(a_lo, b_s), product(a_hi, b_s)
 
 
 def combine_split(module, lo, hi):

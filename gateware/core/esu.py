@@ -45,7 +45,7 @@ from litex.soc.interconnect import stream
 from synfab.config import FabricConfig
 from synfab.layouts import FABRIC_LAYOUT_VERSION, WSHIFT_BITS, Field, Kind, Layout, esu_desc, packet
 
-from ..common import PipeStage, combine_split, signed_bits, small_multiply, split_multiply, sync_fifo
+from ..common import PipeStage, combine_split, product, signed_bits, small_multiply, split_multiply, sync_fifo
 from ..tables import TableMemory
 from .neuron import pair_layout
 
@@ -159,15 +159,15 @@ class ESU(LiteXModule):
         kk_s = Signal((2 * kb + 1, True))
         self.comb += cq_s.eq(s1.cq), co_s.eq(s1.co), kk_s.eq(s1.kk)
         s2 = PipeStage(self, s1.valid, **carry(s1, *base, "x", "kx", "c", "co", "kcc"),
-                       ya=s1.y * s1.A, cqkk=cq_s * kk_s, kyk=small_multiply(self, s1.k, s1.ky),
-                       twcc=s1.tw * s1.cc,
+                       ya=product(s1.y, s1.A), cqkk=product(cq_s, kk_s), kyk=small_multiply(self, s1.k, s1.ky),
+                       twcc=product(s1.tw, s1.cc),
                        chan_ok=(s1.kind != Kind.DW) | ((co_s >= 0) & (co_s < s1.cc)))
         cqkk_s = Signal((len(s2.cqkk), True))
         self.comb += cqkk_s.eq(s2.cqkk)
         s3 = PipeStage(self, s2.valid, **carry(s2, *base, "c", "co", "kcc", "twcc", "chan_ok"),
                        p1=s2.ya + s2.x, r=cqkk_s + s2.kyk + s2.kx)
         s4 = PipeStage(self, s3.valid, **carry(s3, *base, "c", "co", "kcc", "twcc", "chan_ok", "r"),
-                       p1b=s3.p1 * Mux(s3.kind == Kind.DENSE, s3.src_c, s3.cc))
+                       p1b=product(s3.p1, Mux(s3.kind == Kind.DENSE, s3.src_c, s3.cc)))
         co4 = Signal((chb + 2, True))
         self.comb += co4.eq(s4.co)
         p2_add = Signal((chb + 2, True))

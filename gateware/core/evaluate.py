@@ -37,7 +37,7 @@ from litex.soc.interconnect import stream, wishbone
 from synfab.config import FabricConfig
 from synfab.layouts import FABRIC_LAYOUT_VERSION, LAYOUT_VERSION, pop_desc
 
-from ..common import PipeStage, combine_split, split_multiply, sync_fifo
+from ..common import PipeStage, combine_split, product, split_multiply, sync_fifo
 from ..serial import SerialMultiplier, SerialReciprocal
 from ..tables import SerialTableMemory, block_ram
 from .neuron import DIRTY_WORD, acc_read_layout, dirty_take_layout, dirty_word_bits
@@ -281,30 +281,30 @@ class EvaluationUnit(LiteXModule):
         # acc arrives from the neuron unit with e2 (ACC_READ_LATENCY = 2).
         acc2 = Signal((ab, True))
         self.comb += acc2.eq(self.acc_out.acc)
-        e3 = PipeStage(self, e2.valid, n=e2.n, r=e2.r, sent=e2.sent, acc=acc2, q_c=e2.r * D["cc_mul"])
+        e3 = PipeStage(self, e2.valid, n=e2.n, r=e2.r, sent=e2.sent, acc=acc2, q_c=product(e2.r, D["cc_mul"]))
         # acc * mult as two products of at most 18 x 18 bits (one DSP block each), summed next stage.
         p_lo, p_hi = split_multiply(self, e3.acc, P["mult"])
         e4 = PipeStage(self, e3.valid, n=e3.n, r=e3.r, sent=e3.sent, p_lo=p_lo, p_hi=p_hi,
                        pix=(e3.q_c >> D["cc_shift"])[:nab])
         e5 = PipeStage(self, e4.valid, n=e4.n, r=e4.r, sent=e4.sent, pix=e4.pix,
                        prod=combine_split(self, e4.p_lo, e4.p_hi),
-                       q_t=e4.pix * D["tw_mul"], pcc=(e4.pix * P["cc"])[:nab])
+                       q_t=product(e4.pix, D["tw_mul"]), pcc=product(e4.pix, P["cc"]))
         rnd_s = Signal((len(rnd) + 1, True))
         prod5 = Signal((len(e5.prod), True))
         self.comb += rnd_s.eq(rnd), prod5.eq(e5.prod)
         e6 = PipeStage(self, e5.valid, n=e5.n, sent=e5.sent, pix=e5.pix, rounded=prod5 + rnd_s,
-                       ty=(e5.q_t >> D["tw_shift"])[:nab], ci=(e5.r - e5.pcc)[:nab])
+                       ty=(e5.q_t >> D["tw_shift"])[:nab], ci=(e5.r - e5.pcc[:nab])[:nab])
         rounded6 = Signal((len(e6.rounded), True))
         self.comb += rounded6.eq(e6.rounded)
         e7 = PipeStage(self, e6.valid, n=e6.n, sent=e6.sent, pix=e6.pix, ty=e6.ty, ci=e6.ci,
-                       shifted=rounded6 >> P["shift"], tyw=(e6.ty * P["tw"])[:nab])
+                       shifted=rounded6 >> P["shift"], tyw=product(e6.ty, P["tw"]))
         lo_s, hi_s = Signal((eb, True)), Signal((eb, True))
         shifted7 = Signal((len(e7.shifted), True))
         self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"]), shifted7.eq(e7.shifted)
         a = Signal((eb, True))
         self.comb += If(shifted7 < lo_s, a.eq(lo_s)).Elif(shifted7 > hi_s, a.eq(hi_s)).Else(a.eq(shifted7))
         e8 = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, a=a, ty=e7.ty, ci=e7.ci,
-                       tx=(e7.pix - e7.tyw)[:nab])
+                       tx=(e7.pix - e7.tyw[:nab])[:nab])
         a8, sent8 = Signal((eb, True)), Signal((eb, True))
         self.comb += a8.eq(e8.a), sent8.eq(e8.sent)
         e9 = PipeStage(self, e8.valid, n=e8.n, a=e8.a, diff=a8 - sent8, x=P["x0"] + e8.tx, y=P["y0"] + e8.ty,

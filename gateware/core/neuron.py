@@ -31,7 +31,7 @@ from litex.soc.interconnect import stream, wishbone
 from synfab.config import FabricConfig
 from synfab.layouts import WSHIFT_BITS
 
-from ..common import PipeStage
+from ..common import PipeStage, product
 from ..tables import block_ram
 
 DIRTY_WORD = 32          # neurons per dirty word
@@ -155,7 +155,7 @@ class NeuronUnit(LiteXModule):
         # ---- S1 ---- (the product of the pair's registered w and d: one DSP block)
         w_s, d_s = Signal((wb, True)), Signal((eb, True))
         self.comb += w_s.eq(pair.w), d_s.eq(pair.d)
-        s1 = PipeStage(self, pair.valid | ev_acc, n=a_n, add=pair.valid, prod=w_s * d_s, ws=pair.ws)
+        s1 = PipeStage(self, pair.valid | ev_acc, n=a_n, add=pair.valid, prod=product(w_s, d_s), ws=pair.ws)
         s1_d = PipeStage(self, d_op, word=d_word, bit=d_bit, take=d_take, mask=self.dirty_rd.mask)
         s1_host_rd = Signal()
         self.sync += s1_host_rd.eq(host_go & ~bus.we)

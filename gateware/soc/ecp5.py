@@ -34,6 +34,7 @@ from synfab.config import FabricConfig
 from synfab.errors import SynfabError
 from synfab.layouts import DEFAULT_BAUDRATE
 
+from ..common import ECP5RegisteredProduct, RegisteredProduct
 from . import toolchain as tc
 from .common import add_synfab
 
@@ -54,7 +55,12 @@ class Board:
             module = importlib.import_module(f"litex_boards.platforms.{self.platform_module}")
         except ImportError:
             raise SynfabError("ECP5 board targets need litex-boards; pip install litex-boards")
-        return module.Platform(**self.platform_kwargs, toolchain="trellis")
+        platform = module.Platform(**self.platform_kwargs, toolchain="trellis")
+        # Every registered product in a MULT18X18D's own output register (see RegisteredProduct).
+        # (A copy: the toolchain's dict is a class attribute LiteX shares.)
+        platform.toolchain.special_overrides = {**platform.toolchain.special_overrides,
+                                                RegisteredProduct: ECP5RegisteredProduct}
+        return platform
 
 
 BOARDS = {
