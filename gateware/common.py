@@ -6,6 +6,7 @@ Layout line up bit for bit.
 from __future__ import annotations
 
 from functools import reduce
+from pathlib import Path
 from operator import or_
 
 from litex.gen import LiteXModule, Reduce
@@ -140,19 +141,16 @@ class _ECP5Product(Module):
         a, b = Signal((18, a_signed)), Signal((18, b_signed))
         p = Signal((36, a_signed or b_signed))
         self.comb += a.eq(dr.a), b.eq(dr.b), dr.p.eq(p)
-        ports = {f"i_A{i}": a[i] for i in range(18)}
-        ports.update({f"i_B{i}": b[i] for i in range(18)})
-        ports.update({f"o_P{i}": p[i] for i in range(36)})
         self.specials += Instance(
-            "MULT18X18D", name=f"{dr.p.backtrace[-1][0]}_dsp",
-            p_REG_INPUTA_CLK="NONE", p_REG_INPUTB_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
-            p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
-            p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT",
-            p_MULT_BYPASS="DISABLED",
-            i_SIGNEDA=int(a_signed), i_SIGNEDB=int(b_signed), i_SOURCEA=0, i_SOURCEB=0,
-            i_CLK0=ClockSignal("sys"), i_CE0=dr.ce, i_RST0=0,
-            **ports,
+            ECP5_PRODUCT_MODULE, name=f"{dr.p.backtrace[-1][0]}_dsp",
+            i_CLK=ClockSignal("sys"), i_CE=dr.ce, i_SIGNEDA=int(a_signed), i_SIGNEDB=int(b_signed),
+            i_A=a, i_B=b, o_P=p,
         )
+
+
+# The ECP5 MULT18X18D wrapper the SoC adds to its sources (see the file's header).
+ECP5_PRODUCT_MODULE = "synfab_mult18_oreg"
+ECP5_PRODUCT_SOURCE = Path(__file__).parent / "soc" / "verilog" / f"{ECP5_PRODUCT_MODULE}.v"
 
 
 def small_multiply(module, a, b) -> Signal:

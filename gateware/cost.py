@@ -41,6 +41,7 @@ from litex.soc.interconnect.axi import AXILiteInterface
 from synfab.config import FabricConfig
 from synfab.layouts import FABRIC_LAYOUT_VERSION, RegisterMap, esu_desc, neuron_state, peg_entry, pop_desc
 
+from .common import ECP5_PRODUCT_SOURCE, ECP5RegisteredProduct, RegisteredProduct
 from .soc import toolchain as tc
 
 BLOCKS = ["peg", "esu", "neuron_unit", "evaluation_unit", "router", "axi_host_interface",
@@ -119,18 +120,18 @@ def block(name: str, cfg: FabricConfig):
     raise ValueError(f"unknown block {name!r}; blocks: {', '.join(BLOCKS)}")
 
 
-def block_verilog(name: str, cfg: FabricConfig, out_dir: Path) -> tuple[Path, str]:
-    """(Verilog file, top module) of a block."""
+def block_verilog(name: str, cfg: FabricConfig, out_dir: Path, overrides: dict | None = None) -> tuple[Path, str]:
+    """(Verilog file, top module) of a block (overrides: Migen special lowerings of a platform)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if name == "fabric":
         from .gen import TOP, generate_verilog
-        return Path(generate_verilog(cfg, out_dir)), TOP
+        return Path(generate_verilog(cfg, out_dir, overrides=overrides)), TOP
     top = f"synfab_{name}"
     m = block(name, cfg)
     ios = set(_interface(m))
     m.clock_domains.cd_sys = cd = ClockDomain("sys")
     path = out_dir / f"{top}.v"
-    convert(m, ios=ios | {cd.clk, cd.rst}, name=top).write(str(path))
+    convert(m, ios=ios | {cd.clk, cd.rst}, name=top, special_overrides=overrides or {}).write(str(path))
     return path, top
 
 
@@ -174,8 +175,13 @@ def _cache_dir() -> Path:
 def _synthesize(name: str, cfg: FabricConfig, work: Path, family: str) -> dict:
     """Run yosys synthesis for `family` on a block in work/; its cells (the netlist stays as TOP.json)."""
     command, summary = FAMILIES[family]
-    verilog, top = block_verilog(name, cfg, work)
-    tc.run_tool(["yosys", "-q", "-p", f"read_verilog {verilog.name}; {command.format(top=top)} ; write_json {top}.json; "
+    # ECP5 blocks as the SoC builds them: products in their DSP blocks' output registers.
+    overrides = {RegisteredProduct: ECP5RegisteredProduct} if family == "ecp5" else {}
+    verilog, top = block_verilog(name, cfg, work, overrides)
+    reads = f"read_verilog {verilog.name}"
+    if family == "ecp5":
+        reads += f"; read_verilog {ECP5_PRODUCT_SOURCE}"
+    tc.run_tool(["yosys", "-q", "-p", f"{reads}; {command.format(top=top)} ; write_json {top}.json; "
                  "tee -q -o stat.json stat -json"], work, work / "yosys.log")
     return summary(json.loads((work / "stat.json").read_text()))
 

@@ -67,13 +67,14 @@ class SynfabFabricTop(LiteXModule):
             self.comb += sig.eq(p) if is_input else p.eq(sig)
 
 
-def generate_verilog(cfg: FabricConfig, out_dir, core_factory=NeuronCore) -> Path:
-    """Write `synfab_fabric.v` for cfg into out_dir (created if needed); return its path."""
+def generate_verilog(cfg: FabricConfig, out_dir, core_factory=NeuronCore, overrides: dict | None = None) -> Path:
+    """Write `synfab_fabric.v` for cfg into out_dir (created if needed); return its path
+    (overrides: Migen special lowerings of a platform; none: the portable description)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     top = SynfabFabricTop(cfg, core_factory)
     path = out_dir / f"{TOP}.v"
-    convert(top, ios=top.ios, name=TOP).write(str(path))
+    convert(top, ios=top.ios, name=TOP, special_overrides=overrides or {}).write(str(path))
     return path
 
 

@@ -108,21 +108,41 @@ class PopulationDerive(LiteXModule):
         self.comb += self.extra.eq(Cat(*padded))
 
 
+def _any_and_several(bits) -> tuple:
+    """(any bit set, more than one bit set) of `bits` as a balanced tree of small gates: no carry
+    chain, so it is cheap to compute in front of a register."""
+    level = [(b, 0) for b in bits]
+    while len(level) > 1:
+        pairs = []
+        for i in range(0, len(level), 2):
+            if i + 1 == len(level):
+                pairs.append(level[i])
+                continue
+            (a_any, a_sev), (b_any, b_sev) = level[i], level[i + 1]
+            pairs.append((a_any | b_any, a_sev | b_sev | (a_any & b_any)))
+        level = pairs
+    return level[0]
+
+
 class _Emitter:
     """Dirty words (word, bits) in, one neuron address out per clock (lowest bit first), into a
-    registered request `out` (valid, n) that moves when `advance`."""
+    registered request `out` (valid, n) that moves when `advance`.
+
+    Whether bits remain (`pending`) and whether exactly one does (`single`) are registers kept
+    beside the bits, so taking the next word (the FIFO read and the bits' load) depends on no
+    carry chain over the bits."""
 
     def __init__(self, m, cfg, words, out_valid, out_n, advance, allow):
         cw = Signal(DIRTY_WORD)           # bits still to emit
         cb = Signal(dirty_word_bits(cfg))  # their word
+        pending, single = Signal(), Signal()   # cw != 0; cw has exactly one bit set
         lowest = Signal(DIRTY_WORD)        # cw's lowest set bit, isolated
         rest = Signal(DIRTY_WORD)
         index = Signal(5)
-        self.busy = Signal()
+        self.busy = pending
         m.comb += [
             lowest.eq(cw & (~cw + 1)),
             rest.eq(cw ^ lowest),
-            self.busy.eq(cw != 0),
         ]
         # Index of the isolated bit: an OR of the positions (no priority chain).
         m.comb += index.eq(0)
@@ -131,15 +151,23 @@ class _Emitter:
         take = Signal()
         self.emit = emit = Signal()       # a neuron goes into the request register this clock
         m.comb += [
-            emit.eq(advance & allow & (cw != 0)),
+            emit.eq(advance & allow & pending),
             # A word is loaded when nothing of the current one would remain.
-            take.eq(words.valid & ((cw == 0) | (emit & (rest == 0)))),
+            take.eq(words.valid & (~pending | (emit & single))),
             words.ready.eq(take),
         ]
+        new_any, new_several = _any_and_several([words.bits[i] for i in range(DIRTY_WORD)])
+        rest_any, rest_several = _any_and_several([rest[i] for i in range(DIRTY_WORD)])
         n = Cat(index, cb) if cfg.neuron_addr_bits > 5 else index
         m.sync += [
             If(advance, out_valid.eq(emit), If(emit, out_n.eq(n))),
-            If(take, cw.eq(words.bits), cb.eq(words.word)).Elif(emit, cw.eq(rest)),
+            If(take,
+                cw.eq(words.bits), cb.eq(words.word),
+                pending.eq(new_any), single.eq(new_any & ~new_several),
+            ).Elif(emit,
+                cw.eq(rest),
+                pending.eq(rest_any), single.eq(rest_any & ~rest_several),
+            ),
         ]
 
 

@@ -34,7 +34,7 @@ from synfab.config import FabricConfig
 from synfab.errors import SynfabError
 from synfab.layouts import DEFAULT_BAUDRATE
 
-from ..common import ECP5RegisteredProduct, RegisteredProduct
+from ..common import ECP5_PRODUCT_SOURCE, ECP5RegisteredProduct, RegisteredProduct
 from . import toolchain as tc
 from .common import add_synfab
 
@@ -60,6 +60,7 @@ class Board:
         # (A copy: the toolchain's dict is a class attribute LiteX shares.)
         platform.toolchain.special_overrides = {**platform.toolchain.special_overrides,
                                                 RegisteredProduct: ECP5RegisteredProduct}
+        platform.add_source(str(ECP5_PRODUCT_SOURCE))
         return platform
 
 

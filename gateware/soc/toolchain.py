@@ -127,6 +127,7 @@ def source_digest(*extra) -> str:
     host = Path(synfab.__file__).resolve().parent
     files = sorted(p for p in gateware.rglob("*.py")
                    if "__pycache__" not in p.parts and p.relative_to(gateware).as_posix() not in ANALYSIS_ONLY)
+    files += sorted((gateware / "soc" / "verilog").glob("*.v"))     # primitive wrappers the SoCs read
     files += [host / name for name in ("config.py", "layouts.py", "arith.py", "boards.py")]
     versions = []
     for dist in ("migen", "litex", "litex-boards"):
