@@ -171,6 +171,46 @@ def test_qonnx_compiles_through_the_api(brevitas_model, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
+# onnxruntime's static quantization -> QuantizeLinear / DequantizeLinear (QDQ)
+def test_onnxruntime_qdq_model_keeps_its_integers_and_computes_what_onnxruntime_computes(tmp_path):
+    from onnx import load as load_onnx, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    torch.manual_seed(7)
+    module = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(),
+                           nn.Flatten(), nn.Linear(6 * 7 * 7, 10)).eval()
+    float_path = export_onnx(module, tmp_path / "f.onnx", n=1, dynamo=False)
+    calib = np.random.default_rng(4).random((16, 1, *SHAPE)).astype(np.float32)
+    name = ort.InferenceSession(str(float_path)).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter({name: x} for x in calib)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    qdq_path = tmp_path / "q.onnx"
+    # Symmetric int8 everywhere: synfab's quantization has no zero points.
+    quantize_static(str(float_path), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    qnet = load_model(qdq_path)
+    stored = {t.name: numpy_helper.to_array(t) for t in load_onnx(str(qdq_path)).graph.initializer}
+    for layer, key in zip(qnet.layers, ("0", "2", "5")):
+        np.testing.assert_array_equal(layer.weight, stored[f"{key}.weight_quantized"])
+        np.testing.assert_array_equal(layer.bias, stored[f"{key}.bias_quantized"])
+    x = np.random.default_rng(5).random((32, 1, *SHAPE)).astype(np.float32)
+    sess = ort.InferenceSession(str(qdq_path), providers=["CPUExecutionProvider"])
+    want = np.stack([sess.run(None, {name: xi})[0][0] for xi in x])
+    got = reference.output(qnet, quant.quantize_input(qnet, x[:, 0])).reshape(want.shape) * qnet.output_scale
+    steps = np.round((got - want) / qnet.output_scale)
+    # onnxruntime requantizes with a float multiplier and rounds half to even; the fabric with a
+    # 16-bit multiplier and a shift, rounding half up: values within a hair of a half step differ.
+    assert np.abs(steps).max() <= 1
+    assert np.mean(steps == 0) >= 0.95
+
+
+# ---------------------------------------------------------------------------------------
 # Refusals: one line naming the node, its op type and what works
 def test_unsupported_op_names_node_op_and_what_works(tmp_path):
     torch.manual_seed(0)

@@ -400,10 +400,11 @@ def _activation_quant(g: _Graph, node, scale: np.ndarray, lo: int, hi: int) -> N
     x = g.src(node)
     layer = g.population(x)
     quant = ActivationQuant(float(np.asarray(scale).reshape(())), lo, hi, node.name or node.output[0])
-    if layer in g.act_quant and g.act_quant[layer] != quant:
+    seen = g.act_quant.get(layer)
+    if seen is not None and (seen.scale, seen.lo, seen.hi) != (quant.scale, quant.lo, quant.hi):
         raise OnnxImportError(f"node {_label(node)}: the output of {layer!r} is quantized twice "
                               f"(also by {g.act_quant[layer].where!r}); supported: one quantizer per layer output")
-    g.act_quant[layer] = quant
+    g.act_quant.setdefault(layer, quant)   # a view re-quantized alike (Flatten between Q/DQ pairs) changes nothing
     g.output(node, x)
 
 
@@ -488,10 +489,11 @@ def dequantize_linear(g: _Graph, node) -> None:
         g.output(node, g.src(node))
         return
     ints = g.consts[node.input[0]]
-    if ints.dtype not in (np.int8, np.uint8):
-        raise OnnxImportError(f"node {_label(node)}: {ints.dtype} weights are not supported; supported: int8")
+    if ints.dtype not in (np.int8, np.uint8, np.int32):
+        raise OnnxImportError(f"node {_label(node)}: {ints.dtype} constants are not supported; supported: int8 "
+                              f"weights, int32 biases")
     s = _per_axis(scale, ints.ndim, g.attrs(node).get("axis", 1))
-    g.quantized[node.output[0]] = QuantizedConstant(ints.astype(np.int64), s, WEIGHT_BITS)
+    g.quantized[node.output[0]] = QuantizedConstant(ints.astype(np.int64), s, 8 * ints.dtype.itemsize)
     g.consts[node.output[0]] = ints.astype(np.int64) * s
 
 
@@ -560,9 +562,9 @@ def exact_qnetwork(g: _Graph, net: Network) -> QNetwork:
     cfg = FabricConfig()
     qnet = lower(net)
     inq = g.act_quant.get(qnet.input_name)
-    if inq is None or inq.lo != 0:
-        raise OnnxImportError(f"the input {qnet.input_name!r} of a quantized model needs an unsigned quantizer "
-                              f"(Quant signed=0 / QuantizeLinear to uint8); supported: inputs 0..2**bits-1")
+    if inq is None:
+        raise OnnxImportError(f"the input {qnet.input_name!r} of a quantized model has no quantizer; supported: "
+                              f"a Quant (Brevitas QuantIdentity) or QuantizeLinear on the input")
     scales = {qnet.input_name: inq.scale}
     for layer in qnet.layers:
         out = g.act_quant.get(layer.name)
@@ -577,6 +579,7 @@ def exact_qnetwork(g: _Graph, net: Network) -> QNetwork:
         layer.lo, layer.hi = max(out.lo, 0) if relu else out.lo, out.hi
         layer.mult, layer.shift = _mult_shift(layer.name, acc_scale / out.scale, cfg)
         scales[layer.name] = out.scale
+    # synfab's inputs are 0..input_hi: a signed input quantizer's negative half goes unused.
     qnet.input_scale, qnet.input_hi = inq.scale, inq.hi
     qnet.output_scale = scales[qnet.output]
     return qnet
