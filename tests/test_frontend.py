@@ -72,6 +72,38 @@ def test_pt2_program_computes_what_torch_computes(files):
     assert net.name == "Sequential" and [n.name for n in net][:3] == ["input", "_0", "_2"]   # BN folded into _0
 
 
+class Branches(nn.Module):
+    """A residual add, a channel concatenation and functional calls inside a custom module."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.left = nn.Conv2d(4, 4, 3, padding=1)
+        self.right = nn.Conv2d(4, 2, 1)
+        self.head = nn.Linear(6 * 8 * 8, 5)
+
+    def forward(self, x):
+        y = self.stem(x)
+        y = torch.relu(self.left(y) + y)
+        y = torch.cat([y, self.right(y)], dim=1)
+        y = torch.nn.functional.avg_pool2d(y, 2)
+        return self.head(torch.flatten(y, 1))
+
+
+def test_pt2_program_imports_as_torch_import_does():
+    torch.manual_seed(2)
+    model = Branches().eval()
+    program = torch.export.export(model, (torch.rand(1, *SHAPE),))
+    from synfab.frontend.torch_program import from_program
+    got, want = from_program(program), from_torch(model, SHAPE)
+    assert [(n.name, n.op, n.inputs, n.attrs) for n in got] == [(n.name, n.op, n.inputs, n.attrs) for n in want]
+    for a, b in zip(got, want):
+        assert a.params.keys() == b.params.keys()
+        for key in a.params:
+            np.testing.assert_array_equal(a.params[key], b.params[key])
+    assert got.name == want.name == "Branches"
+
+
 @pytest.mark.parametrize("model", ["cnn.pt2", "cnn.pt"])
 def test_cli_compiles_pytorch_files_to_the_python_api_bundle(files, tmp_path, capsys, model):
     out = tmp_path / "c.sfb"

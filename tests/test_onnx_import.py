@@ -163,11 +163,13 @@ def test_brevitas_qonnx_computes_brevitas_integer_outputs(brevitas_model):
     assert np.mean(got == want) >= 0.95
 
 
-def test_qonnx_compiles_through_the_api(brevitas_model, tmp_path):
+def test_qonnx_compiles_through_the_api_and_the_command_line(brevitas_model, tmp_path):
+    from synfab.cli import main
     _, path = brevitas_model
-    tables = api.compile_file(path, out=tmp_path / "b.sfb")
-    assert (tmp_path / "b.sfb").stat().st_size > 0
+    tables = api.compile_file(path, out=tmp_path / "api.sfb")
     assert [l["name"] for l in tables.metadata["layers"]] == [l.name for l in load_model(path).layers]
+    assert main(["compile", str(path), "-o", str(tmp_path / "cli.sfb")]) == 0     # no --calib: its own scales
+    assert (tmp_path / "cli.sfb").read_bytes() == (tmp_path / "api.sfb").read_bytes()
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ order (ONNX requires it topological); every handler turns its node into float `i
 an alias of its input (Identity, Dropout, quantizers on activations) or a constant.
 
 A plain float model becomes an `ir.Network` (compile it with calibration inputs, as a float
-PyTorch import).  A quantized model -- QONNX `Quant` / `BipolarQuant` nodes (Brevitas'
+PyTorch import); so does a model that quantizes only its weights (their quantized values are
+its float weights).  A quantized model -- QONNX `Quant` / `BipolarQuant` nodes (Brevitas'
 `export_qonnx`) or ONNX `QuantizeLinear` / `DequantizeLinear` pairs -- becomes an
 `ir.QNetwork` at its own scales, nothing re-quantized:
 
@@ -611,9 +612,9 @@ def from_model(model, name: str = "onnx", input_shape=None):
     if out not in g.alias:
         raise OnnxImportError(f"the model's output {out!r} is not computed from its input")
     net = Network(g.nodes, output=g.alias[out], name=name)
-    if g.act_quant or g.quantized:
-        return exact_qnetwork(g, net)
-    return net
+    # Quantized activations fix every scale; weights quantized alone (their float values are in
+    # the graph) leave the activations to calibration, as in a float model.
+    return exact_qnetwork(g, net) if g.act_quant else net
 
 
 @register("ONNX / QONNX", (".onnx",), options=("input_shape",), requires=("onnx",), extra="onnx")

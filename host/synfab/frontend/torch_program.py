@@ -86,10 +86,11 @@ class _ProgramImporter(_Importer):
     def layer_name(self, node) -> str:
         """torch.fx's name for the node: a torch.nn leaf module's path, else the node's own name."""
         stack = list((node.meta.get("nn_module_stack") or {}).values())
-        name = node.name
+        name = re.sub(r"_\d+$", "", node.name)     # numbered below in this graph's order, as torch.fx does
         if len(stack) > 1:
             path, kind = stack[-1]
-            if (kind if isinstance(kind, str) else f"{kind.__module__}.").startswith("torch.nn.modules"):
+            # torch.fx's leaf modules: torch's own (they appear in the graph as one call each).
+            if (kind if isinstance(kind, str) else f"{kind.__module__}.").startswith(("torch.nn.", "torch.ao.nn.")):
                 name = _fx_name(path)
         base, i = name, 1
         while name in self.used_names:
