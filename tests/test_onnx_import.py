@@ -172,6 +172,44 @@ def test_qonnx_compiles_through_the_api_and_the_command_line(brevitas_model, tmp
     assert (tmp_path / "cli.sfb").read_bytes() == (tmp_path / "api.sfb").read_bytes()
 
 
+def test_brevitas_trunc_avg_pool_is_the_pool_layers_output_quantizer(tmp_path):
+    """TruncAvgPool2d exports AveragePool + Trunc: the pool's sum of int8 inputs brought back to
+    8 bits by a shift.  Every pooled value equals Brevitas' but for exact ties (window sums
+    2 mod 4), which the fabric rounds up and Brevitas to even."""
+    torch.manual_seed(1)
+    q = dict(weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int32Bias, return_quant_tensor=True)
+    act = dict(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+    module = nn.Sequential(brevitas_nn.QuantIdentity(**act), brevitas_nn.QuantConv2d(1, 4, 3, padding=1, **q),
+                           brevitas_nn.QuantReLU(**act), brevitas_nn.TruncAvgPool2d(2, return_quant_tensor=True),
+                           nn.Flatten(), brevitas_nn.QuantLinear(4 * 8 * 8, 10, **q),
+                           brevitas_nn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint))
+    x = torch.rand(32, *SHAPE)
+    module.train()
+    with torch.no_grad():
+        module(x)
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(module, torch.rand(1, *SHAPE), export_path=str(tmp_path / "trunc.onnx"))
+    qnet = load_model(tmp_path / "trunc.onnx")
+    pool = next(l for l in qnet.layers if l.op == "avgpool")
+    assert (pool.lo, pool.hi) == (0, 255) and pool.mult / 2 ** pool.shift == 1 / 4
+    with torch.no_grad():
+        xq, relu, pooled = module[0](x), module[:3](x), module[:4](x)
+    want = (pooled.value / pooled.scale).round().numpy().astype(np.int64)
+    relu_int = (relu.value / relu.scale).round()
+    window_sums = relu_int.unfold(2, 2, 2).unfold(3, 2, 2).sum((-1, -2)).numpy()
+    acts = reference.run(qnet, (xq.value / xq.scale).round().numpy().astype(np.int64))
+    got, conv = acts[pool.name], acts[qnet.layers[0].name]
+    # Where the conv's own ties made its outputs differ, the pool reads other inputs: compare
+    # the pool where all four of its inputs agree with Brevitas'.
+    same_inputs = torch.from_numpy(conv == relu_int.numpy()).unfold(2, 2, 2).unfold(3, 2, 2).all(-1).all(-1).numpy()
+    assert same_inputs.mean() > 0.9
+    ties = window_sums % 4 == 2
+    np.testing.assert_array_equal(got[same_inputs & ~ties], want[same_inputs & ~ties])
+    assert set(np.unique(got[same_inputs & ties] - want[same_inputs & ties])) == {0, 1}
+
+
 # ---------------------------------------------------------------------------------------
 # onnxruntime's static quantization -> QuantizeLinear / DequantizeLinear (QDQ)
 def test_onnxruntime_qdq_model_keeps_its_integers_and_computes_what_onnxruntime_computes(tmp_path):

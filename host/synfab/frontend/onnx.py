@@ -15,7 +15,7 @@ its float weights).  A quantized model -- QONNX `Quant` / `BipolarQuant` nodes (
   integers the quantizer produces (QONNX: clip(round(w / scale)) in its rounding mode) are
   the layer's int8 weights, bit for bit Brevitas' `int_weight()`;
 - the input's quantizer gives input_scale and input_hi; each layer's output quantizer gives
-  its scale and its lo/hi (bit width, sign, narrow range);
+  its scale and its lo/hi (bit width, sign, narrow range); a pool's is its `Trunc`;
 - a layer's accumulator is worth weight_scale * input_scale; its bias is the quantized bias
   in those units (Brevitas' Int32Bias is exactly that) or the float bias rounded to them;
 - requantization: mult / 2**shift = accumulator scale / output scale, exact when the ratio
@@ -25,8 +25,8 @@ its float weights).  A quantized model -- QONNX `Quant` / `BipolarQuant` nodes (
 
 Refused, in one line naming the node, its op type and what would work: other op types,
 per-channel weight scales, non-zero zero points, weights wider than 8 bits, a quantized
-layer whose output has no quantizer, `Trunc` (Brevitas' QuantAvgPool2d floors; the fabric
-rounds) and bipolar activations.
+layer whose output has no quantizer, a flooring `Trunc` (the fabric rounds) and bipolar
+activations.
 """
 from __future__ import annotations
 
@@ -449,8 +449,27 @@ def bipolar_quant(g: _Graph, node) -> None:
 
 @handles("Trunc")
 def trunc(g: _Graph, node) -> None:
-    raise OnnxImportError(f"node {_label(node)}: Trunc (Brevitas' QuantAvgPool2d) floors, the fabric rounds; "
-                          f"supported: AveragePool followed by a Quant (nn.AvgPool2d then QuantIdentity)")
+    """QONNX Trunc (Brevitas' TruncAvgPool2d): the integer sum of a pool window brought to fewer
+    bits, clip(round(x / scale) / 2**k) with 2**k = output_scale / scale: the output quantizer of
+    the pool.  v2 inputs: x, scale, zeropt, in_bits, output_scale, out_bits; v1: x, scale,
+    zeropt, in_bits, out_bits (output_scale = scale * 2**(in_bits - out_bits))."""
+    a = g.attrs(node)
+    mode = a.get("rounding_mode", "FLOOR")
+    mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
+    if mode not in ("ROUND", "HALF_EVEN"):
+        raise OnnxImportError(f"node {_label(node)}: Trunc rounding mode {mode} is not supported (the fabric rounds "
+                              f"to nearest); supported: ROUND (Brevitas' TruncAvgPool2d default)")
+    scale = float(np.asarray(g.const(node, 1, "scale")).reshape(()))
+    _zero_point_zero(node, g.const(node, 2, "zero point"), "a")
+    in_bits = int(np.asarray(g.const(node, 3, "input bit width")).reshape(()))
+    if len(node.input) >= 6:
+        out_scale = float(np.asarray(g.const(node, 4, "output scale")).reshape(()))
+        out_bits = int(np.asarray(g.const(node, 5, "output bit width")).reshape(()))
+    else:
+        out_bits = int(np.asarray(g.const(node, 4, "output bit width")).reshape(()))
+        out_scale = scale * 2.0 ** (in_bits - out_bits)
+    lo, hi = _int_range(out_bits, bool(a.get("signed", 1)), bool(a.get("narrow", 0)))
+    _activation_quant(g, node, np.asarray(out_scale), lo, hi)
 
 
 def _linear_range(zero_point, node) -> tuple[int, int]:
