@@ -36,8 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import FabricConfig
 from ..errors import SynfabError
 from ..ir import Network, NetworkError, Node, QNetwork, pair
+from ..quant import RELU_RANGE, _integer_scales, _mult_shift, lower
 from . import register
 
 WEIGHT_BITS = 8   # the fabric's weights: int8
@@ -542,24 +544,29 @@ def _int8_weight(q: QuantizedConstant, layer: str) -> np.ndarray:
     return q.ints.astype(np.int8)
 
 
-def _bias_in_units(g: _Graph, node: Node, acc_scale: float) -> np.ndarray:
+def _bias_in_units(g: _Graph, node: Node, acc_scale: float, acc_bits: int) -> np.ndarray:
+    """The bias as the accumulator holds it (exact for a bias quantized at the accumulator's scale)."""
     bias = node.params.get("bias")
     if bias is None:
         return np.zeros(node.shape[0], dtype=np.int64)
     q = g.bias_quant.get(node.name)
     value = q.ints * np.asarray(q.scale, dtype=np.float64) if q is not None else bias
-    return np.round(np.asarray(value, dtype=np.float64).reshape(-1) / acc_scale).astype(np.int64)
+    units = np.round(np.asarray(value, dtype=np.float64).reshape(-1) / acc_scale).astype(np.int64)
+    if np.abs(units).max(initial=0) >= 1 << (acc_bits - 1):
+        raise OnnxImportError(f"layer {node.name!r}: bias reaches {int(np.abs(units).max())} accumulator steps, "
+                              f"beyond the {acc_bits}-bit accumulator; supported: biases within it")
+    return units
 
 
 def _accumulator_scale(g: _Graph, layer, node: Node, scales: dict) -> float:
     """The float value of one accumulator step of `layer`; sets its weights (taken as they are)."""
-    from ..quant import _integer_scales
     stored = [c for c in layer.inputs if c.wconst is None]
     if stored:
         q = g.weight_quant.get(layer.name)
         if q is None:
             raise OnnxImportError(f"layer {layer.name!r}: its weights are float in a quantized model; supported: "
-                                  f"weights through a Quant or DequantizeLinear node (Brevitas QuantConv2d/QuantLinear)")
+                                  f"weights through a Quant or DequantizeLinear node (Brevitas "
+                                  f"QuantConv2d/QuantLinear)")
         in_scales = {scales[c.src] for c in stored}
         if len(in_scales) != 1:
             raise OnnxImportError(f"layer {layer.name!r} reads inputs of different scales {sorted(in_scales)}; "
@@ -576,9 +583,8 @@ def _accumulator_scale(g: _Graph, layer, node: Node, scales: dict) -> float:
 
 
 def exact_qnetwork(g: _Graph, net: Network) -> QNetwork:
-    """The quantized network of a model whose quantizers fix every scale (none re-quantized)."""
-    from ..config import FabricConfig
-    from ..quant import RELU_RANGE, _mult_shift, lower
+    """The quantized network of a model whose quantizers fix every scale (none re-quantized);
+    mult/shift within the default fabric's widths, as quant.quantize makes them."""
     cfg = FabricConfig()
     qnet = lower(net)
     inq = g.act_quant.get(qnet.input_name)
@@ -594,7 +600,7 @@ def exact_qnetwork(g: _Graph, net: Network) -> QNetwork:
                                   f"QuantIdentity after it)")
         node = net.nodes[layer.name]
         acc_scale = _accumulator_scale(g, layer, node, scales)
-        layer.bias = _bias_in_units(g, node, acc_scale)
+        layer.bias = _bias_in_units(g, node, acc_scale, cfg.acc_bits)
         relu = (layer.lo, layer.hi) == RELU_RANGE      # lower() fused a ReLU that reads this layer
         layer.lo, layer.hi = max(out.lo, 0) if relu else out.lo, out.hi
         layer.mult, layer.shift = _mult_shift(layer.name, acc_scale / out.scale, cfg)

@@ -14,7 +14,6 @@ importable where it is loaded (nn.Sequential always is).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import SynfabError
