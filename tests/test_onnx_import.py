@@ -210,6 +210,36 @@ def test_brevitas_trunc_avg_pool_is_the_pool_layers_output_quantizer(tmp_path):
     assert set(np.unique(got[same_inputs & ties] - want[same_inputs & ties])) == {0, 1}
 
 
+def test_brevitas_binary_weights_come_through_bipolar_quant(tmp_path):
+    from brevitas.quant import SignedBinaryWeightPerTensorConst
+    torch.manual_seed(2)
+    binary = dict(weight_quant=SignedBinaryWeightPerTensorConst, bias=False, return_quant_tensor=True)
+    act = dict(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+    module = nn.Sequential(brevitas_nn.QuantIdentity(**act), brevitas_nn.QuantConv2d(1, 4, 3, padding=1, **binary),
+                           brevitas_nn.QuantReLU(**act), nn.Flatten(), brevitas_nn.QuantLinear(4 * 16 * 16, 10, **binary),
+                           brevitas_nn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint))
+    module.train()
+    with torch.no_grad():
+        module(torch.rand(16, *SHAPE))
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(module, torch.rand(1, *SHAPE), export_path=str(tmp_path / "binary.onnx"))
+    qnet = load_model(tmp_path / "binary.onnx")
+    for layer, m in zip(qnet.layers, (module[1], module[4])):
+        want = m.quant_weight().int().numpy()
+        assert set(np.unique(want)) == {-1, 1}
+        np.testing.assert_array_equal(layer.weight, want.reshape(layer.weight.shape))
+
+
+def test_report_reads_an_onnx_file(tmp_path, capsys):
+    import json
+    from synfab.cli import main
+    path = export_onnx(small_cnn(), tmp_path / "cnn.onnx", dynamo=False)
+    assert main(["report", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["network"] == "cnn"
+
+
 # ---------------------------------------------------------------------------------------
 # onnxruntime's static quantization -> QuantizeLinear / DequantizeLinear (QDQ)
 def test_onnxruntime_qdq_model_keeps_its_integers_and_computes_what_onnxruntime_computes(tmp_path):

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SynfabError
-
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"   # NIR and lava-dl netx files are both HDF5
+from ..netx import is_netx_file
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,12 @@ def register(name: str, suffixes, options=(), requires=(), extra=None, sniff=Non
         FORMATS[name] = ModelFormat(name, tuple(suffixes), load, tuple(options), tuple(requires), extra, sniff)
         return load
     return add
+
+
+def first_line(e: Exception) -> str:
+    """A third-party exception as one line: its type and its message's first line."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def formats_line() -> str:
@@ -125,7 +130,8 @@ def is_json_file(path: Path) -> bool:
 
 
 def is_hdf5_file(path: Path) -> bool:
-    return _head(path, len(HDF5_MAGIC)) == HDF5_MAGIC
+    """NIR and lava-dl netx files are both HDF5 (netx's test is HDF5's signature)."""
+    return is_netx_file(path)
 
 
 def is_torch_program(path: Path) -> bool:

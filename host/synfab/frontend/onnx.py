@@ -40,7 +40,7 @@ from ..config import FabricConfig
 from ..errors import SynfabError
 from ..ir import Network, NetworkError, Node, QNetwork, pair
 from ..quant import RELU_RANGE, _integer_scales, _mult_shift, lower
-from . import register
+from . import first_line, register
 
 WEIGHT_BITS = 8   # the fabric's weights: int8
 
@@ -445,7 +445,7 @@ def bipolar_quant(g: _Graph, node) -> None:
         raise OnnxImportError(f"node {_label(node)}: bipolar (+-1) activations are not supported; supported: "
                               f"bipolar weights, integer activations (Quant)")
     ints = np.where(g.consts[node.input[0]] / scale >= 0, 1, -1).astype(np.int64)
-    g.quantized[node.output[0]] = QuantizedConstant(ints, scale, 2)
+    g.quantized[node.output[0]] = QuantizedConstant(ints, scale, 1)
     g.consts[node.output[0]] = ints * scale
 
 
@@ -617,7 +617,7 @@ def _read_model(path: Path):
     try:
         return onnx.load(str(path))
     except Exception as e:  # protobuf raises DecodeError and others for a file that is not ONNX
-        raise OnnxImportError(f"{path} is not a readable ONNX model ({type(e).__name__}: {e})") from None
+        raise OnnxImportError(f"{path} is not a readable ONNX model ({first_line(e)})") from None
 
 
 def from_model(model, name: str = "onnx", input_shape=None):

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from ..errors import SynfabError
 from ..ir import Network, NetworkError
 from ..torch_import import _Importer, from_torch, import_torch
-from . import is_torch_pickle, is_torch_program, register
+from . import first_line, is_torch_pickle, is_torch_program, register
 
 ATEN_HANDLERS: dict = {}
 
@@ -262,8 +262,7 @@ def load_program(path):
     try:
         program = torch.export.load(str(path))
     except Exception as e:  # torch raises many kinds for a file that is not an exported program
-        raise SynfabError(f"{path} is not a readable torch.export program ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise SynfabError(f"{path} is not a readable torch.export program ({first_line(e)})") from None
     return from_program(program)
 
 
@@ -278,8 +277,8 @@ def load_module(path, input_shape=None):
         # A whole module is a pickle of its class: weights_only=False is what loading one takes.
         module = torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as e:  # unpickling raises many kinds
-        raise SynfabError(f"{path} is not a loadable torch.save file ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); its module class must be importable") from None
+        raise SynfabError(f"{path} is not a loadable torch.save file ({first_line(e)}); its module class must "
+                          f"be importable") from None
     if not isinstance(module, nn.Module):
         raise SynfabError(f"{path} holds a {type(module).__name__}, not an nn.Module: save the model itself "
                           f"(torch.save(model)) or export it (torch.export.save)")
