@@ -109,8 +109,7 @@ def cmd_compile(a):
 
 def cmd_report(a):
     from . import api
-    options = model_options(a) if a.target != "demo" and not a.target.startswith("zoo:") else {}
-    result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric, **options)
+    result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric, **model_options(a))
     if a.plot:
         from . import footprint
         footprint.plot(result, a.plot)
