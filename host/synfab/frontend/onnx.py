@@ -94,11 +94,10 @@ def _onnx():
 # ---------------------------------------------------------------------------------------
 # The graph being built
 class _Graph:
-    def __init__(self, model, name: str, input_shape=None):
+    def __init__(self, model, input_shape=None):
         onnx, numpy_helper = _onnx()
         self.onnx, self.to_array = onnx, numpy_helper.to_array
         graph = model.graph
-        self.name = name
         self.consts: dict[str, np.ndarray] = {t.name: self.to_array(t) for t in graph.initializer}
         self.quantized: dict[str, QuantizedConstant] = {}   # constant tensor -> its quantizer's integers
         self.alias: dict[str, str] = {}         # ONNX tensor -> ir node computing it
@@ -125,6 +124,8 @@ class _Graph:
             raise OnnxImportError(f"input {inp.name!r} has rank {len(dims)}; supported: images (N, C, H, W)")
         if input_shape is not None:
             shape = tuple(int(v) for v in input_shape)
+            if len(shape) != 3:
+                raise OnnxImportError(f"input_shape must be (C, H, W), got {shape}")
             if any(d is not None and d != s for d, s in zip(dims[1:], shape)):
                 raise OnnxImportError(f"input_shape {shape} contradicts the model's input {tuple(dims[1:])}")
         elif None in dims[1:]:
@@ -623,7 +624,7 @@ def _read_model(path: Path):
 def from_model(model, name: str = "onnx", input_shape=None):
     """The synfab network of an `onnx.ModelProto`: an `ir.Network`, or an `ir.QNetwork` when the
     model quantizes its tensors (QONNX Quant, QuantizeLinear/DequantizeLinear)."""
-    g = _Graph(model, name, input_shape)
+    g = _Graph(model, input_shape)
     for node in model.graph.node:
         handler = OP_HANDLERS.get(node.op_type)
         if handler is None:
