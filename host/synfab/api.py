@@ -29,23 +29,15 @@ def open_device(backend: str, cfg: FabricConfig, **kw):
 
 
 # -- networks --------------------------------------------------------------------------------------
-def load_network(path):
-    """A float Network or a QNetwork from a network JSON file, or the QNetwork of a lava-dl netx
-    (.net, HDF5) file ('demo' = the embedded demo)."""
+def load_network(path, **options):
+    """The network in a model file of any format synfab reads (synfab.frontend.load_model:
+    network JSON, NIR, lava-dl netx, ONNX / QONNX, torch.export .pt2, a saved nn.Module with
+    input_shape=(C, H, W)): a float Network or a QNetwork ('demo' = the embedded demo)."""
     if str(path) == "demo":
         from .demo import demo_qnetwork
         return demo_qnetwork()
-    p = Path(path)
-    if not p.exists():
-        raise SynfabError(f"network file {p} not found")
-    from . import netfile, netx
-    if netx.is_netx_file(p):
-        return netx.load(p)
-    try:
-        kind = json.loads(p.read_text()).get("kind", "float")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-        raise SynfabError(f"network file {p} is not a synfab network JSON ({e})")
-    return netfile.load_q(p) if kind == "quantized" else netfile.load(p)
+    from .frontend import load_model
+    return load_model(path, **options)
 
 
 def load_images(path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -97,14 +89,21 @@ def compile_qnetwork(qnet, fabric: FabricConfig | None = None):
     return compile_network(qnet, cfg, map_network(qnet, cfg))
 
 
-def compile_file(path, fabric: FabricConfig | None = None, calib=None):
-    return compile_qnetwork(quantize_network(load_network(path), calib), fabric)
+def compile_file(path, out=None, fabric: FabricConfig | None = None, calib=None, **options):
+    """Tables of the network in a model file of any format (load_network; options such as
+    input_shape go to its importer), quantized with `calib` when it is a float network;
+    also written as a bundle to `out` when given."""
+    tables = compile_qnetwork(quantize_network(load_network(path, **options), calib), fabric)
+    if out is not None:
+        from . import bundle
+        bundle.save(tables, out)
+    return tables
 
 
-def compile_with_report(path, fabric: FabricConfig | None = None, calib=None) -> tuple:
+def compile_with_report(path, fabric: FabricConfig | None = None, calib=None, **options) -> tuple:
     """(tables, summary); the summary adds float vs quantized accuracy when the calibration file
     of a float network carries labels."""
-    net = load_network(path)
+    net = load_network(path, **options)
     qnet = quantize_network(net, calib)
     tables = compile_qnetwork(qnet, fabric)
     info = bundle_summary(tables)
@@ -136,7 +135,7 @@ def bundle_summary(tables) -> dict:
 
 
 # -- report ------------------------------------------------------------------------------------------
-def report(target: str, neurons_per_core: int = 1024, fabric=None) -> dict:
+def report(target: str, neurons_per_core: int = 1024, fabric=None, **options) -> dict:
     from . import footprint
     if target.startswith("zoo:"):
         from . import zoo
@@ -145,7 +144,7 @@ def report(target: str, neurons_per_core: int = 1024, fabric=None) -> dict:
         from . import bundle
         tables = bundle.load(target)
         return {"bundle": bundle_summary(tables)}
-    net = load_network(target)
+    net = load_network(target, **options)
     result = footprint.analyze(net, neurons_per_core=neurons_per_core)
     if fabric:
         from .ir import QNetwork

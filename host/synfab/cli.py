@@ -44,10 +44,50 @@ def _fabric_or_none(arg):
 
 
 # -- compile / report ------------------------------------------------------------------------
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise SynfabError(f"--input-shape {text!r}: give channels, height, width as C,H,W (e.g. 1,28,28)")
+    return shape
+
+
+def _option_value(text: str):
+    """A --option value: JSON when it parses (numbers, lists, true/false), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def model_options(a) -> dict:
+    """Importer options from the command line (synfab.frontend.load_model takes them)."""
+    options = {"input_shape": _input_shape(a.input_shape), "dt": a.dt}
+    for item in a.option or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SynfabError(f"--option {item!r}: give KEY=VALUE")
+        options[key.replace("-", "_")] = _option_value(value)
+    return options
+
+
+def _model_opts(q) -> None:
+    q.add_argument("--input-shape", metavar="C,H,W", help="input shape of a saved nn.Module (.pt/.pth), or of an "
+                                                          "ONNX model with symbolic dimensions")
+    q.add_argument("--dt", type=float, help="NIR: time step of the discretization (seconds)")
+    q.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="any other option of the format's importer (repeatable; VALUE as JSON or a string)")
+
+
 def cmd_compile(a):
     from . import api
     from . import bundle
-    tables, info = api.compile_with_report(a.network, fabric=_fabric_or_none(a.fabric), calib=a.calib)
+    tables, info = api.compile_with_report(a.network, fabric=_fabric_or_none(a.fabric), calib=a.calib,
+                                           **model_options(a))
     bundle.save(tables, a.output)
     info["bundle"] = str(a.output)
     if a.json:
@@ -71,7 +111,7 @@ def cmd_compile(a):
 
 def cmd_report(a):
     from . import api
-    result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric)
+    result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric, **model_options(a))
     if a.plot:
         from . import footprint
         footprint.plot(result, a.plot)
@@ -197,20 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="network file -> compressed-table bundle")
-    c.add_argument("network", help="network JSON (float or quantized), lava-dl netx .net file, or demo")
+    c.add_argument("network", help="model file: network JSON (float or quantized), NIR .nir, lava-dl netx .net, "
+                                   "ONNX / QONNX .onnx, torch.export .pt2, saved nn.Module .pt/.pth "
+                                   "(with --input-shape), or demo")
     c.add_argument("-o", "--output", required=True, help="bundle file to write (.sfb)")
     c.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny); default: 'default', or "
                                     "for a network only the golden model runs (e.g. netx) the smallest wide mesh")
     c.add_argument("--calib", help="calibration inputs (.npz/.npy images) for a float network")
     c.add_argument("--json", action="store_true")
+    _model_opts(c)
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("report", help="memory footprint and mapping summary")
-    r.add_argument("target", help="network JSON, lava-dl netx .net file, bundle (.sfb), demo or zoo:NAME")
+    r.add_argument("target", help="model file (any format synfab compile takes), bundle (.sfb), demo or zoo:NAME")
     r.add_argument("--neurons-per-core", type=int, default=1024)
     r.add_argument("--fabric", help="fabric config for mapping a network file or bundle")
     r.add_argument("--plot", help="write a PNG bar chart of the schemes")
     r.add_argument("--json", action="store_true")
+    _model_opts(r)
     r.set_defaults(func=cmd_report)
 
     def device_opts(q):

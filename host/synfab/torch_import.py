@@ -48,19 +48,27 @@ def _bind(fn, args, kwargs) -> dict:
     return bound.arguments
 
 
+def import_torch():
+    """(torch, torch.nn, torch.nn.functional), or a one-line SynfabError saying how to install torch."""
+    try:
+        import torch
+        import torch.fx
+        import torch.nn as nn
+        import torch.nn.functional as F
+    except ImportError:
+        raise SynfabError("importing a PyTorch module needs torch: pip install 'synfab[torch]' "
+                          "(or save the network with synfab.netfile)") from None
+    return torch, nn, F
+
+
 class _Importer:
-    def __init__(self, module, input_shape):
-        try:
-            import torch
-            import torch.fx
-            import torch.nn as nn
-            import torch.nn.functional as F
-        except ImportError:
-            raise SynfabError("importing a PyTorch module needs torch: pip install 'synfab[torch]' "
-                              "(or save the network with synfab.netfile)")
+    def __init__(self, module, input_shape, graph_module=None):
+        """Traces `module` with torch.fx, or takes an already traced `graph_module` (subclasses
+        walking other graphs, e.g. synfab.frontend.torch_program's exported programs)."""
+        torch, nn, F = import_torch()
         self.torch, self.nn, self.F = torch, nn, F
         try:
-            self.gm = torch.fx.symbolic_trace(module)
+            self.gm = graph_module if graph_module is not None else torch.fx.symbolic_trace(module)
         except Exception as e:  # tracing errors come in many types; all mean the same to the user
             raise NetworkError(f"could not trace {type(module).__name__} with torch.fx ({type(e).__name__}: "
                                f"{str(e).splitlines()[0] if str(e) else ''}); avoid data-dependent control flow "
