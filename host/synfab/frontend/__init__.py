@@ -1,0 +1,1 @@
+"""Importers and exporters of network formats (one module per format)."""
