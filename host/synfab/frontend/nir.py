@@ -46,7 +46,7 @@ import numpy as np
 
 from .. import arith
 from ..errors import SynfabError
-from ..ir import NetworkError, QConnection, QLayer, QNetwork, conv_out
+from ..ir import Network, NetworkError, Node, QConnection, QLayer, QNetwork, conv_out
 from ..layouts import Kind
 from ..quant import WEIGHT_MAX
 
@@ -55,6 +55,8 @@ DEFAULT_DT = SNNTORCH_DT
 SINABS_DT = 1.0             # sinabs' IAF integrates its input once per step (r = 1)
 INPUT_EVENT_BITS = 16       # input values are sent as they are, one event per value and step
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+FLOAT_KIND = "synfab-float"     # graph metadata synfab_kind of an exported float Network (read back as one)
+VECTOR_FLATTEN = "vector"       # metadata synfab_op of the Flatten the export puts before a dense on (C, 1, 1)
 
 
 class NirError(NetworkError):
@@ -197,6 +199,7 @@ class _Cell:
     leak: float = 0.0           # added to v every step (v_leak's share)
     reset_to: float | None = None    # if: v after a spike (None: subtract the threshold)
     floor: bool = False         # if: v kept >= -threshold
+    v_min: float | None = None  # if: v kept >= v_min
     fields: dict = field(default_factory=dict)  # other arith.Neuron fields (du, dv, fire_gt, ...)
 
 
@@ -334,13 +337,17 @@ class _Importer:
         s = per_channel[:, 0]
         return cur.weight * (s[None, :, None, None] if cur.kind == Kind.CONV else s[:, None, None, None])
 
-    def connections(self, cur: Current) -> list[QConnection]:
-        return [QConnection(s.src, cur.kind, **cur.geo) for s in cur.sources]
+    def connections(self, cur: Current, wconst: int | None = None) -> list[QConnection]:
+        return [QConnection(s.src, cur.kind, wconst=wconst, **cur.geo) for s in cur.sources]
 
-    def quantized(self, where: str, cur: Current) -> tuple[np.ndarray, float]:
+    def quantized(self, where: str, cur: Current) -> tuple[np.ndarray | None, float, int | None]:
+        """(int8 weights, their scale, None), or for a depthwise kernel of one value (a pooling)
+        (None, |value|, its sign): a constant weight, which NIR writes back as a SumPool2d."""
         w = self.scaled_weight(where, cur)
+        if cur.kind == Kind.DW and w.size and np.all(w == w.flat[0]) and w.flat[0] != 0:
+            return None, abs(float(w.flat[0])), int(np.sign(w.flat[0]))
         s = weight_scale(w)
-        return np.round(w / s).astype(np.int8), s
+        return np.round(w / s).astype(np.int8), s, None
 
     def relay(self, cur: Current) -> Spikes:
         """A linear population sending the step's weighted input (sigma-delta, no clamp: its
@@ -349,14 +356,14 @@ class _Importer:
         if np.any(cur.bias):
             raise NirError(f"{where}: has a bias but feeds no neurons (it would be added once, not every step); "
                            f"supported: a bias only on synapses that feed neurons")
-        wq, s = self.quantized(where, cur)
-        self.add(QLayer(cur.node, cur.shape, self.connections(cur), np.zeros(cur.shape[0], np.int64), 1, 0, None,
-                        None, wq, "linear", arith.Neuron()))
+        wq, s, wconst = self.quantized(where, cur)
+        self.add(QLayer(cur.node, cur.shape, self.connections(cur, wconst), np.zeros(cur.shape[0], np.int64), 1, 0,
+                        None, None, wq, "linear", arith.Neuron()))
         return Spikes(cur.node, cur.shape, np.full(cur.shape, s))
 
     def population(self, name: str, node, cur: Current, cell: _Cell) -> Spikes:
         where = _where(name, node)
-        wq, s = self.quantized(where, cur)
+        wq, s, wconst = self.quantized(where, cur)
         loihi = cell.model in ("lif", "cuba_lif")
         if cell.threshold is None:
             theta = arith.LOIHI_VTH_MAX          # netx's never-firing integrator
@@ -374,11 +381,13 @@ class _Importer:
                 fields["reset_to"] = int(round(cell.reset_to / s))
             if cell.floor:
                 fields["v_min"] = -theta
+            elif cell.v_min is not None:
+                fields["v_min"] = int(round(cell.v_min / s))
         try:
             neuron = arith.Neuron(cell.model, theta=theta, **fields)
         except arith.NeuronError as e:
             raise NirError(f"{where}: {e}") from None
-        self.add(QLayer(name, cur.shape, self.connections(cur), bias, weight=wq, op=_type(node).lower(),
+        self.add(QLayer(name, cur.shape, self.connections(cur, wconst), bias, weight=wq, op=_type(node).lower(),
                         neuron=neuron))
         return Spikes(name, cur.shape, np.ones(cur.shape))
 
@@ -511,27 +520,42 @@ def _flatten(imp: _Importer, name: str, node, ins: list, consumers: list) -> Spi
     return replace(spikes, shape=(int(np.prod(spikes.shape)), 1, 1), flat=True)
 
 
+def _metadata(node) -> dict:
+    return dict(getattr(node, "metadata", None) or {})
+
+
 def _if(imp: _Importer, name: str, node, ins: list, consumers: list) -> Spikes:
-    """IF: dv/dt = r I; v += dt * r * input every step (the gain scales the threshold)."""
-    where, conv = _where(name, node), imp.convention
+    """IF: dv/dt = r I; v += dt * r * input every step (the gain scales the threshold).  What the
+    node's metadata says (synfab's export writes fire_at_threshold, multi_spike, reset, v_reset,
+    v_min) overrides the convention."""
+    where, conv, meta = _where(name, node), imp.convention, _metadata(node)
     cur = imp.current(where, ins)
     gain = _gain(where, "dt * r", imp.dt * _param(where, node, "r", cur.shape))
     threshold = _param(where, node, "v_threshold", cur.shape) / gain
     reset = None
-    if conv.if_reset != "subtract":
-        reset = _param(where, node, "v_reset", cur.shape, default=0.0) / gain
-    fields = dict(fire_gt=not conv.fire_at_threshold, multi_spike=conv.multi_spike)
-    return imp.population(name, node, cur, _Cell("if", threshold, reset_to=reset,
-                                                 floor=conv.floor_at_minus_threshold, fields=fields))
+    if meta.get("reset", conv.if_reset) != "subtract":
+        reset = float(meta.get("v_reset", _param(where, node, "v_reset", cur.shape, default=0.0))) / gain
+    fields = dict(fire_gt=not bool(meta.get("fire_at_threshold", conv.fire_at_threshold)),
+                  multi_spike=bool(meta.get("multi_spike", conv.multi_spike)))
+    v_min = float(meta["v_min"]) / gain if "v_min" in meta else None
+    floor = conv.floor_at_minus_threshold and "reset" not in meta
+    return imp.population(name, node, cur, _Cell("if", threshold, reset_to=reset, floor=floor, v_min=v_min,
+                                                 fields=fields))
 
 
 def _zero_reset(where: str, node, conv: Convention) -> None:
     """Loihi's neurons reset to 0: refuse anything else."""
     reset = np.asarray(getattr(node, "v_reset", 0.0), dtype=np.float64)
-    if np.any(reset != 0) or conv.if_reset == "subtract":
-        how = "by subtraction" if conv.if_reset == "subtract" else f"to v_reset {reset.reshape(-1)[0]:g}"
+    rule = _metadata(node).get("reset", conv.if_reset)
+    if np.any(reset != 0) or rule == "subtract":
+        how = "by subtraction" if rule == "subtract" else f"to v_reset {reset.reshape(-1)[0]:g}"
         raise NirError(f"{where}: resets {how}; supported: reset to 0 (synfab's leaky neurons are Loihi's, "
                        f"e.g. snnTorch's reset_mechanism='zero')")
+
+
+def _firing_threshold(threshold: float, gain: float) -> float | None:
+    """The threshold in input units; an infinite one never fires (a readout)."""
+    return None if math.isinf(threshold) else threshold / gain
 
 
 def _leaky(imp: _Importer, name: str, node, ins: list, fires: bool) -> Spikes:
@@ -544,9 +568,9 @@ def _leaky(imp: _Importer, name: str, node, ins: list, fires: bool) -> Spikes:
     threshold = None
     if fires:
         _zero_reset(where, node, imp.convention)
-        threshold = _param(where, node, "v_threshold", cur.shape) / gain
-    dv = _decay(where, "tau", imp.dt, tau)
-    return imp.population(name, node, cur, _Cell("lif", threshold, leak, fields=dict(dv=dv)))
+        threshold = _firing_threshold(_param(where, node, "v_threshold", cur.shape), gain)
+    fields = dict(dv=_decay(where, "tau", imp.dt, tau), refractory=int(_metadata(node).get("refractory", 0)))
+    return imp.population(name, node, cur, _Cell("lif", threshold, leak, fields=fields))
 
 
 def _cuba(imp: _Importer, name: str, node, ins: list, fires: bool) -> Spikes:
@@ -564,7 +588,8 @@ def _cuba(imp: _Importer, name: str, node, ins: list, fires: bool) -> Spikes:
     threshold, hold = None, 0
     if fires:
         _zero_reset(where, node, imp.convention)
-        threshold, hold = _param(where, node, "v_threshold", cur.shape) / gain, imp.convention.cuba_hold
+        threshold = _firing_threshold(_param(where, node, "v_threshold", cur.shape), gain)
+        hold = int(_metadata(node).get("refractory", imp.convention.cuba_hold))
     fields = dict(du=_decay(where, "tau_syn", imp.dt, tau_syn), dv=_decay(where, "tau_mem", imp.dt, tau_mem),
                   refractory=hold)
     return imp.population(name, node, cur, _Cell("cuba_lif", threshold, leak, fields=fields))
@@ -626,9 +651,9 @@ def read(path):
 
 
 def load(path, dt: float | None = None, convention: str = "nir", input_scale: float = 1.0,
-         name: str | None = None) -> QNetwork:
+         name: str | None = None) -> QNetwork | Network:
     """The QNetwork of a NIR file (or of an in-memory nir.NIRGraph), run one time step of `dt`
-    per frame.
+    per frame; the float Network of a graph that synfab's export wrote from one.
 
     dt: the forward-Euler step in the graph's time unit; None takes the convention's (nir and
     snnTorch: 1e-4, snnTorch's export step; sinabs: 1, one step per time unit).
@@ -644,7 +669,10 @@ def load(path, dt: float | None = None, convention: str = "nir", input_scale: fl
         raise NirError(f"dt = {dt}; supported: a time step > 0")
     graph = path if hasattr(path, "nodes") and hasattr(path, "edges") else read(path)
     default_name = Path(path).stem if isinstance(path, (str, Path)) else "nir"
-    return from_graph(graph, conv, dt, input_scale, name or default_name)
+    name = name or default_name
+    if _metadata(graph).get("synfab_kind") == FLOAT_KIND:
+        return float_network(graph, name)
+    return from_graph(graph, conv, dt, input_scale, name)
 
 
 def from_graph(graph, convention: Convention, dt: float, input_scale: float, name: str) -> QNetwork:
@@ -668,3 +696,63 @@ def from_graph(graph, convention: Convention, dt: float, input_scale: float, nam
     top = (1 << (INPUT_EVENT_BITS - 1))
     return QNetwork(name, imp.input_name, imp.input_shape, imp.layers, imp.outputs[0].src,
                     input_scale=input_scale, input_hi=top - 1, input_lo=-top, input_mode="events")
+
+
+# ---------------------------------------------------------------------------------------
+# Float networks that synfab's export wrote
+def _hw(value) -> int | list[int]:
+    h, w = (int(v) for v in np.broadcast_to(np.asarray(value).reshape(-1), (2,)))
+    return h if h == w else [h, w]
+
+
+def _float_conv(name: str, node, ins: list) -> Node:
+    weight = np.asarray(node.weight, dtype=np.float64)
+    attrs = dict(out_channels=weight.shape[0], kernel=_hw(weight.shape[2:]), stride=_hw(node.stride),
+                 padding=_hw(node.padding), groups=int(node.groups))
+    return Node(name, "conv", ins, attrs, dict(weight=weight, bias=np.asarray(node.bias, dtype=np.float64)))
+
+
+def _float_dense(name: str, node, ins: list) -> Node:
+    weight = np.asarray(node.weight, dtype=np.float64)
+    return Node(name, "dense", ins, dict(out_features=weight.shape[0]),
+                dict(weight=weight, bias=np.asarray(node.bias, dtype=np.float64)))
+
+
+def _float_pool(name: str, node, ins: list) -> Node:
+    op = "avgpool" if _type(node) == "AvgPool2d" else "sumpool"
+    return Node(name, op, ins, dict(kernel=_hw(node.kernel_size), stride=_hw(node.stride), padding=_hw(node.padding)))
+
+
+FLOAT_READERS = {
+    "Conv2d": _float_conv,
+    "Affine": _float_dense,
+    "SumPool2d": _float_pool,
+    "AvgPool2d": _float_pool,
+    "Flatten": lambda name, node, ins: Node(name, "flatten", ins),
+    "IF": lambda name, node, ins: Node(name, "relu", ins),       # synfab_op relu
+    "Scale": lambda name, node, ins: Node(name, "add", ins),     # synfab_op add
+}
+
+
+def float_network(graph, name: str) -> Network:
+    """The float Network that synfab's export wrote as this graph."""
+    nodes, edges = _inline(graph)
+    order, sources, _ = _sorted(nodes, edges)
+    alias, ir_nodes, output = {}, [], None
+    for n in order:
+        node = nodes[n]
+        ins = [alias.get(s, s) for s in sources[n]]
+        kind = _type(node)
+        if kind == "Input":
+            ir_nodes.append(Node(n, "input", attrs=dict(shape=list(_input_shape(_where(n, node),
+                                                                                   node.input_type["input"])))))
+        elif kind == "Output":
+            output = ins[0]
+        elif kind == "Flatten" and _metadata(node).get("synfab_op") == VECTOR_FLATTEN:
+            alias[n] = ins[0]
+        elif kind in FLOAT_READERS:
+            ir_nodes.append(FLOAT_READERS[kind](n, node, ins))
+        else:
+            raise NirError(f"{_where(n, node)}: not a node synfab's float export writes; supported: "
+                           f"{', '.join(FLOAT_READERS)}")
+    return Network(ir_nodes, output=output, name=name)
