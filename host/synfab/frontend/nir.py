@@ -434,7 +434,8 @@ def _conv2d(imp: _Importer, name: str, node, ins: list, consumers: list) -> Curr
         raise NirError(f"{where}: input_shape {np.asarray(node.input_shape).tolist()} but its input is {h}x{w}; "
                        f"supported: the input's (H, W) or none")
     if _pair(where, "dilation", node.dilation) != (1, 1):
-        raise NirError(f"{where}: dilation {np.asarray(node.dilation).tolist()}; supported: 1 (synfab's kernels are dense)")
+        raise NirError(f"{where}: dilation {np.asarray(node.dilation).tolist()}; supported: 1 (synfab's kernels "
+                       f"are dense)")
     groups = int(node.groups)
     if groups == 1 and ci == c:
         kind = Kind.CONV
