@@ -234,6 +234,9 @@ def lif_chain(**kw):
     (lambda: graph([N_IN], nir.Linear(weight=np.eye(N_OUT, N_IN)), nir.Threshold(threshold=full(10000))), {},
      r"node n1 \(Threshold\): threshold 10000 is"),
     (lambda: lif_chain(), dict(convention="norse"), r"unknown NIR convention 'norse'"),
+    (lambda: lif_chain(), dict(input_max=1 << 20), r"node n1 \(LIF\): its synaptic input can reach 67108864 weight "
+                                                   r"steps in one step \(input values up to 1048576\), beyond the "
+                                                   r"131072 of Loihi's 24-bit current"),
 ])
 def test_refusals_are_one_line(make, kw, pattern):
     with pytest.raises(snir.NirError, match=pattern) as e:

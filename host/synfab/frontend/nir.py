@@ -203,14 +203,21 @@ class _Cell:
     fields: dict = field(default_factory=dict)  # other arith.Neuron fields (du, dv, fire_gt, ...)
 
 
-def weight_scale(w: np.ndarray) -> float:
+def weight_scale(w: np.ndarray, threshold: float | None = None) -> float:
     """The float value of one int8 weight step: a power of two when every weight is an integer
-    times it (then the int8 layer computes exactly what the float one does), else max|w| / 127."""
+    times it (then the int8 layer computes exactly what the float one does), else about
+    max|w| / 127, made a little coarser so that the threshold is a whole number of steps (a
+    rounded threshold would move every neuron's firing the same way)."""
     top = float(np.max(np.abs(w))) if w.size else 0.0
     if top == 0.0:
         return 1.0
     pow2 = 2.0 ** math.ceil(math.log2(top / WEIGHT_MAX))
-    return pow2 if np.all(w / pow2 == np.round(w / pow2)) else top / WEIGHT_MAX
+    if np.all(w / pow2 == np.round(w / pow2)):
+        return pow2
+    step = top / WEIGHT_MAX
+    if threshold is not None and threshold >= step:
+        return threshold / math.floor(threshold / step)
+    return step
 
 
 def _param(where: str, node, name: str, shape, default: float | None = None) -> float:
@@ -279,8 +286,8 @@ def _input_shape(where: str, shape) -> tuple[int, int, int]:
 
 # ---------------------------------------------------------------------------------------
 class _Importer:
-    def __init__(self, convention: Convention, dt: float, input_scale: float):
-        self.convention, self.dt, self.input_scale = convention, dt, input_scale
+    def __init__(self, convention: Convention, dt: float, input_scale: float, input_max: int = 1):
+        self.convention, self.dt, self.input_scale, self.input_max = convention, dt, input_scale, input_max
         self.layers: list[QLayer] = []
         self.input_name: str | None = None
         self.input_shape: tuple | None = None
@@ -340,13 +347,14 @@ class _Importer:
     def connections(self, cur: Current, wconst: int | None = None) -> list[QConnection]:
         return [QConnection(s.src, cur.kind, wconst=wconst, **cur.geo) for s in cur.sources]
 
-    def quantized(self, where: str, cur: Current) -> tuple[np.ndarray | None, float, int | None]:
+    def quantized(self, where: str, cur: Current, threshold: float | None = None
+                  ) -> tuple[np.ndarray | None, float, int | None]:
         """(int8 weights, their scale, None), or for a depthwise kernel of one value (a pooling)
         (None, |value|, its sign): a constant weight, which NIR writes back as a SumPool2d."""
         w = self.scaled_weight(where, cur)
         if cur.kind == Kind.DW and w.size and np.all(w == w.flat[0]) and w.flat[0] != 0:
             return None, abs(float(w.flat[0])), int(np.sign(w.flat[0]))
-        s = weight_scale(w)
+        s = weight_scale(w, threshold)
         return np.round(w / s).astype(np.int8), s, None
 
     def relay(self, cur: Current) -> Spikes:
@@ -361,10 +369,28 @@ class _Importer:
                         None, None, wq, "linear", arith.Neuron()))
         return Spikes(cur.node, cur.shape, np.full(cur.shape, s))
 
+    def largest_input(self, cur: Current, wq, wconst) -> int:
+        """The largest |synaptic input| of one step of any neuron: every source event at its largest
+        (the input's input_max, a spike 1)."""
+        w = np.abs(wq.astype(np.int64)) if wq is not None else np.full(cur.weight.shape, abs(wconst), np.int64)
+        per_neuron = w.reshape(w.shape[0], -1).sum(1)
+        return int(per_neuron.max()) * sum(self.input_max if s.src == self.input_name else 1 for s in cur.sources)
+
+    def check_loihi_current(self, where: str, cur: Current, wq, wconst) -> None:
+        """Loihi's current holds the synaptic input << 6 in 24 bits: a larger input would wrap."""
+        top = 1 << (arith.LOIHI_STATE_BITS - 1 - arith.LOIHI_ACT_SHIFT)
+        largest = self.largest_input(cur, wq, wconst)
+        if largest >= top:
+            raise NirError(f"{where}: its synaptic input can reach {largest} weight steps in one step (input values up "
+                           f"to {self.input_max}), beyond the {top} of Loihi's 24-bit current; supported: smaller input "
+                           f"values (a coarser input_scale) or fewer inputs per neuron")
+
     def population(self, name: str, node, cur: Current, cell: _Cell) -> Spikes:
         where = _where(name, node)
-        wq, s, wconst = self.quantized(where, cur)
+        wq, s, wconst = self.quantized(where, cur, cell.threshold)
         loihi = cell.model in ("lif", "cuba_lif")
+        if loihi:
+            self.check_loihi_current(where, cur, wq, wconst)
         if cell.threshold is None:
             theta = arith.LOIHI_VTH_MAX          # netx's never-firing integrator
         else:
@@ -651,7 +677,7 @@ def read(path):
         raise NirError(f"{path}: not a readable NIR file ({type(e).__name__}: {e})") from None
 
 
-def load(path, dt: float | None = None, convention: str = "nir", input_scale: float = 1.0,
+def load(path, dt: float | None = None, convention: str = "nir", input_scale: float = 1.0, input_max: int = 1,
          name: str | None = None) -> QNetwork | Network:
     """The QNetwork of a NIR file (or of an in-memory nir.NIRGraph), run one time step of `dt`
     per frame; the float Network of a graph that synfab's export wrote from one.
@@ -661,7 +687,9 @@ def load(path, dt: float | None = None, convention: str = "nir", input_scale: fl
     convention: "nir", "sinabs" or "snntorch" (CONVENTIONS): what the framework's neurons do where
     the file does not say.
     input_scale: the float value of one input unit (frames are integers sent as they are every
-    step: input spikes are 1, currents are round(x / input_scale))."""
+    step: input spikes are 1, currents are round(x / input_scale)).
+    input_max: the largest |input value| the frames will hold (1: spikes), for the check that
+    Loihi's 24-bit current holds every synaptic input."""
     if convention not in CONVENTIONS:
         raise NirError(f"unknown NIR convention {convention!r}; supported: {', '.join(CONVENTIONS)}")
     conv = CONVENTIONS[convention]
@@ -673,13 +701,14 @@ def load(path, dt: float | None = None, convention: str = "nir", input_scale: fl
     name = name or default_name
     if _metadata(graph).get("synfab_kind") == FLOAT_KIND:
         return float_network(graph, name)
-    return from_graph(graph, conv, dt, input_scale, name)
+    return from_graph(graph, conv, dt, input_scale, name, input_max)
 
 
-def from_graph(graph, convention: Convention, dt: float, input_scale: float, name: str) -> QNetwork:
+def from_graph(graph, convention: Convention, dt: float, input_scale: float, name: str,
+               input_max: int = 1) -> QNetwork:
     nodes, edges = _inline(graph)
     order, sources, consumers = _sorted(nodes, edges)
-    imp = _Importer(convention, dt, input_scale)
+    imp = _Importer(convention, dt, input_scale, input_max)
     signals = {}
     for n in order:
         node = nodes[n]

@@ -163,8 +163,10 @@ class _QExporter:
         nir = self.nir
         if n.model == "sigma_delta":
             step = 2.0 ** layer.shift / layer.mult               # one activation step in accumulator units
+            # The rate-coded ReLU as sinabs runs it: as many spikes as fit, reset by subtraction.
             meta = dict(synfab_neuron="sigma_delta", mult=layer.mult, shift=layer.shift,
-                        lo=json.dumps(layer.lo), hi=json.dumps(layer.hi), theta=n.theta, msg_shift=n.msg_shift)
+                        lo=json.dumps(layer.lo), hi=json.dumps(layer.hi), theta=n.theta, msg_shift=n.msg_shift,
+                        fire_at_threshold=True, multi_spike=True, reset="subtract")
             return nir.IF(r=full(1 / self.dt), v_threshold=full(step), metadata=meta)
         if n.model == "if":
             meta = dict(fire_at_threshold=not n.fire_gt, multi_spike=n.multi_spike,
