@@ -266,6 +266,21 @@ def test_float_network_round_trips_through_a_nir_file(tmp_path):
     assert np.array_equal(quant.float_forward(back, images / 255.0), quant.float_forward(net, images / 255.0))
 
 
+def test_float_residual_add_round_trips():
+    rng = np.random.default_rng(0)
+    conv = lambda name, src: Node(name, "conv", [src], dict(out_channels=2, kernel=3, padding=1),   # noqa: E731
+                                  dict(weight=rng.normal(size=(2, 2, 3, 3)), bias=rng.normal(size=2)))
+    net = Network([Node("input", "input", attrs=dict(shape=[2, 6, 6])), conv("a", "input"), Node("r", "relu", ["a"]),
+                   conv("b", "r"), Node("sum", "add", ["r", "b"]), Node("pool", "avgpool", ["sum"], dict(kernel=2)),
+                   Node("flat", "flatten", ["pool"]),
+                   Node("fc", "dense", ["flat"], dict(out_features=3), dict(weight=rng.normal(size=(3, 18)),
+                                                                            bias=np.zeros(3)))])
+    back = snir.load(nir_export.graph(net))
+    assert [(n.name, n.op, n.inputs) for n in back] == [(n.name, n.op, n.inputs) for n in net]
+    x = rng.random((4, 2, 6, 6))
+    assert np.allclose(quant.float_forward(back, x), quant.float_forward(net, x))
+
+
 def test_float_layers_without_nir_nodes_are_refused():
     nodes = [Node("input", "input", attrs=dict(shape=[1, 4, 4])), Node("up", "upsample", ["input"], dict(scale=2))]
     with pytest.raises(snir.NirError, match=r"^layer 'up' \(upsample\): has no NIR node"):

@@ -381,9 +381,9 @@ class _Importer:
         top = 1 << (arith.LOIHI_STATE_BITS - 1 - arith.LOIHI_ACT_SHIFT)
         largest = self.largest_input(cur, wq, wconst)
         if largest >= top:
-            raise NirError(f"{where}: its synaptic input can reach {largest} weight steps in one step (input values up "
-                           f"to {self.input_max}), beyond the {top} of Loihi's 24-bit current; supported: smaller input "
-                           f"values (a coarser input_scale) or fewer inputs per neuron")
+            raise NirError(f"{where}: its synaptic input can reach {largest} weight steps in one step (input values "
+                           f"up to {self.input_max}), beyond the {top} of Loihi's 24-bit current; supported: smaller "
+                           f"input values (a coarser input_scale) or fewer inputs per neuron")
 
     def population(self, name: str, node, cur: Current, cell: _Cell) -> Spikes:
         where = _where(name, node)
@@ -760,7 +760,7 @@ FLOAT_READERS = {
     "AvgPool2d": _float_pool,
     "Flatten": lambda name, node, ins: Node(name, "flatten", ins),
     "IF": lambda name, node, ins: Node(name, "relu", ins),       # synfab_op relu
-    "Scale": lambda name, node, ins: Node(name, "add", ins),     # synfab_op add
+    "Scale": lambda name, node, ins: Node(name, "add", ins),     # the export's only Scale
 }
 
 

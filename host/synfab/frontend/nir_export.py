@@ -235,7 +235,7 @@ def _float_node(nir, net: Network, node: Node):
         return nir.IF(r=np.ones(node.shape), v_threshold=np.full(node.shape, RELU_THRESHOLD),
                       metadata=dict(synfab_op="relu"))
     if node.op == "add":                       # NIR sums a node's inputs: an identity node does the add
-        return nir.Scale(scale=np.ones(node.shape), metadata=dict(synfab_op="add"))
+        return nir.Scale(scale=np.ones(node.shape))          # (nir 1.0.4's Scale has no metadata)
     raise NirError(f"{where}: has no NIR node; supported: conv, dense, sumpool, avgpool, flatten, relu, add")
 
 
