@@ -21,8 +21,14 @@ layer settling within the step, as the frameworks simulate it:
     Threshold -> lif with a full decay: a spike whenever this step's input exceeds the threshold
   A leak voltage v_leak adds dt / tau * v_leak to v every step (the bias word).
 - weights become int8 with one scale per layer: a power of two when the weights are integers
-  times it (then the int8 network computes exactly what the float one does), else max|w| / 127;
-  thresholds, resets and biases are divided by the same scale (rounded).
+  times it (then the int8 network computes exactly what the float one does), else about
+  max|w| / 127 (a whole number of steps to the threshold); thresholds, resets and biases are
+  divided by the same scale (rounded).  A leaky (Loihi) layer whose synaptic input could wrap its
+  24-bit current, given the largest input value `input_max`, is refused.
+- the input: frames of integers sent as they are every step (spikes 1, currents x / input_scale).
+- what NIR cannot say about time: layers are not delayed (every layer settles within the step,
+  as sinabs and snnTorch run them); the IF/LIF/CubaLIF reset of NIR 1.0.4 (by subtraction) and of
+  NIR >= 1.0.5 (to v_reset) differ, so the convention decides (below).
 
 Parameters may be stored per neuron or as scalars (broadcast); synfab's neurons take one value per
 layer, so per-neuron values that differ are refused, naming the field.  The NIR file does not say
