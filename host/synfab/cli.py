@@ -109,6 +109,14 @@ def cmd_compile(a):
               f"quantized {acc['quant_accuracy']:.4f} (agreement {acc['agreement']:.4f})")
 
 
+def cmd_export(a):
+    from . import api
+    from .frontend import nir_export
+    net = api.load_network(a.network)
+    nir_export.export(net, a.output, dt=a.dt)
+    print(f"{net.name}: {type(net).__name__} -> {a.output} (NIR, one time step = {a.dt:g})")
+
+
 def cmd_report(a):
     from . import api
     result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric, **model_options(a))
@@ -247,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     _model_opts(c)
     c.set_defaults(func=cmd_compile)
+
+    from .frontend.nir import DEFAULT_DT
+    x = sub.add_parser("export", help="network file -> NIR graph (.nir) for sinabs, snnTorch, Norse, ...")
+    x.add_argument("network", help="network JSON (float or quantized), lava-dl netx .net file, or demo")
+    x.add_argument("-o", "--output", required=True, help="NIR file to write (.nir)")
+    x.add_argument("--dt", type=float, default=DEFAULT_DT, help=f"seconds per time step (default {DEFAULT_DT:g})")
+    x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("report", help="memory footprint and mapping summary")
     r.add_argument("target", help="model file (any format synfab compile takes), bundle (.sfb), demo or zoo:NAME")

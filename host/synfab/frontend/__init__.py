@@ -175,9 +175,11 @@ def _is_nir_file(path: Path) -> bool:
         return False
 
 
-@register("NIR", (".nir",), options=("dt",), requires=("nir",), extra="nir", sniff=_is_nir_file)
-def _load_nir(path: Path, dt=None):
-    return _nir_module().load(path, dt=dt)
+@register("NIR", (".nir",), options=("dt", "convention", "input_scale", "input_max"), requires=("nir",), extra="nir",
+          sniff=_is_nir_file)
+def _load_nir(path: Path, dt=None, convention="nir", input_scale=1.0, input_max=1):
+    """--dt, and --option convention=nir|sinabs|snntorch, input_scale=X, input_max=N (frontend.nir.load)."""
+    return _nir_module().load(path, dt=dt, convention=convention, input_scale=input_scale, input_max=input_max)
 
 
 @register("lava-dl netx", (".net",), requires=("h5py",), extra="netx", sniff=is_hdf5_file)
