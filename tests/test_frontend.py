@@ -50,7 +50,7 @@ def test_every_format_is_registered_with_its_suffixes():
     suffixes = {s: f.name for f in FORMATS.values() for s in f.suffixes}
     assert suffixes == {".json": "network JSON", ".nir": "NIR", ".net": "lava-dl netx", ".onnx": "ONNX / QONNX",
                         ".pt2": "torch.export program", ".pt": "saved nn.Module", ".pth": "saved nn.Module"}
-    assert FORMATS["NIR"].options == ("dt",) and FORMATS["saved nn.Module"].options == ("input_shape",)
+    assert FORMATS["NIR"].options == ("dt", "convention", "input_scale", "input_max") and FORMATS["saved nn.Module"].options == ("input_shape",)
 
 
 def test_pt2_program_compiles_to_the_python_api_bundle(files, tmp_path):

@@ -5,6 +5,7 @@ nir's docstrings (tau dv/dt = v_leak - v + r I, ...), on parameters where Euler'
 and synfab's integers agree exactly (power-of-two weights and decays): equal spikes at every step.
 """
 import math
+import json
 import subprocess
 import sys
 
@@ -328,3 +329,18 @@ def test_export_cli_writes_a_readable_nir_file(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "synfab.cli", "export", str(tmp_path / "none.json"), "-o", str(out)],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_compile_takes_a_nir_file_and_its_options_through_the_front_door(tmp_path):
+    net = tmp_path / "if.nir"
+    w = np.array([[1.0, -2.0, 1.0, 3.0], [2.0, 1.0, -1.0, 1.0], [0.0, 1.0, 2.0, -3.0]])
+    nir.write(net, graph([N_IN, 1, 1], nir.Flatten(input_type={"input": np.array([N_IN, 1, 1])}, start_dim=0, end_dim=-1),
+                         nir.Linear(weight=w), nir.IF(r=np.ones(N_OUT), v_threshold=np.full(N_OUT, 2.0))))
+    out = tmp_path / "demo.sfb"
+    r = subprocess.run([sys.executable, "-m", "synfab.cli", "compile", str(net), "-o", str(out), "--dt", "1",
+                        "--option", "convention=sinabs", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 0 and json.loads(r.stdout)["bundle"] == str(out)
+    bad = subprocess.run([sys.executable, "-m", "synfab.cli", "compile", str(net), "-o", str(out),
+                          "--option", "convention=lava"], capture_output=True, text=True)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "convention" in bad.stderr
