@@ -173,12 +173,16 @@ class Fabric(LiteXModule):
         ]
 
         # -- counters ----------------------------------------------------------------------------
+        # The input beat's counts are registered first (the range check is deep); they reach their
+        # counters one clock after the beat.
+        beat_in, beat_dropped = Signal(), Signal()
+        self.sync += beat_in.eq(took & ~is_eof), beat_dropped.eq(took & ~is_eof & ~in_range)
         increments = {
             "cycles": 1,
             "frames": eof_out & out.ready,
-            "events_in": took & ~is_eof,
+            "events_in": beat_in,
             "events_out": host.valid & host.ready,
-            "input_dropped": took & ~is_eof & ~in_range,
+            "input_dropped": beat_dropped,
         }
         for name, cnt in counters.items():
             self.sync += If(clear, cnt.eq(0)).Else(cnt.eq(cnt + increments[name]))

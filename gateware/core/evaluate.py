@@ -45,7 +45,7 @@ from .peg import spike_layout
 
 SPIKE_FIFO_DEPTH = 16
 WORD_FIFO_DEPTH = 4
-PIPELINE_STAGES = 9          # E1..E9: neurons in flight after the emit register (E10 holds spikes)
+PIPELINE_STAGES = 10         # E1..E9 and E7b: neurons in flight after the emit register (E10 holds spikes)
 
 
 def derived_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
@@ -329,10 +329,12 @@ class EvaluationUnit(LiteXModule):
         lo_s, hi_s = Signal((eb, True)), Signal((eb, True))
         shifted7 = Signal((len(e7.shifted), True))
         self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"]), shifted7.eq(e7.shifted)
+        # The clamp's two wide compares get a stage of their own; the select follows in E8.
+        e7b = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, shifted=e7.shifted, below=shifted7 < lo_s,
+                        above=shifted7 > hi_s, ty=e7.ty, ci=e7.ci, tx=(e7.pix - e7.tyw[:nab])[:nab])
         a = Signal((eb, True))
-        self.comb += If(shifted7 < lo_s, a.eq(lo_s)).Elif(shifted7 > hi_s, a.eq(hi_s)).Else(a.eq(shifted7))
-        e8 = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, a=a, ty=e7.ty, ci=e7.ci,
-                       tx=(e7.pix - e7.tyw[:nab])[:nab])
+        self.comb += If(e7b.below, a.eq(lo_s)).Elif(e7b.above, a.eq(hi_s)).Else(a.eq(e7b.shifted))
+        e8 = PipeStage(self, e7b.valid, n=e7b.n, sent=e7b.sent, a=a, ty=e7b.ty, ci=e7b.ci, tx=e7b.tx)
         a8, sent8 = Signal((eb, True)), Signal((eb, True))
         self.comb += a8.eq(e8.a), sent8.eq(e8.sent)
         e9 = PipeStage(self, e8.valid, n=e8.n, a=e8.a, diff=a8 - sent8, x=P["x0"] + e8.tx, y=P["y0"] + e8.ty,

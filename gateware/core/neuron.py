@@ -124,7 +124,7 @@ class NeuronUnit(LiteXModule):
 
         # ---- S0: who owns this clock ----
         pair, bus = self.sink, self.acc_bus
-        ev_acc, ev_dirty, host_go, s0_empty = Signal(), Signal(), Signal(), Signal()
+        ev_acc, ev_dirty, host_go, host_req, s0_empty = Signal(), Signal(), Signal(), Signal(), Signal()
         mapped = Signal()
         self.comb += [
             pair.ready.eq(1),
@@ -210,8 +210,11 @@ class NeuronUnit(LiteXModule):
             busy.eq(s1.valid | s2.valid | s1_d.valid | s2_d.valid
                     | s1_host_rd | s2_host_rd),
             s0_empty.eq(~pair.valid & ~self.acc_rd.valid & ~self.dirty_rd.valid),
-            host_go.eq(bus.cyc & bus.stb & ~bus.ack & ~self.host_block & s0_empty & ~busy & ~s2_host_rd),
+            host_go.eq(host_req & ~bus.ack & ~self.host_block & s0_empty & ~busy & ~s2_host_rd),
         ]
+        # The bus request is registered first, so the address decode in front of this unit and
+        # this clock's operation select never meet in one clock (a host access takes one more).
+        self.sync += host_req.eq(bus.cyc & bus.stb & ~bus.ack & ~host_go)
         acc_signed = Signal((ab, True))
         read_mapped = Signal()
         self.comb += acc_signed.eq(acc_q)
