@@ -66,10 +66,12 @@ class PipeStage:
         module.sync += If(ce, self.valid.eq(valid_in))
         loads = []
         for name, value in values.items():
-            if isinstance(value, product):
+            if isinstance(value, product) and value.in_one_dsp:
                 reg = Signal(value_bits_sign(value.a * value.b), name=name)
                 module.specials += RegisteredProduct(value.a, value.b, reg, ce & valid_in)
             else:
+                if isinstance(value, product):
+                    value = value.a * value.b
                 reg = Signal(value_bits_sign(value), name=name)
                 loads.append(reg.eq(value))
             setattr(self, name, reg)
@@ -83,15 +85,13 @@ DSP_OPERAND_BITS = 18
 
 
 class product:
-    """a * b for a PipeStage value: the stage's register for it is the DSP block's output register."""
+    """a * b for a PipeStage value: the stage's register for it is the DSP block's output register
+    when both operands fit one block (`in_one_dsp`); a wider product (fabric configs with wider
+    fields than any board preset's) is an ordinary register that synthesis splits over blocks."""
 
     def __init__(self, a, b):
         self.a, self.b = wrap(a), wrap(b)
-        for operand in (self.a, self.b):
-            width, signed = value_bits_sign(operand)
-            if width > DSP_OPERAND_BITS:
-                raise ValueError(f"product operand of {width} bits ({'signed' if signed else 'unsigned'}) "
-                                 f"exceeds one {DSP_OPERAND_BITS}-bit DSP input: use split_multiply")
+        self.in_one_dsp = all(value_bits_sign(v)[0] <= DSP_OPERAND_BITS for v in (self.a, self.b))
 
 
 class RegisteredProduct(Special):

@@ -69,9 +69,20 @@ def test_the_product_register_loads_a_times_b_with_valid_and_holds_without(case)
             assert p == expected
 
 
-def test_an_operand_wider_than_a_dsp_input_is_refused_with_the_remedy():
-    with pytest.raises(ValueError, match="19 bits .*exceeds one 18-bit DSP input: use split_multiply"):
-        product(Signal((19, True)), Signal(4))
+def test_a_product_wider_than_one_dsp_is_an_ordinary_register_of_the_same_value():
+    wide = _Stage(19, True, 4, False)          # 19 bits: more than one DSP input takes
+    assert not any(isinstance(s, RegisteredProduct) for s in wide.specials)
+    assert any(isinstance(s, RegisteredProduct) for s in _Stage(18, True, 4, False).specials)
+
+    def bench():
+        yield wide.a.eq(-(1 << 18))
+        yield wide.b.eq(15)
+        yield wide.valid.eq(1)
+        yield
+        yield wide.valid.eq(0)
+        yield
+        assert (yield wide.stage.p) == -(1 << 18) * 15
+    run_simulation(wide, bench())
 
 
 # -- the ECP5 lowering ------------------------------------------------------------------------------
