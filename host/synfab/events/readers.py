@@ -10,6 +10,9 @@ needs time order.  Timestamps are otherwise kept as recorded (no shift to zero).
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,6 +335,29 @@ def _read_dat(path: Path, fmt: str, chunk_words: int = CHUNK_WORDS):
     return _decode_file(path, header.length + 2, DatDecoder(version), chunk_words), _geometry(path, header)
 
 
+def _line(e: BaseException) -> str:
+    """A parser's message as one line (faery's and numpy's span several)."""
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2: a Rust panic in faery's decoder prints its backtrace there before
+    Python sees the exception, which the caller then reports in one line."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _read_aedat4(path: Path, fmt: str):
     try:
         from faery.extension import aedat
@@ -339,7 +365,7 @@ def _read_aedat4(path: Path, fmt: str):
         raise EventFileError(f"{path}: reading AEDAT4 needs the faery package: pip install 'synfab[events]'")
     packets = []
     try:
-        with aedat.Decoder(path) as decoder:
+        with _quiet_stderr(), aedat.Decoder(path) as decoder:
             tracks = [tr for tr in decoder.tracks() if tr.data_type == "events"]
             if not tracks:
                 raise EventFileError(f"{path}: the AEDAT4 file has no event stream (only "
@@ -353,7 +379,7 @@ def _read_aedat4(path: Path, fmt: str):
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # the Rust decoder raises RuntimeError, and pyo3 panics are BaseException
-        raise EventFileError(f"{path}: cannot decode AEDAT4: {e} (truncated or corrupt file?)") from None
+        raise EventFileError(f"{path}: cannot decode AEDAT4: {_line(e)} (truncated or corrupt file?)") from None
     if packets:
         raw = np.concatenate(packets)
         events = make_events(raw["x"], raw["y"], _monotonic(raw["t"].astype(np.int64)), raw["on"])
@@ -377,8 +403,9 @@ def as_events(array: np.ndarray, what: str) -> np.ndarray:
 def _load_numpy(path: Path):
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise EventFileError(f"{path}: cannot load as numpy data: {e} (truncated or corrupt file?)") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError) as e:
+        # numpy parses the .npy header with the tokenizer: a cut header raises TokenError.
+        raise EventFileError(f"{path}: cannot load as numpy data: {_line(e)} (truncated or corrupt file?)") from None
 
 
 def _read_npy(path: Path, fmt: str):
@@ -396,6 +423,7 @@ def _read_npz(path: Path, fmt: str):
         try:
             events = as_events(npz["events"], str(path))
             size = (int(npz["width"]), int(npz["height"])) if {"width", "height"} <= set(npz.files) else None
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise EventFileError(f"{path}: cannot load the archive's arrays: {e} (truncated or corrupt?)") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError) as e:
+            raise EventFileError(f"{path}: cannot load the archive's arrays: {_line(e)} (truncated or corrupt?)") \
+                from None
     return events, size
