@@ -283,6 +283,7 @@ class Worker:
         try:
             return self.conn.recv()
         except (EOFError, OSError):
+            self.proc.join(5)
             code = self.proc.exitcode
             self.stop()
             return "crash", f"worker died (exit code {code})", ""
@@ -341,8 +342,17 @@ def save_finding(root: Path, finding: Finding, k: int) -> Path:
     for name, data in finding.files.items():
         (d / name).write_bytes(data)
     (d / "finding.json").write_text(json.dumps({"outcome": finding.outcome, "mutation": finding.mutation,
-                                                "error": finding.error, "where": finding.where}, indent=1))
+                                                "error": finding.error, "where": finding.where,
+                                                "files": list(finding.files)}, indent=1))
     return d
+
+
+def replay(target: Target, finding_dir: Path, timeout: float = 10.0) -> tuple[str, str, str]:
+    """The outcome now of a saved finding's reproducer (files in the order the seed lists them)."""
+    finding_dir = Path(finding_dir)
+    order = json.loads((finding_dir / "finding.json").read_text())["files"]     # the loaded file first
+    with Worker({target.name: target}) as worker:
+        return worker.run(target.name, {n: (finding_dir / n).read_bytes() for n in order}, timeout)
 
 
 def run_all(targets: dict[str, Target], inputs: int, seed: int = 0, timeout: float = 10.0,

@@ -35,7 +35,7 @@ def _events_seeds(name: str):
 
 
 def _evt3_seed() -> dict[str, bytes]:
-    header = b"% evt 3.0\n% format EVT3;height=8;width=8\n% end\n"
+    header = b"% evt 3.0\n% format EVT3;height=8;width=16\n% end\n"
     w = lambda kind, payload: (kind << 12) | payload            # noqa: E731
     words = [w(8, 1), w(6, 5), w(0, 3), w(2, 2 | 1 << 11), w(3, 0), w(4, 0b101), w(5, 0b11), w(6, 9),
              w(0, 7), w(2, 7)]

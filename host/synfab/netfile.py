@@ -76,12 +76,20 @@ def _read(path, kind: str) -> tuple[dict, dict[str, np.ndarray] | None]:
                            f"not {doc['params']!r}")
     npz = path.parent / doc["params"]
     if not npz.is_file():
-        raise NetworkError(f"parameter file {npz} (named by {path}) not found; keep it beside the JSON file")
+        raise NetworkError(f"parameter file {_printable(npz)} (named by {path}) not found; keep it beside the JSON file")
     try:
         with np.load(npz, allow_pickle=False) as z:
             return doc, {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise NetworkError(f"parameter file {npz} is not a valid .npz archive: {str(e).splitlines()[0]}") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as e:
+        # NotImplementedError: zipfile's answer to a damaged version or compression field.
+        raise NetworkError(f"parameter file {_printable(npz)} is not a valid .npz archive: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def _printable(path) -> str:
+    """A file name from the JSON as written, or quoted when it holds line breaks or other controls."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def _field(obj: dict, key: str, where: str, kind: type | tuple | None = None):

@@ -558,7 +558,7 @@ def _read_layer(imp: _Importer, i: int, kind: str, fields: dict) -> None:
         READERS[kind](imp, i, fields)
     except NetxError:
         raise
-    except (ValueError, TypeError, OverflowError, MemoryError) as e:
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError, MemoryError) as e:
         # Field values the checks above let through but the layer arithmetic cannot use (sizes that
         # do not fit the geometry, absurd magnitudes): the file's fault, reported against the layer.
         raise NetxError(f"layer {i} ({kind}): a field's value does not fit the layer ({_line(e)}); "

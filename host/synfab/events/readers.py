@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import tokenize
 import zipfile
 from dataclasses import dataclass, field
@@ -358,11 +359,91 @@ def _quiet_stderr():
         os.close(saved)
 
 
+def _aedat4_field(h: bytes, index: int, fmt: str = "<I") -> tuple[int, int] | None:
+    """(offset, value) of scalar field `index` of a flatbuffer's root table, None when absent."""
+    root = struct.unpack_from("<I", h, 0)[0]
+    vtable = root - struct.unpack_from("<i", h, root)[0]
+    vt_size = struct.unpack_from("<H", h, vtable)[0]
+    if vt_size < 4 + 2 * (index + 1):
+        return None
+    field = struct.unpack_from("<H", h, vtable + 4 + 2 * index)[0]
+    return None if not field else (root + field, struct.unpack_from(fmt, h, root + field)[0])
+
+
+def _aedat4_description(head: bytes) -> bytes | None:
+    """The raw description string (field infoNode of the IOHeader flatbuffer after the magic and its
+    u32 size); None when the header is too damaged to find it (faery then reports the damage)."""
+    try:
+        size = struct.unpack_from("<I", head, len(AEDAT4_MAGIC))[0]
+        h = head[len(AEDAT4_MAGIC) + 4:len(AEDAT4_MAGIC) + 4 + size]
+        root = struct.unpack_from("<I", h, 0)[0]
+        vtable = root - struct.unpack_from("<i", h, root)[0]
+        vt_size = struct.unpack_from("<H", h, vtable)[0]
+        if vt_size < 4 + 2 * 3:
+            return None
+        field = struct.unpack_from("<H", h, vtable + 4 + 2 * 2)[0]     # infoNode: the third field
+        if not field:
+            return None
+        at = root + field
+        start = at + struct.unpack_from("<I", h, at)[0]
+        length = struct.unpack_from("<I", h, start)[0]
+    except struct.error:
+        return None
+    return h[start + 4:start + 4 + length]
+
+
+def _check_aedat4_sizes(path: Path) -> None:
+    """faery allocates every size field it reads before reading the bytes, so a damaged size (up to
+    4 GiB) is an allocation that can abort the process; sizes that run past the end of the file (or
+    into its data table) are refused here first.  Layout: magic, u32 header size, header, then
+    packets of (i32 stream id, u32 size, size bytes) up to the data table or the end."""
+    end = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(len(AEDAT4_MAGIC))
+        raw = f.read(4)
+        if len(raw) < 4:
+            return              # faery reports the cut header
+        size = struct.unpack("<I", raw)[0]
+        pos = len(AEDAT4_MAGIC) + 4 + size
+        if pos > end:
+            raise EventFileError(f"{path}: cannot decode AEDAT4: its header claims {size} bytes, past the end of "
+                                 f"the {end}-byte file (truncated or corrupt file?)")
+        try:
+            table = _aedat4_field(f.read(size) if size <= 1 << 20 else b"", 1, "<q")
+        except struct.error:
+            table = None
+        stop = table[1] if table is not None and pos <= table[1] <= end else end
+        while pos + 8 <= stop:
+            f.seek(pos)
+            _, packet = struct.unpack("<iI", f.read(8))
+            pos += 8 + packet
+            if pos > stop:
+                raise EventFileError(f"{path}: cannot decode AEDAT4: a packet of {packet} bytes runs past the end of "
+                                     "the stream (truncated or corrupt file?)")
+
+
+def _check_aedat4_description(path: Path) -> None:
+    """faery aborts the whole process (a Rust panic inside a panic) on a description that is not
+    UTF-8, so that one damage is caught here, before faery sees the file."""
+    _check_aedat4_sizes(path)
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    description = _aedat4_description(head) if head.startswith(AEDAT4_MAGIC) else None
+    if description is None:
+        return
+    try:
+        description.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EventFileError(f"{path}: cannot decode AEDAT4: the header's stream description is not UTF-8 text "
+                             f"(byte {e.start}); the file is corrupt") from None
+
+
 def _read_aedat4(path: Path, fmt: str):
     try:
         from faery.extension import aedat
     except ImportError:
         raise EventFileError(f"{path}: reading AEDAT4 needs the faery package: pip install 'synfab[events]'")
+    _check_aedat4_description(path)
     packets = []
     try:
         with _quiet_stderr(), aedat.Decoder(path) as decoder:
@@ -403,8 +484,10 @@ def as_events(array: np.ndarray, what: str) -> np.ndarray:
 def _load_numpy(path: Path):
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError) as e:
-        # numpy parses the .npy header with the tokenizer: a cut header raises TokenError.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError,
+            NotImplementedError) as e:
+        # numpy parses the .npy header with the tokenizer: a cut header raises TokenError; zipfile
+        # raises NotImplementedError for a damaged version or compression field.
         raise EventFileError(f"{path}: cannot load as numpy data: {_line(e)} (truncated or corrupt file?)") from None
 
 
@@ -423,7 +506,8 @@ def _read_npz(path: Path, fmt: str):
         try:
             events = as_events(npz["events"], str(path))
             size = (int(npz["width"]), int(npz["height"])) if {"width", "height"} <= set(npz.files) else None
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError,
+            NotImplementedError) as e:
             raise EventFileError(f"{path}: cannot load the archive's arrays: {_line(e)} (truncated or corrupt?)") \
                 from None
     return events, size

@@ -801,6 +801,8 @@ def float_network(graph, name: str) -> Network:
                 shape = _input_shape(_where(n, node), node.input_type["input"])
             ir_nodes.append(Node(n, "input", attrs=dict(shape=list(shape))))
         elif kind == "Output":
+            if len(ins) != 1:
+                raise NirError(f"{_where(n, node)}: has {len(ins)} inputs; supported: one")
             output = ins[0]
         elif kind == "Flatten" and _metadata(node).get("synfab_op") == VECTOR_FLATTEN:
             alias[n] = ins[0]

@@ -207,7 +207,13 @@ def _tensor(to_array, t) -> np.ndarray:
 
 
 def _label(node) -> str:
-    return f"{node.name or node.output[0]!r} ({node.op_type})"
+    name = node.name or (node.output[0] if node.output else "")
+    return f"{name!r} ({_printable(node.op_type)})"
+
+
+def _printable(text: str) -> str:
+    """A name from the file as written, or quoted when it holds line breaks or other controls."""
+    return text if text.isprintable() else repr(text)
 
 
 def _ir_name(tensor: str) -> str:
@@ -652,7 +658,7 @@ def from_model(model, name: str = "onnx", input_shape=None):
     for node in model.graph.node:
         handler = OP_HANDLERS.get(node.op_type)
         if handler is None:
-            raise OnnxImportError(f"node {_label(node)}: op type {node.op_type} is not supported; supported: "
+            raise OnnxImportError(f"node {_label(node)}: op type {_printable(node.op_type)} is not supported; supported: "
                                   f"{supported_ops()}")
         with _node_values(node):
             handler(g, node)
