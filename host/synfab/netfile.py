@@ -63,7 +63,7 @@ def _read(path, kind: str) -> tuple[dict, dict[str, np.ndarray] | None]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise NetworkError(f"{path} is not a synfab network file (expected \"format\": \"{FORMAT}\")")
     if doc.get("version") != VERSION:
-        raise NetworkError(f"{path}: network file version {doc.get('version')} is not supported "
+        raise NetworkError(f"{path}: network file version {_short(doc.get('version'))} is not supported "
                            f"(this synfab reads version {VERSION})")
     if doc.get("kind") != kind:
         other = {"float": "synfab.netfile.load_q", "quantized": "synfab.netfile.load"}
@@ -80,8 +80,9 @@ def _read(path, kind: str) -> tuple[dict, dict[str, np.ndarray] | None]:
     try:
         with np.load(npz, allow_pickle=False) as z:
             return doc, {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as e:
-        # NotImplementedError: zipfile's answer to a damaged version or compression field.
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as e:
+        # NotImplementedError: zipfile's answer to a damaged version or compression field;
+        # RuntimeError: to a member whose flags say it is encrypted.
         raise NetworkError(f"parameter file {_printable(npz)} is not a valid .npz archive: "
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
@@ -166,7 +167,7 @@ def load(path) -> Network:
                 if f"{name}/{key}" in arrays:
                     params[key] = arrays[f"{name}/{key}"].astype(np.float64)
                 elif key == "weight":
-                    raise NetworkError(f"{path}: layer {name!r} ({op}) has no {key!r} in {doc['params']}")
+                    raise NetworkError(f"{path}: layer {name!r} ({op}) has no {key!r} in {_printable(doc['params'])}")
         nodes.append(Node(name, op, list(inputs), attrs, params))
     if not nodes:
         raise NetworkError(f"{path}: the network has no nodes")

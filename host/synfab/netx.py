@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import arith
+from . import arith, h5check
 from .errors import SynfabError
 from .ir import NetworkError, QConnection, QLayer, QNetwork, conv_out
 from .layouts import WSHIFT_BITS, Kind
@@ -114,6 +114,9 @@ H5_ERRORS = (KeyError, RuntimeError, OSError, TypeError, ValueError, UnicodeDeco
 def read_layers(path) -> list[dict]:
     """The file's layers in order, each a dict of its fields (neuron: a dict too)."""
     h5py = _h5py()
+    if is_netx_file(path) and h5check.loops(path):
+        raise NetxError(f"{path}: the HDF5 file is damaged (listing its groups does not end: a looping link "
+                        "list); export the network again with lava-dl")
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as e:

@@ -485,9 +485,10 @@ def _load_numpy(path: Path):
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError,
-            NotImplementedError) as e:
+            NotImplementedError, RuntimeError) as e:
         # numpy parses the .npy header with the tokenizer: a cut header raises TokenError; zipfile
-        # raises NotImplementedError for a damaged version or compression field.
+        # raises NotImplementedError for a damaged version or compression field, RuntimeError for a
+        # member whose flags say it is encrypted.
         raise EventFileError(f"{path}: cannot load as numpy data: {_line(e)} (truncated or corrupt file?)") from None
 
 
@@ -507,7 +508,7 @@ def _read_npz(path: Path, fmt: str):
             events = as_events(npz["events"], str(path))
             size = (int(npz["width"]), int(npz["height"])) if {"width", "height"} <= set(npz.files) else None
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError,
-            NotImplementedError) as e:
+            NotImplementedError, RuntimeError) as e:
             raise EventFileError(f"{path}: cannot load the archive's arrays: {_line(e)} (truncated or corrupt?)") \
                 from None
     return events, size

@@ -633,9 +633,24 @@ def exact_qnetwork(g: _Graph, net: Network) -> QNetwork:
 def _read_model(path: Path):
     onnx, _ = _onnx()
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as e:  # protobuf raises DecodeError and others for a file that is not ONNX
         raise OnnxImportError(f"{path} is not a readable ONNX model ({first_line(e)})") from None
+    _check_names(model, path)
+    return model
+
+
+def _check_names(model, path) -> None:
+    """protobuf returns a string field that is not UTF-8 as bytes, which the importer cannot use as
+    a name: refuse the model here, naming the field."""
+    g = model.graph
+    named = [("node", n, [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)])
+             for n in g.node]
+    named += [("tensor", t, [t.name]) for t in (*g.initializer, *g.input, *g.output)]
+    for what, item, names in named:
+        if not all(isinstance(s, str) for s in names):
+            raise OnnxImportError(f"{path}: a {what} name is not UTF-8 text ({[s for s in names if not isinstance(s, str)][0][:40]!r}); "
+                                  "the file is damaged")
 
 
 @contextlib.contextmanager
