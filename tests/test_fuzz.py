@@ -3,9 +3,13 @@ long ones), the fuzzer's own detection of planted bugs, and one test per bug the
 reproducer now raises a one-line SynfabError."""
 import io
 import json
+import re
+import random
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,7 +98,7 @@ def test_multiline_errors_and_hangs_are_findings():
 
 
 def test_mutations_are_seeded():
-    runs = [[fuzz.mutate(__import__("random").Random(5), TARGETS["fabric-config"],
+    runs = [[fuzz.mutate(random.Random(5), TARGETS["fabric-config"],
                          TARGETS["fabric-config"].seeds()[0]) for _ in range(20)] for _ in range(2)]
     assert runs[0] == runs[1]
 
@@ -266,7 +270,7 @@ def test_nir_parameters_of_the_wrong_type(kind, attr, value, match):
     try:
         snir.load(g)
     except snir.NirError as e:
-        assert "\n" not in str(e) and (match is None or __import__("re").search(match, str(e))), str(e)
+        assert "\n" not in str(e) and (match is None or re.search(match, str(e))), str(e)
 
 
 def test_float_nir_file_with_a_string_weight(tmp_path):
@@ -298,3 +302,109 @@ def test_onnx_initializer_of_unknown_type_or_wrong_size(tmp_path):
     b2.CopyFrom(onnx.numpy_helper.from_array(np.zeros(72, np.float32), "b2"))   # 72 biases for 3 outputs
     raises_one_line(sonnx.from_model, model, match="node .*Gemm.*does not fit the op",
                     error=sonnx.OnnxImportError)
+
+
+# -- found by the longer campaigns (benchmarks/bench_fuzz.py) ----------------------------------------
+FIXTURES = Path(__file__).parent / "fixtures" / "fuzz"
+
+
+def _aedat4_seed() -> bytes:
+    return TARGETS["aedat4"].seeds()[0]["e.aedat4"]
+
+
+def _u32(data: bytes, at: int, value: int) -> bytes:
+    return data[:at] + value.to_bytes(4, "little") + data[at + 4:]
+
+
+def test_aedat4_sizes_past_the_end_are_refused_before_faery(tmp_path):
+    """faery allocates each size it reads first: under a memory limit a damaged size aborted the
+    process (SIGABRT), without one it asks for up to 4 GiB."""
+    from synfab import events
+    seed = _aedat4_seed()
+    header = int.from_bytes(seed[14:18], "little")        # magic (14 bytes), u32 header size
+    (tmp_path / "h.aedat4").write_bytes(_u32(seed, 14, 0xFFFFFF00))
+    raises_one_line(events.read, tmp_path / "h.aedat4", match="header claims 4294967040 bytes")
+    (tmp_path / "p.aedat4").write_bytes(_u32(seed, 18 + header + 4, 0x7FFFFFF0))   # first packet's size
+    raises_one_line(events.read, tmp_path / "p.aedat4", match="packet of 2147483632 bytes runs past the end")
+
+
+def test_aedat4_description_that_is_not_utf8_is_refused_before_faery(tmp_path):
+    """faery aborts the process (a panic while panicking) on such a description."""
+    from synfab import events
+    seed = bytearray(_aedat4_seed())
+    seed[seed.index(b"<dv version") + 3] = 0xF2
+    (tmp_path / "d.aedat4").write_bytes(bytes(seed))
+    raises_one_line(events.read, tmp_path / "d.aedat4", match="description is not UTF-8")
+
+
+def _damaged_zip_member(data: bytes, offset: int, value: bytes) -> bytes:
+    """The first central-directory entry with bytes at `offset` replaced (8: flags, 10: method)."""
+    at = data.index(b"PK\x01\x02") + offset
+    return data[:at] + value + data[at + len(value):]
+
+
+@pytest.mark.parametrize("offset, value, match", [
+    (8, b"\x01\x00", "encrypted"),                      # the encrypted flag: zipfile raises RuntimeError
+    (10, b"\x63\x00", "compression method"),            # method 99: zipfile raises NotImplementedError
+])
+def test_npz_with_damaged_zip_fields(tmp_path, offset, value, match):
+    from synfab import events, netfile
+    seed = TARGETS["npz-events"].seeds()[0]["e.npz"]
+    (tmp_path / "e.npz").write_bytes(_damaged_zip_member(seed, offset, value))
+    raises_one_line(events.read, tmp_path / "e.npz", match=match)
+    path = _netfile(tmp_path, lambda d: None)
+    (tmp_path / "n.npz").write_bytes(_damaged_zip_member((tmp_path / "n.npz").read_bytes(), offset, value))
+    raises_one_line(netfile.load, path, match=match)
+
+
+def test_network_file_values_with_line_breaks_stay_on_one_line(tmp_path):
+    from synfab import netfile
+    raises_one_line(netfile.load, _netfile(tmp_path, lambda d: d.update(version="\u00e9\n")), match="version")
+    raises_one_line(netfile.load, _netfile(tmp_path, lambda d: d.update(params="a\nb.npz")), match="not found")
+
+
+def test_netx_stride_zero(tmp_path):
+    from synfab import netx
+    raises_one_line(netx.load, _netx_file(tmp_path, _replace("layer/1/stride", np.array([0, 0]))),
+                    match="layer 1 \\(conv\\).*ZeroDivisionError", error=netx.NetxError)
+
+
+def test_nir_output_without_an_input():
+    from synfab.frontend import nir as snir
+    from synfab.frontend import nir_export
+    g = nir_export.graph(fuzz_targets.tiny_network())
+    out = _nir_node(g, "Output")
+    name = next(k for k, v in g.nodes.items() if v is out)
+    g.edges[:] = [e for e in g.edges if e[1] != name]
+    raises_one_line(snir.load, g, match=f"node {name} \\(Output\\): has 0 inputs", error=snir.NirError)
+
+
+def test_hdf5_file_whose_group_listing_never_ends(monkeypatch):
+    """A damaged link list that HDF5 iterates without end (in C, where no signal reaches): the readers
+    list the groups in a forked child first and give up after WALK_SECONDS."""
+    from synfab import h5check
+    from synfab.frontend import nir as snir
+    monkeypatch.setattr(h5check, "WALK_SECONDS", 1.0)
+    start = time.monotonic()
+    raises_one_line(snir.load, FIXTURES / "endless_group_listing.nir", match="groups does not end",
+                    error=snir.NirError)
+    assert time.monotonic() - start < 10
+    seed = TARGETS["nir"].seeds()[0]["n.nir"]
+    assert h5check.loops(FIXTURES / "endless_group_listing.nir", 1.0)
+    with tempfile.NamedTemporaryFile(suffix=".nir") as f:
+        f.write(seed)
+        f.flush()
+        assert not h5check.loops(f.name, 10.0)
+
+
+def test_onnx_nodes_without_outputs_or_with_odd_names(tmp_path):
+    from synfab.frontend import onnx as sonnx
+    model = _onnx_model()
+    del model.graph.node[1].output[:]
+    raises_one_line(sonnx.from_model, model, error=sonnx.OnnxImportError)
+    model = _onnx_model()
+    model.graph.node[1].op_type = "\nelu"
+    raises_one_line(sonnx.from_model, model, match="op type '\\\\nelu' is not supported", error=sonnx.OnnxImportError)
+    data = fuzz_targets._onnx_seed()["m.onnx"]
+    (tmp_path / "m.onnx").write_bytes(data.replace(b"Flatten", b"\xc6latten"))      # not UTF-8
+    raises_one_line(sonnx.load, tmp_path / "m.onnx", match="node name is not UTF-8", error=sonnx.OnnxImportError)

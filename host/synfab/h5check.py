@@ -38,11 +38,12 @@ def _walk(path: str) -> None:
     os._exit(0)
 
 
-def loops(path, seconds: float = WALK_SECONDS) -> bool:
+def loops(path, seconds: float | None = None) -> bool:
     """True when listing the file's groups does not finish within `seconds` (a looping link list).
     False too where processes cannot be forked (the check is then skipped)."""
     if not hasattr(os, "fork"):
         return False
+    seconds = WALK_SECONDS if seconds is None else seconds
     pid = os.fork()          # os.fork, not multiprocessing: this may run inside a daemon process
     if pid == 0:
         _walk(str(path))
