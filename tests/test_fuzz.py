@@ -237,7 +237,7 @@ def test_netx_damaged_hdf5_structures(tmp_path):
     from synfab import netx
     seed = fuzz_targets._netx_seed()["n.net"]
     damaged = 0
-    for at in range(96, len(seed), 97):
+    for at in range(96, len(seed), 397):
         path = _netx_file(tmp_path, raw=lambda d: d[:at] + bytes([d[at] ^ 0xFF]) + d[at + 1:])
         try:
             netx.load(path)
@@ -390,11 +390,19 @@ def test_hdf5_file_whose_group_listing_never_ends(monkeypatch):
                     error=snir.NirError)
     assert time.monotonic() - start < 10
     seed = TARGETS["nir"].seeds()[0]["n.nir"]
-    assert h5check.loops(FIXTURES / "endless_group_listing.nir", 1.0)
+    assert "does not end" in h5check.problem(FIXTURES / "endless_group_listing.nir", 1.0)
     with tempfile.NamedTemporaryFile(suffix=".nir") as f:
         f.write(seed)
         f.flush()
-        assert not h5check.loops(f.name, 10.0)
+        assert h5check.problem(f.name, 10.0) is None
+
+
+def test_hdf5_file_that_crashes_the_hdf5_library(tmp_path):
+    """One flipped byte in a string dataset's header: reading it is a segmentation fault inside HDF5.
+    The trial read in a forked child dies instead of the reader."""
+    from synfab import netx
+    path = FIXTURES / "hdf5_crash.net"      # the netx seed with byte 9227 (in layer/0/neuron/activation) flipped
+    raises_one_line(netx.load, path, match="HDF5 library crashes reading it \\(SIGSEGV\\)", error=netx.NetxError)
 
 
 def test_onnx_nodes_without_outputs_or_with_odd_names(tmp_path):

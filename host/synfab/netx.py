@@ -114,9 +114,9 @@ H5_ERRORS = (KeyError, RuntimeError, OSError, TypeError, ValueError, UnicodeDeco
 def read_layers(path) -> list[dict]:
     """The file's layers in order, each a dict of its fields (neuron: a dict too)."""
     h5py = _h5py()
-    if is_netx_file(path) and h5check.loops(path):
-        raise NetxError(f"{path}: the HDF5 file is damaged (listing its groups does not end: a looping link "
-                        "list); export the network again with lava-dl")
+    damage = h5check.problem(path) if is_netx_file(path) else None
+    if damage:
+        raise NetxError(f"{path}: the HDF5 file is damaged ({damage}); export the network again with lava-dl")
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as e:

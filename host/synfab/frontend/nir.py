@@ -692,9 +692,9 @@ def read(path):
     path = Path(path)
     if not path.is_file():
         raise NirError(f"NIR file {path} not found")
-    if h5check.loops(path):
-        raise NirError(f"{path}: not a readable NIR file (listing its HDF5 groups does not end: a damaged "
-                       "link list); export the graph again")
+    damage = h5check.problem(path)
+    if damage:
+        raise NirError(f"{path}: not a readable NIR file ({damage}); export the graph again")
     try:
         return nir.read(path)
     except Exception as e:      # nir.read raises whatever h5py or its node constructors raise
