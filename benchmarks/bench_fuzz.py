@@ -1,6 +1,6 @@
 """Fuzz campaign over every reader and loader of user files: prints one JSON object.
 
-    python benchmarks/bench_fuzz.py [--inputs 2000] [--seed 0] [--targets evt2,netx] [--timeout 10]
+    python benchmarks/bench_fuzz.py [--inputs 2000] [--seed 0] [--targets evt2,netx] [--timeout 30]
                                     [--findings DIR]
 
 Per target (synfab.fuzz_targets: event files, network JSON, netx, NIR, ONNX, load_model, bundles,
@@ -26,7 +26,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--inputs", type=int, default=2000, help="inputs per target (seeds included)")
     ap.add_argument("--seed", type=int, default=0, help="campaign seed")
     ap.add_argument("--targets", default="", help="comma-separated target names (default: all)")
-    ap.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per input before a hang is reported")
+    ap.add_argument("--timeout", type=float, default=30.0,
+                    help="seconds allowed per input before a hang is reported (above h5check's 10 s bound)")
     ap.add_argument("--findings", type=Path, default=Path("fuzz-findings"), help="where reproducers are saved")
     args = ap.parse_args(argv)
     targets = fuzz_targets.targets()

@@ -416,3 +416,10 @@ def test_onnx_nodes_without_outputs_or_with_odd_names(tmp_path):
     data = fuzz_targets._onnx_seed()["m.onnx"]
     (tmp_path / "m.onnx").write_bytes(data.replace(b"Flatten", b"\xc6latten"))      # not UTF-8
     raises_one_line(sonnx.load, tmp_path / "m.onnx", match="node name is not UTF-8", error=sonnx.OnnxImportError)
+
+
+def test_npy_events_with_array_valued_fields(tmp_path):
+    from synfab import events
+    dtype = np.dtype([("x", "<u2", (8,)), ("y", "<u2"), ("t", "<i8"), ("p", "u1")])
+    np.save(tmp_path / "e.npy", np.zeros(0, dtype))
+    raises_one_line(events.read, tmp_path / "e.npy", match=r"fields \['x'\] must each hold one number")

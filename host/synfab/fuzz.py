@@ -305,7 +305,7 @@ class Worker:
         self.stop()
 
 
-def campaign(target: Target, inputs: int, seed: int = 0, timeout: float = 10.0, worker: Worker | None = None,
+def campaign(target: Target, inputs: int, seed: int = 0, timeout: float = 30.0, worker: Worker | None = None,
              findings_dir: Path | None = None) -> Report:
     """Run the unmutated seeds, then mutated copies, up to `inputs` loads in all."""
     rng = random.Random(f"{seed}:{target.name}")
@@ -347,7 +347,7 @@ def save_finding(root: Path, finding: Finding, k: int) -> Path:
     return d
 
 
-def replay(target: Target, finding_dir: Path, timeout: float = 10.0) -> tuple[str, str, str]:
+def replay(target: Target, finding_dir: Path, timeout: float = 30.0) -> tuple[str, str, str]:
     """The outcome now of a saved finding's reproducer (files in the order the seed lists them)."""
     finding_dir = Path(finding_dir)
     order = json.loads((finding_dir / "finding.json").read_text())["files"]     # the loaded file first
@@ -355,7 +355,7 @@ def replay(target: Target, finding_dir: Path, timeout: float = 10.0) -> tuple[st
         return worker.run(target.name, {n: (finding_dir / n).read_bytes() for n in order}, timeout)
 
 
-def run_all(targets: dict[str, Target], inputs: int, seed: int = 0, timeout: float = 10.0,
+def run_all(targets: dict[str, Target], inputs: int, seed: int = 0, timeout: float = 30.0,
             findings_dir: Path | None = None) -> dict[str, Report]:
     """A campaign per target, sharing one worker."""
     with Worker(targets) as worker:

@@ -476,6 +476,9 @@ def as_events(array: np.ndarray, what: str) -> np.ndarray:
     if array.ndim != 1 or not {"x", "y", "t"} <= set(names) or pol is None:
         raise EventFileError(f"{what}: expected a 1-D structured array with fields x, y, t, p; got dtype "
                              f"{array.dtype} and shape {array.shape}")
+    odd = [n for n in ("x", "y", "t", pol) if array.dtype[n].shape != () or array.dtype[n].kind not in "biuf"]
+    if odd:
+        raise EventFileError(f"{what}: fields {odd} must each hold one number per event; got dtype {array.dtype}")
     if array.dtype == EVENT_DTYPE:
         return np.ascontiguousarray(array)
     return make_events(array["x"], array["y"], array["t"], array[pol].astype(bool))
