@@ -212,8 +212,8 @@ def mutate(rng: random.Random, target: Target, files: dict[str, bytes]) -> tuple
         fn = structural if structural and rng.random() < .5 else rng.choice(BYTE_MUTATIONS)
         try:
             files[name] = fn(rng, files[name])
-        except Exception:   # noqa: BLE001 - a structural mutation of bytes that no longer parse: skip it
-            continue
+        except (ValueError, OSError, KeyError, RuntimeError, TypeError, IndexError, RecursionError):
+            continue        # a structural mutation of bytes that no longer parse (as JSON or HDF5): skip it
         applied.append(fn.__name__)
     return f"{name}: {'+'.join(applied) or 'none'}", files
 

@@ -40,7 +40,7 @@ def _child(path: str) -> None:
         import h5py
         with h5py.File(path, "r") as f:
             _read_all(f)
-    except BaseException:  # noqa: BLE001 - the reader itself reports what Python raises; only C crashes and hangs matter here
+    except BaseException:  # noqa: BLE001 - the reader reports what Python raises; only C crashes and hangs count
         pass
     os._exit(0)
 

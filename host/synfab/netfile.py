@@ -76,7 +76,8 @@ def _read(path, kind: str) -> tuple[dict, dict[str, np.ndarray] | None]:
                            f"not {doc['params']!r}")
     npz = path.parent / doc["params"]
     if not npz.is_file():
-        raise NetworkError(f"parameter file {_printable(npz)} (named by {path}) not found; keep it beside the JSON file")
+        raise NetworkError(f"parameter file {_printable(npz)} (named by {path}) not found; keep it beside the "
+                           "JSON file")
     try:
         with np.load(npz, allow_pickle=False) as z:
             return doc, {k: z[k] for k in z.files}
@@ -102,7 +103,8 @@ def _field(obj: dict, key: str, where: str, kind: type | tuple | None = None):
     value = obj[key]
     if kind is not None and not isinstance(value, kind):
         names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
-        raise NetworkError(f"{where}: field {key!r} must be a JSON {_JSON_NAMES.get(names, names)}, got {_short(value)}")
+        raise NetworkError(f"{where}: field {key!r} must be a JSON {_JSON_NAMES.get(names, names)}, "
+                           f"got {_short(value)}")
     return value
 
 

@@ -644,13 +644,13 @@ def _check_names(model, path) -> None:
     """protobuf returns a string field that is not UTF-8 as bytes, which the importer cannot use as
     a name: refuse the model here, naming the field."""
     g = model.graph
-    named = [("node", n, [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)])
+    named = [("node", [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)])
              for n in g.node]
-    named += [("tensor", t, [t.name]) for t in (*g.initializer, *g.input, *g.output)]
-    for what, item, names in named:
-        if not all(isinstance(s, str) for s in names):
-            raise OnnxImportError(f"{path}: a {what} name is not UTF-8 text ({[s for s in names if not isinstance(s, str)][0][:40]!r}); "
-                                  "the file is damaged")
+    named += [("tensor", [t.name]) for t in (*g.initializer, *g.input, *g.output)]
+    for what, names in named:
+        raw = [s for s in names if not isinstance(s, str)]
+        if raw:
+            raise OnnxImportError(f"{path}: a {what} name is not UTF-8 text ({raw[0][:40]!r}); the file is damaged")
 
 
 @contextlib.contextmanager
@@ -673,8 +673,8 @@ def from_model(model, name: str = "onnx", input_shape=None):
     for node in model.graph.node:
         handler = OP_HANDLERS.get(node.op_type)
         if handler is None:
-            raise OnnxImportError(f"node {_label(node)}: op type {_printable(node.op_type)} is not supported; supported: "
-                                  f"{supported_ops()}")
+            raise OnnxImportError(f"node {_label(node)}: op type {_printable(node.op_type)} is not supported; "
+                                  f"supported: {supported_ops()}")
         with _node_values(node):
             handler(g, node)
     outputs = list(model.graph.output)
