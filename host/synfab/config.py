@@ -139,12 +139,14 @@ class FabricConfig:
         if str(path) in PRESETS:
             return PRESETS[str(path)]
         try:
-            with open(path) as f:
-                return cls.from_dict(json.load(f))
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
         except FileNotFoundError:
             raise ConfigError(f"fabric config file {path} not found (or use a preset: {', '.join(PRESETS)})")
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"fabric config file {path} is not valid JSON: {e}")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            # RecursionError: json's parser recurses once per nesting level of [ and {.
+            raise ConfigError(f"fabric config file {path} is not valid JSON: {str(e).splitlines()[0]}") from None
+        return cls.from_dict(doc)
 
     def with_(self, **kw) -> "FabricConfig":
         return dataclasses.replace(self, **kw)

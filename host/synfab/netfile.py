@@ -18,6 +18,7 @@ or hi is an open activation bound.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
 from pathlib import Path
@@ -55,13 +56,14 @@ def _read(path, kind: str) -> tuple[dict, dict[str, np.ndarray] | None]:
     if not path.is_file():
         raise NetworkError(f"network file {path} not found")
     try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NetworkError(f"network file {path} is not valid JSON: {e}")
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        # RecursionError: json's parser recurses once per nesting level of [ and {.
+        raise NetworkError(f"network file {path} is not valid JSON: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise NetworkError(f"{path} is not a synfab network file (expected \"format\": \"{FORMAT}\")")
     if doc.get("version") != VERSION:
-        raise NetworkError(f"{path}: network file version {doc.get('version')} is not supported "
+        raise NetworkError(f"{path}: network file version {_short(doc.get('version'))} is not supported "
                            f"(this synfab reads version {VERSION})")
     if doc.get("kind") != kind:
         other = {"float": "synfab.netfile.load_q", "quantized": "synfab.netfile.load"}
@@ -69,20 +71,63 @@ def _read(path, kind: str) -> tuple[dict, dict[str, np.ndarray] | None]:
                            f"read it with {other.get(kind, 'load or load_q')}")
     if doc.get("params") is None:
         return doc, None
+    if not isinstance(doc["params"], str):
+        raise NetworkError(f"{path}: \"params\" must name the .npz file beside it (a string) or be null, "
+                           f"not {doc['params']!r}")
     npz = path.parent / doc["params"]
     if not npz.is_file():
-        raise NetworkError(f"parameter file {npz} (named by {path}) not found; keep it beside the JSON file")
+        raise NetworkError(f"parameter file {_printable(npz)} (named by {path}) not found; keep it beside the "
+                           "JSON file")
     try:
         with np.load(npz, allow_pickle=False) as z:
             return doc, {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise NetworkError(f"parameter file {npz} is not a valid .npz archive: {e}")
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as e:
+        # NotImplementedError: zipfile's answer to a damaged version or compression field;
+        # RuntimeError: to a member whose flags say it is encrypted.
+        raise NetworkError(f"parameter file {_printable(npz)} is not a valid .npz archive: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
-def _field(obj: dict, key: str, where: str):
+def _printable(path) -> str:
+    """A file name from the JSON as written, or quoted when it holds line breaks or other controls."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def _field(obj: dict, key: str, where: str, kind: type | tuple | None = None):
+    """obj[key], of JSON type `kind` when given (a hand-edited file may hold anything)."""
+    if not isinstance(obj, dict):
+        raise NetworkError(f"{where}: expected a JSON object of fields, got {_short(obj)}")
     if key not in obj:
         raise NetworkError(f"{where}: missing field {key!r}")
-    return obj[key]
+    value = obj[key]
+    if kind is not None and not isinstance(value, kind):
+        names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+        raise NetworkError(f"{where}: field {key!r} must be a JSON {_JSON_NAMES.get(names, names)}, "
+                           f"got {_short(value)}")
+    return value
+
+
+_JSON_NAMES = {"list": "array", "dict": "object", "str": "string", "int": "integer"}
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@contextlib.contextmanager
+def _values_of(where: str):
+    """Field values of the wrong type or range (a string for a kernel size, a list for a name) fail
+    deep in shape inference as TypeError or ValueError; report them against the file."""
+    try:
+        yield
+    except (TypeError, ValueError, OverflowError) as e:
+        if isinstance(e, NetworkError):
+            raise
+        raise NetworkError(f"{where}: a field has a value of the wrong type or range "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                           "write the file with synfab.netfile.save") from None
 
 
 def _json_attrs(attrs: dict) -> dict:
@@ -105,13 +150,16 @@ def load(path) -> Network:
     """Read a float network written by `save` (or by hand)."""
     doc, arrays = _read(path, "float")
     nodes = []
-    for i, nd in enumerate(_field(doc, "nodes", str(path))):
+    for i, nd in enumerate(_field(doc, "nodes", str(path), list)):
         where = f"{path}: node {i}"
-        name = _field(nd, "name", where)
-        op = _field(nd, "op", where)
+        name = _field(nd, "name", where, str)
+        op = _field(nd, "op", where, str)
         if op not in OPS:
             raise NetworkError(f"{path}: layer {name!r} has unknown op {op!r}; supported ops: {', '.join(OPS)}")
-        attrs = dict(nd.get("attrs", {}))
+        attrs = _field(nd, "attrs", where, dict) if "attrs" in nd else {}
+        inputs = _field(nd, "inputs", where, list) if "inputs" in nd else []
+        if not all(isinstance(s, str) for s in inputs):
+            raise NetworkError(f"{where}: field 'inputs' must list layer names (strings), got {_short(inputs)}")
         missing = [a for a in REQUIRED_ATTRS.get(op, ()) if a not in attrs]
         if missing:
             raise NetworkError(f"{path}: layer {name!r} ({op}) lacks attribute(s) {', '.join(missing)}")
@@ -121,11 +169,15 @@ def load(path) -> Network:
                 if f"{name}/{key}" in arrays:
                     params[key] = arrays[f"{name}/{key}"].astype(np.float64)
                 elif key == "weight":
-                    raise NetworkError(f"{path}: layer {name!r} ({op}) has no {key!r} in {doc['params']}")
-        nodes.append(Node(name, op, list(nd.get("inputs", [])), attrs, params))
+                    raise NetworkError(f"{path}: layer {name!r} ({op}) has no {key!r} in {_printable(doc['params'])}")
+        nodes.append(Node(name, op, list(inputs), attrs, params))
     if not nodes:
         raise NetworkError(f"{path}: the network has no nodes")
-    net = Network(nodes, output=doc.get("output"), name=doc.get("name", Path(path).stem))
+    output = doc.get("output")
+    if output is not None and not isinstance(output, str):
+        raise NetworkError(f"{path}: field 'output' must name a layer (a string), got {_short(output)}")
+    with _values_of(str(path)):
+        net = Network(nodes, output=output, name=str(doc.get("name", Path(path).stem)))
     for n in net:
         bias = n.params.get("bias")
         if bias is not None and bias.shape != (n.shape[0],):
@@ -187,48 +239,57 @@ def load_q(path) -> QNetwork:
     """Read a quantized network written by `save_q`."""
     doc, arrays = _read(path, "quantized")
     arrays = arrays or {}
-    input_name = _field(doc, "input_name", str(path))
-    shapes = {input_name: tuple(_field(doc, "input_shape", str(path)))}
+    input_name = _field(doc, "input_name", str(path), str)
+    shapes = {input_name: tuple(_field(doc, "input_shape", str(path), list))}
     layers = []
-    for i, ld in enumerate(_field(doc, "layers", str(path))):
-        name = _field(ld, "name", f"{path}: layer {i}")
+    for i, ld in enumerate(_field(doc, "layers", str(path), list)):
+        name = _field(ld, "name", f"{path}: layer {i}", str)
         where = f"{path}: layer {name!r}"
-        conns = []
-        for cd in _field(ld, "inputs", where):
-            kind = _field(cd, "kind", where)
-            if kind not in Kind.__members__ or kind == "HOST":
-                raise NetworkError(f"{where}: unknown connection kind {kind!r}; supported: CONV, DW, DENSE")
-            src = _field(cd, "src", where)
-            if src not in shapes:
-                raise NetworkError(f"{where}: input {src!r} is not defined before it")
-            conns.append(QConnection(src, Kind[kind], k=cd.get("k", 1), stride=cd.get("stride", 1),
-                                     pad=cd.get("pad", 0), up=cd.get("up", 1), chan_off=cd.get("chan_off", 0),
-                                     wconst=cd.get("wconst"),
-                                     **{k: cd.get(k, default) for k, default in _CONNECTION_OPTIONS.items()}))
-        shape = tuple(_field(ld, "shape", where))
-        bias = arrays.get(f"{name}/bias")
-        if bias is None or bias.shape != (shape[0],):
-            raise NetworkError(f"{where}: bias missing or not of shape ({shape[0]},) in the .npz file")
-        try:
-            neuron = Neuron.from_dict(ld.get("neuron", {}))
-        except (NeuronError, TypeError) as e:
-            raise NetworkError(f"{where}: neuron {ld.get('neuron')!r}: {e}") from None
-        layer = QLayer(name, shape, conns, bias.astype(np.int64), mult=_field(ld, "mult", where),
-                       shift=_field(ld, "shift", where), lo=_field(ld, "lo", where), hi=_field(ld, "hi", where),
-                       op=ld.get("op", ""), neuron=neuron)
-        want = _weight_shape(layer, shapes)
-        weight = arrays.get(f"{name}/weight")
-        if want is not None:
-            if weight is None or weight.shape != want:
-                got = "missing" if weight is None else f"of shape {weight.shape}"
-                raise NetworkError(f"{where}: weight {got}, expected int8 of shape {want} in the .npz file")
-            layer.weight = weight.astype(np.int8)
-        layers.append(layer)
-        shapes[name] = shape
-    output = _field(doc, "output", str(path))
+        with _values_of(where):
+            layers.append(_q_layer(ld, name, where, shapes, arrays))
+        shapes[name] = layers[-1].shape
+    output = _field(doc, "output", str(path), str)
     if output not in shapes or output == input_name:
         raise NetworkError(f"{path}: output {output!r} is not a layer of the network")
-    return QNetwork(doc.get("name", Path(path).stem), input_name, shapes[input_name], layers, output,
-                    input_scale=float(doc.get("input_scale", 1.0)), output_scale=float(doc.get("output_scale", 1.0)),
-                    input_hi=int(doc.get("input_hi", 255)),
-                    **{k: doc.get(k, default) for k, default in _NETWORK_OPTIONS.items()})
+    with _values_of(str(path)):
+        return QNetwork(str(doc.get("name", Path(path).stem)), input_name, shapes[input_name], layers, output,
+                        input_scale=float(doc.get("input_scale", 1.0)),
+                        output_scale=float(doc.get("output_scale", 1.0)), input_hi=int(doc.get("input_hi", 255)),
+                        **{k: doc.get(k, default) for k, default in _NETWORK_OPTIONS.items()})
+
+
+def _q_layer(ld: dict, name: str, where: str, shapes: dict, arrays: dict) -> QLayer:
+    """One layer of a quantized network file."""
+    conns = []
+    for cd in _field(ld, "inputs", where, list):
+        kind = _field(cd, "kind", where, str)
+        if kind not in Kind.__members__ or kind == "HOST":
+            raise NetworkError(f"{where}: unknown connection kind {kind!r}; supported: CONV, DW, DENSE")
+        src = _field(cd, "src", where, str)
+        if src not in shapes:
+            raise NetworkError(f"{where}: input {src!r} is not defined before it")
+        conns.append(QConnection(src, Kind[kind], k=cd.get("k", 1), stride=cd.get("stride", 1),
+                                 pad=cd.get("pad", 0), up=cd.get("up", 1), chan_off=cd.get("chan_off", 0),
+                                 wconst=cd.get("wconst"),
+                                 **{k: cd.get(k, default) for k, default in _CONNECTION_OPTIONS.items()}))
+    shape = tuple(_field(ld, "shape", where, list))
+    if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
+        raise NetworkError(f"{where}: field 'shape' must be (C, H, W), three positive integers, got {_short(shape)}")
+    bias = arrays.get(f"{name}/bias")
+    if bias is None or bias.shape != (shape[0],):
+        raise NetworkError(f"{where}: bias missing or not of shape ({shape[0]},) in the .npz file")
+    try:
+        neuron = Neuron.from_dict(ld.get("neuron", {}))
+    except (NeuronError, TypeError) as e:
+        raise NetworkError(f"{where}: neuron {ld.get('neuron')!r}: {e}") from None
+    layer = QLayer(name, shape, conns, bias.astype(np.int64), mult=_field(ld, "mult", where),
+                   shift=_field(ld, "shift", where), lo=_field(ld, "lo", where), hi=_field(ld, "hi", where),
+                   op=ld.get("op", ""), neuron=neuron)
+    want = _weight_shape(layer, shapes)
+    weight = arrays.get(f"{name}/weight")
+    if want is not None:
+        if weight is None or weight.shape != want:
+            got = "missing" if weight is None else f"of shape {weight.shape}"
+            raise NetworkError(f"{where}: weight {got}, expected int8 of shape {want} in the .npz file")
+        layer.weight = weight.astype(np.int8)
+    return layer

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import arith
+from . import arith, h5check
 from .errors import SynfabError
 from .ir import NetworkError, QConnection, QLayer, QNetwork, conv_out
 from .layouts import WSHIFT_BITS, Kind
@@ -90,40 +90,81 @@ def is_netx_file(path) -> bool:
         return False
 
 
-def _value(node):
-    """A dataset's value: strings decoded, one-element arrays as scalars, groups as dicts."""
+def _value(node, where: str):
+    """A dataset's value: strings decoded, numbers as arrays or scalars, groups as dicts; anything else
+    (compound or object data, empty strings arrays) is refused here so the importer sees only these."""
     h5py = _h5py()
     if isinstance(node, h5py.Group):
-        return {k: _value(node[k]) for k in node.keys()}
+        return {k: _value(node[k], f"{where}/{k}") for k in node.keys()}
     v = node[()]
     if isinstance(v, bytes):
         return v.decode("ascii")
-    if isinstance(v, np.ndarray):
-        if v.dtype.kind == "S":
-            return v.reshape(-1)[0].decode("ascii")
-        return v
+    if isinstance(v, np.ndarray) and v.dtype.kind == "S" and v.size:
+        return v.reshape(-1)[0].decode("ascii")
+    if np.asarray(v).dtype.kind not in "biuf":
+        raise NetxError(f"{where}: holds {np.asarray(v).dtype} data; supported: numbers or an ASCII string")
     return v
+
+
+# What h5py raises for a damaged file: KeyError and RuntimeError from HDF5's own checks, OSError,
+# TypeError for a datatype numpy has no match for, RecursionError for links that loop.
+H5_ERRORS = (KeyError, RuntimeError, OSError, TypeError, ValueError, UnicodeDecodeError)
 
 
 def read_layers(path) -> list[dict]:
     """The file's layers in order, each a dict of its fields (neuron: a dict too)."""
     h5py = _h5py()
+    damage = h5check.problem(path) if is_netx_file(path) else None
+    if damage:
+        raise NetxError(f"{path}: the HDF5 file is damaged ({damage}); export the network again with lava-dl")
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as e:
         raise NetxError(f"{path}: not a readable netx HDF5 file ({e})") from None
     with f:
-        if "layer" not in f:
-            raise NetxError(f"{path}: no 'layer' group; not a lava-dl netx network")
-        keys = sorted(f["layer"].keys(), key=lambda k: int(k) if k.isdigit() else 1 << 30)
-        return [_value(f["layer"][k]) for k in keys]
+        try:
+            if not isinstance(f.get("layer"), h5py.Group):
+                raise NetxError(f"{path}: no 'layer' group; not a lava-dl netx network")
+            keys = sorted(f["layer"].keys(), key=lambda k: int(k) if k.isdigit() else 1 << 30)
+            layers = [_value(f["layer"][k], f"layer {k}") for k in keys]
+        except NetxError:
+            raise
+        except H5_ERRORS as e:
+            raise NetxError(f"{path}: the HDF5 file is damaged ({_line(e)}); export the network again with "
+                            "lava-dl") from None
+    for k, layer in zip(keys, layers):
+        if not isinstance(layer, dict):
+            raise NetxError(f"{path}: layer {k} is a dataset, not a group of fields; not a lava-dl netx network")
+    return layers
+
+
+def _line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
+def _show(value) -> str:
+    """A field's value in one short line."""
+    text = " ".join(str(np.asarray(value).tolist() if not isinstance(value, (str, dict)) else value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _label(value) -> str:
+    """A type name as written in the file: quoted when a string, else in one short line."""
+    return repr(value) if isinstance(value, str) or value is None else _show(value)
+
+
+def _numbers(where: str, field: str, value) -> np.ndarray:
+    """A numeric field as float64 (a string or a group where a number belongs is refused)."""
+    if isinstance(value, (str, dict)):
+        raise NetxError(f"{where}: field {field!r} = {_show(value)}; supported: numbers")
+    return np.asarray(value, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------
 # Lava's arithmetic of weights
 def _ints(layer: str, field: str, value) -> np.ndarray:
-    a = np.asarray(value, dtype=np.float64)
-    if not np.all(a == np.round(a)):
+    a = _numbers(f"layer {layer}", field, value)
+    if not np.all(a == np.round(a)) or np.any(np.abs(a) >= 2.0 ** 62):
         raise NetxError(f"layer {layer}: field {field} holds non-integer values; supported: integers "
                         f"(lava-dl exports quantized weights and biases)")
     return a.astype(np.int64)
@@ -197,7 +238,7 @@ def _check_fields(where: str, fields: dict, allowed, what: str) -> None:
 
 def _refuse_dilation(where: str, f: dict) -> None:
     """synfab's kernels are dense: a dilated conv or pool is refused, naming the field."""
-    if np.any(np.asarray(f.get("dilation", 1)) != 1):
+    if np.any(_numbers(where, "dilation", f.get("dilation", 1)) != 1):
         raise NetxError(f"{where}: field dilation = {np.asarray(f['dilation']).tolist()}; supported: 1")
 
 
@@ -206,9 +247,9 @@ def _int_field(where: str, fields: dict, key: str, default=None) -> int:
         if default is None:
             raise NetxError(f"{where}: field {key!r} is missing")
         return default
-    v = np.asarray(fields[key]).reshape(-1)
-    if v.size != 1 or v[0] != np.round(v[0]):
-        raise NetxError(f"{where}: field {key!r} = {fields[key]!r}; supported: one integer")
+    v = _numbers(where, key, fields[key]).reshape(-1)
+    if v.size != 1 or v[0] != np.round(v[0]) or abs(v[0]) >= 2.0 ** 62:
+        raise NetxError(f"{where}: field {key!r} = {_show(fields[key])}; supported: one integer")
     return int(v[0])
 
 
@@ -219,7 +260,7 @@ def sdnn_neuron(vth: int) -> arith.Neuron:
 
 def loihi_neuron(where: str, n: dict, keep_current: bool) -> arith.Neuron:
     """Lava's LIF (bit-accurate) from the netx LOIHI/CUBA fields."""
-    if _int_field(where, n, "messageBits", 0) or bool(np.asarray(n.get("gradedSpike", False)).reshape(-1)[0]):
+    if _int_field(where, n, "messageBits", 0) or np.any(_numbers(where, "gradedSpike", n.get("gradedSpike", False))):
         raise NetxError(f"{where}: field 'gradedSpike'/'messageBits' asks for graded spikes; supported: binary spikes "
                         f"(messageBits 0, gradedSpike False), as Lava's LIF sends")
     ref = _int_field(where, n, "refDelay", 1)
@@ -247,13 +288,13 @@ def _neuron(where: str, fields: dict, keep_current: bool):
         raise NetxError(f"{where}: no neuron; supported: layers with an SDNN, LOIHI or CUBA neuron (a dense "
                         f"layer without one gets netx's non-firing integrator)")
     kind = n.get("type")
-    if kind not in NEURON_TYPES:
-        raise NetxError(f"{where}: neuron type {kind!r} is not supported; supported: {', '.join(NEURON_TYPES)}")
+    if not isinstance(kind, str) or kind not in NEURON_TYPES:
+        raise NetxError(f"{where}: neuron type {_label(kind)} is not supported; supported: {', '.join(NEURON_TYPES)}")
     _check_fields(f"{where} neuron", n, NEURON_FIELDS[kind], f"{kind} neuron")
     if kind == "SDNN":
         act = n.get("activation", "relu")
-        if act != "relu":
-            raise NetxError(f"{where}: neuron field 'activation' = {act!r}; supported: 'relu' (Lava's SigmaDelta "
+        if not isinstance(act, str) or act != "relu":
+            raise NetxError(f"{where}: neuron field 'activation' = {_label(act)}; supported: 'relu' (Lava's SigmaDelta "
                             f"runs ReLU whatever the file says)")
         if "sigma_output" in n:
             return "sigma", arith.Neuron(), 0
@@ -265,11 +306,30 @@ def _neuron(where: str, fields: dict, keep_current: bool):
     return "loihi", loihi_neuron(where, n, keep_current), wexp
 
 
+def _required(where: str, fields: dict, key: str):
+    if key not in fields:
+        raise NetxError(f"{where}: field {key!r} is missing")
+    return fields[key]
+
+
+MAX_SIDE = 1 << 16       # larger sizes are damage, not networks: refused before anything is allocated
+
+
+def _shape(where: str, value) -> tuple[int, int, int]:
+    """A layer's shape field as (C, H, W): one to three positive integers."""
+    v = _numbers(where, "shape", value).reshape(-1)
+    if not 1 <= v.size <= 3 or np.any(v != np.round(v)) or np.any(v < 1) or np.any(v > MAX_SIDE):
+        raise NetxError(f"{where}: field shape = {_show(value)}; supported: one to three positive sizes (C, H, W)")
+    return tuple(int(x) for x in v) + (1,) * (3 - v.size)
+
+
 def _population(name: str, shape, conns, kind: str, neuron: arith.Neuron, bias, weight=None,
                 op: str = "") -> QLayer:
     """A QLayer with the neuron's scaling (SDNN: bias << 12, ReLU, no upper clamp; Sigma and relays:
     no clamp; LOIHI: bias << 6 every step)."""
     c = shape[0]
+    if bias is not None and np.size(bias) not in (1, c):
+        raise NetxError(f"{name}: field bias has {np.size(bias)} values for {c} channels")
     bias = np.zeros(c, np.int64) if bias is None else np.broadcast_to(np.asarray(bias, np.int64), (c,)).copy()
     if kind == "sdnn":
         return QLayer(name, shape, conns, bias << SDNN_STATE_SHIFT, 1, 0, 0, None, weight, op, neuron)
@@ -296,8 +356,7 @@ class _Importer:
         return self.input_shape if name == self.input_name else next(l.shape for l in self.layers if l.name == name)
 
     def expect_shape(self, where: str, fields: dict, shape) -> tuple:
-        want = tuple(int(v) for v in np.asarray(fields.get("shape", shape)).reshape(-1))
-        want = want + (1,) * (3 - len(want))
+        want = _shape(where, fields.get("shape", shape))
         if want != tuple(shape):
             raise NetxError(f"{where}: field shape {list(want)} disagrees with the {list(shape)} its input and "
                             f"geometry give")
@@ -313,8 +372,7 @@ class _Importer:
     # -- layer types ---------------------------------------------------------------------
     def input(self, i: int, f: dict) -> None:
         where = f"layer {i} (input)"
-        shape = tuple(int(v) for v in np.asarray(f["shape"]).reshape(-1))
-        shape = shape + (1,) * (3 - len(shape))
+        shape = _shape(where, _required(where, f, "shape"))
         self.input_shape = shape
         name = f"input{i}"
         one = dict(k=1)
@@ -341,8 +399,10 @@ class _Importer:
         src = self.need_source(where)
         c, h, w = self.shape_of(src)
         _refuse_dilation(where, f)
-        weight = _ints(where, "weight", f["weight"])
+        weight = _ints(where, "weight", _required(where, f, "weight"))
         weight = weight.reshape(weight.shape[:4]) if weight.ndim > 4 else weight
+        if weight.ndim != 4 or not weight.size:
+            raise NetxError(f"{where}: field weight has shape {list(weight.shape)}; supported: (out, in, kH, kW)")
         co, ci, kh, kw = weight.shape
         groups = _int_field(where, f, "groups", 1)
         if groups == 1 and ci == c:
@@ -362,8 +422,10 @@ class _Importer:
         src = self.need_source(where)
         c, h, w = self.shape_of(src)
         _refuse_dilation(where, f)
-        kernel = _ints(where, "weight", f["weight"])
+        kernel = _ints(where, "weight", _required(where, f, "weight"))
         kh, kw = self.pair(where, f, "kernelSize", None)
+        if kh < 1 or kw < 1 or kernel.size != kh * kw:
+            raise NetxError(f"{where}: field weight has {kernel.size} values for a {kh}x{kw} kernelSize")
         kernel = kernel.reshape(kh, kw)
         (sh, sw), (ph, pw) = self.pair(where, f, "stride", None, (kh, kw)), self.pair(where, f, "padding", 0)
         shape = (c, conv_out(h, kh, sh, ph), conv_out(w, kw, sw, pw))
@@ -378,8 +440,11 @@ class _Importer:
         if h * w > 1 and not self.flat:
             raise NetxError(f"{where}: reads a {c}x{h}x{w} layer without a flatten before it; supported: a flatten "
                             f"layer between conv/pool and dense layers")
-        weight = _ints(where, "weight", f["weight"])
-        out = _int_field(where, f, "outFeatures", int(np.prod(np.asarray(f["shape"]))))
+        weight = _ints(where, "weight", _required(where, f, "weight"))
+        out = _int_field(where, f, "outFeatures", None if "shape" not in f else int(np.prod(_shape(where, f["shape"]))))
+        if out < 1 or weight.size == 0 or weight.size % out:
+            raise NetxError(f"{where}: field weight has {weight.size} values, not a whole number of rows for "
+                            f"{out} outputs")
         weight = weight.reshape(out, -1)
         if weight.shape[1] != c * h * w:
             raise NetxError(f"{where}: field weight has {weight.shape[1]} inputs but its source has {c * h * w}")
@@ -395,9 +460,9 @@ class _Importer:
         where = f"layer {i} (average)"
         src = self.need_source(where)
         n_in = int(np.prod(self.shape_of(src)))
-        out = int(np.prod(np.asarray(f["shape"])))
+        out = int(np.prod(_shape(where, _required(where, f, "shape"))))
         if out < 1 or n_in % out:
-            raise NetxError(f"{where}: field shape {np.asarray(f['shape']).tolist()} does not divide its {n_in} "
+            raise NetxError(f"{where}: field shape {_show(f['shape'])} does not divide its {n_in} "
                             f"inputs into equal groups; supported: {n_in} = groups * group size")
         group = n_in // out
         weight = np.kron(np.eye(out, dtype=np.int64), np.ones((1, group), np.int64))   # sum of each group
@@ -415,11 +480,11 @@ class _Importer:
             if default is None:
                 raise NetxError(f"{where}: field {key!r} is missing")
             return default, default
-        v = np.asarray(f[key]).reshape(-1)
+        v = _numbers(where, key, f[key]).reshape(-1)
         if v.size == 1:
             v = np.repeat(v, 2)
-        if v.size != 2 or np.any(v != np.round(v)):
-            raise NetxError(f"{where}: field {key} = {np.asarray(f[key]).tolist()}; supported: an integer or (H, W)")
+        if v.size != 2 or np.any(v != np.round(v)) or np.any(np.abs(v) > MAX_SIDE):
+            raise NetxError(f"{where}: field {key} = {_show(f[key])}; supported: an integer or (H, W)")
         return int(v[0]), int(v[1])
 
     def need_source(self, where: str) -> str:
@@ -480,15 +545,27 @@ def load(path, keep_current: bool = False, reset_interval: int = 0, acc_bits: in
     imp = _Importer(path, keep_current, acc_bits, input_message_bits)
     for i, fields in enumerate(read_layers(path)):
         kind = fields.get("type")
-        if kind not in LAYER_TYPES:
-            raise NetxError(f"layer {i}: type {kind!r} is not supported; supported: {', '.join(LAYER_TYPES)}")
+        if not isinstance(kind, str) or kind not in LAYER_TYPES:
+            raise NetxError(f"layer {i}: type {_label(kind)} is not supported; supported: {', '.join(LAYER_TYPES)}")
         _check_fields(f"layer {i} ({kind})", fields, LAYER_FIELDS[kind], f"{kind} layer")
         if kind != "input" and imp.input_shape is None:
             raise NetxError(f"layer {i} ({kind}): comes before the input layer; supported: an input layer first")
-        READERS[kind](imp, i, fields)
+        _read_layer(imp, i, kind, fields)
     if imp.input_shape is None:
         raise NetxError(f"{path}: no input layer; supported: an input layer first")
     return imp.network(path.stem, reset_interval)
+
+
+def _read_layer(imp: _Importer, i: int, kind: str, fields: dict) -> None:
+    try:
+        READERS[kind](imp, i, fields)
+    except NetxError:
+        raise
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError, MemoryError) as e:
+        # Field values the checks above let through but the layer arithmetic cannot use (sizes that
+        # do not fit the geometry, absurd magnitudes): the file's fault, reported against the layer.
+        raise NetxError(f"layer {i} ({kind}): a field's value does not fit the layer ({_line(e)}); "
+                        "export the network again with lava-dl") from None
 
 
 # Tables sized for netx networks on the golden model: Lava's 24-bit state and events, generous

@@ -10,6 +10,10 @@ needs time order.  Timestamps are otherwise kept as recorded (no shift to zero).
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import struct
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,14 +336,117 @@ def _read_dat(path: Path, fmt: str, chunk_words: int = CHUNK_WORDS):
     return _decode_file(path, header.length + 2, DatDecoder(version), chunk_words), _geometry(path, header)
 
 
+def _line(e: BaseException) -> str:
+    """A parser's message as one line (faery's and numpy's span several)."""
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2: a Rust panic in faery's decoder prints its backtrace there before
+    Python sees the exception, which the caller then reports in one line."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _aedat4_field(h: bytes, index: int, fmt: str = "<I") -> tuple[int, int] | None:
+    """(offset, value) of scalar field `index` of a flatbuffer's root table, None when absent."""
+    root = struct.unpack_from("<I", h, 0)[0]
+    vtable = root - struct.unpack_from("<i", h, root)[0]
+    vt_size = struct.unpack_from("<H", h, vtable)[0]
+    if vt_size < 4 + 2 * (index + 1):
+        return None
+    field = struct.unpack_from("<H", h, vtable + 4 + 2 * index)[0]
+    return None if not field else (root + field, struct.unpack_from(fmt, h, root + field)[0])
+
+
+def _aedat4_description(head: bytes) -> bytes | None:
+    """The raw description string (field infoNode of the IOHeader flatbuffer after the magic and its
+    u32 size); None when the header is too damaged to find it (faery then reports the damage)."""
+    try:
+        size = struct.unpack_from("<I", head, len(AEDAT4_MAGIC))[0]
+        h = head[len(AEDAT4_MAGIC) + 4:len(AEDAT4_MAGIC) + 4 + size]
+        root = struct.unpack_from("<I", h, 0)[0]
+        vtable = root - struct.unpack_from("<i", h, root)[0]
+        vt_size = struct.unpack_from("<H", h, vtable)[0]
+        if vt_size < 4 + 2 * 3:
+            return None
+        field = struct.unpack_from("<H", h, vtable + 4 + 2 * 2)[0]     # infoNode: the third field
+        if not field:
+            return None
+        at = root + field
+        start = at + struct.unpack_from("<I", h, at)[0]
+        length = struct.unpack_from("<I", h, start)[0]
+    except struct.error:
+        return None
+    return h[start + 4:start + 4 + length]
+
+
+def _check_aedat4_sizes(path: Path) -> None:
+    """faery allocates every size field it reads before reading the bytes, so a damaged size (up to
+    4 GiB) is an allocation that can abort the process; sizes that run past the end of the file (or
+    into its data table) are refused here first.  Layout: magic, u32 header size, header, then
+    packets of (i32 stream id, u32 size, size bytes) up to the data table or the end."""
+    end = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(len(AEDAT4_MAGIC))
+        raw = f.read(4)
+        if len(raw) < 4:
+            return              # faery reports the cut header
+        size = struct.unpack("<I", raw)[0]
+        pos = len(AEDAT4_MAGIC) + 4 + size
+        if pos > end:
+            raise EventFileError(f"{path}: cannot decode AEDAT4: its header claims {size} bytes, past the end of "
+                                 f"the {end}-byte file (truncated or corrupt file?)")
+        try:
+            table = _aedat4_field(f.read(size) if size <= 1 << 20 else b"", 1, "<q")
+        except struct.error:
+            table = None
+        stop = table[1] if table is not None and pos <= table[1] <= end else end
+        while pos + 8 <= stop:
+            f.seek(pos)
+            _, packet = struct.unpack("<iI", f.read(8))
+            pos += 8 + packet
+            if pos > stop:
+                raise EventFileError(f"{path}: cannot decode AEDAT4: a packet of {packet} bytes runs past the end of "
+                                     "the stream (truncated or corrupt file?)")
+
+
+def _check_aedat4_description(path: Path) -> None:
+    """faery aborts the whole process (a Rust panic inside a panic) on a description that is not
+    UTF-8, so that one damage is caught here, before faery sees the file."""
+    _check_aedat4_sizes(path)
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    description = _aedat4_description(head) if head.startswith(AEDAT4_MAGIC) else None
+    if description is None:
+        return
+    try:
+        description.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EventFileError(f"{path}: cannot decode AEDAT4: the header's stream description is not UTF-8 text "
+                             f"(byte {e.start}); the file is corrupt") from None
+
+
 def _read_aedat4(path: Path, fmt: str):
     try:
         from faery.extension import aedat
     except ImportError:
         raise EventFileError(f"{path}: reading AEDAT4 needs the faery package: pip install 'synfab[events]'")
+    _check_aedat4_description(path)
     packets = []
     try:
-        with aedat.Decoder(path) as decoder:
+        with _quiet_stderr(), aedat.Decoder(path) as decoder:
             tracks = [tr for tr in decoder.tracks() if tr.data_type == "events"]
             if not tracks:
                 raise EventFileError(f"{path}: the AEDAT4 file has no event stream (only "
@@ -353,7 +460,7 @@ def _read_aedat4(path: Path, fmt: str):
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # the Rust decoder raises RuntimeError, and pyo3 panics are BaseException
-        raise EventFileError(f"{path}: cannot decode AEDAT4: {e} (truncated or corrupt file?)") from None
+        raise EventFileError(f"{path}: cannot decode AEDAT4: {_line(e)} (truncated or corrupt file?)") from None
     if packets:
         raw = np.concatenate(packets)
         events = make_events(raw["x"], raw["y"], _monotonic(raw["t"].astype(np.int64)), raw["on"])
@@ -369,6 +476,9 @@ def as_events(array: np.ndarray, what: str) -> np.ndarray:
     if array.ndim != 1 or not {"x", "y", "t"} <= set(names) or pol is None:
         raise EventFileError(f"{what}: expected a 1-D structured array with fields x, y, t, p; got dtype "
                              f"{array.dtype} and shape {array.shape}")
+    odd = [n for n in ("x", "y", "t", pol) if array.dtype[n].shape != () or array.dtype[n].kind not in "biuf"]
+    if odd:
+        raise EventFileError(f"{what}: fields {odd} must each hold one number per event; got dtype {array.dtype}")
     if array.dtype == EVENT_DTYPE:
         return np.ascontiguousarray(array)
     return make_events(array["x"], array["y"], array["t"], array[pol].astype(bool))
@@ -377,8 +487,12 @@ def as_events(array: np.ndarray, what: str) -> np.ndarray:
 def _load_numpy(path: Path):
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise EventFileError(f"{path}: cannot load as numpy data: {e} (truncated or corrupt file?)") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError,
+            NotImplementedError, RuntimeError) as e:
+        # numpy parses the .npy header with the tokenizer: a cut header raises TokenError; zipfile
+        # raises NotImplementedError for a damaged version or compression field, RuntimeError for a
+        # member whose flags say it is encrypted.
+        raise EventFileError(f"{path}: cannot load as numpy data: {_line(e)} (truncated or corrupt file?)") from None
 
 
 def _read_npy(path: Path, fmt: str):
@@ -396,6 +510,8 @@ def _read_npz(path: Path, fmt: str):
         try:
             events = as_events(npz["events"], str(path))
             size = (int(npz["width"]), int(npz["height"])) if {"width", "height"} <= set(npz.files) else None
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise EventFileError(f"{path}: cannot load the archive's arrays: {e} (truncated or corrupt?)") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError,
+            NotImplementedError, RuntimeError) as e:
+            raise EventFileError(f"{path}: cannot load the archive's arrays: {_line(e)} (truncated or corrupt?)") \
+                from None
     return events, size

@@ -44,13 +44,14 @@ node, its type and what would work.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .. import arith
+from .. import arith, h5check
 from ..errors import SynfabError
 from ..ir import Network, NetworkError, Node, QConnection, QLayer, QNetwork, conv_out
 from ..layouts import Kind
@@ -107,6 +108,19 @@ def is_nir_file(path) -> bool:
             return "node" in f and "version" in f
     except (OSError, ImportError):
         return False
+
+
+@contextlib.contextmanager
+def _node_values(where: str):
+    """A node parameter of the wrong type or size (a string for a stride, an empty weight, metadata
+    that is not a mapping) fails in numpy or in shape inference; report it against the node."""
+    try:
+        yield
+    except SynfabError:
+        raise
+    except (ValueError, TypeError, OverflowError, IndexError) as e:
+        raise NirError(f"{where}: a parameter has a value of the wrong type or size ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:200]}); export the graph again") from None
 
 
 def _type(node) -> str:
@@ -554,7 +568,8 @@ def _flatten(imp: _Importer, name: str, node, ins: list, consumers: list) -> Spi
 
 
 def _metadata(node) -> dict:
-    return dict(getattr(node, "metadata", None) or {})
+    meta = getattr(node, "metadata", None)
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def _if(imp: _Importer, name: str, node, ins: list, consumers: list) -> Spikes:
@@ -677,6 +692,9 @@ def read(path):
     path = Path(path)
     if not path.is_file():
         raise NirError(f"NIR file {path} not found")
+    damage = h5check.problem(path)
+    if damage:
+        raise NirError(f"{path}: not a readable NIR file ({damage}); export the graph again")
     try:
         return nir.read(path)
     except Exception as e:      # nir.read raises whatever h5py or its node constructors raise
@@ -705,7 +723,8 @@ def load(path, dt: float | None = None, convention: str = "nir", input_scale: fl
     graph = path if hasattr(path, "nodes") and hasattr(path, "edges") else read(path)
     default_name = Path(path).stem if isinstance(path, (str, Path)) else "nir"
     name = name or default_name
-    if _metadata(graph).get("synfab_kind") == FLOAT_KIND:
+    kind = _metadata(graph).get("synfab_kind")
+    if isinstance(kind, str) and kind == FLOAT_KIND:
         return float_network(graph, name)
     return from_graph(graph, conv, dt, input_scale, name, input_max)
 
@@ -722,7 +741,8 @@ def from_graph(graph, convention: Convention, dt: float, input_scale: float, nam
         if handler is None:
             instead = INSTEAD.get(_type(node), "a graph of " + ", ".join(HANDLERS))
             raise NirError(f"{_where(n, node)}: not supported; supported: {instead}")
-        signals[n] = handler(imp, n, node, [signals[s] for s in sources[n]], consumers[n])
+        with _node_values(_where(n, node)):
+            signals[n] = handler(imp, n, node, [signals[s] for s in sources[n]], consumers[n])
     if imp.input_name is None:
         raise NirError(f"graph {name}: has no Input node; supported: one Input")
     if len(imp.outputs) != 1:
@@ -780,15 +800,20 @@ def float_network(graph, name: str) -> Network:
         ins = [alias.get(s, s) for s in sources[n]]
         kind = _type(node)
         if kind == "Input":
-            ir_nodes.append(Node(n, "input", attrs=dict(shape=list(_input_shape(_where(n, node),
-                                                                                   node.input_type["input"])))))
+            with _node_values(_where(n, node)):
+                shape = _input_shape(_where(n, node), node.input_type["input"])
+            ir_nodes.append(Node(n, "input", attrs=dict(shape=list(shape))))
         elif kind == "Output":
+            if len(ins) != 1:
+                raise NirError(f"{_where(n, node)}: has {len(ins)} inputs; supported: one")
             output = ins[0]
         elif kind == "Flatten" and _metadata(node).get("synfab_op") == VECTOR_FLATTEN:
             alias[n] = ins[0]
         elif kind in FLOAT_READERS:
-            ir_nodes.append(FLOAT_READERS[kind](n, node, ins))
+            with _node_values(_where(n, node)):
+                ir_nodes.append(FLOAT_READERS[kind](n, node, ins))
         else:
             raise NirError(f"{_where(n, node)}: not a node synfab's float export writes; supported: "
                            f"{', '.join(FLOAT_READERS)}")
-    return Network(ir_nodes, output=output, name=name)
+    with _node_values(f"graph {name}"):
+        return Network(ir_nodes, output=output, name=name)

@@ -30,6 +30,7 @@ activations.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ class _Graph:
         onnx, numpy_helper = _onnx()
         self.onnx, self.to_array = onnx, numpy_helper.to_array
         graph = model.graph
-        self.consts: dict[str, np.ndarray] = {t.name: self.to_array(t) for t in graph.initializer}
+        self.consts: dict[str, np.ndarray] = {t.name: _tensor(self.to_array, t) for t in graph.initializer}
         self.quantized: dict[str, QuantizedConstant] = {}   # constant tensor -> its quantizer's integers
         self.alias: dict[str, str] = {}         # ONNX tensor -> ir node computing it
         self.rank: dict[str, int] = {}          # ir node -> tensor rank in ONNX (4: NCHW, 2: NC)
@@ -195,8 +196,24 @@ class _Graph:
             self.bias_quant[layer] = self.quantized[bias]
 
 
+def _tensor(to_array, t) -> np.ndarray:
+    """An initializer's array; a damaged one (unknown element type, data not matching its dims) is
+    refused in one line: onnx raises KeyError, TypeError or ValueError for those."""
+    try:
+        return to_array(t)
+    except (KeyError, TypeError, ValueError) as e:
+        raise OnnxImportError(f"initializer {t.name!r}: unreadable tensor ({first_line(e)}); export the model "
+                              "again") from None
+
+
 def _label(node) -> str:
-    return f"{node.name or node.output[0]!r} ({node.op_type})"
+    name = node.name or (node.output[0] if node.output else "")
+    return f"{name!r} ({_printable(node.op_type)})"
+
+
+def _printable(text: str) -> str:
+    """A name from the file as written, or quoted when it holds line breaks or other controls."""
+    return text if text.isprintable() else repr(text)
 
 
 def _ir_name(tensor: str) -> str:
@@ -374,7 +391,7 @@ def constant(g: _Graph, node) -> None:
     a = node.attribute[0]
     if a.name != "value":
         raise OnnxImportError(f"node {_label(node)}: Constant with {a.name!r} is not supported; supported: value")
-    g.consts[node.output[0]] = g.to_array(a.t)
+    g.consts[node.output[0]] = _tensor(g.to_array, a.t)
 
 
 # -- quantizers ----------------------------------------------------------------------------
@@ -616,9 +633,37 @@ def exact_qnetwork(g: _Graph, net: Network) -> QNetwork:
 def _read_model(path: Path):
     onnx, _ = _onnx()
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as e:  # protobuf raises DecodeError and others for a file that is not ONNX
         raise OnnxImportError(f"{path} is not a readable ONNX model ({first_line(e)})") from None
+    _check_names(model, path)
+    return model
+
+
+def _check_names(model, path) -> None:
+    """protobuf returns a string field that is not UTF-8 as bytes, which the importer cannot use as
+    a name: refuse the model here, naming the field."""
+    g = model.graph
+    named = [("node", [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)])
+             for n in g.node]
+    named += [("tensor", [t.name]) for t in (*g.initializer, *g.input, *g.output)]
+    for what, names in named:
+        raw = [s for s in names if not isinstance(s, str)]
+        if raw:
+            raise OnnxImportError(f"{path}: a {what} name is not UTF-8 text ({raw[0][:40]!r}); the file is damaged")
+
+
+@contextlib.contextmanager
+def _node_values(node):
+    """Attributes and tensors that do not fit the op (a bias of the wrong size, a kernel of the
+    wrong rank) fail in numpy or in shape inference; report them against the node."""
+    try:
+        yield
+    except SynfabError:
+        raise
+    except (ValueError, TypeError, OverflowError, IndexError) as e:
+        where = f"node {_label(node)}" if node is not None else "the graph"
+        raise OnnxImportError(f"{where}: a tensor or attribute does not fit the op ({first_line(e)})") from None
 
 
 def from_model(model, name: str = "onnx", input_shape=None):
@@ -628,16 +673,18 @@ def from_model(model, name: str = "onnx", input_shape=None):
     for node in model.graph.node:
         handler = OP_HANDLERS.get(node.op_type)
         if handler is None:
-            raise OnnxImportError(f"node {_label(node)}: op type {node.op_type} is not supported; supported: "
-                                  f"{supported_ops()}")
-        handler(g, node)
+            raise OnnxImportError(f"node {_label(node)}: op type {_printable(node.op_type)} is not supported; "
+                                  f"supported: {supported_ops()}")
+        with _node_values(node):
+            handler(g, node)
     outputs = list(model.graph.output)
     if len(outputs) != 1:
         raise OnnxImportError(f"the model has {len(outputs)} outputs; synfab networks have one")
     out = outputs[0].name
     if out not in g.alias:
         raise OnnxImportError(f"the model's output {out!r} is not computed from its input")
-    net = Network(g.nodes, output=g.alias[out], name=name)
+    with _node_values(None):
+        net = Network(g.nodes, output=g.alias[out], name=name)
     # Quantized activations fix every scale; weights quantized alone (their float values are in
     # the graph) leave the activations to calibration, as in a float model.
     return exact_qnetwork(g, net) if g.act_quant else net
