@@ -71,8 +71,8 @@ def test_the_product_register_loads_a_times_b_with_valid_and_holds_without(case)
 
 def test_a_product_wider_than_one_dsp_is_an_ordinary_register_of_the_same_value():
     wide = _Stage(19, True, 4, False)          # 19 bits: more than one DSP input takes
-    assert not any(isinstance(s, RegisteredProduct) for s in wide.specials)
-    assert any(isinstance(s, RegisteredProduct) for s in _Stage(18, True, 4, False).specials)
+    assert not product(Signal((19, True)), Signal(4)).in_one_dsp
+    assert product(Signal((18, True)), Signal(18)).in_one_dsp
 
     def bench():
         yield wide.a.eq(-(1 << 18))
