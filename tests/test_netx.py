@@ -142,18 +142,7 @@ def test_pilotnet_lif_as_lif_neurons_has_the_same_spikes_and_voltages(pilotnet_l
 # -- tinynet_sdnn: Lava's block tests -------------------------------------------------------------
 def write_net(path, layers):
     """A netx file: layers as dicts of fields (neuron: a dict), written as slayer writes them."""
-    with h5py.File(path, "w") as f:
-        for i, layer in enumerate(layers):
-            g = f.create_group(f"layer/{i}")
-            for key, value in layer.items():
-                if key == "neuron":
-                    for nk, nv in value.items():
-                        g.create_dataset(f"neuron/{nk}", data=nv.encode("ascii") if isinstance(nv, str) else nv)
-                elif key == "type":
-                    g.create_dataset("type", (1,), "S10", [value.encode("ascii")])
-                else:
-                    g.create_dataset(key, data=value)
-    return path
+    return netx.write_layers(path, layers)
 
 
 def sdnn(vth):

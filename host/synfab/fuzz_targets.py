@@ -110,7 +110,7 @@ def _nir_seeds() -> list[dict[str, bytes]]:
 
 def _netx_seed() -> dict[str, bytes]:
     """A netx file written as lava-dl's slayer writes one: input, conv, dense (sigma-delta)."""
-    import h5py
+    from . import netx
     rng = np.random.default_rng(2)
     sdnn = {"type": "SDNN", "activation": "relu", "vThMant": 20}
     layers = [{"type": "input", "shape": [2, SIDE, SIDE], "neuron": sdnn},
@@ -121,17 +121,7 @@ def _netx_seed() -> dict[str, bytes]:
               {"type": "dense", "shape": [4], "inFeatures": 48, "outFeatures": 4,
                "weight": rng.integers(-20, 20, (4, 48)), "neuron": sdnn}]
     buf = io.BytesIO()
-    with h5py.File(buf, "w") as f:
-        for i, layer in enumerate(layers):
-            g = f.create_group(f"layer/{i}")
-            for key, value in layer.items():
-                if key == "neuron":
-                    for nk, nv in value.items():
-                        g.create_dataset(f"neuron/{nk}", data=nv.encode("ascii") if isinstance(nv, str) else nv)
-                elif key == "type":
-                    g.create_dataset("type", (1,), "S10", [value.encode("ascii")])
-                else:
-                    g.create_dataset(key, data=value)
+    netx.write_layers(buf, layers)
     return {"n.net": buf.getvalue()}
 
 

@@ -111,6 +111,24 @@ def _value(node, where: str):
 H5_ERRORS = (KeyError, RuntimeError, OSError, TypeError, ValueError, UnicodeDecodeError)
 
 
+def write_layers(target, layers: list[dict]):
+    """Write a netx file as slayer writes it: each layer a dict of fields (`neuron`: a dict of
+    neuron fields, `type`: a string); target is a path or a binary file object. The inverse of
+    read_layers, for tests and the fuzzer's seed files."""
+    with _h5py().File(target, "w") as f:
+        for i, layer in enumerate(layers):
+            g = f.create_group(f"layer/{i}")
+            for key, value in layer.items():
+                if key == "neuron":
+                    for nk, nv in value.items():
+                        g.create_dataset(f"neuron/{nk}", data=nv.encode("ascii") if isinstance(nv, str) else nv)
+                elif key == "type":
+                    g.create_dataset("type", (1,), "S10", [value.encode("ascii")])
+                else:
+                    g.create_dataset(key, data=value)
+    return target
+
+
 def read_layers(path) -> list[dict]:
     """The file's layers in order, each a dict of its fields (neuron: a dict too)."""
     h5py = _h5py()

@@ -301,6 +301,19 @@ def _integer_scales(layer: str, scales: list[float]) -> tuple[list[int], float]:
     return best[1], best[2]
 
 
+def constant_weight_scale(layer: QLayer, node: Node, scales: dict[str, float]) -> float:
+    """A layer of constant weights (pooling, concatenation, identity): each input's integer
+    weight from the scales (set on its connection) and the accumulator's scale; an average pool
+    sums kh*kw inputs, worth their mean."""
+    wconsts, acc_scale = _integer_scales(layer.name, [scales[c.src] for c in layer.inputs])
+    for conn, wc in zip(layer.inputs, wconsts):
+        conn.wconst = wc
+    if node.op == "avgpool":
+        kh, kw = pair(node.attrs["kernel"])
+        acc_scale /= kh * kw
+    return acc_scale
+
+
 def _quantize_weights(weight: np.ndarray, in_scales: np.ndarray, axis: int) -> tuple[np.ndarray, float]:
     """int8 weights and accumulator scale A for float `weight` whose `axis` runs over
     inputs with the given scales: weight * in_scale ~= w_int8 * A."""
@@ -355,12 +368,7 @@ def quantize(net: Network, calib, input_scale: float | None = None, cfg: FabricC
             in_scales = _input_scales(qnet, layer, scales, weight.shape[axis])
             layer.weight, acc_scale = _quantize_weights(weight, in_scales, axis)
         else:
-            wconsts, acc_scale = _integer_scales(layer.name, [scales[c.src] for c in layer.inputs])
-            for conn, wc in zip(layer.inputs, wconsts):
-                conn.wconst = wc
-            if node.op == "avgpool":
-                kh, kw = pair(node.attrs["kernel"])
-                acc_scale /= kh * kw                     # the sum of kh*kw inputs, worth their mean
+            acc_scale = constant_weight_scale(layer, node, scales)
 
         bias = node.params.get("bias")
         if bias is not None:

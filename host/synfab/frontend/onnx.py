@@ -39,8 +39,8 @@ import numpy as np
 
 from ..config import FabricConfig
 from ..errors import SynfabError
-from ..ir import Network, NetworkError, Node, QNetwork, pair
-from ..quant import RELU_RANGE, _integer_scales, _mult_shift, lower
+from ..ir import Network, NetworkError, Node, QNetwork
+from ..quant import RELU_RANGE, _mult_shift, constant_weight_scale, lower
 from . import first_line, register
 
 WEIGHT_BITS = 8   # the fabric's weights: int8
@@ -591,13 +591,7 @@ def _accumulator_scale(g: _Graph, layer, node: Node, scales: dict) -> float:
                                   f"supported: one input scale per layer (share the quantizer of concatenated inputs)")
         layer.weight = _int8_weight(q, layer.name)
         return _one_scale(q, layer.name, "weight") * in_scales.pop()
-    wconsts, acc_scale = _integer_scales(layer.name, [scales[c.src] for c in layer.inputs])
-    for conn, wc in zip(layer.inputs, wconsts):
-        conn.wconst = wc
-    if node.op == "avgpool":
-        kh, kw = pair(node.attrs["kernel"])
-        acc_scale /= kh * kw          # the sum of kh*kw inputs, worth their mean
-    return acc_scale
+    return constant_weight_scale(layer, node, scales)
 
 
 def exact_qnetwork(g: _Graph, net: Network) -> QNetwork:
