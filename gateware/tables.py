@@ -7,6 +7,9 @@ whole entry at once, so the datapath never sees a half-written entry. Bus byte s
 ignored: tables are written in whole words. Unmapped words (j >= words or i >= entries) ack, read
 0 and ignore writes.
 
+The host window is registered (a WishboneSlice in front of the table's logic), so the core's
+bus decode never reaches the memory ports in the same clock.
+
 Block RAM on ECP5 has a 5.8 ns clock-to-output, so the datapath read is registered: data for an
 address presented in a clock with `rd_re` appears two `rd_re` clocks later. The memory has one
 write port (host commits only) and one read port (simple dual port, so the RAM can be 36 bits
@@ -29,7 +32,7 @@ from litex.soc.interconnect import wishbone
 
 from synfab.layouts import Layout, _pow2
 
-from .common import record
+from .common import WishboneSlice, record
 
 
 def block_ram(width: int, depth: int, name: str) -> Memory:
@@ -42,6 +45,15 @@ def block_ram(width: int, depth: int, name: str) -> Memory:
     mem = Memory(width, depth, name=name)
     mem.attr = {("ram_style", "block")}
     return mem
+
+
+def _registered_bus(table) -> wishbone.Interface:
+    """The table's side of a WishboneSlice behind `table.bus`: the core's address decode and the
+    table's memory ports (address and write enable fanned out to every block RAM of a large
+    table) sit in different clocks, at two clocks more per host access."""
+    table.submodules.host_slice = cut = WishboneSlice(len(table.bus.adr))
+    table.comb += table.bus.connect(cut.sink)
+    return cut.source
 
 
 class _HostPort:
@@ -124,7 +136,7 @@ class TableMemory(LiteXModule):
 
         # # #
 
-        bus = self.bus
+        bus = _registered_bus(self)
         wr = self.mem.get_port(write_capable=True)
         rd = self.mem.get_port(has_re=True, mode=READ_FIRST)
         self.specials += self.mem, wr, rd
@@ -216,7 +228,7 @@ class SerialTableMemory(LiteXModule):
 
         # # #
 
-        bus = self.bus
+        bus = _registered_bus(self)
         wr = self.mem.get_port(write_capable=True)
         rd = self.mem.get_port(mode=READ_FIRST)
         self.specials += self.mem, wr, rd

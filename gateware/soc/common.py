@@ -28,12 +28,17 @@ class _Opaque(Module):
 
 def add_synfab(soc, cfg: FabricConfig, fifo_depth: int = BRIDGE_FIFO_DEPTH) -> None:
     """Add `soc.synfab.fabric` (Fabric(cfg)) at FABRIC_BASE and `soc.synfab.stream_bridge` at BRIDGE_BASE."""
+    from synfab_gateware.common import WishboneSlice
     from synfab_gateware.fabric import Fabric
 
     soc.submodules.synfab = holder = _Opaque()
     holder.submodules.fabric = fabric = Fabric(cfg)
     holder.submodules.stream_bridge = bridge = StreamBridge(fifo_depth, fifo_depth)
-    soc.bus.add_slave("synfab", fabric.bus,
+    # A registered stage between the SoC's bus decoder and the fabric's own decoder: the two
+    # address decodes in one clock were the SoC's critical path (two clocks more per access).
+    holder.submodules.bus_slice = cut = WishboneSlice(len(fabric.bus.adr))
+    soc.comb += cut.source.connect(fabric.bus)
+    soc.bus.add_slave("synfab", cut.sink,
                       SoCRegion(origin=soc_map.FABRIC_BASE, size=fabric_region_size(cfg), cached=False))
     soc.bus.add_slave("synfab_stream", bridge.bus,
                       SoCRegion(origin=soc_map.BRIDGE_BASE, size=soc_map.BRIDGE_SIZE, cached=False))
