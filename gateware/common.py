@@ -101,7 +101,8 @@ class RegisteredProduct(Special):
     its register. Everywhere else (Verilator, Migen simulation, Xilinx synthesis, which absorbs the
     register by itself) it lowers to the behavioural description.
 
-        a, b  in   operands (each at most 18 bits, signed or unsigned: `product` checks)
+        a, b  in   operands (each at most DSP_OPERAND_BITS, signed or unsigned: a wider
+              `product` is an ordinary register instead, see `product.in_one_dsp`)
         ce    in   load enable
         p     out  the registered product (Migen's width and signedness of a * b)"""
 
@@ -135,11 +136,11 @@ class ECP5RegisteredProduct:
 
 class _ECP5Product(Module):
     def __init__(self, dr):
-        # Each operand extended to the block's 18 bits with its own signedness (SIGNEDA/SIGNEDB), so
-        # P[35:0] is the exact product, signed when either operand is.
+        # Each operand extended to the block's DSP_OPERAND_BITS with its own signedness (SIGNEDA/SIGNEDB), so
+        # P is the exact product, signed when either operand is.
         a_signed, b_signed = value_bits_sign(dr.a)[1], value_bits_sign(dr.b)[1]
-        a, b = Signal((18, a_signed)), Signal((18, b_signed))
-        p = Signal((36, a_signed or b_signed))
+        a, b = Signal((DSP_OPERAND_BITS, a_signed)), Signal((DSP_OPERAND_BITS, b_signed))
+        p = Signal((2 * DSP_OPERAND_BITS, a_signed or b_signed))
         self.comb += a.eq(dr.a), b.eq(dr.b), dr.p.eq(p)
         self.specials += Instance(
             ECP5_PRODUCT_MODULE, name=f"{dr.p.backtrace[-1][0]}_dsp",

@@ -32,13 +32,13 @@ from litex.soc.integration.soc_core import SoCCore
 from synfab import boards as board_data
 from synfab.config import FabricConfig
 from synfab.errors import SynfabError
-from synfab.layouts import DEFAULT_BAUDRATE
+from synfab.layouts import DEFAULT_BAUDRATE, DEFAULT_SYS_CLK_MHZ
 
 from ..common import ECP5_PRODUCT_SOURCE, ECP5RegisteredProduct, RegisteredProduct
 from . import toolchain as tc
 from .common import add_synfab
 
-DEFAULT_SYS_CLK = 50e6
+DEFAULT_SYS_CLK = DEFAULT_SYS_CLK_MHZ * 1e6
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ import subprocess
 from pathlib import Path
 
 from .errors import SynfabError
-from .layouts import DEFAULT_BAUDRATE
+from .layouts import DEFAULT_BAUDRATE, DEFAULT_SYS_CLK_MHZ
 
 PYNQ = "pynq-z2"
 
 
 # `synfab build` defaults (the manifest's command names only the options that differ from them).
-BUILD_DEFAULTS = {"sys_clk_mhz": 50.0, "baudrate": DEFAULT_BAUDRATE, "seed": 1}
+BUILD_DEFAULTS = {"sys_clk_mhz": DEFAULT_SYS_CLK_MHZ, "baudrate": DEFAULT_BAUDRATE, "seed": 1}
 
 def _gateware(module: str):
     """Import a synfab_gateware module, or say what to install."""

@@ -530,6 +530,8 @@ BRIDGE_BASE = 0x2000_0000
 BRIDGE_SIZE = 0x1000
 BRIDGE_MAGIC = 0x53464252        # "SFBR"
 DEFAULT_BAUDRATE = 1_000_000
+# The system clock a board build asks for unless told otherwise (synfab build --sys-clk-mhz).
+DEFAULT_SYS_CLK_MHZ = 50.0
 
 # Bridge windows (byte offsets). Every word of an alias window is the same port, so a host can
 # stream into (or out of) it with ordinary incrementing bursts of up to ALIAS_WORDS words.
