@@ -66,12 +66,16 @@ class NeuronCore(LiteXModule):
             esu.source.connect(nu.sink),
             ev.acc_rd.connect(nu.acc_rd), nu.acc_out.connect(ev.acc_out),
             ev.dirty_rd.connect(nu.dirty_rd), nu.dirty_out.connect(ev.dirty_out),
-            nu.host_block.eq(~ev.idle | self.eval_start),
             ev.start.eq(self.eval_start), ev.layer.eq(self.eval_layer), ev.threshold.eq(self.threshold),
             ev.source.connect(peg.sink),
             peg.source.connect(self.source),
             self.spike.eq(ev.spike),
         ]
+
+        # Registered, so the evaluation unit's pipeline state and the neuron unit's choice of
+        # the clock's operation never meet in one clock; the unit arbitrates the clock in which a
+        # start and a host access coincide.
+        self.sync += nu.host_block.eq(~ev.idle | self.eval_start)
 
         # Core registers.
         esu_count = Signal(cfg.esu_addr_bits + 1)

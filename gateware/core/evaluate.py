@@ -233,8 +233,9 @@ class EvaluationUnit(LiteXModule):
         mask = Signal(DIRTY_WORD)
         self.comb += mask.eq(Cat(*[(i >= lo_bit) & (i <= hi_bit) for i in range(DIRTY_WORD)]))
         take = Signal()
+        word_room = Signal(reset=1)
         self.comb += [
-            self.dirty_rd.valid.eq(scanning & (words.level + takes_in_flight < WORD_FIFO_DEPTH)),
+            self.dirty_rd.valid.eq(scanning & word_room),
             self.dirty_rd.word.eq(word), self.dirty_rd.mask.eq(mask),
             take.eq(self.dirty_rd.valid & self.dirty_rd.ready),
             # Only words with something to evaluate are kept.
@@ -242,6 +243,9 @@ class EvaluationUnit(LiteXModule):
             words.sink.word.eq(self.dirty_out.word), words.sink.bits.eq(self.dirty_out.bits),
         ]
         self.sync += takes_in_flight.eq(takes_in_flight + take - self.dirty_out.valid)
+        # Room for one more take next clock, as a register (its sum is no path to the neuron unit):
+        # the words kept plus those in flight can only grow by this clock's take.
+        self.sync += word_room.eq(words.level + takes_in_flight + take < WORD_FIFO_DEPTH)
 
         # ---- emit: one dirty neuron per clock into the request register ----
         in_flight = Signal(max=PIPELINE_STAGES + 2)

@@ -16,7 +16,8 @@ An operation is one of:
   dirty take  bits = dirty[word] & mask; dirty[word] &= ~mask, to the evaluation unit (`dirty_out`,
               3 clocks later)                                   (clocks without a pair)
   host        a host access of the acc window (only when nothing else is in the pipeline and the
-              evaluation unit is idle: `host_block` low); a write also marks the neuron dirty
+              evaluation unit is idle: `host_block` low; it has the clock before the evaluation
+              unit's requests); a write also marks the neuron dirty
 A read at S0 misses the writes of the two operations ahead of it (one is still in S1, the other
 writes on the very clock of the read), so S2 takes its operand from those writes when the address
 matches (forwarding, decided one clock ahead from registered compares): pairs hitting one neuron
@@ -96,7 +97,8 @@ class NeuronUnit(LiteXModule):
         dirty_rd    in   evaluation: take dirty bits (word, mask); ready in clocks without a pair
         dirty_out   out  the taken bits (word, bits), in order (valid only)
         acc_bus     in   host window of acc (sign-extended reads; a write marks the neuron dirty)
-        host_block  in   evaluation busy: host accesses wait
+        host_block  in   evaluation busy (registered): host accesses wait; in a clock the host
+                         goes, the evaluation unit's requests wait (not ready)
         synop       out  one pair applied this clock
         idle        out  nothing in the pipeline
     """
@@ -124,14 +126,17 @@ class NeuronUnit(LiteXModule):
 
         # ---- S0: who owns this clock ----
         pair, bus = self.sink, self.acc_bus
-        ev_acc, ev_dirty, host_go, host_req, s0_empty = Signal(), Signal(), Signal(), Signal(), Signal()
+        ev_acc, ev_dirty, host_go, host_req = Signal(), Signal(), Signal(), Signal()
         mapped = Signal()
+        # A clock belongs to a pair, else to the host when it goes, else to the evaluation unit:
+        # the host's go is made of registers only, so the evaluation unit's requests (the end of
+        # its own logic) only select, and never decide, who owns the clock.
         self.comb += [
             pair.ready.eq(1),
-            self.acc_rd.ready.eq(~pair.valid),
-            self.dirty_rd.ready.eq(~pair.valid),
-            ev_acc.eq(self.acc_rd.valid & ~pair.valid),
-            ev_dirty.eq(self.dirty_rd.valid & ~pair.valid),
+            self.acc_rd.ready.eq(~pair.valid & ~host_go),
+            self.dirty_rd.ready.eq(~pair.valid & ~host_go),
+            ev_acc.eq(self.acc_rd.valid & self.acc_rd.ready),
+            ev_dirty.eq(self.dirty_rd.valid & self.dirty_rd.ready),
             mapped.eq(bus.adr < cfg.neurons_per_core),
         ]
         host_write = Signal()
@@ -209,8 +214,7 @@ class NeuronUnit(LiteXModule):
         self.comb += [
             busy.eq(s1.valid | s2.valid | s1_d.valid | s2_d.valid
                     | s1_host_rd | s2_host_rd),
-            s0_empty.eq(~pair.valid & ~self.acc_rd.valid & ~self.dirty_rd.valid),
-            host_go.eq(host_req & ~bus.ack & ~self.host_block & s0_empty & ~busy & ~s2_host_rd),
+            host_go.eq(host_req & ~bus.ack & ~self.host_block & ~pair.valid & ~busy & ~s2_host_rd),
         ]
         # The bus request is registered first, so the address decode in front of this unit and
         # this clock's operation select never meet in one clock (a host access takes one more).
