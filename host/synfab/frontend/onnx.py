@@ -39,8 +39,8 @@ import numpy as np
 
 from ..config import FabricConfig
 from ..errors import SynfabError
-from ..ir import Network, NetworkError, Node, QNetwork
-from ..quant import RELU_RANGE, _mult_shift, constant_weight_scale, lower
+from .ir import Network, NetworkError, Node, QNetwork
+from .quant import RELU_RANGE, _mult_shift, constant_weight_scale, lower
 from . import first_line, register
 
 WEIGHT_BITS = 8   # the fabric's weights: int8

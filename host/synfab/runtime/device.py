@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import SynfabError
 from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC,
                        STREAM_EVENT, RegisterMap, feature_name)
-from ..model import OUT_DTYPE  # one definition of an output event
+from ..model.golden import OUT_DTYPE  # one definition of an output event
 
 
 class DeviceError(SynfabError):
@@ -179,7 +179,7 @@ class RegisterDevice(Device):
 
     def _table_writes(self, tables):
         """(addresses, words) of every window the bundle fills, in load order."""
-        from ..compiler import tables_to_words
+        from ..compiler.build import tables_to_words
         out = []
         # In the fabric's layouts (version-1 tables: square, unshifted, compiler.at_version), and
         # only the per-neuron words the tables' neuron models use.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SynfabError
-from ..model import frame_events
+from ..model.golden import frame_events
 from .check import MismatchError, check_frame  # noqa: F401  (MismatchError: part of this module's API)
 from .device import Device, events_array
 

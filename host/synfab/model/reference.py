@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import arith
-from .ir import NetworkError, QConnection, QLayer, QNetwork
-from .layouts import Kind
+from .. import arith
+from ..frontend.ir import NetworkError, QConnection, QLayer, QNetwork
+from ..layouts import Kind
 
 
 def _geometry_windows(src: np.ndarray, conn: QConnection, out_hw: tuple[int, int]) -> np.ndarray:

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import FabricConfig
-from .errors import SynfabError
-from .ir import QConnection, QLayer, QNetwork
-from . import arith
-from .layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, STREAM_EVENT, WSHIFT_BITS, Kind, RegisterMap,
+from ..config import FabricConfig
+from ..errors import SynfabError
+from ..frontend.ir import QConnection, QLayer, QNetwork
+from .. import arith
+from ..layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, STREAM_EVENT, WSHIFT_BITS, Kind, RegisterMap,
                       state_word_bits)
 
 STRATEGIES = ("auto", "channel", "spatial")

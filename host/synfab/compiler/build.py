@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import arith
-from .config import FabricConfig
-from .errors import SynfabError
-from .ir import QNetwork
-from .layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry,
+from .. import arith
+from ..config import FabricConfig
+from ..errors import SynfabError
+from ..frontend.ir import QNetwork
+from ..layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry,
                       pop_desc, state_word_bits, unsupported_features)
 from .mapper import Placement, connection_hits, map_network, weight_shape
 

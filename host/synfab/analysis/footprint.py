@@ -69,13 +69,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import layouts
-from .config import FabricConfig
-from .errors import SynfabError
-from .ir import Network, QConnection, QLayer, QNetwork
-from .layouts import Kind
-from .mapper import MappingError, connection_hits, map_network, weight_shape, words_per_channel
-from .quant import lower
+from .. import layouts
+from ..config import FabricConfig
+from ..errors import SynfabError
+from ..frontend.ir import Network, QConnection, QLayer, QNetwork
+from ..layouts import Kind
+from ..compiler.mapper import MappingError, connection_hits, map_network, weight_shape, words_per_channel
+from ..frontend.quant import lower
 
 SCHEMES = ("explicit", "loihi", "dynapcnn", "pegesu")
 # Loihi synapse-memory format (nengo-loihi SynapseConfig): index widths it can encode,

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .arith import Neuron
-from .errors import SynfabError
-from .layouts import Kind, feature_name, unsupported_features
+from ..arith import Neuron
+from ..errors import SynfabError
+from ..layouts import Kind, feature_name, unsupported_features
 
 
 class NetworkError(SynfabError, ValueError):

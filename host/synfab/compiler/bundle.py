@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import arith
-from .compiler import GLOBAL_TABLE_REGS, CoreTables, Tables, tables_to_words, words_to_weights
-from .config import ConfigError, FabricConfig
-from .errors import SynfabError
-from .layouts import LAYOUT_VERSION, LAYOUT_VERSIONS, RegisterMap, esu_desc, peg_entry, pop_desc, state_word_bits, UNSIGNED_STATE_WORDS
+from .. import arith
+from .build import GLOBAL_TABLE_REGS, CoreTables, Tables, tables_to_words, words_to_weights
+from ..config import ConfigError, FabricConfig
+from ..errors import SynfabError
+from ..layouts import LAYOUT_VERSION, LAYOUT_VERSIONS, RegisterMap, esu_desc, peg_entry, pop_desc, state_word_bits, UNSIGNED_STATE_WORDS
 
 MAGIC = b"SYNFBNDL"
 _HEADER = struct.Struct("<8sIII")

@@ -36,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import arith, h5check
-from .errors import SynfabError
+from .. import arith
+from . import h5check
+from ..errors import SynfabError
 from .ir import NetworkError, QConnection, QLayer, QNetwork, conv_out
-from .layouts import WSHIFT_BITS, Kind
+from ..layouts import WSHIFT_BITS, Kind
 
 LAYER_TYPES = ("input", "conv", "dense", "flatten", "pool", "average")
 NEURON_TYPES = ("SDNN", "LOIHI", "CUBA")
@@ -595,8 +596,8 @@ NETX_FABRIC = dict(event_bits=24, acc_bits=24, neurons_per_core=4096, weight_wor
 
 def fabric(qnet: QNetwork, max_cores: int = 4096):
     """The smallest square-ish mesh of NETX_FABRIC cores that the network maps onto."""
-    from .config import FabricConfig
-    from .mapper import MappingError, map_network
+    from ..config import FabricConfig
+    from ..compiler.mapper import MappingError, map_network
     neurons = sum(int(np.prod(l.shape)) for l in qnet.layers)
     n = max(1, -(-neurons // NETX_FABRIC["neurons_per_core"]))
     last = None
