@@ -26,6 +26,7 @@ import numpy as np
 from ..config import FabricConfig
 from ..errors import SynfabError
 from ..frontend.ir import QConnection, QLayer, QNetwork
+from ..geometry import axis_span  # noqa: F401  (part of this module's API before geometry.py)
 from .. import arith
 from ..layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, STREAM_EVENT, WSHIFT_BITS, Kind, RegisterMap,
                       state_word_bits)
@@ -100,16 +101,6 @@ def split(n: int, k: int) -> np.ndarray:
     sizes[: n % k] += 1
     ends = np.cumsum(sizes) - 1
     return np.stack([ends - sizes + 1, ends], axis=1)
-
-
-def axis_span(n_src: int, n_dst: int, k: int, stride: int, pad: int, up: int):
-    """For every source position, the first and last destination position it reaches
-    (DESIGN.md PEG: lo = ceil((x*up + pad - k + 1) / s), hi = floor((x*up + pad) / s)),
-    clipped to the layer; lo > hi where it reaches nothing."""
-    xu = np.arange(n_src, dtype=np.int64) * up + pad
-    lo = np.maximum((xu - k + stride) // stride, 0)
-    hi = np.minimum(xu // stride, n_dst - 1)
-    return lo, hi
 
 
 def _reach_matrix(conn: QConnection, axis: str, src_shape, dst_len: int, dst_tiles: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..arith import Neuron
 from ..errors import SynfabError
+from ..geometry import conv_out  # noqa: F401  (re-exported: the IR's shape rule)
 from ..layouts import Kind, feature_name, unsupported_features
 
 
@@ -42,11 +43,6 @@ class Node:
     attrs: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)   # name -> np.ndarray (float)
     shape: tuple[int, int, int] | None = None
-
-
-def conv_out(n: int, k: int, s: int, p: int) -> int:
-    """Output length of a kernel window k with stride s and padding p over n inputs (one axis)."""
-    return (n + 2 * p - k) // s + 1
 
 
 def _names(names: list[str], shown: int = 3) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import arith
+from .. import arith, geometry
 from ..compiler.build import Tables, at_version
 from ..errors import SynfabError
 from ..layouts import EXTENDED_LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry
@@ -339,12 +339,12 @@ class Model:
         for ax, pos, a0, a1, kf, sf, pf in (("x", x, e["x0"], e["x1"], "k", "s_log2", "pad"),
                                             ("y", y, e["y0"], e["y1"], "k_y", "s_log2_y", "pad_y")):
             s_log2 = e[sf][None]
-            pu = (pos[:, None] << e["up_log2"][None]) + e[pf][None]
-            lo = np.maximum((pu - e[kf][None] + (1 << s_log2)) >> s_log2, a0[None])
-            hi = np.minimum(pu >> s_log2, a1[None])
+            pu = geometry.padded(pos[:, None], e["up_log2"][None], e[pf][None])
+            lo, hi = geometry.reach(pu, e[kf][None], s_log2)
+            lo, hi = np.maximum(lo, a0[None]), np.minimum(hi, a1[None])
             valid &= ~geo | (lo <= hi)
             axes[ax] = (np.where(geo, lo - a0[None], pos[:, None]), np.where(geo, hi - lo + 1, 1),
-                        np.where(geo, pu - (lo << s_log2), 0))
+                        np.where(geo, geometry.tap(pu, lo, s_log2), 0))
         si, ei = np.nonzero(valid)
         if src_core is not None:
             self._cnt["packets_out"][src_core] += len(si)
