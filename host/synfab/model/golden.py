@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import arith, geometry
-from ..compiler.build import Tables, at_version
+from ..compiler.tables import Tables, at_version
 from ..errors import SynfabError
 from ..layouts import EXTENDED_LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry
 

@@ -179,7 +179,7 @@ class RegisterDevice(Device):
 
     def _table_writes(self, tables):
         """(addresses, words) of every window the bundle fills, in load order."""
-        from ..compiler.build import tables_to_words
+        from ..compiler.tables import tables_to_words
         out = []
         # In the fabric's layouts (version-1 tables: square, unshifted, compiler.at_version), and
         # only the per-neuron words the tables' neuron models use.
