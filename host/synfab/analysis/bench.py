@@ -59,7 +59,8 @@ import numpy as np
 from ..config import FabricConfig
 from ..errors import SynfabError
 from ..frontend.ir import QConnection, QLayer, QNetwork
-from ..layouts import STREAM_EVENT, Kind
+from ..layouts import Kind
+from ..runtime.device import eof_word, event_words, frame_beats
 
 CONV_KERNEL = 3
 CONV_IN_CHANNELS = 2
@@ -128,24 +129,6 @@ def relay_events(qnet: QNetwork, n: int, seed: int = 0) -> dict:
 
 
 # -- driving the simulation -----------------------------------------------------------------------
-def _event_words(events: dict) -> np.ndarray:
-    n = len(events["x"])
-    zeros = np.zeros(n, np.int64)
-    return STREAM_EVENT.pack64({k: np.asarray(events[k], np.int64) for k in ("x", "y", "c", "d")}
-                               | {"tag": zeros, "eof": zeros})
-
-
-def _eof_word() -> np.ndarray:
-    return STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})
-
-
-def _frame_beats(events: dict) -> tuple[np.ndarray, np.ndarray]:
-    words = np.concatenate([_event_words(events), _eof_word()])
-    lasts = np.zeros(len(words), np.uint8)
-    lasts[-1] = 1
-    return words, lasts
-
-
 def _wait_drained(dev) -> None:
     """Clock until every queued input beat is taken and nothing is in flight (status bit 0 clear)."""
     waited = 0
@@ -161,10 +144,10 @@ def _input_phase(dev, events: dict) -> dict:
     """Stream events without the eof beat, clock until drained; the counters then hold only the
     input phase (nothing is evaluated before eof). Then end the frame and collect its output."""
     dev.write_reg("ctrl", dev.regmap.CTRL_CLEAR_COUNTERS)
-    dev.sim.push(_event_words(events), np.zeros(len(events["x"]), np.uint8))
+    dev.sim.push(event_words(events), np.zeros(len(events["x"]), np.uint8))
     _wait_drained(dev)
     phase = dev.read_counters()
-    dev.sim.push(_eof_word(), np.ones(1, np.uint8))
+    dev.sim.push(eof_word(), np.ones(1, np.uint8))
     finish = dev.sim.run_frames(1, MAX_FRAME_CYCLES)
     dev.sim.pull()   # this frame's output beats: not needed, only drop them
     return {"input_phase": phase, "frame": dev.read_counters(), "finish_cycles": finish}
@@ -183,13 +166,13 @@ def _steady_input_rate(dev, events: dict) -> float:
         raise BenchError(f"{n} events cannot keep the input busy for {INPUT_WARMUP_CYCLES + INPUT_WINDOW_CYCLES} "
                          f"clocks; stream more events")
     dev.write_reg("ctrl", dev.regmap.CTRL_CLEAR_COUNTERS)
-    dev.sim.push(_event_words(events), np.zeros(n, np.uint8))
+    dev.sim.push(event_words(events), np.zeros(n, np.uint8))
     dev.sim.run(INPUT_WARMUP_CYCLES)
     before = dev.sim.pending_input
     dev.sim.run(INPUT_WINDOW_CYCLES)
     taken = before - dev.sim.pending_input
     _wait_drained(dev)
-    dev.sim.push(_eof_word(), np.ones(1, np.uint8))
+    dev.sim.push(eof_word(), np.ones(1, np.uint8))
     dev.sim.run_frames(1, MAX_FRAME_CYCLES)
     dev.sim.pull()
     return taken / INPUT_WINDOW_CYCLES
@@ -205,7 +188,7 @@ def _timed(run) -> tuple[float, float]:
 def _sim_speed(dev, events: dict) -> dict:
     """Simulated cycles per wall second and per CPU second, busy (dense conv frames) and idle.
     Per CPU second is what the machine gives when not shared; wall seconds include other load."""
-    words, lasts = _frame_beats(events)
+    words, lasts = frame_beats(events)
     dev.reset()
     dev.sim.push(np.tile(words, SPEED_FRAMES), np.tile(lasts, SPEED_FRAMES))
     start = dev.sim.cycles

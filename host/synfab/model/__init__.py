@@ -2,4 +2,4 @@
 (`golden`: `Model`, the input events of a frame) and the dense integer reference of a network
 (`reference`: `run`, `simulate`).  The golden model's names are importable from here."""
 from .golden import (EVENT_DTYPE, MODEL_COUNTERS, OUT_DTYPE, FrameResult, Model, ModelError,  # noqa: F401
-                     event_columns, frame_events, input_events)
+                     changes, event_columns, frame_events, input_events, step_input)

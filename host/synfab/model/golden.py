@@ -27,6 +27,7 @@ import numpy as np
 from .. import arith, geometry
 from ..compiler.tables import Tables, at_version
 from ..errors import SynfabError
+from ..frontend.ir import INPUT_MODES
 from ..layouts import EXTENDED_LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry
 
 EVENT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4")])
@@ -70,6 +71,27 @@ def event_columns(events) -> dict[str, np.ndarray]:
     return cols
 
 
+# -- what the input port sends: the one definition (DESIGN.md "Time steps") -----------------------
+def step_input(prev, cur, mode: str = "levels") -> np.ndarray:
+    """The input values one step sends, dense (C, H, W) int64: the changes from prev (levels; prev
+    None = zeros, the state after reset), the frame's values as they are (events: Lava messages),
+    or 1 for each non-zero value (spikes).  Its non-zero entries are the step's input events."""
+    if mode not in INPUT_MODES:
+        raise ModelError(f"unknown input mode {mode!r}; use levels, events or spikes")
+    cur = np.asarray(cur, dtype=np.int64)
+    if mode == "events":
+        return cur
+    if mode == "spikes":
+        return (cur != 0).astype(np.int64)
+    return cur - (0 if prev is None else np.asarray(prev, dtype=np.int64))
+
+
+def changes(values) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, y, c, d (int64) of the non-zero entries of a (C, H, W) array, in (c, y, x) order."""
+    c, y, x = np.nonzero(values)
+    return x, y, c, values[c, y, x]
+
+
 def input_events(prev, cur) -> np.ndarray:
     """EVENT_DTYPE events (d = cur - prev where they differ) turning input activation prev into cur.
     prev None means all zeros (the state after reset)."""
@@ -77,23 +99,17 @@ def input_events(prev, cur) -> np.ndarray:
     prev = np.zeros_like(cur) if prev is None else np.asarray(prev, dtype=np.int64)
     if prev.shape != cur.shape or cur.ndim != 3:
         raise ModelError(f"input activations must both be (C, H, W), got {prev.shape} and {cur.shape}")
-    diff = cur - prev
-    c, y, x = np.nonzero(diff)
+    x, y, c, d = changes(step_input(prev, cur))
     ev = np.zeros(len(c), dtype=EVENT_DTYPE)
-    ev["x"], ev["y"], ev["c"], ev["d"] = x, y, c, diff[c, y, x]
+    ev["x"], ev["y"], ev["c"], ev["d"] = x, y, c, d
     return ev
 
 
 def frame_events(prev, cur, mode: str = "levels") -> np.ndarray:
-    """The input events of one frame: the changes from prev (levels), the non-zero values of the
-    frame as they are (events: Lava messages), or a spike of 1 for each of them (spikes)."""
-    if mode == "events":
-        return input_events(None, cur)
-    if mode == "spikes":
-        return input_events(None, (np.asarray(cur) != 0).astype(np.int64))
-    if mode != "levels":
-        raise ModelError(f"unknown input mode {mode!r}; use levels, events or spikes")
-    return input_events(prev, cur)
+    """The input events of one frame (step_input's non-zero values) as EVENT_DTYPE."""
+    if mode == "levels":
+        return input_events(prev, cur)
+    return input_events(None, step_input(None, cur, mode))
 
 
 def _concat(parts: list[dict], names) -> dict[str, np.ndarray]:

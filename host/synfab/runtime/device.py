@@ -65,6 +65,26 @@ def check_fabric_runs(tables, backend: str) -> None:
                           f" (table layout version {tables.version}); run this bundle with --backend model")
 
 
+def event_words(cols: dict) -> np.ndarray:
+    """Input stream beats (layouts.STREAM_EVENT, uint64) of events x, y, c, d."""
+    zeros = np.zeros(len(cols["x"]), np.int64)
+    return STREAM_EVENT.pack64({k: np.asarray(cols[k], np.int64) for k in ("x", "y", "c", "d")}
+                               | {"tag": zeros, "eof": zeros})
+
+
+def eof_word() -> np.ndarray:
+    """The end-of-frame beat (eof = 1, sent with TLAST)."""
+    return STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})
+
+
+def frame_beats(cols: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A frame's input beats and their TLAST flags: the events, then the end-of-frame beat."""
+    words = np.concatenate([event_words(cols), eof_word()])
+    lasts = np.zeros(len(words), dtype=np.uint8)
+    lasts[-1] = 1
+    return words, lasts
+
+
 def events_array(x, y, c, d) -> dict:
     return {"x": np.asarray(x, np.int64), "y": np.asarray(y, np.int64),
             "c": np.asarray(c, np.int64), "d": np.asarray(d, np.int64)}
@@ -253,13 +273,7 @@ class RegisterDevice(Device):
 
     def run_frame(self, events: dict) -> FrameOutput:
         self._need_tables()
-        cols = stream_columns(events, self.cfg.event_bits)
-        n = len(cols["x"])
-        words = STREAM_EVENT.pack64({**cols, "tag": np.zeros(n, np.int64), "eof": np.zeros(n, np.int64)})
-        marker = STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})
-        words = np.concatenate([words, marker])
-        lasts = np.zeros(len(words), dtype=np.uint8)
-        lasts[-1] = 1
+        words, lasts = frame_beats(stream_columns(events, self.cfg.event_bits))
         # Counters (and layer_spikes) restart every frame: what we read after it is this frame's.
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
         out_words, out_lasts, cycles = self._exchange(words, lasts)
