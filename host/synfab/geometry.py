@@ -16,6 +16,10 @@ import functools
 import numpy as np
 
 
+# Strides and upsampling factors the PEG and ESU shift by (DESIGN.md "Quantized network").
+POW2_STEPS = (1, 2, 4, 8)
+
+
 def conv_out(n: int, k: int, s: int, p: int) -> int:
     """Output length of a kernel window k with stride s and padding p over n inputs (one axis)."""
     return (n + 2 * p - k) // s + 1

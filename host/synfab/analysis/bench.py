@@ -60,6 +60,7 @@ from ..config import FabricConfig
 from ..errors import SynfabError
 from ..frontend.ir import QConnection, QLayer, QNetwork
 from ..layouts import Kind
+from ..model.golden import EVENT_FIELDS
 from ..runtime.device import eof_word, event_words, frame_beats
 
 CONV_KERNEL = 3
@@ -226,7 +227,7 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
         phased = _input_phase(dev, conv_events)
         dev.reset()
         conv_frame = dev.run_frame(conv_events)
-        empty_frame = dev.run_frame({k: np.zeros(0, np.int64) for k in ("x", "y", "c", "d")})
+        empty_frame = dev.run_frame({k: np.zeros(0, np.int64) for k in EVENT_FIELDS})
         speed = _sim_speed(dev, conv_events)
 
         dev.load(relay_tables)

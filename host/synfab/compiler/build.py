@@ -13,12 +13,12 @@ import numpy as np
 
 from .. import arith
 from ..config import FabricConfig
-from ..frontend.ir import QConnection, QNetwork
+from ..frontend.ir import INT8_RANGE, QConnection, QNetwork
 from ..geometry import log2
 from ..layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, Kind, esu_desc, peg_entry, pop_desc,
                        state_word_bits)
 from .mapper import Part, Placement, connection_hits, map_network, weight_shape
-from .tables import (GLOBAL_TABLE_REGS, V1_MEANING_CONSTANT, V1_MEANING_COPIED, CompileError,  # noqa: F401
+from .tables import (BASE_WORDS, GLOBAL_TABLE_REGS, V1_MEANING_CONSTANT, V1_MEANING_COPIED, CompileError,  # noqa: F401
                      CoreTables, Tables, _model_fields, at_version, columns, empty_columns, records,
                      tables_to_words, weights_to_words, words_to_weights)
 
@@ -39,7 +39,7 @@ def _slice_words(qnet: QNetwork, layer, c0: int, c1: int) -> np.ndarray:
     if wt.shape != expect:
         raise CompileError(f"layer {layer.name}: weight shape {wt.shape}, expected {expect} for its "
                            f"{ws.kind.name} connections")
-    if wt.size and (wt.min() < -128 or wt.max() > 127 or not np.all(wt == np.round(wt))):
+    if wt.size and (wt.min() < INT8_RANGE[0] or wt.max() > INT8_RANGE[1] or not np.all(wt == np.round(wt))):
         raise CompileError(f"layer {layer.name}: weights must be int8 (-128..127); quantize the network, or carry "
                            f"wider weights that are multiples of 2**s as weight / 2**s with the connection's wshift s")
     wt = wt.astype(np.int64)[c0:c1 + 1]
@@ -202,7 +202,7 @@ def _core_tables(b: _Build, core: int, esu: np.ndarray, hits_out: dict) -> CoreT
     weights = np.zeros(cfg.weight_words_per_core, dtype=np.int8)
     acc = np.zeros(cfg.neurons_per_core, dtype=np.int64)
     words = {w: np.zeros(cfg.neurons_per_core, dtype=np.int64)
-             for w in state_word_bits(cfg, b.version) if w not in ("acc", "sent")}
+             for w in state_word_bits(cfg, b.version) if w not in BASE_WORDS}
     weights_used, n_peg = 0, 0
     for pid in b.on_core[core]:
         p = b.placement.parts[pid]

@@ -16,7 +16,8 @@ import numpy as np
 from .. import arith
 from ..config import FabricConfig
 from ..errors import SynfabError
-from ..frontend.ir import QLayer, QNetwork
+from ..frontend.ir import INT8_RANGE, QLayer, QNetwork
+from ..geometry import POW2_STEPS
 from ..layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, STREAM_EVENT, WSHIFT_BITS, Kind, RegisterMap,
                        state_word_bits)
 
@@ -27,10 +28,6 @@ class MappingError(SynfabError):
 
 # ---------------------------------------------------------------------------------------
 # Network checks (shapes, kinds, geometry: what the table fields can hold)
-def _pow2_log(v: int) -> int | None:
-    return {1: 0, 2: 1, 4: 2, 8: 3}.get(int(v))
-
-
 @dataclass(frozen=True)
 class WeightShape:
     """A layer's stored weight tensor: kind, kernel kh x kw, ci_total input channels, and the
@@ -185,7 +182,7 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
             where = f"layer {l.name} (from {conn.src})"
             for axis in ("x", "y"):
                 k, stride, pad = conn.axis(axis)
-                if _pow2_log(stride) is None or _pow2_log(conn.up) is None:
+                if stride not in POW2_STEPS or conn.up not in POW2_STEPS:
                     raise MappingError(f"{where}: {axis} stride {stride} / upsampling {conn.up} must be 1, 2, 4 or 8")
                 if not 1 <= k <= kmax or not 0 <= pad <= kmax:
                     raise MappingError(f"{where}: {axis} kernel {k} / padding {pad} do not fit {cfg.kernel_bits}-bit "
@@ -202,7 +199,7 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
                                    f"of a {l.shape[0]}-channel layer")
             if conn.kind == Kind.DENSE and l.shape[1:] != (1, 1):
                 raise MappingError(f"{where}: a dense layer must have shape (C, 1, 1), got {l.shape}")
-            if conn.wconst is not None and not -128 <= conn.wconst <= 127:
+            if conn.wconst is not None and not INT8_RANGE[0] <= conn.wconst <= INT8_RANGE[1]:
                 raise MappingError(f"{where}: constant weight {conn.wconst} is not an int8")
         if not (0 <= l.mult < 1 << cfg.mult_bits and 0 <= l.shift < 1 << cfg.shift_bits):
             raise MappingError(f"layer {l.name}: mult {l.mult} / shift {l.shift} do not fit {cfg.mult_bits}/"

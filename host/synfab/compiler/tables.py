@@ -19,6 +19,8 @@ from ..errors import SynfabError
 from ..layouts import (LAYOUT_VERSION, NEURON_MODEL_CODES, Layout, esu_desc, peg_entry, pop_desc, state_word_bits,
                        unsupported_features)
 
+# The per-neuron words every core has (CoreTables.acc_init, sent_init); the others are per model.
+BASE_WORDS = ("acc", "sent")
 GLOBAL_TABLE_REGS = ("in_w", "in_h", "in_c", "input_peg_count", "n_layers")
 
 
@@ -111,7 +113,7 @@ class Tables:
     def state_words(self) -> tuple[str, ...]:
         """The per-neuron words the tables' neuron models use (arith.MODEL_WORDS), in window order."""
         used = {w for l in self.metadata.get("layers", []) for w in arith.MODEL_WORDS[l.get("model", "sigma_delta")]}
-        return tuple(w for w in arith.STATE_WORDS if w in used | {"acc", "sent"})
+        return tuple(w for w in arith.STATE_WORDS if w in used | set(BASE_WORDS))
 
     @property
     def pipelined(self) -> bool:

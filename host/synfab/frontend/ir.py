@@ -30,6 +30,8 @@ class NetworkError(SynfabError, ValueError):
 
 
 INPUT_MODES = ("levels", "events", "spikes")
+# Every stored weight and every constant weight of a QNetwork is an int8 (beyond it: wshift).
+INT8_RANGE = (-128, 127)
 OPS = ("input", "conv", "dense", "sumpool", "avgpool", "add", "concat", "upsample", "flatten", "relu")
 UNSUPPORTED_HINT = ("supported layers: Conv2d (groups 1 or depthwise), Linear, AvgPool2d, sum pooling, "
                     "residual add, torch.cat on channels, nearest Upsample, Flatten, ReLU, BatchNorm2d after a conv")

@@ -39,7 +39,7 @@ import numpy as np
 from .. import arith
 from . import h5check
 from ..errors import SynfabError
-from .ir import NetworkError, QConnection, QLayer, QNetwork, conv_out
+from .ir import INT8_RANGE, NetworkError, QConnection, QLayer, QNetwork, conv_out
 from ..layouts import WSHIFT_BITS, Kind
 
 LAYER_TYPES = ("input", "conv", "dense", "flatten", "pool", "average")
@@ -241,7 +241,7 @@ def weight_shift(w: np.ndarray, layer: str) -> tuple[np.ndarray, int]:
         if np.any(w % (1 << s)):
             break
         q = w >> s
-        if not q.size or (q.min() >= -128 and q.max() <= 127):
+        if not q.size or (q.min() >= INT8_RANGE[0] and q.max() <= INT8_RANGE[1]):
             return q.astype(np.int8), s
     raise NetxError(f"layer {layer}: field weight spans {int(w.min())}..{int(w.max())} and is not int8 times a power "
                     f"of two; supported: weights w8 * 2**s with w8 in -128..127 (e.g. lava-dl's even -256..254)")

@@ -26,16 +26,16 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..config import FabricConfig
-from .ir import Network, NetworkError, Node, QConnection, QLayer, QNetwork, pair
+from ..geometry import POW2_STEPS
+from .ir import INT8_RANGE, Network, NetworkError, Node, QConnection, QLayer, QNetwork, pair
 from ..layouts import Kind
 
 # Activation ranges of a population: with a fused ReLU, and without one.
 RELU_RANGE = (0, 255)
 SIGNED_RANGE = (-128, 127)
 INPUT_HI = 255
-WEIGHT_MAX = 127            # symmetric int8
-WCONST_MAX = 127            # constant weights are stored in the signed 8-bit ESU field
-POW2_STEPS = (1, 2, 4, 8)   # strides and upsampling factors the PEG/ESU shift by
+WEIGHT_MAX = INT8_RANGE[1]  # symmetric int8
+WCONST_MAX = INT8_RANGE[1]  # constant weights are stored in the signed 8-bit ESU field
 MAX_KERNEL = 15
 MAX_PAD = 15
 

@@ -31,6 +31,7 @@ from ..frontend.ir import INPUT_MODES
 from ..layouts import EXTENDED_LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry
 
 EVENT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4")])
+EVENT_FIELDS = EVENT_DTYPE.names        # ("x", "y", "c", "d")
 OUT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4"), ("tag", "<i4")])
 MODEL_COUNTERS = ("packets_in", "synops", "spikes", "packets_out", "dropped")
 _PACKET_FIELDS = ("dest", "syn", "x", "y", "nx", "ny", "kx", "ky", "c", "d")
@@ -63,7 +64,7 @@ class FrameResult:
 def event_columns(events) -> dict[str, np.ndarray]:
     """Structured array or mapping with x, y, c, d -> dict of int64 arrays."""
     try:
-        cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in ("x", "y", "c", "d")}
+        cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in EVENT_FIELDS}
     except (KeyError, ValueError, IndexError, TypeError):
         raise ModelError("events must have fields x, y, c, d (a structured array or a dict of arrays)") from None
     if len({len(v) for v in cols.values()}) > 1:
@@ -299,9 +300,9 @@ class Model:
                 entries = {f: v[base:base + count] for f, v in core.peg.items()}
                 batch.append(self._peg(entries, sx, sy, sc, sd, src_core=ci))
         self._deliver(_concat(batch, _PACKET_FIELDS))
-        f = _concat(fired, ("x", "y", "c", "d"))
+        f = _concat(fired, EVENT_FIELDS)
         arr = np.zeros(len(f["d"]), dtype=EVENT_DTYPE)
-        for name in ("x", "y", "c", "d"):
+        for name in EVENT_FIELDS:
             arr[name] = f[name]
         return arr
 

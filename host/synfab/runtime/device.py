@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import SynfabError
 from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC,
                        STREAM_EVENT, RegisterMap, feature_name)
-from ..model.golden import OUT_DTYPE  # one definition of an output event
+from ..compiler.tables import BASE_WORDS, GLOBAL_TABLE_REGS
+from ..model.golden import EVENT_FIELDS, OUT_DTYPE  # one definition of an output event
 
 
 class DeviceError(SynfabError):
@@ -39,7 +40,7 @@ def stream_columns(events: dict, event_bits: int) -> dict:
     field of a stream beat (layouts.STREAM_EVENT) or d does not fit the fabric's event_bits (the
     fabric would wrap it): such an event cannot be sent to any backend. Events that fit but lie
     outside the input layer are the fabric's to drop and count."""
-    cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in ("x", "y", "c", "d")}
+    cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in EVENT_FIELDS}
     zeros = np.zeros(len(cols["x"]), np.int64)
     try:
         STREAM_EVENT.check({**cols, "tag": zeros, "eof": zeros}, "input event")
@@ -68,7 +69,7 @@ def check_fabric_runs(tables, backend: str) -> None:
 def event_words(cols: dict) -> np.ndarray:
     """Input stream beats (layouts.STREAM_EVENT, uint64) of events x, y, c, d."""
     zeros = np.zeros(len(cols["x"]), np.int64)
-    return STREAM_EVENT.pack64({k: np.asarray(cols[k], np.int64) for k in ("x", "y", "c", "d")}
+    return STREAM_EVENT.pack64({k: np.asarray(cols[k], np.int64) for k in EVENT_FIELDS}
                                | {"tag": zeros, "eof": zeros})
 
 
@@ -238,12 +239,12 @@ class RegisterDevice(Device):
         for c, ct in enumerate(tables.cores):
             self.write_reg("esu_count", ct.esu_count, core=c)
             self.write_reg("pop_count", ct.pop_count, core=c)
-        for name in ("in_w", "in_h", "in_c", "input_peg_count", "n_layers"):
+        for name in GLOBAL_TABLE_REGS:
             self.write_reg(name, int(tables.regs[name]))
         self.write_reg("threshold", self.threshold)
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
         self.tables = tables
-        self._state_writes = [w for w in writes if w[0][1] in ("acc", "sent")]
+        self._state_writes = [w for w in writes if w[0][1] in BASE_WORDS]
 
     def reset(self) -> None:
         self._need_tables()
