@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from synfab import zoo
+from synfab.analysis import zoo
 from synfab.config import FabricConfig
 from synfab_gateware import cost
 

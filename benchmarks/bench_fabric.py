@@ -16,7 +16,7 @@ import argparse
 import json
 
 from synfab import FabricConfig
-from synfab.bench import fabric_bench
+from synfab.analysis.bench import fabric_bench
 
 
 def main(argv=None) -> dict:

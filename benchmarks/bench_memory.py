@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from synfab import footprint, zoo
+from synfab.analysis import footprint, zoo
 
 
 def main(argv=None) -> dict:

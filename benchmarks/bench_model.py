@@ -16,11 +16,12 @@ import time
 
 import numpy as np
 
-from synfab import FabricConfig, reference
+from synfab import FabricConfig
+from synfab.model import reference
 from synfab.compiler import compile_network
-from synfab.ir import QConnection, QLayer, QNetwork
+from synfab.frontend.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import Kind
-from synfab.mapper import map_network
+from synfab.compiler.mapper import map_network
 from synfab.model import Model, input_events
 from synfab.randnet import random_input
 

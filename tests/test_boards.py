@@ -15,7 +15,8 @@ import os
 import numpy as np
 import pytest
 
-from synfab import api, randnet, reference
+from synfab import api, randnet
+from synfab.model import reference
 from synfab.config import FabricConfig
 
 PYNQ_BITSTREAM, PYNQ_FABRIC = "SYNFAB_PYNQ_BITSTREAM", "SYNFAB_PYNQ_FABRIC"

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synfab import PRESETS, reference
-from synfab.bundle import MAGIC, BundleError, decode, encode, load, save
+from synfab import PRESETS
+from synfab.model import reference
+from synfab.compiler.bundle import MAGIC, BundleError, decode, encode, load, save
 from synfab.compiler import CompileError, compile_network, tables_to_words
-from synfab.ir import QConnection, QLayer, QNetwork
+from synfab.frontend.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, LAYOUT_VERSIONS, Kind, RegisterMap
 from synfab.model import Model, input_events
 from synfab.randnet import configs_and_qnetworks, random_input, random_qnetwork

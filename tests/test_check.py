@@ -196,7 +196,7 @@ def test_a_wrong_neuron_state_is_located(workload, field):
 
 def test_the_cli_reports_a_mismatch_in_one_line(workload, tmp_path, monkeypatch, capsys):
     tables, frames, _, _ = workload
-    from synfab import bundle
+    from synfab.compiler import bundle
     path = tmp_path / "net.sfb"
     bundle.save(tables, path)
     images = tmp_path / "frames.npz"

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from synfab import bundle, reference
+from synfab.compiler import bundle
+from synfab.model import reference
 from synfab.cli import main
 from synfab.demo import demo_qnetwork, load_demo_digits
 
@@ -176,7 +177,8 @@ def test_no_traceback_in_a_real_process(tmp_path):
 
 
 def test_compile_float_network_reports_float_vs_quantized_accuracy(capsys, tmp_path):
-    from synfab import demo, netfile, quant
+    from synfab import demo
+    from synfab.frontend import netfile, quant
     imgs, labels = load_demo_digits(60)
     calib = tmp_path / "calib.npz"
     np.savez(calib, images=imgs, labels=labels)

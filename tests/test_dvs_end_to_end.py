@@ -9,9 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from synfab import api, events, netfile
+from synfab import api, events
+from synfab.frontend import netfile
 from synfab.cli import main
-from synfab.workloads import dvs_network as dvs_cnn   # the benchmark's DVS workload network
+from synfab.analysis.workloads import dvs_network as dvs_cnn   # the benchmark's DVS workload network
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from synfab import SynfabError, footprint, layouts, mapper, quant, zoo
+from synfab import SynfabError, layouts
+from synfab.analysis import footprint, zoo
+from synfab.compiler import mapper
+from synfab.frontend import quant
 from synfab.config import FabricConfig
-from synfab.ir import Network, Node
+from synfab.frontend.ir import Network, Node
 from synfab.layouts import Kind
 
 SCHEMES = ("explicit", "loihi", "dynapcnn", "pegesu")

@@ -9,12 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from synfab import api, bundle, frontend, netfile, quant
+from synfab import api, frontend
+from synfab.compiler import bundle
+from synfab.frontend import netfile, quant
 from synfab.cli import main
 from synfab.errors import SynfabError
 from synfab.frontend import FORMATS, load_model
-from synfab.ir import Network, NetworkError
-from synfab.torch_import import from_torch
+from synfab.frontend.ir import Network, NetworkError
+from synfab.frontend.torch_import import from_torch
 
 SHAPE = (1, 16, 16)
 

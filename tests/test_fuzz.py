@@ -113,7 +113,7 @@ def test_fabric_config_undecodable_or_deeply_nested(tmp_path):
 
 
 def _netfile(tmp_path, edit, quantized=False):
-    from synfab import netfile
+    from synfab.frontend import netfile
     path = tmp_path / ("q.json" if quantized else "n.json")
     (netfile.save_q(fuzz_targets.tiny_qnetwork(), path) if quantized else
      netfile.save(fuzz_targets.tiny_network(), path))
@@ -133,7 +133,7 @@ def _netfile(tmp_path, edit, quantized=False):
     (lambda d: d.update(params=3), "must name the .npz file"),
 ])
 def test_float_network_file_with_wrong_types(tmp_path, edit, match):
-    from synfab import netfile
+    from synfab.frontend import netfile
     raises_one_line(netfile.load, _netfile(tmp_path, edit), match=match)
 
 
@@ -146,12 +146,12 @@ def test_float_network_file_with_wrong_types(tmp_path, edit, match):
     (lambda d: d.update(input_shape=5), "field 'input_shape' must be a JSON array"),
 ])
 def test_quantized_network_file_with_wrong_types(tmp_path, edit, match):
-    from synfab import netfile
+    from synfab.frontend import netfile
     raises_one_line(netfile.load_q, _netfile(tmp_path, edit, quantized=True), match=match)
 
 
 def test_network_file_deep_nesting_and_empty_npz(tmp_path):
-    from synfab import netfile
+    from synfab.frontend import netfile
     path = _netfile(tmp_path, lambda d: None)
     (tmp_path / "n.npz").write_bytes(b"")
     raises_one_line(netfile.load, path, match="not a valid .npz")
@@ -228,13 +228,13 @@ def _replace(name, value):
     (lambda f: (f.__delitem__("layer"), f.create_dataset("layer", data=1)), "no 'layer' group"),
 ])
 def test_netx_fields_of_the_wrong_kind(tmp_path, edit, match):
-    from synfab import netx
+    from synfab.frontend import netx
     raises_one_line(netx.load, _netx_file(tmp_path, edit), match=match, error=netx.NetxError)
 
 
 def test_netx_damaged_hdf5_structures(tmp_path):
     """Bit flips inside HDF5's object headers make h5py raise KeyError or RuntimeError mid-read."""
-    from synfab import netx
+    from synfab.frontend import netx
     seed = fuzz_targets._netx_seed()["n.net"]
     damaged = 0
     for at in range(96, len(seed), 397):
@@ -348,7 +348,8 @@ def _damaged_zip_member(data: bytes, offset: int, value: bytes) -> bytes:
     (10, b"\x63\x00", "compression method"),            # method 99: zipfile raises NotImplementedError
 ])
 def test_npz_with_damaged_zip_fields(tmp_path, offset, value, match):
-    from synfab import events, netfile
+    from synfab import events
+    from synfab.frontend import netfile
     seed = TARGETS["npz-events"].seeds()[0]["e.npz"]
     (tmp_path / "e.npz").write_bytes(_damaged_zip_member(seed, offset, value))
     raises_one_line(events.read, tmp_path / "e.npz", match=match)
@@ -358,13 +359,13 @@ def test_npz_with_damaged_zip_fields(tmp_path, offset, value, match):
 
 
 def test_network_file_values_with_line_breaks_stay_on_one_line(tmp_path):
-    from synfab import netfile
+    from synfab.frontend import netfile
     raises_one_line(netfile.load, _netfile(tmp_path, lambda d: d.update(version="\u00e9\n")), match="version")
     raises_one_line(netfile.load, _netfile(tmp_path, lambda d: d.update(params="a\nb.npz")), match="not found")
 
 
 def test_netx_stride_zero(tmp_path):
-    from synfab import netx
+    from synfab.frontend import netx
     raises_one_line(netx.load, _netx_file(tmp_path, _replace("layer/1/stride", np.array([0, 0]))),
                     match="layer 1 \\(conv\\).*ZeroDivisionError", error=netx.NetxError)
 
@@ -382,7 +383,7 @@ def test_nir_output_without_an_input():
 def test_hdf5_file_whose_group_listing_never_ends(monkeypatch):
     """A damaged link list that HDF5 iterates without end (in C, where no signal reaches): the readers
     list the groups in a forked child first and give up after WALK_SECONDS."""
-    from synfab import h5check
+    from synfab.frontend import h5check
     from synfab.frontend import nir as snir
     monkeypatch.setattr(h5check, "WALK_SECONDS", 1.0)
     start = time.monotonic()
@@ -400,7 +401,7 @@ def test_hdf5_file_whose_group_listing_never_ends(monkeypatch):
 def test_hdf5_file_that_crashes_the_hdf5_library(tmp_path):
     """One flipped byte in a string dataset's header: reading it is a segmentation fault inside HDF5.
     The trial read in a forked child dies instead of the reader."""
-    from synfab import netx
+    from synfab.frontend import netx
     path = FIXTURES / "hdf5_crash.net"      # the netx seed with byte 9227 (in layer/0/neuron/activation) flipped
     raises_one_line(netx.load, path, match="HDF5 library crashes reading it \\(SIGSEGV\\)", error=netx.NetxError)
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synfab import api, demo, reference
+from synfab import api, demo
+from synfab.model import reference
 from synfab.config import FabricConfig
-from synfab.ir import NetworkError
+from synfab.frontend.ir import NetworkError
 from synfab.layouts import Kind
-from synfab.mapper import MappingError
+from synfab.compiler.mapper import MappingError
 
 # The spec: 28x28x1 -> conv 5x5 x20 -> ReLU -> avg pool 2 -> conv 5x5 x32 -> ReLU -> avg pool 2
 # -> conv 3x3 x128 -> ReLU -> avg pool 2 -> flatten -> fc 500 -> ReLU -> fc 10, no bias.
@@ -142,7 +143,7 @@ def test_training_script_model_imports_to_the_shipped_network(monkeypatch):
     torch = pytest.importorskip("torch")
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "tools"))
     train_lenet = importlib.import_module("train_lenet")
-    from synfab import quant
+    from synfab.frontend import quant
     shipped = demo.load_lenet_network()
     model = train_lenet.model()
     assert not [name for name, _ in model.named_parameters() if name.endswith("bias")]

@@ -15,10 +15,11 @@ pytest.importorskip("migen")
 pytest.importorskip("litex")
 
 from envtools import litex_sim_marks  # noqa: E402
-from synfab import api, demo, reference  # noqa: E402
+from synfab import api, demo
+from synfab.model import reference  # noqa: E402
 from synfab.cli import main  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
-from synfab.quant import quantize_input  # noqa: E402
+from synfab.frontend.quant import quantize_input  # noqa: E402
 
 CFG = PRESETS["ulx3s-85f"]
 pytestmark = litex_sim_marks()

@@ -15,7 +15,8 @@ pytest.importorskip("migen")
 pytest.importorskip("litex")
 
 from envtools import find_tool, litex_sim_marks  # noqa: E402
-from synfab import api, randnet, reference  # noqa: E402
+from synfab import api, randnet
+from synfab.model import reference  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, ID_MAGIC, feature_mask  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402

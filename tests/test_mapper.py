@@ -7,13 +7,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from synfab import PRESETS, FabricConfig, zoo
+from synfab import PRESETS, FabricConfig
+from synfab.analysis import zoo
 from synfab.compiler import compile_network
-from synfab.ir import QConnection, QLayer, QNetwork
+from synfab.frontend.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import Kind
-from synfab.mapper import MappingError, map_network
+from synfab.compiler.mapper import MappingError, map_network
 from synfab.model import Model
-from synfab.quant import lower
+from synfab.frontend.quant import lower
 from synfab.randnet import configs_and_qnetworks
 
 CAPS = {"neurons": "neurons_per_core", "weight_words": "weight_words_per_core", "peg_entries": "peg_entries_per_core",

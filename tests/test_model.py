@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from synfab import PRESETS, FabricConfig, arith, reference
+from synfab import PRESETS, FabricConfig, arith
+from synfab.model import reference
 from synfab.compiler import compile_network
-from synfab.ir import QConnection, QLayer, QNetwork
+from synfab.frontend.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import Kind
-from synfab.mapper import MappingError, map_network
+from synfab.compiler.mapper import MappingError, map_network
 from synfab.model import EVENT_DTYPE, Model, ModelError, input_events
 from synfab.randnet import BLOCKS, EXTRA_BLOCKS, configs_and_qnetworks, random_input, random_qnetwork
 

@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from synfab import netfile, quant, reference
-from synfab.ir import Network, NetworkError, Node
+from synfab.frontend import netfile, quant
+from synfab.model import reference
+from synfab.frontend.ir import Network, NetworkError, Node
 
 
 def small_net(with_params=True):

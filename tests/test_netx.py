@@ -14,10 +14,12 @@ import pytest
 
 h5py = pytest.importorskip("h5py", reason="h5py (setup.sh installs it)")
 
-from synfab import arith, netx, netx_vectors, reference  # noqa: E402
+from synfab import arith
+from synfab.frontend import netx, netx_vectors
+from synfab.model import reference  # noqa: E402
 from synfab.compiler import compile_network  # noqa: E402
 from synfab.model import Model, frame_events  # noqa: E402
-from synfab.netx import NetxError, lava_dense_weights, weight_shift  # noqa: E402
+from synfab.frontend.netx import NetxError, lava_dense_weights, weight_shift  # noqa: E402
 
 LIF_LAYERS = ["input", "conv-0", "conv-1", "conv-2", "conv-3", "conv-4", "fc-0", "fc-1", "fc-2", "fc-3"]
 SPIKED_V = 128          # what pilotnet_lif's files record as the voltage of a neuron that spiked
@@ -61,7 +63,8 @@ def test_pilotnet_sdnn_output_equals_lava_at_every_step():
 
 
 def test_pilotnet_sdnn_through_a_bundle_on_the_model_backend(tmp_path):
-    from synfab import api, bundle
+    from synfab import api
+    from synfab.compiler import bundle
     d = netx_vectors.fetch("pilotnet_sdnn")
     tables = api.compile_file(d / "network.net")
     bundle.save(tables, tmp_path / "p.sfb")

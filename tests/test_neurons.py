@@ -10,13 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synfab import PRESETS, FabricConfig, arith, reference
+from synfab import PRESETS, FabricConfig, arith
+from synfab.model import reference
 from synfab.arith import Activation, Neuron, NeuronError
-from synfab.bundle import decode, encode
+from synfab.compiler.bundle import decode, encode
 from synfab.compiler import compile_network
-from synfab.ir import QConnection, QLayer, QNetwork
+from synfab.frontend.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, Kind
-from synfab.mapper import MappingError, map_network
+from synfab.compiler.mapper import MappingError, map_network
 from synfab.model import Model, frame_events
 from synfab.randnet import random_frames, random_neuron_qnetwork, random_qnetwork
 

@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 
 nir = pytest.importorskip("nir", reason="nir (setup.sh installs it)")
 
-from synfab import arith, demo, quant, reference  # noqa: E402
+from synfab import arith, demo
+from synfab.frontend import quant
+from synfab.model import reference  # noqa: E402
 from synfab.frontend import nir as snir  # noqa: E402
 from synfab.frontend import nir_export  # noqa: E402
-from synfab.ir import Network, Node  # noqa: E402
+from synfab.frontend.ir import Network, Node  # noqa: E402
 
 DT = 1e-3
 N_IN, N_OUT, STEPS = 4, 3, 8

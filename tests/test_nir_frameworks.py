@@ -24,7 +24,8 @@ from snntorch import utils as snn_utils  # noqa: E402
 from snntorch.export_nir import export_to_nir  # noqa: E402
 from snntorch.import_nir import import_from_nir  # noqa: E402
 
-from synfab import demo, reference  # noqa: E402
+from synfab import demo
+from synfab.model import reference  # noqa: E402
 from synfab.frontend import nir as snir  # noqa: E402
 from synfab.frontend import nir_export  # noqa: E402
 

@@ -10,10 +10,12 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from synfab import api, quant, reference
+from synfab import api
+from synfab.frontend import quant
+from synfab.model import reference
 from synfab.frontend import load_model
-from synfab.ir import Network, NetworkError, QNetwork
-from synfab.torch_import import from_torch
+from synfab.frontend.ir import Network, NetworkError, QNetwork
+from synfab.frontend.torch_import import from_torch
 
 SHAPE = (1, 16, 16)
 

@@ -10,7 +10,7 @@ pytest.importorskip("matplotlib")
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from synfab import plots
+from synfab.analysis import plots
 from synfab.errors import SynfabError
 from synfab.events import make_events
 

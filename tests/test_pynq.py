@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 pynq = pytest.importorskip("pynq")
 
-from synfab import api, randnet, reference  # noqa: E402
+from synfab import api, randnet
+from synfab.model import reference  # noqa: E402
 from synfab.config import FabricConfig  # noqa: E402
 from synfab.demo import demo_qnetwork, load_demo_digits  # noqa: E402
 from synfab.layouts import IP_VLNV, RegisterMap  # noqa: E402
-from synfab.quant import quantize_input  # noqa: E402
+from synfab.frontend.quant import quantize_input  # noqa: E402
 from synfab.runtime import pynq_mock  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.model import ModelDevice  # noqa: E402

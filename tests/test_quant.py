@@ -4,9 +4,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from synfab import demo, quant, reference
+from synfab import demo
+from synfab.frontend import quant
+from synfab.model import reference
 from synfab.config import FabricConfig
-from synfab.ir import Network, NetworkError, Node
+from synfab.frontend.ir import Network, NetworkError, Node
 from synfab.layouts import Kind
 
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from synfab import reference
-from synfab.ir import NetworkError, QConnection, QLayer, QNetwork
+from synfab.model import reference
+from synfab.frontend.ir import NetworkError, QConnection, QLayer, QNetwork
 from synfab.layouts import Kind
 
 

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from synfab import api, reference
+from synfab import api
+from synfab.model import reference
 from synfab.config import PRESETS
 from synfab.demo import demo_qnetwork, load_demo_digits
-from synfab.quant import quantize_input
+from synfab.frontend.quant import quantize_input
 from synfab.runtime.stream import MismatchError, input_deltas
 
 

@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from synfab import quant  # noqa: E402
-from synfab.ir import UNSUPPORTED_HINT, NetworkError  # noqa: E402
-from synfab.torch_import import from_torch  # noqa: E402
+from synfab.frontend import quant  # noqa: E402
+from synfab.frontend.ir import UNSUPPORTED_HINT, NetworkError  # noqa: E402
+from synfab.frontend.torch_import import from_torch  # noqa: E402
 
 
 def same_as_torch(module, shape, n=4, seed=0):
@@ -142,7 +142,8 @@ def test_synfab_imports_without_torch():
 
 
 def test_rectangular_conv_and_pool_import_quantize_and_run_exactly():
-    from synfab import PRESETS, reference
+    from synfab import PRESETS
+    from synfab.model import reference
     from synfab.compiler import compile_network
     from synfab.model import Model, input_events
     torch.manual_seed(3)

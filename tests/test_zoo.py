@@ -1,7 +1,8 @@
 """Zoo networks against published weight and MAC counts (independent oracle)."""
 import pytest
 
-from synfab import SynfabError, zoo
+from synfab import SynfabError
+from synfab.analysis import zoo
 
 # (weights, MACs) as published; MACs = multiply-accumulates of conv and dense layers.
 PUBLISHED = {

@@ -31,8 +31,9 @@ import torch.nn as nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host"))
 
-from synfab import demo, netfile, quant  # noqa: E402
-from synfab.torch_import import from_torch  # noqa: E402
+from synfab import demo
+from synfab.frontend import netfile, quant  # noqa: E402
+from synfab.frontend.torch_import import from_torch  # noqa: E402
 
 SUBSET = 500
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"

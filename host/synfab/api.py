@@ -62,12 +62,12 @@ def load_images(path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def quantize_network(net, calib=None):
-    from .ir import QNetwork
+    from .frontend.ir import QNetwork
     if isinstance(net, QNetwork):
         return net
     if calib is None:
         raise SynfabError("a float network needs calibration inputs: pass --calib FILE.npz (images)")
-    from . import quant
+    from .frontend import quant
     imgs, _ = load_images(calib) if isinstance(calib, (str, Path)) else (np.asarray(calib), None)
     return quant.quantize(net, imgs.astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0))
 
@@ -77,14 +77,14 @@ def default_fabric(qnet) -> FabricConfig:
     the gateware does not run yet (unsupported_features: e.g. a netx network) the smallest mesh
     of wide cores (24-bit events and state, netx.NETX_FABRIC) it maps onto, for the golden model."""
     if qnet.unsupported_features():
-        from . import netx
+        from .frontend import netx
         return netx.fabric(qnet)
     return FabricConfig()
 
 
 def compile_qnetwork(qnet, fabric: FabricConfig | None = None):
-    from .compiler import compile_network
-    from .mapper import map_network
+    from .compiler.build import compile_network
+    from .compiler.mapper import map_network
     cfg = fabric or default_fabric(qnet)
     return compile_network(qnet, cfg, map_network(qnet, cfg))
 
@@ -95,7 +95,7 @@ def compile_file(path, out=None, fabric: FabricConfig | None = None, calib=None,
     also written as a bundle to `out` when given."""
     tables = compile_qnetwork(quantize_network(load_network(path, **options), calib), fabric)
     if out is not None:
-        from . import bundle
+        from .compiler import bundle
         bundle.save(tables, out)
     return tables
 
@@ -110,7 +110,7 @@ def compile_with_report(path, fabric: FabricConfig | None = None, calib=None, **
     if qnet is not net and isinstance(calib, (str, Path)):
         imgs, labels = load_images(calib)
         if labels is not None:
-            from . import quant
+            from .frontend import quant
             x = imgs.astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0)
             info["accuracy"] = quant.evaluate(net, qnet, x, labels, acc_bits=tables.cfg.acc_bits)
     return tables, info
@@ -136,18 +136,18 @@ def bundle_summary(tables) -> dict:
 
 # -- report ------------------------------------------------------------------------------------------
 def report(target: str, neurons_per_core: int = 1024, fabric=None, **options) -> dict:
-    from . import footprint
+    from .analysis import footprint
     if target.startswith("zoo:"):
-        from . import zoo
+        from .analysis import zoo
         return footprint.analyze(zoo.get(target[4:]), neurons_per_core=neurons_per_core)
     if target.endswith(".sfb"):
-        from . import bundle
+        from .compiler import bundle
         tables = bundle.load(target)
         return {"bundle": bundle_summary(tables)}
     net = load_network(target, **options)
     result = footprint.analyze(net, neurons_per_core=neurons_per_core)
     if fabric:
-        from .ir import QNetwork
+        from .frontend.ir import QNetwork
         if isinstance(net, QNetwork):
             result["mapping"] = bundle_summary(compile_qnetwork(net, FabricConfig.load(fabric)))
     return result
@@ -155,7 +155,7 @@ def report(target: str, neurons_per_core: int = 1024, fabric=None, **options) ->
 
 def format_report(result: dict) -> str:
     if "schemes" in result:
-        from . import footprint
+        from .analysis import footprint
         return footprint.format_table(result)
     return json.dumps(result, indent=2)
 
@@ -253,8 +253,8 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
     """The main job: real MNIST test digits through a shipped quantized CNN ('demo' or 'lenet',
     synfab.demo) on a backend, compiled for `fabric` (default: the network's own, demo.fabric)."""
     from . import demo as shipped
-    from . import reference
-    from .quant import quantize_input
+    from .model import reference
+    from .frontend.quant import quantize_input
     if frames < 1:
         raise SynfabError("--frames must be >= 1")
     qnet = shipped.qnetwork(network)

@@ -85,7 +85,7 @@ def _model_opts(q) -> None:
 
 def cmd_compile(a):
     from . import api
-    from . import bundle
+    from .compiler import bundle
     tables, info = api.compile_with_report(a.network, fabric=_fabric_or_none(a.fabric), calib=a.calib,
                                            **model_options(a))
     bundle.save(tables, a.output)
@@ -121,7 +121,7 @@ def cmd_report(a):
     from . import api
     result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric, **model_options(a))
     if a.plot:
-        from . import footprint
+        from .analysis import footprint
         footprint.plot(result, a.plot)
     if a.json:
         _print(result, True)
@@ -132,7 +132,7 @@ def cmd_report(a):
 # -- run / demo --------------------------------------------------------------------------------
 def cmd_run(a):
     from . import api
-    from . import bundle
+    from .compiler import bundle
     tables = bundle.load(a.bundle)
     frames = api.frames_from_files(tables, events=a.events, images=a.images, frames=a.frames,
                                    window_ms=a.window_ms, events_per_frame=a.events_per_frame, inputs=a.inputs)
@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # These import only numpy and the standard library (heavy tools load inside their handlers),
     # so a failing import is a bug to see, not an optional feature to hide.
-    from . import bench, hwcli
+    from .analysis import bench
+    from . import hwcli
     from .events import cli as events_cli
     for mod in (events_cli, hwcli, bench):
         mod.register(sub)

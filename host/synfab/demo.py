@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import netfile, quant
+from .frontend import netfile, quant
 from .config import FabricConfig
-from .ir import Network, NetworkError, QNetwork
+from .frontend.ir import Network, NetworkError, QNetwork
 
 DATA = Path(__file__).parent / "data"
 NETWORK_FILES = {"demo": "demo_mnist.json", "lenet": "lenet_mnist.json"}

@@ -71,7 +71,7 @@ def _read_events(path: Path):
 # Networks
 def tiny_network():
     """input (1, 6, 6) -> conv 2x3x3 -> relu -> avgpool 2 -> flatten -> dense 3."""
-    from .ir import Network, Node
+    from .frontend.ir import Network, Node
     rng = np.random.default_rng(0)
     return Network([
         Node("input", "input", attrs=dict(shape=[1, SIDE, SIDE])),
@@ -87,18 +87,18 @@ def tiny_network():
 
 @functools.lru_cache(maxsize=None)
 def tiny_qnetwork():
-    from . import quant
+    from .frontend import quant
     images = np.random.default_rng(1).integers(0, 256, (8, 1, SIDE, SIDE))
     return quant.quantize(tiny_network(), images / 255.0)
 
 
 def _netfile_seed() -> dict[str, bytes]:
-    from . import netfile
+    from .frontend import netfile
     return _files_of(lambda d: netfile.save(tiny_network(), d / "net.json"), "net.json", "net.npz")
 
 
 def _netfile_q_seed() -> dict[str, bytes]:
-    from . import netfile
+    from .frontend import netfile
     return _files_of(lambda d: netfile.save_q(tiny_qnetwork(), d / "q.json"), "q.json", "q.npz")
 
 
@@ -110,7 +110,7 @@ def _nir_seeds() -> list[dict[str, bytes]]:
 
 def _netx_seed() -> dict[str, bytes]:
     """A netx file written as lava-dl's slayer writes one: input, conv, dense (sigma-delta)."""
-    from . import netx
+    from .frontend import netx
     rng = np.random.default_rng(2)
     sdnn = {"type": "SDNN", "activation": "relu", "vThMant": 20}
     layers = [{"type": "input", "shape": [2, SIDE, SIDE], "neuron": sdnn},
@@ -144,12 +144,12 @@ def _onnx_seed() -> dict[str, bytes]:
 
 
 def _netfile_load(path):
-    from . import netfile
+    from .frontend import netfile
     return netfile.load_q(path) if path.name.startswith("q") else netfile.load(path)
 
 
 def _netx_load(path):
-    from . import netx
+    from .frontend import netx
     return netx.load(path)
 
 
@@ -171,14 +171,14 @@ def _load_model(path):
 # ---------------------------------------------------------------------------------------------
 # Bundles, fabric configs, images
 def _bundle_seed() -> dict[str, bytes]:
-    from . import bundle
-    from .compiler import compile_network
+    from .compiler import bundle
+    from .compiler.build import compile_network
     from .config import FabricConfig
     return {"b.bundle": bundle.encode(compile_network(tiny_qnetwork(), FabricConfig()))}
 
 
 def _bundle_load(path):
-    from . import bundle
+    from .compiler import bundle
     return bundle.load(path)
 
 

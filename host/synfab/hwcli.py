@@ -178,7 +178,7 @@ def cmd_cost(a):
     network = None
     if a.network:
         from .api import load_network
-        from .ir import QNetwork
+        from .frontend.ir import QNetwork
         network = load_network(a.network)
         if not isinstance(network, QNetwork):
             raise SynfabError(f"--network {a.network} is a float network; give a quantized network or demo")

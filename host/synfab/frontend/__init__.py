@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SynfabError
-from ..netx import is_netx_file
+from .netx import is_netx_file
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def is_torch_pickle(path: Path) -> bool:
 # themselves when their modules are imported below.
 @register("network JSON", (".json",), sniff=is_json_file)
 def _load_network_json(path: Path):
-    from .. import netfile
+    from . import netfile
     try:
         kind = json.loads(path.read_text()).get("kind", "float")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
@@ -184,7 +184,7 @@ def _load_nir(path: Path, dt=None, convention="nir", input_scale=1.0, input_max=
 
 @register("lava-dl netx", (".net",), requires=("h5py",), extra="netx", sniff=is_hdf5_file)
 def _load_netx(path: Path):
-    from .. import netx
+    from . import netx
     return netx.load(path)
 
 

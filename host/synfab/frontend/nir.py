@@ -51,11 +51,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import arith, h5check
+from .. import arith
+from . import h5check
 from ..errors import SynfabError
-from ..ir import Network, NetworkError, Node, QConnection, QLayer, QNetwork, conv_out
+from .ir import Network, NetworkError, Node, QConnection, QLayer, QNetwork, conv_out
 from ..layouts import Kind
-from ..quant import WEIGHT_MAX
+from .quant import WEIGHT_MAX
 
 SNNTORCH_DT = 1e-4          # snnTorch's export_to_nir writes tau = dt / (1 - beta) with this dt
 DEFAULT_DT = SNNTORCH_DT

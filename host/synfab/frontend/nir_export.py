@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import arith
-from ..ir import Network, Node, QConnection, QLayer, QNetwork, pair
+from .ir import Network, Node, QConnection, QLayer, QNetwork, pair
 from ..layouts import Kind
-from ..reference import _unshifted_weight
+from ..model.reference import _unshifted_weight
 from .nir import DEFAULT_DT, FLOAT_KIND, VECTOR_FLATTEN, NirError, _nir
 
 RELU_THRESHOLD = 1.0                # sinabs.from_model's spike threshold for a ReLU

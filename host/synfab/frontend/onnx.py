@@ -39,8 +39,8 @@ import numpy as np
 
 from ..config import FabricConfig
 from ..errors import SynfabError
-from ..ir import Network, NetworkError, Node, QNetwork
-from ..quant import RELU_RANGE, _mult_shift, constant_weight_scale, lower
+from .ir import INT8_RANGE, Network, NetworkError, Node, QNetwork
+from .quant import RELU_RANGE, _mult_shift, constant_weight_scale, lower
 from . import first_line, register
 
 WEIGHT_BITS = 8   # the fabric's weights: int8
@@ -556,7 +556,7 @@ def _one_scale(q: QuantizedConstant, layer: str, what: str) -> float:
 
 
 def _int8_weight(q: QuantizedConstant, layer: str) -> np.ndarray:
-    if q.bits > WEIGHT_BITS or q.ints.min(initial=0) < -128 or q.ints.max(initial=0) > 127:
+    if q.bits > WEIGHT_BITS or q.ints.min(initial=0) < INT8_RANGE[0] or q.ints.max(initial=0) > INT8_RANGE[1]:
         raise OnnxImportError(f"layer {layer!r}: {q.bits}-bit weights are not supported; supported: at most "
                               f"{WEIGHT_BITS}-bit weights (the fabric's int8)")
     return q.ints.astype(np.int8)

@@ -17,8 +17,8 @@ import re
 from types import SimpleNamespace
 
 from ..errors import SynfabError
-from ..ir import Network, NetworkError
-from ..torch_import import _Importer, from_torch, import_torch
+from .ir import Network, NetworkError
+from .torch_import import _Importer, from_torch, import_torch
 from . import first_line, is_torch_pickle, is_torch_program, register
 
 ATEN_HANDLERS: dict = {}

@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import SynfabError
 from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC,
                        STREAM_EVENT, RegisterMap, feature_name)
-from ..model import OUT_DTYPE  # one definition of an output event
+from ..compiler.tables import BASE_WORDS, GLOBAL_TABLE_REGS
+from ..model.golden import EVENT_FIELDS, OUT_DTYPE  # one definition of an output event
 
 
 class DeviceError(SynfabError):
@@ -39,7 +40,7 @@ def stream_columns(events: dict, event_bits: int) -> dict:
     field of a stream beat (layouts.STREAM_EVENT) or d does not fit the fabric's event_bits (the
     fabric would wrap it): such an event cannot be sent to any backend. Events that fit but lie
     outside the input layer are the fabric's to drop and count."""
-    cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in ("x", "y", "c", "d")}
+    cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in EVENT_FIELDS}
     zeros = np.zeros(len(cols["x"]), np.int64)
     try:
         STREAM_EVENT.check({**cols, "tag": zeros, "eof": zeros}, "input event")
@@ -63,6 +64,26 @@ def check_fabric_runs(tables, backend: str) -> None:
         shown = "; ".join(features[:4]) + (f"; and {len(features) - 4} more" if len(features) > 4 else "")
         raise DeviceError(f"{backend}: the fabric does not support yet: {shown or f'table layout version {tables.version}'}"
                           f" (table layout version {tables.version}); run this bundle with --backend model")
+
+
+def event_words(cols: dict) -> np.ndarray:
+    """Input stream beats (layouts.STREAM_EVENT, uint64) of events x, y, c, d."""
+    zeros = np.zeros(len(cols["x"]), np.int64)
+    return STREAM_EVENT.pack64({k: np.asarray(cols[k], np.int64) for k in EVENT_FIELDS}
+                               | {"tag": zeros, "eof": zeros})
+
+
+def eof_word() -> np.ndarray:
+    """The end-of-frame beat (eof = 1, sent with TLAST)."""
+    return STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})
+
+
+def frame_beats(cols: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A frame's input beats and their TLAST flags: the events, then the end-of-frame beat."""
+    words = np.concatenate([event_words(cols), eof_word()])
+    lasts = np.zeros(len(words), dtype=np.uint8)
+    lasts[-1] = 1
+    return words, lasts
 
 
 def events_array(x, y, c, d) -> dict:
@@ -179,7 +200,7 @@ class RegisterDevice(Device):
 
     def _table_writes(self, tables):
         """(addresses, words) of every window the bundle fills, in load order."""
-        from ..compiler import tables_to_words
+        from ..compiler.tables import tables_to_words
         out = []
         # In the fabric's layouts (version-1 tables: square, unshifted, compiler.at_version), and
         # only the per-neuron words the tables' neuron models use.
@@ -218,12 +239,12 @@ class RegisterDevice(Device):
         for c, ct in enumerate(tables.cores):
             self.write_reg("esu_count", ct.esu_count, core=c)
             self.write_reg("pop_count", ct.pop_count, core=c)
-        for name in ("in_w", "in_h", "in_c", "input_peg_count", "n_layers"):
+        for name in GLOBAL_TABLE_REGS:
             self.write_reg(name, int(tables.regs[name]))
         self.write_reg("threshold", self.threshold)
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
         self.tables = tables
-        self._state_writes = [w for w in writes if w[0][1] in ("acc", "sent")]
+        self._state_writes = [w for w in writes if w[0][1] in BASE_WORDS]
 
     def reset(self) -> None:
         self._need_tables()
@@ -253,13 +274,7 @@ class RegisterDevice(Device):
 
     def run_frame(self, events: dict) -> FrameOutput:
         self._need_tables()
-        cols = stream_columns(events, self.cfg.event_bits)
-        n = len(cols["x"])
-        words = STREAM_EVENT.pack64({**cols, "tag": np.zeros(n, np.int64), "eof": np.zeros(n, np.int64)})
-        marker = STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})
-        words = np.concatenate([words, marker])
-        lasts = np.zeros(len(words), dtype=np.uint8)
-        lasts[-1] = 1
+        words, lasts = frame_beats(stream_columns(events, self.cfg.event_bits))
         # Counters (and layer_spikes) restart every frame: what we read after it is this frame's.
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
         out_words, out_lasts, cycles = self._exchange(words, lasts)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from ..model import Model
+from ..model.golden import Model
 from .device import Device, DeviceError, FrameOutput, stream_columns
 
 

@@ -13,16 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SynfabError
-from ..model import frame_events
+from ..model.golden import changes, frame_events, step_input
 from .check import MismatchError, check_frame  # noqa: F401  (MismatchError: part of this module's API)
 from .device import Device, events_array
 
 
 def input_deltas(prev: np.ndarray, cur: np.ndarray) -> dict:
     """Events (x, y, c, d) that turn input activation `prev` into `cur` (both (C, H, W))."""
-    diff = cur.astype(np.int64) - prev.astype(np.int64)
-    c, y, x = np.nonzero(diff)
-    return events_array(x, y, c, diff[c, y, x])
+    return events_array(*changes(step_input(prev, cur)))
 
 
 def _as_dict(events) -> dict:

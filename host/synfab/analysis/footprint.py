@@ -69,13 +69,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import layouts
-from .config import FabricConfig
-from .errors import SynfabError
-from .ir import Network, QConnection, QLayer, QNetwork
-from .layouts import Kind
-from .mapper import MappingError, connection_hits, map_network, weight_shape, words_per_channel
-from .quant import lower
+from .. import layouts
+from ..config import FabricConfig
+from ..errors import SynfabError
+from ..geometry import taps as _taps
+from ..frontend.ir import Network, QConnection, QLayer, QNetwork
+from ..layouts import Kind
+from ..compiler.mapper import MappingError, connection_hits, map_network, weight_shape, words_per_channel
+from ..frontend.quant import lower
 
 SCHEMES = ("explicit", "loihi", "dynapcnn", "pegesu")
 # Loihi synapse-memory format (nengo-loihi SynapseConfig): index widths it can encode,
@@ -95,22 +96,8 @@ def _log2_ceil(n: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------
-# Geometry: which kernel taps join a source coordinate to a destination range, per axis.
-@functools.lru_cache(maxsize=None)
-def _taps(n_src: int, k: int, stride: int, pad: int, up: int, t0: int, t1: int) -> np.ndarray:
-    """bool (n_src, k): tap k of source coordinate p reaches an output in t0..t1.
-
-    Source p sits at z = p*up + pad in the zero-inserted, padded input; output o reads
-    z = o*stride + k (DESIGN.md connection geometry).
-    """
-    z = np.arange(n_src)[:, None] * up + pad
-    num = z - np.arange(k)[None, :]
-    out = num // stride
-    taps = (num >= 0) & (num % stride == 0) & (out >= t0) & (out <= t1)
-    taps.setflags(write=False)
-    return taps
-
-
+# Geometry: which kernel taps join a source coordinate to a destination range, per axis
+# (geometry.taps).
 @functools.lru_cache(maxsize=None)
 def _mask_sizes(n_src: int, k: int, stride: int, pad: int, up: int, t0: int, t1: int) -> np.ndarray:
     """Sizes of the distinct non-empty border masks along one axis (Loihi weight groups)."""

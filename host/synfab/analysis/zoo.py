@@ -12,8 +12,8 @@ and MACs (`Network.count()`) match the published figures. Common modelling choic
 """
 from __future__ import annotations
 
-from .errors import SynfabError
-from .ir import Network, Node
+from ..errors import SynfabError
+from ..frontend.ir import Network, Node
 
 
 class _Builder:

@@ -56,10 +56,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FabricConfig
-from .errors import SynfabError
-from .ir import QConnection, QLayer, QNetwork
-from .layouts import STREAM_EVENT, Kind
+from ..config import FabricConfig
+from ..errors import SynfabError
+from ..frontend.ir import QConnection, QLayer, QNetwork
+from ..layouts import Kind
+from ..model.golden import EVENT_FIELDS
+from ..runtime.device import eof_word, event_words, frame_beats
 
 CONV_KERNEL = 3
 CONV_IN_CHANNELS = 2
@@ -128,24 +130,6 @@ def relay_events(qnet: QNetwork, n: int, seed: int = 0) -> dict:
 
 
 # -- driving the simulation -----------------------------------------------------------------------
-def _event_words(events: dict) -> np.ndarray:
-    n = len(events["x"])
-    zeros = np.zeros(n, np.int64)
-    return STREAM_EVENT.pack64({k: np.asarray(events[k], np.int64) for k in ("x", "y", "c", "d")}
-                               | {"tag": zeros, "eof": zeros})
-
-
-def _eof_word() -> np.ndarray:
-    return STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})
-
-
-def _frame_beats(events: dict) -> tuple[np.ndarray, np.ndarray]:
-    words = np.concatenate([_event_words(events), _eof_word()])
-    lasts = np.zeros(len(words), np.uint8)
-    lasts[-1] = 1
-    return words, lasts
-
-
 def _wait_drained(dev) -> None:
     """Clock until every queued input beat is taken and nothing is in flight (status bit 0 clear)."""
     waited = 0
@@ -161,10 +145,10 @@ def _input_phase(dev, events: dict) -> dict:
     """Stream events without the eof beat, clock until drained; the counters then hold only the
     input phase (nothing is evaluated before eof). Then end the frame and collect its output."""
     dev.write_reg("ctrl", dev.regmap.CTRL_CLEAR_COUNTERS)
-    dev.sim.push(_event_words(events), np.zeros(len(events["x"]), np.uint8))
+    dev.sim.push(event_words(events), np.zeros(len(events["x"]), np.uint8))
     _wait_drained(dev)
     phase = dev.read_counters()
-    dev.sim.push(_eof_word(), np.ones(1, np.uint8))
+    dev.sim.push(eof_word(), np.ones(1, np.uint8))
     finish = dev.sim.run_frames(1, MAX_FRAME_CYCLES)
     dev.sim.pull()   # this frame's output beats: not needed, only drop them
     return {"input_phase": phase, "frame": dev.read_counters(), "finish_cycles": finish}
@@ -183,13 +167,13 @@ def _steady_input_rate(dev, events: dict) -> float:
         raise BenchError(f"{n} events cannot keep the input busy for {INPUT_WARMUP_CYCLES + INPUT_WINDOW_CYCLES} "
                          f"clocks; stream more events")
     dev.write_reg("ctrl", dev.regmap.CTRL_CLEAR_COUNTERS)
-    dev.sim.push(_event_words(events), np.zeros(n, np.uint8))
+    dev.sim.push(event_words(events), np.zeros(n, np.uint8))
     dev.sim.run(INPUT_WARMUP_CYCLES)
     before = dev.sim.pending_input
     dev.sim.run(INPUT_WINDOW_CYCLES)
     taken = before - dev.sim.pending_input
     _wait_drained(dev)
-    dev.sim.push(_eof_word(), np.ones(1, np.uint8))
+    dev.sim.push(eof_word(), np.ones(1, np.uint8))
     dev.sim.run_frames(1, MAX_FRAME_CYCLES)
     dev.sim.pull()
     return taken / INPUT_WINDOW_CYCLES
@@ -205,7 +189,7 @@ def _timed(run) -> tuple[float, float]:
 def _sim_speed(dev, events: dict) -> dict:
     """Simulated cycles per wall second and per CPU second, busy (dense conv frames) and idle.
     Per CPU second is what the machine gives when not shared; wall seconds include other load."""
-    words, lasts = _frame_beats(events)
+    words, lasts = frame_beats(events)
     dev.reset()
     dev.sim.push(np.tile(words, SPEED_FRAMES), np.tile(lasts, SPEED_FRAMES))
     start = dev.sim.cycles
@@ -221,15 +205,15 @@ def _sim_speed(dev, events: dict) -> dict:
 
 
 def _open_sim(cfg: FabricConfig):
-    from .runtime.sim import SimDevice
+    from ..runtime.sim import SimDevice
     return SimDevice(cfg)
 
 
 # -- micro-benchmarks -------------------------------------------------------------------------------
 def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RELAY_EVENTS) -> tuple[dict, dict]:
     """(micro-benchmark figures, simulation speed) of cfg's gateware (see the module doc)."""
-    from .api import compile_qnetwork
-    from .runtime.stream import input_deltas
+    from ..api import compile_qnetwork
+    from ..runtime.stream import input_deltas
 
     conv = conv_network(cfg)
     relay = relay_network(cfg)
@@ -243,7 +227,7 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
         phased = _input_phase(dev, conv_events)
         dev.reset()
         conv_frame = dev.run_frame(conv_events)
-        empty_frame = dev.run_frame({k: np.zeros(0, np.int64) for k in ("x", "y", "c", "d")})
+        empty_frame = dev.run_frame({k: np.zeros(0, np.int64) for k in EVENT_FIELDS})
         speed = _sim_speed(dev, conv_events)
 
         dev.load(relay_tables)
@@ -304,7 +288,7 @@ def _clock_until_input_taken(sim) -> int:
 def _phased_sim(cfg: FabricConfig):
     """A SimDevice that also records, per frame, (cycles until its eof beat was taken, cycles from
     then to the output eof beat)."""
-    from .runtime.sim import MAX_FRAME_CYCLES as SIM_MAX_FRAME_CYCLES, SimDevice
+    from ..runtime.sim import MAX_FRAME_CYCLES as SIM_MAX_FRAME_CYCLES, SimDevice
 
     class PhasedSimDevice(SimDevice):
         phases: list
@@ -334,7 +318,7 @@ def _per_core_rows(frames: list, cycles: int, tables) -> list[dict]:
 
 def _compiled(name: str, qnet: QNetwork, cfg: FabricConfig):
     """The workload's tables on cfg; BenchError (one line) where it does not fit."""
-    from .api import compile_qnetwork
+    from ..api import compile_qnetwork
     try:
         return compile_qnetwork(qnet, cfg)
     except SynfabError as e:
@@ -352,7 +336,7 @@ def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig | Non
                    loaded=None) -> dict:
     """Whole-frame figures of one workload (synfab.workloads) on cfg's gateware (default: the
     workload's own fabric)."""
-    from .runtime.stream import stream
+    from ..runtime.stream import stream
     from .workloads import WORKLOADS
     qnet, x = loaded or _workload(name, frames)
     cfg = cfg or WORKLOADS[name].fabric
@@ -441,17 +425,17 @@ LINK_WHAT = ("host link (UARTBone, 8N1): the bytes the litex backend moved over 
 
 def bitstreams_dir() -> Path:
     """The repository's bitstreams/ (beside host/), where manifest*.json record every build."""
-    return Path(__file__).resolve().parents[2] / "bitstreams"
+    return Path(__file__).resolve().parents[3] / "bitstreams"
 
 
 def _board_of(cfg: FabricConfig):
-    from .boards import BOARDS
+    from ..boards import BOARDS
     return next((b for b in BOARDS.values() if b.preset == cfg.name and b.family == "ecp5"), None)
 
 
 def _manifest_entry(cfg: FabricConfig, manifest_dir: Path):
     """(manifest file, entry) of a recorded ECP5 bitstream of exactly this fabric, the board's own first."""
-    from .boards import BOARDS
+    from ..boards import BOARDS
     found = []
     for manifest in sorted(Path(manifest_dir).glob("manifest*.json")):
         for entry in json.loads(manifest.read_text()).get("artifacts", []):
@@ -467,7 +451,7 @@ def board_clock(cfg: FabricConfig, manifest_dir: Path | None = None) -> dict | N
     """Fmax and UART baud rate of cfg on its ECP5 board: measured (the manifest's bitstream of this
     fabric) or, for a board preset without one, ASSUMED_FMAX_MHZ flagged as assumed; None for a
     fabric with neither."""
-    from .runtime.litex import DEFAULT_BAUDRATE
+    from ..runtime.litex import DEFAULT_BAUDRATE
     manifest_dir = Path(manifest_dir) if manifest_dir is not None else bitstreams_dir()
     found = _manifest_entry(cfg, manifest_dir)
     if found is not None:
@@ -475,7 +459,7 @@ def board_clock(cfg: FabricConfig, manifest_dir: Path | None = None) -> dict | N
         report = (manifest.parent / entry["path"]).parent / "report.json"
         baud = entry.get("uart_baudrate") or (json.loads(report.read_text()).get("uart_baudrate")
                                                if report.is_file() else None)
-        from .hwcli import gateware_source_key
+        from ..hwcli import gateware_source_key
         return {"fmax_mhz": float(entry["fmax_mhz"]), "fmax_measured": True,
                 "fmax_source": f"{manifest.name}: {entry['path']} (nextpnr, {entry['device']}, "
                                f"revision {entry.get('source_revision')})",
@@ -495,8 +479,8 @@ def link_bench(cfg: FabricConfig, loaded: dict) -> dict:
     """Per workload, the bytes the litex backend moves over UARTBone, measured on the LiteX sim SoC
     of cfg (the SoC the board's bitstream is built from): loading the tables (write + read-back),
     streaming the frames, and one empty frame (the per-frame overhead)."""
-    from .runtime.litex import LitexDevice
-    from .runtime.stream import input_deltas, stream
+    from ..runtime.litex import LitexDevice
+    from ..runtime.stream import input_deltas, stream
     try:
         from synfab_gateware.soc.sim import LitexSim
     except ImportError as e:

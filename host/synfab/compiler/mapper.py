@@ -19,28 +19,23 @@ do not fit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .config import FabricConfig
-from .errors import SynfabError
-from .ir import QConnection, QLayer, QNetwork
-from . import arith
-from .layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, STREAM_EVENT, WSHIFT_BITS, Kind, RegisterMap,
-                      state_word_bits)
+from ..config import FabricConfig
+from ..frontend.ir import QConnection, QLayer, QNetwork
+from ..geometry import axis_span  # noqa: F401  (part of this module's API before geometry.py)
+from .checks import (RESOURCES, MappingError, Resources, WeightShape, check_network,  # noqa: F401  (re-exported)
+                     check_totals, packing_error, weight_shape, words_per_channel)
+from ..layouts import Kind
 
 STRATEGIES = ("auto", "channel", "spatial")
-RESOURCES = ("neurons", "weight_words", "peg_entries", "esu_descs", "pops")
 # Finer splits tried (max neurons / weight words per part = capacity // g) when parts do not pack.
 _GRANULARITIES = (1, 2, 4, 8, 16)
 # Meshes larger than this are packed with a sliding window of open cores (O(parts)), not full first fit.
 _FULL_FIRST_FIT_CORES = 256
 _WINDOW = 32
-
-
-class MappingError(SynfabError):
-    """The network does not fit the fabric; the message names the resource, the need and the capacity."""
 
 
 @dataclass
@@ -102,16 +97,6 @@ def split(n: int, k: int) -> np.ndarray:
     return np.stack([ends - sizes + 1, ends], axis=1)
 
 
-def axis_span(n_src: int, n_dst: int, k: int, stride: int, pad: int, up: int):
-    """For every source position, the first and last destination position it reaches
-    (DESIGN.md PEG: lo = ceil((x*up + pad - k + 1) / s), hi = floor((x*up + pad) / s)),
-    clipped to the layer; lo > hi where it reaches nothing."""
-    xu = np.arange(n_src, dtype=np.int64) * up + pad
-    lo = np.maximum((xu - k + stride) // stride, 0)
-    hi = np.minimum(xu // stride, n_dst - 1)
-    return lo, hi
-
-
 def _reach_matrix(conn: QConnection, axis: str, src_shape, dst_len: int, dst_tiles: np.ndarray) -> np.ndarray:
     """bool (destination tiles, source positions): does the source position reach the tile."""
     c_src, h, w = src_shape
@@ -149,209 +134,6 @@ def connection_hits(qnet: QNetwork, dst: QLayer, conn: QConnection, src_grid: Gr
                                  ("c", sg.cs, dst_grid.cs, dst.shape[0])):
         out.append(_tile_hits(_reach_matrix(conn, axis, src_shape, dlen, d_t), s_t))
     return tuple(out)
-
-
-# ---------------------------------------------------------------------------------------
-# Network checks (shapes, kinds, geometry: what the table fields can hold)
-def _pow2_log(v: int) -> int | None:
-    return {1: 0, 2: 1, 4: 2, 8: 3}.get(int(v))
-
-
-@dataclass(frozen=True)
-class WeightShape:
-    """A layer's stored weight tensor: kind, kernel kh x kw, ci_total input channels, and the
-    source's h, w (DENSE).  Words per output channel: CONV ci*kh*kw, DW kh*kw, DENSE h*w*ci."""
-    kind: Kind
-    kh: int
-    kw: int
-    ci: int
-    h: int
-    w: int
-
-    @property
-    def words_per_channel(self) -> int:
-        return {Kind.CONV: self.ci * self.kh * self.kw, Kind.DW: self.kh * self.kw,
-                Kind.DENSE: self.h * self.w * self.ci}[self.kind]
-
-    def tensor(self, co: int) -> tuple:
-        """Shape of the layer's weight array (QLayer.weight) for co output channels."""
-        return {Kind.CONV: (co, self.ci, self.kh, self.kw), Kind.DW: (co, 1, self.kh, self.kw),
-                Kind.DENSE: (co, self.ci * self.h * self.w)}[self.kind]
-
-
-def weight_shape(qnet: QNetwork, layer: QLayer) -> WeightShape | None:
-    """The layer's stored weight tensor, or None if every connection has a constant weight."""
-    wc = [c for c in layer.inputs if c.wconst is None]
-    if not wc:
-        return None
-    kinds, ks = {c.kind for c in wc}, {(c.kh, c.kw) for c in wc}
-    if len(kinds) > 1 or len(ks) > 1:
-        raise MappingError(f"layer {layer.name}: its weighted connections mix kinds/kernels "
-                           f"({sorted(k.name for k in kinds)}, kernels {sorted(ks)}); they share one weight "
-                           f"tensor, so give them one kind and kernel (or constant weights)")
-    kind, (kh, kw) = wc[0].kind, (wc[0].kh, wc[0].kw)
-    shapes = [qnet.shape_of(c.src) for c in wc]
-    h, w = shapes[0][1], shapes[0][2]
-    ci = max(c.chan_off + s[0] for c, s in zip(wc, shapes))
-    if layer.weight is not None:
-        ws = tuple(np.shape(layer.weight))
-        if kind == Kind.CONV and len(ws) == 4:
-            ci = max(ci, ws[1])
-        elif kind == Kind.DENSE and len(ws) == 2 and h * w:
-            ci = max(ci, ws[1] // (h * w))
-    return WeightShape(kind, kh, kw, ci, h, w)
-
-
-def words_per_channel(qnet: QNetwork, layer: QLayer) -> int:
-    ws = weight_shape(qnet, layer)
-    return 0 if ws is None else ws.words_per_channel
-
-
-def _check_input_range(qnet: QNetwork, dmax: int, lim: int, cfg: FabricConfig) -> None:
-    """Input events (changes of levels, or the values themselves) must fit the event fields."""
-    lo, hi = qnet.input_lo, qnet.input_hi
-    if qnet.input_mode == "spikes":
-        return                      # every input event is a 1
-    if lo == 0 and qnet.input_mode == "levels":
-        if not 0 <= hi <= lim:
-            raise MappingError(f"input range 0..{hi} does not fit {lim.bit_length() + 1}-bit events; "
-                               f"use input_hi <= {lim}")
-        return
-    # Levels send changes (lo - hi .. hi - lo); events send the values themselves.
-    fits = hi - lo <= lim if qnet.input_mode == "levels" else (-lim - 1 <= lo and hi <= lim)
-    if lo > hi or not fits:
-        raise MappingError(f"input range {lo}..{hi} ({qnet.input_mode}) does not fit {lim.bit_length() + 1}-bit "
-                           f"events (values up to +-{lim}); narrow the input range or use larger event_bits")
-
-
-def _modular_relay(l: QLayer) -> bool:
-    """A sigma-delta layer whose activation is its accumulator itself (no clamp, no scaling,
-    no message shift)."""
-    return (l.neuron.model == "sigma_delta" and l.neuron.msg_shift == 0 and l.lo is None and l.hi is None
-            and l.mult == 1 and l.shift == 0)
-
-
-def _check_events(l: QLayer, cfg: FabricConfig, lim: int, extended: bool) -> None:
-    """The activation a layer keeps (sent) and the events it sends must fit their fields."""
-    n = l.neuron
-    act = arith.Activation(l.mult, l.shift, l.lo, l.hi)
-    if n.model == "sigma_delta":
-        if (l.lo is None or l.hi is None) and l.mult > 1 << l.shift:
-            raise MappingError(f"layer {l.name}: an open activation bound needs mult <= 2**shift (got {l.mult}, "
-                               f"shift {l.shift}) so that the activation stays within the accumulator range")
-        sent_bits = state_word_bits(cfg, EXTENDED_LAYOUT_VERSION if extended else LAYOUT_VERSION)["sent"]
-        top = (1 << (sent_bits - 1)) - 1
-        lo, hi = (-top - 1 if l.lo is None else l.lo), (top if l.hi is None else l.hi)
-        if not extended:
-            # A change d = a - sent spans hi - lo; output events also travel in the stream's d field.
-            if not (lo <= hi and lo >= -top - 1 and hi <= top and hi - lo <= lim):
-                raise MappingError(f"layer {l.name}: activation range {l.lo}..{l.hi} does not fit events of "
-                                   f"{lim.bit_length() + 1} bits (changes up to +-{lim}); narrow the range or use "
-                                   f"larger event_bits")
-            return
-        if not (lo <= hi and lo >= -top - 1 and hi <= top):
-            raise MappingError(f"layer {l.name}: activation range {l.lo}..{l.hi} does not fit the {sent_bits}-bit "
-                               f"activation a neuron keeps; narrow the range")
-    if _modular_relay(l) and cfg.event_bits >= cfg.acc_bits:
-        # a = acc: a change is the difference of two wrapped accumulators; carried modulo
-        # 2**event_bits it still adds up exactly in every receiver's accumulator (which wraps at
-        # acc_bits <= event_bits), and at the host.  Lava's Sigma output is such a layer.
-        return
-    bound = arith.event_bound(n, act, cfg.acc_bits)
-    if bound > lim:
-        raise MappingError(f"layer {l.name}: {n.model} events reach +-{bound} but events hold +-{lim} "
-                           f"({lim.bit_length() + 1} bits); use larger event_bits"
-                           + (", a larger msg_shift or a narrower activation range" if n.model == "sigma_delta"
-                              else ", or a larger theta" if n.multi_spike else ""))
-
-
-def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False) -> None:
-    """Raise MappingError if a shape, kernel, stride, range or count cannot be expressed in the tables.
-    for_analysis skips the limits of loading a fabric that do not change sizes (layer count, output tag)."""
-    if len(qnet.layers) > RegisterMap.MAX_LAYERS and not for_analysis:
-        raise MappingError(f"network {qnet.name}: {len(qnet.layers)} layers but the fabric evaluates at most "
-                           f"{RegisterMap.MAX_LAYERS}; merge or drop layers")
-    if not qnet.layers:
-        raise MappingError(f"network {qnet.name} has no layers")
-    names = [qnet.input_name] + [l.name for l in qnet.layers]
-    if len(set(names)) != len(names):
-        raise MappingError(f"network {qnet.name}: layer names are not unique")
-    if qnet.output not in names[1:]:
-        raise MappingError(f"network {qnet.name}: output {qnet.output!r} is not a layer")
-    cb, chb, kmax = cfg.coord_bits, cfg.chan_bits, (1 << cfg.kernel_bits) - 1
-    dmax = (1 << (cfg.event_bits - 1)) - 1
-    stream_dmax = (1 << (STREAM_EVENT.by_name["d"].width - 1)) - 1
-    for name, (c, h, w) in [(qnet.input_name, qnet.input_shape)] + [(l.name, l.shape) for l in qnet.layers]:
-        if min(c, h, w) < 1:
-            raise MappingError(f"layer {name}: shape {(c, h, w)} is empty; every dimension must be >= 1")
-        if max(h, w) > 1 << cb:
-            raise MappingError(f"layer {name}: {w}x{h} pixels but coordinates have {cb} bits (at most {1 << cb}); "
-                               f"use a fabric with coord_bits >= {max(h, w).bit_length()} or a smaller input")
-        if c > 1 << chb:
-            raise MappingError(f"layer {name}: {c} channels but channels have {chb} bits (at most {1 << chb}); "
-                               f"use a fabric with chan_bits >= {(c - 1).bit_length()}")
-    extended = bool(qnet.unsupported_features())
-    # Outputs of networks the fabric runs (version 1, or version 2's geometry) travel in the
-    # stream word's 16-bit d; networks with other extended features run on the golden model
-    # only, whose output events are event_bits wide.
-    out_lim = dmax if extended else min(dmax, stream_dmax)
-    if not for_analysis:        # value ranges do not change sizes: the memory analysis skips them
-        _check_input_range(qnet, dmax, out_lim, cfg)
-    seen = {qnet.input_name}
-    for idx, l in enumerate(qnet.layers):
-        if not l.inputs:
-            raise MappingError(f"layer {l.name} has no inputs; every population needs a connection")
-        for conn in l.inputs:
-            if conn.src not in seen:
-                raise MappingError(f"layer {l.name}: input {conn.src!r} is not the input or an earlier layer")
-            if conn.kind not in (Kind.CONV, Kind.DW, Kind.DENSE):
-                raise MappingError(f"layer {l.name}: connection from {conn.src} has kind {Kind(conn.kind).name}; "
-                                   f"use CONV, DW or DENSE")
-            src_c = qnet.shape_of(conn.src)[0]
-            where = f"layer {l.name} (from {conn.src})"
-            for axis in ("x", "y"):
-                k, stride, pad = conn.axis(axis)
-                if _pow2_log(stride) is None or _pow2_log(conn.up) is None:
-                    raise MappingError(f"{where}: {axis} stride {stride} / upsampling {conn.up} must be 1, 2, 4 or 8")
-                if not 1 <= k <= kmax or not 0 <= pad <= kmax:
-                    raise MappingError(f"{where}: {axis} kernel {k} / padding {pad} do not fit {cfg.kernel_bits}-bit "
-                                       f"fields (kernel 1..{kmax}, padding 0..{kmax}); use a fabric with larger "
-                                       f"kernel_bits")
-            if not 0 <= conn.wshift < 1 << WSHIFT_BITS:
-                raise MappingError(f"{where}: weight shift {conn.wshift} does not fit {WSHIFT_BITS} bits "
-                                   f"(0..{(1 << WSHIFT_BITS) - 1})")
-            if conn.chan_off < 0 or conn.chan_off + src_c > 1 << chb:
-                raise MappingError(f"{where}: channel offset {conn.chan_off} + {src_c} channels exceeds "
-                                   f"{1 << chb} ({chb} channel bits); use a fabric with larger chan_bits")
-            if conn.kind == Kind.DW and conn.chan_off + src_c > l.shape[0]:
-                raise MappingError(f"{where}: per-channel connection reaches channel {conn.chan_off + src_c - 1} "
-                                   f"of a {l.shape[0]}-channel layer")
-            if conn.kind == Kind.DENSE and l.shape[1:] != (1, 1):
-                raise MappingError(f"{where}: a dense layer must have shape (C, 1, 1), got {l.shape}")
-            if conn.wconst is not None and not -128 <= conn.wconst <= 127:
-                raise MappingError(f"{where}: constant weight {conn.wconst} is not an int8")
-        if not (0 <= l.mult < 1 << cfg.mult_bits and 0 <= l.shift < 1 << cfg.shift_bits):
-            raise MappingError(f"layer {l.name}: mult {l.mult} / shift {l.shift} do not fit {cfg.mult_bits}/"
-                               f"{cfg.shift_bits} bits; requantize with a smaller multiplier")
-        if not for_analysis:
-            _check_events(l, cfg, out_lim if l.name == qnet.output else dmax, extended)
-        seen.add(l.name)
-    out_idx = names.index(qnet.output) - 1
-    tag_max = min((1 << cfg.esu_addr_bits) - 1, (1 << STREAM_EVENT.by_name["tag"].width) - 1)
-    if out_idx > tag_max and not for_analysis:
-        raise MappingError(f"output layer {qnet.output} is evaluation step {out_idx} but output tags hold at "
-                           f"most {tag_max} (esu_descriptors_per_core={cfg.esu_descriptors_per_core}); use "
-                           f"esu_descriptors_per_core >= {out_idx + 1}")
-    for l in qnet.layers:
-        wpc = words_per_channel(qnet, l)
-        if wpc > cfg.weight_words_per_core:
-            raise MappingError(f"layer {l.name}: a part needs {wpc} weight words (one output channel) but a "
-                               f"core has {cfg.weight_words_per_core}; use a fabric with weight_words_per_core "
-                               f">= {wpc} or fewer input channels / a smaller kernel")
-        if len(l.inputs) > cfg.esu_descriptors_per_core:
-            raise MappingError(f"layer {l.name}: a part needs {len(l.inputs)} ESU descriptors (one per input) but a "
-                               f"core has {cfg.esu_descriptors_per_core}; use esu_descriptors_per_core >= "
-                               f"{len(l.inputs)}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -521,10 +303,7 @@ class _PartNeed:
     x: tuple
     y: tuple
     c: tuple
-    neurons: int
-    words: int
-    peg: int
-    esu: int
+    need: Resources         # pops = 1; weight_words: its kernel slice, unless shared on its core
 
 
 def _part_needs(qnet: QNetwork, grids: dict[str, Grid]) -> tuple[list[_PartNeed], dict[str, np.ndarray], int, dict]:
@@ -558,9 +337,9 @@ def _part_needs(qnet: QNetwork, grids: dict[str, Grid]) -> tuple[list[_PartNeed]
                     x0, x1 = (int(v) for v in g.xs[i])
                     y0, y1 = (int(v) for v in g.ys[j])
                     ids[j, i, k] = len(needs)
-                    needs.append(_PartNeed(l, k, (x0, x1), (y0, y1), (c0, c1),
-                                           (x1 - x0 + 1) * (y1 - y0 + 1) * (c1 - c0 + 1), wpc * (c1 - c0 + 1),
-                                           int(peg[j, i, k]), int(esu[j, i, k])))
+                    needs.append(_PartNeed(l, k, (x0, x1), (y0, y1), (c0, c1), Resources(
+                        neurons=(x1 - x0 + 1) * (y1 - y0 + 1) * (c1 - c0 + 1), weight_words=wpc * (c1 - c0 + 1),
+                        peg_entries=int(peg[j, i, k]), esu_descs=int(esu[j, i, k]), pops=1)))
         part_ids[l.name] = ids
     input_peg = 0
     for dl, conn in consumers[qnet.input_name]:
@@ -581,83 +360,39 @@ def _part_needs(qnet: QNetwork, grids: dict[str, Grid]) -> tuple[list[_PartNeed]
     return needs, part_ids, input_peg, pps
 
 
-def _caps(cfg: FabricConfig) -> np.ndarray:
-    return np.array([cfg.neurons_per_core, cfg.weight_words_per_core, cfg.peg_entries_per_core,
-                     cfg.esu_descriptors_per_core, cfg.populations_per_core], dtype=np.int64)
-
-
 def _pack(needs: list[_PartNeed], cfg: FabricConfig, order: list[int], spread: bool = False):
     """Assign parts to cores; None if they do not fit.  Returns ((core, nbase, wbase, words) per
-    part, used resources per core).  First fit, or with `spread` the least loaded core that fits
+    part, Resources used per core).  First fit, or with `spread` the least loaded core that fits
     (worst fit: parallel cores and NoC traffic instead of one crowded core)."""
-    cn, cw, cp, ce, cq = (int(v) for v in _caps(cfg))
+    cap = Resources.capacity(cfg)
     n_cores = cfg.n_cores
-    used = [[0, 0, 0, 0, 0] for _ in range(n_cores)]
+    used = [Resources() for _ in range(n_cores)]
     slices: list[dict] = [dict() for _ in range(n_cores)]   # (layer, group) -> wbase on that core
     result: list = [None] * len(needs)
     opened = 0
     full = n_cores <= _FULL_FIRST_FIT_CORES
-    load = lambda u: max(u[0] / cn, u[1] / cw, u[2] / cp, u[3] / ce, u[4] / cq)  # noqa: E731
     for p in order:
         nd = needs[p]
         key = (nd.layer.name, nd.group)
         if spread:
-            candidates = sorted(range(n_cores), key=lambda c: (load(used[c]), c))
+            candidates = sorted(range(n_cores), key=lambda c: (used[c].load(cap), c))
         else:
             candidates = range(0 if full else max(0, opened - _WINDOW), min(opened + 1, n_cores))
         for core in candidates:
             u = used[core]
             shared = key in slices[core]
-            words = 0 if shared else nd.words
-            if (u[0] + nd.neurons <= cn and u[1] + words <= cw and u[2] + nd.peg <= cp
-                    and u[3] + nd.esu <= ce and u[4] + 1 <= cq):
-                wbase = slices[core][key] if shared else u[1]
-                if words:
+            need = replace(nd.need, weight_words=0) if shared else nd.need
+            if (u + need).fits(cap):
+                wbase = slices[core][key] if shared else u.weight_words
+                if need.weight_words:
                     slices[core][key] = wbase
-                result[p] = (core, u[0], wbase if nd.words else 0, words)
-                u[0] += nd.neurons
-                u[1] += words
-                u[2] += nd.peg
-                u[3] += nd.esu
-                u[4] += 1
+                result[p] = (core, u.neurons, wbase if nd.need.weight_words else 0, need.weight_words)
+                used[core] = u + need
                 opened = max(opened, core + 1)
                 break
         else:
             return None
-    return result, np.array(used, dtype=np.int64).reshape(n_cores, 5)
-
-
-def _packing_error(needs: list[_PartNeed], cfg: FabricConfig) -> MappingError | None:
-    """The error for parts that do not fit; None if the totals fit (packing may still succeed)."""
-    caps = _caps(cfg)
-    total = np.array([sum(n.neurons for n in needs), sum(n.words for n in needs), sum(n.peg for n in needs),
-                      sum(n.esu for n in needs), len(needs)])
-    fields = ["neurons_per_core", "weight_words_per_core", "peg_entries_per_core", "esu_descriptors_per_core",
-              "populations_per_core"]
-    what = ["neurons", "weight words", "PEG entries", "ESU descriptors", "populations"]
-    for r in range(5):
-        if total[r] > caps[r] * cfg.n_cores:
-            cores = -(-int(total[r]) // int(caps[r]))
-            per = -(-int(total[r]) // cfg.n_cores)
-            return MappingError(f"the network needs {total[r]} {what[r]} in {len(needs)} parts but the fabric has "
-                                f"{cfg.n_cores} core(s) x {caps[r]} {fields[r]}; use a mesh of >= {cores} cores "
-                                f"or {fields[r]} >= {per}")
-    return None
-
-
-def _check_totals(qnet: QNetwork, cfg: FabricConfig) -> None:
-    """Lower bounds on the whole network (every split needs at least this): fail early and plainly."""
-    n = cfg.n_cores
-    neurons = [int(np.prod(l.shape)) for l in qnet.layers]
-    need = [("neurons", sum(neurons), cfg.neurons_per_core, "neurons_per_core"),
-            ("weight words", sum(words_per_channel(qnet, l) * l.shape[0] for l in qnet.layers),
-             cfg.weight_words_per_core, "weight_words_per_core"),
-            ("populations", sum(-(-v // cfg.neurons_per_core) for v in neurons), cfg.populations_per_core,
-             "populations_per_core")]
-    for what, total, cap, name in need:
-        if total > cap * n:
-            raise MappingError(f"the network needs at least {total} {what} but the fabric has {n} core(s) x {cap} "
-                               f"{name}; use a mesh of >= {-(-total // cap)} cores or {name} >= {-(-total // n)}")
+    return result, used
 
 
 def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_analysis: bool = False) -> Placement:
@@ -671,7 +406,7 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
     if strategy not in STRATEGIES:
         raise MappingError(f"unknown mapping strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     check_network(qnet, cfg, for_analysis)
-    _check_totals(qnet, cfg)
+    check_totals(qnet, cfg)
     first_needs = None
     for gran in _GRANULARITIES:
         try:
@@ -687,15 +422,15 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
                 raise MappingError(f"the input port needs {input_peg} PEG entries but input_peg_entries is "
                                    f"{cfg.input_peg_entries}; use input_peg_entries >= {input_peg}")
             break
-        if gran == 1 and _packing_error(needs, cfg):
-            raise _packing_error(needs, cfg)
+        if gran == 1 and packing_error([n.need for n in needs], cfg):
+            raise packing_error([n.need for n in needs], cfg)
         in_order = list(range(len(needs)))
         small = cfg.n_cores <= _FULL_FIRST_FIT_CORES
         # Small fabrics: spread the load if it fits; else pack densely (first fit, then decreasing).
         packed = (small and _pack(needs, cfg, in_order, spread=True)) or _pack(needs, cfg, in_order)
         if packed is None and small:
-            caps = _caps(cfg)
-            size = [max(n.neurons / caps[0], n.words / caps[1], n.peg / caps[2], n.esu / caps[3]) for n in needs]
+            cap = Resources.capacity(cfg)
+            size = [n.need.without_pops().load(cap) for n in needs]
             packed = _pack(needs, cfg, sorted(in_order, key=lambda i: -size[i]))
         if packed is None:
             continue
@@ -703,9 +438,9 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
         parts = []
         for nd, (core, nbase, wbase, words) in zip(needs, assignment):
             parts.append(Part(nd.layer.name, core, nd.x[0], nd.x[1], nd.y[0], nd.y[1], nd.c[0], nd.c[1],
-                              nbase, nd.neurons, wbase, words))
-        usage = [dict(zip(RESOURCES, (int(v) for v in row))) for row in used]
+                              nbase, nd.need.neurons, wbase, words))
+        usage = [u.as_dict() for u in used]
         return Placement(cfg, parts, usage, input_peg, pps, grids, part_ids, strategy)
-    total = [sum(getattr(n, f) for n in first_needs) for f in ("neurons", "words")]
-    raise MappingError(f"the network's {len(first_needs)} parts ({total[0]} neurons, {total[1]} weight words) do "
+    total = sum((n.need for n in first_needs), Resources())
+    raise MappingError(f"the network's {len(first_needs)} parts ({total.neurons} neurons, {total.weight_words} weight words) do "
                        f"not pack onto {cfg.n_cores} core(s) even split finer; use a larger mesh")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import arith
-from .ir import NetworkError, QConnection, QLayer, QNetwork
-from .layouts import Kind
+from .. import arith
+from ..frontend.ir import NetworkError, QConnection, QLayer, QNetwork
+from ..layouts import Kind
 
 
 def _geometry_windows(src: np.ndarray, conn: QConnection, out_hw: tuple[int, int]) -> np.ndarray:
@@ -187,14 +187,9 @@ class Trace:
 
 
 def input_step_events(qnet: QNetwork, prev, cur) -> np.ndarray:
-    """The input events of one step: changes of the input levels, the frame as it is, or a spike
-    of 1 for every non-zero value."""
-    cur = np.asarray(cur, dtype=np.int64)
-    if qnet.input_mode == "events":
-        return cur
-    if qnet.input_mode == "spikes":
-        return (cur != 0).astype(np.int64)
-    return cur - (0 if prev is None else np.asarray(prev, dtype=np.int64))
+    """The input events of one step, dense: golden.step_input in the network's input mode."""
+    from .golden import step_input
+    return step_input(prev, cur, qnet.input_mode)
 
 
 def _layer_input(layer: QLayer, events: dict, sources) -> np.ndarray:

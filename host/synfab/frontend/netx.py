@@ -36,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import arith, h5check
-from .errors import SynfabError
-from .ir import NetworkError, QConnection, QLayer, QNetwork, conv_out
-from .layouts import WSHIFT_BITS, Kind
+from .. import arith
+from . import h5check
+from ..errors import SynfabError
+from .ir import INT8_RANGE, NetworkError, QConnection, QLayer, QNetwork, conv_out
+from ..layouts import WSHIFT_BITS, Kind
 
 LAYER_TYPES = ("input", "conv", "dense", "flatten", "pool", "average")
 NEURON_TYPES = ("SDNN", "LOIHI", "CUBA")
@@ -240,7 +241,7 @@ def weight_shift(w: np.ndarray, layer: str) -> tuple[np.ndarray, int]:
         if np.any(w % (1 << s)):
             break
         q = w >> s
-        if not q.size or (q.min() >= -128 and q.max() <= 127):
+        if not q.size or (q.min() >= INT8_RANGE[0] and q.max() <= INT8_RANGE[1]):
             return q.astype(np.int8), s
     raise NetxError(f"layer {layer}: field weight spans {int(w.min())}..{int(w.max())} and is not int8 times a power "
                     f"of two; supported: weights w8 * 2**s with w8 in -128..127 (e.g. lava-dl's even -256..254)")
@@ -595,8 +596,8 @@ NETX_FABRIC = dict(event_bits=24, acc_bits=24, neurons_per_core=4096, weight_wor
 
 def fabric(qnet: QNetwork, max_cores: int = 4096):
     """The smallest square-ish mesh of NETX_FABRIC cores that the network maps onto."""
-    from .config import FabricConfig
-    from .mapper import MappingError, map_network
+    from ..config import FabricConfig
+    from ..compiler.mapper import MappingError, map_network
     neurons = sum(int(np.prod(l.shape)) for l in qnet.layers)
     n = max(1, -(-neurons // NETX_FABRIC["neurons_per_core"]))
     last = None

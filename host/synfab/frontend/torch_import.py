@@ -12,7 +12,7 @@ import operator
 
 import numpy as np
 
-from .errors import SynfabError
+from ..errors import SynfabError
 from .ir import UNSUPPORTED_HINT, Network, NetworkError, Node
 
 

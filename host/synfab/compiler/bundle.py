@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import arith
-from .compiler import GLOBAL_TABLE_REGS, CoreTables, Tables, tables_to_words, words_to_weights
-from .config import ConfigError, FabricConfig
-from .errors import SynfabError
-from .layouts import LAYOUT_VERSION, LAYOUT_VERSIONS, RegisterMap, esu_desc, peg_entry, pop_desc, state_word_bits, UNSIGNED_STATE_WORDS
+from .. import arith
+from .tables import GLOBAL_TABLE_REGS, CoreTables, Tables, tables_to_words, unpack, words_to_weights
+from ..config import ConfigError, FabricConfig
+from ..errors import SynfabError
+from ..layouts import LAYOUT_VERSION, LAYOUT_VERSIONS, RegisterMap, esu_desc, peg_entry, pop_desc, state_word_bits, UNSIGNED_STATE_WORDS
 
 MAGIC = b"SYNFBNDL"
 _HEADER = struct.Struct("<8sIII")
@@ -173,15 +173,15 @@ def decode(data: bytes, what: str = "bundle") -> Tables:
         raise BundleError(f"{what}: unknown section(s) {extra[:4]}; written by another synfab version?")
     rm = RegisterMap(cfg, version)
     pe, ed, pd = peg_entry(cfg, version), esu_desc(cfg, version), pop_desc(cfg, version)
-    input_peg = pe.unpack(_words(sec, "input_peg", rm.input_peg, pe.words32, what))
+    input_peg = unpack(pe, _words(sec, "input_peg", rm.input_peg, pe.words32, what))
     if len(input_peg["kind"]) != regs["input_peg_count"]:
         raise BundleError(f"{what}: input_peg_count {regs['input_peg_count']} but {len(input_peg['kind'])} entries")
     cores = []
     for c, cr in enumerate(core_regs):
         win = lambda w: rm.core_windows[w]  # noqa: E731
-        pop = pd.unpack(_words(sec, f"core{c}.pop", win("pop"), pd.words32, what))
-        esu = ed.unpack(_words(sec, f"core{c}.esu", win("esu"), ed.words32, what))
-        peg = pe.unpack(_words(sec, f"core{c}.peg", win("peg"), pe.words32, what))
+        pop = unpack(pd, _words(sec, f"core{c}.pop", win("pop"), pd.words32, what))
+        esu = unpack(ed, _words(sec, f"core{c}.esu", win("esu"), ed.words32, what))
+        peg = unpack(pe, _words(sec, f"core{c}.peg", win("peg"), pe.words32, what))
         if len(pop["layer"]) != cr["pop_count"] or len(esu["kind"]) != cr["esu_count"]:
             raise BundleError(f"{what}: core {c} pop_count/esu_count disagree with its tables")
         wwords = _words(sec, f"core{c}.weights", win("weights"), 1, what)

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .arith import Neuron
-from .errors import SynfabError
-from .layouts import Kind, feature_name, unsupported_features
+from ..arith import Neuron
+from ..errors import SynfabError
+from ..geometry import conv_out  # noqa: F401  (re-exported: the IR's shape rule)
+from ..layouts import Kind, feature_name, unsupported_features
 
 
 class NetworkError(SynfabError, ValueError):
@@ -29,6 +30,8 @@ class NetworkError(SynfabError, ValueError):
 
 
 INPUT_MODES = ("levels", "events", "spikes")
+# Every stored weight and every constant weight of a QNetwork is an int8 (beyond it: wshift).
+INT8_RANGE = (-128, 127)
 OPS = ("input", "conv", "dense", "sumpool", "avgpool", "add", "concat", "upsample", "flatten", "relu")
 UNSUPPORTED_HINT = ("supported layers: Conv2d (groups 1 or depthwise), Linear, AvgPool2d, sum pooling, "
                     "residual add, torch.cat on channels, nearest Upsample, Flatten, ReLU, BatchNorm2d after a conv")
@@ -42,11 +45,6 @@ class Node:
     attrs: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)   # name -> np.ndarray (float)
     shape: tuple[int, int, int] | None = None
-
-
-def conv_out(n: int, k: int, s: int, p: int) -> int:
-    """Output length of a kernel window k with stride s and padding p over n inputs (one axis)."""
-    return (n + 2 * p - k) // s + 1
 
 
 def _names(names: list[str], shown: int = 3) -> str:

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import arith
-from .compiler import Tables, at_version
-from .errors import SynfabError
-from .layouts import EXTENDED_LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry
+from .. import arith, geometry
+from ..compiler.tables import Tables, at_version
+from ..errors import SynfabError
+from ..frontend.ir import INPUT_MODES
+from ..layouts import EXTENDED_LAYOUT_VERSION, NEURON_MODEL_CODES, Kind, esu_desc, peg_entry
 
 EVENT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4")])
+EVENT_FIELDS = EVENT_DTYPE.names        # ("x", "y", "c", "d")
 OUT_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("c", "<i4"), ("d", "<i4"), ("tag", "<i4")])
 MODEL_COUNTERS = ("packets_in", "synops", "spikes", "packets_out", "dropped")
 _PACKET_FIELDS = ("dest", "syn", "x", "y", "nx", "ny", "kx", "ky", "c", "d")
@@ -62,12 +64,33 @@ class FrameResult:
 def event_columns(events) -> dict[str, np.ndarray]:
     """Structured array or mapping with x, y, c, d -> dict of int64 arrays."""
     try:
-        cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in ("x", "y", "c", "d")}
+        cols = {k: np.asarray(events[k], dtype=np.int64).reshape(-1) for k in EVENT_FIELDS}
     except (KeyError, ValueError, IndexError, TypeError):
         raise ModelError("events must have fields x, y, c, d (a structured array or a dict of arrays)") from None
     if len({len(v) for v in cols.values()}) > 1:
         raise ModelError("event fields x, y, c, d have different lengths")
     return cols
+
+
+# -- what the input port sends: the one definition (DESIGN.md "Time steps") -----------------------
+def step_input(prev, cur, mode: str = "levels") -> np.ndarray:
+    """The input values one step sends, dense (C, H, W) int64: the changes from prev (levels; prev
+    None = zeros, the state after reset), the frame's values as they are (events: Lava messages),
+    or 1 for each non-zero value (spikes).  Its non-zero entries are the step's input events."""
+    if mode not in INPUT_MODES:
+        raise ModelError(f"unknown input mode {mode!r}; use levels, events or spikes")
+    cur = np.asarray(cur, dtype=np.int64)
+    if mode == "events":
+        return cur
+    if mode == "spikes":
+        return (cur != 0).astype(np.int64)
+    return cur - (0 if prev is None else np.asarray(prev, dtype=np.int64))
+
+
+def changes(values) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, y, c, d (int64) of the non-zero entries of a (C, H, W) array, in (c, y, x) order."""
+    c, y, x = np.nonzero(values)
+    return x, y, c, values[c, y, x]
 
 
 def input_events(prev, cur) -> np.ndarray:
@@ -77,23 +100,17 @@ def input_events(prev, cur) -> np.ndarray:
     prev = np.zeros_like(cur) if prev is None else np.asarray(prev, dtype=np.int64)
     if prev.shape != cur.shape or cur.ndim != 3:
         raise ModelError(f"input activations must both be (C, H, W), got {prev.shape} and {cur.shape}")
-    diff = cur - prev
-    c, y, x = np.nonzero(diff)
+    x, y, c, d = changes(step_input(prev, cur))
     ev = np.zeros(len(c), dtype=EVENT_DTYPE)
-    ev["x"], ev["y"], ev["c"], ev["d"] = x, y, c, diff[c, y, x]
+    ev["x"], ev["y"], ev["c"], ev["d"] = x, y, c, d
     return ev
 
 
 def frame_events(prev, cur, mode: str = "levels") -> np.ndarray:
-    """The input events of one frame: the changes from prev (levels), the non-zero values of the
-    frame as they are (events: Lava messages), or a spike of 1 for each of them (spikes)."""
-    if mode == "events":
-        return input_events(None, cur)
-    if mode == "spikes":
-        return input_events(None, (np.asarray(cur) != 0).astype(np.int64))
-    if mode != "levels":
-        raise ModelError(f"unknown input mode {mode!r}; use levels, events or spikes")
-    return input_events(prev, cur)
+    """The input events of one frame (step_input's non-zero values) as EVENT_DTYPE."""
+    if mode == "levels":
+        return input_events(prev, cur)
+    return input_events(None, step_input(None, cur, mode))
 
 
 def _concat(parts: list[dict], names) -> dict[str, np.ndarray]:
@@ -283,9 +300,9 @@ class Model:
                 entries = {f: v[base:base + count] for f, v in core.peg.items()}
                 batch.append(self._peg(entries, sx, sy, sc, sd, src_core=ci))
         self._deliver(_concat(batch, _PACKET_FIELDS))
-        f = _concat(fired, ("x", "y", "c", "d"))
+        f = _concat(fired, EVENT_FIELDS)
         arr = np.zeros(len(f["d"]), dtype=EVENT_DTYPE)
-        for name in ("x", "y", "c", "d"):
+        for name in EVENT_FIELDS:
             arr[name] = f[name]
         return arr
 
@@ -339,12 +356,12 @@ class Model:
         for ax, pos, a0, a1, kf, sf, pf in (("x", x, e["x0"], e["x1"], "k", "s_log2", "pad"),
                                             ("y", y, e["y0"], e["y1"], "k_y", "s_log2_y", "pad_y")):
             s_log2 = e[sf][None]
-            pu = (pos[:, None] << e["up_log2"][None]) + e[pf][None]
-            lo = np.maximum((pu - e[kf][None] + (1 << s_log2)) >> s_log2, a0[None])
-            hi = np.minimum(pu >> s_log2, a1[None])
+            pu = geometry.padded(pos[:, None], e["up_log2"][None], e[pf][None])
+            lo, hi = geometry.reach(pu, e[kf][None], s_log2)
+            lo, hi = np.maximum(lo, a0[None]), np.minimum(hi, a1[None])
             valid &= ~geo | (lo <= hi)
             axes[ax] = (np.where(geo, lo - a0[None], pos[:, None]), np.where(geo, hi - lo + 1, 1),
-                        np.where(geo, pu - (lo << s_log2), 0))
+                        np.where(geo, geometry.tap(pu, lo, s_log2), 0))
         si, ei = np.nonzero(valid)
         if src_core is not None:
             self._cnt["packets_out"][src_core] += len(si)

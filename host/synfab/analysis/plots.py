@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import SynfabError
+from ..errors import SynfabError
 from .footprint import SCHEMES
 
 # One colour per polarity (OFF, ON) and per memory-footprint scheme, shared by all plots.

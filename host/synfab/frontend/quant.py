@@ -25,18 +25,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import reference
-from .config import FabricConfig
-from .ir import Network, NetworkError, Node, QConnection, QLayer, QNetwork, pair
-from .layouts import Kind
+from ..config import FabricConfig
+from ..geometry import POW2_STEPS
+from .ir import INT8_RANGE, Network, NetworkError, Node, QConnection, QLayer, QNetwork, pair
+from ..layouts import Kind
 
 # Activation ranges of a population: with a fused ReLU, and without one.
 RELU_RANGE = (0, 255)
 SIGNED_RANGE = (-128, 127)
 INPUT_HI = 255
-WEIGHT_MAX = 127            # symmetric int8
-WCONST_MAX = 127            # constant weights are stored in the signed 8-bit ESU field
-POW2_STEPS = (1, 2, 4, 8)   # strides and upsampling factors the PEG/ESU shift by
+WEIGHT_MAX = INT8_RANGE[1]  # symmetric int8
+WCONST_MAX = INT8_RANGE[1]  # constant weights are stored in the signed 8-bit ESU field
 MAX_KERNEL = 15
 MAX_PAD = 15
 
@@ -388,6 +387,7 @@ def quantize(net: Network, calib, input_scale: float | None = None, cfg: FabricC
 def _check_headroom(qnet: QNetwork, xq: np.ndarray, cfg: FabricConfig) -> None:
     """The accumulators must not wrap on the calibration data (wrapping is exact but meaningless)."""
     limit = 1 << (cfg.acc_bits - 1)
+    from ..model import reference    # the model imports the compiler, which imports the frontend
     unwrapped = reference.run_acc(qnet, xq, acc_bits=62)
     for name, acc in unwrapped.items():
         peak = int(np.abs(acc).max())
@@ -405,6 +405,7 @@ def quantize_input(qnet: QNetwork, x_float) -> np.ndarray:
 def evaluate(net: Network, qnet: QNetwork, x_float, labels, acc_bits: int = 24,
              batch: int = 256) -> dict[str, float]:
     """Top-1 accuracy of the float and the quantized network, and how often they agree."""
+    from ..model import reference
     x = _batch(net, x_float)
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(x):

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .arith import Neuron, NeuronError
+from ..arith import Neuron, NeuronError
 from .ir import OPS, Network, NetworkError, Node, QConnection, QLayer, QNetwork
-from .layouts import Kind
+from ..layouts import Kind
 
 FORMAT = "synfab-network"
 VERSION = 1

@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import demo
-from .config import FabricConfig
-from .ir import Network, Node, QNetwork
+from .. import demo
+from ..config import FabricConfig
+from ..frontend.ir import Network, Node, QNetwork
 
 # The DVS workload: the DVXplorer sample (320x240), its central 256x240 cropped and downsampled 8x
 # to 32x30, declared a 32x32 sensor (the events keep their coordinates: two empty rows).
@@ -37,8 +37,8 @@ class Workload:
 
 def mnist(qnet: QNetwork, n: int) -> tuple[QNetwork, np.ndarray]:
     """The first n shipped MNIST test digits as qnet's input frames (each digit is a frame)."""
-    from .demo import load_demo_digits
-    from .quant import quantize_input
+    from ..demo import load_demo_digits
+    from ..frontend.quant import quantize_input
     images, _ = load_demo_digits(n)
     return qnet, np.stack([quantize_input(qnet, im.astype(np.float32) / 255.0) for im in images])
 
@@ -73,8 +73,8 @@ def dvs_network(seed: int = 0) -> Network:
 
 def dvs_frames(n: int | None = None) -> np.ndarray:
     """Per-pixel event counts of the real DVXplorer recording in DVS_WINDOW_MS windows (T, 2, 32, 32)."""
-    from . import events
-    from .api import recording_frames
+    from .. import events
+    from ..api import recording_frames
     rec = events.read(events.samples.fetch(DVS_SAMPLE))
     rec = events.Compose([events.Crop(*DVS_CROP), events.Downsample(factor=DVS_DOWNSAMPLE)])(rec)
     rec = rec.replace(width=DVS_SHAPE[2], height=DVS_SHAPE[1])
@@ -82,7 +82,7 @@ def dvs_frames(n: int | None = None) -> np.ndarray:
 
 
 def dvs_dvxplorer(n: int) -> tuple[QNetwork, np.ndarray]:
-    from . import quant
+    from ..frontend import quant
     x = dvs_frames(n)
     qnet = quant.quantize(dvs_network(), x[:DVS_CALIBRATION_FRAMES].astype(np.float32), input_scale=1.0)
     return qnet, np.stack([quant.quantize_input(qnet, xi.astype(np.float32)) for xi in x])

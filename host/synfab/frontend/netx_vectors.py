@@ -15,8 +15,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from .errors import SynfabError
-from .events.samples import _archive, _cache_dir, _locked
+from ..errors import SynfabError
+from ..events.samples import _archive, _cache_dir, _locked
 
 ARCHIVE = "lava-dl-0.6.0"
 ROOT = "tests/lava/lib/dl/netx/"
