@@ -145,13 +145,17 @@ def test_host_reads_wait_for_the_owner_and_leave_the_datapath_alone():
             for j, w in enumerate(entry_words(lay, v)):
                 yield from dut.bus.write(i * dut.stride + j, w)
         yield dut.host_ok.eq(0)
+        written[0] = True
         seen["value"] = yield from dut.bus.read(2 * dut.stride)
         seen["done_at"] = seen_clock[0]
 
     seen_clock = [0]
+    written = [False]
 
     def owner():
         yield dut.host_ok.eq(0)
+        while not written[0]:      # the blocking window starts once the entries are written
+            yield
         busy_while_blocked = 0
         for t in range(60):
             seen_clock[0] = t
