@@ -321,6 +321,8 @@ def campaign(target: Target, inputs: int, seed: int = 0, timeout: float = 30.0, 
             else:
                 mutation, files = mutate(rng, target, rng.choice(seeds))
             outcome, error, where = worker.run(target.name, files, timeout)
+            if outcome == "crash":      # confirmed only if a fresh worker dies on it again
+                outcome, error, where = worker.run(target.name, files, timeout)
             report.inputs += 1
             report.counts[outcome] += 1
             if outcome in FINDINGS:
