@@ -12,12 +12,47 @@ it reads the same windows by slicing, and the tests compare the two.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
 
 # Strides and upsampling factors the PEG and ESU shift by (DESIGN.md "Quantized network").
 POW2_STEPS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Neurons of a layer: columns x0..x1, rows y0..y1, channels c0..c1 (inclusive), as a
+    mapper part holds them (`Part.tile`) and the footprint analysis counts them."""
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+    c0: int
+    c1: int
+
+    @classmethod
+    def whole(cls, shape) -> "Tile":
+        """Every neuron of a (C, H, W) layer."""
+        c, h, w = shape
+        return cls(0, w - 1, 0, h - 1, 0, c - 1)
+
+    @property
+    def tw(self) -> int:
+        return self.x1 - self.x0 + 1
+
+    @property
+    def th(self) -> int:
+        return self.y1 - self.y0 + 1
+
+    @property
+    def cc(self) -> int:
+        return self.c1 - self.c0 + 1
+
+    @property
+    def neurons(self) -> int:
+        return self.tw * self.th * self.cc
 
 
 def conv_out(n: int, k: int, s: int, p: int) -> int:

@@ -65,14 +65,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import layouts
 from ..config import FabricConfig
 from ..errors import SynfabError
-from ..geometry import taps as _taps
+from ..geometry import Tile, taps as _taps
 from ..frontend.ir import Network, QConnection, QLayer, QNetwork
 from ..layouts import Kind
 from ..compiler.mapper import MappingError, connection_hits, map_network, weight_shape, words_per_channel
@@ -108,40 +107,12 @@ def _mask_sizes(n_src: int, k: int, stride: int, pad: int, up: int, t0: int, t1:
     return np.unique(rows, axis=0).sum(axis=1).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class _Tile:
-    """Destination neurons: columns x0..x1, rows y0..y1, channels c0..c1 (inclusive)."""
-    x0: int
-    x1: int
-    y0: int
-    y1: int
-    c0: int
-    c1: int
-
-    @property
-    def tw(self) -> int:
-        return self.x1 - self.x0 + 1
-
-    @property
-    def cc(self) -> int:
-        return self.c1 - self.c0 + 1
-
-    @property
-    def neurons(self) -> int:
-        return self.tw * (self.y1 - self.y0 + 1) * self.cc
-
-
-def _whole(shape) -> _Tile:
-    c, h, w = shape
-    return _Tile(0, w - 1, 0, h - 1, 0, c - 1)
-
-
-def _axis_args(conn: QConnection, src_shape, tile: _Tile):
+def _axis_args(conn: QConnection, src_shape, tile: Tile):
     _, h, w = src_shape
     return (h, *conn.axis("y"), conn.up, tile.y0, tile.y1), (w, *conn.axis("x"), conn.up, tile.x0, tile.x1)
 
 
-def _channel_hits(conn: QConnection, n_src_channels: int, tile: _Tile) -> np.ndarray:
+def _channel_hits(conn: QConnection, n_src_channels: int, tile: Tile) -> np.ndarray:
     """bool per source channel: it has synapses into the tile's channels."""
     c = np.arange(n_src_channels)
     if conn.kind == Kind.DW:
@@ -149,7 +120,7 @@ def _channel_hits(conn: QConnection, n_src_channels: int, tile: _Tile) -> np.nda
     return np.ones(n_src_channels, dtype=bool)
 
 
-def _synapses(conn: QConnection, src_shape, tile: _Tile) -> int:
+def _synapses(conn: QConnection, src_shape, tile: Tile) -> int:
     cs, h, w = src_shape
     if conn.kind == Kind.DENSE:
         return cs * h * w * tile.cc
@@ -160,7 +131,7 @@ def _synapses(conn: QConnection, src_shape, tile: _Tile) -> int:
     return per_channel * cs * tile.cc
 
 
-def _source_box(conn: QConnection, src_shape, tile: _Tile):
+def _source_box(conn: QConnection, src_shape, tile: Tile):
     """(channel, row, column) hit masks of the source neurons with synapses into the tile."""
     cs, h, w = src_shape
     if conn.kind == Kind.DENSE:
@@ -206,7 +177,7 @@ def _loihi_index_bits(max_index: int) -> int:
     return next((b for b in LOIHI_INDEX_BITS if b >= need), need)
 
 
-def _loihi(conn: QConnection, src_shape, tile: _Tile, weight_bits: int) -> tuple[int, int]:
+def _loihi(conn: QConnection, src_shape, tile: Tile, weight_bits: int) -> tuple[int, int]:
     """(synapse-memory bits, stored synapses) of one connection into one destination part."""
     cs, h, w = src_shape
     if conn.kind == Kind.DENSE:
@@ -373,9 +344,9 @@ def analyze(net_or_qnet, neurons_per_core: int = 1024, weight_bits: int = 8, tab
         row = rows[layer.name]
         for conn in layer.inputs:
             src_shape = qnet.shape_of(conn.src)
-            row.synapses += _synapses(conn, src_shape, _whole(layer.shape))
+            row.synapses += _synapses(conn, src_shape, Tile.whole(layer.shape))
             for part in parts_of[layer.name]:
-                tile = _Tile(part.x0, part.x1, part.y0, part.y1, part.c0, part.c1)
+                tile = part.tile
                 box = _source_box(conn, src_shape, tile)
                 if box[0].any() and box[1].any() and box[2].any():
                     boxes.setdefault((conn.src, part.core), []).append(box)

@@ -136,7 +136,7 @@ def _esu_row(qnet: QNetwork, p: Part, conn: QConnection, ws) -> tuple:
     src_c, _, src_w = qnet.shape_of(conn.src)
     dense = conn.kind == Kind.DENSE
     row = dict(kind=int(conn.kind), wconst=int(conn.wconst is not None), wval=int(conn.wconst or 0), k=conn.kw,
-                s_log2=log2(conn.sw), cc=p.c1 - p.c0 + 1, c0=p.c0, tw=p.x1 - p.x0 + 1, nbase=p.nbase,
+                s_log2=log2(conn.sw), cc=p.tile.cc, c0=p.c0, tw=p.tile.tw, nbase=p.nbase,
                 wbase=p.wbase if conn.wconst is None else 0, src_w=src_w if dense else 0,
                 src_c=(ws.ci if ws else src_c) if dense else 0, k_y=conn.kh, s_log2_y=log2(conn.sh),
                 wshift=conn.wshift)
@@ -167,8 +167,8 @@ def _peg_entries(b: _Build, src: str, hits: list, iy: int, ix: int, ig: int, hos
 
 def _population(b: _Build, p: Part, peg_base: int, peg_count: int) -> tuple:
     layer = b.qnet.layer(p.layer)
-    row = dict(layer=b.order[p.layer], nbase=p.nbase, x0=p.x0, y0=p.y0, tw=p.x1 - p.x0 + 1, th=p.y1 - p.y0 + 1,
-               c0=p.c0, cc=p.c1 - p.c0 + 1, mult=layer.mult, shift=layer.shift, lo=layer.lo or 0, hi=layer.hi or 0,
+    row = dict(layer=b.order[p.layer], nbase=p.nbase, x0=p.x0, y0=p.y0, tw=p.tile.tw, th=p.tile.th,
+               c0=p.c0, cc=p.tile.cc, mult=layer.mult, shift=layer.shift, lo=layer.lo or 0, hi=layer.hi or 0,
                peg_base=peg_base, peg_count=peg_count, **_neuron_fields(layer))
     return tuple(row[name] for name in _ALL_FIELDS["pop"])
 
@@ -181,8 +181,8 @@ def _initial_state(b: _Build, p: Part, acc: np.ndarray, words: dict) -> None:
     if bias.shape != (layer.shape[0],) or not np.all(bias == np.round(bias)):
         raise CompileError(f"layer {layer.name}: bias must be {layer.shape[0]} integers, got shape "
                            f"{bias.shape}")
-    tiles = (p.x1 - p.x0 + 1) * (p.y1 - p.y0 + 1)
-    neurons = slice(p.nbase, p.nbase + tiles * (p.c1 - p.c0 + 1))
+    tiles = p.tile.tw * p.tile.th
+    neurons = slice(p.nbase, p.nbase + p.tile.neurons)
     part_bias = np.tile(bias.astype(np.int64)[p.c0:p.c1 + 1], tiles)
     if layer.neuron.model == "sigma_delta":     # the bias is the initial accumulator
         acc[neurons] = arith.wrap(part_bias, cfg.acc_bits)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import FabricConfig
 from ..frontend.ir import QConnection, QLayer, QNetwork
-from ..geometry import axis_span  # noqa: F401  (part of this module's API before geometry.py)
+from ..geometry import Tile, axis_span  # noqa: F401  (axis_span: part of this module's API before geometry.py)
 from .checks import (RESOURCES, MappingError, Resources, WeightShape, check_network,  # noqa: F401  (re-exported)
                      check_totals, packing_error, weight_shape, words_per_channel)
 from ..layouts import Kind
@@ -57,6 +57,10 @@ class Part:
     neurons: int
     wbase: int
     weight_words: int
+
+    @property
+    def tile(self) -> Tile:
+        return Tile(self.x0, self.x1, self.y0, self.y1, self.c0, self.c1)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"   # an HDF5 file's first 8 bytes (netx and NIR files are HDF5)
 WALK_SECONDS = 10.0       # reading a real network file takes milliseconds
 
 

@@ -86,7 +86,7 @@ def is_netx_file(path) -> bool:
     """An HDF5 file (lava-dl's .net networks are HDF5)."""
     try:
         with open(path, "rb") as f:
-            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+            return f.read(8) == h5check.HDF5_MAGIC
     except OSError:
         return False
 
@@ -413,11 +413,15 @@ class _Importer:
         else:
             raise NetxError(f"{where}: a sigma_output input neuron is not supported; supported: SDNN, LOIHI, CUBA")
 
+    def window_input(self, where: str, f: dict) -> tuple[int, int, int]:
+        """(C, H, W) of the source a kernel-window layer (conv, pool) reads; dilation refused."""
+        src = self.need_source(where)
+        _refuse_dilation(where, f)
+        return self.shape_of(src)
+
     def conv(self, i: int, f: dict) -> None:
         where = f"layer {i} (conv)"
-        src = self.need_source(where)
-        c, h, w = self.shape_of(src)
-        _refuse_dilation(where, f)
+        c, h, w = self.window_input(where, f)
         weight = _ints(where, "weight", _required(where, f, "weight"))
         weight = weight.reshape(weight.shape[:4]) if weight.ndim > 4 else weight
         if weight.ndim != 4 or not weight.size:
@@ -438,9 +442,7 @@ class _Importer:
 
     def pool(self, i: int, f: dict) -> None:
         where = f"layer {i} (pool)"
-        src = self.need_source(where)
-        c, h, w = self.shape_of(src)
-        _refuse_dilation(where, f)
+        c, h, w = self.window_input(where, f)
         kernel = _ints(where, "weight", _required(where, f, "weight"))
         kh, kw = self.pair(where, f, "kernelSize", None)
         if kh < 1 or kw < 1 or kernel.size != kh * kw:

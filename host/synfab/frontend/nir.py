@@ -62,7 +62,6 @@ SNNTORCH_DT = 1e-4          # snnTorch's export_to_nir writes tau = dt / (1 - be
 DEFAULT_DT = SNNTORCH_DT
 SINABS_DT = 1.0             # sinabs' IAF integrates its input once per step (r = 1)
 INPUT_EVENT_BITS = 16       # input values are sent as they are, one event per value and step
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 FLOAT_KIND = "synfab-float"     # graph metadata synfab_kind of an exported float Network (read back as one)
 VECTOR_FLATTEN = "vector"       # metadata synfab_op of the Flatten the export puts before a dense on (C, 1, 1)
 
@@ -102,7 +101,7 @@ def is_nir_file(path) -> bool:
     """An HDF5 file with NIR's top-level 'node' group (netx files are HDF5 too, with 'layer')."""
     try:
         with open(path, "rb") as f:
-            if f.read(8) != HDF5_MAGIC:
+            if f.read(8) != h5check.HDF5_MAGIC:
                 return False
         import h5py
         with h5py.File(path, "r") as f:
