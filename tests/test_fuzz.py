@@ -3,8 +3,10 @@ long ones), the fuzzer's own detection of planted bugs, and one test per bug the
 reproducer now raises a one-line SynfabError."""
 import io
 import json
+import os
 import re
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -72,6 +74,11 @@ def _hanging_loader(path):
         time.sleep(60)
 
 
+def _dying_loader(path):
+    if path.read_bytes() != b"ok":
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
 def toy(load, seed=b"ok" + bytes(10)):
     return fuzz.Target("toy", lambda: [{"t.bin": seed}], load)
 
@@ -95,6 +102,27 @@ def test_multiline_errors_and_hangs_are_findings():
     report = fuzz.campaign(toy(_hanging_loader, b"ok"), 3, seed=1, timeout=0.5)
     assert report.counts["timeout"] == 2 and report.counts["accepted"] == 1
     assert time.monotonic() - start < 20        # the hung worker was killed, not waited for
+
+
+def test_a_worker_that_dies_on_an_input_is_a_crash_finding():
+    """A crash is confirmed on a fresh worker before it counts; one that dies every time counts."""
+    report = fuzz.campaign(toy(_dying_loader, b"ok"), 3, seed=1)
+    assert report.counts["accepted"] == 1 and report.counts["crash"] == 2
+    assert all(f.outcome == "crash" and "exit code -11" in f.error for f in report.findings)
+
+
+def test_a_worker_that_dies_once_is_not_a_finding(tmp_path):
+    """A worker lost once (a signal under load) and fine on the same input again: no finding."""
+    marker = tmp_path / "died_once"
+
+    def dies_once(path):
+        if path.read_bytes() != b"ok" and not marker.exists():
+            marker.write_text("")
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    report = fuzz.campaign(toy(dies_once, b"ok"), 3, seed=1)
+    assert marker.exists(), "the planted crash happened"
+    assert report.counts["crash"] == 0 and report.findings == []
 
 
 def test_mutations_are_seeded():
