@@ -14,7 +14,7 @@ import numpy as np
 
 from .compiler import compile_network
 from .config import FabricConfig
-from .mapper import map_network
+from .compiler.mapper import map_network
 from .model import EVENT_DTYPE, input_events
 from .randnet import CosimCase, random_input
 from .runtime.check import MismatchError, check_frame
@@ -125,7 +125,7 @@ def run_fabric(seed: int, config_index: int, examples: int, stop_on_mismatch: bo
     """`examples` random cases on the campaign's config_index-th fabric (built once)."""
     import time
 
-    from .mapper import MappingError
+    from .compiler.mapper import MappingError
     from .randnet import random_cosim_case
     from .runtime.sim import SimDevice
     cfg = campaign_fabric(seed, config_index)

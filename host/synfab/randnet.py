@@ -20,9 +20,9 @@ import numpy as np
 from . import arith
 from .config import FabricConfig
 from .errors import SynfabError
-from .ir import QConnection, QLayer, QNetwork, conv_out
+from .frontend.ir import QConnection, QLayer, QNetwork, conv_out
 from .layouts import Kind
-from .mapper import STRATEGIES, MappingError, map_network
+from .compiler.mapper import STRATEGIES, MappingError, map_network
 
 BLOCKS = ("conv", "conv_s2", "tconv", "dw", "pw", "sumpool", "avgpool", "upsample", "add", "concat",
           "dense", "dense_concat")
