@@ -329,8 +329,8 @@ def test_hardware_backends_refuse_extended_tables_in_one_line_before_touching_th
     qnet = chain(Neuron("lif", theta=3), depth=1)
     qnet.input_mode = "events"
     tables = compile_network(qnet, WIDE)
-    with pytest.raises(DeviceError, match=r"^board: the fabric does not support yet: lif neurons \(layer l0\); "
-                                          r"events input") as e:
+    with pytest.raises(DeviceError, match=r"^board: the fabric does not support yet: lif neurons \(layer l0\) "
+                                          r"\(table layout version 2\)") as e:
         Untouchable(WIDE).load(tables)
     assert "\n" not in str(e.value) and "--backend model" in str(e.value)
     cfg = PRESETS["small"]

@@ -35,7 +35,7 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
-from synfab.layouts import FABRIC_LAYOUT_VERSION, LAYOUT_VERSION, pop_desc
+from synfab.layouts import FABRIC_LAYOUT_VERSION, pop_desc, state_word_bits
 
 from ..common import PipeStage, combine_split, product, split_multiply, sync_fifo
 from ..serial import SerialMultiplier, SerialReciprocal
@@ -45,7 +45,7 @@ from .peg import spike_layout
 
 SPIKE_FIFO_DEPTH = 16
 WORD_FIFO_DEPTH = 4
-PIPELINE_STAGES = 10         # E1..E9 and E7b: neurons in flight after the emit register (E10 holds spikes)
+PIPELINE_STAGES = 11         # E1..E10 and E7b: neurons in flight after the emit register (E11 holds spikes)
 
 
 def derived_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
@@ -196,7 +196,9 @@ class EvaluationUnit(LiteXModule):
 
         # # #
 
-        sent = block_ram(eb, cfg.neurons_per_core, "sent")
+        # sent holds an unclamped activation too (lo_open/hi_open: acc_bits + 1 bits).
+        sb = state_word_bits(cfg, FABRIC_LAYOUT_VERSION)["sent"]
+        sent = block_ram(sb, cfg.neurons_per_core, "sent")
         sent_rd = sent.get_port(mode=READ_FIRST)
         sent_wr = sent.get_port(write_capable=True)
         self.specials += sent, sent_rd, sent_wr
@@ -210,7 +212,7 @@ class EvaluationUnit(LiteXModule):
         dl = dict(derived_layout(cfg))
         p = Signal(cfg.pop_addr_bits + 1)
         layer = Signal(6)
-        P = {name: Signal(width, name=f"pop_{name}") for name, width in pop_desc(cfg, LAYOUT_VERSION).migen()}
+        P = {name: Signal(width, name=f"pop_{name}") for name, width in self.layout.migen()}
         D = {name: Signal(width, name=f"pop_{name}") for name, width in derived_layout(cfg)}
         rnd = Signal(1 << cfg.shift_bits)
         self.comb += self.table.rd_adr.eq(p)
@@ -246,7 +248,7 @@ class EvaluationUnit(LiteXModule):
         # ---- emit: one dirty neuron per clock into the request register ----
         in_flight = Signal(max=PIPELINE_STAGES + 2)
         room = Signal()
-        e_last_valid = Signal()
+        e_last_valid = Signal(2)     # neurons in the stages after in_flight's (E10, E11)
         req = self.acc_rd
         advance = Signal()
         self.comb += [
@@ -303,7 +305,7 @@ class EvaluationUnit(LiteXModule):
         e1 = PipeStage(self, issue, n=req.n)
         r = Signal(nab)
         self.comb += r.eq(e1.n - P["nbase"])
-        sent1 = Signal((eb, True))
+        sent1 = Signal((sb, True))
         self.comb += sent1.eq(sent_rd.dat_r)
         e2 = PipeStage(self, e1.valid, n=e1.n, r=r, sent=sent1)
         # acc arrives from the neuron unit with e2 (ACC_READ_LATENCY = 2).
@@ -329,30 +331,39 @@ class EvaluationUnit(LiteXModule):
         lo_s, hi_s = Signal((eb, True)), Signal((eb, True))
         shifted7 = Signal((len(e7.shifted), True))
         self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"]), shifted7.eq(e7.shifted)
-        # The clamp's two wide compares get a stage of their own; the select follows in E8.
-        e7b = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, shifted=e7.shifted, below=shifted7 < lo_s,
-                        above=shifted7 > hi_s, ty=e7.ty, ci=e7.ci, tx=(e7.pix - e7.tyw[:nab])[:nab])
-        a = Signal((eb, True))
+        # The clamp's two wide compares get a stage of their own; the select follows in E8. An open
+        # bound (Lava's ReLU without a ceiling, or no clamp) never clamps: the activation then fits
+        # acc_bits + 1 bits (the mapper allows an open bound only with mult <= 2^shift).
+        e7b = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, shifted=e7.shifted,
+                        below=~P["lo_open"] & (shifted7 < lo_s), above=~P["hi_open"] & (shifted7 > hi_s),
+                        ty=e7.ty, ci=e7.ci, tx=(e7.pix - e7.tyw[:nab])[:nab])
+        a = Signal((sb, True))
         self.comb += If(e7b.below, a.eq(lo_s)).Elif(e7b.above, a.eq(hi_s)).Else(a.eq(e7b.shifted))
         e8 = PipeStage(self, e7b.valid, n=e7b.n, sent=e7b.sent, a=a, ty=e7b.ty, ci=e7b.ci, tx=e7b.tx)
-        a8, sent8 = Signal((eb, True)), Signal((eb, True))
+        a8, sent8 = Signal((sb, True)), Signal((sb, True))
         self.comb += a8.eq(e8.a), sent8.eq(e8.sent)
         e9 = PipeStage(self, e8.valid, n=e8.n, a=e8.a, diff=a8 - sent8, x=P["x0"] + e8.tx, y=P["y0"] + e8.ty,
                        c=P["c0"] + e8.ci)
-        diff9 = Signal((eb + 1, True))
-        mag = Signal(eb + 1)
+        diff9 = Signal((sb + 1, True))
+        mag = Signal(sb + 1)
         fire = Signal()
+        # fire iff d != 0 and |d| >= max(threshold register, theta) (arith._sigma_delta): two compares
+        # side by side. The event carries d >> msg_shift (arithmetic), computed beside them.
         self.comb += [
             diff9.eq(e9.diff),
             mag.eq(Mux(diff9 < 0, -diff9, diff9)),
-            fire.eq(e9.valid & (diff9 != 0) & (mag >= self.threshold)),
+            fire.eq(e9.valid & (diff9 != 0) & (mag >= self.threshold) & (mag >= P["theta"])),
         ]
-        e10 = PipeStage(self, fire, n=e9.n, a=e9.a, diff=e9.diff, x=e9.x, y=e9.y, c=e9.c)
+        e10 = PipeStage(self, fire, n=e9.n, a=e9.a, d=diff9 >> P["msg_shift"], x=e9.x, y=e9.y, c=e9.c)
+        # A fire whose shifted change is 0 records sent but sends nothing (and counts no spike).
+        d10 = Signal((eb, True))
+        self.comb += d10.eq(e10.d)
+        e11 = PipeStage(self, e10.valid & (d10 != 0), d=d10, x=e10.x, y=e10.y, c=e10.c)
         self.comb += [
-            e_last_valid.eq(e10.valid),
-            self.spike.eq(e10.valid),
-            spikes.sink.valid.eq(e10.valid),
-            spikes.sink.x.eq(e10.x), spikes.sink.y.eq(e10.y), spikes.sink.c.eq(e10.c), spikes.sink.d.eq(e10.diff),
+            e_last_valid.eq(e10.valid + e11.valid),
+            self.spike.eq(e11.valid),
+            spikes.sink.valid.eq(e11.valid),
+            spikes.sink.x.eq(e11.x), spikes.sink.y.eq(e11.y), spikes.sink.c.eq(e11.c), spikes.sink.d.eq(e11.d),
             spikes.sink.base.eq(P["peg_base"]), spikes.sink.count.eq(P["peg_count"]),
         ]
         e9_last = e9
@@ -362,12 +373,12 @@ class EvaluationUnit(LiteXModule):
         self.comb += leave.eq(e9_last.valid)
         self.sync += in_flight.eq(in_flight + emitter.emit - leave)
         self.comb += drained.eq(~scanning & (takes_in_flight == 0) & ~words.source.valid & ~emitter.busy
-                                & ~req.valid & (in_flight == 0) & ~e10.valid)
+                                & ~req.valid & (in_flight == 0) & ~e10.valid & ~e11.valid)
 
         # ---- sent memory: evaluation first, the host only while idle ----
         bus = self.sent_bus
         pipeline_empty = Signal()
-        self.comb += pipeline_empty.eq(fsm.ongoing("IDLE") & (in_flight == 0) & ~e10.valid)
+        self.comb += pipeline_empty.eq(fsm.ongoing("IDLE") & (in_flight == 0) & ~e10.valid & ~e11.valid)
         host_go = Signal()
         mapped = Signal()
         read_mapped = Signal()
@@ -376,7 +387,7 @@ class EvaluationUnit(LiteXModule):
             mapped.eq(bus.adr < cfg.neurons_per_core),
             host_go.eq(bus.cyc & bus.stb & ~bus.ack & pipeline_empty & (reading == 0)),
         ]
-        sent_q = Signal((eb, True))
+        sent_q = Signal((sb, True))
         self.sync += [
             sent_q.eq(sent_rd.dat_r),
             If(host_go, read_mapped.eq(mapped)),

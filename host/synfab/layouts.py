@@ -43,8 +43,9 @@ EXTENDED_FEATURES = (
     "events input",
     "spikes input",
 )
-# What the gateware executes (its `features` register): the geometry part of version 2.
-GATEWARE_FEATURES = EXTENDED_FEATURES[:2]
+# What the gateware executes (its `features` register): the geometry, the sigma-delta options;
+# event and spike input are the host's (it sends a frame's values as they are).
+GATEWARE_FEATURES = EXTENDED_FEATURES[:4] + ("events input", "spikes input")
 # The per-neuron words the gateware keeps (windows of the other state words answer SLVERR).
 GATEWARE_STATE_WORDS = ("acc", "sent")
 

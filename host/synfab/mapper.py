@@ -334,7 +334,8 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
             raise MappingError(f"layer {l.name}: mult {l.mult} / shift {l.shift} do not fit {cfg.mult_bits}/"
                                f"{cfg.shift_bits} bits; requantize with a smaller multiplier")
         if not for_analysis:
-            _check_events(l, cfg, out_lim if l.name == qnet.output else dmax, extended)
+            # Version-2 tables (any extended feature) keep the wider sent and check the event bound.
+            _check_events(l, cfg, out_lim if l.name == qnet.output else dmax, bool(qnet.extended_features()))
         seen.add(l.name)
     out_idx = names.index(qnet.output) - 1
     tag_max = min((1 << cfg.esu_addr_bits) - 1, (1 << STREAM_EVENT.by_name["tag"].width) - 1)

@@ -223,7 +223,8 @@ class RegisterDevice(Device):
         self.write_reg("threshold", self.threshold)
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
         self.tables = tables
-        self._state_writes = [w for w in writes if w[0][1] in ("acc", "sent")]
+        # Every per-neuron word the tables' models use (acc, sent; u, v, ref, bias: Tables.state_words).
+        self._state_writes = [w for w in writes if w[0][1] in tables.state_words]
 
     def reset(self) -> None:
         self._need_tables()
@@ -277,6 +278,7 @@ class RegisterDevice(Device):
         self._need_tables()
         out = [dict() for _ in range(self.cfg.n_cores)]
         for (core, wname), addrs, _ in self._state_writes:
-            bits = self.cfg.acc_bits if wname == "acc" else self.cfg.event_bits
-            out[core][wname] = _sext(self._read(addrs), bits)
+            # The fabric returns every word as its 32-bit value (sign-extended; ref is unsigned; a
+            # Loihi current of +2**23 reads as such).
+            out[core][wname] = _sext(self._read(addrs), 32)
         return out
