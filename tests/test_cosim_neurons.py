@@ -95,3 +95,18 @@ def test_the_sigma_delta_options_are_what_the_fabric_runs():
     for f in ("sigma-delta theta/message shift", "unclamped activation", "events input", "spikes input"):
         assert f in GATEWARE_FEATURES
     assert arith.MODELS[0] == "sigma_delta"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("models", [("if",), ("cuba_lif",), ("lif",), arith.MODELS], ids="+".join)
+@pytest.mark.parametrize("cfg", [SMALL, NARROW], ids=lambda c: c.name)
+@settings(max_examples=20, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_random_neuron_models_match_the_model(device_for, cfg, models, data):
+    """if (thresholds >= or >, reset by subtraction or to a value, lower bounds, multi-spike),
+    cuba_lif and lif (decays 0..4096, refractory periods, biases), alone and mixed with
+    sigma-delta layers: outputs, counters and every state word (u, v, ref, bias too) after every
+    frame, with live neurons evaluated in frames without input."""
+    case = data.draw(st.composite(lambda draw: neuron_case(draw, cfg, models))(), label="case")
+    check_case(device_for, cfg, case)

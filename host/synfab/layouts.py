@@ -43,11 +43,12 @@ EXTENDED_FEATURES = (
     "events input",
     "spikes input",
 )
-# What the gateware executes (its `features` register): the geometry, the sigma-delta options;
-# event and spike input are the host's (it sends a frame's values as they are).
-GATEWARE_FEATURES = EXTENDED_FEATURES[:4] + ("events input", "spikes input")
+# What the gateware executes (its `features` register): the geometry, the sigma-delta options and
+# the if, cuba_lif and lif neurons; event and spike input are the host's (it sends a frame's
+# values as they are).
+GATEWARE_FEATURES = EXTENDED_FEATURES[:7] + ("events input", "spikes input")
 # The per-neuron words the gateware keeps (windows of the other state words answer SLVERR).
-GATEWARE_STATE_WORDS = ("acc", "sent")
+GATEWARE_STATE_WORDS = ("acc", "sent", "u", "v", "ref", "bias")
 
 
 def feature_name(entry: str) -> str:
