@@ -118,12 +118,10 @@ def test_registers_ids_saturation_and_errors():
         yield from write(dut, RM.reg("n_layers"), 1000)
         seen["n_layers_sat"] = yield from read(dut, RM.reg("n_layers"))
         seen["status"] = yield from read(dut, RM.reg("status"))
-        # Out of the map: a hole among the registers, a hole in a core window, above the map, and
-        # the per-neuron windows the gateware does not keep (version 2's u, v, ref, bias).
+        # Out of the map: a hole among the registers, a hole in a core window, above the map.
         # Reads and writes alike, and the bus keeps working after each.
         holes = [4 * len(RM.regs), RM.core_base(1) + 4 * len(RegisterMap.CORE_REGS),
                  RM.input_peg.base + RM.input_peg.size]
-        holes += [RM.core_window(c, w).addr(i) for c, w, i in ((0, "u", 0), (1, "v", 3), (2, "ref", 0), (3, "bias", 7))]
         if RM.size < (1 << RM.addr_bits):
             holes.append(RM.size)
         seen["holes"] = []
@@ -150,7 +148,7 @@ def test_registers_ids_saturation_and_errors():
 
     run_simulation(dut, main())
     assert seen["id"] == ID_MAGIC and seen["version"] == FABRIC_LAYOUT_VERSION == 2
-    assert seen["features"] == feature_mask(GATEWARE_FEATURES) == 0b11
+    assert seen["features"] == feature_mask(GATEWARE_FEATURES)
     assert seen["crc"] == CFG.crc()
     assert seen["threshold"] == 1234
     assert seen["threshold_sat"] == (1 << CFG.event_bits) - 1

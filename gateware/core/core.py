@@ -47,6 +47,7 @@ class NeuronCore(LiteXModule):
                                       addressing="word")
         self.eval_start = Signal()
         self.eval_layer = Signal(6)
+        self.eval_reset = Signal()      # with eval_start: clear the layer's u, v, ref first (reset interval)
         self.threshold = Signal(cfg.event_bits)
         self.clear_counters = Signal()
         self.idle = Signal()
@@ -69,6 +70,7 @@ class NeuronCore(LiteXModule):
             ev.wb.connect(nu.wb),
             nu.host_block.eq(~ev.idle | self.eval_start),
             ev.start.eq(self.eval_start), ev.layer.eq(self.eval_layer), ev.threshold.eq(self.threshold),
+            ev.reset.eq(self.eval_reset),
             ev.source.connect(peg.sink),
             peg.source.connect(self.source),
             self.spike.eq(ev.spike),

@@ -203,6 +203,7 @@ class EvaluationUnit(LiteXModule):
         dwb = dirty_word_bits(cfg)
         self.start = Signal()
         self.layer = Signal(6)
+        self.reset = Signal()      # with start: Lava's LIFReset, u, v, ref read as 0 (arith.clear_state)
         self.threshold = Signal(eb)
         self.pop_count = Signal(cfg.pop_addr_bits + 1)
         # The fabric's population layout (version 2: the neuron model and its parameters).
@@ -253,6 +254,7 @@ class EvaluationUnit(LiteXModule):
         pop, extra = self.table.rd_dat, self.table.rd_extra
         p = Signal(cfg.pop_addr_bits + 1)
         layer = Signal(6)
+        clearing = Signal()
         P = {name: Signal(width, name=f"pop_{name}") for name, width in self.layout.migen()}
         D = {name: Signal(width, name=f"pop_{name}") for name, width in derived_layout(cfg)}
         rnd = Signal(1 << cfg.shift_bits)
@@ -312,7 +314,8 @@ class EvaluationUnit(LiteXModule):
         # ---- population walk ----
         self.fsm = fsm = FSM(reset_state="IDLE")
         fsm.act("IDLE",
-            If(self.start, NextValue(p, 0), NextValue(layer, self.layer), NextState("FETCH")),
+            If(self.start, NextValue(p, 0), NextValue(layer, self.layer), NextValue(clearing, self.reset),
+               NextState("FETCH")),
         )
         fsm.act("FETCH",
             If((p >= self.pop_count) | (p >= cfg.populations_per_core), NextState("IDLE")).Else(
@@ -369,8 +372,10 @@ class EvaluationUnit(LiteXModule):
         # acc arrives from the neuron unit with e2 (ACC_READ_LATENCY = 2).
         acc2 = Signal((ab, True))
         self.comb += acc2.eq(self.acc_out.acc)
+        # A reset step (reset interval) starts from u = v = ref = 0 (only the Loihi models read them).
         e3 = PipeStage(self, e2.valid, n=e2.n, r=e2.r, sent=e2.sent, acc=acc2, q_c=product(e2.r, D["cc_mul"]),
-                       u=u_value(e2.u_raw), v=e2.v, ref=e2.ref, bias=e2.bias)
+                       u=Mux(clearing, 0, u_value(e2.u_raw)), v=Mux(clearing, 0, e2.v), ref=Mux(clearing, 0, e2.ref),
+                       bias=e2.bias)
         # acc * mult as two products of at most 18 x 18 bits (one DSP block each), summed next stage;
         # likewise Loihi's decays u * (4096 - du) and v * (4096 - dv).
         p_lo, p_hi = split_multiply(self, e3.acc, P["mult"])

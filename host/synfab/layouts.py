@@ -43,10 +43,9 @@ EXTENDED_FEATURES = (
     "events input",
     "spikes input",
 )
-# What the gateware executes (its `features` register): the geometry, the sigma-delta options and
-# the if, cuba_lif and lif neurons; event and spike input are the host's (it sends a frame's
-# values as they are).
-GATEWARE_FEATURES = EXTENDED_FEATURES[:7] + ("events input", "spikes input")
+# What the gateware executes (its `features` register): all of version 2 (event and spike input
+# are the host's: it sends a frame's values as they are).
+GATEWARE_FEATURES = EXTENDED_FEATURES
 # The per-neuron words the gateware keeps (windows of the other state words answer SLVERR).
 GATEWARE_STATE_WORDS = ("acc", "sent", "u", "v", "ref", "bias")
 
@@ -398,12 +397,17 @@ class RegisterMap:
 
     GLOBAL_REGS = ["id", "version", "config_crc", "ctrl", "status", "threshold",
                    "in_w", "in_h", "in_c", "input_peg_count", "n_layers"]
+    # Version 2 appends these (time steps: DESIGN.md "Time steps").
+    EXTENDED_REGS = ["features", "pipelined", "reset_interval", "step"]
     CORE_REGS = ["esu_count", "pop_count"]
     MAX_LAYERS = 64
     DOC = {
         "id": "read-only: ID_MAGIC 0x53594E46 ('SYNF')",
         "version": "read-only: the table layout version this fabric decodes (FABRIC_LAYOUT_VERSION)",
         "features": "read-only: version-2 features the fabric executes, bit i = layouts.EXTENDED_FEATURES[i]",
+        "pipelined": "v2: 1 evaluates the layers in reverse order (a layer's events reach the next one a step later)",
+        "reset_interval": "v2: R > 0 clears layer i's u, v, ref before its step at steps t with t % R == i % R",
+        "step": "v2: the time step modulo reset_interval (advances at every end of frame; the host writes 0 at load)",
         "config_crc": "read-only: FabricConfig.crc() the gateware was built from",
         "ctrl": "write 1 to bit 0: clear every counter and layer_spikes",
         "status": "read-only: bit 0 busy (a frame is being processed)",
@@ -444,11 +448,12 @@ class RegisterMap:
 
     def __init__(self, cfg: FabricConfig, version: int = FABRIC_LAYOUT_VERSION):
         """The register map of tables of `version`; the default is the fabric's (what the gateware
-        decodes).  Version 2 adds the read-only `features` register after the version-1 ones."""
+        decodes).  Version 2 adds the read-only `features` register and the time-step registers
+        (pipelined, reset_interval, step) after the version-1 ones."""
         _check_version(version)
         self.cfg = cfg
         self.version = version
-        names = self.GLOBAL_REGS + (["features"] if version >= EXTENDED_LAYOUT_VERSION else [])
+        names = self.GLOBAL_REGS + (self.EXTENDED_REGS if version >= EXTENDED_LAYOUT_VERSION else [])
         self.regs = {name: 4 * i for i, name in enumerate(names)}
         self.global_counters = {name: 0x100 + 4 * i for i, name in enumerate(GLOBAL_COUNTERS)}
         # Spikes per evaluation step (layer), summed over cores: read-only window.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SynfabError
-from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC,
+from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION,
                        STREAM_EVENT, RegisterMap, feature_name)
 from ..model import OUT_DTYPE  # one definition of an output event
 
@@ -63,6 +63,35 @@ def check_fabric_runs(tables, backend: str) -> None:
         shown = "; ".join(features[:4]) + (f"; and {len(features) - 4} more" if len(features) > 4 else "")
         raise DeviceError(f"{backend}: the fabric does not support yet: {shown or f'table layout version {tables.version}'}"
                           f" (table layout version {tables.version}); run this bundle with --backend model")
+    if tables.version > LAYOUT_VERSION:
+        # Output events leave in the stream word's d (the mapper keeps version-1 and geometry-only
+        # networks within it; the others' outputs are event_bits wide).
+        top = (1 << (STREAM_EVENT.by_name["d"].width - 1)) - 1
+        bound = output_event_bound(tables)
+        if bound > top:
+            raise DeviceError(f"{backend}: output layer {tables.metadata['output']}'s events reach +-{bound} but the "
+                              f"output stream carries +-{top}; run this bundle with --backend model")
+
+
+def output_event_bound(tables) -> int:
+    """The largest |value| an output event of the tables' output layer can carry (arith.event_bound
+    of its populations; a sigma-delta relay without clamp or scaling: the whole event width)."""
+    from .. import arith
+    from ..model import _population_neuron
+    md, cfg = tables.metadata, tables.cfg
+    names = [l["name"] for l in md.get("layers", [])]
+    if md.get("output") not in names:
+        return 0
+    idx, bound = names.index(md["output"]), 0
+    for ct in tables.cores:
+        pop = {k: np.asarray(v, dtype=np.int64) for k, v in ct.pop.items()}
+        for k in np.flatnonzero(pop["layer"][:ct.pop_count] == idx):
+            neuron, act = _population_neuron(pop, int(k))
+            relay = (neuron.model == "sigma_delta" and neuron.msg_shift == 0 and act.lo is None and act.hi is None
+                     and act.mult == 1 and act.shift == 0)
+            b = (1 << (cfg.event_bits - 1)) if relay else arith.event_bound(neuron, act, cfg.acc_bits)
+            bound = max(bound, min(b, 1 << (cfg.event_bits - 1)))
+    return bound
 
 
 def events_array(x, y, c, d) -> dict:
@@ -220,16 +249,26 @@ class RegisterDevice(Device):
             self.write_reg("pop_count", ct.pop_count, core=c)
         for name in ("in_w", "in_h", "in_c", "input_peg_count", "n_layers"):
             self.write_reg(name, int(tables.regs[name]))
+        self._write_timing(tables)
         self.write_reg("threshold", self.threshold)
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
         self.tables = tables
         # Every per-neuron word the tables' models use (acc, sent; u, v, ref, bias: Tables.state_words).
         self._state_writes = [w for w in writes if w[0][1] in tables.state_words]
 
+    def _write_timing(self, tables) -> None:
+        """Time-step registers (version-2 register map): pipelined order, reset interval, and the
+        time step back to 0 (the golden model's step after load or reset)."""
+        if "pipelined" in self.regmap.regs:
+            self.write_reg("pipelined", int(tables.pipelined))
+            self.write_reg("reset_interval", tables.reset_interval)
+            self.write_reg("step", 0)
+
     def reset(self) -> None:
         self._need_tables()
         for _, addrs, words in self._state_writes:
             self._write(addrs, words)
+        self._write_timing(self.tables)
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
 
     def set_threshold(self, threshold: int) -> None:
