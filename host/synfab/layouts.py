@@ -439,10 +439,10 @@ class RegisterMap:
         "weights": "int8 weights, four per word, little-endian",
         "acc": "neuron accumulators, sign-extended; a write marks the neuron dirty",
         "sent": "last activation each neuron sent, sign-extended",
-        "u": "v2: Loihi current of cuba_lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
-        "v": "v2: Loihi voltage of cuba_lif/lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
-        "ref": "v2: refractory steps left of cuba_lif/lif neurons (golden model; the gateware has no such window yet: bus error)",
-        "bias": "v2: per-neuron bias added every step by if/lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
+        "u": "v2: Loihi current of cuba_lif neurons, in (-2**23, 2**23] (the 24-bit code of -2**23 reads +2**23)",
+        "v": "v2: Loihi voltage of cuba_lif/lif neurons, sign-extended",
+        "ref": "v2: refractory steps left of cuba_lif/lif neurons",
+        "bias": "v2: per-neuron bias added every step by if/lif neurons, sign-extended",
     }
     CTRL_CLEAR_COUNTERS = 1  # ctrl bit 0: write 1 to clear every counter
 
