@@ -36,6 +36,7 @@ class StandInCore(LiteXModule):
         self.bus = wishbone.Interface(data_width=32, adr_width=(RM.core_stride // 4 - 1).bit_length())
         self.eval_start = Signal()
         self.eval_layer = Signal(6)
+        self.eval_reset = Signal()
         self.threshold = Signal(cfg.event_bits)
         self.clear_counters = Signal()
         self.idle = Signal()
