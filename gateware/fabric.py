@@ -12,7 +12,7 @@ the input PEG is idle, the mesh counts no packet between its ports, and every co
 Output beats are the HOST packets leaving the mesh at core 0, as (x, y, c, d, tag=syn).
 
 Registers (RegisterMap of layouts.FABRIC_LAYOUT_VERSION, the table layouts the fabric decodes:
-`version` reads it, `features` the version-2 features it executes, layouts.GATEWARE_FEATURES):
+`version` reads it, `features` the version-2 features it executes, layouts.gateware_features(cfg)):
 writes saturate each register to its largest meaningful value (reads show what the hardware uses). ctrl bit 0 clears every counter, the cores' too, and layer_spikes.
 status bit 0 (busy) is set while a frame is being finished or anything is in flight.
 Global counters: cycles (clock cycles since the last clear), frames, events_in (event beats
@@ -28,7 +28,7 @@ from litex.soc.interconnect import stream, wishbone
 from migen.genlib.fsm import FSM, NextState, NextValue
 
 from synfab.config import FabricConfig
-from synfab.layouts import (FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, GATEWARE_STATE_WORDS, GLOBAL_COUNTERS,
+from synfab.layouts import (FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, gateware_features, gateware_state_words,
                             ID_MAGIC, STREAM_BITS, STREAM_EVENT, RegisterMap, feature_mask, state_word_bits)
 
 from .common import WishboneSlice, as_signed, decode_targets, pack, unpack
@@ -38,6 +38,7 @@ from .noc import Mesh
 from .noc.mesh import popcount
 
 BEAT = [("data", STREAM_BITS)]
+RESET_INTERVAL_MAX = (1 << 16) - 1
 WORD = 4   # bytes per bus word
 
 
@@ -76,6 +77,7 @@ class Fabric(LiteXModule):
             "in_w": 1 << cfg.coord_bits, "in_h": 1 << cfg.coord_bits, "in_c": 1 << cfg.chan_bits,
             "input_peg_count": cfg.input_peg_entries,
             "n_layers": RegisterMap.MAX_LAYERS,
+            "pipelined": 1, "reset_interval": RESET_INTERVAL_MAX, "step": RESET_INTERVAL_MAX,
         }
         regs = {name: Signal(max=limit + 1, name=f"reg_{name}") for name, limit in limits.items()}
         self.regs = regs
@@ -111,6 +113,15 @@ class Fabric(LiteXModule):
 
         # -- sequencer -------------------------------------------------------------------------
         layer = Signal(max=RegisterMap.MAX_LAYERS + 1, name="layer")
+        # Time steps: layers in reverse order when pipelined; layer i's Loihi state is cleared before
+        # its step at steps t with t % R == i % R (R = reset_interval): `step` keeps t % R, `phase`
+        # the evaluated layer's i % R (counted along with the layer; a pipelined frame starts it at
+        # (n_layers - 1) % R, found by subtraction while the fabric drains).
+        pipelined, interval, step = regs["pipelined"], regs["reset_interval"], regs["step"]
+        phase = Signal(max=RESET_INTERVAL_MAX + 1, name="layer_phase")
+        first_phase = Signal(max=RegisterMap.MAX_LAYERS + 1, name="first_phase")
+        reset_layer = Signal(name="reset_layer")
+        self.sync += reset_layer.eq((interval != 0) & (phase == step))
         eval_start = Signal(name="eval_start")
         evaluating = Signal(name="evaluating")  # spikes now belong to layer_spikes[layer]
         write_back = Signal(name="write_back")  # layer `layer` is done: add its spikes to layer_spikes
@@ -121,11 +132,21 @@ class Fabric(LiteXModule):
             If(eof_taken, NextState("DRAIN")),
         )
         fsm.act("DRAIN",
-            NextValue(layer, 0),
+            NextValue(layer, Mux(pipelined, regs["n_layers"] - 1, 0)),
+            NextValue(first_phase, regs["n_layers"] - 1),
             If(drained,
-                If(regs["n_layers"] == 0, NextState("EOF")).Else(NextState("EVAL")),
+                If(regs["n_layers"] == 0, NextState("EOF")).Else(NextState("PHASE")),
             ),
         )
+        fsm.act("PHASE",   # (n_layers - 1) % R for a pipelined frame (at most 63 subtractions)
+            If(pipelined & (interval != 0) & (first_phase >= interval),
+                NextValue(first_phase, first_phase - interval),
+            ).Else(
+                NextValue(phase, Mux(pipelined, first_phase, 0)),
+                NextState("SETTLE"),
+            ),
+        )
+        fsm.act("SETTLE", NextState("EVAL"))    # reset_layer (registered) follows phase
         fsm.act("EVAL",
             eval_start.eq(1), evaluating.eq(1),
             NextState("STARTED"),
@@ -142,18 +163,29 @@ class Fabric(LiteXModule):
         )
         # layer_spikes[layer] += this layer's spikes: read (block RAM), then add and write.
         fsm.act("FETCH_COUNT", NextState("SAVE_COUNT"))
+        last_layer = Signal(name="last_layer")
+        self.comb += last_layer.eq(Mux(pipelined, layer == 0, layer + 1 >= regs["n_layers"]))
         fsm.act("SAVE_COUNT",
             write_back.eq(1),
-            NextValue(layer, layer + 1),
-            If(layer + 1 >= regs["n_layers"], NextState("EOF")).Else(NextState("EVAL")),
+            NextValue(layer, Mux(pipelined, layer - 1, layer + 1)),
+            If(pipelined,
+                NextValue(phase, Mux(phase == 0, interval - 1, phase - 1)),
+            ).Else(
+                NextValue(phase, Mux(phase + 1 >= interval, 0, phase + 1)),
+            ),
+            If(last_layer, NextState("EOF")).Else(NextState("SETTLE")),
         )
         fsm.act("EOF",
             eof_out.eq(1),
-            If(out.ready, NextState("RUN")),
+            If(out.ready,
+                # The next time step.
+                NextValue(step, Mux(step + 1 >= interval, 0, step + 1)),
+                NextState("RUN"),
+            ),
         )
         self.comb += self.busy.eq(~fsm.ongoing("RUN") | ~drained)
         for core in cores:
-            self.comb += [core.eval_start.eq(eval_start), core.eval_layer.eq(layer),
+            self.comb += [core.eval_start.eq(eval_start), core.eval_layer.eq(layer), core.eval_reset.eq(reset_layer),
                           core.threshold.eq(regs["threshold"]), core.clear_counters.eq(clear)]
 
         # -- output port -------------------------------------------------------------------------
@@ -232,7 +264,7 @@ class Fabric(LiteXModule):
         self.comb += access.eq(regs_bus.cyc & regs_bus.stb & ~regs_bus.ack & ~regs_bus.err & ~reading)
         read_values = {
             regmap.regs["id"]: ID_MAGIC, regmap.regs["version"]: FABRIC_LAYOUT_VERSION,
-            regmap.regs["features"]: feature_mask(GATEWARE_FEATURES),
+            regmap.regs["features"]: feature_mask(gateware_features(cfg)),
             regmap.regs["config_crc"]: cfg.crc(), regmap.regs["ctrl"]: 0,
             regmap.regs["status"]: Cat(self.busy),
         }
@@ -275,7 +307,7 @@ class Fabric(LiteXModule):
         """The words a core implements (gaps in its window answer an error)."""
         ranges = [(regmap.core_regs[n], WORD) for n in regmap.core_regs]
         ranges += [(regmap.core_counters[n], WORD) for n in regmap.core_counters]
-        missing = set(state_word_bits(self.cfg, regmap.version)) - set(GATEWARE_STATE_WORDS)
+        missing = set(state_word_bits(self.cfg, regmap.version)) - set(gateware_state_words(self.cfg))
         ranges += [(w.base, w.entries * w.stride * WORD) for name, w in regmap.core_windows.items()
                    if name not in missing]
         return Reduce("OR", [self._in_words(adr, core_base + b, s) for b, s in ranges])

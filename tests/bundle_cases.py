@@ -56,11 +56,13 @@ def cases(slow: bool = True):
     """(name, thunk -> dict) for every case."""
     from synfab import demo, footprint, randnet, zoo
     from synfab.config import PRESETS
+    # Presets added after the digests were written (their bundles have no digest from before).
+    NEWER_PRESETS = {"loihi"}
     for name in ("demo", "lenet"):
         yield f"{name}@own", lambda n=name: _compiled(demo.qnetwork(n), demo.fabric(n))
         for strategy in ("channel", "spatial"):
             yield f"{name}@own/{strategy}", lambda n=name, s=strategy: _compiled(demo.qnetwork(n), demo.fabric(n), s)
-        for preset in sorted(PRESETS):
+        for preset in sorted(set(PRESETS) - NEWER_PRESETS):
             yield f"{name}@{preset}", lambda n=name, p=preset: _compiled(demo.qnetwork(n), PRESETS[p])
 
     def dvs():

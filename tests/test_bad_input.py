@@ -308,7 +308,7 @@ def test_axi_lite_outside_the_map_is_a_clear_error(sim_device, tables):
     sim = sim_device.sim
     holes = [
         max(rm.regs.values()) + 4,                                      # after the last global register
-        rm.core_window(0, "u").addr(0),                                 # a per-neuron word the gateware lacks
+        rm.core_base(0) + 4 * len(RegisterMap.CORE_REGS),               # after core 0's registers
         rm.layer_spikes.base + rm.layer_spikes.size,                    # between layer_spikes and input_peg
         rm.input_peg.base + rm.input_peg.size,                          # after the input PEG window
         rm.core_base(0) + max(rm.core_counters.values()) + 4,           # after core 0's counters

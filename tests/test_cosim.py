@@ -21,7 +21,7 @@ from synfab import randnet  # noqa: E402
 from synfab.cosim import frame_events  # noqa: E402
 from synfab.compiler import compile_network, tables_to_words  # noqa: E402
 from synfab.config import PRESETS, FabricConfig  # noqa: E402
-from synfab.layouts import (CORE_COUNTERS, FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, GLOBAL_COUNTERS,  # noqa: E402
+from synfab.layouts import (CORE_COUNTERS, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, gateware_features,  # noqa: E402
                             ID_MAGIC, STREAM_EVENT, RegisterMap, feature_mask)
 from synfab.model import EVENT_DTYPE, MODEL_COUNTERS, Model, input_events  # noqa: E402
 from synfab_gateware.sim import SimFabric  # noqa: E402
@@ -81,7 +81,7 @@ class Loaded:
         self.rm = rm = RegisterMap(self.cfg)
         assert sim.read(rm.reg("id")) == ID_MAGIC
         assert sim.read(rm.reg("version")) == FABRIC_LAYOUT_VERSION
-        assert sim.read(rm.reg("features")) == feature_mask(GATEWARE_FEATURES)
+        assert sim.read(rm.reg("features")) == feature_mask(gateware_features(self.cfg))
         assert sim.read(rm.reg("config_crc")) == self.cfg.crc()
         writes = []
         # The fabric's layouts (version-1 tables: square, unshifted), the words sigma-delta uses.

@@ -16,7 +16,7 @@ from litex.gen import LiteXModule  # noqa: E402
 from litex.soc.interconnect import stream, wishbone  # noqa: E402
 
 from synfab.config import FabricConfig  # noqa: E402
-from synfab.layouts import (FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, GLOBAL_COUNTERS, ID_MAGIC,  # noqa: E402
+from synfab.layouts import (EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC,  # noqa: E402
                             STREAM_EVENT, Kind, RegisterMap, feature_mask, packet)
 from synfab_gateware.axi import AXIFabric  # noqa: E402
 
@@ -36,6 +36,7 @@ class StandInCore(LiteXModule):
         self.bus = wishbone.Interface(data_width=32, adr_width=(RM.core_stride // 4 - 1).bit_length())
         self.eval_start = Signal()
         self.eval_layer = Signal(6)
+        self.eval_reset = Signal()
         self.threshold = Signal(cfg.event_bits)
         self.clear_counters = Signal()
         self.idle = Signal()
@@ -118,12 +119,10 @@ def test_registers_ids_saturation_and_errors():
         yield from write(dut, RM.reg("n_layers"), 1000)
         seen["n_layers_sat"] = yield from read(dut, RM.reg("n_layers"))
         seen["status"] = yield from read(dut, RM.reg("status"))
-        # Out of the map: a hole among the registers, a hole in a core window, above the map, and
-        # the per-neuron windows the gateware does not keep (version 2's u, v, ref, bias).
+        # Out of the map: a hole among the registers, a hole in a core window, above the map.
         # Reads and writes alike, and the bus keeps working after each.
         holes = [4 * len(RM.regs), RM.core_base(1) + 4 * len(RegisterMap.CORE_REGS),
                  RM.input_peg.base + RM.input_peg.size]
-        holes += [RM.core_window(c, w).addr(i) for c, w, i in ((0, "u", 0), (1, "v", 3), (2, "ref", 0), (3, "bias", 7))]
         if RM.size < (1 << RM.addr_bits):
             holes.append(RM.size)
         seen["holes"] = []
@@ -150,7 +149,8 @@ def test_registers_ids_saturation_and_errors():
 
     run_simulation(dut, main())
     assert seen["id"] == ID_MAGIC and seen["version"] == FABRIC_LAYOUT_VERSION == 2
-    assert seen["features"] == feature_mask(GATEWARE_FEATURES) == 0b11
+    # a sigma-delta-only fabric: every version-2 feature but the other neuron models
+    assert seen["features"] == feature_mask(f for f in EXTENDED_FEATURES if not f.endswith(" neurons"))
     assert seen["crc"] == CFG.crc()
     assert seen["threshold"] == 1234
     assert seen["threshold_sat"] == (1 << CFG.event_bits) - 1

@@ -18,7 +18,7 @@ from envtools import find_tool, litex_sim_marks  # noqa: E402
 from synfab import api, randnet
 from synfab.model import reference  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
-from synfab.layouts import FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, ID_MAGIC, feature_mask  # noqa: E402
+from synfab.layouts import EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, ID_MAGIC, feature_mask  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.litex import LitexDevice  # noqa: E402
 from synfab.runtime.stream import MismatchError  # noqa: E402
@@ -47,7 +47,7 @@ def test_device_identifies_the_fabric_behind_the_bridge(litex_sim):
     with LitexDevice(CFG, port=litex_sim.port) as dev:
         ident = dev.identify()
         assert ident == {"id": ID_MAGIC, "version": FABRIC_LAYOUT_VERSION, "config_crc": CFG.crc(),
-                         "features": feature_mask(GATEWARE_FEATURES)}
+                         "features": feature_mask(f for f in EXTENDED_FEATURES if not f.endswith(" neurons"))}
         # 512-deep buffered FIFOs + their output registers + the registers after them
         assert dev.in_depth == dev.out_depth == 514
         # Table memory through the bus: two input PEG entries with every field at its maximum.

@@ -316,7 +316,10 @@ def test_extended_networks_need_wide_enough_events():
     map_network(qnet, PRESETS["small"])
 
 
-def test_hardware_backends_refuse_extended_tables_in_one_line_before_touching_the_device():
+def test_hardware_backends_refuse_models_their_fabric_does_not_carry_in_one_line_before_touching_the_device():
+    """A bundle using a neuron model its fabric does not carry (FabricConfig.neuron_models) is
+    refused in one line naming the model, the fabric and the way out, before the device is
+    touched; the same network compiled for a fabric that carries lif is accepted."""
     from synfab.runtime.device import DeviceError, RegisterDevice, check_fabric_runs
 
     class Untouchable(RegisterDevice):
@@ -329,11 +332,13 @@ def test_hardware_backends_refuse_extended_tables_in_one_line_before_touching_th
 
     qnet = chain(Neuron("lif", theta=3), depth=1)
     qnet.input_mode = "events"
+    assert WIDE.models == ("sigma_delta",)
     tables = compile_network(qnet, WIDE)
-    with pytest.raises(DeviceError, match=r"^board: the fabric does not support yet: lif neurons \(layer l0\); "
-                                          r"events input") as e:
+    with pytest.raises(DeviceError, match=r"^board: fabric 'wide' does not carry lif neurons \(layer l0\) \(its "
+                                          r"neuron_models: sigma_delta\); compile for a fabric that carries them") as e:
         Untouchable(WIDE).load(tables)
     assert "\n" not in str(e.value) and "--backend model" in str(e.value)
+    check_fabric_runs(compile_network(qnet, WIDE.with_(neuron_models="lif")), "sim")     # carried: accepted
     cfg = PRESETS["small"]
     check_fabric_runs(compile_network(random_qnetwork(1, cfg), cfg), "sim")      # version 1: accepted
 
@@ -344,8 +349,7 @@ def test_hardware_backends_accept_the_geometry_and_check_the_fabrics_features_re
     in one line naming it (and writes nothing)."""
     from dataclasses import replace
 
-    from synfab.layouts import (FABRIC_LAYOUT_VERSION, GATEWARE_FEATURES, ID_MAGIC, RegisterMap,
-                                feature_mask)
+    from synfab.layouts import FABRIC_LAYOUT_VERSION, ID_MAGIC, RegisterMap, feature_mask, gateware_features
     from synfab.randnet import GEOMETRY_KINDS, with_weight_shifts
     from synfab.runtime.device import DeviceError, RegisterDevice, check_fabric_runs
 
@@ -379,4 +383,4 @@ def test_hardware_backends_accept_the_geometry_and_check_the_fabrics_features_re
         Registers(cfg, 0b10).load(compile_network(rect, cfg))
     assert "\n" not in str(e.value)
     with pytest.raises(AssertionError, match="wrote to the device"):    # identified, features fine: loads
-        Registers(cfg, feature_mask(GATEWARE_FEATURES)).load(tables)
+        Registers(cfg, feature_mask(gateware_features(cfg))).load(tables)

@@ -17,10 +17,11 @@ def test_core_logic_stays_flat_from_1k_to_16k_neurons_and_4k_to_64k_weights():
     for sweep, blocks in rep["change"].items():
         for measure, change in blocks["core"].items():
             assert change <= BOUND, f"core {measure} changes by {change:.1%} over {sweep}"
-    # The memories did grow, in block RAM: 16x the neurons, 16x the weights.
+    # The memories did grow, in block RAM: 16x the neurons, 16x the weights (each sweep keeps the
+    # other memory at the default's size: 4096 neurons of 127 state bits weigh in the weight sweep).
     for sweep, cells in rep["sweeps"].items():
         small, large = (cells[size]["core"] for size in sorted(cells))
-        assert large["DP16KD"] > 2 * small["DP16KD"], sweep
+        assert large["DP16KD"] > 1.5 * small["DP16KD"], sweep
 
 
 def test_relative_change_is_spread_over_the_smallest():

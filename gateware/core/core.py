@@ -2,9 +2,9 @@
 
 `.bus` is the core's window of the RegisterMap (the fabric's, layouts.FABRIC_LAYOUT_VERSION;
 core-local word address = (byte address - core base) >> 2): the core registers and counters, and
-the pop/esu/peg/weights/acc/sent windows. Unused words inside a table window read 0 and ignore
-writes; the windows of per-neuron words the gateware does not keep (version 2's u, v, ref, bias:
-layouts.GATEWARE_STATE_WORDS) and the gaps between windows answer a bus error.
+the pop/esu/peg/weights windows and one window per neuron word (acc in the neuron unit; sent, u, v,
+ref, bias in the evaluation unit). Unused words inside a table window read 0 and ignore writes; the
+gaps between windows answer a bus error.
 
 Counters (32 bits, wrapping, cleared by `clear_counters`):
   packets_in    packets taken from `.sink`
@@ -47,6 +47,7 @@ class NeuronCore(LiteXModule):
                                       addressing="word")
         self.eval_start = Signal()
         self.eval_layer = Signal(6)
+        self.eval_reset = Signal()      # with eval_start: clear the layer's u, v, ref first (reset interval)
         self.threshold = Signal(cfg.event_bits)
         self.clear_counters = Signal()
         self.idle = Signal()
@@ -66,7 +67,9 @@ class NeuronCore(LiteXModule):
             esu.source.connect(nu.sink),
             ev.acc_rd.connect(nu.acc_rd), nu.acc_out.connect(ev.acc_out),
             ev.dirty_rd.connect(nu.dirty_rd), nu.dirty_out.connect(ev.dirty_out),
+            ev.wb.connect(nu.wb),
             ev.start.eq(self.eval_start), ev.layer.eq(self.eval_layer), ev.threshold.eq(self.threshold),
+            ev.reset.eq(self.eval_reset),
             ev.source.connect(peg.sink),
             peg.source.connect(self.source),
             self.spike.eq(ev.spike),
@@ -123,7 +126,7 @@ class NeuronCore(LiteXModule):
                                      "default": regs.dat_r.eq(0)})
 
         slaves = {"pop": ev.table.bus, "esu": esu.table.bus, "peg": peg.table.bus,
-                  "weights": esu.weights.bus, "acc": nu.acc_bus, "sent": ev.sent_bus}
+                  "weights": esu.weights.bus, "acc": nu.acc_bus, **ev.buses}
         windows = [(0, regs_words, regs)] + [(w.base // 4, _pow2(w.entries * w.stride), slaves[name])
                                              for name, w in win.items() if name in slaves]
         decode(self, self.bus, windows)

@@ -29,34 +29,54 @@ event_bits bits of a - sent.
 """
 from __future__ import annotations
 
-from migen import READ_FIRST, Cat, If, Memory, Mux, Signal
+from types import SimpleNamespace
+
+from migen import READ_FIRST, Cat, Constant, If, Memory, Mux, Signal
 from migen.genlib.fsm import FSM, NextState, NextValue
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
-from synfab.layouts import FABRIC_LAYOUT_VERSION, LAYOUT_VERSION, pop_desc
+from synfab.arith import LOIHI_ACT_SHIFT, LOIHI_DECAY_BITS, LOIHI_DECAY_UNITY, LOIHI_VTH_SHIFT
+from synfab.layouts import (FABRIC_LAYOUT_VERSION, NEURON_MODEL_CODES, UNSIGNED_STATE_WORDS, gateware_state_words,
+                            gateware_word_bits, pop_desc, state_word_bits)
 
-from ..common import PipeStage, combine_split, product, split_multiply, sync_fifo
+from ..common import PipeStage, as_signed, combine_split, product, split_multiply, sync_fifo
 from ..serial import SerialMultiplier, SerialReciprocal
 from ..tables import SerialTableMemory, block_ram
-from .neuron import DIRTY_WORD, acc_read_layout, dirty_take_layout, dirty_word_bits
+from .neuron import DIRTY_WORD, acc_read_layout, dirty_take_layout, dirty_word_bits, write_back_layout
 from .peg import spike_layout
 
-SPIKE_FIFO_DEPTH = 16
+# The FIFOs take a spike / write-back of every neuron in flight (the pipeline never stalls), so
+# they are deeper than the pipeline: emits go on at one per clock.
+SPIKE_FIFO_DEPTH = 32
+WRITE_BACK_FIFO_DEPTH = 32
 WORD_FIFO_DEPTH = 4
-PIPELINE_STAGES = 10         # E1..E9 and E7b: neurons in flight after the emit register (E10 holds spikes)
+PIPELINE_STAGES = 17         # E1..E9, E7b, L10..L14 and Z: neurons in flight after the emit register
+# The per-neuron words this unit can keep (acc is the neuron unit's), in window order; a fabric
+# keeps those of the neuron models it carries (layouts.gateware_state_words).
+EVAL_WORDS = ("sent", "u", "v", "ref", "bias")
+
+
+def eval_words(cfg: FabricConfig) -> tuple[str, ...]:
+    """The per-neuron words a core of `cfg` keeps in its evaluation unit."""
+    kept = gateware_state_words(cfg)
+    return tuple(w for w in EVAL_WORDS if w in kept)
 
 
 def derived_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
     """What the population table stores beside each descriptor (see PopulationDerive)."""
-    nab = cfg.neuron_addr_bits
-    return [("cc_mul", nab + 2), ("cc_shift", 6), ("tw_mul", nab + 2), ("tw_shift", 6), ("n_end", nab + 1)]
+    nab, ab = cfg.neuron_addr_bits, cfg.acc_bits
+    fields = [("cc_mul", nab + 2), ("cc_shift", 6), ("tw_mul", nab + 2), ("tw_shift", 6), ("n_end", nab + 1)]
+    if "if" in cfg.models:      # the multi-spike count divides by theta
+        fields += [("theta_mul", ab + 1), ("theta_shift", 7)]
+    return fields
 
 
 class PopulationDerive(LiteXModule):
     """Computed once per descriptor write: reciprocals of cc and tw (SerialReciprocal, exact for any
-    local index below neurons_per_core) and n_end = min(nbase + tw*th*cc, neurons_per_core).
+    local index below neurons_per_core), n_end = min(nbase + tw*th*cc, neurons_per_core) and the
+    reciprocal of theta (exact for any v below 2^(acc_bits-1): the multi-spike if neuron's count).
 
         entry   in   the descriptor being written (pop_desc record)
         start   in   pulse
@@ -88,18 +108,23 @@ class PopulationDerive(LiteXModule):
             cc_rec.start.eq(self.start), tw_rec.start.eq(self.start), tw_th.start.eq(self.start),
             count.start.eq(tw_th.done),
         ]
-        waiting = Signal(3)    # the reciprocals and the count still to come
+        dones = [cc_rec.done, tw_rec.done, count.done]
         n_end = Signal(nab + 1)
+        values = dict(cc_mul=cc_rec.multiplier, cc_shift=cc_rec.shift, tw_mul=tw_rec.multiplier,
+                      tw_shift=tw_rec.shift, n_end=n_end)
+        if "if" in cfg.models:
+            self.theta_rec = theta_rec = SerialReciprocal(cfg.acc_bits - 1, w["theta"])
+            self.comb += theta_rec.divisor.eq(Mux(e.theta == 0, 1, e.theta)), theta_rec.start.eq(self.start)
+            dones.append(theta_rec.done)
+            values.update(theta_mul=theta_rec.multiplier, theta_shift=theta_rec.shift)
+        waiting = Signal(len(dones))    # the reciprocals and the count still to come
         end = Signal(len(count.product) + 1)
         self.comb += end.eq(e.nbase + count.product)
         self.sync += [
-            If(self.start, waiting.eq(0b111)).Else(
-                waiting.eq(waiting & ~Cat(cc_rec.done, tw_rec.done, count.done))),
+            If(self.start, waiting.eq((1 << len(dones)) - 1)).Else(waiting.eq(waiting & ~Cat(*dones))),
             If(count.done, n_end.eq(Mux(end > cfg.neurons_per_core, cfg.neurons_per_core, end))),
         ]
-        self.sync += self.done.eq((waiting != 0) & ((waiting & ~Cat(cc_rec.done, tw_rec.done, count.done)) == 0))
-        values = dict(cc_mul=cc_rec.multiplier, cc_shift=cc_rec.shift, tw_mul=tw_rec.multiplier,
-                      tw_shift=tw_rec.shift, n_end=n_end)
+        self.sync += self.done.eq((waiting != 0) & ((waiting & ~Cat(*dones)) == 0))
         padded = []
         for name, width in fields:
             field = Signal(width, name=f"derived_{name}")
@@ -171,6 +196,18 @@ class _Emitter:
         ]
 
 
+def _wide_product(module, a, b) -> list:
+    """The partial products of unsigned a * b, each operand split into 17-bit chunks so that every
+    product fits one DSP block: [(product, shift)], for one PipeStage (each registered in its block)
+    and `_sum_partials` over the next stages."""
+    def chunks(v):
+        return [(v[i:i + SPLIT], i) for i in range(0, len(v), SPLIT)]
+    return [(product(x, y), i + j) for x, i in chunks(a) for y, j in chunks(b)]
+
+
+SPLIT = 17
+
+
 class EvaluationUnit(LiteXModule):
     def __init__(self, cfg: FabricConfig, pop_stride: int | None = None):
         nab, ab, eb = cfg.neuron_addr_bits, cfg.acc_bits, cfg.event_bits
@@ -178,10 +215,10 @@ class EvaluationUnit(LiteXModule):
         dwb = dirty_word_bits(cfg)
         self.start = Signal()
         self.layer = Signal(6)
+        self.reset = Signal()      # with start: Lava's LIFReset, u, v, ref read as 0 (arith.clear_state)
         self.threshold = Signal(eb)
         self.pop_count = Signal(cfg.pop_addr_bits + 1)
-        # The fabric's population layout; of its fields the unit executes the version-1 ones (the
-        # sigma-delta neuron; the neuron-model fields version 2 appends are stored, not executed).
+        # The fabric's population layout (version 2: the neuron model and its parameters).
         self.layout = pop_desc(cfg, FABRIC_LAYOUT_VERSION)
         self.table = SerialTableMemory(self.layout, cfg.populations_per_core, pop_stride,
                                        derive=PopulationDerive(cfg))
@@ -189,30 +226,67 @@ class EvaluationUnit(LiteXModule):
         self.acc_out = stream.Endpoint([("acc", ab)])
         self.dirty_rd = stream.Endpoint(dirty_take_layout(cfg))
         self.dirty_out = stream.Endpoint([("word", dwb), ("bits", DIRTY_WORD)])
+        self.wb = stream.Endpoint(write_back_layout(cfg))  # to the neuron unit
         self.source = stream.Endpoint(spike_layout(cfg))   # to the PEG sink
         self.spike = Signal()
-        self.sent_bus = wishbone.Interface(data_width=32, adr_width=nab, addressing="word")
+        # Which models' arithmetic this unit has (FabricConfig.neuron_models): sigma_delta always.
+        models = cfg.models
+        has_if, has_cuba = "if" in models, "cuba_lif" in models
+        has_loihi = has_cuba or "lif" in models
+        leaky = has_if or has_loihi      # state that changes without input: the pipeline past E9
+        kept = eval_words(cfg)
+        self.buses = {w: wishbone.Interface(data_width=32, adr_width=nab, addressing="word") for w in kept}
+        self.sent_bus = self.buses["sent"]
         self.idle = Signal()
 
         # # #
 
-        sent = block_ram(eb, cfg.neurons_per_core, "sent")
-        sent_rd = sent.get_port(mode=READ_FIRST)
-        sent_wr = sent.get_port(write_capable=True)
-        self.specials += sent, sent_rd, sent_wr
+        # Per-neuron words kept here (layouts.state_word_bits): sent (an unclamped activation too:
+        # acc_bits + 1 bits), Loihi's u and v, the refractory count and the bias. u holds values in
+        # (-2^23, 2^23] (Lava's fold), stored modulo 2^24: the code of -2^23 stands for +2^23.
+        wbits = dict(state_word_bits(cfg, FABRIC_LAYOUT_VERSION))
+        wbits.update(gateware_word_bits(cfg))      # a sigma-delta-only fabric's sent is event_bits wide
+        sb, bb = wbits["sent"], wbits["bias"]
+        mems, rd, wr = {}, {}, {}
+        for w in EVAL_WORDS:
+            if w not in kept:       # a word of a model this fabric does not carry reads 0
+                rd[w] = SimpleNamespace(adr=Signal(nab, name=f"{w}_absent_adr"), dat_r=Constant(0, wbits[w]))
+                continue
+            mems[w] = block_ram(wbits[w], cfg.neurons_per_core, w)
+            rd[w] = mems[w].get_port(mode=READ_FIRST)
+            wr[w] = mems[w].get_port(write_capable=True)
+            self.specials += mems[w], rd[w], wr[w]
+        ub = wbits["u"]
+        u_top = 1 << (ub - 1)
+
+        def u_value(raw):
+            """The current a stored u word stands for (one more bit than the word)."""
+            v = Signal((ub + 1, True))
+            raw_s, top = Signal((ub, True)), Signal((ub + 1, True))
+            self.comb += raw_s.eq(raw), top.eq(u_top), v.eq(Mux(raw == u_top, top, raw_s))
+            return v
 
         self.spikes = spikes = sync_fifo(spike_layout(cfg), SPIKE_FIFO_DEPTH)
         self.comb += spikes.source.connect(self.source)
+        if leaky:
+            self.wbq = wbq = sync_fifo(write_back_layout(cfg), WRITE_BACK_FIFO_DEPTH)
+            self.comb += wbq.source.connect(self.wb)
         self.words = words = sync_fifo([("word", dwb), ("bits", DIRTY_WORD)], WORD_FIFO_DEPTH)
 
         # ---- the population being evaluated ----
         pop, extra = self.table.rd_dat, self.table.rd_extra
-        dl = dict(derived_layout(cfg))
         p = Signal(cfg.pop_addr_bits + 1)
         layer = Signal(6)
-        P = {name: Signal(width, name=f"pop_{name}") for name, width in pop_desc(cfg, LAYOUT_VERSION).migen()}
+        clearing = Signal()
+        P = {name: Signal(width, name=f"pop_{name}") for name, width in self.layout.migen()}
         D = {name: Signal(width, name=f"pop_{name}") for name, width in derived_layout(cfg)}
         rnd = Signal(1 << cfg.shift_bits)
+        # Per population: the model and constants of its arithmetic (set with the descriptor).
+        is_sd, is_if, is_cuba, is_lif = Signal(), Signal(), Signal(), Signal()
+        if not leaky:
+            self.comb += is_sd.eq(1)
+        loihi = Signal()
+        ku, kv = Signal(LOIHI_DECAY_BITS + 1), Signal(LOIHI_DECAY_BITS + 1)   # 4096 - du, 4096 - dv
         self.comb += self.table.rd_adr.eq(p)
         extra_fields, off = {}, 0
         for name, width in derived_layout(cfg):
@@ -248,16 +322,20 @@ class EvaluationUnit(LiteXModule):
         self.sync += word_room.eq(words.level + takes_in_flight + take < WORD_FIFO_DEPTH)
 
         # ---- emit: one dirty neuron per clock into the request register ----
+        # Every emitted neuron leaves at the last stage Z and may put one spike and one write-back
+        # into their FIFOs: it is emitted only when both have room for every neuron in flight.
         in_flight = Signal(max=PIPELINE_STAGES + 2)
         room = Signal()
-        e_last_valid = Signal()
         req = self.acc_rd
         advance = Signal()
         self.comb += [
             advance.eq(~req.valid | req.ready),
+            req.clear.eq(loihi),           # the Loihi models consume the step's input (acc = 0)
         ]
         # Registered, with a margin of two for the emits made while it is being computed.
-        self.sync += room.eq(spikes.level + in_flight + e_last_valid + 2 < SPIKE_FIFO_DEPTH)
+        tail = Signal(2)             # sigma_delta's spikes in E10, E11 (after in_flight's count)
+        spike_room = spikes.level + in_flight + tail + 2 < SPIKE_FIFO_DEPTH
+        self.sync += room.eq(spike_room & (wbq.level + in_flight + 2 < WRITE_BACK_FIFO_DEPTH) if leaky else spike_room)
         emitter = _Emitter(self, cfg, words.source, req.valid, req.n, advance, room)
         issue = Signal()
         self.comb += issue.eq(req.valid & req.ready)
@@ -265,7 +343,8 @@ class EvaluationUnit(LiteXModule):
         # ---- population walk ----
         self.fsm = fsm = FSM(reset_state="IDLE")
         fsm.act("IDLE",
-            If(self.start, NextValue(p, 0), NextValue(layer, self.layer), NextState("FETCH")),
+            If(self.start, NextValue(p, 0), NextValue(layer, self.layer), NextValue(clearing, self.reset),
+               NextState("FETCH")),
         )
         fsm.act("FETCH",
             If((p >= self.pop_count) | (p >= cfg.populations_per_core), NextState("IDLE")).Else(
@@ -274,11 +353,21 @@ class EvaluationUnit(LiteXModule):
         fsm.act("READ",    # the descriptor arrives word by word
             If(self.table.rd_done, NextState("CHECK")),
         )
+        codes = NEURON_MODEL_CODES
         fsm.act("CHECK",
             If(pop_ok,
                 *[NextValue(P[name], getattr(pop, name)) for name in P],
                 *[NextValue(D[name], extra_fields[name]) for name in D],
                 NextValue(rnd, (1 << pop.shift) >> 1),
+                # Only the models this fabric carries (the others' flags stay 0; the host refuses
+                # tables that use them).
+                *([NextValue(is_sd, pop.model == codes["sigma_delta"])] if leaky else []),
+                *([NextValue(is_if, pop.model == codes["if"])] if has_if else []),
+                *([NextValue(is_cuba, pop.model == codes["cuba_lif"])] if has_cuba else []),
+                *([NextValue(is_lif, pop.model == codes["lif"])] if "lif" in models else []),
+                *([NextValue(loihi, (pop.model == codes["cuba_lif"]) | (pop.model == codes["lif"])),
+                   NextValue(ku, LOIHI_DECAY_UNITY - pop.du), NextValue(kv, LOIHI_DECAY_UNITY - pop.dv)]
+                  if has_loihi else []),
                 NextValue(word, pop.nbase[5:] if nab > 5 else 0),
                 NextValue(first_word, pop.nbase[5:] if nab > 5 else 0),
                 NextValue(first_bit, pop.nbase[:5]),
@@ -302,76 +391,256 @@ class EvaluationUnit(LiteXModule):
 
         self.comb += self.table.host_ok.eq(fsm.ongoing("IDLE"))
 
-        # ---- E1..E11: the neuron pipeline (every multiply alone in its stage) ----
-        self.comb += sent_rd.adr.eq(req.n)
+        # ---- E1..Z: the neuron pipeline (every multiply, add and wide compare alone in its stage).
+        # All models' arithmetic runs side by side; the population's model picks what is written
+        # and sent. sigma_delta writes sent and sends at E10/E11, the others at Z.
+        for w in EVAL_WORDS:
+            self.comb += rd[w].adr.eq(req.n)
         e1 = PipeStage(self, issue, n=req.n)
         r = Signal(nab)
         self.comb += r.eq(e1.n - P["nbase"])
-        sent1 = Signal((eb, True))
-        self.comb += sent1.eq(sent_rd.dat_r)
-        e2 = PipeStage(self, e1.valid, n=e1.n, r=r, sent=sent1)
+        sent1, v1, bias1 = Signal((sb, True)), Signal((wbits["v"], True)), Signal((bb, True))
+        self.comb += sent1.eq(rd["sent"].dat_r), v1.eq(rd["v"].dat_r), bias1.eq(rd["bias"].dat_r)
+        e2 = PipeStage(self, e1.valid, n=e1.n, r=r, sent=sent1, u_raw=rd["u"].dat_r, v=v1, ref=rd["ref"].dat_r,
+                       bias=bias1)
         # acc arrives from the neuron unit with e2 (ACC_READ_LATENCY = 2).
         acc2 = Signal((ab, True))
         self.comb += acc2.eq(self.acc_out.acc)
-        e3 = PipeStage(self, e2.valid, n=e2.n, r=e2.r, sent=e2.sent, acc=acc2, q_c=product(e2.r, D["cc_mul"]))
-        # acc * mult as two products of at most 18 x 18 bits (one DSP block each), summed next stage.
+        # A reset step (reset interval) starts from u = v = ref = 0 (only the Loihi models read them).
+        e3 = PipeStage(self, e2.valid, n=e2.n, r=e2.r, sent=e2.sent, acc=acc2, q_c=product(e2.r, D["cc_mul"]),
+                       u=Mux(clearing, 0, u_value(e2.u_raw)), v=Mux(clearing, 0, e2.v), ref=Mux(clearing, 0, e2.ref),
+                       bias=e2.bias)
+        # acc * mult as two products of at most 18 x 18 bits (one DSP block each), summed next stage;
+        # likewise Loihi's decays u * (4096 - du) and v * (4096 - dv).
         p_lo, p_hi = split_multiply(self, e3.acc, P["mult"])
+        zero = (Constant(0, 1), Constant(0, 1))
+        pu_lo, pu_hi = split_multiply(self, e3.u, ku) if has_cuba else zero
+        pv_lo, pv_hi = split_multiply(self, e3.v, kv) if has_loihi else zero
+        acc3 = Signal((ab, True))
+        self.comb += acc3.eq(e3.acc)
         e4 = PipeStage(self, e3.valid, n=e3.n, r=e3.r, sent=e3.sent, p_lo=p_lo, p_hi=p_hi,
-                       pix=(e3.q_c >> D["cc_shift"])[:nab])
+                       pix=(e3.q_c >> D["cc_shift"])[:nab],
+                       pu_lo=pu_lo, pu_hi=pu_hi, pv_lo=pv_lo, pv_hi=pv_hi, acc=e3.acc, v=e3.v, ref=e3.ref,
+                       bias=e3.bias, vsum=acc3 + e3.bias)
+        # if: v = wrap(acc + bias); fire iff v >= theta (v > theta with fire_gt); v' = v - fire_gt
+        # is what the multi-spike count divides.
+        vw4 = Signal((ab, True))
+        theta_s = Signal((len(P["theta"]) + 1, True))
+        self.comb += vw4.eq(e4.vsum[:ab]), theta_s.eq(P["theta"])
         e5 = PipeStage(self, e4.valid, n=e4.n, r=e4.r, sent=e4.sent, pix=e4.pix,
                        prod=combine_split(self, e4.p_lo, e4.p_hi),
-                       q_t=product(e4.pix, D["tw_mul"]), pcc=product(e4.pix, P["cc"]))
+                       q_t=product(e4.pix, D["tw_mul"]), pcc=product(e4.pix, P["cc"]),
+                       up=combine_split(self, e4.pu_lo, e4.pu_hi), vp=combine_split(self, e4.pv_lo, e4.pv_hi),
+                       acc=e4.acc, v=e4.v, ref=e4.ref, bias=e4.bias,
+                       vw=vw4, if_fire=Mux(P["fire_gt"], vw4 > theta_s, vw4 >= theta_s), vq=vw4 - P["fire_gt"])
         rnd_s = Signal((len(rnd) + 1, True))
         prod5 = Signal((len(e5.prod), True))
-        self.comb += rnd_s.eq(rnd), prod5.eq(e5.prod)
+        up5, vp5 = Signal((len(e5.up), True)), Signal((len(e5.vp), True))
+        self.comb += rnd_s.eq(rnd), prod5.eq(e5.prod), up5.eq(e5.up), vp5.eq(e5.vp)
+        mask12 = (1 << LOIHI_DECAY_BITS) - 1
+
+        def toward_zero(x):
+            """x >> 12 rounded toward zero (arith.loihi_decay): the rounding term only when negative."""
+            return (x + Mux(x < 0, mask12, 0)) >> LOIHI_DECAY_BITS
+
+        vq5 = e5.vq[:ab - 1]        # >= theta > 0 whenever the count is used
+        # The multi-spike count's product (if neurons only).
+        count_parts = _wide_product(self, vq5, D["theta_mul"]) if has_if else []
         e6 = PipeStage(self, e5.valid, n=e5.n, sent=e5.sent, pix=e5.pix, rounded=prod5 + rnd_s,
-                       ty=(e5.q_t >> D["tw_shift"])[:nab], ci=(e5.r - e5.pcc[:nab])[:nab])
+                       ty=(e5.q_t >> D["tw_shift"])[:nab], ci=(e5.r - e5.pcc[:nab])[:nab],
+                       ud=toward_zero(up5), vd=toward_zero(vp5), acc=e5.acc, v=e5.v, ref=e5.ref, bias=e5.bias,
+                       vw=e5.vw, if_fire=e5.if_fire,
+                       **{f"pq{i}": pp for i, (pp, _) in enumerate(count_parts)})
+        q_parts = [(getattr(e6, f"pq{i}"), sh) for i, (_, sh) in enumerate(count_parts)]
         rounded6 = Signal((len(e6.rounded), True))
-        self.comb += rounded6.eq(e6.rounded)
+        acc6, ud6, vd6 = Signal((ab, True)), Signal((len(e6.ud), True)), Signal((len(e6.vd), True))
+        self.comb += rounded6.eq(e6.rounded), acc6.eq(e6.acc), ud6.eq(e6.ud), vd6.eq(e6.vd)
+        # Loihi: u = fold(decay(u) + (acc << 6)) (lif: fold(acc << 6)); v's decay plus the bias beside it.
+        synaptic = Signal((ab + LOIHI_ACT_SHIFT, True))
+        self.comb += synaptic.eq(acc6 << LOIHI_ACT_SHIFT)
+        q_sum1 = _sum_partials(q_parts)
         e7 = PipeStage(self, e6.valid, n=e6.n, sent=e6.sent, pix=e6.pix, ty=e6.ty, ci=e6.ci,
-                       shifted=rounded6 >> P["shift"], tyw=product(e6.ty, P["tw"]))
+                       shifted=rounded6 >> P["shift"], tyw=product(e6.ty, P["tw"]),
+                       usum=Mux(is_cuba, ud6, 0) + synaptic, vb=vd6 + e6.bias, v=e6.v, ref=e6.ref, bias=e6.bias,
+                       vw=e6.vw, if_fire=e6.if_fire, **{f"qs{i}": t for i, t in enumerate(q_sum1)})
         lo_s, hi_s = Signal((eb, True)), Signal((eb, True))
         shifted7 = Signal((len(e7.shifted), True))
-        self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"]), shifted7.eq(e7.shifted)
-        # The clamp's two wide compares get a stage of their own; the select follows in E8.
-        e7b = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, shifted=e7.shifted, below=shifted7 < lo_s,
-                        above=shifted7 > hi_s, ty=e7.ty, ci=e7.ci, tx=(e7.pix - e7.tyw[:nab])[:nab])
-        a = Signal((eb, True))
+        usum7 = Signal((len(e7.usum), True))
+        # +-2^23 as signed signals: Verilator got a signed compare with a zero-extended literal wrong.
+        u_bottom, u_top_s = Signal((ub + 1, True)), Signal((ub + 1, True))
+        self.comb += u_bottom.eq(-u_top), u_top_s.eq(u_top)
+        self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"]), shifted7.eq(e7.shifted), usum7.eq(e7.usum)
+        q_sum2 = _sum_partials([(getattr(e7, f"qs{i}"), sh) for i, (_, sh) in enumerate(q_sum1_shifts(q_parts))])
+        # The clamp's two wide compares get a stage of their own; the select follows in E8. An open
+        # bound (Lava's ReLU without a ceiling, or no clamp) never clamps: the activation then fits
+        # acc_bits + 1 bits (the mapper allows an open bound only with mult <= 2^shift).
+        e7b = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, shifted=e7.shifted,
+                        below=~P["lo_open"] & (shifted7 < lo_s), above=~P["hi_open"] & (shifted7 > hi_s),
+                        ty=e7.ty, ci=e7.ci, tx=(e7.pix - e7.tyw[:nab])[:nab],
+                        usum=e7.usum, u_hi=usum7 > u_top_s, u_lo=usum7 <= u_bottom, vb=e7.vb, v=e7.v, ref=e7.ref,
+                        bias=e7.bias, vw=e7.vw, if_fire=e7.if_fire, **{f"qt{i}": t for i, t in enumerate(q_sum2)})
+        a = Signal((sb, True))
         self.comb += If(e7b.below, a.eq(lo_s)).Elif(e7b.above, a.eq(hi_s)).Else(a.eq(e7b.shifted))
-        e8 = PipeStage(self, e7b.valid, n=e7b.n, sent=e7b.sent, a=a, ty=e7b.ty, ci=e7b.ci, tx=e7b.tx)
-        a8, sent8 = Signal((eb, True)), Signal((eb, True))
-        self.comb += a8.eq(e8.a), sent8.eq(e8.sent)
+        q_total = _sum_partials([(getattr(e7b, f"qt{i}"), sh) for i, (_, sh) in
+                                 enumerate(q_sum1_shifts(q_sum1_shifts(q_parts)))])
+        assert len(q_total) == (1 if has_if else 0)
+        usum7b = Signal((len(e7b.usum), True))
+        self.comb += usum7b.eq(e7b.usum)
+        # Lava's fold: once, by 2^24 (ub bits), toward the range (-2^23, 2^23].
+        u_new = Mux(e7b.u_hi, usum7b - (2 * u_top), Mux(e7b.u_lo, usum7b + (2 * u_top), usum7b))
+        e8 = PipeStage(self, e7b.valid, n=e7b.n, sent=e7b.sent, a=a, ty=e7b.ty, ci=e7b.ci, tx=e7b.tx,
+                       u=u_new, vb=e7b.vb, v=e7b.v, ref=e7b.ref, bias=e7b.bias, vw=e7b.vw, if_fire=e7b.if_fire,
+                       qfull=q_total[0] if has_if else Constant(0, 1))
+        a8, sent8 = Signal((sb, True)), Signal((sb, True))
+        vb8 = Signal((len(e8.vb), True))
+        self.comb += a8.eq(e8.a), sent8.eq(e8.sent), vb8.eq(e8.vb)
         e9 = PipeStage(self, e8.valid, n=e8.n, a=e8.a, diff=a8 - sent8, x=P["x0"] + e8.tx, y=P["y0"] + e8.ty,
-                       c=P["c0"] + e8.ci)
-        diff9 = Signal((eb + 1, True))
-        mag = Signal(eb + 1)
+                       c=P["c0"] + e8.ci, u=e8.u, vpre=vb8 + e8.u, v=e8.v, ref=e8.ref, bias=e8.bias,
+                       vw=e8.vw, if_fire=e8.if_fire, q=(e8.qfull >> D["theta_shift"])[:eb] if has_if else Constant(0, eb))
+        diff9 = Signal((sb + 1, True))
+        mag = Signal(sb + 1)
         fire = Signal()
+        # fire iff d != 0 and |d| >= max(threshold register, theta) (arith._sigma_delta): two compares
+        # side by side. The event carries d >> msg_shift (arithmetic), computed beside them.
         self.comb += [
             diff9.eq(e9.diff),
             mag.eq(Mux(diff9 < 0, -diff9, diff9)),
-            fire.eq(e9.valid & (diff9 != 0) & (mag >= self.threshold)),
+            fire.eq(e9.valid & is_sd & (diff9 != 0) & (mag >= self.threshold) & (mag >= P["theta"])),
         ]
-        e10 = PipeStage(self, fire, n=e9.n, a=e9.a, diff=e9.diff, x=e9.x, y=e9.y, c=e9.c)
+        e10 = PipeStage(self, fire, n=e9.n, a=e9.a, d=diff9 >> P["msg_shift"], x=e9.x, y=e9.y, c=e9.c)
+        # A fire whose shifted change is 0 records sent but sends nothing (and counts no spike).
+        d10 = Signal((eb, True))
+        self.comb += d10.eq(e10.d)
+        e11 = PipeStage(self, e10.valid & (d10 != 0), d=d10, x=e10.x, y=e10.y, c=e10.c)
+
+        # -- the other models go on from E9 (L10..L14, Z): only on fabrics that carry them --
+        if leaky:
+            z, zspike = self._leaky_stages(cfg, P, wbits, e9, is_sd, is_if, is_cuba, loihi, theta_s, has_if, wbq)
+        else:
+            z, zspike = None, Constant(0, 1)
+        if leaky:
+            spike_source = [If(e11.valid,
+                spikes.sink.x.eq(e11.x), spikes.sink.y.eq(e11.y), spikes.sink.c.eq(e11.c), spikes.sink.d.eq(e11.d),
+            ).Else(
+                spikes.sink.x.eq(z.x), spikes.sink.y.eq(z.y), spikes.sink.c.eq(z.c), spikes.sink.d.eq(z.value[:len(spikes.sink.d)]),
+            )]
+        else:
+            spike_source = [spikes.sink.x.eq(e11.x), spikes.sink.y.eq(e11.y), spikes.sink.c.eq(e11.c),
+                            spikes.sink.d.eq(e11.d)]
+        # Spikes: sigma_delta's from E11, the others' from Z (a population has one model, and the
+        # pipeline drains between populations, so the two never meet).
         self.comb += [
-            e_last_valid.eq(e10.valid),
-            self.spike.eq(e10.valid),
-            spikes.sink.valid.eq(e10.valid),
-            spikes.sink.x.eq(e10.x), spikes.sink.y.eq(e10.y), spikes.sink.c.eq(e10.c), spikes.sink.d.eq(e10.diff),
+            self.spike.eq(e11.valid | zspike),
+            spikes.sink.valid.eq(e11.valid | zspike),
+            *spike_source,
             spikes.sink.base.eq(P["peg_base"]), spikes.sink.count.eq(P["peg_count"]),
         ]
-        e9_last = e9
-        # Neurons in flight from the request register to E9 (E10's spike counts apart, then in the
-        # FIFO's level).
-        leave = Signal()
-        self.comb += leave.eq(e9_last.valid)
+        # Every neuron passes E9 (sigma_delta leaves there: E10/E11 hold only its spikes) and the
+        # others Z; neurons in flight are counted from the emit until then.
+        leave = Signal(2)
+        self.comb += leave.eq((e9.valid & is_sd) + (z.valid if leaky else 0))
         self.sync += in_flight.eq(in_flight + emitter.emit - leave)
+        self.comb += tail.eq(e10.valid + e11.valid)
         self.comb += drained.eq(~scanning & (takes_in_flight == 0) & ~words.source.valid & ~emitter.busy
-                                & ~req.valid & (in_flight == 0) & ~e10.valid)
+                                & ~req.valid & (in_flight == 0) & (tail == 0))
 
-        # ---- sent memory: evaluation first, the host only while idle ----
-        bus = self.sent_bus
+        # ---- the memories kept here: evaluation writes, the host only while idle ----
         pipeline_empty = Signal()
-        self.comb += pipeline_empty.eq(fsm.ongoing("IDLE") & (in_flight == 0) & ~e10.valid)
+        self.comb += pipeline_empty.eq(fsm.ongoing("IDLE") & (in_flight == 0) & (tail == 0))
+        evals = {"sent": (e10.valid, e10.n, e10.a), "bias": (0, 0, 0)}
+        if leaky:
+            evals.update(u=(z.valid & is_cuba, z.n, z.u), v=(z.valid & loihi, z.n, z.v_new),
+                         ref=(z.valid & loihi, z.n, z.ref_new))
+        for w in kept:
+            we, adr, dat = evals[w]
+            self._host_port(cfg, self.buses[w], rd[w], wr[w], pipeline_empty, we, adr, dat,
+                            signed=w not in UNSIGNED_STATE_WORDS, decode=u_value if w == "u" else None)
+
+        self.comb += self.idle.eq(pipeline_empty & ~spikes.source.valid & ~self.start
+                                  & (~wbq.source.valid if leaky else 1))
+
+    def _leaky_stages(self, cfg, P, wbits, e9, is_sd, is_if, is_cuba, loihi, theta_s, has_if, wbq):
+        """L10..L14 and Z: the if, cuba_lif and lif neurons' step after E9 (their threshold, reset,
+        refractory count, liveness) and their write-back (wbq). Returns (z, its spike)."""
+        ab, eb, ub, bb = cfg.acc_bits, cfg.event_bits, wbits["u"], wbits["bias"]
+        vmax = (1 << (wbits["v"] - 1)) - 1
+        vpre9 = Signal((len(e9.vpre), True))
+        # The clip bounds as signed signals (a negative constant in a select may print unsigned).
+        v_top, v_bottom = Signal((wbits["v"], True)), Signal((wbits["v"], True))
+        self.comb += vpre9.eq(e9.vpre), v_top.eq(vmax), v_bottom.eq(-vmax)
+        nq = Signal(eb)
+        self.comb += nq.eq(e9.q)
+        # if, multi-spike: count * theta as partial products (at most four with event_bits <= 34 and
+        # acc_bits <= 33), summed over L11 and L12.
+        nt_parts = _wide_product(self, nq, P["theta"]) if has_if else []
+        assert len(nt_parts) <= 4, "the multi-spike product needs another adder stage"
+        l10 = PipeStage(self, e9.valid & ~is_sd, n=e9.n, x=e9.x, y=e9.y, c=e9.c, u=e9.u, vpre=e9.vpre,
+                        v_hi=vpre9 > v_top, v_lo=vpre9 < v_bottom, v=e9.v, held=e9.ref != 0, ref=e9.ref,
+                        bias=e9.bias, vw=e9.vw, if_fire=e9.if_fire, q=e9.q,
+                        **{f"nt{i}": pp for i, (pp, _) in enumerate(nt_parts)})
+        nt1 = [(getattr(l10, f"nt{i}"), sh) for i, (_, sh) in enumerate(nt_parts)]
+        nt1_sums = _sum_partials(nt1)
+        vclip = Mux(l10.v_hi, v_top, Mux(l10.v_lo, v_bottom, l10.vpre))
+        l11 = PipeStage(self, l10.valid, n=l10.n, x=l10.x, y=l10.y, c=l10.c, u=l10.u, vclip=vclip,
+                        v=l10.v, held=l10.held, ref=l10.ref, bias=l10.bias, vw=l10.vw, if_fire=l10.if_fire,
+                        q=l10.q, **{f"nts{i}": t for i, t in enumerate(nt1_sums)})
+        nt2 = _sum_partials([(getattr(l11, f"nts{i}"), sh) for i, (_, sh) in enumerate(_pair_up(nt1))])
+        nt3 = _sum_partials([(t, sh) for t, (_, sh) in zip(nt2, _pair_up(_pair_up(nt1)))])
+        assert len(nt3) == (1 if has_if else 0)
+        # Loihi: fire iff not refractory and v > theta << 6.
+        vclip11 = Signal((len(l11.vclip), True))
+        vth = Signal((len(P["theta"]) + LOIHI_VTH_SHIFT + 1, True))
+        self.comb += vclip11.eq(l11.vclip), vth.eq(P["theta"] << LOIHI_VTH_SHIFT)
+        l12 = PipeStage(self, l11.valid, n=l11.n, x=l11.x, y=l11.y, c=l11.c, u=l11.u, vclip=l11.vclip,
+                        l_fire=~l11.held & (vclip11 > vth), v=l11.v, held=l11.held, ref=l11.ref, bias=l11.bias,
+                        vw=l11.vw, if_fire=l11.if_fire, q=l11.q, ntheta=nt3[0] if has_if else Constant(0, 1))
+        # if: n spikes (multi-spike: the count; else 1) subtract n * theta, or v is reset to v_reset.
+        vw12 = Signal((ab, True))
+        sub12 = Signal((max(len(l12.ntheta), len(P["theta"])) + 1, True))
+        self.comb += vw12.eq(l12.vw), sub12.eq(Mux(P["multi_spike"], l12.ntheta, P["theta"]))
+        v_after = Mux(l12.if_fire, Mux(P["reset_to_value"], as_signed(self, P["v_reset"]), vw12 - sub12), vw12)
+        ref_m1 = Signal(len(l12.ref))
+        self.comb += ref_m1.eq(l12.ref - 1)
+        l13 = PipeStage(self, l12.valid, n=l12.n, x=l12.x, y=l12.y, c=l12.c, u=l12.u,
+                        v_new=Mux(l12.held, l12.v, Mux(l12.l_fire, 0, l12.vclip)),
+                        ref_new=Mux(l12.held, ref_m1, Mux(l12.l_fire, P["refractory"], 0)),
+                        l_fire=l12.l_fire, bias=l12.bias, v_after=v_after,
+                        count=Mux(l12.if_fire, Mux(P["multi_spike"], l12.q, 1), 0))
+        v_after13 = Signal((len(l13.v_after), True))
+        v_min_s = as_signed(self, P["v_min"])
+        self.comb += v_after13.eq(l13.v_after)
+
+        def if_fires(v):
+            return Mux(P["fire_gt"], v > theta_s, v >= theta_s)
+
+        u13, v13, bias13 = Signal((ub + 1, True)), Signal((wbits["v"], True)), Signal((bb, True))
+        self.comb += u13.eq(l13.u), v13.eq(l13.v_new), bias13.eq(l13.bias)
+        # arith.live on the new state: Loihi: any of u (cuba_lif), v, ref, bias non-zero; if: a bias,
+        # or v still at the threshold (decided for both outcomes of the v_min bound, picked in Z).
+        l14 = PipeStage(self, l13.valid, n=l13.n, x=l13.x, y=l13.y, c=l13.c, u=l13.u, v_new=l13.v_new,
+                        ref_new=l13.ref_new, l_fire=l13.l_fire, v_after=l13.v_after,
+                        below=P["v_min_on"] & (v_after13 < v_min_s), count=l13.count,
+                        after_fires=if_fires(v_after13), min_fires=if_fires(v_min_s),
+                        l_live=(is_cuba & (u13 != 0)) | (v13 != 0) | (l13.ref_new != 0) | (bias13 != 0),
+                        bias_nz=bias13 != 0)
+        z = PipeStage(self, l14.valid, n=l14.n, x=l14.x, y=l14.y, c=l14.c, u=l14.u, v_new=l14.v_new,
+                      ref_new=l14.ref_new, value=Mux(loihi, l14.l_fire, l14.count),
+                      v_fin=Mux(l14.below, v_min_s, l14.v_after)[:ab],     # max(v, v_min), wrapped
+                      live=Mux(loihi, l14.l_live, l14.bias_nz | Mux(l14.below, l14.min_fires, l14.after_fires)))
+        value_z = Signal((eb, True))
+        self.comb += value_z.eq(z.value)
+        zspike = Signal()
+        self.comb += [
+            zspike.eq(z.valid & (value_z != 0)),
+            # Write-back: the if neuron's v into acc; a live neuron marks itself dirty.
+            wbq.sink.valid.eq(z.valid & (is_if | z.live)),
+            wbq.sink.n.eq(z.n), wbq.sink.set.eq(is_if), wbq.sink.value.eq(z.v_fin), wbq.sink.mark.eq(z.live),
+        ]
+        return z, zspike
+
+    def _host_port(self, cfg, bus, rd, wr, pipeline_empty, ev_we, ev_adr, ev_dat, signed, decode):
+        """Host window of one memory: accesses go while the pipeline is empty; the evaluation's
+        write (ev_we) has the write port otherwise. Reads answer the word's value as 32 bits."""
         host_go = Signal()
         mapped = Signal()
         read_mapped = Signal()
@@ -380,22 +649,50 @@ class EvaluationUnit(LiteXModule):
             mapped.eq(bus.adr < cfg.neurons_per_core),
             host_go.eq(bus.cyc & bus.stb & ~bus.ack & pipeline_empty & (reading == 0)),
         ]
-        sent_q = Signal((eb, True))
+        q = Signal(len(rd.dat_r))
+        self.sync += q.eq(rd.dat_r)
+        if decode is not None:
+            value = decode(q)
+        else:
+            value = Signal((len(q), signed))
+            self.comb += value.eq(q)
         self.sync += [
-            sent_q.eq(sent_rd.dat_r),
             If(host_go, read_mapped.eq(mapped)),
             reading.eq(Cat(host_go & ~bus.we, reading[0])),
             bus.ack.eq((host_go & bus.we) | reading[1]),
-            bus.dat_r.eq(Mux(reading[1] & read_mapped, sent_q, 0)),
+            bus.dat_r.eq(Mux(reading[1] & read_mapped, value, 0)),
         ]
         self.comb += [
-            If(pipeline_empty, sent_rd.adr.eq(bus.adr)),
-            If(e10.valid,
-                sent_wr.adr.eq(e10.n), sent_wr.dat_w.eq(e10.a), sent_wr.we.eq(1),
+            If(pipeline_empty, rd.adr.eq(bus.adr)),
+            If(ev_we,
+                wr.adr.eq(ev_adr), wr.dat_w.eq(ev_dat), wr.we.eq(1),
             ).Else(
-                sent_wr.adr.eq(bus.adr), sent_wr.dat_w.eq(bus.dat_w), sent_wr.we.eq(host_go & bus.we & mapped),
+                wr.adr.eq(bus.adr), wr.dat_w.eq(bus.dat_w), wr.we.eq(host_go & bus.we & mapped),
             ),
         ]
 
-        self.comb += self.idle.eq(pipeline_empty & ~spikes.source.valid & ~self.start)
 
+def q_sum1_shifts(parts):
+    """The (value, shift) pairs `_sum_partials` turns `parts` into (the shifts only matter)."""
+    return _pair_up(parts)
+
+
+def _pair_up(parts):
+    out = []
+    for i in range(0, len(parts), 2):
+        out.append(parts[i] if i + 1 == len(parts) else (None, min(parts[i][1], parts[i + 1][1])))
+    return out
+
+
+def _sum_partials(parts) -> list:
+    """One adder level over (value, shift) partial products: neighbours summed pairwise, each sum
+    relative to the smaller shift; returns the values (their shifts: `_pair_up`)."""
+    out = []
+    for i in range(0, len(parts), 2):
+        if i + 1 == len(parts):
+            out.append(parts[i][0] << 0)
+            continue
+        (a, sa), (b, sb) = parts[i], parts[i + 1]
+        lo = min(sa, sb)
+        out.append((a << (sa - lo)) + (b << (sb - lo)))
+    return out

@@ -12,7 +12,11 @@ One operation enters per clock and moves through three stages:
 An operation is one of:
   pair        acc[n] = wrap(acc[n] + ((w*d) << ws)); dirty[n] = 1   (from the ESU, always taken;
               arith.synapse, kept modulo 2^acc_bits)
-  acc read    acc[n] to the evaluation unit (`acc_out`, 2 clocks later)  (clocks without a pair)
+  acc read    acc[n] to the evaluation unit (`acc_out`, 2 clocks later); with `clear`, acc[n] = 0
+              in the same operation (the Loihi models consume the step's input)  (clocks without a pair)
+  write back  from the evaluation unit, after a neuron's step (`wb`, clocks without a pair, before
+              reads and takes): acc[n] = value if `set` (the if model's v), dirty[n] = 1 if `mark`
+              (the neuron is live: arith.live, so the next frame evaluates it without input)
   dirty take  bits = dirty[word] & mask; dirty[word] &= ~mask, to the evaluation unit (`dirty_out`,
               3 clocks later)                                   (clocks without a pair)
   host        a host access of the acc window (only when nothing else is in the pipeline and the
@@ -60,7 +64,13 @@ def pair_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
 
 
 def acc_read_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
-    return [("n", cfg.neuron_addr_bits)]
+    """Evaluation -> neuron unit: read acc[n] (and with clear, set it to 0 in the same operation)."""
+    return [("n", cfg.neuron_addr_bits), ("clear", 1)]
+
+
+def write_back_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
+    """Evaluation -> neuron unit, after a step: acc[n] = value if set; dirty[n] = 1 if mark."""
+    return [("n", cfg.neuron_addr_bits), ("set", 1), ("value", cfg.acc_bits), ("mark", 1)]
 
 
 def dirty_take_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
@@ -92,9 +102,12 @@ class NeuronUnit(LiteXModule):
     """Accumulators and dirty bits of one core (see the module doc).
 
         sink        in   pairs (n, w, d, ws) from the ESU: always ready, one per clock
-        acc_rd      in   evaluation: read acc[n]; ready (granted) in clocks without a pair
+        acc_rd      in   evaluation: read acc[n] (clear: and zero it); ready (granted) in clocks without a
+                         pair or write-back
         acc_out     out  the granted acc reads, in order (valid only; no backpressure)
-        dirty_rd    in   evaluation: take dirty bits (word, mask); ready in clocks without a pair
+        dirty_rd    in   evaluation: take dirty bits (word, mask); ready in clocks without a pair or
+                         write-back
+        wb          in   evaluation: write-backs (n, set, value, mark); ready in clocks without a pair
         dirty_out   out  the taken bits (word, bits), in order (valid only)
         acc_bus     in   host window of acc (sign-extended reads; a write marks the neuron dirty)
         host_block  in   evaluation busy (registered): host accesses wait; in a clock the host
@@ -111,6 +124,7 @@ class NeuronUnit(LiteXModule):
         self.acc_out = stream.Endpoint([("acc", ab)])
         self.dirty_rd = stream.Endpoint(dirty_take_layout(cfg))
         self.dirty_out = stream.Endpoint([("word", dwb), ("bits", DIRTY_WORD)])
+        self.wb = stream.Endpoint(write_back_layout(cfg))
         self.acc_bus = wishbone.Interface(data_width=32, adr_width=nab, addressing="word")
         self.host_block = Signal()
         self.synop = Signal()
@@ -125,16 +139,19 @@ class NeuronUnit(LiteXModule):
         self.specials += acc, dirty, acc_rd, acc_wr, dirty_rd, dirty_wr
 
         # ---- S0: who owns this clock ----
-        pair, bus = self.sink, self.acc_bus
-        ev_acc, ev_dirty, host_go, host_req = Signal(), Signal(), Signal(), Signal()
+        pair, bus, wbk = self.sink, self.acc_bus, self.wb
+        ev_acc, ev_dirty, ev_wb, host_go, host_req = Signal(), Signal(), Signal(), Signal(), Signal()
         mapped = Signal()
-        # A clock belongs to a pair, else to the host when it goes, else to the evaluation unit:
-        # the host's go is made of registers only, so the evaluation unit's requests (the end of
-        # its own logic) only select, and never decide, who owns the clock.
+        # A clock belongs to a pair, else to the host when it goes, else to the evaluation unit's
+        # write-backs (it reserves room for them before it reads), then its reads and takes. The
+        # host's go is made of registers only, so the evaluation unit's requests (the end of its
+        # own logic) only select, and never decide, who owns the clock.
         self.comb += [
             pair.ready.eq(1),
-            self.acc_rd.ready.eq(~pair.valid & ~host_go),
-            self.dirty_rd.ready.eq(~pair.valid & ~host_go),
+            wbk.ready.eq(~pair.valid & ~host_go),
+            ev_wb.eq(wbk.valid & wbk.ready),
+            self.acc_rd.ready.eq(~pair.valid & ~host_go & ~wbk.valid),
+            self.dirty_rd.ready.eq(~pair.valid & ~host_go & ~wbk.valid),
             ev_acc.eq(self.acc_rd.valid & self.acc_rd.ready),
             ev_dirty.eq(self.dirty_rd.valid & self.dirty_rd.ready),
             mapped.eq(bus.adr < cfg.neurons_per_core),
@@ -144,13 +161,15 @@ class NeuronUnit(LiteXModule):
         self.comb += host_write.eq(host_go & bus.we & mapped)
         # The acc operation of this clock (a pair adds, an evaluation read only reads) ...
         a_n = Signal(nab)
-        self.comb += If(pair.valid, a_n.eq(pair.n)).Elif(ev_acc, a_n.eq(self.acc_rd.n)).Else(a_n.eq(host_adr))
+        self.comb += If(pair.valid, a_n.eq(pair.n)).Elif(ev_wb, a_n.eq(wbk.n)).Elif(ev_acc, a_n.eq(self.acc_rd.n)).Else(
+            a_n.eq(host_adr))
         # ... and the dirty one: set one bit (pair, host write) or take a mask (evaluation).
         d_op, d_take = Signal(), Signal()
         d_word, d_bit = Signal(dwb), Signal(5)
         self.comb += [
-            d_op.eq(pair.valid | ev_dirty | host_write),
-            If(pair.valid, d_word.eq(_word(pair.n)), d_bit.eq(pair.n[:5])).Elif(ev_dirty,
+            d_op.eq(pair.valid | (ev_wb & wbk.mark) | ev_dirty | host_write),
+            If(pair.valid, d_word.eq(_word(pair.n)), d_bit.eq(pair.n[:5])).Elif(ev_wb,
+                d_word.eq(_word(wbk.n)), d_bit.eq(wbk.n[:5])).Elif(ev_dirty,
                 d_word.eq(self.dirty_rd.word), d_take.eq(1)).Else(
                 d_word.eq(_word(host_adr)), d_bit.eq(host_adr[:5])),
             acc_rd.adr.eq(a_n),
@@ -160,7 +179,11 @@ class NeuronUnit(LiteXModule):
         # ---- S1 ---- (the product of the pair's registered w and d: one DSP block)
         w_s, d_s = Signal((wb, True)), Signal((eb, True))
         self.comb += w_s.eq(pair.w), d_s.eq(pair.d)
-        s1 = PipeStage(self, pair.valid | ev_acc, n=a_n, add=pair.valid, prod=product(w_s, d_s), ws=pair.ws)
+        # The operation's kind: add (pair), set (write-back of a value), clear (read and zero);
+        # a write-back with set low only marks (no acc operation).
+        s1 = PipeStage(self, pair.valid | (ev_wb & wbk.set) | ev_acc, n=a_n, add=pair.valid,
+                       set=~pair.valid & ev_wb, clr=~pair.valid & ~ev_wb & self.acc_rd.clear,
+                       value=Mux(pair.valid | ~ev_wb, 0, wbk.value), prod=product(w_s, d_s), ws=pair.ws)
         s1_d = PipeStage(self, d_op, word=d_word, bit=d_bit, take=d_take, mask=self.dirty_rd.mask)
         s1_host_rd = Signal()
         self.sync += s1_host_rd.eq(host_go & ~bus.we)
@@ -168,34 +191,36 @@ class NeuronUnit(LiteXModule):
         self.comb += prod1.eq(s1.prod)
 
         # ---- S2 ---- (the product shifted by ws, only its low acc_bits bits: the sum wraps there)
-        s2 = PipeStage(self, s1.valid, n=s1.n, add=s1.add, prod=(prod1 << s1.ws)[:ab])
+        s2 = PipeStage(self, s1.valid, n=s1.n, add=s1.add, set=s1.set, clr=s1.clr, value=s1.value,
+                       prod=(prod1 << s1.ws)[:ab])
         s2_d = PipeStage(self, s1_d.valid, word=s1_d.word, take=s1_d.take, mask=s1_d.mask,
                          set=Mux(s1_d.take, 0, 1 << s1_d.bit))
         acc_q, dirty_q = Signal(ab), Signal(DIRTY_WORD)
         s2_host_rd = Signal()
         self.sync += acc_q.eq(acc_rd.dat_r), dirty_q.eq(dirty_rd.dat_r), s2_host_rd.eq(s1_host_rd)
 
-        s2_add = Signal()
+        s2_add, s2_write = Signal(), Signal()
         acc_new = Signal(ab)
         dirty_old, dirty_new = Signal(DIRTY_WORD), Signal(DIRTY_WORD)
-        self.comb += s2_add.eq(s2.valid & s2.add)
-        acc_fwd = _Forward(self, s1.valid, s1.n, s2_add, s2.n, acc_new, ab)
+        self.comb += s2_add.eq(s2.valid & s2.add), s2_write.eq(s2.valid & (s2.add | s2.set | s2.clr))
+        acc_fwd = _Forward(self, s1.valid, s1.n, s2_write, s2.n, acc_new, ab)
         dirty_fwd = _Forward(self, s1_d.valid, s1_d.word, s2_d.valid, s2_d.word, dirty_new, DIRTY_WORD)
         acc_old = Signal((ab, True))
         prod_s = Signal((len(s2.prod), True))
         self.comb += [
             acc_old.eq(acc_fwd.operand(acc_q)),
             prod_s.eq(s2.prod),
-            acc_new.eq(acc_old + prod_s),
+            # value is 0 for a clear: one select after the adder.
+            acc_new.eq(Mux(s2.add, acc_old + prod_s, s2.value)),
             dirty_old.eq(dirty_fwd.operand(dirty_q)),
             dirty_new.eq((dirty_old | s2_d.set) & ~Mux(s2_d.take, s2_d.mask, 0)),
             self.synop.eq(s2_add),
             # Evaluation reads see every earlier pair (forwarded).
-            self.acc_out.valid.eq(s2.valid & ~s2.add), self.acc_out.acc.eq(acc_old),
+            self.acc_out.valid.eq(s2.valid & ~s2.add & ~s2.set), self.acc_out.acc.eq(acc_old),
         ]
         # Writes: S2's operation, or the host (which only goes while S1 and S2 are empty).
         self.comb += [
-            If(s2_add,
+            If(s2_write,
                 acc_wr.adr.eq(s2.n), acc_wr.dat_w.eq(acc_new), acc_wr.we.eq(1),
             ).Else(
                 acc_wr.adr.eq(host_adr), acc_wr.dat_w.eq(bus.dat_w), acc_wr.we.eq(host_write),
@@ -228,4 +253,4 @@ class NeuronUnit(LiteXModule):
             bus.ack.eq((host_go & bus.we) | s2_host_rd),
             bus.dat_r.eq(Mux(s2_host_rd & read_mapped, acc_signed, 0)),
         ]
-        self.comb += self.idle.eq(~pair.valid & ~busy)
+        self.comb += self.idle.eq(~pair.valid & ~wbk.valid & ~busy)

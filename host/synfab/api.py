@@ -74,9 +74,12 @@ def quantize_network(net, calib=None):
 
 def default_fabric(qnet) -> FabricConfig:
     """The fabric a network compiles to without --fabric: the default preset, or for a network
-    the gateware does not run yet (unsupported_features: e.g. a netx network) the smallest mesh
-    of wide cores (24-bit events and state, netx.NETX_FABRIC) it maps onto, for the golden model."""
-    if qnet.unsupported_features():
+    with neuron models or time steps (e.g. a netx network: wide values, outputs beyond the stream
+    word's 16 bits) the smallest mesh of wide cores (24-bit events and state, netx.NETX_FABRIC) it
+    maps onto. Give --fabric of a board to run such a network on the gateware."""
+    from .layouts import feature_name
+    from .compiler.checks import STREAM_LIMITED_FEATURES
+    if any(feature_name(e) not in STREAM_LIMITED_FEATURES for e in qnet.extended_features()):
         from .frontend import netx
         return netx.fabric(qnet)
     return FabricConfig()

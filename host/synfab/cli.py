@@ -209,15 +209,16 @@ def registers_markdown(rm) -> str:
                 f"(`synfab regs --markdown`): the host writes version-1 tables into its layouts with square "
                 f"geometry and no weight shift (DESIGN.md, \"Table layout versions\").", ""]
     else:
-        implemented = ", ".join(layouts.GATEWARE_FEATURES)
-        absent = [w for w in layouts.state_word_bits(cfg, v) if w not in layouts.GATEWARE_STATE_WORDS]
+        implemented = ", ".join(layouts.gateware_features(cfg))
+        absent = [w for w in layouts.state_word_bits(cfg, v) if w not in layouts.gateware_state_words(cfg)]
         out += [f"Table layout version {v}: fields after the version-1 ones are appended (DESIGN.md, \"Table "
                 f"layout versions\"). "
                 + (f"The fabric decodes these layouts (`version` reads {v}) and executes of version 2 what its "
-                   f"`features` register lists ({implemented}; bit i = `layouts.EXTENDED_FEATURES[i]`): the "
-                   f"neuron-model fields of pop_desc are stored and read back but not executed, the per-neuron "
-                   f"windows {', '.join(absent)} are not implemented (bus error), and sent is event_bits "
-                   f"({cfg.event_bits}) wide in the gateware. Bundles that use more run on the golden model."
+                   f"`features` register lists ({implemented}; bit i = `layouts.EXTENDED_FEATURES[i]`)"
+                   + (f"; the per-neuron windows {', '.join(absent)} are not implemented (bus error)" if absent else
+                      f", with every per-neuron window ({', '.join(layouts.gateware_state_words(cfg))}) in block RAM")
+                   + ". The host writes `pipelined`, `reset_interval` and `step` = 0 with the tables. Bundles "
+                   "whose output events may exceed the output stream's 16-bit d run on the golden model."
                    if v == layouts.FABRIC_LAYOUT_VERSION else ""), "",
                 "## Bits per neuron of each neuron model", "",
                 "| model | words | bits |", "|---|---|---|"]

@@ -46,6 +46,11 @@ class FabricConfig:
     shift_bits: int = 5           # requantization shift (0..31)
     event_fifo_depth: int = 16
     name: str = "default"
+    # The neuron models the gateware carries, comma-separated (arith.MODELS; sigma_delta always):
+    # each model beyond sigma_delta adds its per-neuron words (u, v, ref, bias in block RAM) and
+    # its arithmetic to every core. "all" carries every model. The golden model runs every model
+    # on any fabric; a hardware backend refuses tables whose models its fabric does not carry.
+    neuron_models: str = "sigma_delta"
 
     def __post_init__(self):
         checks = [
@@ -67,6 +72,19 @@ class FabricConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"fabric config: {msg}")
+        self.models  # checks neuron_models
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """neuron_models as a tuple in arith.MODELS order (sigma_delta, always carried, first)."""
+        from .arith import MODELS
+        text = str(self.neuron_models).strip()
+        names = MODELS if text == "all" else tuple(m.strip() for m in text.split(","))
+        unknown = [m for m in names if m not in MODELS]
+        if unknown:
+            raise ConfigError(f"fabric config: neuron_models {self.neuron_models!r} names unknown model(s) "
+                              f"{', '.join(unknown)}; use a comma-separated list of {', '.join(MODELS)}, or 'all'")
+        return tuple(m for m in MODELS if m in names or m == "sigma_delta")
 
     # Derived sizes (never stored: always computed from the fields above).
     @property
@@ -107,7 +125,14 @@ class FabricConfig:
         return model_state_bits(self, model, EXTENDED_LAYOUT_VERSION if extended else LAYOUT_VERSION)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # A sigma-delta-only fabric (every fabric before the field existed) leaves the field out,
+        # so its JSON, its crc and the bundles compiled for it stay as they were.
+        if self.models == ("sigma_delta",):
+            del d["neuron_models"]
+        else:
+            d["neuron_models"] = ",".join(self.models)
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -171,5 +196,9 @@ PRESETS = {
     "tiny": FabricConfig(mesh_x=1, mesh_y=1, neurons_per_core=512, weight_words_per_core=1024,
                          peg_entries_per_core=16, esu_descriptors_per_core=16,
                          populations_per_core=4, input_peg_entries=16, name="tiny"),
+    # Every neuron model (if, cuba_lif, lif beside sigma_delta) in 2x2 cores of Loihi's widths
+    # (24-bit events and state): lava-dl netx and NIR spiking networks on the gateware.
+    "loihi": FabricConfig(neurons_per_core=4096, weight_words_per_core=16384, peg_entries_per_core=256,
+                          input_peg_entries=256, event_bits=24, neuron_models="all", name="loihi"),
 }
 PRESETS.update(board_presets())

@@ -15,7 +15,7 @@ import numpy as np
 from .compiler import compile_network
 from .config import FabricConfig
 from .compiler.mapper import map_network
-from .model import EVENT_DTYPE, input_events
+from .model import EVENT_DTYPE, frame_events as mode_events
 from .randnet import CosimCase, random_input
 from .runtime.check import MismatchError, check_frame
 from .runtime.model import ModelDevice
@@ -34,10 +34,11 @@ def compile_case(case: CosimCase, cfg: FabricConfig):
 
 
 def frame_events(rng: np.random.Generator, tables, prev, cur) -> np.ndarray:
-    """The input changes prev -> cur in random order, plus what the fabric must cope with:
-    events outside the input (dropped and counted), zero-valued events, and changes split
-    into two events at the same position."""
-    ev = input_events(prev, cur)
+    """The input changes prev -> cur in random order (or the frame's values as they are, as the
+    tables' input mode says), plus what the fabric must cope with: events outside the input
+    (dropped and counted), zero-valued events, and changes split into two events at the same
+    position."""
+    ev = mode_events(prev, cur, tables.input_mode)
     in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
     extra = np.zeros(rng.integers(0, MAX_EXTRA_EVENTS), dtype=EVENT_DTYPE)
     extra["x"] = rng.integers(0, in_w, len(extra))

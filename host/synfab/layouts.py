@@ -43,10 +43,30 @@ EXTENDED_FEATURES = (
     "events input",
     "spikes input",
 )
-# What the gateware executes (its `features` register): the geometry part of version 2.
-GATEWARE_FEATURES = EXTENDED_FEATURES[:2]
-# The per-neuron words the gateware keeps (windows of the other state words answer SLVERR).
-GATEWARE_STATE_WORDS = ("acc", "sent")
+# What a fabric executes (its `features` register): all of version 2 but the neuron models it
+# does not carry (FabricConfig.neuron_models; event and spike input are the host's: it sends a
+# frame's values as they are).
+MODEL_FEATURES = {"if": "if neurons", "cuba_lif": "cuba_lif neurons", "lif": "lif neurons"}
+SIGMA_DELTA_ONLY = ("sigma_delta",)
+GATEWARE_FEATURES = EXTENDED_FEATURES          # a fabric that carries every neuron model
+
+
+def gateware_features(cfg=None) -> tuple[str, ...]:
+    """The version-2 features a fabric of `cfg` executes (None: one with every neuron model)."""
+    if cfg is None:
+        return GATEWARE_FEATURES
+    absent = {f for m, f in MODEL_FEATURES.items() if m not in cfg.models}
+    if cfg.models == SIGMA_DELTA_ONLY:
+        absent.add("unclamped activation")      # its sent is event_bits wide (gateware_word_bits)
+    return tuple(f for f in EXTENDED_FEATURES if f not in absent)
+
+
+def gateware_state_words(cfg=None) -> tuple[str, ...]:
+    """The per-neuron words a fabric of `cfg` keeps, in window order (the windows of the others
+    answer SLVERR); None: one with every neuron model."""
+    from .arith import MODEL_WORDS, MODELS, STATE_WORDS
+    used = {w for m in (MODELS if cfg is None else cfg.models) for w in MODEL_WORDS[m]}
+    return tuple(w for w in STATE_WORDS if w in used)
 
 
 def feature_name(entry: str) -> str:
@@ -62,9 +82,11 @@ def feature_mask(names) -> int:
     return sum(1 << EXTENDED_FEATURES.index(feature_name(n)) for n in set(names))
 
 
-def unsupported_features(entries) -> list[str]:
-    """The extended_features entries the gateware does not execute (they run on the golden model)."""
-    return [e for e in entries if feature_name(e) not in GATEWARE_FEATURES]
+def unsupported_features(entries, cfg=None) -> list[str]:
+    """The extended_features entries a fabric of `cfg` does not execute (None: one with every
+    neuron model); they run on the golden model."""
+    executed = gateware_features(cfg)
+    return [e for e in entries if feature_name(e) not in executed]
 ID_MAGIC = 0x53594E46  # "SYNF"
 # Vivado IP identity of the packaged fabric (gateware/vivado packages it, the PYNQ driver binds to it).
 IP_VLNV = "synfab.org:synfab:synfab_fabric:1.0"
@@ -314,6 +336,17 @@ def neuron_state(cfg: FabricConfig) -> Layout:
 UNSIGNED_STATE_WORDS = ("ref",)
 
 
+def gateware_word_bits(cfg: FabricConfig) -> dict[str, int]:
+    """Bits of each per-neuron word a fabric of `cfg` keeps (gateware_state_words): those of its
+    layouts (state_word_bits), but a sigma-delta-only fabric keeps sent at event_bits, as before
+    version 2 (its activations stay within the events' range: it does not run unclamped
+    activations, and a hardware backend refuses tables whose activation range exceeds sent)."""
+    bits = state_word_bits(cfg, FABRIC_LAYOUT_VERSION)
+    if cfg.models == SIGMA_DELTA_ONLY:
+        bits["sent"] = cfg.event_bits
+    return {w: bits[w] for w in gateware_state_words(cfg)}
+
+
 def state_word_bits(cfg: FabricConfig, version: int = LAYOUT_VERSION) -> dict[str, int]:
     """Bits of every per-neuron word a core keeps (one window each, 32-bit sign-extended words
     on the bus).  Version 1: acc and sent (sigma-delta).  Version 2 adds Loihi's 24-bit u and v,
@@ -396,12 +429,17 @@ class RegisterMap:
 
     GLOBAL_REGS = ["id", "version", "config_crc", "ctrl", "status", "threshold",
                    "in_w", "in_h", "in_c", "input_peg_count", "n_layers"]
+    # Version 2 appends these (time steps: DESIGN.md "Time steps").
+    EXTENDED_REGS = ["features", "pipelined", "reset_interval", "step"]
     CORE_REGS = ["esu_count", "pop_count"]
     MAX_LAYERS = 64
     DOC = {
         "id": "read-only: ID_MAGIC 0x53594E46 ('SYNF')",
         "version": "read-only: the table layout version this fabric decodes (FABRIC_LAYOUT_VERSION)",
         "features": "read-only: version-2 features the fabric executes, bit i = layouts.EXTENDED_FEATURES[i]",
+        "pipelined": "v2: 1 evaluates the layers in reverse order (a layer's events reach the next one a step later)",
+        "reset_interval": "v2: R > 0 clears layer i's u, v, ref before its step at steps t with t % R == i % R",
+        "step": "v2: the time step modulo reset_interval (advances at every end of frame; the host writes 0 at load)",
         "config_crc": "read-only: FabricConfig.crc() the gateware was built from",
         "ctrl": "write 1 to bit 0: clear every counter and layer_spikes",
         "status": "read-only: bit 0 busy (a frame is being processed)",
@@ -433,20 +471,21 @@ class RegisterMap:
         "weights": "int8 weights, four per word, little-endian",
         "acc": "neuron accumulators, sign-extended; a write marks the neuron dirty",
         "sent": "last activation each neuron sent, sign-extended",
-        "u": "v2: Loihi current of cuba_lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
-        "v": "v2: Loihi voltage of cuba_lif/lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
-        "ref": "v2: refractory steps left of cuba_lif/lif neurons (golden model; the gateware has no such window yet: bus error)",
-        "bias": "v2: per-neuron bias added every step by if/lif neurons, sign-extended (golden model; the gateware has no such window yet: bus error)",
+        "u": "v2: Loihi current of cuba_lif neurons, in (-2**23, 2**23] (the 24-bit code of -2**23 reads +2**23)",
+        "v": "v2: Loihi voltage of cuba_lif/lif neurons, sign-extended",
+        "ref": "v2: refractory steps left of cuba_lif/lif neurons",
+        "bias": "v2: per-neuron bias added every step by if/lif neurons, sign-extended",
     }
     CTRL_CLEAR_COUNTERS = 1  # ctrl bit 0: write 1 to clear every counter
 
     def __init__(self, cfg: FabricConfig, version: int = FABRIC_LAYOUT_VERSION):
         """The register map of tables of `version`; the default is the fabric's (what the gateware
-        decodes).  Version 2 adds the read-only `features` register after the version-1 ones."""
+        decodes).  Version 2 adds the read-only `features` register and the time-step registers
+        (pipelined, reset_interval, step) after the version-1 ones."""
         _check_version(version)
         self.cfg = cfg
         self.version = version
-        names = self.GLOBAL_REGS + (["features"] if version >= EXTENDED_LAYOUT_VERSION else [])
+        names = self.GLOBAL_REGS + (self.EXTENDED_REGS if version >= EXTENDED_LAYOUT_VERSION else [])
         self.regs = {name: 4 * i for i, name in enumerate(names)}
         self.global_counters = {name: 0x100 + 4 * i for i, name in enumerate(GLOBAL_COUNTERS)}
         # Spikes per evaluation step (layer), summed over cores: read-only window.

@@ -342,8 +342,10 @@ def _random_sigma_delta(src: _Source, layer: QLayer, cfg: FabricConfig) -> QLaye
 
 def _random_if(src: _Source, layer: QLayer, cfg: FabricConfig) -> QLayer:
     theta = max(1, int(_typical_acc(layer) * src.pick([0.3, 1.0, 3.0])))
-    neuron = arith.Neuron("if", theta=theta, fire_gt=src.flag(), reset_to=src.pick([None, None, 0, -theta // 2]),
-                          v_min=src.pick([None, None, -2 * theta, 0]))
+    low = -(1 << (cfg.acc_bits - 1))       # v_reset and v_min are acc_bits-wide table fields
+    neuron = arith.Neuron("if", theta=theta, fire_gt=src.flag(),
+                          reset_to=src.pick([None, None, 0, max(low, -theta // 2)]),
+                          v_min=src.pick([None, None, max(low, -2 * theta), 0]))
     multi = neuron.with_(multi_spike=True)
     if src.flag() and arith.event_bound(multi, arith.Activation(), cfg.acc_bits) < 1 << (cfg.event_bits - 1):
         neuron = multi

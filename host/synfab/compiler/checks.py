@@ -19,7 +19,7 @@ from ..errors import SynfabError
 from ..frontend.ir import INT8_RANGE, QLayer, QNetwork
 from ..geometry import POW2_STEPS
 from ..layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, STREAM_EVENT, WSHIFT_BITS, Kind, RegisterMap,
-                       state_word_bits)
+                       feature_name, state_word_bits)
 
 
 class MappingError(SynfabError):
@@ -76,6 +76,10 @@ def weight_shape(qnet: QNetwork, layer: QLayer) -> WeightShape | None:
 def words_per_channel(qnet: QNetwork, layer: QLayer) -> int:
     ws = weight_shape(qnet, layer)
     return 0 if ws is None else ws.words_per_channel
+
+
+# The version-2 features whose networks keep outputs within the stream word's d (see check_network).
+STREAM_LIMITED_FEATURES = ("rectangular kernel, stride or padding", "weight shift")
 
 
 def _check_input_range(qnet: QNetwork, dmax: int, lim: int, cfg: FabricConfig) -> None:
@@ -161,10 +165,11 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
         if c > 1 << chb:
             raise MappingError(f"layer {name}: {c} channels but channels have {chb} bits (at most {1 << chb}); "
                                f"use a fabric with chan_bits >= {(c - 1).bit_length()}")
-    extended = bool(qnet.unsupported_features())
-    # Outputs of networks the fabric runs (version 1, or version 2's geometry) travel in the
-    # stream word's 16-bit d; networks with other extended features run on the golden model
-    # only, whose output events are event_bits wide.
+    # Outputs of version-1 networks and of version 2's geometry alone travel in the stream word's
+    # 16-bit d (as they always did); networks with the other extended features (neuron models,
+    # time steps: netx networks) keep event_bits-wide outputs, and a hardware backend refuses at
+    # load those whose outputs may not fit the stream (runtime.device.check_fabric_runs).
+    extended = any(feature_name(e) not in STREAM_LIMITED_FEATURES for e in qnet.extended_features())
     out_lim = dmax if extended else min(dmax, stream_dmax)
     if not for_analysis:        # value ranges do not change sizes: the memory analysis skips them
         _check_input_range(qnet, dmax, out_lim, cfg)
@@ -205,7 +210,8 @@ def check_network(qnet: QNetwork, cfg: FabricConfig, for_analysis: bool = False)
             raise MappingError(f"layer {l.name}: mult {l.mult} / shift {l.shift} do not fit {cfg.mult_bits}/"
                                f"{cfg.shift_bits} bits; requantize with a smaller multiplier")
         if not for_analysis:
-            _check_events(l, cfg, out_lim if l.name == qnet.output else dmax, extended)
+            # Version-2 tables (any extended feature) keep the wider sent and check the event bound.
+            _check_events(l, cfg, out_lim if l.name == qnet.output else dmax, bool(qnet.extended_features()))
         seen.add(l.name)
     out_idx = names.index(qnet.output) - 1
     tag_max = min((1 << cfg.esu_addr_bits) - 1, (1 << STREAM_EVENT.by_name["tag"].width) - 1)

@@ -107,7 +107,7 @@ class Tables:
     @property
     def unsupported_features(self) -> list[str]:
         """The extended features the gateware does not run (these tables run on the golden model)."""
-        return unsupported_features(self.extended_features)
+        return unsupported_features(self.extended_features, self.cfg)
 
     @property
     def state_words(self) -> tuple[str, ...]:

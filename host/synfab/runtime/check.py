@@ -19,7 +19,8 @@ from .device import FrameOutput
 
 # Field order of an output event in messages.
 EVENT_FIELDS = ("tag", "x", "y", "c", "d")
-# Neuron state compared after every frame, in this order.
+# Neuron state compared after every frame, in this order (then the other words a device
+# reports: u, v, ref, bias of the neuron models that keep them).
 STATE_FIELDS = ("sent", "acc")
 
 
@@ -99,11 +100,12 @@ def locate(tables, core: int, addr: int) -> str:
 
 
 def compare_states(tables, got: list[dict], want: list[dict]) -> str | None:
-    """The first neuron (core, address, layer position) whose sent or acc differs, or None."""
+    """The first neuron (core, address, layer position) whose sent or acc (or another word the
+    device reports) differs, or None."""
     if len(got) != len(want):
         return f"the device reports the state of {len(got)} cores, the model of {len(want)}"
     for core, (g, w) in enumerate(zip(got, want)):
-        for k in STATE_FIELDS:
+        for k in STATE_FIELDS + tuple(k for k in g if k not in STATE_FIELDS and k in w):
             mine, model = np.asarray(g.get(k, ())), np.asarray(w[k])
             if len(mine) != len(model):
                 return f"core {core}: the device reports {k} of {len(mine)} neurons, the model of {len(model)}"

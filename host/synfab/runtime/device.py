@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SynfabError
-from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC,
+from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION,
                        STREAM_EVENT, RegisterMap, feature_name)
-from ..compiler.tables import BASE_WORDS, GLOBAL_TABLE_REGS
+from ..compiler.tables import GLOBAL_TABLE_REGS
 from ..model.golden import EVENT_FIELDS, OUT_DTYPE  # one definition of an output event
 
 
@@ -55,15 +55,72 @@ def stream_columns(events: dict, event_bits: int) -> dict:
 
 
 def check_fabric_runs(tables, backend: str) -> None:
-    """DeviceError (one line) when the tables need what the gateware does not run yet: of the
-    version-2 features (layouts.EXTENDED_FEATURES) it runs the geometry (layouts.GATEWARE_FEATURES:
-    rectangular kernels, strides and padding, weight shifts); bundles using any other run on the
-    model backend only."""
+    """DeviceError (one line) when the tables need what their fabric's gateware does not run: of the
+    version-2 features (layouts.EXTENDED_FEATURES) every fabric runs all but the neuron models it
+    does not carry (FabricConfig.neuron_models, layouts.gateware_features); such bundles run on the
+    model backend, or on the gateware once compiled for a fabric that carries their models."""
     features = tables.unsupported_features
-    if tables.version > FABRIC_LAYOUT_VERSION or features:
+    if tables.version > FABRIC_LAYOUT_VERSION:
+        raise DeviceError(f"{backend}: the fabric does not decode table layout version {tables.version} (it decodes "
+                          f"{FABRIC_LAYOUT_VERSION}); run this bundle with --backend model")
+    if features:
         shown = "; ".join(features[:4]) + (f"; and {len(features) - 4} more" if len(features) > 4 else "")
-        raise DeviceError(f"{backend}: the fabric does not support yet: {shown or f'table layout version {tables.version}'}"
-                          f" (table layout version {tables.version}); run this bundle with --backend model")
+        raise DeviceError(f"{backend}: fabric {tables.cfg.name!r} does not carry {shown} (its neuron_models: "
+                          f"{', '.join(tables.cfg.models)}); compile for a fabric that carries them (e.g. --fabric "
+                          f"loihi) or run this bundle with --backend model")
+    if tables.version > LAYOUT_VERSION:
+        _check_activations_fit_sent(tables, backend)
+        # Output events leave in the stream word's d (the mapper keeps version-1 and geometry-only
+        # networks within it; the others' outputs are event_bits wide).
+        top = (1 << (STREAM_EVENT.by_name["d"].width - 1)) - 1
+        bound = output_event_bound(tables)
+        if bound > top:
+            raise DeviceError(f"{backend}: output layer {tables.metadata['output']}'s events reach +-{bound} but the "
+                              f"output stream carries +-{top}; run this bundle with --backend model")
+
+
+def _check_activations_fit_sent(tables, backend: str) -> None:
+    """A fabric keeps each neuron's last activation in sent (layouts.gateware_word_bits): a
+    sigma-delta population whose activation range exceeds it is refused in one line."""
+    from ..layouts import gateware_word_bits
+    from ..model.golden import _population_neuron
+    bits = gateware_word_bits(tables.cfg)["sent"]
+    lo_min, hi_max = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    names = [l["name"] for l in tables.metadata.get("layers", [])]
+    for ct in tables.cores:
+        pop = {k: np.asarray(v, dtype=np.int64) for k, v in ct.pop.items()}
+        for k in range(ct.pop_count):
+            neuron, act = _population_neuron(pop, k)
+            if neuron.model != "sigma_delta" or (act.lo is not None and act.hi is not None
+                                                 and lo_min <= act.lo and act.hi <= hi_max):
+                continue
+            layer = int(pop["layer"][k])
+            name = names[layer] if layer < len(names) else f"#{layer}"
+            raise DeviceError(f"{backend}: layer {name}'s activation range {act.lo}..{act.hi} does not fit fabric "
+                              f"{tables.cfg.name!r}'s {bits}-bit sent ({lo_min}..{hi_max}); compile for a fabric with "
+                              f"more neuron models (e.g. --fabric loihi: sent of acc_bits + 1) or run this bundle "
+                              f"with --backend model")
+
+
+def output_event_bound(tables) -> int:
+    """The largest |value| an output event of the tables' output layer can carry (arith.event_bound
+    of its populations; a sigma-delta relay without clamp or scaling: the whole event width)."""
+    from .. import arith
+    from ..model.golden import _population_neuron
+    md, cfg = tables.metadata, tables.cfg
+    names = [l["name"] for l in md.get("layers", [])]
+    if md.get("output") not in names:
+        return 0
+    idx, bound = names.index(md["output"]), 0
+    for ct in tables.cores:
+        pop = {k: np.asarray(v, dtype=np.int64) for k, v in ct.pop.items()}
+        for k in np.flatnonzero(pop["layer"][:ct.pop_count] == idx):
+            neuron, act = _population_neuron(pop, int(k))
+            relay = (neuron.model == "sigma_delta" and neuron.msg_shift == 0 and act.lo is None and act.hi is None
+                     and act.mult == 1 and act.shift == 0)
+            b = (1 << (cfg.event_bits - 1)) if relay else arith.event_bound(neuron, act, cfg.acc_bits)
+            bound = max(bound, min(b, 1 << (cfg.event_bits - 1)))
+    return bound
 
 
 def event_words(cols: dict) -> np.ndarray:
@@ -241,15 +298,26 @@ class RegisterDevice(Device):
             self.write_reg("pop_count", ct.pop_count, core=c)
         for name in GLOBAL_TABLE_REGS:
             self.write_reg(name, int(tables.regs[name]))
+        self._write_timing(tables)
         self.write_reg("threshold", self.threshold)
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
         self.tables = tables
-        self._state_writes = [w for w in writes if w[0][1] in BASE_WORDS]
+        # Every per-neuron word the tables' models use (acc, sent; u, v, ref, bias: Tables.state_words).
+        self._state_writes = [w for w in writes if w[0][1] in tables.state_words]
+
+    def _write_timing(self, tables) -> None:
+        """Time-step registers (version-2 register map): pipelined order, reset interval, and the
+        time step back to 0 (the golden model's step after load or reset)."""
+        if "pipelined" in self.regmap.regs:
+            self.write_reg("pipelined", int(tables.pipelined))
+            self.write_reg("reset_interval", tables.reset_interval)
+            self.write_reg("step", 0)
 
     def reset(self) -> None:
         self._need_tables()
         for _, addrs, words in self._state_writes:
             self._write(addrs, words)
+        self._write_timing(self.tables)
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
 
     def set_threshold(self, threshold: int) -> None:
@@ -292,6 +360,7 @@ class RegisterDevice(Device):
         self._need_tables()
         out = [dict() for _ in range(self.cfg.n_cores)]
         for (core, wname), addrs, _ in self._state_writes:
-            bits = self.cfg.acc_bits if wname == "acc" else self.cfg.event_bits
-            out[core][wname] = _sext(self._read(addrs), bits)
+            # The fabric returns every word as its 32-bit value (sign-extended; ref is unsigned; a
+            # Loihi current of +2**23 reads as such).
+            out[core][wname] = _sext(self._read(addrs), 32)
         return out
