@@ -95,7 +95,9 @@ def test_a_fabric_with_every_model_runs_every_version_2_feature_and_a_board_pres
     assert gateware_features(SMALL) == EXTENDED_FEATURES == gateware_features(PRESETS["loihi"])
     board = PRESETS["ulx3s-85f"]
     assert board.models == ("sigma_delta",)
-    assert set(EXTENDED_FEATURES) - set(gateware_features(board)) == {"if neurons", "cuba_lif neurons", "lif neurons"}
+    # ... and keeps sent at event_bits, so it does not run unclamped activations either.
+    assert set(EXTENDED_FEATURES) - set(gateware_features(board)) == {"if neurons", "cuba_lif neurons", "lif neurons",
+                                                                       "unclamped activation"}
 
 
 @pytest.mark.slow

@@ -149,8 +149,9 @@ def test_registers_ids_saturation_and_errors():
 
     run_simulation(dut, main())
     assert seen["id"] == ID_MAGIC and seen["version"] == FABRIC_LAYOUT_VERSION == 2
-    # a sigma-delta-only fabric: every version-2 feature but the other neuron models
-    assert seen["features"] == feature_mask(f for f in EXTENDED_FEATURES if not f.endswith(" neurons"))
+    # a sigma-delta-only fabric: every version-2 feature but the other neuron models and unclamped
+    # activations (its sent is event_bits wide)
+    assert seen["features"] == feature_mask(f for f in EXTENDED_FEATURES if not f.endswith(" neurons") and f != "unclamped activation")
     assert seen["crc"] == CFG.crc()
     assert seen["threshold"] == 1234
     assert seen["threshold_sat"] == (1 << CFG.event_bits) - 1

@@ -313,9 +313,16 @@ def test_cli_compile_report_run_a_netx_network(tmp_path):
     out = subprocess.run(synfab + ["run", str(tmp_path / "p.sfb"), "--inputs", str(tmp_path / "x.npy"),
                                    "--backend", "sim"], capture_output=True, text=True)
     assert out.returncode == 1 and out.stderr.count("\n") == 1
-    # The gateware runs the neuron models, but pilotnet's outputs (24-bit sigma values) do not fit
-    # the output stream's 16-bit value: refused in one line before the device is touched.
-    assert "output layer dense9's events reach" in out.stderr and "--backend model" in out.stderr
+    # netx's default fabric carries sigma_delta only, whose sent (event_bits) cannot keep pilotnet's
+    # unclamped activations: refused in one line naming them, before the device is touched.
+    assert "does not carry unclamped activation (layers input0" in out.stderr and "--backend model" in out.stderr
+    # On a fabric carrying every model the gateware runs them, but pilotnet's outputs (24-bit sigma
+    # values) do not fit the output stream's 16-bit value: refused in one line as well.
+    from synfab.runtime.device import DeviceError, check_fabric_runs
+    qnet = netx.load(d / "network.net")
+    cfg = netx.fabric(qnet).with_(neuron_models="all")
+    with pytest.raises(DeviceError, match=r"^sim: output layer dense9's events reach .* --backend model$"):
+        check_fabric_runs(compile_network(qnet, cfg), "sim")
     out = subprocess.run(synfab + ["report", str(d / "network.net"), "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)

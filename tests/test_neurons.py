@@ -102,9 +102,13 @@ def test_loihi_decay_rounds_toward_zero():
     assert int(arith.loihi_decay(12345, 4096)) == 0 and int(arith.loihi_decay(12345, 0)) == 12345
 
 
-def test_loihi_current_folds_once_and_voltage_clips():
+def test_loihi_current_wraps_at_24_bits_and_voltage_clips():
     m = 1 << 23
     assert arith.loihi_wrap_current([m, m + 1, -m, -m + 1]).tolist() == [m, -m + 1, m, -m + 1]
+    # Lava's one fold within +-3 * 2**23; beyond, Loihi's 24 bits wrap again, as the gateware does
+    # (Lava's CPU model would leave such a sum outside 24 bits).
+    assert arith.loihi_wrap_current([3 * m, 3 * m + 1, 10632192, 10 * m + 5, -5 * m - 7]).tolist() == \
+        [m, -m + 1, 10632192 - 2 * m, 10 * m + 5 - 10 * m, -5 * m - 7 + 6 * m]
     assert arith.loihi_clip_voltage([m, -m, 5]).tolist() == [m - 1, -(m - 1), 5]
 
 

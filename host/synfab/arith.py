@@ -102,13 +102,15 @@ def loihi_decay(x, decay: int):
 
 
 def loihi_wrap_current(x):
-    """Lava's 24-bit current wrap: one fold of 2**24, values in (-2**23, 2**23] kept.
+    """Loihi's 24-bit current: x modulo 2**24, kept in (-2**23, 2**23].
 
-    (Lava subtracts 2**24 above 2**23 and adds it at or below -2**23; it folds once, so the
-    result differs from a two's-complement wrap at exactly +-2**23 and beyond 3 * 2**23.)"""
+    Within (-3 * 2**23, 3 * 2**23] this is Lava's one fold (it subtracts 2**24 above 2**23 and
+    adds it at or below -2**23), so it differs from a two's-complement wrap only at exactly -2**23,
+    which stands for +2**23. Lava's CPU model folds once and leaves a larger sum (one step's input
+    beyond about 2**17) outside 24 bits; the state of Loihi's width wraps, and so does the gateware."""
     x = np.asarray(x, dtype=np.int64)
     m = np.int64(1) << np.int64(LOIHI_STATE_BITS - 1)
-    return np.where(x > m, x - 2 * m, np.where(x <= -m, x + 2 * m, x))
+    return np.mod(x + (m - 1), 2 * m) - (m - 1)
 
 
 def loihi_clip_voltage(x):
