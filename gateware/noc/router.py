@@ -74,8 +74,9 @@ class Router(LiteXModule):
         dropped        out  a packet whose dest names no core was discarded this clock
 
     Each input computes its packet's output port as the packet enters (XY routing on `dest`) and
-    keeps it in the FIFO beside the packet; each output has a round-robin arbiter over the FIFO
-    heads that want it and a register (LiteX PipeValid) in front of the neighbour."""
+    keeps it in the FIFO beside the packet, whose head is registered (LiteX PipeValid); each output
+    has a round-robin arbiter over the registered heads that want it and a register (PipeValid) in
+    front of the neighbour. A hop costs two clocks."""
 
     def __init__(self, cfg: FabricConfig, x: int, y: int):
         layout = packet(cfg).migen()
@@ -102,8 +103,13 @@ class Router(LiteXModule):
                 self.sinks[p].connect(fifo.sink),
                 self._route(cfg, x, y, self.sinks[p], sel),
             ]
-            heads[p] = fifo.source
-            want[p] = {q: getattr(fifo.source, f"to_{q}") for q in allowed[p]}
+            # The head the arbiters see is a register (LiteX PipeValid): the FIFO's read (LUT RAM)
+            # and the arbitration over every input's head never meet in one clock.
+            head = stream.PipeValid(route_layout)
+            self.add_module(f"head_{p}", head)
+            self.comb += fifo.source.connect(head.sink)
+            heads[p] = head.source
+            want[p] = {q: getattr(head.source, f"to_{q}") for q in allowed[p]}
 
         # Outputs: arbiter, payload mux, register.
         for q in outputs:
