@@ -83,6 +83,40 @@ def compare_frame(tables, got: FrameOutput, want: FrameOutput) -> str | None:
             or compare_counters(got, want))
 
 
+def link_balance(tables, cols: dict, out) -> str | None:
+    """What the fabric's own counters say about the frame against what the host sent and received:
+    one frame, every input beat counted, the out-of-range ones dropped, every output beat received.
+    None when all agree, else the first disagreement."""
+    c = out.counters
+    n = len(cols["x"])
+    in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
+    outside = int(((cols["x"] >= in_w) | (cols["y"] >= in_h) | (cols["c"] >= in_c)).sum())
+    for name, got, want in (("frames", c["frames"], 1), ("events_in", c["events_in"], n),
+                            ("input_dropped", c["input_dropped"], outside),
+                            ("events_out", c["events_out"], len(out.events))):
+        if int(got) != want:
+            return f"{name} {int(got)}, expected {want}"
+    return None
+
+
+def mesh_balance(got: FrameOutput, want: FrameOutput) -> str | None:
+    """No packet lost or made up in the mesh and none dropped by a core: every packet that entered
+    (the input port's, which the model counts, and every core's PEG's) arrived at a core or left
+    as an output event (DESIGN.md: sum(packets_in) = input packets + sum(packets_out) - events_out).
+    None when it holds, else what does not."""
+    cores = got.counters["cores"]
+    dropped = sum(int(c["dropped"]) for c in cores)
+    if dropped:
+        return f"cores dropped {dropped} packets"
+    if want.input_packets is None:
+        return None
+    arrived = sum(int(c["packets_in"]) for c in cores)
+    sent = want.input_packets + sum(int(c["packets_out"]) for c in cores) - int(got.counters["events_out"])
+    if arrived != sent:
+        return f"{arrived} packets arrived at cores, {sent} were sent to them"
+    return None
+
+
 def locate(tables, core: int, addr: int) -> str:
     """'layer NAME (x, y, c)' of a neuron address on a core, from its population descriptors."""
     ct = tables.cores[core]
