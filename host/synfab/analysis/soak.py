@@ -46,6 +46,7 @@ RANDOM_OUTSIDE = 0.02           # fraction of random-stream events outside the i
 RANDOM_D = 8                    # random-stream event values in -RANDOM_D..RANDOM_D
 HOTSPOT = 0.4                   # fraction of random-stream events around one point per frame
 FRAMES_PER_NETWORK = 40
+MAX_FAILED_SEGMENTS = 10        # a soak stops after this many segments ended in a mismatch or error
 
 
 class SoakError(SynfabError):
@@ -162,6 +163,7 @@ class Tally:
     packets: int = 0                # packets the cores' PEGs sent
     cycles: int = 0
     stall_cycles: int = 0           # per core: output blocked or input refused, summed
+    stall_by_core: Counter = field(default_factory=Counter)
     events_in: int = 0              # what the fabric counted
     input_dropped: int = 0
     outside_sent: int = 0           # events the host sent outside the input
@@ -183,6 +185,8 @@ class Tally:
         self.packets += sum(int(k["packets_out"]) for k in cores)
         self.cycles += int(got.cycles or 0)
         self.stall_cycles += sum(int(k["stall_cycles"]) for k in cores)
+        for i, k in enumerate(cores):
+            self.stall_by_core[i] += int(k["stall_cycles"])
         self.events_in += int(c["events_in"])
         self.input_dropped += int(c["input_dropped"])
         self.outside_sent += int(((cols["x"] >= in_w) | (cols["y"] >= in_h) | (cols["c"] >= in_c)).sum())
@@ -193,6 +197,7 @@ class Tally:
         return {"events": self.events, "events_by_source": dict(self.by_source), "frames": self.frames,
                 "output_events": self.output_events, "synaptic_ops": self.synaptic_ops, "packets": self.packets,
                 "cycles": self.cycles, "stall_cycles": self.stall_cycles,
+                "stall_cycles_by_core": [self.stall_by_core[i] for i in sorted(self.stall_by_core)],
                 "counters": {"events_sent": self.events, "events_in": self.events_in,
                              "outside_sent": self.outside_sent, "input_dropped": self.input_dropped,
                              "outputs_received": self.output_events, "events_out": self.events_out,
@@ -295,6 +300,16 @@ def _groups(cfg, events: int, seed: int, shares, recordings, events_per_frame: i
             ("network", events, network_segments(cfg, seed))]
 
 
+def _segments(cfg, events: int, seed: int, shares, recordings, events_per_frame: int, tally: Tally):
+    """(segment, its event budget) in turn while the groups' shares are not used up (by `tally`)."""
+    for _, upto, segs in _groups(cfg, events, seed, shares, recordings, events_per_frame):
+        while upto - tally.events > 0:
+            seg = next(segs, None)
+            if seg is None:
+                break
+            yield seg, min(seg.budget, upto - tally.events)
+
+
 # -- the Verilator fabric ------------------------------------------------------------------------------
 def fabric_soak(events: int = 1_000_000, seed: int = 1, stalls=DEFAULT_STALLS, fabric: str = "default",
                 recordings=RECORDINGS, shares=SHARES, events_per_frame: int = 2000, progress=None) -> dict:
@@ -308,39 +323,37 @@ def fabric_soak(events: int = 1_000_000, seed: int = 1, stalls=DEFAULT_STALLS, f
     tally, segments = Tally(), []
     device = SimDevice(cfg)
     try:
-        for group, upto, segs in _groups(cfg, events, seed, shares, recordings, events_per_frame):
-            for seg in segs:
-                budget = min(seg.budget, upto - tally.events)
-                if budget <= 0:
+        for seg, budget in _segments(cfg, events, seed, shares, recordings, events_per_frame, tally):
+            if len(tally.mismatches) >= MAX_FAILED_SEGMENTS:
+                break
+            p_in, p_out = stalls[len(segments) % len(stalls)]
+            gap_seed = (seed << 16) + len(segments)
+            device.sim.reset()
+            device.sim.set_gaps(p_in, p_out, gap_seed)
+            device.load(seg.tables)
+            device.set_threshold(seg.threshold)
+            golden = ModelDevice(cfg)
+            golden.load(seg.tables)
+            golden.set_threshold(seg.threshold)
+            row = {"source": seg.source, **seg.describe, "threshold": seg.threshold, "p_in": p_in, "p_out": p_out,
+                   "gap_seed": gap_seed, "frames": 0, "events": 0}
+            segments.append(row)
+            before = tally.events
+            for t, ev in enumerate(seg.frames):
+                if tally.events - before >= budget:
                     break
-                p_in, p_out = stalls[len(segments) % len(stalls)]
-                gap_seed = (seed << 16) + len(segments)
-                device.sim.reset()
-                device.sim.set_gaps(p_in, p_out, gap_seed)
-                device.load(seg.tables)
-                device.set_threshold(seg.threshold)
-                golden = ModelDevice(cfg)
-                golden.load(seg.tables)
-                golden.set_threshold(seg.threshold)
-                row = {"source": seg.source, **seg.describe, "threshold": seg.threshold, "p_in": p_in, "p_out": p_out,
-                       "gap_seed": gap_seed, "frames": 0, "events": 0}
-                segments.append(row)
-                before = tally.events
-                for t, ev in enumerate(seg.frames):
-                    if tally.events - before >= budget:
-                        break
-                    got = device.run_frame(ev)
-                    want = golden.run_frame(ev)
-                    try:
-                        check_soak_frame(seg.tables, t, device, got, golden, want, ev)
-                    except MismatchError as e:
-                        tally.mismatches.append({"segment": len(segments) - 1, "frame": t, "error": str(e)})
-                        break
-                    tally.add(seg.source, seg.tables, ev, got)
-                    row["frames"] += 1
-                row["events"] = tally.events - before
-                if progress:
-                    progress(tally)
+                got = device.run_frame(ev)
+                want = golden.run_frame(ev)
+                try:
+                    check_soak_frame(seg.tables, t, device, got, golden, want, ev)
+                except MismatchError as e:
+                    tally.mismatches.append({"segment": len(segments) - 1, "frame": t, "error": str(e)})
+                    break
+                tally.add(seg.source, seg.tables, ev, got)
+                row["frames"] += 1
+            row["events"] = tally.events - before
+            if progress:
+                progress(tally)
     finally:
         device.close()
     out = {"fabric": cfg.name, "cores": cfg.n_cores, "seed": seed, "events_target": events, **tally.summary(),
@@ -414,30 +427,28 @@ def link_soak(events: int = 20_000, seed: int = 1, fault_rate: float = LINK_FAUL
         device, pipe = open_faulty_litex(sim, rates, seed, targets, answer_timeout)
         pipe.enabled = True
         try:
-            for group, upto, segs in _groups(cfg, events, seed, shares, recordings, events_per_frame):
-                for seg in segs:
-                    budget = min(seg.budget, upto - tally.events)
-                    if budget <= 0:
-                        break
-                    guard = GuardedRun(device, seg.tables, seg.threshold, tries, mark=lambda: len(pipe.faults))
-                    row = {"source": seg.source, **seg.describe, "threshold": seg.threshold, "frames": 0, "events": 0}
-                    segments.append(row)
-                    before = tally.events
-                    try:
-                        guard.load(recover=bool(failed))
-                        for t, ev in enumerate(seg.frames):
-                            if tally.events - before >= budget:
-                                break
-                            got, _ = guard.run_frame(t, ev)
-                            tally.add(seg.source, seg.tables, ev, got)
-                            row["frames"] += 1
-                    except DeviceError as e:       # every try failed: reported, the segment ends
-                        failed.append({"segment": len(segments) - 1, "error": str(e)})
-                    finally:
-                        attempts += guard.attempts
-                    row["events"] = tally.events - before
-                    if progress:
-                        progress(tally)
+            for seg, budget in _segments(cfg, events, seed, shares, recordings, events_per_frame, tally):
+                if len(failed) >= MAX_FAILED_SEGMENTS:
+                    break
+                guard = GuardedRun(device, seg.tables, seg.threshold, tries, mark=lambda: len(pipe.faults))
+                row = {"source": seg.source, **seg.describe, "threshold": seg.threshold, "frames": 0, "events": 0}
+                segments.append(row)
+                before = tally.events
+                try:
+                    guard.load(recover=bool(failed))
+                    for t, ev in enumerate(seg.frames):
+                        if tally.events - before >= budget:
+                            break
+                        got, _ = guard.run_frame(t, ev)
+                        tally.add(seg.source, seg.tables, ev, got)
+                        row["frames"] += 1
+                except DeviceError as e:       # every try failed: reported, the segment ends
+                    failed.append({"segment": len(segments) - 1, "error": str(e)})
+                finally:
+                    attempts += guard.attempts
+                row["events"] = tally.events - before
+                if progress:
+                    progress(tally)
         finally:
             device.close()
     failed_attempts = [a for a in attempts if a.outcome != "ok"]
