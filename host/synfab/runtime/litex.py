@@ -348,7 +348,7 @@ def open_link(port: str, timeout: float = 30.0, verify: bool = False, answer_tim
 
 # -- the device ---------------------------------------------------------------------------------------
 UARTBONE_TIMEOUT_S = 0.1        # LiteX's Stream2Wishbone drops a command stalled this long (its clock)
-PARSER_SLACK = 1.5              # wait this much longer than that before probing again
+PARSER_SLACK = 1.3              # wait this much longer than that before probing again
 CYCLES_BETWEEN_READS = 1 << 24  # verify: how far the cycle counter may run between two reads of it
 POP_BATCH = 48                  # verify: output beats per exchange (22 command bytes each, within WINDOW)
 
