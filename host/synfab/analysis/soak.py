@@ -20,6 +20,7 @@ seeded ones).
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -80,8 +81,10 @@ def soak_shape(cfg: FabricConfig) -> tuple[int, int, int]:
     return (2, SOAK_NETWORKS[cfg.name][0], SOAK_NETWORKS[cfg.name][0])
 
 
+@functools.lru_cache(maxsize=8)
 def soak_tables(cfg: FabricConfig, strategy: str = "auto", seed: int = 0):
-    """The soak network for cfg, quantized on random event counts (one count = one input step)."""
+    """The soak network for cfg, quantized on random event counts (one count = one input step);
+    compiled once per process (devices and the golden model only read tables)."""
     from ..compiler import compile_network
     from ..compiler.mapper import map_network
     from ..frontend import quant
@@ -312,16 +315,19 @@ def _segments(cfg, events: int, seed: int, shares, recordings, events_per_frame:
 
 # -- the Verilator fabric ------------------------------------------------------------------------------
 def fabric_soak(events: int = 1_000_000, seed: int = 1, stalls=DEFAULT_STALLS, fabric: str = "default",
-                recordings=RECORDINGS, shares=SHARES, events_per_frame: int = 2000, progress=None) -> dict:
+                recordings=RECORDINGS, shares=SHARES, events_per_frame: int = 2000, progress=None,
+                device=None) -> dict:
     """About `events` input events through the Verilator fabric (module docstring); a JSON-able summary.
-    `progress(tally)` is called after every segment."""
+    `progress(tally)` is called after every segment; `device`: a SimDevice of the fabric to use
+    (default: one opened and closed here)."""
     from ..runtime.model import ModelDevice
     from ..runtime.sim import SimDevice
-    cfg = PRESETS[fabric] if isinstance(fabric, str) else fabric
+    cfg = device.cfg if device is not None else PRESETS[fabric] if isinstance(fabric, str) else fabric
     soak_shape(cfg)
     start = time.monotonic()
     tally, segments = Tally(), []
-    device = SimDevice(cfg)
+    own = device is None
+    device = SimDevice(cfg) if own else device
     try:
         for seg, budget in _segments(cfg, events, seed, shares, recordings, events_per_frame, tally):
             if len(tally.mismatches) >= MAX_FAILED_SEGMENTS:
@@ -355,7 +361,8 @@ def fabric_soak(events: int = 1_000_000, seed: int = 1, stalls=DEFAULT_STALLS, f
             if progress:
                 progress(tally)
     finally:
-        device.close()
+        if own:
+            device.close()
     out = {"fabric": cfg.name, "cores": cfg.n_cores, "seed": seed, "events_target": events, **tally.summary(),
            "stalls": [list(s) for s in stalls], "segments": segments, "wall_s": round(time.monotonic() - start, 1)}
     out["events_per_s"] = round(out["events"] / max(out["wall_s"], 1e-9), 1)
