@@ -6,7 +6,9 @@ keeps (per core: synaptic ops, packets in and out, spikes, drops; global: frames
 out, dropped input events), and the acc and sent state of every neuron in use.  The counter
 names come from the model's own output, so a counter the model learns to keep is compared
 without touching this file; counters only hardware has (cycles, busy and stall cycles) are not
-the model's to judge.
+the model's to judge.  `link_balance` and `mesh_balance` check the fabric's counters against what
+the host sent and received and against the mesh's packet conservation (the soaks and the litex
+backend's verify mode use them).
 """
 from __future__ import annotations
 

@@ -158,10 +158,11 @@ class UartBoneLink:
         a command stalled for 100 ms of its clock.  Then drop whatever the device still sends and
         probe: write a fresh value to the `scratch` register (address, mask) and read it back (a
         late answer cannot hold it), with the check word; no byte may follow.  While the probe
-        fails, wait and probe again."""
+        fails, wait and probe again, each wait twice the one before (the SoC's clock against real
+        time may be slower than the host assumed: a LiteX sim)."""
         for attempt in range(self.RESYNC_TRIES):
             if attempt or self.timed_out:
-                time.sleep(parser_wait)
+                time.sleep(parser_wait * 2 ** max(0, attempt - 1))
             self.timed_out = False
             drain_pipe(self.pipe, 0.02)
             try:
