@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--events-per-frame", type=int, default=2000, help="about this many events per frame")
     ap.add_argument("--recordings", default=",".join(soak.RECORDINGS), help="sample recordings to replay")
     ap.add_argument("--link-events", type=int, default=20_000, help="input events through the LiteX sim SoC (0: skip)")
-    ap.add_argument("--link-events-per-frame", type=int, default=200)
+    ap.add_argument("--link-events-per-frame", type=int, default=400)
     ap.add_argument("--fault-rate", type=float, default=soak.LINK_FAULT_RATE, help="link faults per byte and direction")
     ap.add_argument("--fault-kinds", default="drop,dup,flip")
     ap.add_argument("--fault-directions", default="to_device,from_device")

@@ -339,3 +339,23 @@ def test_random_link_faults_are_detected_or_harmless():
     assert f["detected_by_link_checks"] > 0
     assert out["failed_without_fault"] == 0
 
+
+
+def test_benchmark_script_passes_its_options_and_prints_json(monkeypatch, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_soak.py"
+    spec = importlib.util.spec_from_file_location("bench_soak", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    calls = []
+    row = {"mismatches": 0, "counters_balanced": True, "reported": 0}
+    monkeypatch.setattr(soak, "fabric_soak", lambda *a, **k: calls.append(("fabric", a, k)) or row)
+    monkeypatch.setattr(soak, "link_soak", lambda *a, **k: calls.append(("link", a, k)) or {**row, "reported": 1})
+    out = script.main(["--events", "5", "--stalls", "0.1,0.2", "--link-events", "7", "--fault-rate", "1e-3",
+                       "--fault-kinds", "flip", "--recordings", "evt2"])
+    assert json.loads(capsys.readouterr().out) == out == {"verilator": row, "litex": {**row, "reported": 1}}
+    assert calls[0][1] == (5, 1, ((0.1, 0.2),)) and calls[0][2]["recordings"] == ("evt2",)
+    assert calls[1][1] == (7, 1, 1e-3, ["flip"], ["to_device", "from_device"])
+    assert script.failed(out)
