@@ -482,6 +482,10 @@ class LitexDevice(RegisterDevice):
                 after = self.link.traffic()
                 for k in self.idle_poll_bytes:
                     self.idle_poll_bytes[k] += after[k] - before[k]
+            if (self.verify and sent == len(words) and regs["in_free"] < self.in_depth
+                    and not self.read_reg("status") & 1):
+                raise LinkError("litex: input beats wait in the bridge with the fabric idle: the frame's last "
+                                "beat did not arrive (lost or changed on the link)")
             if time.monotonic() > deadline:
                 raise DeviceError(f"litex: frame did not finish within {self.timeout:.0f} s (sent {sent} of "
                                   f"{len(words)} beats, {sum(map(len, out_words))} out); the fabric may be stuck")
@@ -579,13 +583,21 @@ class LitexDevice(RegisterDevice):
         return np.concatenate(words), np.concatenate(lasts)
 
     def run_frame(self, events: dict):
-        out = super().run_frame(events)
-        if self.verify:
-            problem = link_balance(self.tables, stream_columns(events, self.cfg.event_bits), out)
-            if problem:
-                raise LinkError(f"litex: the fabric's counters do not balance: {problem} (lost, added or changed on "
-                                "the link)")
-            self._check_registers()
+        if not self.verify:
+            return super().run_frame(events)
+        self._need_tables()
+        cols = stream_columns(events, self.cfg.event_bits)     # input the host refuses: not a link fault
+        try:
+            out = super().run_frame(events)
+        except LinkError:
+            raise
+        except DeviceError as e:        # the frame went wrong on the way: a link fault too
+            raise LinkError(str(e)) from None
+        problem = link_balance(self.tables, cols, out)
+        if problem:
+            raise LinkError(f"litex: the fabric's counters do not balance: {problem} (lost, added or changed on "
+                            "the link)")
+        self._check_registers()
         return out
 
     def recover(self) -> None:
