@@ -524,12 +524,19 @@ class LitexDevice(RegisterDevice):
         return out
 
     def _read_twice(self, addrs) -> np.ndarray:
-        """Every word read twice; LinkError where the two differ (the cycle counter runs: the second
-        read of it must lie a little after the first)."""
+        """Every word read twice; LinkError where the two differ.  The free-running cycle counter
+        is read three times and must rise by less than CYCLES_BETWEEN_READS: its middle read, so
+        bracketed, is what it was at some moment of the read."""
+        addrs = np.asarray(addrs, dtype=np.int64)
         first, second = self._read_once(addrs), self._read_once(addrs)
-        running = np.asarray(addrs) == self.regmap.global_counters["cycles"]
-        ahead = (second.astype(np.int64) - first.astype(np.int64)) & 0xFFFFFFFF
-        bad = np.flatnonzero(np.where(running, ahead > CYCLES_BETWEEN_READS, first != second))
+        running = addrs == self.regmap.global_counters["cycles"]
+        bad = np.flatnonzero((first != second) & ~running)
+        if running.any():
+            third = self._read_once(addrs[running])
+            rise = [(b.astype(np.int64) - a.astype(np.int64)) & 0xFFFFFFFF for a, b in
+                    ((first[running], second[running]), (second[running], third))]
+            late = np.flatnonzero(rise[0] + rise[1] >= CYCLES_BETWEEN_READS)
+            bad = np.union1d(bad, np.flatnonzero(running)[late])
         if bad.size:
             k = int(bad[0])
             raise LinkError(f"litex: two reads of {int(addrs[k]):#x} gave {int(first[k]):#010x} and "
