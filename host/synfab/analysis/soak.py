@@ -21,6 +21,7 @@ seeded ones).
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -282,14 +283,9 @@ def network_segments(cfg: FabricConfig, seed: int, frames: int = FRAMES_PER_NETW
         except MappingError:
             k += 1
             continue
-        yield Segment("network", tables, case.threshold, _take(network_frames(rng, case, tables), frames), 1 << 62,
-                      {"case": case.describe(), "seed": [seed, 2, k]})
+        yield Segment("network", tables, case.threshold, itertools.islice(network_frames(rng, case, tables), frames),
+                      1 << 62, {"case": case.describe(), "seed": [seed, 2, k]})
         k += 1
-
-
-def _take(it, n: int):
-    for _, item in zip(range(n), it):
-        yield item
 
 
 def _groups(cfg, events: int, seed: int, shares, recordings, events_per_frame: int):
