@@ -397,6 +397,26 @@ def open_faulty_litex(sim, rates: dict, seed: int, targets=(), answer_timeout: f
     return device, pipe
 
 
+def address_name(cfg: FabricConfig, addr: int | None) -> str | None:
+    """A SoC byte address as a fabric register, counter or window name (else hex)."""
+    from ..layouts import FABRIC_BASE, RegisterMap
+    if addr is None or addr < FABRIC_BASE:
+        return None if addr is None else hex(addr)
+    regmap, off = RegisterMap(cfg), addr - FABRIC_BASE
+    names = {**{v: k for k, v in regmap.regs.items()}, **{v: k for k, v in regmap.global_counters.items()}}
+    for core in range(cfg.n_cores):
+        names.update({regmap.core_reg(core, n): f"core{core}.{n}" for n in regmap.core_regs})
+        names.update({regmap.core_counter(core, n): f"core{core}.{n}" for n in regmap.core_counters})
+        for n in regmap.core_windows:
+            w = regmap.core_window(core, n)
+            if w.base <= off < w.base + w.entries * w.stride * 4:
+                return f"core{core}.{n}"
+    if off in names:
+        return names[off]
+    w = regmap.input_peg
+    return "input_peg" if w.base <= off < w.base + w.entries * w.stride * 4 else hex(off)
+
+
 def attribute_faults(attempts, faults) -> dict:
     """Each fault counted under the outcome of the attempt it hit: 'link' (the link's checks saw
     it), 'model' (only the model's check did), 'ok' (no effect: the attempt passed every check)."""
@@ -456,6 +476,10 @@ def link_soak(events: int = 20_000, seed: int = 1, fault_rate: float = LINK_FAUL
             device.close()
     failed_attempts = [a for a in attempts if a.outcome != "ok"]
     faults = attribute_faults(attempts, pipe.faults)
+    # What the faults without effect hit (fabric addresses by name).
+    faults["without_effect_detail"] = [
+        {"fault": f"{f.direction}.{f.kind}", "where": f.where, "addr": address_name(cfg, f.addr)}
+        for a in attempts if a.outcome == "ok" for f in pipe.faults[a.start:a.end]]
     injected = Counter(f"{f.direction}.{f.kind}" for f in pipe.faults)
     out = {"fabric": cfg.name, "cores": cfg.n_cores, "seed": seed, "events_target": events, **tally.summary(),
            "faults": {"rate_per_byte": fault_rate, "injected": len(pipe.faults), "injected_by_class": dict(injected),

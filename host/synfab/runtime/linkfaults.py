@@ -43,6 +43,7 @@ class Fault:
     kind: str
     offset: int         # byte offset in the direction's stream (before the fault)
     where: str          # what the byte belonged to (module docstring)
+    addr: int | None = None     # SoC byte address of the word the byte carried (data and answers)
 
 
 def region(addr: int) -> str:
@@ -61,22 +62,24 @@ class CommandTracker:
         self._header = bytearray()
         self._data_left = 0
         self._data_where = ""
-        self._answers = deque()           # [bytes left, label]
+        self._data_addr = 0               # SoC byte address of the next data byte's word
+        self._answers = deque()           # [bytes left, label, address of the next byte's word]
 
-    def sent(self, data: bytes) -> list[tuple[int, int, str]]:
-        """(start, end, label) segments covering `data`, the next bytes the host sends.  The host
-        sends only once it has every answer it waits for, or has given up on them: answers still
-        queued will not come."""
+    def sent(self, data: bytes) -> list[tuple[int, int, str, int | None]]:
+        """(start, end, label, address of the word at start) segments covering `data`, the next
+        bytes the host sends.  The host sends only once it has every answer it waits for, or has
+        given up on them: answers still queued will not come."""
         self._answers.clear()
         segs, i = [], 0
         while i < len(data):
             if self._data_left:
                 k = min(self._data_left, len(data) - i)
-                segs.append((i, i + k, self._data_where))
+                segs.append((i, i + k, self._data_where, self._data_addr))
                 self._data_left -= k
+                self._data_addr += k
             else:
                 k = min(HEADER_BYTES - len(self._header), len(data) - i)
-                segs.append((i, i + k, "header"))
+                segs.append((i, i + k, "header", None))
                 self._header += data[i:i + k]
                 if len(self._header) == HEADER_BYTES:
                     self._command(bytes(self._header))
@@ -88,21 +91,23 @@ class CommandTracker:
         cmd, n = header[0], header[1] or 256
         addr = int.from_bytes(header[2:], "big") * 4
         if cmd == UartBoneLink.WRITE_INCR:
-            self._data_left, self._data_where = 4 * n, region(addr)
+            self._data_left, self._data_where, self._data_addr = 4 * n, region(addr), addr
         elif cmd == UartBoneLink.READ_INCR:
-            self._answers.append([4 * n, "answer:" + region(addr)])
+            self._answers.append([4 * n, "answer:" + region(addr), addr])
 
-    def received(self, data: bytes) -> list[tuple[int, int, str]]:
-        """(start, end, label) segments covering `data`, the next bytes the device sent."""
+    def received(self, data: bytes) -> list[tuple[int, int, str, int | None]]:
+        """(start, end, label, address of the word at start) segments covering `data`, the next
+        bytes the device sent."""
         segs, i = [], 0
         while i < len(data):
             if not self._answers:
-                segs.append((i, len(data), "answer:unasked"))
+                segs.append((i, len(data), "answer:unasked", None))
                 break
             left = self._answers[0]
             k = min(left[0], len(data) - i)
-            segs.append((i, i + k, left[1]))
+            segs.append((i, i + k, left[1], left[2]))
             left[0] -= k
+            left[2] += k
             if left[0] == 0:
                 self._answers.popleft()
             i += k
@@ -139,7 +144,7 @@ class FaultyPipe:
     def _targeted(self, direction: str, segs) -> dict:
         """{byte index: kind} of targets that fall into these segments."""
         hits = {}
-        for start, end, where in segs:
+        for start, end, where, _ in segs:
             seen = self._seen.get((direction, where), 0)
             for t in self.targets:
                 if t[0] == direction and t[1] == where and seen <= t[2] < seen + end - start:
@@ -170,8 +175,10 @@ class FaultyPipe:
             elif kind != "drop":
                 raise ValueError(f"unknown fault kind {kind!r}; use one of {KINDS}")
             last = i + 1
-            where = next(w for s, e, w in segs if s <= i < e)
-            self.faults.append(Fault(len(self.faults), direction, kind, base + i, where))
+            start, where, addr = next((s, w, a) for s, e, w, a in segs if s <= i < e)
+            # A segment may start inside a word: its address counts bytes; the word's is below.
+            word = None if addr is None else (addr + i - start) // 4 * 4
+            self.faults.append(Fault(len(self.faults), direction, kind, base + i, where, word))
         return bytes(out + data[last:])
 
     # -- the pipe ------------------------------------------------------------------------------------
