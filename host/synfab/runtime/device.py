@@ -318,14 +318,13 @@ class RegisterDevice(Device):
             if len(values) != len(addrs):
                 raise DeviceError(f"{self.name}: write_state: core {core} {wname} has {len(values)} values for "
                                   f"{len(addrs)} neurons in use")
-            words = (values & 0xFFFFFFFF).astype(np.uint32)
+            words = (values & 0xFFFFFFFF).astype(np.uint32)      # as load writes them (sign-extended)
             self._write(addrs, words)
-            writes.append((core, wname, addrs, values))
-        for core, wname, addrs, values in writes:
-            bits = self._state_bits(wname)
-            back = _sext(self._read_back(addrs), bits)
-            bad = np.flatnonzero(back != _sext(values, bits))
+            writes.append((core, wname, addrs, words))
+        for core, wname, addrs, words in writes:
+            back = np.asarray(self._read_back(addrs)).astype(np.uint32)
+            bad = np.flatnonzero(back != words)
             if bad.size:
                 k = int(bad[0])
                 raise self.readback_error(f"{self.name}: read-back mismatch in core {core} {wname} of neuron {k}: "
-                                          f"wrote {int(values[k])}, read {int(back[k])}")
+                                          f"wrote {words[k]:#010x}, read {back[k]:#010x}")
