@@ -6,7 +6,9 @@ keeps (per core: synaptic ops, packets in and out, spikes, drops; global: frames
 out, dropped input events), and the acc and sent state of every neuron in use.  The counter
 names come from the model's own output, so a counter the model learns to keep is compared
 without touching this file; counters only hardware has (cycles, busy and stall cycles) are not
-the model's to judge.
+the model's to judge.  `link_balance` and `mesh_balance` check the fabric's counters against what
+the host sent and received and against the mesh's packet conservation (the soaks and the litex
+backend's verify mode use them).
 """
 from __future__ import annotations
 
@@ -82,6 +84,40 @@ def compare_frame(tables, got: FrameOutput, want: FrameOutput) -> str | None:
     """The first difference of a frame's outputs, spikes and counters, or None."""
     return (compare_events(got, want) or compare_layer_spikes(tables, got, want)
             or compare_counters(got, want))
+
+
+def link_balance(tables, cols: dict, out) -> str | None:
+    """What the fabric's own counters say about the frame against what the host sent and received:
+    one frame, every input beat counted, the out-of-range ones dropped, every output beat received.
+    None when all agree, else the first disagreement."""
+    c = out.counters
+    n = len(cols["x"])
+    in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
+    outside = int(((cols["x"] >= in_w) | (cols["y"] >= in_h) | (cols["c"] >= in_c)).sum())
+    for name, got, want in (("frames", c["frames"], 1), ("events_in", c["events_in"], n),
+                            ("input_dropped", c["input_dropped"], outside),
+                            ("events_out", c["events_out"], len(out.events))):
+        if int(got) != want:
+            return f"{name} {int(got)}, expected {want}"
+    return None
+
+
+def mesh_balance(got: FrameOutput, want: FrameOutput) -> str | None:
+    """No packet lost or made up in the mesh and none dropped by a core: every packet that entered
+    (the input port's, which the model counts, and every core's PEG's) arrived at a core or left
+    as an output event (DESIGN.md: sum(packets_in) = input packets + sum(packets_out) - events_out).
+    None when it holds, else what does not."""
+    cores = got.counters["cores"]
+    dropped = sum(int(c["dropped"]) for c in cores)
+    if dropped:
+        return f"cores dropped {dropped} packets"
+    if want.input_packets is None:
+        return None
+    arrived = sum(int(c["packets_in"]) for c in cores)
+    sent = want.input_packets + sum(int(c["packets_out"]) for c in cores) - int(got.counters["events_out"])
+    if arrived != sent:
+        return f"{arrived} packets arrived at cores, {sent} were sent to them"
+    return None
 
 
 def locate(tables, core: int, addr: int) -> str:

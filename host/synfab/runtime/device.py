@@ -30,6 +30,7 @@ class FrameOutput:
     counters: dict = field(default_factory=dict)   # this frame's global counters + 'cores' list
     cycles: int | None = None               # clock cycles of this frame, where known
     evaluations: np.ndarray | None = None   # neurons evaluated per core (the golden model counts them)
+    input_packets: int | None = None        # packets the input port sent into the mesh (the model knows)
 
     def sorted_events(self) -> np.ndarray:
         return np.sort(self.events, order=["tag", "c", "y", "x", "d"])
@@ -201,6 +202,8 @@ class RegisterDevice(Device):
 
     Subclasses implement the transport: `_write`, `_read`, `_exchange`.
     """
+    # What a read-back mismatch raises (a verifying link backend: its LinkError, a fault to retry).
+    readback_error = DeviceError
 
     def __init__(self, cfg):
         super().__init__()
@@ -217,6 +220,11 @@ class RegisterDevice(Device):
     @abstractmethod
     def _exchange(self, words: np.ndarray, lasts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
         """Send one frame's beats; return (output words, lasts, cycles or None) up to the eof beat."""
+
+    def _read_back(self, addrs: np.ndarray) -> np.ndarray:
+        """Words read to compare with what was written (a transport that reads everything twice
+        need not here: the comparison sees a changed answer)."""
+        return self._read(addrs)
 
     # -- helpers -------------------------------------------------------------------------
     def write_reg(self, name, value, core=None):
@@ -289,12 +297,12 @@ class RegisterDevice(Device):
         for _, addrs, words in writes:
             self._write(addrs, words)
         for (core, wname), addrs, words in writes:
-            back = self._read(addrs).astype(np.uint32)
+            back = self._read_back(addrs).astype(np.uint32)
             if not np.array_equal(back, words):
                 k = int(np.flatnonzero(back != words)[0])
                 where = f"core {core} " if core is not None else ""
-                raise DeviceError(f"{self.name}: read-back mismatch in {where}{wname} at {addrs[k]:#x}: wrote "
-                                  f"{words[k]:#010x}, read {back[k]:#010x}; the device is left unloaded")
+                raise self.readback_error(f"{self.name}: read-back mismatch in {where}{wname} at {addrs[k]:#x}: "
+                                          f"wrote {words[k]:#010x}, read {back[k]:#010x}; the device is left unloaded")
         for c, ct in enumerate(tables.cores):
             self.write_reg("esu_count", ct.esu_count, core=c)
             self.write_reg("pop_count", ct.pop_count, core=c)
@@ -366,3 +374,27 @@ class RegisterDevice(Device):
             # Loihi current of +2**23 reads as such).
             out[core][wname] = _sext(self._read(addrs), 32)
         return out
+
+    def write_state(self, states: list[dict]) -> None:
+        """Write every per-neuron word the tables use (acc, sent; u, v, ref, bias) of every core's
+        neurons in use (as read_state gives them, e.g. the
+        golden model's before a frame that has to be run again) and verify them by read-back.
+        Writing ACC marks a neuron dirty: the next frame evaluates it, and a sigma-delta step
+        repeated changes nothing (arith.live)."""
+        self._need_tables()
+        writes = []
+        for (core, wname), addrs, _ in self._state_writes:
+            values = np.asarray(states[core][wname], dtype=np.int64).reshape(-1)
+            if len(values) != len(addrs):
+                raise DeviceError(f"{self.name}: write_state: core {core} {wname} has {len(values)} values for "
+                                  f"{len(addrs)} neurons in use")
+            words = (values & 0xFFFFFFFF).astype(np.uint32)      # as load writes them (sign-extended)
+            self._write(addrs, words)
+            writes.append((core, wname, addrs, words))
+        for core, wname, addrs, words in writes:
+            back = np.asarray(self._read_back(addrs)).astype(np.uint32)
+            bad = np.flatnonzero(back != words)
+            if bad.size:
+                k = int(bad[0])
+                raise self.readback_error(f"{self.name}: read-back mismatch in core {core} {wname} of neuron {k}: "
+                                          f"wrote {words[k]:#010x}, read {back[k]:#010x}")

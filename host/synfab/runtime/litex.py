@@ -10,21 +10,51 @@ Three ways to reach the bus (`port`):
   "tcp://HOST:PORT"             the UARTBone byte protocol over TCP (the LiteX sim's serial2tcp)
   "/dev/ttyUSB0[@BAUD]"         the UARTBone byte protocol over a serial port (pyserial; any
                                 pyserial URL such as rfc2217://HOST:PORT works too)
+
+UARTBone has no checksum, sequence number or acknowledgement: a byte lost, duplicated or changed on
+the line makes the SoC write or answer something else, and nothing says so.  `verify=True` (link and
+device) adds what the host can check without a gateware change (docs/DESIGN.md "Host link faults"):
+a check word after every answer (a read of the bridge id in the same round trip: a lost or extra
+byte shifts it), stray answer bytes, answer timeouts, every value read twice (output beats too:
+the bridge's resync rewinds its word phase), registers read back after writing and again after
+every frame, tables read back, and the fabric's counters balanced against what the host sent and
+received.  A fault so detected raises LinkError; `recover()` brings the link back in step and
+flushes the stream FIFOs, after which the tables and neuron state must be written again
+(runtime.guard does so and retries the frame).  What no host check sees: a changed byte in the
+value of an input beat the bridge takes (its FIFO cannot be read back); the golden model's check
+catches it.
 """
 from __future__ import annotations
 
+import select
 import socket
 import time
 
 import numpy as np
 
-from .device import DeviceError, RegisterDevice
+from .check import link_balance
+from .device import DeviceError, RegisterDevice, eof_word, stream_columns
 
 # The SoC address map and the stream bridge's registers: defined once in synfab.layouts.
 from ..layouts import (  # noqa: F401  (re-exported: this backend's public names)
     FABRIC_BASE, BRIDGE_BASE, BRIDGE_SIZE, BRIDGE_MAGIC, DEFAULT_BAUDRATE, ALIAS_WORDS, IN_DATA, IN_LAST,
     OUT_DATA, REGS, BRIDGE_REGS, OUT_WORDS_PER_BEAT, FLAG_IN_OVERFLOW, FLAG_OUT_STALL, FLAG_IN_OVERRUN, CTRL_RESYNC, bridge_reg,
 )
+
+
+class LinkError(DeviceError):
+    """A fault on the host link was detected (lost, extra or changed bytes, no answer): what was
+    written or read in the operation cannot be trusted."""
+
+
+def drain_pipe(pipe, quiet: float) -> int:
+    """Read and drop whatever the device sends until it has been quiet for `quiet` seconds."""
+    dropped = 0
+    while True:
+        part = pipe.recv_some(1 << 16, quiet)
+        if not part:
+            return dropped
+        dropped += len(part)
 
 
 # -- links: move 32-bit words to and from SoC bus addresses --------------------------------------
@@ -42,10 +72,17 @@ class UartBoneLink:
     WRITE_INCR, READ_INCR = 0x01, 0x02
     MAX_BURST = 255
     WINDOW = 1536
+    # verify: after a fault, how often the link is probed (each failed probe waits for the SoC's
+    # command parser to time out) before it counts as lost.
+    RESYNC_TRIES = 5
 
-    def __init__(self, pipe, name: str):
+    def __init__(self, pipe, name: str, verify: bool = False, answer_timeout: float = 2.0):
         self.pipe = pipe
         self.name = name
+        self.verify = verify
+        self.answer_timeout = answer_timeout
+        self.timed_out = False          # verify: an answer did not come since the last resync
+        self._nonce = 0
         self.unanswered = 0
         self.bytes_to_device = 0
         self.bytes_from_device = 0
@@ -74,13 +111,78 @@ class UartBoneLink:
         for i in range(0, n, self.MAX_BURST):
             k = min(self.MAX_BURST, n - i)
             command = self._header(self.READ_INCR, addr + 4 * i, k)
-            self.pipe.send(command)
-            answer = self.pipe.recv_exact(4 * k)
+            if self.verify:
+                answer = self.exchange(command, 4 * k)
+            else:
+                self.pipe.send(command)
+                answer = self.pipe.recv_exact(4 * k)
+                self.unanswered = 0
+                self.bytes_to_device += len(command)
+                self.bytes_from_device += len(answer)
             out.append(np.frombuffer(answer, dtype=">u4"))
-            self.unanswered = 0
-            self.bytes_to_device += len(command)
-            self.bytes_from_device += len(answer)
         return np.concatenate(out).astype(np.uint32) if out else np.zeros(0, np.uint32)
+
+    # -- verify mode ----------------------------------------------------------------------------
+    def check_word(self) -> bytes:
+        """The command whose answer closes every verified exchange: one read of the bridge id."""
+        return self._header(self.READ_INCR, bridge_reg("id"), 1)
+
+    def exchange(self, commands: bytes, answer_bytes: int) -> bytes:
+        """Send commands (at most WINDOW bytes) and a read of the bridge id; return the
+        `answer_bytes` answer bytes before the id's.  LinkError when bytes no command asked for
+        are waiting, when the answer does not come, or when its last word is not the bridge id
+        (a byte lost or added anywhere on the way shifts it; a changed one changes it)."""
+        stray = self.pipe.pending()
+        if stray:
+            drain_pipe(self.pipe, 0.02)
+            raise LinkError(f"{self.name}: {stray} byte(s) from the device that no command asked for "
+                            "(a duplicated or misparsed byte on the link)")
+        msg = commands + self.check_word()
+        self.pipe.send(msg)
+        self.bytes_to_device += len(msg)
+        try:
+            answer = self.pipe.recv_exact(answer_bytes + 4, self.answer_timeout)
+        except LinkError:
+            self.timed_out = True
+            raise
+        self.bytes_from_device += len(answer)
+        self.unanswered = 0
+        if answer[-4:] != BRIDGE_MAGIC.to_bytes(4, "big"):
+            raise LinkError(f"{self.name}: an answer's check word reads {answer[-4:].hex()} instead of the "
+                            f"bridge id {BRIDGE_MAGIC:08x} (bytes lost, added or changed on the link)")
+        return answer[:-4]
+
+    def resync(self, parser_wait: float, scratch: tuple[int, int] | None = None) -> None:
+        """Back in step after a fault.  After an answer that did not come (the SoC may be stuck in a
+        command, its answer still to come) first wait `parser_wait` seconds: UARTBone's parser drops
+        a command stalled for 100 ms of its clock.  Then drop whatever the device still sends and
+        probe: write a fresh value to the `scratch` register (address, mask) and read it back (a
+        late answer cannot hold it), with the check word; no byte may follow.  While the probe
+        fails, wait and probe again, each wait twice the one before (the SoC's clock against real
+        time may be slower than the host assumed: a LiteX sim)."""
+        for attempt in range(self.RESYNC_TRIES):
+            if attempt or self.timed_out:
+                time.sleep(parser_wait * 2 ** max(0, attempt - 1))
+            self.timed_out = False
+            drain_pipe(self.pipe, 0.02)
+            try:
+                if scratch:
+                    addr, mask = scratch
+                    self._nonce = self._nonce % mask + 1
+                    probe = (self._header(self.WRITE_INCR, addr, 1) + self._nonce.to_bytes(4, "big")
+                             + self._header(self.READ_INCR, addr, 1))
+                    if int.from_bytes(self.exchange(probe, 4), "big") != self._nonce:
+                        raise LinkError(f"{self.name}: the probe read back another value")
+                else:
+                    self.exchange(b"", 0)
+                time.sleep(0.05)
+                if self.pipe.pending():
+                    raise LinkError(f"{self.name}: bytes after the probe's answer")
+            except LinkError:
+                continue
+            return
+        raise LinkError(f"{self.name}: the link did not come back after {self.RESYNC_TRIES} probes; "
+                        "check the cable and the baud rate, or restart the SoC")
 
     def close(self) -> None:
         self.pipe.close()
@@ -92,6 +194,7 @@ QUICKACK = getattr(socket, "TCP_QUICKACK", None)     # Linux only
 class _TcpPipe:
     def __init__(self, host: str, port: int, timeout: float):
         self.where = f"tcp://{host}:{port}"
+        self.timeout = timeout
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
@@ -100,27 +203,46 @@ class _TcpPipe:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def send(self, data: bytes) -> None:
+        self.sock.settimeout(self.timeout)
         self.sock.sendall(data)
 
-    def recv_exact(self, n: int) -> bytes:
+    def recv_some(self, n: int, timeout: float) -> bytes:
+        """Up to n bytes, at least one; b"" when nothing came within `timeout` seconds."""
+        if QUICKACK is not None:
+            # The LiteX sim's serial2tcp writes every byte of an answer with its own write() on
+            # a socket with Nagle's algorithm on: it sends the first byte, then holds the rest
+            # until that byte is acknowledged.  A delayed ACK (40 ms on Linux) made every read
+            # a 47 ms round trip; Linux clears QUICKACK again after a while, so it is set before
+            # every receive.
+            self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        self.sock.settimeout(max(timeout, 1e-3))
+        try:
+            part = self.sock.recv(n)
+        except socket.timeout:
+            return b""
+        if not part:
+            raise LinkError(f"litex: {self.where} closed the connection; is the SoC still running?")
+        return part
+
+    def recv_exact(self, n: int, timeout: float | None = None) -> bytes:
         buf = bytearray()
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while len(buf) < n:
-            if QUICKACK is not None:
-                # The LiteX sim's serial2tcp writes every byte of an answer with its own write() on
-                # a socket with Nagle's algorithm on: it sends the first byte, then holds the rest
-                # until that byte is acknowledged.  A delayed ACK (40 ms on Linux) made every read
-                # a 47 ms round trip; Linux clears QUICKACK again after a while, so it is set before
-                # every receive.
-                self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-            try:
-                part = self.sock.recv(n - len(buf))
-            except socket.timeout:
-                part = None
+            part = self.recv_some(n - len(buf), deadline - time.monotonic())
             if not part:
-                raise DeviceError(f"litex: no answer from {self.where} (got {len(buf)} of {n} bytes); "
-                                  "check that the SoC is running and nothing else is connected")
+                raise LinkError(f"litex: no answer from {self.where} (got {len(buf)} of {n} bytes); "
+                                "check that the SoC is running and nothing else is connected")
             buf += part
         return bytes(buf)
+
+    def pending(self) -> int:
+        """Bytes received and not yet read (0 when none)."""
+        if not select.select([self.sock], [], [], 0)[0]:
+            return 0
+        try:
+            return len(self.sock.recv(1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return 0
 
     def close(self) -> None:
         self.sock.close()
@@ -133,6 +255,7 @@ class _SerialPipe:
         except ImportError:
             raise DeviceError("litex: a serial port needs pyserial; pip install pyserial")
         self.where = device
+        self.timeout = timeout
         try:
             self.port = serial.serial_for_url(device, baudrate, timeout=timeout)
         except (serial.SerialException, ValueError) as e:
@@ -142,12 +265,24 @@ class _SerialPipe:
     def send(self, data: bytes) -> None:
         self.port.write(data)
 
-    def recv_exact(self, n: int) -> bytes:
+    def recv_some(self, n: int, timeout: float) -> bytes:
+        """Up to n bytes, at least one; b"" when nothing came within `timeout` seconds."""
+        self.port.timeout = max(timeout, 1e-3)
+        first = self.port.read(1)
+        if not first:
+            return b""
+        return first + self.port.read(min(n - 1, self.port.in_waiting))
+
+    def recv_exact(self, n: int, timeout: float | None = None) -> bytes:
+        self.port.timeout = self.timeout if timeout is None else timeout
         data = self.port.read(n)
         if len(data) != n:
-            raise DeviceError(f"litex: no answer from {self.where} (got {len(data)} of {n} bytes); "
-                              "check the bitstream, the baud rate (PORT@BAUD) and the cable")
+            raise LinkError(f"litex: no answer from {self.where} (got {len(data)} of {n} bytes); "
+                            "check the bitstream, the baud rate (PORT@BAUD) and the cable")
         return data
+
+    def pending(self) -> int:
+        return self.port.in_waiting
 
     def close(self) -> None:
         self.port.close()
@@ -188,27 +323,42 @@ class ServerLink:
         self.client.close()
 
 
-def open_link(port: str, timeout: float = 30.0):
-    """A link for a `port` string (see the module docstring)."""
+def open_link(port: str, timeout: float = 30.0, verify: bool = False, answer_timeout: float = 2.0):
+    """A link for a `port` string (see the module docstring); `verify` (UARTBone links only):
+    every answer checked (UartBoneLink.exchange), waiting at most `answer_timeout` seconds."""
     port = str(port)
     if port.startswith("tcp://"):
         host, _, num = port[len("tcp://"):].rpartition(":")
         if not num.isdigit():
             raise DeviceError(f"litex: bad port {port!r}; use tcp://HOST:PORT")
-        return UartBoneLink(_TcpPipe(host or "localhost", int(num), timeout), port)
+        return UartBoneLink(_TcpPipe(host or "localhost", int(num), timeout), port, verify, answer_timeout)
     if port.startswith(("/dev/", "COM")) or "://" in port:        # pyserial device or URL
         dev, _, baud = port.removeprefix("serial://").partition("@")
         if baud and not baud.isdigit():
             raise DeviceError(f"litex: bad baud rate in {port!r}; use DEVICE@BAUD, e.g. /dev/ttyUSB0@1000000")
-        return UartBoneLink(_SerialPipe(dev, int(baud or DEFAULT_BAUDRATE), timeout), port)
+        return UartBoneLink(_SerialPipe(dev, int(baud or DEFAULT_BAUDRATE), timeout), port, verify, answer_timeout)
     host, _, num = port.rpartition(":")
     if not num.isdigit():
         raise DeviceError(f"litex: bad port {port!r}; use HOST:PORT (litex_server), tcp://HOST:PORT "
                           "(LiteX sim) or /dev/ttyUSB0@BAUD")
+    if verify:
+        raise DeviceError("litex: verify needs the UARTBone byte link (tcp://HOST:PORT or a serial port), "
+                          "not a litex_server")
     return ServerLink(host or "localhost", int(num), timeout)
 
 
 # -- the device ---------------------------------------------------------------------------------------
+UARTBONE_TIMEOUT_S = 0.1        # LiteX's Stream2Wishbone drops a command stalled this long (its clock)
+PARSER_SLACK = 1.3              # wait this much longer than that before probing again
+CYCLES_BETWEEN_READS = 1 << 24  # verify: how far the cycle counter may run between two reads of it
+POP_BATCH = 48                  # verify: output beats per exchange (22 command bytes each, within WINDOW)
+
+
+def _first_difference(a: dict, b: dict) -> str:
+    k = next(k for k in a if a[k] != b[k])
+    return f"{k}: {a[k]} then {b[k]}"
+
+
 def _runs(addrs: np.ndarray) -> list[tuple[int, int]]:
     """(start index, length) of runs of consecutive word addresses."""
     if len(addrs) == 0:
@@ -223,13 +373,23 @@ class LitexDevice(RegisterDevice):
     """The fabric in a LiteX SoC (board or LiteX sim) as a synfab Device."""
     name = "litex"
 
-    def __init__(self, cfg, port: str = "localhost:1234", timeout: float = 30.0, link=None, bitstream=None):
+    def __init__(self, cfg, port: str = "localhost:1234", timeout: float = 30.0, link=None, bitstream=None,
+                 verify: bool = False, answer_timeout: float = 2.0, parser_timeout_cycles: int | None = None):
+        """`verify`: check every operation for link faults (module docstring; LinkError).
+        `parser_timeout_cycles`: the SoC clocks after which UARTBone's parser drops a stalled command
+        (100 ms of its clock; None: a board, whose clock the host measures in real time)."""
         if bitstream is not None:
             raise DeviceError("litex: --bitstream is for pynq; program an ECP5 board with `synfab flash --board "
                               "NAME` and pass --port")
         super().__init__(cfg)
         self.timeout = timeout
-        self.link = link or open_link(port, timeout)
+        self.link = link or open_link(port, timeout, verify, answer_timeout)
+        self.verify = verify
+        if verify:
+            if not getattr(self.link, "verify", False):
+                raise DeviceError("litex: verify needs a verifying UARTBone link (open_link(..., verify=True))")
+            self.readback_error = LinkError
+        self._written = {}                  # (register, core) -> value, read back after every frame
         ident = int(self.link.read(bridge_reg("id"), 1)[0])
         if ident != BRIDGE_MAGIC:
             self.link.close()
@@ -242,6 +402,10 @@ class LitexDevice(RegisterDevice):
         # fill time the link would otherwise be idle, and how many there are depends on how fast
         # the SoC runs against the link (a LiteX sim is thousands of times slower than a board).
         self.idle_poll_bytes = {"to_device": 0, "from_device": 0}
+        if verify:
+            clock = self.measure_clock()
+            self.parser_wait = (PARSER_SLACK * parser_timeout_cycles / clock if parser_timeout_cycles
+                                else PARSER_SLACK * UARTBONE_TIMEOUT_S) + 0.05
 
     def close(self) -> None:
         self.link.close()
@@ -258,11 +422,10 @@ class LitexDevice(RegisterDevice):
             self.link.write(FABRIC_BASE + int(addrs[s]), values[s:s + n])
 
     def _read(self, addrs) -> np.ndarray:
-        addrs = np.asarray(addrs, dtype=np.int64)
-        out = np.zeros(len(addrs), dtype=np.uint32)
-        for s, n in _runs(addrs):
-            out[s:s + n] = self.link.read(FABRIC_BASE + int(addrs[s]), n)
-        return out
+        return self._read_twice(addrs) if self.verify else self._read_once(addrs)
+
+    def _read_back(self, addrs) -> np.ndarray:
+        return self._read_once(addrs)
 
     def _push(self, words: np.ndarray, lasts: np.ndarray) -> None:
         """Write beats into the input FIFO: runs without last go to IN_DATA, a last beat to IN_LAST."""
@@ -277,6 +440,8 @@ class LitexDevice(RegisterDevice):
             start = i + 1
 
     def _pop(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.verify:
+            return self._pop_verified(n)
         raw = self.link.read(BRIDGE_BASE + OUT_DATA, n * OUT_WORDS_PER_BEAT).reshape(n, OUT_WORDS_PER_BEAT)
         if not (raw[:, 2] & 1).all():
             raise DeviceError("litex: the output FIFO ran empty while its level said otherwise; "
@@ -289,9 +454,12 @@ class LitexDevice(RegisterDevice):
         lasts = np.asarray(lasts, dtype=np.uint8)
         out_words, out_lasts = [], []
         sent, deadline = 0, time.monotonic() + self.timeout
+        waiting = None
         while True:
             before = self.link.traffic() if hasattr(self.link, "traffic") else None
             regs = self._bridge_regs()
+            if self.verify:
+                self._check_bridge_regs(regs)
             if regs["flags"] & FLAG_IN_OVERRUN:
                 raise DeviceError("litex: input beats were lost (written into a full FIFO); "
                                   "another client may be writing to the SoC")
@@ -315,6 +483,13 @@ class LitexDevice(RegisterDevice):
                 after = self.link.traffic()
                 for k in self.idle_poll_bytes:
                     self.idle_poll_bytes[k] += after[k] - before[k]
+            if self.verify and sent == len(words) and regs["in_free"] < self.in_depth:
+                # Beats that stay in the bridge (two polls alike) with the fabric idle: a frame the
+                # bridge holds back for want of its last beat.
+                if regs["in_free"] == waiting and not self.read_reg("status") & 1:
+                    raise LinkError("litex: input beats wait in the bridge with the fabric idle: the frame's "
+                                    "last beat did not arrive (lost or changed on the link)")
+                waiting = regs["in_free"]
             if time.monotonic() > deadline:
                 raise DeviceError(f"litex: frame did not finish within {self.timeout:.0f} s (sent {sent} of "
                                   f"{len(words)} beats, {sum(map(len, out_words))} out); the fabric may be stuck")
@@ -323,5 +498,145 @@ class LitexDevice(RegisterDevice):
         if end != len(out_w):
             raise DeviceError("litex: output beats after the end-of-frame beat; one frame at a time please")
         regs = self._bridge_regs()
+        if self.verify:         # the frame is over: nothing changes these any more
+            again = self._bridge_regs()
+            if again != regs:
+                raise LinkError(f"litex: two reads of the bridge registers differ ({_first_difference(regs, again)}); "
+                                "the link changed an answer")
+            self._check_bridge_regs(regs)
         exact = not regs["flags"] & (FLAG_IN_OVERFLOW | FLAG_OUT_STALL)
         return out_w, out_l, (regs["frame_cycles"] if exact else None)
+
+    # -- verify mode ------------------------------------------------------------------------------
+    def measure_clock(self, seconds: float = 0.2) -> float:
+        """The SoC's clock cycles per second of real time, from the fabric's free-running cycle counter."""
+        addr = self.regmap.global_counters["cycles"]
+        c0, t0 = int(self._read_once(np.array([addr]))[0]), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = int(self._read_once(np.array([addr]))[0]), time.monotonic()
+        return max(((c1 - c0) & 0xFFFFFFFF) / (t1 - t0), 1.0)
+
+    def _read_once(self, addrs) -> np.ndarray:
+        addrs = np.asarray(addrs, dtype=np.int64)
+        out = np.zeros(len(addrs), dtype=np.uint32)
+        for s, n in _runs(addrs):
+            out[s:s + n] = self.link.read(FABRIC_BASE + int(addrs[s]), n)
+        return out
+
+    def _read_twice(self, addrs) -> np.ndarray:
+        """Every word read twice; LinkError where the two differ.  The free-running cycle counter
+        is read three times and must rise by less than CYCLES_BETWEEN_READS: its middle read, so
+        bracketed, is what it was at some moment of the read."""
+        addrs = np.asarray(addrs, dtype=np.int64)
+        first, second = self._read_once(addrs), self._read_once(addrs)
+        running = addrs == self.regmap.global_counters["cycles"]
+        bad = np.flatnonzero((first != second) & ~running)
+        if running.any():
+            third = self._read_once(addrs[running])
+            rise = [(b.astype(np.int64) - a.astype(np.int64)) & 0xFFFFFFFF for a, b in
+                    ((first[running], second[running]), (second[running], third))]
+            late = np.flatnonzero(rise[0] + rise[1] >= CYCLES_BETWEEN_READS)
+            bad = np.union1d(bad, np.flatnonzero(running)[late])
+        if bad.size:
+            k = int(bad[0])
+            raise LinkError(f"litex: two reads of {int(addrs[k]):#x} gave {int(first[k]):#010x} and "
+                            f"{int(second[k]):#010x}; the link changed an answer")
+        return second
+
+    def write_reg(self, name, value, core=None):
+        super().write_reg(name, value, core)
+        if self.verify and name != "ctrl":
+            self._written[(name, core)] = int(value) & 0xFFFFFFFF
+            self._check_registers([(name, core)])
+
+    def _check_registers(self, keys=None) -> None:
+        """LinkError unless every register written (or those of `keys`) still reads what was written:
+        a command whose address changed on the link writes somewhere else."""
+        keys = list(self._written) if keys is None else keys
+        if not keys:
+            return
+        addrs = np.array([self.regmap.reg(n) if c is None else self.regmap.core_reg(c, n) for n, c in keys])
+        order = np.argsort(addrs)
+        got = np.zeros(len(keys), dtype=np.int64)
+        got[order] = self._read_back(addrs[order])
+        for (name, core), value in zip(keys, got):
+            if int(value) != self._written[(name, core)]:
+                where = f"core {core} " if core is not None else ""
+                raise LinkError(f"litex: {where}register {name} reads {int(value)}, {self._written[(name, core)]} "
+                                "was written (a write went astray on the link)")
+
+    def _check_bridge_regs(self, regs: dict) -> None:
+        """The bridge registers that cannot change read what they must; the levels within the FIFOs."""
+        if (regs["id"] != BRIDGE_MAGIC or regs["in_depth"] != self.in_depth or regs["out_depth"] != self.out_depth
+                or regs["ctrl"] != 0 or regs["in_free"] > self.in_depth or regs["out_level"] > self.out_depth
+                or regs["flags"] & ~(FLAG_IN_OVERFLOW | FLAG_OUT_STALL | FLAG_IN_OVERRUN)):
+            raise LinkError(f"litex: the bridge registers read impossible values ({regs}); the link changed an answer")
+
+    def _pop_verified(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pop n output beats, each read twice: the beat's two data words, a bridge resync (which
+        rewinds the word phase), then data and flags again, which pops it."""
+        link = self.link
+        one = (link._header(link.READ_INCR, BRIDGE_BASE + OUT_DATA, 2)
+               + link._header(link.WRITE_INCR, bridge_reg("ctrl"), 1) + CTRL_RESYNC.to_bytes(4, "big")
+               + link._header(link.READ_INCR, BRIDGE_BASE + OUT_DATA, OUT_WORDS_PER_BEAT))
+        words, lasts = [], []
+        for s in range(0, n, POP_BATCH):
+            k = min(POP_BATCH, n - s)
+            raw = np.frombuffer(link.exchange(one * k, 4 * 5 * k), dtype=">u4").reshape(k, 5).astype(np.int64)
+            if not (raw[:, :2] == raw[:, 2:4]).all():
+                raise LinkError("litex: an output beat read twice differs; the link changed an answer")
+            flags = raw[:, 4]
+            if (flags & ~3).any() or not (flags & 1).all():
+                raise LinkError(f"litex: output beat flags read {int(flags[np.flatnonzero((flags & ~3) | ~flags & 1)[0]])}"
+                                " (valid bit clear or unknown bits set); the link changed an answer or lost a beat")
+            words.append(raw[:, 2].astype(np.uint64) | (raw[:, 3].astype(np.uint64) << np.uint64(32)))
+            lasts.append(((flags >> 1) & 1).astype(np.uint8))
+        return np.concatenate(words), np.concatenate(lasts)
+
+    def run_frame(self, events: dict):
+        if not self.verify:
+            return super().run_frame(events)
+        self._need_tables()
+        cols = stream_columns(events, self.cfg.event_bits)     # input the host refuses: not a link fault
+        try:
+            out = super().run_frame(events)
+        except LinkError:
+            raise
+        except DeviceError as e:        # the frame went wrong on the way: a link fault too
+            raise LinkError(str(e)) from None
+        problem = link_balance(self.tables, cols, out)
+        if problem:
+            raise LinkError(f"litex: the fabric's counters do not balance: {problem} (lost, added or changed on "
+                            "the link)")
+        self._check_registers()
+        return out
+
+    def recover(self) -> None:
+        """After a LinkError: the link back in step, the bridge's word phases reset, whatever a fault
+        put in the stream FIFOs flushed through the fabric and dropped, the fabric idle.  A fault may
+        have written anywhere: the device is left unloaded; load the tables (and write_state) again."""
+        self.tables = None
+        self.link.resync(self.parser_wait, (FABRIC_BASE + self.regmap.reg("threshold"),
+                                            (1 << (self.cfg.event_bits - 1)) - 1))
+        self.link.write(bridge_reg("ctrl"), [CTRL_RESYNC])
+        deadline = time.monotonic() + self.timeout
+        quiet = 0
+        while quiet < 2:            # two polls in a row with nothing anywhere
+            if time.monotonic() > deadline:
+                raise LinkError(f"litex: the stream FIFOs did not drain within {self.timeout:.0f} s after a link fault")
+            regs = self._bridge_regs()
+            self._check_bridge_regs(regs)
+            if regs["out_level"]:
+                self.link.read(BRIDGE_BASE + OUT_DATA,
+                               min(regs["out_level"], ALIAS_WORDS // OUT_WORDS_PER_BEAT) * OUT_WORDS_PER_BEAT)
+                quiet = 0
+            elif self.read_reg("status") & 1:
+                quiet = 0
+            elif regs["in_free"] < self.in_depth:
+                # Beats a fault pushed wait for a last beat: an end of frame sends them through.
+                self._push(eof_word(), np.ones(1, np.uint8))
+                quiet = 0
+            else:
+                quiet += 1
+            time.sleep(0.01)
+        self.link.write(bridge_reg("ctrl"), [CTRL_RESYNC])

@@ -41,7 +41,7 @@ class ModelDevice(Device):
         counters = {"frames": 1, "events_in": len(cols["x"]),
                     "events_out": len(r.events), "input_dropped": r.input_dropped, "cores": cores}
         return FrameOutput(events=r.events, layer_spikes=r.layer_spikes, counters=counters,
-                           evaluations=r.evaluations)
+                           evaluations=r.evaluations, input_packets=r.input_packets)
 
     def read_state(self) -> list[dict]:
         """Per core every per-neuron word over the neurons in use (acc, sent; v2: u, v, ref, bias)."""
