@@ -466,9 +466,9 @@ class EvaluationUnit(LiteXModule):
         lo_s, hi_s = Signal((eb, True)), Signal((eb, True))
         shifted7 = Signal((len(e7.shifted), True))
         usum7 = Signal((len(e7.usum), True))
-        # +-2^23 as signed signals: Verilator got a signed compare with a zero-extended literal wrong.
-        u_bottom, u_top_s = Signal((ub + 1, True)), Signal((ub + 1, True))
-        self.comb += u_bottom.eq(-u_top), u_top_s.eq(u_top)
+        # +2^23 as a signed signal: Verilator got a signed compare with a zero-extended literal wrong.
+        u_top_s = Signal((ub + 1, True))
+        self.comb += u_top_s.eq(u_top)
         self.comb += lo_s.eq(P["lo"]), hi_s.eq(P["hi"]), shifted7.eq(e7.shifted), usum7.eq(e7.usum)
         q_sum2 = _sum_partials([(getattr(e7, f"qs{i}"), sh) for i, (_, sh) in enumerate(q_sum1_shifts(q_parts))])
         # The clamp's two wide compares get a stage of their own; the select follows in E8. An open
@@ -477,17 +477,19 @@ class EvaluationUnit(LiteXModule):
         e7b = PipeStage(self, e7.valid, n=e7.n, sent=e7.sent, shifted=e7.shifted,
                         below=~P["lo_open"] & (shifted7 < lo_s), above=~P["hi_open"] & (shifted7 > hi_s),
                         ty=e7.ty, ci=e7.ci, tx=(e7.pix - e7.tyw[:nab])[:nab],
-                        usum=e7.usum, u_hi=usum7 > u_top_s, u_lo=usum7 <= u_bottom, vb=e7.vb, v=e7.v, ref=e7.ref,
+                        uw=usum7[:ub], u_min=usum7[:ub] == u_top, vb=e7.vb, v=e7.v, ref=e7.ref,
                         bias=e7.bias, vw=e7.vw, if_fire=e7.if_fire, **{f"qt{i}": t for i, t in enumerate(q_sum2)})
         a = Signal((sb, True))
         self.comb += If(e7b.below, a.eq(lo_s)).Elif(e7b.above, a.eq(hi_s)).Else(a.eq(e7b.shifted))
         q_total = _sum_partials([(getattr(e7b, f"qt{i}"), sh) for i, (_, sh) in
                                  enumerate(q_sum1_shifts(q_sum1_shifts(q_parts)))])
         assert len(q_total) == (1 if has_if else 0)
-        usum7b = Signal((len(e7b.usum), True))
-        self.comb += usum7b.eq(e7b.usum)
-        # Lava's fold: once, by 2^24 (ub bits), toward the range (-2^23, 2^23].
-        u_new = Mux(e7b.u_hi, usum7b - (2 * u_top), Mux(e7b.u_lo, usum7b + (2 * u_top), usum7b))
+        # Loihi's 24-bit current (arith.loihi_wrap_current): the sum modulo 2^24 (its low ub bits,
+        # signed) in (-2^23, 2^23]: the code of -2^23 stands for +2^23. Within +-3 * 2^23 that is
+        # Lava's one fold.
+        uw7b = Signal((ub, True))
+        u_new = Signal((ub + 1, True))
+        self.comb += uw7b.eq(e7b.uw), If(e7b.u_min, u_new.eq(u_top_s)).Else(u_new.eq(uw7b))
         e8 = PipeStage(self, e7b.valid, n=e7b.n, sent=e7b.sent, a=a, ty=e7b.ty, ci=e7b.ci, tx=e7b.tx,
                        u=u_new, vb=e7b.vb, v=e7b.v, ref=e7b.ref, bias=e7b.bias, vw=e7b.vw, if_fire=e7b.if_fire,
                        qfull=q_total[0] if has_if else Constant(0, 1))
