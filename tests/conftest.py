@@ -72,3 +72,22 @@ def pytest_configure(config):
     is_xdist_worker = hasattr(config, "workerinput")
     if not config.getoption("--allow-skips") and not is_xdist_worker:
         config.pluginmanager.register(SkipGuard(allowed_skip_reasons()), "synfab-skip-guard")
+
+
+_sim_devices: dict = {}
+
+
+@pytest.fixture(scope="session")
+def device_for():
+    """device_for(cfg): the session's one Verilated SimDevice of cfg (each fabric is built once
+    per session and shared by the co-simulation tests)."""
+    from synfab.runtime.sim import SimDevice
+
+    def get(cfg):
+        if cfg not in _sim_devices:
+            _sim_devices[cfg] = SimDevice(cfg)
+        return _sim_devices[cfg]
+    yield get
+    for dev in _sim_devices.values():
+        dev.close()
+    _sim_devices.clear()

@@ -19,26 +19,11 @@ pytest.importorskip("litex")
 
 from synfab import cosim, randnet  # noqa: E402
 from synfab.compiler.mapper import MappingError  # noqa: E402
-from synfab.runtime.sim import SimDevice  # noqa: E402
 
 CI_SEED = 1
 CI_FABRICS = 4
 CASES_PER_FABRIC = 30
 
-_devices: dict = {}
-
-
-@pytest.fixture(scope="session")
-def device_for():
-    """device_for(cfg): the session's one SimDevice of cfg (each fabric is built once)."""
-    def get(cfg):
-        if cfg not in _devices:
-            _devices[cfg] = SimDevice(cfg)
-        return _devices[cfg]
-    yield get
-    for dev in _devices.values():
-        dev.close()
-    _devices.clear()
 
 
 def test_the_ci_sample_varies_the_fabric():

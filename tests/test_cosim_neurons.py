@@ -23,7 +23,6 @@ from synfab.config import PRESETS, FabricConfig  # noqa: E402
 from synfab.cosim import compile_case, run_case  # noqa: E402
 from synfab.layouts import EXTENDED_FEATURES, feature_name, gateware_features  # noqa: E402
 from synfab.mapper import MappingError  # noqa: E402
-from synfab.runtime.sim import SimDevice  # noqa: E402
 
 SMALL = PRESETS["small"].with_(neuron_models="all", name="small-all")
 # Narrow fields: 16-bit accumulators (the Loihi input << 6 then spans 22 bits), 12-bit events.
@@ -32,19 +31,6 @@ NARROW = FabricConfig(mesh_x=2, mesh_y=1, neurons_per_core=256, weight_words_per
                       input_peg_entries=32, event_bits=12, acc_bits=16, coord_bits=6, chan_bits=8,
                       kernel_bits=3, mult_bits=12, shift_bits=4, neuron_models="all", name="narrow_neurons")
 
-_devices: dict = {}
-
-
-@pytest.fixture(scope="session")
-def device_for():
-    def get(cfg):
-        if cfg not in _devices:
-            _devices[cfg] = SimDevice(cfg)
-        return _devices[cfg]
-    yield get
-    for dev in _devices.values():
-        dev.close()
-    _devices.clear()
 
 
 def runs_on_gateware(qnet, cfg) -> bool:
