@@ -110,8 +110,9 @@ class NeuronUnit(LiteXModule):
         wb          in   evaluation: write-backs (n, set, value, mark); ready in clocks without a pair
         dirty_out   out  the taken bits (word, bits), in order (valid only)
         acc_bus     in   host window of acc (sign-extended reads; a write marks the neuron dirty)
-        host_block  in   evaluation busy (registered): host accesses wait; in a clock the host
-                         goes, the evaluation unit's requests wait (not ready)
+        host_block  in   evaluation busy (registered): host accesses wait; while the host holds
+                         its slot (a register set a clock ahead), the evaluation unit's requests
+                         wait (not ready)
         synop       out  one pair applied this clock
         idle        out  nothing in the pipeline
     """
@@ -141,17 +142,19 @@ class NeuronUnit(LiteXModule):
         # ---- S0: who owns this clock ----
         pair, bus, wbk = self.sink, self.acc_bus, self.wb
         ev_acc, ev_dirty, ev_wb, host_go, host_req = Signal(), Signal(), Signal(), Signal(), Signal()
+        host_slot = Signal()
         mapped = Signal()
-        # A clock belongs to a pair, else to the host when it goes, else to the evaluation unit's
-        # write-backs (it reserves room for them before it reads), then its reads and takes. The
-        # host's go is made of registers only, so the evaluation unit's requests (the end of its
-        # own logic) only select, and never decide, who owns the clock.
+        # A clock belongs to a pair, else to the host once it holds the slot, else to the evaluation
+        # unit's write-backs (it reserves room for them before it reads), then its reads and takes.
+        # The host's slot is a register decided a clock ahead: while it holds it, the evaluation
+        # unit's requests wait, so their ready depends on two registers only (pair.valid, the slot)
+        # and the host goes once the pipeline has drained.
         self.comb += [
             pair.ready.eq(1),
-            wbk.ready.eq(~pair.valid & ~host_go),
+            wbk.ready.eq(~pair.valid & ~host_slot),
             ev_wb.eq(wbk.valid & wbk.ready),
-            self.acc_rd.ready.eq(~pair.valid & ~host_go & ~wbk.valid),
-            self.dirty_rd.ready.eq(~pair.valid & ~host_go & ~wbk.valid),
+            self.acc_rd.ready.eq(~pair.valid & ~host_slot & ~wbk.valid),
+            self.dirty_rd.ready.eq(~pair.valid & ~host_slot & ~wbk.valid),
             ev_acc.eq(self.acc_rd.valid & self.acc_rd.ready),
             ev_dirty.eq(self.dirty_rd.valid & self.dirty_rd.ready),
             mapped.eq(bus.adr < cfg.neurons_per_core),
@@ -239,8 +242,11 @@ class NeuronUnit(LiteXModule):
         self.comb += [
             busy.eq(s1.valid | s2.valid | s1_d.valid | s2_d.valid
                     | s1_host_rd | s2_host_rd),
-            host_go.eq(host_req & ~bus.ack & ~self.host_block & ~pair.valid & ~busy & ~s2_host_rd),
+            host_go.eq(host_slot & host_req & ~bus.ack & ~self.host_block & ~pair.valid & ~busy & ~s2_host_rd),
         ]
+        # The slot is given up while the evaluation unit is busy (host_block: no deadlock with an
+        # evaluation that starts after the host took it) and once the host has gone.
+        self.sync += host_slot.eq(bus.cyc & bus.stb & ~bus.ack & ~host_go & ~self.host_block)
         # The bus request is registered first, so the address decode in front of this unit and
         # this clock's operation select never meet in one clock (a host access takes one more).
         self.sync += host_req.eq(bus.cyc & bus.stb & ~bus.ack & ~host_go)
