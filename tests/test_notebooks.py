@@ -21,11 +21,13 @@ nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
-NOTEBOOKS = ("01_flash_and_run.ipynb", "02_pytorch_to_tables.ipynb", "03_dvs_streaming.ipynb")
+NOTEBOOKS = ("01_flash_and_run.ipynb", "02_pytorch_to_tables.ipynb", "03_dvs_streaming.ipynb",
+             "04_event_digits.ipynb")
 
 # The plots of each notebook, counted by hand from its cells: a plot that stops displaying (a
 # figure built but not shown, a cell that prints instead) makes the count fall short.
-PLOTS = {"01_flash_and_run.ipynb": 2, "02_pytorch_to_tables.ipynb": 2, "03_dvs_streaming.ipynb": 6}
+PLOTS = {"01_flash_and_run.ipynb": 2, "02_pytorch_to_tables.ipynb": 2, "03_dvs_streaming.ipynb": 6,
+         "04_event_digits.ipynb": 4}
 # A plotting cell: it calls a synfab.plots function or ends by showing its matplotlib figure.
 PLOT_CALL = re.compile(r"\bplots\.[a-z_]+\(")
 
@@ -35,7 +37,10 @@ DIGITS_EXACT = "outputs equal to the dense reference: 16/16 frames"   # 01 strea
 SIM_01 = ("no PYNQ board attached: falling back to the sim backend", "sim: id", DIGITS_EXACT, LITEX)
 EXPECTED = {"01_flash_and_run.ipynb": SIM_01,
             "02_pytorch_to_tables.ipynb": ("event-driven outputs equal to the dense reference: True",),
-            "03_dvs_streaming.ipynb": ("outputs equal to the dense reference: 12/12 frames",)}
+            "03_dvs_streaming.ipynb": ("outputs equal to the dense reference: 12/12 frames",),
+            # 04 streams EVENT_DIGITS = 12 held-out event digits on the sim backend, one frame each
+            "04_event_digits.ipynb": ("quantized accuracy on the subset equals the recorded value: True",
+                                      "outputs equal to the dense reference: 12/12 frames")}
 
 # (notebook, extra environment, lines its outputs must contain): 01 runs twice, once falling back to
 # the sim backend (the run that is committed) and once on the simulated PYNQ-Z2
@@ -44,7 +49,8 @@ RUNS = [("01_flash_and_run.ipynb", {}, SIM_01),
         ("01_flash_and_run.ipynb", {"SYNFAB_PYNQ_MOCK": "1"},
          ("simulated PYNQ-Z2", "pynq: id", DIGITS_EXACT, LITEX)),
         ("02_pytorch_to_tables.ipynb", {}, EXPECTED["02_pytorch_to_tables.ipynb"]),
-        ("03_dvs_streaming.ipynb", {}, EXPECTED["03_dvs_streaming.ipynb"])]
+        ("03_dvs_streaming.ipynb", {}, EXPECTED["03_dvs_streaming.ipynb"]),
+        ("04_event_digits.ipynb", {}, EXPECTED["04_event_digits.ipynb"])]
 
 
 def load_tool():
@@ -143,7 +149,7 @@ def test_the_saved_run_uses_no_board(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, env, expected", RUNS, ids=["01-sim", "01-pynq-mock", "02", "03"])
+@pytest.mark.parametrize("name, env, expected", RUNS, ids=["01-sim", "01-pynq-mock", "02", "03", "04"])
 def test_notebook_executes(name, env, expected):
     pytest.importorskip("nbclient")
     path = NOTEBOOK_DIR / name

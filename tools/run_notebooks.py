@@ -31,7 +31,8 @@ import nbformat
 from nbclient import NotebookClient
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = ("01_flash_and_run.ipynb", "02_pytorch_to_tables.ipynb", "03_dvs_streaming.ipynb")
+NOTEBOOKS = ("01_flash_and_run.ipynb", "02_pytorch_to_tables.ipynb", "03_dvs_streaming.ipynb",
+             "04_event_digits.ipynb")
 # Per cell: the first sim device of a fabric configuration compiles it with Verilator (minutes).
 CELL_TIMEOUT_S = 900
 # Variables that make a notebook use hardware (or the simulated PYNQ-Z2) instead of the simulation

@@ -282,3 +282,53 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
         result["cycles"] = res.cycles
         result["synaptic_ops_per_cycle"] = s["synaptic_ops_per_cycle"]
     return result
+
+
+def event_digits_demo(backend="model", digits=20, window_ms: float | None = None, threshold=0, check=False,
+                      progress=False, device_args=None, fabric: FabricConfig | None = None, start: int = 0) -> dict:
+    """Held-out N-MNIST-style event digits (synfab.events.digits.load_subset: MNIST test digits
+    0..199) through the shipped event-digit CNN on a backend. Each digit is cut into frames of
+    `window_ms` (default: its whole 300 ms, one frame) of OFF/ON event counts; the host sends the
+    changes of the counts from frame to frame (from one digit to the next too), and a digit's class is
+    the argmax of the output summed over its frames. `match`: every frame's output equals the dense
+    integer reference."""
+    from . import demo as shipped
+    from .events import digits as ed
+    from .model import reference
+    if not (isinstance(digits, (int, np.integer)) and digits >= 1):
+        raise SynfabError(f"--frames (event digits) {digits!r} must be >= 1")
+    window_us = ed.WINDOW_US if window_ms is None else int(round(float(window_ms) * 1000))
+    if window_us < 1:
+        raise SynfabError(f"--window-ms {window_ms} must be at least 0.001 (one microsecond)")
+    qnet = shipped.event_qnetwork()
+    cfg = fabric or shipped.event_fabric()
+    tables = compile_qnetwork(qnet, cfg)
+    evs, labels = ed.load_subset(start + digits)
+    evs, labels = evs[start:], labels[start:]
+    x = ed.many_frames(evs, window_us, hi=qnet.input_hi)            # (N, T, 2, 34, 34)
+    n, t = x.shape[:2]
+    flat = x.reshape(n * t, *x.shape[2:])
+    out = run_frames(tables, flat, backend=backend, threshold=threshold, check=check, progress=progress,
+                     device_args=device_args)
+    res = out.pop("result")
+    outputs = np.stack(res.outputs).reshape(n, t, -1)
+    preds = outputs.sum(axis=1).argmax(axis=1)
+    ref = np.concatenate([reference.output(qnet, flat[i:i + 512]) for i in range(0, len(flat), 512)])
+    ref = ref.reshape(n, t, -1)
+    s = out["summary"]
+    result = {"task": "event-digits", "network": qnet.name, "fabric": cfg.name, "backend": backend,
+              "digits": int(n), "frames": res.frames, "window_ms": window_us / 1000, "threshold": threshold,
+              "accuracy": float(np.mean(preds == labels)),
+              "reference_accuracy": float(np.mean(ref.sum(axis=1).argmax(axis=1) == labels)),
+              "match": bool(np.array_equal(outputs, ref)),
+              "sensor_events": int(sum(len(e) for e in evs)), "events": s["events"],
+              "output_events": s["output_events"], "synaptic_ops": s["synaptic_ops"], "packets": s["packets"],
+              "sensor_events_per_digit": round(sum(len(e) for e in evs) / n, 1),
+              "events_per_digit": round(s["events"] / n, 1),
+              "synaptic_ops_per_digit": round(s["synaptic_ops"] / n, 1),
+              "wall_s": s["wall_s"], "events_per_s": s["events_per_s"], "checked_against_model": bool(check),
+              "predictions": preds.tolist(), "labels": labels.tolist()}
+    if res.cycles is not None:
+        result["cycles"] = res.cycles
+        result["synaptic_ops_per_cycle"] = s["synaptic_ops_per_cycle"]
+    return result

@@ -159,9 +159,19 @@ def cmd_run(a):
 
 def cmd_demo(a):
     from . import api
-    out = api.demo(backend=a.backend, frames=a.frames, threshold=a.threshold, check=a.check,
-                   progress=not a.json, device_args=_device_args(a), network=a.network,
-                   fabric=_fabric(a.fabric) if a.fabric else None)
+    fabric = _fabric(a.fabric) if a.fabric else None
+    if a.task == "event-digits":
+        if a.network is not None:
+            raise SynfabError("--network chooses the image-digit network; --task event-digits has its own")
+        out = api.event_digits_demo(backend=a.backend, digits=a.frames, window_ms=a.window_ms,
+                                    threshold=a.threshold, check=a.check, progress=not a.json,
+                                    device_args=_device_args(a), fabric=fabric)
+    else:
+        if a.window_ms is not None:
+            raise SynfabError("--window-ms is for --task event-digits (image digits are one frame each)")
+        out = api.demo(backend=a.backend, frames=a.frames, threshold=a.threshold, check=a.check,
+                       progress=not a.json, device_args=_device_args(a), network=a.network or "demo",
+                       fabric=fabric)
     if a.json:
         _print(out, True)
     else:
@@ -294,12 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(func=cmd_run)
 
     from .demo import NETWORK_FILES
-    d = sub.add_parser("demo", help="MNIST digits through a shipped CNN (the demo CNN or the LeNet-size CNN)")
-    d.add_argument("--network", choices=list(NETWORK_FILES), default="demo",
-                   help="shipped network (default demo; lenet: the LeNet-size CNN)")
+    d = sub.add_parser("demo", help="MNIST digits through a shipped CNN (the demo CNN or the LeNet-size CNN), "
+                                    "or N-MNIST-style event digits through the event-digit CNN")
+    d.add_argument("--task", choices=("digits", "event-digits"), default="digits",
+                   help="digits: MNIST images (default); event-digits: held-out event digits (34x34, ON/OFF)")
+    d.add_argument("--network", choices=list(NETWORK_FILES), default=None,
+                   help="shipped network for --task digits (default demo; lenet: the LeNet-size CNN)")
     d.add_argument("--fabric", help="fabric config JSON or preset (default: the network's own fabric, "
                                     "synfab.demo.fabric; e.g. ulx3s-85f)")
-    d.add_argument("--frames", type=int, default=20)
+    d.add_argument("--frames", type=int, default=20, help="digits to run (event digits: each is 300 ms / "
+                                                          "window frames)")
+    d.add_argument("--window-ms", type=float, default=None,
+                   help="event-digits: frame window in ms (default 300: one frame per digit)")
     device_opts(d)
     d.set_defaults(func=cmd_demo)
 

@@ -7,6 +7,12 @@ lenet (tools/train_lenet.py): 28x28x1 -> conv5x5 (20) -> relu -> avgpool 2 -> co
       no bias; its measured accuracies are in lenet_mnist.meta.json.
 Float inputs are pixels / 255, so the quantized input is the raw grey level.  Both networks are
 quantized the same way: calibrated on the first 100 shipped digits (deterministic).
+
+event_digits (tools/train_event_digits.py): N-MNIST-style event digits (synfab.events.digits),
+      2x34x34 OFF/ON event counts -> conv5x5 s2 p2 (16) -> relu -> conv3x3 s2 p1 (32) -> relu
+      -> conv3x3 s2 p1 (64) -> relu -> flatten -> dense 10, no bias; float input = counts / 16, so the
+      quantized input is the raw count; calibrated on the shipped frames of 100 training digits
+      (event_digits_calib.npz); its measured accuracies are in event_digits.meta.json.
 """
 from __future__ import annotations
 
@@ -30,6 +36,10 @@ INPUT_SCALE = 1 / 255   # one grey level
 # The fabric each shipped network runs on in `synfab demo`.  LeNet (18.1 k neurons) needs more
 # cores than the default 2x2 fabric: of 3x3 and 4x4 meshes with 1024/2048 neurons and 8192/16384
 # weight words per core, this is the smallest it fits (README).
+EVENT_NETWORK_FILE = "event_digits.json"
+EVENT_META_FILE = "event_digits.meta.json"
+EVENT_INPUT_SCALE = 1 / 16   # one event
+
 LENET_FABRIC = FabricConfig(mesh_x=3, mesh_y=3, neurons_per_core=2048, weight_words_per_core=16384, name="lenet")
 FABRICS = {"demo": FabricConfig(), "lenet": LENET_FABRIC}
 
@@ -97,3 +107,28 @@ def load_demo_digits(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
             raise NetworkError(f"asked for {n} demo digits; there are {len(images)} (use 1..{len(images)})")
         images, labels = images[:n], labels[:n]
     return images, labels.astype(np.int64)
+
+
+def load_event_network() -> Network:
+    """The float event-digit network."""
+    return netfile.load(DATA / EVENT_NETWORK_FILE)
+
+
+def event_qnetwork() -> QNetwork:
+    """The event-digit network quantized: input step = one event (EVENT_INPUT_SCALE), calibrated on the
+    shipped frames of 100 training digits (deterministic)."""
+    from .events import digits
+    net = load_event_network()
+    qnet = quant.quantize(net, digits.load_calibration() * EVENT_INPUT_SCALE, input_scale=EVENT_INPUT_SCALE)
+    qnet.name = net.name
+    return qnet
+
+
+def event_fabric() -> FabricConfig:
+    """The fabric the event-digit network runs on in the demo: the default 2x2 fabric."""
+    return FabricConfig()
+
+
+def event_meta() -> dict:
+    """What tools/train_event_digits.py measured: accuracies on the 10k held-out event digits, ..."""
+    return json.loads((DATA / EVENT_META_FILE).read_text())

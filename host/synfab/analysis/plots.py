@@ -235,3 +235,69 @@ def footprint_split(results, title: str | None = None):
     fig.suptitle(title or "connectivity (plain) vs weights (hatched)")
     fig.tight_layout()
     return fig
+
+
+# -- accuracy against work ---------------------------------------------------------------------------
+TRADEOFF_KNOBS = {"threshold": ("firing threshold", "o-", "tab:blue"),
+                  "window_ms": ("frame window (ms)", "s-", "tab:green"),
+                  "contrast": ("sensor contrast threshold", "^-", "tab:red")}
+
+
+def _short_number(value: float, _pos=None) -> str:
+    """1500 -> '1.5k', 2000000 -> '2M'."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:g}{unit}"
+    return f"{value:g}"
+
+
+def tradeoff(result: dict, title: str | None = None):
+    """Accuracy against synaptic operations (left) and events in the fabric (right: input events plus
+    the neurons' events) per inference, one line per swept knob, each point labelled with its value and
+    the shared default point starred: the result of synfab.analysis.tradeoff.sweep."""
+    rows = result.get("rows") if isinstance(result, dict) else None
+    if not rows:
+        raise SynfabError("tradeoff: expected a sweep result with rows (synfab.analysis.tradeoff.sweep)")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    defaults = result.get("defaults", {})
+    # The axis covers the useful range; a point far below it (a threshold that silences the network)
+    # sits on the bottom edge as a triangle with its accuracy written beside it.
+    useful = [100 * r["accuracy"] for r in rows if r["accuracy"] >= 0.8] or [100 * r["accuracy"] for r in rows]
+    bottom = float(np.floor(min(useful) - 1))
+    fig = _figure(11, 4.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, key, label in zip(axes, ("synaptic_ops_per_digit", "fabric_events_per_digit"),
+                              ("synaptic operations per digit", "events per digit (input + neurons)")):
+        for knob, (name, style, colour) in TRADEOFF_KNOBS.items():
+            mine = [r for r in rows if r["knob"] == knob]
+            if not mine:
+                continue
+            xs = [r[key] for r in mine]
+            ys = [max(100 * r["accuracy"], bottom) for r in mine]
+            ax.plot(xs, ys, style, color=colour, label=name, markersize=5)
+            below = 0
+            for r, xv, yv in zip(mine, xs, ys):
+                if r["value"] == defaults.get(knob):
+                    ax.plot([xv], [yv], "*", color="black", markersize=12, zorder=5)
+                    continue
+                text, lift = f"{r['value']:g}", 3
+                if 100 * r["accuracy"] < bottom:      # stacked, so that neighbours' labels do not overlap
+                    ax.plot([xv], [yv], "v", color=colour, markersize=8, zorder=5)
+                    text += f" ({100 * r['accuracy']:.0f}%)"
+                    lift, below = 3 + 10 * below, below + 1
+                ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(4, lift), fontsize=7, color=colour)
+        ax.set_xscale("log")
+        # Labelled ticks at 1, 2 and 5 x 10^k, written 200k, 1M, ...; no minor labels (they overlap).
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(_short_number))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(bottom, 100.2)
+        ax.set_xlabel(label + " (log)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].plot([], [], "*", color="black", markersize=10, label="defaults")
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title or f"accuracy against work: {result.get('digits', '?')} held-out event digits "
+                          f"({result.get('backend', 'model')} backend)")
+    fig.tight_layout()
+    return fig

@@ -10,7 +10,7 @@ from . import samples
 from .core import EVENT_DTYPE, EventFileError, Recording, check_events, make_events
 from .framing import frames_by_count, frames_by_time, to_histograms
 from .readers import detect_format, read
-from .synth import image_frames, rate_code, saccades, temporal_contrast
+from .synth import background_noise, image_frames, rate_code, saccades, sensor_effects, temporal_contrast
 from .transforms import Compose, Crop, Denoise, Downsample, RefractoryFilter, crop, denoise, downsample, refractory
 from .writers import write, write_evt2
 
@@ -18,6 +18,6 @@ __all__ = [
     "EVENT_DTYPE", "EventFileError", "Recording", "check_events", "make_events",
     "frames_by_count", "frames_by_time", "to_histograms",
     "detect_format", "read", "write", "write_evt2", "samples",
-    "image_frames", "rate_code", "saccades", "temporal_contrast",
+    "background_noise", "image_frames", "rate_code", "saccades", "sensor_effects", "temporal_contrast",
     "Compose", "Crop", "Denoise", "Downsample", "RefractoryFilter", "crop", "denoise", "downsample", "refractory",
 ]
