@@ -102,24 +102,22 @@ def recording_frames(name: str, shape: tuple[int, int, int], events_per_frame: i
     input is the window's event counts."""
     from .. import events
     rec = events.read(events.samples.fetch(name))
-    ev = rec.events
-    _, h, w = shape
-    x = ev["x"].astype(np.int64) * w // rec.width
-    y = ev["y"].astype(np.int64) * h // rec.height
-    c = (ev["p"] != 0).astype(np.int64)
-    t = ev["t"].astype(np.int64)
+    t = rec.events["t"].astype(np.int64)
     if len(t) == 0:
         return
+    _, h, w = shape
     window = max(1, int((t[-1] - t[0] + 1) * events_per_frame // len(t)))
-    cuts = np.searchsorted(t, np.arange(t[0], t[-1] + window + 1, window))
     prev = np.zeros(shape, np.int64)
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for f in events.frames_by_time(rec.events, window):
+        x = f["x"].astype(np.int64) * w // rec.width
+        y = f["y"].astype(np.int64) * h // rec.height
+        c = (f["p"] != 0).astype(np.int64)
         back = np.flatnonzero(prev)
         pc, py, px = np.unravel_index(back, shape)
         cur = np.zeros(shape, np.int64)
-        np.add.at(cur, (c[a:b], y[a:b], x[a:b]), 1)
-        yield events_array(np.concatenate([px, x[a:b]]), np.concatenate([py, y[a:b]]),
-                           np.concatenate([pc, c[a:b]]), np.concatenate([-prev.reshape(-1)[back], np.ones(b - a, np.int64)]))
+        np.add.at(cur, (c, y, x), 1)
+        yield events_array(np.concatenate([px, x]), np.concatenate([py, y]), np.concatenate([pc, c]),
+                           np.concatenate([-prev.reshape(-1)[back], np.ones(len(f), np.int64)]))
         prev = cur
 
 
