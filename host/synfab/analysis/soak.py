@@ -233,17 +233,16 @@ class Segment:
 
 
 class _SoakNetworks:
-    """The soak network's tables per mapping strategy (compiled once), taken in turn with thresholds."""
+    """The soak network's tables per mapping strategy (soak_tables: compiled once), taken in turn
+    with thresholds."""
 
     def __init__(self, cfg: FabricConfig):
-        self.cfg, self.tables, self.i = cfg, {}, 0
+        self.cfg, self.i = cfg, 0
 
     def next(self) -> tuple[str, object, int]:
         strategy, threshold = STRATEGIES[self.i % len(STRATEGIES)], THRESHOLDS[self.i % len(THRESHOLDS)]
         self.i += 1
-        if strategy not in self.tables:
-            self.tables[strategy] = soak_tables(self.cfg, strategy)
-        return strategy, self.tables[strategy], threshold
+        return strategy, soak_tables(self.cfg, strategy), threshold
 
 
 def recording_segments(nets: _SoakNetworks, recordings, budget: int, events_per_frame: int):
@@ -396,23 +395,17 @@ def open_faulty_litex(sim, rates: dict, seed: int, targets=(), answer_timeout: f
 
 
 def address_name(cfg: FabricConfig, addr: int | None) -> str | None:
-    """A SoC byte address as a fabric register, counter or window name (else hex)."""
+    """A SoC byte address as the name RegisterMap.describe gives its register, counter or window
+    (else hex)."""
     from ..layouts import FABRIC_BASE, RegisterMap
     if addr is None or addr < FABRIC_BASE:
         return None if addr is None else hex(addr)
-    regmap, off = RegisterMap(cfg), addr - FABRIC_BASE
-    names = {**{v: k for k, v in regmap.regs.items()}, **{v: k for k, v in regmap.global_counters.items()}}
-    for core in range(cfg.n_cores):
-        names.update({regmap.core_reg(core, n): f"core{core}.{n}" for n in regmap.core_regs})
-        names.update({regmap.core_counter(core, n): f"core{core}.{n}" for n in regmap.core_counters})
-        for n in regmap.core_windows:
-            w = regmap.core_window(core, n)
-            if w.base <= off < w.base + w.entries * w.stride * 4:
-                return f"core{core}.{n}"
-    if off in names:
-        return names[off]
-    w = regmap.input_peg
-    return "input_peg" if w.base <= off < w.base + w.entries * w.stride * 4 else hex(off)
+    off = addr - FABRIC_BASE
+    for r in RegisterMap(cfg).describe():
+        size = 4 * r["entries"] * r["stride_words"] if r["kind"] == "window" else 4
+        if r["addr"] <= off < r["addr"] + size:
+            return r["name"]
+    return hex(off)
 
 
 def attribute_faults(attempts, faults) -> dict:
