@@ -32,14 +32,13 @@ LENET_META_FILE = "lenet_mnist.meta.json"
 DIGITS_FILE = "mnist_test_subset.npz"
 CALIBRATION_DIGITS = 100
 INPUT_SCALE = 1 / 255   # one grey level
-
-# The fabric each shipped network runs on in `synfab demo`.  LeNet (18.1 k neurons) needs more
-# cores than the default 2x2 fabric: of 3x3 and 4x4 meshes with 1024/2048 neurons and 8192/16384
-# weight words per core, this is the smallest it fits (README).
 EVENT_NETWORK_FILE = "event_digits.json"
 EVENT_META_FILE = "event_digits.meta.json"
 EVENT_INPUT_SCALE = 1 / 16   # one event
 
+# The fabric each shipped network runs on in `synfab demo`.  LeNet (18.1 k neurons) needs more
+# cores than the default 2x2 fabric: of 3x3 and 4x4 meshes with 1024/2048 neurons and 8192/16384
+# weight words per core, this is the smallest it fits (README).
 LENET_FABRIC = FabricConfig(mesh_x=3, mesh_y=3, neurons_per_core=2048, weight_words_per_core=16384, name="lenet")
 FABRICS = {"demo": FabricConfig(), "lenet": LENET_FABRIC}
 
