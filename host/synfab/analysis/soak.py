@@ -31,7 +31,7 @@ import numpy as np
 from ..config import PRESETS, FabricConfig
 from ..errors import SynfabError
 from ..frontend.ir import Network, Node
-from ..runtime.check import MismatchError, check_frame, link_balance, mesh_balance
+from ..runtime.check import MismatchError, check_frame, link_balance, mesh_balance, outside_input
 from ..runtime.device import events_array, stream_columns
 
 RECORDINGS = ("dvxplorer", "davis346", "evt2", "evt3")
@@ -178,7 +178,6 @@ class Tally:
         c = got.counters
         cores = c["cores"]
         cols = stream_columns(ev, tables.cfg.event_bits)
-        in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
         self.events += len(cols["x"])
         self.by_source[source] += len(cols["x"])
         self.frames += 1
@@ -191,7 +190,7 @@ class Tally:
             self.stall_by_core[i] += int(k["stall_cycles"])
         self.events_in += int(c["events_in"])
         self.input_dropped += int(c["input_dropped"])
-        self.outside_sent += int(((cols["x"] >= in_w) | (cols["y"] >= in_h) | (cols["c"] >= in_c)).sum())
+        self.outside_sent += outside_input(tables, cols)
         self.events_out += int(c["events_out"])
         self.dropped += sum(int(k["dropped"]) for k in cores)
 
