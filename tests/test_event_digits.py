@@ -218,6 +218,8 @@ def test_tradeoff_sweep_and_plot():
     assert len(rows) == 6 and res["digits"] == 20
     exact = api.event_digits_demo(digits=20)
     assert rows["threshold", 0]["accuracy"] == exact["accuracy"]
+    # Both run through api.run_event_digits: the dense integer reference is the independent check.
+    assert rows["threshold", 0]["accuracy"] == exact["reference_accuracy"]
     assert rows["threshold", 0]["synaptic_ops_per_digit"] == exact["synaptic_ops"] / 20
     assert rows["threshold", 16]["synaptic_ops_per_digit"] < rows["threshold", 0]["synaptic_ops_per_digit"]
     assert rows["threshold", 16]["fabric_events_per_digit"] < rows["threshold", 0]["fabric_events_per_digit"]

@@ -154,7 +154,7 @@ def _loihi_list_bits(n, bits_per_synapse):
 def _loihi_part(qnet, conn, part):
     """(bits, stored synapses) of one connection into one part, source pixel by pixel."""
     cs, hs, ws = qnet.shape_of(conn.src)
-    cc, tw = part.c1 - part.c0 + 1, part.x1 - part.x0 + 1
+    cc, tw = part.tile.c1 - part.tile.c0 + 1, part.tile.x1 - part.tile.x0 + 1
     if conn.kind == Kind.DENSE:
         return cs * hs * ws * _loihi_list_bits(cc, 8), cs * hs * ws * cc
 
@@ -166,11 +166,11 @@ def _loihi_part(qnet, conn, part):
     keys = set()
     for py in range(hs):
         for px in range(ws):
-            my, mx = mask(py, part.y0, part.y1, "y"), mask(px, part.x0, part.x1, "x")
+            my, mx = mask(py, part.tile.y0, part.tile.y1, "y"), mask(px, part.tile.x0, part.tile.x1, "x")
             if any(my) and any(mx):
                 keys.add((my, mx))
     if conn.kind == Kind.DW:
-        rows = sum(part.c0 <= c + conn.chan_off <= part.c1 for c in range(cs))
+        rows = sum(part.tile.c0 <= c + conn.chan_off <= part.tile.c1 for c in range(cs))
         per_tap = 1
     else:
         rows, per_tap = cs, cc
@@ -232,7 +232,7 @@ def test_counts_match_brute_force_on_random_networks(net, nc):
         grid = np.full(layer.shape, -1)
         for p in placement.parts:
             if p.layer == layer.name:
-                grid[p.c0:p.c1 + 1, p.y0:p.y1 + 1, p.x0:p.x1 + 1] = p.core
+                grid[p.tile.c0:p.tile.c1 + 1, p.tile.y0:p.tile.y1 + 1, p.tile.x0:p.tile.x1 + 1] = p.core
         assert (grid >= 0).all()
         core_of[layer.name] = grid
     rows = {row["name"]: row for row in r["layers"]}

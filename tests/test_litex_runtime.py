@@ -59,6 +59,16 @@ def test_write_framing_matches_litex_commuart(addr, words):
     assert bytes(pipe.sent) == commuart_bytes(addr, words)
 
 
+@settings(max_examples=30, deadline=None)
+@given(addr=st.integers(0, 2**28 - 1).map(lambda a: a * 4),
+       words=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=8))
+def test_header_parser_reads_litex_commuart_headers(addr, words):
+    """The fault injector follows the host's commands with UartBoneLink.parse_header: it reads the
+    header LiteX's own CommUART writes."""
+    header = commuart_bytes(addr, words)[:lx.UartBoneLink.HEADER_BYTES]
+    assert lx.UartBoneLink.parse_header(header) == (lx.UartBoneLink.WRITE_INCR, len(words), addr)
+
+
 def test_long_writes_split_into_bursts_and_sync_on_the_window():
     pipe = RecordingPipe()
     link = lx.UartBoneLink(pipe, "test")

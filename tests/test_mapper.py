@@ -50,10 +50,10 @@ def brute_force_entries(qnet, src_box, consumers_parts):
             if conn.kind == Kind.DENSE:
                 n += 1
                 continue
-            rx = reach(sw, layer.shape[2], conn)[sx0:sx1 + 1, p.x0:p.x1 + 1].any()
-            ry = reach(sh, layer.shape[1], conn)[sy0:sy1 + 1, p.y0:p.y1 + 1].any()
+            rx = reach(sw, layer.shape[2], conn)[sx0:sx1 + 1, p.tile.x0:p.tile.x1 + 1].any()
+            ry = reach(sh, layer.shape[1], conn)[sy0:sy1 + 1, p.tile.y0:p.tile.y1 + 1].any()
             c_in = np.arange(sc0, sc1 + 1) + conn.chan_off
-            rc = conn.kind == Kind.CONV or bool(((c_in >= p.c0) & (c_in <= p.c1)).any())
+            rc = conn.kind == Kind.CONV or bool(((c_in >= p.tile.c0) & (c_in <= p.tile.c1)).any())
             n += int(rx and ry and rc)
     return n
 
@@ -72,23 +72,23 @@ def check_placement(qnet, cfg, pl):
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])) and (not spans or spans[-1][1] <= cfg.neurons_per_core)
         slices = {}
         for p in parts:
-            cc = p.c1 - p.c0 + 1
+            cc = p.tile.c1 - p.tile.c0 + 1
             words = expected_words(qnet.layer(p.layer), cc)
             if p.weight_words:
                 assert p.weight_words == words
-                slices[(p.wbase, p.wbase + words)] = (p.layer, p.c0, p.c1)
+                slices[(p.wbase, p.wbase + words)] = (p.layer, p.tile.c0, p.tile.c1)
         w = sorted(slices)
         assert all(a[1] <= b[0] for a, b in zip(w, w[1:])) and (not w or w[-1][1] <= cfg.weight_words_per_core)
         for p in parts:   # a part without own words shares the slice of its channel group on the core
             if p.weight_words == 0 and expected_words(qnet.layer(p.layer), 1):
-                key = [k for k, v in slices.items() if k[0] == p.wbase and v == (p.layer, p.c0, p.c1)]
+                key = [k for k, v in slices.items() if k[0] == p.wbase and v == (p.layer, p.tile.c0, p.tile.c1)]
                 assert key, p
     for layer in qnet.layers:
         cover = np.zeros(layer.shape, np.int64)
         for p in pl.parts:
             if p.layer == layer.name:
-                assert p.neurons == (p.x1 - p.x0 + 1) * (p.y1 - p.y0 + 1) * (p.c1 - p.c0 + 1)
-                cover[p.c0:p.c1 + 1, p.y0:p.y1 + 1, p.x0:p.x1 + 1] += 1
+                assert p.neurons == (p.tile.x1 - p.tile.x0 + 1) * (p.tile.y1 - p.tile.y0 + 1) * (p.tile.c1 - p.tile.c0 + 1)
+                cover[p.tile.c0:p.tile.c1 + 1, p.tile.y0:p.tile.y1 + 1, p.tile.x0:p.tile.x1 + 1] += 1
         assert np.all(cover == 1), layer.name
 
 

@@ -359,3 +359,13 @@ def test_benchmark_script_passes_its_options_and_prints_json(monkeypatch, capsys
     assert calls[0][1] == (5, 1, ((0.1, 0.2),)) and calls[0][2]["recordings"] == ("evt2",)
     assert calls[1][1] == (7, 1, 1e-3, ["flip"], ["to_device", "from_device"])
     assert script.failed(out)
+
+
+def test_fault_addresses_are_named_as_the_register_map_names_them():
+    from synfab.config import PRESETS
+    cfg = PRESETS["small"]
+    rm = RegisterMap(cfg)
+    assert soak.address_name(cfg, FABRIC_BASE + rm.core_window(1, "weights").base + 40) == "core1.weights"
+    assert soak.address_name(cfg, FABRIC_BASE + rm.core_counter(1, "synops")) == "core1.counter.synops"
+    assert soak.address_name(cfg, FABRIC_BASE + rm.regs["threshold"]) == "threshold"
+    assert soak.address_name(cfg, 0x2000_0004) == "0x20000004" and soak.address_name(cfg, None) is None

@@ -287,6 +287,20 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
     return result
 
 
+def run_event_digits(tables, qnet, events_list, window_us: int, **run_args):
+    """Event digits (event arrays) through `tables` (run_frames with `run_args`): each digit cut into
+    frames of `window_us` of OFF/ON counts. Returns the frames (N*T, 2, 34, 34), run_frames' dict,
+    the outputs per digit and frame (N, T, outputs) and each digit's class: the argmax of its output
+    summed over its frames."""
+    from .events import digits as ed
+    x = ed.many_frames(events_list, window_us, hi=qnet.input_hi)            # (N, T, 2, 34, 34)
+    n, t = x.shape[:2]
+    flat = x.reshape(n * t, *x.shape[2:])
+    out = run_frames(tables, flat, **run_args)
+    outputs = np.stack(out["result"].outputs).reshape(n, t, -1)
+    return flat, out, outputs, outputs.sum(axis=1).argmax(axis=1)
+
+
 def event_digits_demo(backend="model", digits=20, window_ms: float | None = None, threshold=0, check=False,
                       progress=False, device_args=None, fabric: FabricConfig | None = None, start: int = 0) -> dict:
     """Held-out N-MNIST-style event digits (synfab.events.digits.load_subset: MNIST test digits
@@ -308,14 +322,10 @@ def event_digits_demo(backend="model", digits=20, window_ms: float | None = None
     tables = compile_qnetwork(qnet, cfg)
     evs, labels = ed.load_subset(start + digits)
     evs, labels = evs[start:], labels[start:]
-    x = ed.many_frames(evs, window_us, hi=qnet.input_hi)            # (N, T, 2, 34, 34)
-    n, t = x.shape[:2]
-    flat = x.reshape(n * t, *x.shape[2:])
-    out = run_frames(tables, flat, backend=backend, threshold=threshold, check=check, progress=progress,
-                     device_args=device_args)
+    flat, out, outputs, preds = run_event_digits(tables, qnet, evs, window_us, backend=backend, threshold=threshold,
+                                                 check=check, progress=progress, device_args=device_args)
     res = out.pop("result")
-    outputs = np.stack(res.outputs).reshape(n, t, -1)
-    preds = outputs.sum(axis=1).argmax(axis=1)
+    n, t = outputs.shape[:2]
     ref = np.concatenate([reference.output(qnet, flat[i:i + 512]) for i in range(0, len(flat), 512)])
     ref = ref.reshape(n, t, -1)
     s = out["summary"]

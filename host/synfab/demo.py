@@ -32,6 +32,9 @@ LENET_META_FILE = "lenet_mnist.meta.json"
 DIGITS_FILE = "mnist_test_subset.npz"
 CALIBRATION_DIGITS = 100
 INPUT_SCALE = 1 / 255   # one grey level
+EVENT_NETWORK_FILE = "event_digits.json"
+EVENT_META_FILE = "event_digits.meta.json"
+EVENT_INPUT_SCALE = 1 / 16   # one event
 
 # The fabric each shipped network runs on in `synfab demo`.  LeNet (18.1 k neurons) needs more
 # cores than the default 2x2 fabric: of 3x3 and 4x4 meshes with 1024/2048 neurons and 8192/16384

@@ -31,7 +31,7 @@ import numpy as np
 from ..config import PRESETS, FabricConfig
 from ..errors import SynfabError
 from ..frontend.ir import Network, Node
-from ..runtime.check import MismatchError, check_frame, link_balance, mesh_balance
+from ..runtime.check import MismatchError, check_frame, link_balance, mesh_balance, outside_input
 from ..runtime.device import events_array, stream_columns
 
 RECORDINGS = ("dvxplorer", "davis346", "evt2", "evt3")
@@ -102,24 +102,22 @@ def recording_frames(name: str, shape: tuple[int, int, int], events_per_frame: i
     input is the window's event counts."""
     from .. import events
     rec = events.read(events.samples.fetch(name))
-    ev = rec.events
-    _, h, w = shape
-    x = ev["x"].astype(np.int64) * w // rec.width
-    y = ev["y"].astype(np.int64) * h // rec.height
-    c = (ev["p"] != 0).astype(np.int64)
-    t = ev["t"].astype(np.int64)
+    t = rec.events["t"].astype(np.int64)
     if len(t) == 0:
         return
+    _, h, w = shape
     window = max(1, int((t[-1] - t[0] + 1) * events_per_frame // len(t)))
-    cuts = np.searchsorted(t, np.arange(t[0], t[-1] + window + 1, window))
     prev = np.zeros(shape, np.int64)
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for f in events.frames_by_time(rec.events, window):
+        x = f["x"].astype(np.int64) * w // rec.width
+        y = f["y"].astype(np.int64) * h // rec.height
+        c = (f["p"] != 0).astype(np.int64)
         back = np.flatnonzero(prev)
         pc, py, px = np.unravel_index(back, shape)
         cur = np.zeros(shape, np.int64)
-        np.add.at(cur, (c[a:b], y[a:b], x[a:b]), 1)
-        yield events_array(np.concatenate([px, x[a:b]]), np.concatenate([py, y[a:b]]),
-                           np.concatenate([pc, c[a:b]]), np.concatenate([-prev.reshape(-1)[back], np.ones(b - a, np.int64)]))
+        np.add.at(cur, (c, y, x), 1)
+        yield events_array(np.concatenate([px, x]), np.concatenate([py, y]), np.concatenate([pc, c]),
+                           np.concatenate([-prev.reshape(-1)[back], np.ones(len(f), np.int64)]))
         prev = cur
 
 
@@ -180,7 +178,6 @@ class Tally:
         c = got.counters
         cores = c["cores"]
         cols = stream_columns(ev, tables.cfg.event_bits)
-        in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
         self.events += len(cols["x"])
         self.by_source[source] += len(cols["x"])
         self.frames += 1
@@ -193,7 +190,7 @@ class Tally:
             self.stall_by_core[i] += int(k["stall_cycles"])
         self.events_in += int(c["events_in"])
         self.input_dropped += int(c["input_dropped"])
-        self.outside_sent += int(((cols["x"] >= in_w) | (cols["y"] >= in_h) | (cols["c"] >= in_c)).sum())
+        self.outside_sent += outside_input(tables, cols)
         self.events_out += int(c["events_out"])
         self.dropped += sum(int(k["dropped"]) for k in cores)
 
@@ -235,17 +232,16 @@ class Segment:
 
 
 class _SoakNetworks:
-    """The soak network's tables per mapping strategy (compiled once), taken in turn with thresholds."""
+    """The soak network's tables per mapping strategy (soak_tables: compiled once), taken in turn
+    with thresholds."""
 
     def __init__(self, cfg: FabricConfig):
-        self.cfg, self.tables, self.i = cfg, {}, 0
+        self.cfg, self.i = cfg, 0
 
     def next(self) -> tuple[str, object, int]:
         strategy, threshold = STRATEGIES[self.i % len(STRATEGIES)], THRESHOLDS[self.i % len(THRESHOLDS)]
         self.i += 1
-        if strategy not in self.tables:
-            self.tables[strategy] = soak_tables(self.cfg, strategy)
-        return strategy, self.tables[strategy], threshold
+        return strategy, soak_tables(self.cfg, strategy), threshold
 
 
 def recording_segments(nets: _SoakNetworks, recordings, budget: int, events_per_frame: int):
@@ -398,23 +394,17 @@ def open_faulty_litex(sim, rates: dict, seed: int, targets=(), answer_timeout: f
 
 
 def address_name(cfg: FabricConfig, addr: int | None) -> str | None:
-    """A SoC byte address as a fabric register, counter or window name (else hex)."""
+    """A SoC byte address as the name RegisterMap.describe gives its register, counter or window
+    (else hex)."""
     from ..layouts import FABRIC_BASE, RegisterMap
     if addr is None or addr < FABRIC_BASE:
         return None if addr is None else hex(addr)
-    regmap, off = RegisterMap(cfg), addr - FABRIC_BASE
-    names = {**{v: k for k, v in regmap.regs.items()}, **{v: k for k, v in regmap.global_counters.items()}}
-    for core in range(cfg.n_cores):
-        names.update({regmap.core_reg(core, n): f"core{core}.{n}" for n in regmap.core_regs})
-        names.update({regmap.core_counter(core, n): f"core{core}.{n}" for n in regmap.core_counters})
-        for n in regmap.core_windows:
-            w = regmap.core_window(core, n)
-            if w.base <= off < w.base + w.entries * w.stride * 4:
-                return f"core{core}.{n}"
-    if off in names:
-        return names[off]
-    w = regmap.input_peg
-    return "input_peg" if w.base <= off < w.base + w.entries * w.stride * 4 else hex(off)
+    off = addr - FABRIC_BASE
+    for r in RegisterMap(cfg).describe():
+        size = 4 * r["entries"] * r["stride_words"] if r["kind"] == "window" else 4
+        if r["addr"] <= off < r["addr"] + size:
+            return r["name"]
+    return hex(off)
 
 
 def attribute_faults(attempts, faults) -> dict:

@@ -47,14 +47,10 @@ def run_point(tables, qnet, events_list, labels, window_ms: float = 300, thresho
               backend: str = "model") -> dict:
     """One point: the digits `events_list` through `tables` on `backend`."""
     from .. import api
-    from ..events import digits as ed
-    window_us = int(round(window_ms * 1000))
-    x = ed.many_frames(events_list, window_us, hi=qnet.input_hi)
-    n, t = x.shape[:2]
-    out = api.run_frames(tables, x.reshape(n * t, *x.shape[2:]), backend=backend, threshold=threshold)
+    _, out, outputs, preds = api.run_event_digits(tables, qnet, events_list, int(round(window_ms * 1000)),
+                                                  backend=backend, threshold=threshold)
     res = out["result"]
-    outputs = np.stack(res.outputs).reshape(n, t, -1)
-    preds = outputs.sum(axis=1).argmax(axis=1)
+    n, t = outputs.shape[:2]
     return {"window_ms": window_ms, "threshold": threshold, "digits": int(n), "frames_per_digit": int(t),
             "accuracy": float(np.mean(preds == np.asarray(labels)[:n])),
             "synaptic_ops_per_digit": res.synaptic_ops / n, "events_per_digit": res.events_in / n,

@@ -7,14 +7,14 @@ their words are in tables.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 
 import numpy as np
 
 from .. import arith
 from ..config import FabricConfig
 from ..frontend.ir import INT8_RANGE, QConnection, QNetwork
-from ..geometry import log2
+from ..geometry import Tile, log2
 from ..layouts import (EXTENDED_LAYOUT_VERSION, LAYOUT_VERSION, Kind, esu_desc, peg_entry, pop_desc,
                        state_word_bits)
 from .mapper import Part, Placement, connection_hits, map_network, weight_shape
@@ -25,7 +25,8 @@ from .tables import (BASE_WORDS, GLOBAL_TABLE_REGS, V1_MEANING_CONSTANT, V1_MEAN
 # Entries are built with every field of the latest layouts; `columns` keeps the version's own.
 _ALL_FIELDS = {name: layout(FabricConfig(), EXTENDED_LAYOUT_VERSION).names
                for name, layout in (("peg", peg_entry), ("esu", esu_desc), ("pop", pop_desc))}
-_PART_FIELDS = ("core", "x0", "x1", "y0", "y1", "c0", "c1", "nbase", "wbase")
+# A part's row in the build's part table: its core, its tile's fields, its bases.
+_PART_FIELDS = ("core", *(f.name for f in fields(Tile)), "nbase", "wbase")
 
 
 def _slice_words(qnet: QNetwork, layer, c0: int, c1: int) -> np.ndarray:
@@ -102,7 +103,7 @@ def _start(qnet: QNetwork, cfg: FabricConfig, placement: Placement) -> _Build:
             consumers[conn.src].append((l, j, conn))
     table = records(_PART_FIELDS, len(parts))
     for pid, p in enumerate(parts):
-        table[pid] = tuple(getattr(p, f) for f in _PART_FIELDS)
+        table[pid] = (p.core, *astuple(p.tile), p.nbase, p.wbase)
     n_conn = max((len(l.inputs) for l in qnet.layers), default=0)
     return _Build(qnet, cfg, placement, features, version, order, grid_pos, on_core, consumers, table,
                   np.full((len(parts), n_conn), -1, dtype=np.int64))
@@ -136,7 +137,7 @@ def _esu_row(qnet: QNetwork, p: Part, conn: QConnection, ws) -> tuple:
     src_c, _, src_w = qnet.shape_of(conn.src)
     dense = conn.kind == Kind.DENSE
     row = dict(kind=int(conn.kind), wconst=int(conn.wconst is not None), wval=int(conn.wconst or 0), k=conn.kw,
-                s_log2=log2(conn.sw), cc=p.tile.cc, c0=p.c0, tw=p.tile.tw, nbase=p.nbase,
+                s_log2=log2(conn.sw), cc=p.tile.cc, c0=p.tile.c0, tw=p.tile.tw, nbase=p.nbase,
                 wbase=p.wbase if conn.wconst is None else 0, src_w=src_w if dense else 0,
                 src_c=(ws.ci if ws else src_c) if dense else 0, k_y=conn.kh, s_log2_y=log2(conn.sh),
                 wshift=conn.wshift)
@@ -167,8 +168,8 @@ def _peg_entries(b: _Build, src: str, hits: list, iy: int, ix: int, ig: int, hos
 
 def _population(b: _Build, p: Part, peg_base: int, peg_count: int) -> tuple:
     layer = b.qnet.layer(p.layer)
-    row = dict(layer=b.order[p.layer], nbase=p.nbase, x0=p.x0, y0=p.y0, tw=p.tile.tw, th=p.tile.th,
-               c0=p.c0, cc=p.tile.cc, mult=layer.mult, shift=layer.shift, lo=layer.lo or 0, hi=layer.hi or 0,
+    row = dict(layer=b.order[p.layer], nbase=p.nbase, x0=p.tile.x0, y0=p.tile.y0, tw=p.tile.tw, th=p.tile.th,
+               c0=p.tile.c0, cc=p.tile.cc, mult=layer.mult, shift=layer.shift, lo=layer.lo or 0, hi=layer.hi or 0,
                peg_base=peg_base, peg_count=peg_count, **_neuron_fields(layer))
     return tuple(row[name] for name in _ALL_FIELDS["pop"])
 
@@ -183,7 +184,7 @@ def _initial_state(b: _Build, p: Part, acc: np.ndarray, words: dict) -> None:
                            f"{bias.shape}")
     tiles = p.tile.tw * p.tile.th
     neurons = slice(p.nbase, p.nbase + p.tile.neurons)
-    part_bias = np.tile(bias.astype(np.int64)[p.c0:p.c1 + 1], tiles)
+    part_bias = np.tile(bias.astype(np.int64)[p.tile.c0:p.tile.c1 + 1], tiles)
     if layer.neuron.model == "sigma_delta":     # the bias is the initial accumulator
         acc[neurons] = arith.wrap(part_bias, cfg.acc_bits)
     else:                                       # added every step: a per-neuron word
@@ -212,7 +213,7 @@ def _core_tables(b: _Build, core: int, esu: np.ndarray, hits_out: dict) -> CoreT
         pegs.append(entries)
         n_peg += len(entries)
         if p.weight_words:
-            kernel = _slice_words(b.qnet, b.qnet.layer(p.layer), p.c0, p.c1)
+            kernel = _slice_words(b.qnet, b.qnet.layer(p.layer), p.tile.c0, p.tile.c1)
             weights[p.wbase:p.wbase + len(kernel)] = kernel
             weights_used = max(weights_used, p.wbase + len(kernel))
         _initial_state(b, p, acc, words)

@@ -40,27 +40,18 @@ _WINDOW = 32
 
 @dataclass
 class Part:
-    """One population: layer tile x0..x1, y0..y1 (inclusive) x channels c0..c1 on one core.
+    """One population: a layer's tile (columns x0..x1, rows y0..y1, channels c0..c1) on one core.
 
     weight_words is what this part adds to its core's weight memory: 0 when it shares the kernel
     slice of another part of the same layer and channel group on that core (wbase is then shared).
     """
     layer: str
     core: int
-    x0: int
-    x1: int
-    y0: int
-    y1: int
-    c0: int
-    c1: int
+    tile: Tile
     nbase: int
     neurons: int
     wbase: int
     weight_words: int
-
-    @property
-    def tile(self) -> Tile:
-        return Tile(self.x0, self.x1, self.y0, self.y1, self.c0, self.c1)
 
 
 @dataclass
@@ -441,7 +432,7 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
         assignment, used = packed
         parts = []
         for nd, (core, nbase, wbase, words) in zip(needs, assignment):
-            parts.append(Part(nd.layer.name, core, nd.x[0], nd.x[1], nd.y[0], nd.y[1], nd.c[0], nd.c[1],
+            parts.append(Part(nd.layer.name, core, Tile(nd.x[0], nd.x[1], nd.y[0], nd.y[1], nd.c[0], nd.c[1]),
                               nbase, nd.need.neurons, wbase, words))
         usage = [u.as_dict() for u in used]
         return Placement(cfg, parts, usage, input_peg, pps, grids, part_ids, strategy)

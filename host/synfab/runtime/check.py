@@ -86,14 +86,20 @@ def compare_frame(tables, got: FrameOutput, want: FrameOutput) -> str | None:
             or compare_counters(got, want))
 
 
+def outside_input(tables, cols: dict) -> int:
+    """How many of the input events `cols` lie outside the tables' input (the fabric drops and
+    counts them: input_dropped)."""
+    in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
+    return int(((cols["x"] >= in_w) | (cols["y"] >= in_h) | (cols["c"] >= in_c)).sum())
+
+
 def link_balance(tables, cols: dict, out) -> str | None:
     """What the fabric's own counters say about the frame against what the host sent and received:
     one frame, every input beat counted, the out-of-range ones dropped, every output beat received.
     None when all agree, else the first disagreement."""
     c = out.counters
     n = len(cols["x"])
-    in_w, in_h, in_c = (int(tables.regs[k]) for k in ("in_w", "in_h", "in_c"))
-    outside = int(((cols["x"] >= in_w) | (cols["y"] >= in_h) | (cols["c"] >= in_c)).sum())
+    outside = outside_input(tables, cols)
     for name, got, want in (("frames", c["frames"], 1), ("events_in", c["events_in"], n),
                             ("input_dropped", c["input_dropped"], outside),
                             ("events_out", c["events_out"], len(out.events))):

@@ -294,15 +294,7 @@ class RegisterDevice(Device):
         self.write_reg("input_peg_count", 0)
         self.tables = None
         writes = self._table_writes(tables)
-        for _, addrs, words in writes:
-            self._write(addrs, words)
-        for (core, wname), addrs, words in writes:
-            back = self._read_back(addrs).astype(np.uint32)
-            if not np.array_equal(back, words):
-                k = int(np.flatnonzero(back != words)[0])
-                where = f"core {core} " if core is not None else ""
-                raise self.readback_error(f"{self.name}: read-back mismatch in {where}{wname} at {addrs[k]:#x}: "
-                                          f"wrote {words[k]:#010x}, read {back[k]:#010x}; the device is left unloaded")
+        self._write_verified(writes, "; the device is left unloaded")
         for c, ct in enumerate(tables.cores):
             self.write_reg("esu_count", ct.esu_count, core=c)
             self.write_reg("pop_count", ct.pop_count, core=c)
@@ -383,18 +375,24 @@ class RegisterDevice(Device):
         repeated changes nothing (arith.live)."""
         self._need_tables()
         writes = []
-        for (core, wname), addrs, _ in self._state_writes:
+        for key, addrs, _ in self._state_writes:
+            core, wname = key
             values = np.asarray(states[core][wname], dtype=np.int64).reshape(-1)
             if len(values) != len(addrs):
                 raise DeviceError(f"{self.name}: write_state: core {core} {wname} has {len(values)} values for "
                                   f"{len(addrs)} neurons in use")
-            words = (values & 0xFFFFFFFF).astype(np.uint32)      # as load writes them (sign-extended)
+            writes.append((key, addrs, (values & 0xFFFFFFFF).astype(np.uint32)))   # as load writes them
+        self._write_verified(writes)
+
+    def _write_verified(self, writes, consequence: str = "") -> None:
+        """Write every ((core, window), addrs, words), then read all back: readback_error (one line,
+        naming the first differing word, plus `consequence`) when one differs."""
+        for _, addrs, words in writes:
             self._write(addrs, words)
-            writes.append((core, wname, addrs, words))
-        for core, wname, addrs, words in writes:
+        for (core, wname), addrs, words in writes:
             back = np.asarray(self._read_back(addrs)).astype(np.uint32)
-            bad = np.flatnonzero(back != words)
-            if bad.size:
-                k = int(bad[0])
-                raise self.readback_error(f"{self.name}: read-back mismatch in core {core} {wname} of neuron {k}: "
-                                          f"wrote {words[k]:#010x}, read {back[k]:#010x}")
+            if not np.array_equal(back, words):
+                k = int(np.flatnonzero(back != words)[0])
+                where = f"core {core} " if core is not None else ""
+                raise self.readback_error(f"{self.name}: read-back mismatch in {where}{wname} at {addrs[k]:#x}: "
+                                          f"wrote {words[k]:#010x}, read {back[k]:#010x}{consequence}")

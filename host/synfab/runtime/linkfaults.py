@@ -33,7 +33,7 @@ from .litex import LinkError, UartBoneLink
 
 DIRECTIONS = ("to_device", "from_device")
 KINDS = ("drop", "dup", "flip")
-HEADER_BYTES = 6
+HEADER_BYTES = UartBoneLink.HEADER_BYTES
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,7 @@ class CommandTracker:
         return segs
 
     def _command(self, header: bytes) -> None:
-        cmd, n = header[0], header[1] or 256
-        addr = int.from_bytes(header[2:], "big") * 4
+        cmd, n, addr = UartBoneLink.parse_header(header)
         if cmd == UartBoneLink.WRITE_INCR:
             self._data_left, self._data_where, self._data_addr = 4 * n, region(addr), addr
         elif cmd == UartBoneLink.READ_INCR:

@@ -91,9 +91,17 @@ class UartBoneLink:
         """Bytes that crossed the link so far, per direction."""
         return {"to_device": self.bytes_to_device, "from_device": self.bytes_from_device}
 
+    HEADER_BYTES = 6
+
     @staticmethod
     def _header(cmd: int, addr: int, n: int) -> bytes:
         return bytes([cmd, n]) + (addr // 4).to_bytes(4, "big")
+
+    @staticmethod
+    def parse_header(header: bytes) -> tuple[int, int, int]:
+        """(cmd, words, byte address) of a command header (`_header`'s inverse; a length byte of
+        0 stands for 256 words)."""
+        return header[0], header[1] or 256, int.from_bytes(header[2:UartBoneLink.HEADER_BYTES], "big") * 4
 
     def write(self, addr: int, words) -> None:
         words = np.asarray(words, dtype=">u4")
