@@ -172,19 +172,21 @@ class TableMemory(LiteXModule):
         self.comb += padded.eq(host_q)
         words = Array(padded[32 * j:32 * (j + 1)] for j in range(self.words))
 
-        # Host writes complete at once, except a commit that waits for the derived values.
+        # Host writes complete at once, except a commit that waits for the derived values. The
+        # memory's write port is registered: the bus decode and the write enable fanned out to every
+        # block RAM of a large table (a core's weights: 32 DP16KD) sit in different clocks. The
+        # write lands the clock after its ack, before the slice can pass the host's next access.
         write_access = Signal()
         self.comb += write_access.eq(bus.cyc & bus.stb & ~bus.ack & bus.we)
         if derive is None:
-            self.comb += [host.access.eq(write_access), wr.adr.eq(host.entry), wr.dat_w.eq(host.new_entry),
-                          wr.we.eq(host.commit)]
+            self.comb += host.access.eq(write_access)
+            self.sync += [wr.adr.eq(host.entry), wr.dat_w.eq(host.new_entry), wr.we.eq(host.commit)]
             write_ack = write_access
         else:
             d = _Derivation(self, derive, host, layout.width)
-            self.comb += [
-                host.access.eq(write_access & ~d.deriving),
-                wr.adr.eq(host.entry), wr.dat_w.eq(Cat(d.held, derive.extra)), wr.we.eq(d.deriving & derive.done),
-            ]
+            self.comb += host.access.eq(write_access & ~d.deriving)
+            self.sync += [wr.adr.eq(host.entry), wr.dat_w.eq(Cat(d.held, derive.extra)),
+                          wr.we.eq(d.deriving & derive.done)]
             write_ack = (host.access & ~host.commit) | (d.deriving & derive.done)
         self.sync += [
             bus.ack.eq(write_ack | reading[1]),
