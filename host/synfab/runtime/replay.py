@@ -151,7 +151,8 @@ def fabric_clock(cfg, clock_mhz: float | None = None) -> dict:
         return {"mhz": check_clock_mhz(clock_mhz), "measured": False, "source": "--clock-mhz"}
     board = board_clock(cfg)
     if board is not None and board["fmax_measured"]:
-        return {"mhz": board["fmax_mhz"], "measured": True, "source": board["fmax_source"]}
+        return {"mhz": board["fmax_mhz"], "measured": True, "source": board["fmax_source"],
+                "built_from_current_gateware": board["built_from_current_gateware"]}
     return {"mhz": ASSUMED_FMAX_MHZ, "measured": False, "source": ASSUMED_FMAX_WHY}
 
 
@@ -186,7 +187,7 @@ def report(pacer: Pacer, log: ReplayLog, speed: float, clock: dict, due_us: np.n
                "speed": speed, "recording_s": round(float(due_us[-1]) / 1e6, 6) if n else 0.0,
                "schedule_s": round(float(pacer.due_s[-1]), 6) if n else 0.0, "wall_s": round(elapsed, 6),
                "frames_per_s": round(int(taken.sum()) / elapsed, 1) if elapsed > 0 else None,
-               "clock_mhz": clock["mhz"], "clock_measured": clock["measured"], "clock_source": clock["source"],
+               **{f"clock_{k}": v for k, v in clock.items()},
                "cycles_from": sources,
                "latency_cycles": _percentiles(cycles, 1), "latency_us": _percentiles(latency_us, 3),
                "wall_latency_us": _percentiles(wall_us, 1)}
