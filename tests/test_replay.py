@@ -233,3 +233,24 @@ def test_sim_latency_cycles_are_the_devices_frame_cycles(dvs):
     assert s["clock_mhz"] == 50 and s["clock_source"] == "--clock-mhz"
     model = api.replay_recording(tables, cut, speed=100, backend="model")
     assert all(np.array_equal(a, b) for a, b in zip(out["result"].outputs, model["result"].outputs))
+
+
+@pytest.mark.slow
+def test_pynq_replay_takes_cycles_from_the_fabric_counter(dvs, tmp_path):
+    """The simulated PYNQ-Z2 (pynq_mock): its DMA measures no frame, so the cycles are the fabric's
+    counter's; the outputs are the model's."""
+    pytest.importorskip("pynq")
+    from synfab.runtime import pynq_mock
+    recording, sfb = dvs
+    tables = bundle.load(sfb)
+    cut = api.cut_recording(recording, workloads.DVS_SHAPE, window_ms=workloads.DVS_WINDOW_MS, max_frames=3)
+    pynq_mock.activate()
+    try:
+        bit = pynq_mock.write_overlay(tables.cfg, tmp_path, name="synfab_replay")
+        out = api.replay_recording(tables, cut, speed=100, backend="pynq", device_args={"bitstream": str(bit)})
+    finally:
+        pynq_mock.deactivate()
+    s, per = out["realtime"]["summary"], out["realtime"]["per_frame"]
+    assert s["taken"] == 3 and s["cycles_from"] == ["counter"] and min(per["latency_cycles"]) > 0
+    model = api.replay_recording(tables, cut, speed=100, backend="model")
+    assert all(np.array_equal(a, b) for a, b in zip(out["result"].outputs, model["result"].outputs))
