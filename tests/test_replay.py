@@ -186,6 +186,7 @@ def test_fake_clock_through_the_device_decides_which_frames_drop(dvs):
     (["--realtime", "--speed", "nan"], "--speed nan"),
     (["--realtime", "--clock-mhz", "0"], "--clock-mhz 0"),
     (["--speed", "10"], "add --realtime"),
+    (["--speed", "0", "--clock-mhz", "0"], "--speed, --clock-mhz only apply"),
     (["--drop-late"], "add --realtime"),
 ])
 def test_bad_realtime_options_are_one_line_errors(dvs, capsys, argv, words):

@@ -135,8 +135,8 @@ def _realtime_speed(a) -> float | None:
     cannot go together, before anything is loaded."""
     from .runtime.replay import DEFAULT_SPEED, ReplayError, check_clock_mhz, check_speed
     if not a.realtime:
-        given = [flag for flag, value in (("--speed", a.speed), ("--drop-late", a.drop_late),
-                                          ("--clock-mhz", a.clock_mhz)) if value not in (None, False)]
+        given = [flag for flag, used in (("--speed", a.speed is not None), ("--drop-late", a.drop_late),
+                                         ("--clock-mhz", a.clock_mhz is not None)) if used]
         if given:
             raise ReplayError(f"{', '.join(given)} only apply to a real-time replay: add --realtime")
         return None

@@ -54,7 +54,8 @@ def check_speed(speed) -> float:
     """The speed factor as a float; ReplayError unless it is finite and > 0."""
     value = _float_or_nan(speed)
     if not (math.isfinite(value) and value > 0):
-        raise ReplayError(f"--speed {speed}: give a factor > 0 (1 = real time, 10 = ten times faster)")
+        raise ReplayError(f"--speed {speed}: give a finite factor > 0 ({DEFAULT_SPEED:g} = real time, "
+                          f"10 = ten times faster)")
     return value
 
 
@@ -62,7 +63,7 @@ def check_clock_mhz(clock_mhz) -> float:
     """A clock given in MHz as a float; ReplayError unless it is finite and > 0."""
     value = _float_or_nan(clock_mhz)
     if not (math.isfinite(value) and value > 0):
-        raise ReplayError(f"--clock-mhz {clock_mhz}: give the fabric's clock in MHz, > 0")
+        raise ReplayError(f"--clock-mhz {clock_mhz}: give the fabric's clock in MHz, finite and > 0")
     return value
 
 
