@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -202,10 +203,29 @@ def frames_from_files(tables, events=None, images=None, frames=None, window_ms=N
     return x
 
 
+# Frame length of an event recording framed by time when neither a window nor an event count is given.
+DEFAULT_WINDOW_MS = 50.0
+
+
+@dataclass(frozen=True)
+class RecordingFrames:
+    """A recording cut into frames: the input activations (T, C, H, W) and, per frame, the sensor
+    events it holds (slices of the recording) and the window length (None: framed by event count)."""
+    x: np.ndarray
+    slices: list
+    window_us: int | None
+
+
 def recording_frames(path_or_rec, shape, window_ms=None, events_per_frame=None, max_frames=None,
                      hi: int = 255) -> np.ndarray:
     """Event recording -> input frames (T, C, H, W): per-frame event counts per pixel, polarity as
     channel when the network has two input channels.  The sensor must match the input size."""
+    return cut_recording(path_or_rec, shape, window_ms, events_per_frame, max_frames, hi).x
+
+
+def cut_recording(path_or_rec, shape, window_ms=None, events_per_frame=None, max_frames=None,
+                  hi: int = 255) -> RecordingFrames:
+    """recording_frames with what real-time replay also needs: each frame's events and the window."""
     from . import events as ev
     rec = path_or_rec if isinstance(path_or_rec, ev.Recording) else ev.read(path_or_rec)
     c, h, w = shape
@@ -214,14 +234,16 @@ def recording_frames(path_or_rec, shape, window_ms=None, events_per_frame=None, 
                           f"with 'synfab events convert SRC DST --crop X0,Y0,W,H --downsample N'")
     if c not in (1, 2):
         raise SynfabError(f"event input needs a network with 1 or 2 input channels, this one has {c}")
+    window_us = None
     if events_per_frame:
         frames = ev.frames_by_count(rec.events, events_per_frame)
     else:
-        frames = ev.frames_by_time(rec.events, int((window_ms or 50.0) * 1000))
+        window_us = int((window_ms or DEFAULT_WINDOW_MS) * 1000)
+        frames = ev.frames_by_time(rec.events, window_us)
     if max_frames is not None:
         frames = frames[:max_frames]
     x = ev.to_histograms(frames, (w, h), channels="polarity" if c == 2 else "merge")
-    return np.minimum(x.astype(np.int64), hi)
+    return RecordingFrames(np.minimum(x.astype(np.int64), hi), frames, window_us)
 
 
 def _images_to_input(tables, imgs: np.ndarray) -> np.ndarray:
@@ -232,7 +254,9 @@ def _images_to_input(tables, imgs: np.ndarray) -> np.ndarray:
 
 
 def run_frames(tables, frames, backend="model", threshold=0, check=False, progress=False,
-               device_args=None, device=None) -> dict:
+               device_args=None, device=None, on_frame=None, pacer=None) -> dict:
+    """Frames (T, C, H, W) through tables on a backend (or an open `device`); `on_frame` and
+    `pacer` go to runtime.stream.stream."""
     from .runtime.device import check_fabric_runs
     from .runtime.stream import stream
     if backend != "model":     # before a Verilator build or a board connection: refuse in one line
@@ -243,12 +267,30 @@ def run_frames(tables, frames, backend="model", threshold=0, check=False, progre
         if own:
             dev.load(tables)
         dev.set_threshold(threshold)
-        res = stream(dev, frames, check=check, progress=progress)
+        res = stream(dev, frames, check=check, progress=progress, on_frame=on_frame, pacer=pacer)
     finally:
         if own:
             dev.close()
     return {"backend": backend, "threshold": threshold, "summary": res.summary(),
             "predictions": res.predictions().tolist(), "result": res}
+
+
+def replay_recording(tables, recording: RecordingFrames, speed: float | None = None, drop_late: bool = False,
+                     clock_mhz: float | None = None, clock=None, sleep=None, **run_args) -> dict:
+    """A recording cut into frames (cut_recording) replayed at its own timestamps divided by
+    `speed` (default real time; runtime.replay: when frames are due, late and dropped, latencies): run_frames' dict
+    (`run_args` go to it) plus 'realtime', per-frame arrays and a summary. `clock` (monotonic,
+    seconds) and `sleep` default to the real ones; tests pass a fake pair."""
+    import time
+    from .runtime import replay
+    speed = replay.check_speed(replay.DEFAULT_SPEED if speed is None else speed)
+    fabric_clock = replay.fabric_clock(tables.cfg, clock_mhz)      # refuse a bad clock before running
+    due_us = replay.frame_due_us(recording.slices, recording.window_us)
+    pacer = replay.Pacer(due_us / 1e6 / speed, drop_late, clock or time.monotonic, sleep or time.sleep)
+    log = replay.ReplayLog()
+    out = run_frames(tables, recording.x, on_frame=log.on_frame, pacer=pacer, **run_args)
+    out["realtime"] = replay.report(pacer, log, speed, fabric_clock, due_us, [len(e) for e in recording.slices])
+    return out
 
 
 def demo(backend="model", frames=20, threshold=0, check=False, progress=False, device_args=None,

@@ -130,14 +130,40 @@ def cmd_report(a):
 
 
 # -- run / demo --------------------------------------------------------------------------------
+def _realtime_speed(a) -> float | None:
+    """The speed of a real-time replay (None: not one); one-line errors for real-time options that
+    cannot go together, before anything is loaded."""
+    from .runtime.replay import DEFAULT_SPEED, ReplayError, check_clock_mhz, check_speed
+    if not a.realtime:
+        given = [flag for flag, used in (("--speed", a.speed is not None), ("--drop-late", a.drop_late),
+                                         ("--clock-mhz", a.clock_mhz is not None)) if used]
+        if given:
+            raise ReplayError(f"{', '.join(given)} only apply to a real-time replay: add --realtime")
+        return None
+    if a.events is None:
+        raise ReplayError("--realtime replays an event recording at its timestamps: give it with --events FILE")
+    if a.clock_mhz is not None:
+        check_clock_mhz(a.clock_mhz)
+    return check_speed(a.speed if a.speed is not None else DEFAULT_SPEED)
+
+
 def cmd_run(a):
     from . import api
     from .compiler import bundle
+    speed = _realtime_speed(a)
     tables = bundle.load(a.bundle)
-    frames = api.frames_from_files(tables, events=a.events, images=a.images, frames=a.frames,
-                                   window_ms=a.window_ms, events_per_frame=a.events_per_frame, inputs=a.inputs)
-    out = api.run_frames(tables, frames, backend=a.backend, threshold=a.threshold, check=a.check,
-                         progress=not a.json, device_args=_device_args(a))
+    run_args = dict(backend=a.backend, threshold=a.threshold, check=a.check, progress=not a.json,
+                    device_args=_device_args(a))
+    if speed is not None:
+        recording = api.cut_recording(a.events, tuple(tables.metadata["input_shape"]), window_ms=a.window_ms,
+                                      events_per_frame=a.events_per_frame, max_frames=a.frames)
+        out = api.replay_recording(tables, recording, speed=speed,
+                                   drop_late=a.drop_late, clock_mhz=a.clock_mhz, **run_args)
+    else:
+        frames = api.frames_from_files(tables, events=a.events, images=a.images, frames=a.frames,
+                                       window_ms=a.window_ms, events_per_frame=a.events_per_frame,
+                                       inputs=a.inputs)
+        out = api.run_frames(tables, frames, **run_args)
     res = out.pop("result")
     summary = out["summary"]
     names = [l["name"] for l in tables.metadata["layers"]]
@@ -152,9 +178,33 @@ def cmd_run(a):
     if a.json:
         _print(out, True)
     else:
-        for t, p in enumerate(out["predictions"]):
+        for t, p in zip(_frames_run(out), out["predictions"]):
             print(f"frame {t:4d}: output class {p}")
         _print(summary, False)
+        if "realtime" in out:
+            print(realtime_text(out["realtime"]["summary"]))
+
+
+def _frames_run(out: dict) -> list[int]:
+    """Indices of the frames that ran (a real-time replay with --drop-late skips some)."""
+    if "realtime" not in out:
+        return list(range(len(out["predictions"])))
+    return [k for k, dropped in enumerate(out["realtime"]["per_frame"]["dropped"]) if not dropped]
+
+
+def realtime_text(s: dict) -> str:
+    """The summary of a real-time replay in a few lines."""
+    clock = f"{s['clock_mhz']} MHz ({'measured: ' if s['clock_measured'] else ''}{s['clock_source']})"
+    lines = [f"real time x{s['speed']:g}: {s['frames']} frames, {s['taken']} taken, {s['late']} late, "
+             f"{s['dropped']} dropped ({s['dropped_sensor_events']} sensor events); recording "
+             f"{s['recording_s']} s, replayed in {s['wall_s']} s ({s['frames_per_s']} frames/s)"]
+    for key, unit in (("latency_cycles", "cycles"), ("latency_us", f"us at {clock}"), ("wall_latency_us", "us wall")):
+        p = s[key]
+        if p["p50"] is not None:
+            lines.append(f"latency p50 {p['p50']} / p99 {p['p99']} {unit}")
+    if s["latency_cycles"]["p50"] is None:
+        lines.append("no fabric cycle counts: this backend has no clock (the model backend)")
+    return "\n".join(lines)
 
 
 def cmd_demo(a):
@@ -299,8 +349,22 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--inputs", help="(T, C, H, W) .npy, one frame per time step: levels whose changes are sent, "
                                       "or events/spikes sent as they are, as the network's input says")
     u.add_argument("--frames", type=int, help="at most this many frames")
-    u.add_argument("--window-ms", type=float, default=None, help="events: frame length in ms (default 50)")
+    from .api import DEFAULT_WINDOW_MS
+    u.add_argument("--window-ms", type=float, default=None,
+                   help=f"events: frame length in ms (default {DEFAULT_WINDOW_MS:g})")
     u.add_argument("--events-per-frame", type=int, default=None, help="events: frame by event count")
+    u.add_argument("--realtime", action="store_true",
+                   help="events: replay the recording at its own timestamps; each frame is due when its last "
+                        "event's time has passed; reports latencies and late frames")
+    from .runtime.replay import DEFAULT_SPEED
+    u.add_argument("--speed", type=float, default=None,
+                   help=f"realtime: speed factor (default {DEFAULT_SPEED:g} = real time; 10 = ten times faster)")
+    u.add_argument("--drop-late", action="store_true",
+                   help="realtime: skip a late frame (counted as dropped) instead of running it behind "
+                        "schedule (the default: every frame runs, counted late)")
+    u.add_argument("--clock-mhz", type=float, default=None,
+                   help="realtime: fabric clock for latencies in us (default: the measured Fmax of the fabric's "
+                        "committed bitstream, else an assumed clock, stated in the output)")
     device_opts(u)
     u.set_defaults(func=cmd_run)
 

@@ -64,8 +64,10 @@ class StreamResult:
 
 
 def stream(device: Device, frames, check: bool = False, progress: bool = False,
-           on_frame=None) -> StreamResult:
-    """Run frames (iterable of (C, H, W) int arrays) through a loaded device."""
+           on_frame=None, pacer=None) -> StreamResult:
+    """Run frames (iterable of (C, H, W) int arrays) through a loaded device. With a `pacer`
+    (runtime.replay.Pacer) each frame waits until it is due and a frame the pacer drops is not
+    sent: the next frame sent carries the input changes since the last one sent."""
     tables = device.tables
     if tables is None:
         raise SynfabError("stream: the device has no bundle loaded")
@@ -87,7 +89,15 @@ def stream(device: Device, frames, check: bool = False, progress: bool = False,
     prev = np.zeros(in_shape, dtype=np.int64)
     out = np.zeros(out_shape, dtype=np.int64)
     t0 = time.perf_counter()
+    if pacer is not None:
+        pacer.start()
     for t, frame in enumerate(it):
+        if pacer is not None:
+            taken = pacer.take(t)
+            if progress:
+                it.set_postfix(pacer.counts(), refresh=False)
+            if not taken:
+                continue
         frame = np.asarray(frame)
         if frame.shape != in_shape:
             raise SynfabError(f"frame {t} has shape {frame.shape} but the network input is {in_shape}; "
@@ -95,6 +105,8 @@ def stream(device: Device, frames, check: bool = False, progress: bool = False,
         ev = input_deltas(prev, frame) if mode == "levels" else _as_dict(frame_events(None, frame, mode))
         prev = frame.astype(np.int64)
         fo = device.run_frame(ev)
+        if pacer is not None:       # the result is back: before the host's own checking
+            pacer.finish(t)
         if golden is not None:
             check_frame(tables, t, device, fo, golden, golden.run_frame(ev))
         mine = fo.events[fo.events["tag"] == tag]
