@@ -6,8 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .compiler.mapper import DEFAULT_OBJECTIVE
 from .config import FabricConfig
 from .errors import SynfabError
+
+# Calibration images used as the sample input whose synaptic work the mapper balances (enough to
+# average the activity, few enough to run through the dense reference quickly).
+CALIBRATION_SAMPLE_FRAMES = 32
 
 
 # -- devices -------------------------------------------------------------------------------------
@@ -82,31 +87,57 @@ def default_fabric(qnet) -> FabricConfig:
     return FabricConfig()
 
 
-def compile_qnetwork(qnet, fabric: FabricConfig | None = None):
+def compile_qnetwork(qnet, fabric: FabricConfig | None = None, objective: str = DEFAULT_OBJECTIVE, sample=None):
+    """Tables of qnet on `fabric` (default_fabric if None), placed for `objective` (memory,
+    throughput, balanced: mapper.map_network), balancing the work of the `sample` input frames
+    (T, C, H, W) when given, else the static estimate (compiler/work.py)."""
+    return compile_placed(qnet, fabric, objective, sample)[0]
+
+
+def compile_placed(qnet, fabric: FabricConfig | None = None, objective: str = DEFAULT_OBJECTIVE, sample=None):
+    """(tables, placement) of compile_qnetwork: the placement says what it predicts of a frame."""
     from .compiler.build import compile_network
     from .compiler.mapper import map_network
     cfg = fabric or default_fabric(qnet)
-    return compile_network(qnet, cfg, map_network(qnet, cfg))
+    placement = map_network(qnet, cfg, objective=objective, sample=sample)
+    return compile_network(qnet, cfg, placement), placement
 
 
-def compile_file(path, out=None, fabric: FabricConfig | None = None, calib=None, **options):
+def calibration_sample(qnet, calib):
+    """The calibration images as input frames of qnet (the work the mapper balances), or None."""
+    if calib is None:
+        return None
+    from .frontend.quant import quantize_input
+    imgs, _ = load_images(calib) if isinstance(calib, (str, Path)) else (np.asarray(calib), None)
+    x = imgs[:CALIBRATION_SAMPLE_FRAMES].astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0)
+    if x.shape[1:] != tuple(qnet.input_shape):
+        return None   # images the importer reshapes: the static estimate instead
+    return np.stack([quantize_input(qnet, xi) for xi in x])
+
+
+def compile_file(path, out=None, fabric: FabricConfig | None = None, calib=None,
+                 objective: str = DEFAULT_OBJECTIVE, **options):
     """Tables of the network in a model file of any format (load_network; options such as
-    input_shape go to its importer), quantized with `calib` when it is a float network;
-    also written as a bundle to `out` when given."""
-    tables = compile_qnetwork(quantize_network(load_network(path, **options), calib), fabric)
+    input_shape go to its importer), quantized with `calib` when it is a float network and
+    placed for `objective` (the calibration images are the sample whose work is balanced); also
+    written as a bundle to `out` when given."""
+    qnet = quantize_network(load_network(path, **options), calib)
+    tables = compile_qnetwork(qnet, fabric, objective, calibration_sample(qnet, calib))
     if out is not None:
         from .compiler import bundle
         bundle.save(tables, out)
     return tables
 
 
-def compile_with_report(path, fabric: FabricConfig | None = None, calib=None, **options) -> tuple:
+def compile_with_report(path, fabric: FabricConfig | None = None, calib=None, objective: str = DEFAULT_OBJECTIVE,
+                        **options) -> tuple:
     """(tables, summary); the summary adds float vs quantized accuracy when the calibration file
-    of a float network carries labels."""
+    of a float network carries labels, and the placement's objective and predicted frame."""
     net = load_network(path, **options)
     qnet = quantize_network(net, calib)
-    tables = compile_qnetwork(qnet, fabric)
+    tables, placement = compile_placed(qnet, fabric, objective, calibration_sample(qnet, calib))
     info = bundle_summary(tables)
+    info["placement"] = placement_summary(placement)
     if qnet is not net and isinstance(calib, (str, Path)):
         imgs, labels = load_images(calib)
         if labels is not None:
@@ -114,6 +145,14 @@ def compile_with_report(path, fabric: FabricConfig | None = None, calib=None, **
             x = imgs.astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0)
             info["accuracy"] = quant.evaluate(net, qnet, x, labels, acc_bits=tables.cfg.acc_bits)
     return tables, info
+
+
+def placement_summary(placement) -> dict:
+    """The placement's objective and, when it weighed synaptic work, its predicted frame."""
+    out = {"objective": placement.objective}
+    if placement.prediction is not None:
+        out["predicted"] = placement.prediction
+    return out
 
 
 def bundle_summary(tables) -> dict:
