@@ -174,21 +174,25 @@ def bundle_summary(tables) -> dict:
 
 
 # -- report ------------------------------------------------------------------------------------------
-def report(target: str, neurons_per_core: int = 1024, fabric=None, **options) -> dict:
+def report(target: str, neurons_per_core: int = 1024, fabric=None, objective: str = DEFAULT_OBJECTIVE,
+           **options) -> dict:
+    """Memory footprint of a network (zoo:NAME, a model file) placed for `objective`, and with a
+    fabric its mapping there; a bundle's summary."""
     from .analysis import footprint
     if target.startswith("zoo:"):
         from .analysis import zoo
-        return footprint.analyze(zoo.get(target[4:]), neurons_per_core=neurons_per_core)
+        return footprint.analyze(zoo.get(target[4:]), neurons_per_core=neurons_per_core, objective=objective)
     if target.endswith(".sfb"):
         from .compiler import bundle
         tables = bundle.load(target)
         return {"bundle": bundle_summary(tables)}
     net = load_network(target, **options)
-    result = footprint.analyze(net, neurons_per_core=neurons_per_core)
+    result = footprint.analyze(net, neurons_per_core=neurons_per_core, objective=objective)
     if fabric:
         from .frontend.ir import QNetwork
         if isinstance(net, QNetwork):
-            result["mapping"] = bundle_summary(compile_qnetwork(net, FabricConfig.load(fabric)))
+            tables, placement = compile_placed(net, FabricConfig.load(fabric), objective)
+            result["mapping"] = {**bundle_summary(tables), "placement": placement_summary(placement)}
     return result
 
 
@@ -288,9 +292,10 @@ def run_frames(tables, frames, backend="model", threshold=0, check=False, progre
 
 
 def demo(backend="model", frames=20, threshold=0, check=False, progress=False, device_args=None,
-         network: str = "demo", fabric: FabricConfig | None = None) -> dict:
+         network: str = "demo", fabric: FabricConfig | None = None, objective: str = DEFAULT_OBJECTIVE) -> dict:
     """The main job: real MNIST test digits through a shipped quantized CNN ('demo' or 'lenet',
-    synfab.demo) on a backend, compiled for `fabric` (default: the network's own, demo.fabric)."""
+    synfab.demo) on a backend, compiled for `fabric` (default: the network's own, demo.fabric) and
+    placed for `objective` (static work estimate: the digits run are not used to place)."""
     from . import demo as shipped
     from .model import reference
     from .frontend.quant import quantize_input
@@ -298,7 +303,7 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
         raise SynfabError("--frames must be >= 1")
     qnet = shipped.qnetwork(network)
     cfg = fabric or shipped.fabric(network)
-    tables = compile_qnetwork(qnet, cfg)
+    tables = compile_qnetwork(qnet, cfg, objective)
     imgs, labels = shipped.load_demo_digits(frames)
     x = np.stack([quantize_input(qnet, im.astype(np.float32) / 255.0) for im in imgs])
     out = run_frames(tables, x, backend=backend, threshold=threshold, check=check, progress=progress,
@@ -309,7 +314,8 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
     match = all(np.array_equal(o, r) for o, r in zip(res.outputs, ref))
     ref_preds = np.array([int(np.argmax(r.reshape(r.shape[0], -1).sum(axis=1))) for r in ref])
     s = out["summary"]
-    result = {"network": network, "fabric": cfg.name, "backend": backend, "frames": res.frames,
+    result = {"network": network, "fabric": cfg.name, "objective": objective, "backend": backend,
+              "frames": res.frames,
               "threshold": threshold,
               "accuracy": float(np.mean(preds == labels[:len(preds)])),
               "reference_accuracy": float(np.mean(ref_preds == labels[:len(preds)])),
