@@ -618,7 +618,7 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
         placement = _map(qnet, cfg, "auto")
         placement.objective = objective
         return placement
-    work = work or estimate(qnet, sample)
+    work = work or estimate(qnet, sample, cfg.acc_bits)
     least_cost = _with_prediction(qnet, _map(qnet, cfg, "auto"), objective, work)
     balanced = _work_balanced(qnet, cfg, work)
     if balanced is None:

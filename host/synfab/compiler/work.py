@@ -60,13 +60,13 @@ def _static_events(qnet: QNetwork) -> dict[str, np.ndarray]:
     return {name: np.ones(shape) for name, shape in shapes.items()}
 
 
-def _sample_events(qnet: QNetwork, sample) -> dict[str, np.ndarray]:
+def _sample_events(qnet: QNetwork, sample, acc_bits: int) -> dict[str, np.ndarray]:
     """Mean events per frame of every neuron (and input value) while the sample frames run."""
     from ..model.reference import input_step_events, simulate
     frames = np.asarray(sample, dtype=np.int64)
     if frames.ndim == 3:
         frames = frames[None]
-    trace = simulate(qnet, frames, record_state=False)
+    trace = simulate(qnet, frames, acc_bits, record_state=False)
     events = {name: np.mean([e != 0 for e in per_step], axis=0) for name, per_step in trace.events.items()}
     prev, sent = None, []
     for frame in frames:
@@ -112,9 +112,10 @@ def _evaluations(layer: QLayer, ops: list[np.ndarray]) -> np.ndarray:
     return (sum(ops) > 0).astype(np.float64)
 
 
-def estimate(qnet: QNetwork, sample=None) -> Work:
-    """Work per frame of qnet: from the sample frames when given, else static (module doc)."""
-    events = _static_events(qnet) if sample is None else _sample_events(qnet, sample)
+def estimate(qnet: QNetwork, sample=None, acc_bits: int = FabricConfig().acc_bits) -> Work:
+    """Work per frame of qnet: from the sample frames when given (run with the fabric's acc_bits:
+    the accumulators wrap there), else static (module doc)."""
+    events = _static_events(qnet) if sample is None else _sample_events(qnet, sample, acc_bits)
     ops = {l.name: [connection_ops(l, c, events[c.src]) for c in l.inputs] for l in qnet.layers}
     evaluations = {l.name: _evaluations(l, ops[l.name]) for l in qnet.layers}
     return Work(STATIC if sample is None else SAMPLE, ops, evaluations, float(events[qnet.input_name].sum()))
