@@ -168,7 +168,7 @@ def check_whole_frame(w: dict, name: str, cfg: FabricConfig):
 
 def test_conv_network_fits_one_core_of_each_preset():
     for cfg in PRESETS.values():
-        tables = compile_qnetwork(bench.conv_network(cfg), cfg)
+        tables = compile_qnetwork(bench.conv_network(cfg), cfg, bench.MICRO_OBJECTIVE)
         assert sum(ct.pop_count > 0 for ct in tables.cores) == 1
         assert bench.conv_network(cfg).layers[0].shape[0] >= 32
 
@@ -197,7 +197,7 @@ def test_cli_json_and_text(tiny, monkeypatch, capsys):
     """The CLI hands its options to fabric_bench and prints the result as JSON or as text."""
     result = {**tiny, "at_fmax": bench.at_fmax(FabricConfig(), CLOCK, tiny["micro"], tiny["whole_frame"], None)}
     seen = []
-    monkeypatch.setattr(bench, "fabric_bench", lambda cfg, workloads=None, frames=None, link=True:
+    monkeypatch.setattr(bench, "fabric_bench", lambda cfg, workloads=None, frames=None, link=True, objective=None:
                         seen.append((cfg, workloads, frames, link)) or result)
     assert main(["bench", "--fabric", "tiny", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -224,8 +224,8 @@ def test_fabric_bench_runs_the_workloads_that_fit_a_fabric(monkeypatch):
     and a workload asked for by name that does not fit is a one-line error."""
     monkeypatch.setattr(bench, "micro_bench", lambda cfg, n=bench.RELAY_EVENTS: ({}, {}))
     ran = []
-    monkeypatch.setattr(bench, "workload_bench", lambda name, frames, cfg, loaded: ran.append((name, cfg)) or {})
-    monkeypatch.setattr(bench, "link_bench", lambda cfg, loaded: pytest.fail("no board: no link measurement"))
+    monkeypatch.setattr(bench, "workload_bench", lambda name, frames, cfg, loaded, objective: ran.append((name, cfg)) or {})
+    monkeypatch.setattr(bench, "link_bench", lambda cfg, loaded, objective: pytest.fail("no board: no link measurement"))
     small = PRESETS["small"]
     result = bench.fabric_bench(small, frames=1)
     assert ran == [] and set(result["whole_frame"]["does_not_fit"]) == set(WORKLOADS)

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .compiler.mapper import DEFAULT_OBJECTIVE
 from .config import FabricConfig
 from .errors import SynfabError
+
+# Calibration images used as the sample input whose synaptic work the mapper balances (enough to
+# average the activity, few enough to run through the dense reference quickly).
+CALIBRATION_SAMPLE_FRAMES = 32
 
 
 # -- devices -------------------------------------------------------------------------------------
@@ -86,31 +91,57 @@ def default_fabric(qnet) -> FabricConfig:
     return FabricConfig()
 
 
-def compile_qnetwork(qnet, fabric: FabricConfig | None = None):
+def compile_qnetwork(qnet, fabric: FabricConfig | None = None, objective: str = DEFAULT_OBJECTIVE, sample=None):
+    """Tables of qnet on `fabric` (default_fabric if None), placed for `objective` (memory,
+    throughput, balanced: mapper.map_network), balancing the work of the `sample` input frames
+    (T, C, H, W) when given, else the static estimate (compiler/work.py)."""
+    return compile_placed(qnet, fabric, objective, sample)[0]
+
+
+def compile_placed(qnet, fabric: FabricConfig | None = None, objective: str = DEFAULT_OBJECTIVE, sample=None):
+    """(tables, placement) of compile_qnetwork: the placement says what it predicts of a frame."""
     from .compiler.build import compile_network
     from .compiler.mapper import map_network
     cfg = fabric or default_fabric(qnet)
-    return compile_network(qnet, cfg, map_network(qnet, cfg))
+    placement = map_network(qnet, cfg, objective=objective, sample=sample)
+    return compile_network(qnet, cfg, placement), placement
 
 
-def compile_file(path, out=None, fabric: FabricConfig | None = None, calib=None, **options):
+def calibration_sample(qnet, calib):
+    """The calibration images as input frames of qnet (the work the mapper balances), or None."""
+    if calib is None:
+        return None
+    from .frontend.quant import quantize_input
+    imgs, _ = load_images(calib) if isinstance(calib, (str, Path)) else (np.asarray(calib), None)
+    x = imgs[:CALIBRATION_SAMPLE_FRAMES].astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0)
+    if x.shape[1:] != tuple(qnet.input_shape):
+        return None   # images the importer reshapes: the static estimate instead
+    return np.stack([quantize_input(qnet, xi) for xi in x])
+
+
+def compile_file(path, out=None, fabric: FabricConfig | None = None, calib=None,
+                 objective: str = DEFAULT_OBJECTIVE, **options):
     """Tables of the network in a model file of any format (load_network; options such as
-    input_shape go to its importer), quantized with `calib` when it is a float network;
-    also written as a bundle to `out` when given."""
-    tables = compile_qnetwork(quantize_network(load_network(path, **options), calib), fabric)
+    input_shape go to its importer), quantized with `calib` when it is a float network and
+    placed for `objective` (the calibration images are the sample whose work is balanced); also
+    written as a bundle to `out` when given."""
+    qnet = quantize_network(load_network(path, **options), calib)
+    tables = compile_qnetwork(qnet, fabric, objective, calibration_sample(qnet, calib))
     if out is not None:
         from .compiler import bundle
         bundle.save(tables, out)
     return tables
 
 
-def compile_with_report(path, fabric: FabricConfig | None = None, calib=None, **options) -> tuple:
+def compile_with_report(path, fabric: FabricConfig | None = None, calib=None, objective: str = DEFAULT_OBJECTIVE,
+                        **options) -> tuple:
     """(tables, summary); the summary adds float vs quantized accuracy when the calibration file
-    of a float network carries labels."""
+    of a float network carries labels, and the placement's objective and predicted frame."""
     net = load_network(path, **options)
     qnet = quantize_network(net, calib)
-    tables = compile_qnetwork(qnet, fabric)
+    tables, placement = compile_placed(qnet, fabric, objective, calibration_sample(qnet, calib))
     info = bundle_summary(tables)
+    info["placement"] = placement_summary(placement)
     if qnet is not net and isinstance(calib, (str, Path)):
         imgs, labels = load_images(calib)
         if labels is not None:
@@ -118,6 +149,14 @@ def compile_with_report(path, fabric: FabricConfig | None = None, calib=None, **
             x = imgs.astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0)
             info["accuracy"] = quant.evaluate(net, qnet, x, labels, acc_bits=tables.cfg.acc_bits)
     return tables, info
+
+
+def placement_summary(placement) -> dict:
+    """The placement's objective and, when it weighed synaptic work, its predicted frame."""
+    out = {"objective": placement.objective}
+    if placement.prediction is not None:
+        out["predicted"] = placement.prediction
+    return out
 
 
 def bundle_summary(tables) -> dict:
@@ -139,21 +178,25 @@ def bundle_summary(tables) -> dict:
 
 
 # -- report ------------------------------------------------------------------------------------------
-def report(target: str, neurons_per_core: int = 1024, fabric=None, **options) -> dict:
+def report(target: str, neurons_per_core: int = 1024, fabric=None, objective: str = DEFAULT_OBJECTIVE,
+           **options) -> dict:
+    """Memory footprint of a network (zoo:NAME, a model file) placed for `objective`, and with a
+    fabric its mapping there; a bundle's summary."""
     from .analysis import footprint
     if target.startswith("zoo:"):
         from .analysis import zoo
-        return footprint.analyze(zoo.get(target[4:]), neurons_per_core=neurons_per_core)
+        return footprint.analyze(zoo.get(target[4:]), neurons_per_core=neurons_per_core, objective=objective)
     if target.endswith(".sfb"):
         from .compiler import bundle
         tables = bundle.load(target)
         return {"bundle": bundle_summary(tables)}
     net = load_network(target, **options)
-    result = footprint.analyze(net, neurons_per_core=neurons_per_core)
+    result = footprint.analyze(net, neurons_per_core=neurons_per_core, objective=objective)
     if fabric:
         from .frontend.ir import QNetwork
         if isinstance(net, QNetwork):
-            result["mapping"] = bundle_summary(compile_qnetwork(net, FabricConfig.load(fabric)))
+            tables, placement = compile_placed(net, FabricConfig.load(fabric), objective)
+            result["mapping"] = {**bundle_summary(tables), "placement": placement_summary(placement)}
     return result
 
 
@@ -294,9 +337,10 @@ def replay_recording(tables, recording: RecordingFrames, speed: float | None = N
 
 
 def demo(backend="model", frames=20, threshold=0, check=False, progress=False, device_args=None,
-         network: str = "demo", fabric: FabricConfig | None = None) -> dict:
+         network: str = "demo", fabric: FabricConfig | None = None, objective: str = DEFAULT_OBJECTIVE) -> dict:
     """The main job: real MNIST test digits through a shipped quantized CNN ('demo' or 'lenet',
-    synfab.demo) on a backend, compiled for `fabric` (default: the network's own, demo.fabric)."""
+    synfab.demo) on a backend, compiled for `fabric` (default: the network's own, demo.fabric) and
+    placed for `objective` (static work estimate: the digits run are not used to place)."""
     from . import demo as shipped
     from .model import reference
     from .frontend.quant import quantize_input
@@ -304,7 +348,7 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
         raise SynfabError("--frames must be >= 1")
     qnet = shipped.qnetwork(network)
     cfg = fabric or shipped.fabric(network)
-    tables = compile_qnetwork(qnet, cfg)
+    tables = compile_qnetwork(qnet, cfg, objective)
     imgs, labels = shipped.load_demo_digits(frames)
     x = np.stack([quantize_input(qnet, im.astype(np.float32) / 255.0) for im in imgs])
     out = run_frames(tables, x, backend=backend, threshold=threshold, check=check, progress=progress,
@@ -315,7 +359,8 @@ def demo(backend="model", frames=20, threshold=0, check=False, progress=False, d
     match = all(np.array_equal(o, r) for o, r in zip(res.outputs, ref))
     ref_preds = np.array([int(np.argmax(r.reshape(r.shape[0], -1).sum(axis=1))) for r in ref])
     s = out["summary"]
-    result = {"network": network, "fabric": cfg.name, "backend": backend, "frames": res.frames,
+    result = {"network": network, "fabric": cfg.name, "objective": objective, "backend": backend,
+              "frames": res.frames,
               "threshold": threshold,
               "accuracy": float(np.mean(preds == labels[:len(preds)])),
               "reference_accuracy": float(np.mean(ref_preds == labels[:len(preds)])),

@@ -87,7 +87,7 @@ def cmd_compile(a):
     from . import api
     from .compiler import bundle
     tables, info = api.compile_with_report(a.network, fabric=_fabric_or_none(a.fabric), calib=a.calib,
-                                           **model_options(a))
+                                           objective=a.objective, **model_options(a))
     bundle.save(tables, a.output)
     info["bundle"] = str(a.output)
     if a.json:
@@ -99,6 +99,7 @@ def cmd_compile(a):
         if info["golden_model_only"]:
             print(f"runs on the golden model only (the gateware does not run yet: "
                   f"{'; '.join(info['golden_model_only'])})")
+    print(placement_line(info["placement"]))
     print(f"{'core':>6} {'populations':>12} {'esu':>5} {'peg':>5} {'neurons':>8} {'weights':>8}")
     for c in info["cores"]:
         print(f"{c['core']:>6} {c['populations']:>12} {c['esu_descriptors']:>5} {c['peg_entries']:>5} "
@@ -107,6 +108,16 @@ def cmd_compile(a):
         acc = info["accuracy"]
         print(f"accuracy on the calibration set: float {acc['float_accuracy']:.4f}, "
               f"quantized {acc['quant_accuracy']:.4f} (agreement {acc['agreement']:.4f})")
+
+
+def placement_line(placement: dict) -> str:
+    """One line on the placement: its objective and what it predicts of a frame."""
+    p = placement.get("predicted")
+    if p is None:
+        return f"placement objective {placement['objective']}"
+    return (f"placement objective {placement['objective']}: predicted {p['frame_cycles']:,.0f} cycles/frame for "
+            f"{p['synaptic_ops']:,.0f} synaptic ops ({p['work_from']} estimate), lower bound "
+            f"{p['lower_bound_cycles']:,.0f} (ops / cores)")
 
 
 def cmd_export(a):
@@ -119,7 +130,8 @@ def cmd_export(a):
 
 def cmd_report(a):
     from . import api
-    result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric, **model_options(a))
+    result = api.report(a.target, neurons_per_core=a.neurons_per_core, fabric=a.fabric, objective=a.objective,
+                        **model_options(a))
     if a.plot:
         from .analysis import footprint
         footprint.plot(result, a.plot)
@@ -221,7 +233,7 @@ def cmd_demo(a):
             raise SynfabError("--window-ms is for --task event-digits (image digits are one frame each)")
         out = api.demo(backend=a.backend, frames=a.frames, threshold=a.threshold, check=a.check,
                        progress=not a.json, device_args=_device_args(a), network=a.network or "demo",
-                       fabric=fabric)
+                       fabric=fabric, objective=a.objective)
     if a.json:
         _print(out, True)
     else:
@@ -299,6 +311,16 @@ def registers_markdown(rm) -> str:
     return "\n".join(out)
 
 
+def objective_opt(q) -> None:
+    """--objective: how the mapper places the network (mapper.map_network). Checked by the
+    mapper, so a bad value is its one-line error (exit 1), not argparse's usage text (exit 2)."""
+    from .compiler.mapper import DEFAULT_OBJECTIVE, OBJECTIVES
+    q.add_argument("--objective", default=DEFAULT_OBJECTIVE, metavar="|".join(OBJECTIVES),
+                   help=f"placement objective (default {DEFAULT_OBJECTIVE}): memory replicates kernels least; "
+                        f"throughput balances the synaptic work over the cores; balanced does so where it "
+                        f"shortens the predicted frame by 10%% or more")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synfab", description="Event-based CNN fabric with synapse compression")
     from . import __version__
@@ -315,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calib", help="calibration inputs (.npz/.npy images) for a float network")
     c.add_argument("--json", action="store_true")
     _model_opts(c)
+    objective_opt(c)
     c.set_defaults(func=cmd_compile)
 
     from .frontend.nir import DEFAULT_DT
@@ -331,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot", help="write a PNG bar chart of the schemes")
     r.add_argument("--json", action="store_true")
     _model_opts(r)
+    objective_opt(r)
     r.set_defaults(func=cmd_report)
 
     def device_opts(q):
@@ -382,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--window-ms", type=float, default=None,
                    help="event-digits: frame window in ms (default 300: one frame per digit)")
     device_opts(d)
+    objective_opt(d)
     d.set_defaults(func=cmd_demo)
 
     g = sub.add_parser("regs", help="print the AXI-Lite register map")
@@ -406,6 +431,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "objective", None) is not None:   # before any model is loaded or simulated
+            from .compiler.mapper import check_objective
+            check_objective(args.objective)
         args.func(args)
     except SynfabError as e:
         print(f"synfab: error: {e}", file=sys.stderr)

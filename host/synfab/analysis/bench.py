@@ -61,6 +61,8 @@ from ..errors import SynfabError
 from ..frontend.ir import QConnection, QLayer, QNetwork
 from ..layouts import Kind
 from ..model.golden import EVENT_FIELDS
+from ..compiler.mapper import DEFAULT_OBJECTIVE
+from ..compiler.work import lanes
 from ..runtime.device import eof_word, event_words, frame_beats
 
 CONV_KERNEL = 3
@@ -75,6 +77,9 @@ IDLE_SPEED_CYCLES = 1_000_000
 POLL_CYCLES = 2_000
 MAX_DRAIN_CYCLES = 50_000_000
 MAX_FRAME_CYCLES = 200_000_000
+MICRO_OBJECTIVE = "memory"
+# Issue 11's target for whole frames: the fabric does at least this share of cores x lanes ops per clock.
+TARGET_SHARE = 0.5
 MICRO_WHAT = ("micro-benchmarks: one mechanism at its best (one busy core in the input phase of a single conv; "
               "a one-synapse relay in steady state), not a workload")
 WHOLE_FRAME_WHAT = ("whole frames of real workloads on their fabric: input phase, drain, evaluation of every "
@@ -217,7 +222,10 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
 
     conv = conv_network(cfg)
     relay = relay_network(cfg)
-    conv_tables, relay_tables = compile_qnetwork(conv, cfg), compile_qnetwork(relay, cfg)
+    # Objective memory: each network stays on the one core it fits (the micro-benchmarks measure one
+    # core's mechanism; balancing would spread the conv over every core).
+    conv_tables, relay_tables = (compile_qnetwork(conv, cfg, MICRO_OBJECTIVE),
+                                 compile_qnetwork(relay, cfg, MICRO_OBJECTIVE))
     conv_events = input_deltas(np.zeros(conv.input_shape, np.int64), dense_input(conv))
     r_events = relay_events(relay, relay_events_count)
 
@@ -307,20 +315,43 @@ def _phased_sim(cfg: FabricConfig):
 
 
 def _per_core_rows(frames: list, cycles: int, tables) -> list[dict]:
+    """Per core: synaptic ops, busy cycles, ops per clock, utilisation (ops / (clocks x lanes): the
+    share of the frame's clocks its synaptic lanes worked) and idle fraction (1 - busy / clocks)."""
     rows = []
+    n_lanes = lanes(tables.cfg)
     for core, ct in enumerate(tables.cores):
         synops = sum(f.counters["cores"][core]["synops"] for f in frames)
         busy = sum(f.counters["cores"][core]["busy_cycles"] for f in frames)
         rows.append({"core": core, "used": bool(ct.pop_count), "synops": synops, "busy_cycles": busy,
-                     "sops_per_clock": round(synops / cycles, 4), "idle_fraction": round(1 - busy / cycles, 4)})
+                     "sops_per_clock": round(synops / cycles, 4),
+                     "utilisation": round(synops / (cycles * n_lanes), 4),
+                     "idle_fraction": round(1 - busy / cycles, 4)})
     return rows
 
 
-def _compiled(name: str, qnet: QNetwork, cfg: FabricConfig):
-    """The workload's tables on cfg; BenchError (one line) where it does not fit."""
-    from ..api import compile_qnetwork
+def _balance(synops: int, cycles: int, frames: int, cfg: FabricConfig, placement) -> dict:
+    """The measured frame against its lower bound, total ops / (cores x lanes), and issue 11's
+    target (fabric ops per clock >= TARGET_SHARE x cores x lanes); what the placement predicted."""
+    capacity = cfg.n_cores * lanes(cfg)
+    bound = synops / frames / capacity
+    per_frame = cycles / frames
+    out = {"objective": placement.objective, "lanes": lanes(cfg),
+           "lower_bound_cycles_per_frame": round(bound, 1),
+           "cycles_over_lower_bound": round(per_frame / bound, 3) if bound else None,
+           "target_sops_per_clock": TARGET_SHARE * capacity,
+           "meets_target": synops / cycles >= TARGET_SHARE * capacity}
+    if placement.prediction is not None:
+        out["predicted"] = placement.prediction
+    return out
+
+
+def _compiled(name: str, qnet: QNetwork, cfg: FabricConfig, objective: str = DEFAULT_OBJECTIVE):
+    """(tables, placement) of the workload on cfg, placed for `objective` with the static work
+    estimate (the frames measured are not used to place them); BenchError (one line) where it
+    does not fit."""
+    from ..api import compile_placed
     try:
-        return compile_qnetwork(qnet, cfg)
+        return compile_placed(qnet, cfg, objective)
     except SynfabError as e:
         raise BenchError(f"workload {name} does not fit fabric {cfg.name!r}: {e}") from None
 
@@ -333,14 +364,14 @@ def _workload(name: str, frames: int | None):
 
 
 def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig | None = None,
-                   loaded=None) -> dict:
+                   loaded=None, objective: str = DEFAULT_OBJECTIVE) -> dict:
     """Whole-frame figures of one workload (synfab.workloads) on cfg's gateware (default: the
-    workload's own fabric)."""
+    workload's own fabric), placed for `objective`."""
     from ..runtime.stream import stream
     from .workloads import WORKLOADS
     qnet, x = loaded or _workload(name, frames)
     cfg = cfg or WORKLOADS[name].fabric
-    tables = _compiled(name, qnet, cfg)
+    tables, placement = _compiled(name, qnet, cfg, objective)
     outputs = []
     dev = _phased_sim(cfg)
     try:
@@ -365,10 +396,11 @@ def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig | Non
         "sops_per_clock": round(synops / total, 4),
         "sops_per_clock_per_core": round(synops / total / cfg.n_cores, 4),
         "cores": _per_core_rows(outputs, total, tables),
+        "balance": _balance(synops, total, res.frames, cfg, placement),
     }
 
 
-def _fitting(names, frames, cfg) -> tuple[dict, dict]:
+def _fitting(names, frames, cfg, objective: str = DEFAULT_OBJECTIVE) -> tuple[dict, dict]:
     """({name: (qnet, x)} of the workloads to run, {name: why not} of those that do not fit cfg).
     Workloads named explicitly must fit; of all workloads (names None) the misfits are reported."""
     from .workloads import WORKLOADS
@@ -377,7 +409,7 @@ def _fitting(names, frames, cfg) -> tuple[dict, dict]:
         loaded = _workload(name, frames)
         if cfg is not None:
             try:
-                _compiled(name, loaded[0], cfg)
+                _compiled(name, loaded[0], cfg, objective)
             except BenchError as e:
                 if names:
                     raise
@@ -388,14 +420,15 @@ def _fitting(names, frames, cfg) -> tuple[dict, dict]:
 
 
 def whole_frame_bench(names=None, frames: int | None = None, cfg: FabricConfig | None = None,
-                      loaded: dict | None = None) -> dict:
+                      loaded: dict | None = None, objective: str = DEFAULT_OBJECTIVE) -> dict:
     """Whole-frame figures of the workloads, each on cfg or (cfg None) on its own fabric."""
     if loaded is None:
-        loaded, misfits = _fitting(names, frames, cfg)
+        loaded, misfits = _fitting(names, frames, cfg, objective)
     else:
         misfits = {}
     out = {"what": WHOLE_FRAME_WHAT,
-           **{name: workload_bench(name, frames, cfg, loaded=lq) for name, lq in loaded.items()}}
+           **{name: workload_bench(name, frames, cfg, loaded=lq, objective=objective)
+              for name, lq in loaded.items()}}
     if misfits:
         out["does_not_fit"] = misfits
     return out
@@ -475,7 +508,7 @@ def board_clock(cfg: FabricConfig, manifest_dir: Path | None = None) -> dict | N
             "baudrate_source": "synfab build's default (--baudrate)"}
 
 
-def link_bench(cfg: FabricConfig, loaded: dict) -> dict:
+def link_bench(cfg: FabricConfig, loaded: dict, objective: str = DEFAULT_OBJECTIVE) -> dict:
     """Per workload, the bytes the litex backend moves over UARTBone, measured on the LiteX sim SoC
     of cfg (the SoC the board's bitstream is built from): loading the tables (write + read-back),
     streaming the frames, and one empty frame (the per-frame overhead)."""
@@ -489,7 +522,7 @@ def link_bench(cfg: FabricConfig, loaded: dict) -> dict:
     out = {}
     with LitexSim(cfg, quiet=True) as sim:
         for name, (qnet, x) in loaded.items():
-            tables = _compiled(name, qnet, cfg)
+            tables, _ = _compiled(name, qnet, cfg, objective)
             with LitexDevice(cfg, port=sim.port) as dev:
                 link = dev.link
                 t0, before = time.perf_counter(), link.traffic()
@@ -564,7 +597,7 @@ def at_fmax(cfg: FabricConfig, clock: dict, micro: dict, whole: dict, link: dict
 # -- the benchmark -----------------------------------------------------------------------------------
 def fabric_bench(cfg: FabricConfig | None = None, relay_events_count: int = RELAY_EVENTS,
                  workloads=None, frames: int | None = None, link: bool = True,
-                 manifest_dir: Path | None = None) -> dict:
+                 manifest_dir: Path | None = None, objective: str = DEFAULT_OBJECTIVE) -> dict:
     """Micro-benchmarks of cfg's gateware (default fabric if None), whole-frame figures of the
     workloads (on cfg, or on their own fabrics if None), the simulation speed, and for a fabric with
     an ECP5 board (a board preset, or a bitstream in the manifest) the figures at its Fmax, with the
@@ -572,15 +605,15 @@ def fabric_bench(cfg: FabricConfig | None = None, relay_events_count: int = RELA
     module doc)."""
     micro_cfg = cfg or FabricConfig()
     micro, speed = micro_bench(micro_cfg, relay_events_count)
-    loaded, misfits = _fitting(workloads, frames, cfg)
-    whole = whole_frame_bench(workloads, frames, cfg, loaded=loaded)
+    loaded, misfits = _fitting(workloads, frames, cfg, objective)
+    whole = whole_frame_bench(workloads, frames, cfg, loaded=loaded, objective=objective)
     if misfits:
         whole["does_not_fit"] = misfits
     result = {"fabric": micro_cfg.name, "config": micro_cfg.to_dict(), "micro": micro, "whole_frame": whole,
               "simulation_speed": speed}
     clock = board_clock(cfg, manifest_dir) if cfg is not None else None
     if clock is not None:
-        measured = link_bench(cfg, loaded) if link and loaded else None
+        measured = link_bench(cfg, loaded, objective) if link and loaded else None
         result["at_fmax"] = at_fmax(cfg, clock, micro, whole, measured)
     return result
 
@@ -607,9 +640,14 @@ def _text(result: dict) -> str:
             lines += [f"  {why}" for why in w.values()]
             continue
         idle = ", ".join(f"{r['idle_fraction']:.2f}" for r in w["cores"])
-        lines += [f"  {name} ({w['frames']} frames on fabric {w['fabric']}): {w['sops_per_clock']} synops/clock "
-                  f"({w['sops_per_clock_per_core']} per core), {w['cycles_per_frame']['mean']:.0f} cycles/frame, "
-                  f"evaluation {w['evaluation_cycles_per_frame']['mean']:.0f} cycles/frame, idle per core {idle}"]
+        used = ", ".join(f"{r['utilisation']:.2f}" for r in w["cores"])
+        b = w["balance"]
+        lines += [f"  {name} ({w['frames']} frames on fabric {w['fabric']}, objective {b['objective']}): "
+                  f"{w['sops_per_clock']} synops/clock ({w['sops_per_clock_per_core']} per core), target "
+                  f"{b['target_sops_per_clock']:g}, {w['cycles_per_frame']['mean']:.0f} cycles/frame = "
+                  f"{b['cycles_over_lower_bound']}x the lower bound {b['lower_bound_cycles_per_frame']:.0f}, "
+                  f"evaluation {w['evaluation_cycles_per_frame']['mean']:.0f} cycles/frame, utilisation per core "
+                  f"{used}, idle per core {idle}"]
     lines.append(f"sim speed: {speed['sim_cycles_per_second']:,} cycles per wall second busy "
                  f"({speed['sim_cycles_per_cpu_second']:,} per CPU second), {speed['sim_cycles_per_second_idle']:,} "
                  f"idle ({speed['sim_cycles_per_cpu_second_idle']:,})")
@@ -639,7 +677,8 @@ def cmd_bench(args) -> None:
     if args.frames is not None and args.frames < 1:
         raise BenchError("--frames must be >= 1")
     cfg = FabricConfig.load(args.fabric) if args.fabric else None
-    result = fabric_bench(cfg, workloads=args.workload, frames=args.frames, link=not args.no_link)
+    result = fabric_bench(cfg, workloads=args.workload, frames=args.frames, link=not args.no_link,
+                          objective=args.objective)
     print(json.dumps(result, indent=2) if args.json else _text(result))
 
 
@@ -658,4 +697,6 @@ def register(subparsers) -> None:
     p.add_argument("--no-link", action="store_true",
                    help="skip the host-link measurement on the LiteX sim SoC (board fabrics only)")
     p.add_argument("--json", action="store_true")
+    from ..cli import objective_opt
+    objective_opt(p)
     p.set_defaults(func=cmd_bench)

@@ -74,7 +74,8 @@ from ..errors import SynfabError
 from ..geometry import Tile, taps as _taps
 from ..frontend.ir import Network, QConnection, QLayer, QNetwork
 from ..layouts import Kind
-from ..compiler.mapper import MappingError, connection_hits, map_network, weight_shape, words_per_channel
+from ..compiler.mapper import (DEFAULT_OBJECTIVE, MappingError, check_objective, connection_hits, map_network,
+                               weight_shape, words_per_channel)
 from ..frontend.quant import lower
 
 SCHEMES = ("explicit", "loihi", "dynapcnn", "pegesu")
@@ -270,13 +271,13 @@ def _fitted_config(placement) -> FabricConfig:
                      input_peg_entries=max(1, placement.input_peg_entries))
 
 
-def _place(qnet: QNetwork, cfg: FabricConfig, strategy: str):
+def _place(qnet: QNetwork, cfg: FabricConfig, strategy: str, objective: str):
     """Map onto the analysis fabric; while the mapper reports a different shortfall each time
     (a fan-out beyond the PEG budget), double the PEG entries per core and map again."""
     previous = None
     while True:
         try:
-            return map_network(qnet, cfg, strategy, for_analysis=True)
+            return map_network(qnet, cfg, strategy, for_analysis=True, objective=objective)
         except MappingError as e:
             if str(e) == previous or cfg.peg_entries_per_core >= cfg.n_cores:
                 raise
@@ -308,22 +309,27 @@ class _Row:
 
 
 def analyze(net_or_qnet, neurons_per_core: int = 1024, weight_bits: int = 8, table_entry_bits: int = 48,
-            weight_words_per_core: int | None = None, strategy: str = "auto") -> dict:
+            weight_words_per_core: int | None = None, strategy: str = "auto",
+            objective: str = DEFAULT_OBJECTIVE) -> dict:
     """Memory footprint of a network under the four schemes of the module doc.
 
     neurons_per_core: Nc (placement and index widths); weight_bits: b_w for every scheme;
     table_entry_bits: E, width of a per-neuron routing (explicit) or axon (loihi) entry;
-    weight_words_per_core / strategy: passed to the analysis fabric and the mapper.
+    weight_words_per_core / strategy / objective: passed to the analysis fabric and the mapper
+    (objective memory: kernels replicated least, at the price of more PEG entries; balanced or
+    throughput: the least-cost placement, an analysis fabric runs no frames to balance).
     Returns {"network", "neurons", "synapses", "weights", "neuron_state_bytes",
-    "neurons_per_core", "schemes", "layers", "ratios"} with byte counts (bits / 8).
+    "neurons_per_core", "objective", "weight_replication", "schemes", "layers", "ratios"} with byte
+    counts (bits / 8); weight_replication = stored weight words / distinct weights.
     """
 
     for name, value, lo in (("neurons_per_core", neurons_per_core, 1), ("weight_bits", weight_bits, 1),
                             ("table_entry_bits", table_entry_bits, 1)):
         if int(value) != value or value < lo:
             raise FootprintError(f"{name} must be a positive integer, got {value!r}")
+    check_objective(objective)
     qnet = _lowered(net_or_qnet)
-    placement = _place(qnet, analysis_config(qnet, neurons_per_core, weight_words_per_core), strategy)
+    placement = _place(qnet, analysis_config(qnet, neurons_per_core, weight_words_per_core), strategy, objective)
     cfg = _fitted_config(placement)
     version = layouts.EXTENDED_LAYOUT_VERSION if qnet.extended_features() else layouts.LAYOUT_VERSION
     peg_bits, esu_bits, pop_bits = (layouts.peg_entry(cfg, version).width, layouts.esu_desc(cfg, version).width,
@@ -389,7 +395,7 @@ def analyze(net_or_qnet, neurons_per_core: int = 1024, weight_bits: int = 8, tab
         row.conn["pegesu"] = row.peg_entries * peg_bits + row.esu_descs * esu_bits + row.parts * pop_bits
 
     _check_against_usage(placement, rows.values())
-    return _report(qnet, neurons_per_core, list(rows.values()))
+    return _report(qnet, neurons_per_core, list(rows.values()), objective)
 
 
 def _check_against_usage(placement, rows) -> None:
@@ -424,13 +430,19 @@ def _ratios(schemes: dict) -> dict:
     return out
 
 
-def _report(qnet: QNetwork, neurons_per_core: int, rows: list[_Row]) -> dict:
+def _replication(stored_words: int, weights: int) -> float:
+    """Stored weight words per distinct weight (1.0 without weights)."""
+    return round(stored_words / weights, 4) if weights else 1.0
+
+
+def _report(qnet: QNetwork, neurons_per_core: int, rows: list[_Row], objective: str) -> dict:
     layers = []
     for r in rows:
         entry = {"name": r.name, "op": r.op, "shape": list(r.shape), "neurons": r.neurons,
                  "synapses": r.synapses, "weights": r.weights, "parts": r.parts,
                  "routing_entries": r.routing_entries, "peg_entries": r.peg_entries,
                  "esu_descs": r.esu_descs, "weight_words": r.weight_words,
+                 "weight_replication": _replication(r.weight_words, r.weights),
                  "neuron_state_bytes": _bytes(r.neurons * r.state_bits),
                  "schemes": _schemes(r.conn, r.wbits, r.neurons * r.state_bits)}
         if r.model:
@@ -441,9 +453,12 @@ def _report(qnet: QNetwork, neurons_per_core: int, rows: list[_Row]) -> dict:
     total_conn = {s: sum(r.conn[s] for r in rows) for s in SCHEMES}
     total_w = {s: sum(r.wbits[s] for r in rows) for s in SCHEMES}
     schemes = _schemes(total_conn, total_w, state_total)
+    weights = sum(r.weights for r in rows)
     return {"network": qnet.name, "neurons": neurons, "synapses": sum(r.synapses for r in rows),
-            "weights": sum(r.weights for r in rows), "neuron_state_bytes": _bytes(state_total),
-            "neurons_per_core": neurons_per_core, "schemes": schemes, "layers": layers, "ratios": _ratios(schemes)}
+            "weights": weights, "neuron_state_bytes": _bytes(state_total),
+            "neurons_per_core": neurons_per_core, "objective": objective,
+            "weight_replication": _replication(sum(r.weight_words for r in rows), weights),
+            "schemes": schemes, "layers": layers, "ratios": _ratios(schemes)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,6 +477,8 @@ def format_table(result: dict) -> str:
     lines = [f"{r['network']}: {r['neurons']:,} neurons, {r['synapses']:,} synapses, {r['weights']:,} weights, "
              f"{r['neurons_per_core']} neurons/core",
              f"neuron state (in every total): {_human(r['neuron_state_bytes'])}",
+             f"placement objective {r['objective']}: PEG/ESU stores {r['weight_replication']:.3f}x the distinct "
+             f"weights (kernel slices replicated over spatial tiles)",
              "",
              f"{'scheme':<10}{'connectivity':>14}{'weights':>12}{'total':>12}"
              f"{'total/pegesu':>15}{'synaptic/pegesu':>18}{'connect./pegesu':>18}"]

@@ -29,8 +29,22 @@ from ..geometry import Tile, axis_span  # noqa: F401  (axis_span: part of this m
 from .checks import (RESOURCES, MappingError, Resources, WeightShape, check_network,  # noqa: F401  (re-exported)
                      check_totals, packing_error, weight_shape, words_per_channel)
 from ..layouts import Kind
+from .work import LayerWork, Work, estimate, predict
 
 STRATEGIES = ("auto", "channel", "spatial")
+OBJECTIVES = ("memory", "throughput", "balanced")
+DEFAULT_OBJECTIVE = "balanced"
+# "balanced" takes the work-balanced placement only when it predicts a frame at least this much
+# shorter than the least-cost one, relatively and in clocks (below that, fewer parts and less
+# replication are worth more, and the gain is within the per-phase latencies the prediction leaves out).
+BALANCED_MIN_GAIN = 0.10
+BALANCED_MIN_GAIN_CYCLES = 1024
+# Work selection: splits whose predicted phases are within this of the layer's fastest count as
+# equally fast, and the cheapest of them (core equivalents) is taken.
+SPLIT_TIME_TOLERANCE = 0.05
+# ... and so do splits within this share of the frame's lower bound (total ops / cores): a layer with
+# little work is not split over more cores to save a few clocks.
+SPLIT_TIME_SLACK = 0.01
 # Finer splits tried (max neurons / weight words per part = capacity // g) when parts do not pack.
 _GRANULARITIES = (1, 2, 4, 8, 16)
 # Meshes larger than this are packed with a sliding window of open cores (O(parts)), not full first fit.
@@ -77,6 +91,9 @@ class Placement:
     # layer -> (ny, nx, ng) int array: index into parts of the part at (tile y, tile x, group)
     part_ids: dict[str, np.ndarray] = field(default_factory=dict)
     strategy: str = "auto"
+    objective: str = DEFAULT_OBJECTIVE
+    # compiler/work.predict of this placement, when its objective weighed synaptic work
+    prediction: dict | None = None
 
     def layer_parts(self, name: str) -> list[Part]:
         return [self.parts[i] for i in self.part_ids[name].reshape(-1)]
@@ -151,10 +168,17 @@ def _axis_counts(n: int) -> list[int]:
 
 
 class _Chooser:
-    """Chooses every layer's grid, last layer first (so each layer's consumers are known)."""
+    """Chooses every layer's grid, last layer first (so each layer's consumers are known).
 
-    def __init__(self, qnet: QNetwork, cfg: FabricConfig, strategy: str, gran: int):
+    selection: how a strategy-"auto" split is chosen among those that fit: "cost" (least core
+    equivalents), "memory" (fewest stored weight words, then cost) or "work" (with `layer_work`:
+    the shortest predicted phases, near-equal ones by cost; channel groups beyond the fewest that
+    fit are tried too, up to one part per core)."""
+
+    def __init__(self, qnet: QNetwork, cfg: FabricConfig, strategy: str, gran: int, selection: str = "cost",
+                 layer_work: LayerWork | None = None):
         self.qnet, self.cfg, self.strategy = qnet, cfg, strategy
+        self.selection, self.layer_work = selection, layer_work
         self.nc = max(1, cfg.neurons_per_core // gran)
         self.wc = max(1, cfg.weight_words_per_core // gran)
         self.grids: dict[str, Grid] = {}
@@ -210,7 +234,56 @@ class _Chooser:
             axis_cache[key] = (tiles, own, inc)
             return axis_cache[key]
 
-        best, best_key, failure = None, None, None
+        fits, failure = [], None
+        for nx, ny, ng in self._splits(C, H, W, wpc):
+            (xt, xo, xi), (yt, yo, yi), (ct, co, ci) = axis("x", nx), axis("y", ny), axis("c", ng)
+            n_tiles, parts = nx * ny, nx * ny * ng
+            # Own PEG entries: one per reached consumer part, plus the HOST entry.
+            own_total = host * parts + sum(float(a.sum()) * b.sum() * g.sum() for a, b, g in zip(xo, yo, co))
+            own_max = host + sum(int(a.max()) * int(b.max()) * int(g.max()) for a, b, g in zip(xo, yo, co))
+            if own_max > cfg.peg_entries_per_core and len(outs) > 1:
+                own_max = host + int(sum(a[None, :, None] * b[:, None, None] * g[None, None, :]
+                                         for a, b, g in zip(xo, yo, co)).max())
+            if own_max > cfg.peg_entries_per_core:
+                failure = _worse(failure, ("own", own_max, cfg.peg_entries_per_core, None))
+                continue
+            # What the sources need to reach these parts.
+            in_cost, bad = 0.0, None
+            fan_new: dict[str, int] = {}
+            for j, conn in enumerate(layer.inputs):
+                if conn.src == qnet.input_name:
+                    fan = xi[j][2] * yi[j][2] * ci[j][2]
+                else:
+                    fan = xi[j][0] * yi[j][0] * ci[j][0]
+                fan_new[conn.src] = fan_new.get(conn.src, 0) + fan
+                pps = xi[j][1] * yi[j][1] * ci[j][1]
+                in_cost += src_parts_est[j] * pps / self.peg_cap(conn.src)
+            for src, fan in fan_new.items():
+                others = self.unchosen[src] - sum(1 for c in layer.inputs if c.src == src)
+                need = self.fan_known[src] + fan + others
+                if need > self.peg_cap(src):
+                    bad = ("in", need, self.peg_cap(src), src)
+                    break
+            if bad:
+                failure = _worse(failure, bad)
+                continue
+            cost = (n_tiles * wpc * C / cfg.weight_words_per_core + parts / cfg.populations_per_core
+                    + parts * n_conn / cfg.esu_descriptors_per_core + own_total / cfg.peg_entries_per_core
+                    + in_cost)
+            fits.append(_Split(Grid(xt, yt, ct), fan_new, cost, parts, n_tiles, ng, n_tiles * wpc * C))
+        if not fits:
+            raise self._no_split_error(layer, failure)
+        chosen = self._select(layer, fits)
+        grid, fan_new = chosen.grid, chosen.fan_new
+        for src, fan in fan_new.items():
+            self.fan_known[src] += fan
+            self.unchosen[src] -= sum(1 for c in layer.inputs if c.src == src)
+        return grid
+
+    def _splits(self, C: int, H: int, W: int, wpc: int):
+        """(nx, ny, ng) of every split to try: per tile count pair the fewest channel groups whose
+        parts fit the neurons and weight words of a core, and for the "work" selection also more
+        groups, up to one part per core (more parts than cores shorten no phase)."""
         for nx in _axis_counts(W):
             tw = -(-W // nx)
             for ny in _axis_counts(H):
@@ -218,52 +291,32 @@ class _Chooser:
                 if tw * th > self.nc:
                     continue
                 cc_max = min(C, self.nc // (tw * th), max(1, self.wc // wpc) if wpc else C)
-                ng = -(-C // cc_max)
-                (xt, xo, xi), (yt, yo, yi), (ct, co, ci) = axis("x", nx), axis("y", ny), axis("c", ng)
-                n_tiles, parts = nx * ny, nx * ny * ng
-                # Own PEG entries: one per reached consumer part, plus the HOST entry.
-                own_total = host * parts + sum(float(a.sum()) * b.sum() * g.sum() for a, b, g in zip(xo, yo, co))
-                own_max = host + sum(int(a.max()) * int(b.max()) * int(g.max()) for a, b, g in zip(xo, yo, co))
-                if own_max > cfg.peg_entries_per_core and len(outs) > 1:
-                    own_max = host + int(sum(a[None, :, None] * b[:, None, None] * g[None, None, :]
-                                             for a, b, g in zip(xo, yo, co)).max())
-                if own_max > cfg.peg_entries_per_core:
-                    failure = _worse(failure, ("own", own_max, cfg.peg_entries_per_core, None))
-                    continue
-                # What the sources need to reach these parts.
-                in_cost, bad = 0.0, None
-                fan_new: dict[str, int] = {}
-                for j, conn in enumerate(layer.inputs):
-                    if conn.src == qnet.input_name:
-                        fan = xi[j][2] * yi[j][2] * ci[j][2]
-                    else:
-                        fan = xi[j][0] * yi[j][0] * ci[j][0]
-                    fan_new[conn.src] = fan_new.get(conn.src, 0) + fan
-                    pps = xi[j][1] * yi[j][1] * ci[j][1]
-                    in_cost += src_parts_est[j] * pps / self.peg_cap(conn.src)
-                for src, fan in fan_new.items():
-                    others = self.unchosen[src] - sum(1 for c in layer.inputs if c.src == src)
-                    need = self.fan_known[src] + fan + others
-                    if need > self.peg_cap(src):
-                        bad = ("in", need, self.peg_cap(src), src)
-                        break
-                if bad:
-                    failure = _worse(failure, bad)
-                    continue
-                cost = (n_tiles * wpc * C / cfg.weight_words_per_core + parts / cfg.populations_per_core
-                        + parts * n_conn / cfg.esu_descriptors_per_core + own_total / cfg.peg_entries_per_core
-                        + in_cost)
-                key = {"auto": (cost, parts), "channel": (n_tiles, parts, cost),
-                       "spatial": (ng, parts, cost)}[self.strategy]
-                if best_key is None or key < best_key:
-                    best_key, best = key, (Grid(xt, yt, ct), fan_new)
-        if best is None:
-            raise self._no_split_error(layer, failure)
-        grid, fan_new = best
-        for src, fan in fan_new.items():
-            self.fan_known[src] += fan
-            self.unchosen[src] -= sum(1 for c in layer.inputs if c.src == src)
-        return grid
+                fewest = -(-C // cc_max)
+                yield nx, ny, fewest
+                if self.selection == "work":
+                    most = max(fewest, self.cfg.n_cores // (nx * ny))
+                    yield from ((nx, ny, ng) for ng in _axis_counts(C) if fewest < ng <= most)
+
+    def _select(self, layer: QLayer, fits: list["_Split"]) -> "_Split":
+        if self.strategy != "auto":
+            return min(fits, key=lambda f: {"channel": (f.n_tiles, f.parts, f.cost),
+                                            "spatial": (f.groups, f.parts, f.cost)}[self.strategy])
+        if self.selection == "memory":
+            return min(fits, key=lambda f: (f.weight_words, f.cost, f.parts))
+        if self.selection == "work":
+            times = [self._phase_cycles(layer, f.grid) for f in fits]
+            bound = self.layer_work.work.total_ops() / self.cfg.n_cores
+            fast = max(min(times) * (1 + SPLIT_TIME_TOLERANCE), min(times) + SPLIT_TIME_SLACK * bound)
+            return min((f for f, t in zip(fits, times) if t <= fast), key=lambda f: (f.cost, f.parts))
+        return min(fits, key=lambda f: (f.cost, f.parts))
+
+    def _phase_cycles(self, layer: QLayer, grid: Grid) -> float:
+        """Predicted clocks of the layer's work with this split: per phase (a source's, and the
+        layer's own evaluation) its parts spread over the cores as evenly as whole parts allow."""
+        w = self.layer_work
+        loads = [sums.grid(grid.ys, grid.xs, grid.cs) for sums in w.ops_by_source(layer).values()]
+        loads.append(w.evaluations(layer).grid(grid.ys, grid.xs, grid.cs))
+        return sum(_spread_cycles(load.reshape(-1), self.cfg.n_cores) for load in loads)
 
     def _no_split_error(self, layer: QLayer, failure) -> MappingError:
         # Single-pixel tiles always fit the neurons, so every rejected split recorded a PEG failure.
@@ -280,6 +333,29 @@ class _Chooser:
         return MappingError(f"layer {src}: one neuron needs {need} PEG entries to reach the parts of {layer.name} "
                             f"(and its other consumers) but a core has {cap}; use peg_entries_per_core >= {need} "
                             f"or more neurons / weight words per core (fewer parts to reach)")
+
+
+@dataclass
+class _Split:
+    """One way to split a layer that fits, with what choosing it costs."""
+    grid: Grid
+    fan_new: dict
+    cost: float            # core equivalents (module doc)
+    parts: int
+    n_tiles: int
+    groups: int
+    weight_words: int      # stored if no two spatial tiles share a core
+
+
+def _spread_cycles(loads: np.ndarray, n_cores: int) -> float:
+    """The busiest core's load when parts of these loads go, largest first, to the least loaded
+    core (longest processing time first)."""
+    if len(loads) <= n_cores:
+        return float(loads.max(initial=0.0))
+    cores = np.zeros(n_cores)
+    for load in np.sort(loads)[::-1]:
+        cores[cores.argmin()] += load
+    return float(cores.max())
 
 
 def _worse(old, new):
@@ -355,10 +431,44 @@ def _part_needs(qnet: QNetwork, grids: dict[str, Grid]) -> tuple[list[_PartNeed]
     return needs, part_ids, input_peg, pps
 
 
-def _pack(needs: list[_PartNeed], cfg: FabricConfig, order: list[int], spread: bool = False):
+class _PhaseBalancer:
+    """Ranks the cores for each part by how much it would lengthen the predicted frame: a frame
+    lasts the sum over phases of the busiest core's load (compiler/work.py), so a part goes where
+    its work adds least to the phases it works in."""
+
+    def __init__(self, qnet: QNetwork, needs: list[_PartNeed], layer_work: LayerWork, n_cores: int):
+        phases = [qnet.input_name] + [l.name for l in qnet.layers]
+        index = {name: i for i, name in enumerate(phases)}
+        self.work = np.zeros((len(needs), len(phases)))     # per part: its load in every phase
+        for i, nd in enumerate(needs):
+            ys, xs, cs = (np.array([t]) for t in (nd.y, nd.x, nd.c))
+            for src, sums in layer_work.ops_by_source(nd.layer).items():
+                self.work[i, index[src]] += sums.grid(ys, xs, cs)[0, 0, 0]
+            self.work[i, index[nd.layer.name]] += layer_work.evaluations(nd.layer).grid(ys, xs, cs)[0, 0, 0]
+        self.load = np.zeros((len(phases), n_cores))
+
+    def order(self, needs: list[_PartNeed]) -> list[int]:
+        """Layer by layer in evaluation order (needs come in that order), most work first."""
+        first = {}
+        for i, nd in enumerate(needs):
+            first.setdefault(nd.layer.name, i)
+        return sorted(range(len(needs)), key=lambda i: (first[needs[i].layer.name], -self.work[i].sum(), i))
+
+    def cores(self, p: int, used: list[Resources], cap: Resources) -> list[int]:
+        busiest = self.load.max(axis=1)
+        longer = np.maximum(self.load + self.work[p][:, None] - busiest[:, None], 0).sum(axis=0)
+        return sorted(range(self.load.shape[1]), key=lambda c: (longer[c], used[c].load(cap), c))
+
+    def placed(self, p: int, core: int) -> None:
+        self.load[:, core] += self.work[p]
+
+
+def _pack(needs: list[_PartNeed], cfg: FabricConfig, order: list[int], spread: bool = False,
+          balancer: _PhaseBalancer | None = None):
     """Assign parts to cores; None if they do not fit.  Returns ((core, nbase, wbase, words) per
     part, Resources used per core).  First fit, or with `spread` the least loaded core that fits
-    (worst fit: parallel cores and NoC traffic instead of one crowded core)."""
+    (worst fit: parallel cores and NoC traffic instead of one crowded core), or with `balancer`
+    the core where the part lengthens the predicted frame least."""
     cap = Resources.capacity(cfg)
     n_cores = cfg.n_cores
     used = [Resources() for _ in range(n_cores)]
@@ -369,7 +479,9 @@ def _pack(needs: list[_PartNeed], cfg: FabricConfig, order: list[int], spread: b
     for p in order:
         nd = needs[p]
         key = (nd.layer.name, nd.group)
-        if spread:
+        if balancer is not None:
+            candidates = balancer.cores(p, used, cap)
+        elif spread:
             candidates = sorted(range(n_cores), key=lambda c: (used[c].load(cap), c))
         else:
             candidates = range(0 if full else max(0, opened - _WINDOW), min(opened + 1, n_cores))
@@ -384,28 +496,42 @@ def _pack(needs: list[_PartNeed], cfg: FabricConfig, order: list[int], spread: b
                 result[p] = (core, u.neurons, wbase if nd.need.weight_words else 0, need.weight_words)
                 used[core] = u + need
                 opened = max(opened, core + 1)
+                if balancer is not None:
+                    balancer.placed(p, core)
                 break
         else:
             return None
     return result, used
 
 
-def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_analysis: bool = False) -> Placement:
-    """Split every layer into parts within every per-core capacity and assign the parts to cores.
+def _packed(needs: list[_PartNeed], cfg: FabricConfig, selection: str, layer_work: LayerWork | None, qnet: QNetwork):
+    """The parts on cores as the selection wants them, or None if they do not pack."""
+    in_order = list(range(len(needs)))
+    small = cfg.n_cores <= _FULL_FIRST_FIT_CORES
+    packed = None
+    if selection == "work":
+        balancer = _PhaseBalancer(qnet, needs, layer_work, cfg.n_cores)
+        packed = _pack(needs, cfg, balancer.order(needs), balancer=balancer)
+    elif selection == "cost" and small:
+        packed = _pack(needs, cfg, in_order, spread=True)   # small fabrics: spread the load if it fits
+    # Else, or if that did not fit, pack densely: first fit (the spatial tiles of one channel group
+    # are neighbours in this order, so they share a kernel slice where they land on one core),
+    # then first fit decreasing.
+    packed = packed or _pack(needs, cfg, in_order)
+    if packed is None and small:
+        cap = Resources.capacity(cfg)
+        size = [n.need.without_pops().load(cap) for n in needs]
+        packed = _pack(needs, cfg, sorted(in_order, key=lambda i: -size[i]))
+    return packed
 
-    strategy: "auto" (least cost in core equivalents, see module doc), "channel" (fewest spatial
-    tiles: least kernel replication) or "spatial" (fewest channel groups: least fan-out).
-    for_analysis: memory analysis only (e.g. ResNet50's 72 layers): the network need not be
-    loadable, so the 64-layer limit and the output-tag width are not checked.
-    """
-    if strategy not in STRATEGIES:
-        raise MappingError(f"unknown mapping strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    check_network(qnet, cfg, for_analysis)
-    check_totals(qnet, cfg)
+
+def _map(qnet: QNetwork, cfg: FabricConfig, strategy: str, selection: str = "cost",
+         layer_work: LayerWork | None = None) -> Placement:
+    """Choose every layer's split and pack the parts, splitting finer while they do not pack."""
     first_needs = None
     for gran in _GRANULARITIES:
         try:
-            grids = _Chooser(qnet, cfg, strategy, gran).choose_all()
+            grids = _Chooser(qnet, cfg, strategy, gran, selection, layer_work).choose_all()
         except MappingError:
             if gran == 1:
                 raise
@@ -419,14 +545,7 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
             break
         if gran == 1 and packing_error([n.need for n in needs], cfg):
             raise packing_error([n.need for n in needs], cfg)
-        in_order = list(range(len(needs)))
-        small = cfg.n_cores <= _FULL_FIRST_FIT_CORES
-        # Small fabrics: spread the load if it fits; else pack densely (first fit, then decreasing).
-        packed = (small and _pack(needs, cfg, in_order, spread=True)) or _pack(needs, cfg, in_order)
-        if packed is None and small:
-            cap = Resources.capacity(cfg)
-            size = [n.need.without_pops().load(cap) for n in needs]
-            packed = _pack(needs, cfg, sorted(in_order, key=lambda i: -size[i]))
+        packed = _packed(needs, cfg, selection, layer_work, qnet)
         if packed is None:
             continue
         assignment, used = packed
@@ -439,3 +558,79 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
     total = sum((n.need for n in first_needs), Resources())
     raise MappingError(f"the network's {len(first_needs)} parts ({total.neurons} neurons, {total.weight_words} weight words) do "
                        f"not pack onto {cfg.n_cores} core(s) even split finer; use a larger mesh")
+
+
+def _least_memory(qnet: QNetwork, cfg: FabricConfig) -> Placement:
+    """The placement that stores the fewest weight words, or where its parts do not pack (a
+    fabric filled to the last neurons) the least-cost one."""
+    try:
+        return _map(qnet, cfg, "auto", "memory")
+    except MappingError:
+        return _map(qnet, cfg, "auto")
+
+
+def _work_balanced(qnet: QNetwork, cfg: FabricConfig, work: Work) -> Placement | None:
+    """The placement that balances the synaptic work, or None where its parts do not fit."""
+    try:
+        return _map(qnet, cfg, "auto", "work", LayerWork(qnet, work))
+    except MappingError:
+        return None
+
+
+def _with_prediction(qnet: QNetwork, placement: Placement, objective: str, work: Work) -> Placement:
+    placement.objective = objective
+    placement.prediction = predict(qnet, placement, work)
+    return placement
+
+
+def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_analysis: bool = False,
+                objective: str = DEFAULT_OBJECTIVE, sample=None, work: Work | None = None) -> Placement:
+    """Split every layer into parts within every per-core capacity and assign the parts to cores.
+
+    strategy: "auto" (as the objective says), "channel" (fewest spatial tiles: least kernel
+    replication) or "spatial" (fewest channel groups: least fan-out); the forced strategies ignore
+    the objective.
+    objective (strategy auto): "memory" (fewest stored weight words: kernels replicated over
+    spatial tiles only where a core's neurons or weights force it, tiles of one channel group
+    packed together so that they share a kernel slice), "throughput" (the synaptic work balanced
+    over the cores: layers split into more channel groups or tiles where that shortens the
+    predicted frame, compiler/work.py; the least-cost placement where that is not shorter) or
+    "balanced" (the least-cost placement of the module doc unless balancing the work shortens the
+    predicted frame by BALANCED_MIN_GAIN or more).
+    sample: input frames (T, C, H, W) or one (C, H, W) whose synaptic work is balanced (work:
+    that work already estimated); without either, the static estimate (compiler/work.py).
+    for_analysis: memory analysis only (e.g. ResNet50's 72 layers): the network need not be
+    loadable, so the 64-layer limit and the output-tag width are not checked, and no work is
+    balanced (balanced and throughput give the least-cost placement).
+    """
+    if strategy not in STRATEGIES:
+        raise MappingError(f"unknown mapping strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    check_objective(objective)
+    check_network(qnet, cfg, for_analysis)
+    check_totals(qnet, cfg)
+    if strategy != "auto":
+        return _map(qnet, cfg, strategy)
+    if objective == "memory":
+        placement = _least_memory(qnet, cfg)
+        placement.objective = objective
+        return placement
+    if for_analysis:   # an analysis fabric is sized for memory and runs no frames: nothing to balance
+        placement = _map(qnet, cfg, "auto")
+        placement.objective = objective
+        return placement
+    work = work or estimate(qnet, sample, cfg.acc_bits)
+    least_cost = _with_prediction(qnet, _map(qnet, cfg, "auto"), objective, work)
+    balanced = _work_balanced(qnet, cfg, work)
+    if balanced is None:
+        return least_cost
+    balanced = _with_prediction(qnet, balanced, objective, work)
+    fast, slow = balanced.prediction["frame_cycles"], least_cost.prediction["frame_cycles"]
+    if objective == "throughput":
+        return balanced if fast < slow else least_cost
+    worth_it = fast <= slow * (1 - BALANCED_MIN_GAIN) and fast <= slow - BALANCED_MIN_GAIN_CYCLES
+    return balanced if worth_it else least_cost
+
+
+def check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise MappingError(f"unknown placement objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
