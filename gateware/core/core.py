@@ -104,7 +104,8 @@ class NeuronCore(LiteXModule):
         for name, event in events.items():
             # Registered (a counter counts its event one clock later: nothing reads it that soon),
             # through a signal of the event's own width: `~idle` must count 1, not widen to -1.
-            inc = Signal(2 if name == "dropped" else 1, name=f"{name}_inc")
+            inc = Signal(len(esu.dropped) if name == "dropped" else len(nu.synop) if name == "synops" else 1,
+                         name=f"{name}_inc")
             c = self.counters[name]
             self.sync += [
                 inc.eq(event),

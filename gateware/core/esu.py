@@ -40,14 +40,14 @@ from __future__ import annotations
 
 from migen import Array, Case, Cat, If, Mux, Signal
 from litex.gen import LiteXModule, Reduce
-from litex.soc.interconnect import stream
+from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
 from synfab.layouts import FABRIC_LAYOUT_VERSION, WSHIFT_BITS, Field, Kind, Layout, esu_desc, packet
 
 from ..common import PipeStage, combine_split, product, signed_bits, small_multiply, split_multiply, sync_fifo
 from ..tables import TableMemory
-from .neuron import pair_layout
+from .neuron import bank_bits, lane_bits, pair_layout
 
 MAX_STRIDE_LOG2 = 3      # s_log2 is a 2-bit field
 # A core's weights span many block RAMs (32 at 65536 words), spread over the RAM rows: the read
@@ -59,6 +59,58 @@ WALK_FIFO_DEPTH = 16     # set-up packets waiting for the walker (>= setup laten
 def weight_word(cfg: FabricConfig) -> Layout:
     """One 32-bit word of the weights window: weight 4i+b in byte b (LSB first)."""
     return Layout("weight_word", [Field(f"w{b}", cfg.weight_bits, signed=True) for b in range(4)])
+
+
+def weight_banks(cfg: FabricConfig) -> int:
+    """Weight memory banks (of 32-bit words, word k in bank k % NB): enough that the `lanes`
+    consecutive weights of a clock, from any byte, lie in NB consecutive words."""
+    return 1 if cfg.lanes == 1 else 2 if cfg.lanes <= 4 else 4
+
+
+class WeightBanks(LiteXModule):
+    """The weight memory as NB banks of words (word k in bank k % NB at bank address k // NB), each
+    a TableMemory: one read of NB consecutive words per clock, from any word, for the lanes.
+
+        bus       in   host window of the weight words (word k at bus word k)
+        word      in   the first word to read (signed; its bits beyond the memory are ignored)
+        rd_dat    out  per bank the word (weight_word Record), WEIGHT_READ_LATENCY clocks later: bank
+                       j holds the word of word..word+NB-1 that is j modulo NB
+        host_ok   in   the datapath leaves the read ports free this clock
+    """
+
+    def __init__(self, cfg: FabricConfig):
+        nb = weight_banks(cfg)
+        self.bank_bits = nbb = (nb - 1).bit_length()
+        words = cfg.weight_words_per_core // 4
+        self.banks = [TableMemory(weight_word(cfg), -(-words // nb), latency=WEIGHT_READ_LATENCY)
+                      for _ in range(nb)]
+        self.bus = self.banks[0].bus if nb == 1 else wishbone.Interface(
+            data_width=32, adr_width=len(self.banks[0].bus.adr) + nbb, addressing="word")
+        self.word = Signal((_Ranges(cfg).w_bits, True))
+        self.rd_dat = [t.rd_dat for t in self.banks]
+        self.host_ok = Signal(reset=1)
+
+        # # #
+
+        for j, t in enumerate(self.banks):
+            self.submodules += t
+            self.comb += t.host_ok.eq(self.host_ok)
+            if nb == 1:
+                self.comb += t.rd_adr.eq(self.word)
+                continue
+            hi = Signal((len(self.word), True))
+            self.comb += [
+                hi.eq(self.word >> nbb),
+                t.rd_adr.eq(hi + (self.word[:nbb] > j)),
+                t.bus.adr.eq(self.bus.adr[nbb:]), t.bus.dat_w.eq(self.bus.dat_w), t.bus.sel.eq(self.bus.sel),
+                t.bus.we.eq(self.bus.we), t.bus.cyc.eq(self.bus.cyc & (self.bus.adr[:nbb] == j)),
+                t.bus.stb.eq(self.bus.stb & (self.bus.adr[:nbb] == j)),
+            ]
+        if nb > 1:
+            self.comb += [
+                self.bus.ack.eq(Reduce("OR", [t.bus.ack for t in self.banks])),
+                self.bus.dat_r.eq(Reduce("OR", [t.bus.dat_r for t in self.banks])),
+            ]
 
 
 class _Ranges:
@@ -99,15 +151,16 @@ class ESU(LiteXModule):
 
     def __init__(self, cfg: FabricConfig, esu_stride: int | None = None):
         cb, chb, kb, eb = cfg.coord_bits, cfg.chan_bits, cfg.kernel_bits, cfg.event_bits
+        P, lg = cfg.lanes, lane_bits(cfg)
         self.cfg = cfg
         self.layout = esu_desc(cfg, FABRIC_LAYOUT_VERSION)
         self.sink = stream.Endpoint(packet(cfg).migen())
         self.esu_count = Signal(cfg.esu_addr_bits + 1)
         self.table = TableMemory(self.layout, cfg.esu_descriptors_per_core, esu_stride)
-        self.weights = TableMemory(weight_word(cfg), cfg.weight_words_per_core // 4, latency=WEIGHT_READ_LATENCY)
+        self.weights = WeightBanks(cfg)
         # Pair output: acc[n] += w * d, one per clock (no backpressure: the neuron unit always takes it).
         self.source = stream.Endpoint(pair_layout(cfg))
-        self.dropped = Signal(2)
+        self.dropped = Signal(max=P + 3)
         self.idle = Signal()
 
         # # #
@@ -218,7 +271,7 @@ class ESU(LiteXModule):
 
         # ---- walker: one pair per clock ----
         h = walk.source
-        active, load, last_pair = Signal(), Signal(), Signal()
+        active, load, last_pair, more = Signal(), Signal(), Signal(), Signal()
         ci, i, j = Signal(chb + 1), Signal(kb), Signal(kb)          # counting down to 0
         n_cur, n_pix, n_row = (Signal((rng.n_bits, True)) for _ in range(3))
         w_cur, w_pix, w_row = (Signal((rng.w_bits, True)) for _ in range(3))
@@ -227,14 +280,17 @@ class ESU(LiteXModule):
         inner, mid = Signal(chb + 1), Signal(kb)
         wconst, wval, d, chan_ok, ws = Signal(), Signal(cfg.weight_bits), Signal(eb), Signal(), Signal(WSHIFT_BITS)
         self.comb += [
-            last_pair.eq(active & (ci == 0) & (i == 0) & (j == 0)),
+            last_pair.eq(active & ~more & (i == 0) & (j == 0)),
             load.eq(h.valid & (~active | last_pair)),
             h.ready.eq(load),
         ]
+        # P lanes take channels ci .. ci-P+1 in one clock (a conv's or a dense connection's output
+        # channels: consecutive neurons and weights); fewer when fewer remain.
+        self.comb += more.eq(ci >= P)
         self.sync += [
             If(active,
-                If(ci != 0,
-                    ci.eq(ci - 1), n_cur.eq(n_cur + 1), w_cur.eq(w_cur + 1),
+                If(more,
+                    ci.eq(ci - P), n_cur.eq(n_cur + P), w_cur.eq(w_cur + P),
                 ).Elif(i != 0,
                     ci.eq(inner - 1), i.eq(i - 1),
                     n_pix.eq(n_pix + sm_n), n_cur.eq(n_pix + sm_n),
@@ -258,26 +314,45 @@ class ESU(LiteXModule):
         ]
 
         # ---- guard, weight read, pair out ----
-        in_range = Signal()
-        self.comb += in_range.eq(chan_ok & (n_cur >= 0) & (n_cur < cfg.neurons_per_core)
-                                 & (wconst | ((w_cur >= 0) & (w_cur < cfg.weight_words_per_core))))
-        g1 = PipeStage(self, active & in_range, n=n_cur[:cfg.neuron_addr_bits], bsel=w_cur[:2], wconst=wconst,
-                       wval=wval, d=d, ws=ws)
-        # The pair waits beside the weight read: one stage per clock of its latency.
+        # Lane l is channel ci - l: neuron n_cur + l, weight w_cur + l, each guarded on its own.
+        on = Signal(P)
+        for l in range(P):
+            self.comb += on[l].eq(active & (ci >= l) & chan_ok & (n_cur >= -l) & (n_cur < cfg.neurons_per_core - l)
+                                  & (wconst | ((w_cur >= -l) & (w_cur < cfg.weight_words_per_core - l))))
+        lanes_out = Signal(max=P + 1)
+        self.comb += lanes_out.eq(Reduce("ADD", [active & (ci >= l) for l in range(P)]) - Reduce("ADD", list(on)))
+        # Neuron bank b takes lane (b - n_cur) % P, at bank address n_cur // P (+1 below n_cur % P);
+        # its weight is byte (w_cur + lane) % (4 * NB) of the NB weight banks' words side by side.
+        nlo = Signal(max(1, lg))
+        self.comb += nlo.eq(n_cur[:lg] if lg else 0)
+        n_hi = Signal((rng.n_bits, True))
+        self.comb += n_hi.eq(n_cur >> lg)
+        per_bank = {}
+        for b in range(P):
+            lane = Signal(max(1, lg), name=f"lane{b}")
+            self.comb += lane.eq((b - nlo) if lg else 0)
+            per_bank[f"on{b}"] = Array(list(on))[lane] if P > 1 else on[0]
+            per_bank[f"a{b}"] = (n_hi + (nlo > b) if lg else n_cur)[:bank_bits(cfg)]
+            per_bank[f"i{b}"] = (w_cur[:2 + self.weights.bank_bits] + lane)[:2 + self.weights.bank_bits] if lg \
+                else w_cur[:2]
+        g1 = PipeStage(self, on != 0, wconst=wconst, wval=wval, d=d, ws=ws, **per_bank)
+        # The pairs wait beside the weight read: one stage per clock of its latency.
         g = g1
         stages = [g1]
+        keep = ["wconst", "wval", "d", "ws", *per_bank]
         for _ in range(WEIGHT_READ_LATENCY - 1):
-            g = PipeStage(self, g.valid, n=g.n, bsel=g.bsel, wconst=g.wconst, wval=g.wval, d=g.d, ws=g.ws)
+            g = PipeStage(self, g.valid, **{k: getattr(g, k) for k in keep})
             stages.append(g)
-        self.comb += self.weights.rd_adr.eq(w_cur[2:])
-        wd = self.weights.rd_dat
-        byte = Array([wd.w0, wd.w1, wd.w2, wd.w3])[g.bsel]
+        self.comb += self.weights.word.eq(w_cur >> 2)
+        bytes_ = Array([getattr(wd, f"w{k}") for wd in self.weights.rd_dat for k in range(4)])
         src = self.source
         self.sync += [
             src.valid.eq(g.valid),
-            If(g.valid, src.n.eq(g.n), src.d.eq(g.d), src.w.eq(Mux(g.wconst, g.wval, byte)), src.ws.eq(g.ws)),
+            If(g.valid, src.d.eq(g.d), src.ws.eq(g.ws),
+               *[[getattr(src, f"on{b}").eq(getattr(g, f"on{b}")), getattr(src, f"a{b}").eq(getattr(g, f"a{b}")),
+                  getattr(src, f"w{b}").eq(Mux(g.wconst, g.wval, bytes_[getattr(g, f"i{b}")]))] for b in range(P)]),
         ]
-        self.comb += self.dropped.eq((f1.valid & ~f1.syn_ok) + (f2.valid & ~known) + (active & ~in_range))
+        self.comb += self.dropped.eq((f1.valid & ~f1.syn_ok) + (f2.valid & ~known) + lanes_out)
 
         # ---- idle, host access to the tables ----
         self.comb += [

@@ -29,8 +29,8 @@ back to back still run at one per clock.
 """
 from __future__ import annotations
 
-from migen import READ_FIRST, Cat, If, Memory, Mux, Signal
-from litex.gen import LiteXModule
+from migen import READ_FIRST, Array, Cat, If, Memory, Mux, Signal
+from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
@@ -57,10 +57,24 @@ def _word(n):
     return n[5:] if len(n) > 5 else 0
 
 
+def bank_bits(cfg: FabricConfig) -> int:
+    """Address bits of one neuron bank (neurons_per_core / lanes neurons)."""
+    return max(1, (-(-cfg.neurons_per_core // cfg.lanes) - 1).bit_length())
+
+
+def lane_bits(cfg: FabricConfig) -> int:
+    """log2(lanes): the low neuron-address bits that select the bank."""
+    return (cfg.lanes - 1).bit_length()
+
+
 def pair_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
-    """ESU -> neuron unit: acc[n] += (w * d) << ws (w and d two's complement, ws the connection's
-    weight shift)."""
-    return [("n", cfg.neuron_addr_bits), ("w", cfg.weight_bits), ("d", cfg.event_bits), ("ws", WSHIFT_BITS)]
+    """ESU -> neuron unit: up to `lanes` pairs, one per neuron bank b (neuron n = a_b * lanes + b):
+    acc[n] += (w_b * d) << ws where on_b (w and d two's complement, ws the connection's weight
+    shift; d and ws are shared by the lanes of one clock)."""
+    lay = [("d", cfg.event_bits), ("ws", WSHIFT_BITS)]
+    for b in range(cfg.lanes):
+        lay += [(f"on{b}", 1), (f"a{b}", bank_bits(cfg)), (f"w{b}", cfg.weight_bits)]
+    return lay
 
 
 def acc_read_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
@@ -98,10 +112,95 @@ class _Forward:
         return Mux(self.from_w1, self.w1, Mux(self.from_w2, self.w2, read_value))
 
 
-class NeuronUnit(LiteXModule):
-    """Accumulators and dirty bits of one core (see the module doc).
+class _Bank:
+    """One neuron bank: its acc and dirty memories (block RAM, one read and one write port each) and
+    the S0..S2 pipeline of the module doc, with its own forwarding. The NeuronUnit drives one acc
+    operation and one dirty operation into it per clock (S0 signals, comb) and reads its S2 results.
 
-        sink        in   pairs (n, w, d, ws) from the ESU: always ready, one per clock
+        acc op     a_valid, a_adr (bank address), add / set / clr, value, w (pair weight), d, ws
+        dirty op   d_valid, d_word (bank word), d_bit, d_take, d_mask
+        host       h_adr, h_dat, h_we (written when S2 writes no acc)
+    """
+
+    def __init__(self, m, cfg: FabricConfig, index: int, depth: int):
+        ab, wb, eb = cfg.acc_bits, cfg.weight_bits, cfg.event_bits
+        bab = max(1, (depth - 1).bit_length())
+        dw = -(-depth // DIRTY_WORD)
+        dwb = max(1, (dw - 1).bit_length())
+        suffix = "" if cfg.lanes == 1 else str(index)
+        acc = block_ram(ab, depth, "acc" + suffix)
+        dirty = block_ram(DIRTY_WORD, dw, "dirty" + suffix)
+        acc_rd, acc_wr = acc.get_port(mode=READ_FIRST), acc.get_port(write_capable=True)
+        dirty_rd, dirty_wr = dirty.get_port(mode=READ_FIRST), dirty.get_port(write_capable=True)
+        m.specials += acc, dirty, acc_rd, acc_wr, dirty_rd, dirty_wr
+
+        # ---- S0 (driven by the unit) ----
+        self.a_valid, self.a_adr = Signal(), Signal(bab)
+        self.add, self.set, self.clr, self.value = Signal(), Signal(), Signal(), Signal(ab)
+        self.w, self.d, self.ws = Signal((wb, True)), Signal((eb, True)), Signal(WSHIFT_BITS)
+        self.d_valid, self.d_word, self.d_bit = Signal(), Signal(dwb), Signal(5)
+        self.d_take, self.d_mask = Signal(), Signal(DIRTY_WORD)
+        self.h_adr, self.h_dat, self.h_we = Signal(bab), Signal(ab), Signal()
+        m.comb += acc_rd.adr.eq(self.a_adr), dirty_rd.adr.eq(self.d_word)
+
+        # ---- S1 ---- (the product of the pair's registered w and d: one DSP block per bank)
+        s1 = PipeStage(m, self.a_valid, n=self.a_adr, add=self.add, set=self.set, clr=self.clr,
+                       value=self.value, prod=product(self.w, self.d), ws=self.ws)
+        s1_d = PipeStage(m, self.d_valid, word=self.d_word, bit=self.d_bit, take=self.d_take, mask=self.d_mask)
+        prod1 = Signal((len(s1.prod), True))
+        m.comb += prod1.eq(s1.prod)
+
+        # ---- S2 ---- (the product shifted by ws, only its low acc_bits bits: the sum wraps there)
+        s2 = PipeStage(m, s1.valid, n=s1.n, add=s1.add, set=s1.set, clr=s1.clr, value=s1.value,
+                       prod=(prod1 << s1.ws)[:ab])
+        s2_d = PipeStage(m, s1_d.valid, word=s1_d.word, take=s1_d.take, mask=s1_d.mask,
+                         set=Mux(s1_d.take, 0, 1 << s1_d.bit))
+        self.acc_q, dirty_q = Signal(ab), Signal(DIRTY_WORD)
+        m.sync += self.acc_q.eq(acc_rd.dat_r), dirty_q.eq(dirty_rd.dat_r)
+
+        self.s2_add, s2_write = Signal(), Signal()
+        acc_new = Signal(ab)
+        self.dirty_old, dirty_new = Signal(DIRTY_WORD), Signal(DIRTY_WORD)
+        m.comb += self.s2_add.eq(s2.valid & s2.add), s2_write.eq(s2.valid & (s2.add | s2.set | s2.clr))
+        acc_fwd = _Forward(m, s1.valid, s1.n, s2_write, s2.n, acc_new, ab)
+        dirty_fwd = _Forward(m, s1_d.valid, s1_d.word, s2_d.valid, s2_d.word, dirty_new, DIRTY_WORD)
+        self.acc_old = acc_old = Signal((ab, True))
+        prod_s = Signal((len(s2.prod), True))
+        m.comb += [
+            acc_old.eq(acc_fwd.operand(self.acc_q)),
+            prod_s.eq(s2.prod),
+            # value is 0 for a clear: one select after the adder.
+            acc_new.eq(Mux(s2.add, acc_old + prod_s, s2.value)),
+            self.dirty_old.eq(dirty_fwd.operand(dirty_q)),
+            dirty_new.eq((self.dirty_old | s2_d.set) & ~Mux(s2_d.take, s2_d.mask, 0)),
+        ]
+        # An evaluation read leaves here (S2): valid and the forwarded value.
+        self.read_valid = Signal()
+        m.comb += self.read_valid.eq(s2.valid & ~s2.add & ~s2.set)
+        self.s2_take, self.s2_mask = Signal(), Signal(DIRTY_WORD)
+        m.comb += self.s2_take.eq(s2_d.valid & s2_d.take), self.s2_mask.eq(s2_d.mask)
+        # Writes: S2's operation, or the host (which only goes while S1 and S2 are empty).
+        m.comb += [
+            If(s2_write,
+                acc_wr.adr.eq(s2.n), acc_wr.dat_w.eq(acc_new), acc_wr.we.eq(1),
+            ).Else(
+                acc_wr.adr.eq(self.h_adr), acc_wr.dat_w.eq(self.h_dat), acc_wr.we.eq(self.h_we),
+            ),
+            dirty_wr.adr.eq(s2_d.word), dirty_wr.dat_w.eq(dirty_new), dirty_wr.we.eq(s2_d.valid),
+        ]
+        self.busy = Signal()
+        m.comb += self.busy.eq(s1.valid | s2.valid | s1_d.valid | s2_d.valid)
+
+
+class NeuronUnit(LiteXModule):
+    """Accumulators and dirty bits of one core (see the module doc), in `lanes` banks: neuron n in
+    bank n % lanes at bank address n // lanes, each bank with its own memories, pipeline and
+    forwarding, so the ESU's up to `lanes` pairs of a clock (one per bank) never conflict. The
+    evaluation unit's and the host's operations (one neuron, or one dirty word of 32 neurons:
+    32 / lanes of them in each bank, all banks taking together) keep one per clock.
+
+        sink        in   pairs (pair_layout: d, ws and per bank on, a, w) from the ESU: always
+                         ready, up to `lanes` per clock
         acc_rd      in   evaluation: read acc[n] (clear: and zero it); ready (granted) in clocks without a
                          pair or write-back
         acc_out     out  the granted acc reads, in order (valid only; no backpressure)
@@ -113,13 +212,14 @@ class NeuronUnit(LiteXModule):
         host_block  in   evaluation busy (registered): host accesses wait; while the host holds
                          its slot (a register set a clock ahead), the evaluation unit's requests
                          wait (not ready)
-        synop       out  one pair applied this clock
+        synop       out  pairs applied this clock (0..lanes)
         idle        out  nothing in the pipeline
     """
 
     def __init__(self, cfg: FabricConfig):
-        nab, ab, wb, eb = cfg.neuron_addr_bits, cfg.acc_bits, cfg.weight_bits, cfg.event_bits
+        nab, ab = cfg.neuron_addr_bits, cfg.acc_bits
         dwb = dirty_word_bits(cfg)
+        P, lg = cfg.lanes, lane_bits(cfg)
         self.sink = stream.Endpoint(pair_layout(cfg))
         self.acc_rd = stream.Endpoint(acc_read_layout(cfg))
         self.acc_out = stream.Endpoint([("acc", ab)])
@@ -128,23 +228,27 @@ class NeuronUnit(LiteXModule):
         self.wb = stream.Endpoint(write_back_layout(cfg))
         self.acc_bus = wishbone.Interface(data_width=32, adr_width=nab, addressing="word")
         self.host_block = Signal()
-        self.synop = Signal()
+        self.synop = Signal(max=P + 1)
         self.idle = Signal()
 
         # # #
 
-        acc = block_ram(ab, cfg.neurons_per_core, "acc")
-        dirty = block_ram(DIRTY_WORD, dirty_words(cfg), "dirty")
-        acc_rd, acc_wr = acc.get_port(mode=READ_FIRST), acc.get_port(write_capable=True)
-        dirty_rd, dirty_wr = dirty.get_port(mode=READ_FIRST), dirty.get_port(write_capable=True)
-        self.specials += acc, dirty, acc_rd, acc_wr, dirty_rd, dirty_wr
+        depth = -(-cfg.neurons_per_core // P)
+        banks = [_Bank(self, cfg, b, depth) for b in range(P)]
+        per = DIRTY_WORD // P           # neurons of one 32-neuron dirty word in each bank
+
+        def bank_of(n):
+            return n[:lg] if lg else 0
+
+        def in_bank(n):
+            return n[lg:] if lg else n
 
         # ---- S0: who owns this clock ----
         pair, bus, wbk = self.sink, self.acc_bus, self.wb
         ev_acc, ev_dirty, ev_wb, host_go, host_req = Signal(), Signal(), Signal(), Signal(), Signal()
         host_slot = Signal()
         mapped = Signal()
-        # A clock belongs to a pair, else to the host once it holds the slot, else to the evaluation
+        # A clock belongs to the pairs, else to the host once it holds the slot, else to the evaluation
         # unit's write-backs (it reserves room for them before it reads), then its reads and takes.
         # The host's slot is a register decided a clock ahead: while it holds it, the evaluation
         # unit's requests wait, so their ready depends on two registers only (pair.valid, the slot)
@@ -162,86 +266,85 @@ class NeuronUnit(LiteXModule):
         host_write = Signal()
         host_adr = bus.adr[:nab]
         self.comb += host_write.eq(host_go & bus.we & mapped)
-        # The acc operation of this clock (a pair adds, an evaluation read only reads) ...
+        # The one-neuron operation of a clock without pairs (write-back, evaluation read, host) ...
         a_n = Signal(nab)
-        self.comb += If(pair.valid, a_n.eq(pair.n)).Elif(ev_wb, a_n.eq(wbk.n)).Elif(ev_acc, a_n.eq(self.acc_rd.n)).Else(
-            a_n.eq(host_adr))
-        # ... and the dirty one: set one bit (pair, host write) or take a mask (evaluation).
-        d_op, d_take = Signal(), Signal()
-        d_word, d_bit = Signal(dwb), Signal(5)
-        self.comb += [
-            d_op.eq(pair.valid | (ev_wb & wbk.mark) | ev_dirty | host_write),
-            If(pair.valid, d_word.eq(_word(pair.n)), d_bit.eq(pair.n[:5])).Elif(ev_wb,
-                d_word.eq(_word(wbk.n)), d_bit.eq(wbk.n[:5])).Elif(ev_dirty,
-                d_word.eq(self.dirty_rd.word), d_take.eq(1)).Else(
-                d_word.eq(_word(host_adr)), d_bit.eq(host_adr[:5])),
-            acc_rd.adr.eq(a_n),
-            dirty_rd.adr.eq(d_word),
-        ]
+        self.comb += If(ev_wb, a_n.eq(wbk.n)).Elif(ev_acc, a_n.eq(self.acc_rd.n)).Else(a_n.eq(host_adr))
+        single_acc = Signal()
+        self.comb += single_acc.eq((ev_wb & wbk.set) | ev_acc)
+        # ... and its dirty one: set one bit (write-back mark, host write), or take a word's mask.
+        d_n = Signal(nab)
+        self.comb += If(ev_wb, d_n.eq(wbk.n)).Else(d_n.eq(host_adr))
+        single_dirty = Signal()
+        self.comb += single_dirty.eq((ev_wb & wbk.mark) | host_write)
+        # A take of global dirty word W (neurons 32W..32W+31): bank word W // lanes, its bits
+        # (W % lanes) * per .. + per - 1 hold neurons 32W + b + lanes*j (j < per) of bank b.
+        take_word = self.dirty_rd.word
+        take_slot = Signal(max(1, lg))
+        self.comb += take_slot.eq(take_word[:lg] if lg else 0)
+        for b, bank in enumerate(banks):
+            sub = Cat(*[self.dirty_rd.mask[b + P * j] for j in range(per)])
+            pb = lambda name: getattr(pair, f"{name}{b}")    # noqa: E731
+            self.comb += [
+                bank.w.eq(pb("w")), bank.d.eq(pair.d), bank.ws.eq(pair.ws),
+                bank.h_adr.eq(in_bank(host_adr)), bank.h_dat.eq(bus.dat_w),
+                bank.h_we.eq(host_write & (bank_of(host_adr) == b)),
+                If(pair.valid,
+                    bank.a_valid.eq(pb("on")), bank.a_adr.eq(pb("a")), bank.add.eq(1),
+                    bank.d_valid.eq(pb("on")), bank.d_word.eq(pb("a")[5:] if len(pb("a")) > 5 else 0),
+                    bank.d_bit.eq(pb("a")[:5]),
+                ).Else(
+                    bank.a_valid.eq(single_acc & (bank_of(a_n) == b)), bank.a_adr.eq(in_bank(a_n)),
+                    bank.set.eq(ev_wb), bank.clr.eq(~ev_wb & self.acc_rd.clear),
+                    bank.value.eq(Mux(ev_wb, wbk.value, 0)),
+                    If(ev_dirty,
+                        bank.d_valid.eq(1), bank.d_take.eq(1), bank.d_word.eq(take_word[lg:] if lg else take_word),
+                        bank.d_mask.eq(sub << (take_slot * per) if lg else sub),
+                    ).Else(
+                        bank.d_valid.eq(single_dirty & (bank_of(d_n) == b)),
+                        bank.d_word.eq(_word(in_bank(d_n))), bank.d_bit.eq(in_bank(d_n)[:5]),
+                    ),
+                ),
+            ]
 
-        # ---- S1 ---- (the product of the pair's registered w and d: one DSP block)
-        w_s, d_s = Signal((wb, True)), Signal((eb, True))
-        self.comb += w_s.eq(pair.w), d_s.eq(pair.d)
-        # The operation's kind: add (pair), set (write-back of a value), clear (read and zero);
-        # a write-back with set low only marks (no acc operation).
-        s1 = PipeStage(self, pair.valid | (ev_wb & wbk.set) | ev_acc, n=a_n, add=pair.valid,
-                       set=~pair.valid & ev_wb, clr=~pair.valid & ~ev_wb & self.acc_rd.clear,
-                       value=Mux(pair.valid | ~ev_wb, 0, wbk.value), prod=product(w_s, d_s), ws=pair.ws)
-        s1_d = PipeStage(self, d_op, word=d_word, bit=d_bit, take=d_take, mask=self.dirty_rd.mask)
-        s1_host_rd = Signal()
-        self.sync += s1_host_rd.eq(host_go & ~bus.we)
-        prod1 = Signal((len(s1.prod), True))
-        self.comb += prod1.eq(s1.prod)
-
-        # ---- S2 ---- (the product shifted by ws, only its low acc_bits bits: the sum wraps there)
-        s2 = PipeStage(self, s1.valid, n=s1.n, add=s1.add, set=s1.set, clr=s1.clr, value=s1.value,
-                       prod=(prod1 << s1.ws)[:ab])
-        s2_d = PipeStage(self, s1_d.valid, word=s1_d.word, take=s1_d.take, mask=s1_d.mask,
-                         set=Mux(s1_d.take, 0, 1 << s1_d.bit))
-        acc_q, dirty_q = Signal(ab), Signal(DIRTY_WORD)
-        s2_host_rd = Signal()
-        self.sync += acc_q.eq(acc_rd.dat_r), dirty_q.eq(dirty_rd.dat_r), s2_host_rd.eq(s1_host_rd)
-
-        s2_add, s2_write = Signal(), Signal()
-        acc_new = Signal(ab)
-        dirty_old, dirty_new = Signal(DIRTY_WORD), Signal(DIRTY_WORD)
-        self.comb += s2_add.eq(s2.valid & s2.add), s2_write.eq(s2.valid & (s2.add | s2.set | s2.clr))
-        acc_fwd = _Forward(self, s1.valid, s1.n, s2_write, s2.n, acc_new, ab)
-        dirty_fwd = _Forward(self, s1_d.valid, s1_d.word, s2_d.valid, s2_d.word, dirty_new, DIRTY_WORD)
-        acc_old = Signal((ab, True))
-        prod_s = Signal((len(s2.prod), True))
+        # ---- S1, S2 in the banks; results ----
+        if P == 1:
+            synop = banks[0].s2_add
+        else:
+            synop = sum(bank.s2_add for bank in banks)
         self.comb += [
-            acc_old.eq(acc_fwd.operand(acc_q)),
-            prod_s.eq(s2.prod),
-            # value is 0 for a clear: one select after the adder.
-            acc_new.eq(Mux(s2.add, acc_old + prod_s, s2.value)),
-            dirty_old.eq(dirty_fwd.operand(dirty_q)),
-            dirty_new.eq((dirty_old | s2_d.set) & ~Mux(s2_d.take, s2_d.mask, 0)),
-            self.synop.eq(s2_add),
-            # Evaluation reads see every earlier pair (forwarded).
-            self.acc_out.valid.eq(s2.valid & ~s2.add & ~s2.set), self.acc_out.acc.eq(acc_old),
+            self.synop.eq(synop),
+            # Evaluation reads see every earlier pair (forwarded); one bank answers a read.
+            self.acc_out.valid.eq(Reduce("OR", [bank.read_valid for bank in banks])),
+            self.acc_out.acc.eq(Reduce("OR", [Mux(bank.read_valid, bank.acc_old, 0) for bank in banks])
+                                if P > 1 else banks[0].acc_old),
         ]
-        # Writes: S2's operation, or the host (which only goes while S1 and S2 are empty).
-        self.comb += [
-            If(s2_write,
-                acc_wr.adr.eq(s2.n), acc_wr.dat_w.eq(acc_new), acc_wr.we.eq(1),
-            ).Else(
-                acc_wr.adr.eq(host_adr), acc_wr.dat_w.eq(bus.dat_w), acc_wr.we.eq(host_write),
-            ),
-            dirty_wr.adr.eq(s2_d.word), dirty_wr.dat_w.eq(dirty_new), dirty_wr.we.eq(s2_d.valid),
-        ]
-        # Taken bits leave registered (S3).
+        # Taken bits leave registered (S3): bank b's bits of the word back at b + lanes*j.
+        s2_word, s2_slot = Signal(dwb), Signal(max(1, lg))
+        s1_word = Signal(dwb)
         self.sync += [
-            self.dirty_out.valid.eq(s2_d.valid & s2_d.take),
-            If(s2_d.valid & s2_d.take, self.dirty_out.word.eq(s2_d.word),
-               self.dirty_out.bits.eq(dirty_old & s2_d.mask)),
+            If(ev_dirty, s1_word.eq(take_word)),
+            s2_word.eq(s1_word),
+        ]
+        self.comb += s2_slot.eq(s2_word[:lg] if lg else 0)
+        taken = [Signal(per, name=f"taken{b}") for b in range(P)]
+        for b, bank in enumerate(banks):
+            bits = bank.dirty_old & bank.s2_mask
+            self.comb += taken[b].eq(bits >> (s2_slot * per) if lg else bits)
+        gathered = Signal(DIRTY_WORD)
+        for b in range(P):
+            for j in range(per):
+                self.comb += gathered[b + P * j].eq(taken[b][j])
+        self.sync += [
+            self.dirty_out.valid.eq(banks[0].s2_take),
+            If(banks[0].s2_take, self.dirty_out.word.eq(s2_word), self.dirty_out.bits.eq(gathered)),
         ]
 
         # ---- host: only with nothing in flight; reads answer from the S2 register ----
         busy = Signal()
+        s1_host_rd, s2_host_rd = Signal(), Signal()
+        self.sync += s1_host_rd.eq(host_go & ~bus.we), s2_host_rd.eq(s1_host_rd)
         self.comb += [
-            busy.eq(s1.valid | s2.valid | s1_d.valid | s2_d.valid
-                    | s1_host_rd | s2_host_rd),
+            busy.eq(Reduce("OR", [bank.busy for bank in banks]) | s1_host_rd | s2_host_rd),
             host_go.eq(host_slot & host_req & ~bus.ack & ~self.host_block & ~pair.valid & ~busy & ~s2_host_rd),
         ]
         # The slot is given up while the evaluation unit is busy (host_block: no deadlock with an
@@ -252,9 +355,13 @@ class NeuronUnit(LiteXModule):
         self.sync += host_req.eq(bus.cyc & bus.stb & ~bus.ack & ~host_go)
         acc_signed = Signal((ab, True))
         read_mapped = Signal()
-        self.comb += acc_signed.eq(acc_q)
+        read_bank = Signal(max(1, lg))
+        if P == 1:
+            self.comb += acc_signed.eq(banks[0].acc_q)
+        else:
+            self.comb += acc_signed.eq(Array([bank.acc_q for bank in banks])[read_bank])
         self.sync += [
-            If(host_go, read_mapped.eq(mapped)),
+            If(host_go, read_mapped.eq(mapped), read_bank.eq(bank_of(host_adr))),
             # Writes complete at once; reads when the data has reached the S2 register.
             bus.ack.eq((host_go & bus.we) | s2_host_rd),
             bus.dat_r.eq(Mux(s2_host_rd & read_mapped, acc_signed, 0)),

@@ -18,6 +18,10 @@ class ConfigError(SynfabError, ValueError):
     """A fabric configuration that cannot be built."""
 
 
+# The lane counts a fabric may have (FabricConfig.lanes).
+LANES = (1, 2, 4, 8)
+
+
 def _bits(n: int) -> int:
     """Bits to address n items (at least 1)."""
     return max(1, (int(n) - 1).bit_length())
@@ -51,6 +55,11 @@ class FabricConfig:
     # its arithmetic to every core. "all" carries every model. The golden model runs every model
     # on any fabric; a hardware backend refuses tables whose models its fabric does not carry.
     neuron_models: str = "sigma_delta"
+    # Synaptic lanes per core (issue 11): the ESU emits up to `lanes` (neuron, weight) pairs per
+    # clock (consecutive output channels of a conv or dense connection), the neuron memory is
+    # banked `lanes` ways so the pairs' read-modify-writes never meet. 1, 2, 4 or 8; a fabric of
+    # one lane (every fabric before the field existed) leaves it out of its JSON and crc.
+    lanes: int = 1
 
     def __post_init__(self):
         checks = [
@@ -68,6 +77,10 @@ class FabricConfig:
             (16 <= self.acc_bits <= 32, "acc_bits must be in 16..32"),
             (4 <= self.coord_bits <= 12, "coord_bits must be in 4..12"),
             (4 <= self.chan_bits <= 16, "chan_bits must be in 4..16"),
+            (self.lanes in LANES, f"lanes must be one of {', '.join(map(str, LANES))}, got {self.lanes!r}"),
+            (self.lanes == 1 or (self.neurons_per_core % self.lanes == 0 and self.weight_words_per_core % 16 == 0),
+             f"with lanes {self.lanes}, neurons_per_core must be a multiple of lanes (the neuron banks) and "
+             f"weight_words_per_core a multiple of 16 (the weight banks)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -132,6 +145,9 @@ class FabricConfig:
             del d["neuron_models"]
         else:
             d["neuron_models"] = ",".join(self.models)
+        # Likewise one lane: the JSON, crc and bundles of every single-lane fabric stay as they were.
+        if self.lanes == 1:
+            del d["lanes"]
         return d
 
     def to_json(self) -> str:

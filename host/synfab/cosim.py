@@ -59,9 +59,9 @@ def frame_events(rng: np.random.Generator, tables, prev, cur) -> np.ndarray:
     return allev[rng.permutation(len(allev))]
 
 
-def check_hardware_counters(t: int, got) -> None:
+def check_hardware_counters(t: int, got, lanes: int = 1) -> None:
     """What only the hardware counts: per core, busy and stall cycles within the frame's cycles
-    and at most one synaptic operation per busy cycle (the ESU's rate)."""
+    and at most one synaptic operation per lane per busy cycle (the ESU's rate)."""
     total = got.counters["cycles"]
     problems = []
     if got.cycles is not None and got.cycles > total:
@@ -70,7 +70,7 @@ def check_hardware_counters(t: int, got) -> None:
         if not (c["busy_cycles"] <= total and c["stall_cycles"] <= total):
             problems.append(f"core {core}: busy {c['busy_cycles']} / stall {c['stall_cycles']} cycles exceed the "
                             f"frame's {total}")
-        if c["synops"] > c["busy_cycles"]:
+        if c["synops"] > c["busy_cycles"] * lanes:
             problems.append(f"core {core}: {c['synops']} synaptic ops in {c['busy_cycles']} busy cycles")
     if problems:
         raise MismatchError(f"frame {t}: " + "; ".join(problems))
@@ -97,7 +97,7 @@ def run_case(device, case: CosimCase, tables=None) -> dict:
         prev = cur
         got = device.run_frame(events)
         check_frame(tables, t, device, got, golden, golden.run_frame(events))
-        check_hardware_counters(t, got)
+        check_hardware_counters(t, got, cfg.lanes)
         ran["frames"] += 1
         ran["events"] += len(events)
         ran["output_events"] += len(got.events)

