@@ -109,7 +109,8 @@ class WeightBanks(LiteXModule):
         if nb > 1:
             self.comb += [
                 self.bus.ack.eq(Reduce("OR", [t.bus.ack for t in self.banks])),
-                self.bus.dat_r.eq(Reduce("OR", [t.bus.dat_r for t in self.banks])),
+                # A bank's slice holds its last answer: only the answering bank's counts.
+                self.bus.dat_r.eq(Reduce("OR", [Mux(t.bus.ack, t.bus.dat_r, 0) for t in self.banks])),
             ]
 
 
@@ -317,8 +318,11 @@ class ESU(LiteXModule):
         # Lane l is channel ci - l: neuron n_cur + l, weight w_cur + l, each guarded on its own.
         on = Signal(P)
         for l in range(P):
-            self.comb += on[l].eq(active & (ci >= l) & chan_ok & (n_cur >= -l) & (n_cur < cfg.neurons_per_core - l)
-                                  & (wconst | ((w_cur >= -l) & (w_cur < cfg.weight_words_per_core - l))))
+            # -l as signed signals: a negative literal in a signed compare prints unsigned in places.
+            n_lo, w_lo = Signal((rng.n_bits, True), name=f"n_lo{l}"), Signal((rng.w_bits, True), name=f"w_lo{l}")
+            self.comb += n_lo.eq(-l), w_lo.eq(-l)
+            self.comb += on[l].eq(active & (ci >= l) & chan_ok & (n_cur >= n_lo) & (n_cur < cfg.neurons_per_core - l)
+                                  & (wconst | ((w_cur >= w_lo) & (w_cur < cfg.weight_words_per_core - l))))
         lanes_out = Signal(max=P + 1)
         self.comb += lanes_out.eq(Reduce("ADD", [active & (ci >= l) for l in range(P)]) - Reduce("ADD", list(on)))
         # Neuron bank b takes lane (b - n_cur) % P, at bank address n_cur // P (+1 below n_cur % P);

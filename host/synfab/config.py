@@ -78,7 +78,7 @@ class FabricConfig:
             (4 <= self.coord_bits <= 12, "coord_bits must be in 4..12"),
             (4 <= self.chan_bits <= 16, "chan_bits must be in 4..16"),
             (self.lanes in LANES, f"lanes must be one of {', '.join(map(str, LANES))}, got {self.lanes!r}"),
-            (self.lanes == 1 or (self.neurons_per_core % self.lanes == 0 and self.weight_words_per_core % 16 == 0),
+            (self.lanes not in LANES or self.lanes == 1 or (self.neurons_per_core % self.lanes == 0 and self.weight_words_per_core % 16 == 0),
              f"with lanes {self.lanes}, neurons_per_core must be a multiple of lanes (the neuron banks) and "
              f"weight_words_per_core a multiple of 16 (the weight banks)"),
         ]

@@ -109,6 +109,21 @@ def split(n: int, k: int) -> np.ndarray:
     return np.stack([ends - sizes + 1, ends], axis=1)
 
 
+def split_aligned(n: int, k: int, align: int, cap: int) -> np.ndarray:
+    """Like `split`, but every interval except the last a multiple of `align` (a fabric's synaptic
+    lanes: a channel group of a multiple of lanes keeps every lane busy), near-equal in units of
+    align, when that leaves no interval empty or above `cap`; else `split(n, k)`."""
+    if align > 1 and k > 1:
+        units = -(-n // align)
+        if units >= k:
+            sizes = (split(units, k)[:, 1] - split(units, k)[:, 0] + 1) * align
+            sizes[-1] -= units * align - n
+            if sizes[-1] > 0 and sizes.max() <= cap:
+                ends = np.cumsum(sizes) - 1
+                return np.stack([ends - sizes + 1, ends], axis=1)
+    return split(n, k)
+
+
 def _reach_matrix(conn: QConnection, axis: str, src_shape, dst_len: int, dst_tiles: np.ndarray) -> np.ndarray:
     """bool (destination tiles, source positions): does the source position reach the tile."""
     c_src, h, w = src_shape
@@ -182,6 +197,7 @@ class _Chooser:
         self.nc = max(1, cfg.neurons_per_core // gran)
         self.wc = max(1, cfg.weight_words_per_core // gran)
         self.grids: dict[str, Grid] = {}
+        self.channel_cap: dict[tuple[int, int], int] = {}     # per (nx, ny): the most channels of a part
         self.consumers: dict[str, list[_Consumer]] = {qnet.input_name: []}
         for l in qnet.layers:
             self.consumers[l.name] = []
@@ -217,14 +233,16 @@ class _Chooser:
                          for c, s in zip(layer.inputs, in_shapes)]
         axis_cache: dict = {}
 
-        def axis(ax: str, n: int):
+        def axis(ax: str, n: int, cap: int = 0):
             """Per axis and tile count: tiles, own-PEG hit counts per tile for every consumer,
-            and for every input connection (max, mean, whole-source) tiles reached."""
-            key = (ax, n)
+            and for every input connection (max, mean, whole-source) tiles reached. Channel groups
+            (cap: the most channels a part may have) are multiples of the fabric's lanes where
+            that fits."""
+            key = (ax, n, cap)
             if key in axis_cache:
                 return axis_cache[key]
             length = {"x": W, "y": H, "c": C}[ax]
-            tiles = split(length, n)
+            tiles = split_aligned(length, n, cfg.lanes, cap) if ax == "c" else split(length, n)
             own = [_tile_hits(r[ax], tiles).sum(axis=1) for r in out_reach]
             inc = []
             for conn, s in zip(layer.inputs, in_shapes):
@@ -236,7 +254,8 @@ class _Chooser:
 
         fits, failure = [], None
         for nx, ny, ng in self._splits(C, H, W, wpc):
-            (xt, xo, xi), (yt, yo, yi), (ct, co, ci) = axis("x", nx), axis("y", ny), axis("c", ng)
+            (xt, xo, xi), (yt, yo, yi) = axis("x", nx), axis("y", ny)
+            ct, co, ci = axis("c", ng, self.channel_cap[nx, ny])
             n_tiles, parts = nx * ny, nx * ny * ng
             # Own PEG entries: one per reached consumer part, plus the HOST entry.
             own_total = host * parts + sum(float(a.sum()) * b.sum() * g.sum() for a, b, g in zip(xo, yo, co))
@@ -291,6 +310,7 @@ class _Chooser:
                 if tw * th > self.nc:
                     continue
                 cc_max = min(C, self.nc // (tw * th), max(1, self.wc // wpc) if wpc else C)
+                self.channel_cap[nx, ny] = cc_max
                 fewest = -(-C // cc_max)
                 yield nx, ny, fewest
                 if self.selection == "work":
