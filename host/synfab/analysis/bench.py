@@ -12,8 +12,14 @@ conv (`conv_sops_per_clock_per_core`)
     Per core: synops (counter) / busy_cycles (counter) over that input phase; the figure is
     the sum of synops over the sum of busy cycles of the cores that did synaptic work (the
     synops-weighted mean of the per-core rates; the per-core rows are reported too). Evaluation,
-    output and idle cores are excluded by construction.  Target >= 0.9: the ESU emits one
-    (neuron, weight) pair per clock.
+    output and idle cores are excluded by construction.  Target >= 0.9 x lanes: the ESU emits up
+    to `lanes` (neuron, weight) pairs per clock (FabricConfig.lanes; `micro_bench(cfg, lanes=P)`
+    measures cfg with P lanes).
+
+dense (`dense_sops_per_clock_per_core`)
+    The same for one dense layer (up to 64 outputs over a 2x8x8 or 2x4x4 input) on one core: each
+    input event is one packet of `outputs` pairs.
+
 
 input (`input_events_per_clock`)
     A relay network: the input through a 1x1 depthwise connection with constant weight, so each
@@ -109,6 +115,22 @@ def conv_network(cfg: FabricConfig, seed: int = 0) -> QNetwork:
     layer = QLayer("conv", (co, side, side), [QConnection("in", Kind.CONV, k=k, stride=1, pad=k // 2)],
                    np.zeros(co, np.int64), mult=1, shift=6, lo=0, hi=255, weight=weight, op="conv")
     return QNetwork("bench_conv", "in", (ci, side, side), [layer], "conv")
+
+
+def dense_network(cfg: FabricConfig, seed: int = 0) -> QNetwork:
+    """A dense layer with as many outputs (up to 64) as one core of cfg holds, over a 2xSxS input
+    (S = 8, or 4 where the weights of S = 8 do not fit one core)."""
+    co = min(CONV_MAX_OUT_CHANNELS, 1 << cfg.chan_bits, cfg.neurons_per_core)
+    fits = [side for side in (8, 4) if CONV_IN_CHANNELS * side * side * co <= cfg.weight_words_per_core]
+    if co < 8 or not fits:
+        raise BenchError(f"fabric {cfg.name!r}: one core cannot hold a dense layer of 8 outputs over 2x4x4 "
+                         f"({cfg.neurons_per_core} neurons, {cfg.weight_words_per_core} weight words)")
+    shape = (CONV_IN_CHANNELS, fits[0], fits[0])
+    rng = np.random.default_rng(seed)
+    weight = rng.integers(-8, 9, size=(co, int(np.prod(shape)))).astype(np.int8)
+    layer = QLayer("fc", (co, 1, 1), [QConnection("in", Kind.DENSE)], np.zeros(co, np.int64), mult=1, shift=6,
+                   lo=0, hi=255, weight=weight, op="dense")
+    return QNetwork("bench_dense", "in", shape, [layer], "fc")
 
 
 def relay_network(cfg: FabricConfig) -> QNetwork:
@@ -215,12 +237,19 @@ def _open_sim(cfg: FabricConfig):
 
 
 # -- micro-benchmarks -------------------------------------------------------------------------------
-def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RELAY_EVENTS) -> tuple[dict, dict]:
-    """(micro-benchmark figures, simulation speed) of cfg's gateware (see the module doc)."""
+def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RELAY_EVENTS,
+                lanes: int | None = None) -> tuple[dict, dict]:
+    """(micro-benchmark figures, simulation speed) of cfg's gateware (see the module doc); with
+    `lanes`, of cfg with that many synaptic lanes per core."""
     from ..api import compile_qnetwork
     from ..runtime.stream import input_deltas
 
+    if lanes is not None:
+        cfg = cfg.with_(lanes=lanes)
     conv = conv_network(cfg)
+    dense = dense_network(cfg)
+    dense_tables = compile_qnetwork(dense, cfg, MICRO_OBJECTIVE)
+    dense_events = input_deltas(np.zeros(dense.input_shape, np.int64), dense_input(dense))
     relay = relay_network(cfg)
     # Objective memory: each network stays on the one core it fits (the micro-benchmarks measure one
     # core's mechanism; balancing would spread the conv over every core).
@@ -242,6 +271,9 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
         input_rate = _steady_input_rate(dev, r_events)
         dev.reset()
         relay_frame = dev.run_frame(r_events)
+
+        dev.load(dense_tables)
+        dense_phased = _input_phase(dev, dense_events)
     finally:
         dev.close()
 
@@ -249,9 +281,14 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
     phase_synops = sum(r["synops"] for r in rows)
     phase_busy = sum(r["busy_cycles"] for r in rows)
     co, side = conv.layers[0].shape[:2]
+    dense_rows = _core_rates(dense_phased["input_phase"])
+    dense_synops = sum(r["synops"] for r in dense_rows)
+    dense_busy = sum(r["busy_cycles"] for r in dense_rows)
     micro = {
         "what": MICRO_WHAT,
+        "lanes": cfg.lanes,
         "conv_sops_per_clock_per_core": round(phase_synops / phase_busy, 4) if phase_busy else 0.0,
+        "dense_sops_per_clock_per_core": round(dense_synops / dense_busy, 4) if dense_busy else 0.0,
         "input_events_per_clock": round(input_rate, 4),
         "conv": {
             "network": f"{conv.input_shape[0]}x{side}x{side} -> conv3x3 pad1 -> {co}x{side}x{side}",
@@ -264,6 +301,14 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
             "finish_cycles": phased["finish_cycles"],
             "output_events": phased["frame"]["events_out"],
             "empty_frame_cycles": empty_frame.cycles,
+        },
+        "dense": {
+            "network": f"{'x'.join(map(str, dense.input_shape))} -> dense -> {dense.layers[0].shape[0]}",
+            "input_events": len(dense_events["x"]),
+            "synops": dense_synops,
+            "busy_cycles": dense_busy,
+            "cores": dense_rows,
+            "output_events": dense_phased["frame"]["events_out"],
         },
         "input": {
             "network": f"1x{relay.input_shape[1]}x{relay.input_shape[2]} -> 1x1 relay",
