@@ -29,7 +29,7 @@ back to back still run at one per clock.
 """
 from __future__ import annotations
 
-from migen import READ_FIRST, Array, Cat, If, Memory, Mux, Signal
+from migen import READ_FIRST, Array, Cat, Constant as C, If, Memory, Mux, Signal
 from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream, wishbone
 
@@ -125,7 +125,7 @@ class _Bank:
     def __init__(self, m, cfg: FabricConfig, index: int, depth: int):
         ab, wb, eb = cfg.acc_bits, cfg.weight_bits, cfg.event_bits
         bab = max(1, (depth - 1).bit_length())
-        dw = -(-depth // DIRTY_WORD)
+        dw = max(2, -(-depth // DIRTY_WORD))     # a Memory needs two words for an address
         dwb = max(1, (dw - 1).bit_length())
         suffix = "" if cfg.lanes == 1 else str(index)
         acc = block_ram(ab, depth, "acc" + suffix)
@@ -279,8 +279,10 @@ class NeuronUnit(LiteXModule):
         # A take of global dirty word W (neurons 32W..32W+31): bank word W // lanes, its bits
         # (W % lanes) * per .. + per - 1 hold neurons 32W + b + lanes*j (j < per) of bank b.
         take_word = self.dirty_rd.word
-        take_slot = Signal(max(1, lg))
-        self.comb += take_slot.eq(take_word[:lg] if lg else 0)
+        # The slot's first bit, (W % lanes) * per, as bits (a product's width in Verilog is too narrow).
+        per_bits = (per - 1).bit_length()
+        take_slot = Signal(max(1, lg + per_bits))
+        self.comb += take_slot.eq(Cat(C(0, per_bits), take_word[:lg]) if lg else 0)
         for b, bank in enumerate(banks):
             sub = Cat(*[self.dirty_rd.mask[b + P * j] for j in range(per)])
             pb = lambda name: getattr(pair, f"{name}{b}")    # noqa: E731
@@ -298,7 +300,7 @@ class NeuronUnit(LiteXModule):
                     bank.value.eq(Mux(ev_wb, wbk.value, 0)),
                     If(ev_dirty,
                         bank.d_valid.eq(1), bank.d_take.eq(1), bank.d_word.eq(take_word[lg:] if lg else take_word),
-                        bank.d_mask.eq(sub << (take_slot * per) if lg else sub),
+                        bank.d_mask.eq(sub << take_slot if lg else sub),
                     ).Else(
                         bank.d_valid.eq(single_dirty & (bank_of(d_n) == b)),
                         bank.d_word.eq(_word(in_bank(d_n))), bank.d_bit.eq(in_bank(d_n)[:5]),
@@ -319,17 +321,17 @@ class NeuronUnit(LiteXModule):
                                 if P > 1 else banks[0].acc_old),
         ]
         # Taken bits leave registered (S3): bank b's bits of the word back at b + lanes*j.
-        s2_word, s2_slot = Signal(dwb), Signal(max(1, lg))
+        s2_word, s2_slot = Signal(dwb), Signal(max(1, lg + per_bits))
         s1_word = Signal(dwb)
         self.sync += [
             If(ev_dirty, s1_word.eq(take_word)),
             s2_word.eq(s1_word),
         ]
-        self.comb += s2_slot.eq(s2_word[:lg] if lg else 0)
+        self.comb += s2_slot.eq(Cat(C(0, per_bits), s2_word[:lg]) if lg else 0)
         taken = [Signal(per, name=f"taken{b}") for b in range(P)]
         for b, bank in enumerate(banks):
             bits = bank.dirty_old & bank.s2_mask
-            self.comb += taken[b].eq(bits >> (s2_slot * per) if lg else bits)
+            self.comb += taken[b].eq(bits >> s2_slot if lg else bits)
         gathered = Signal(DIRTY_WORD)
         for b in range(P):
             for j in range(per):

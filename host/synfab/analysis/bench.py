@@ -722,13 +722,15 @@ def cmd_bench(args) -> None:
     if args.frames is not None and args.frames < 1:
         raise BenchError("--frames must be >= 1")
     cfg = FabricConfig.load(args.fabric) if args.fabric else None
+    if args.lanes is not None:
+        cfg = (cfg or FabricConfig()).with_(lanes=args.lanes)
     result = fabric_bench(cfg, workloads=args.workload, frames=args.frames, link=not args.no_link,
                           objective=args.objective)
     print(json.dumps(result, indent=2) if args.json else _text(result))
 
 
 def register(subparsers) -> None:
-    """Add `synfab bench [--fabric CONFIG] [--workload NAME ...] [--frames N] [--no-link] [--json]`."""
+    """Add `synfab bench [--fabric CONFIG] [--lanes P] [--workload NAME ...] [--frames N] [--no-link] [--json]`."""
     from .workloads import WORKLOADS
     p = subparsers.add_parser("bench", help="gateware throughput in simulated clock cycles (Verilator)")
     p.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny, a board's: ulx3s-85f, ...): "
@@ -741,6 +743,8 @@ def register(subparsers) -> None:
                                               + ", ".join(f"{k} {w.frames}" for k, w in WORKLOADS.items()) + ")")
     p.add_argument("--no-link", action="store_true",
                    help="skip the host-link measurement on the LiteX sim SoC (board fabrics only)")
+    p.add_argument("--lanes", type=int, help="synaptic lanes per core (1, 2, 4, 8): the fabric (default: the "
+                                             "default fabric) with this many lanes")
     p.add_argument("--json", action="store_true")
     from ..cli import objective_opt
     objective_opt(p)

@@ -34,9 +34,9 @@ DIRTY_WORD_NEURONS = 32
 
 
 def lanes(cfg: FabricConfig) -> int:
-    """Synaptic lanes per core: one (neuron, weight) pair per clock until the fabric config has
-    a lane count (issue 11, item 1)."""
-    return int(getattr(cfg, "lanes", 1))
+    """Synaptic lanes per core (FabricConfig.lanes): up to this many (neuron, weight) pairs per
+    clock (conv and dense output channels; depthwise and pooling one pair per clock)."""
+    return int(cfg.lanes)
 
 
 @dataclass
