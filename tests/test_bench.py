@@ -71,9 +71,18 @@ def check_micro(micro: dict, cfg: FabricConfig) -> None:
     assert len(conv["cores"]) == 1
     assert sum(r["synops"] for r in conv["cores"]) == conv["synops"]
     assert sum(r["busy_cycles"] for r in conv["cores"]) == conv["busy_cycles"]
-    # At most one (neuron, weight) pair per clock; the input phase lies within the whole frame.
-    assert conv["busy_cycles"] >= conv["synops"] > 0
-    assert closed_form / conv["frame_cycles"] <= micro["conv_sops_per_clock_per_core"] <= 1.0
+    # At most one (neuron, weight) pair per clock per lane; the input phase lies within the whole frame.
+    lanes = cfg.lanes
+    assert micro["lanes"] == lanes
+    assert conv["busy_cycles"] * lanes >= conv["synops"] > 0
+    assert closed_form / conv["frame_cycles"] <= micro["conv_sops_per_clock_per_core"] <= lanes
+    dense_net = bench.dense_network(cfg)
+    dense = micro["dense"]
+    dense_events = input_deltas(np.zeros(dense_net.input_shape, np.int64), bench.dense_input(dense_net))
+    assert dense["synops"] == model_frame(dense_net, cfg, dense_events).synops == \
+        dense["input_events"] * dense_net.layers[0].shape[0]
+    assert len(dense["cores"]) == 1 and dense["busy_cycles"] * lanes >= dense["synops"]
+    assert micro["dense_sops_per_clock_per_core"] <= lanes
     assert conv["frame_cycles"] > conv["finish_cycles"] > 0
     assert conv["frame_cycles"] >= conv["synops"]
     assert conv["empty_frame_cycles"] > 0
@@ -102,6 +111,18 @@ def test_tiny_figures_match_counters_and_model(tiny):
 def test_tiny_meets_the_throughput_targets(tiny):
     assert tiny["micro"]["conv_sops_per_clock_per_core"] >= 0.9
     assert tiny["micro"]["input_events_per_clock"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes", [2, 4])
+def test_lanes_multiply_the_conv_and_dense_rates(lanes):
+    """With P lanes a busy core does >= 0.9 P conv and dense synaptic ops per clock (the tiny
+    fabric's micro-benchmark layers have 32 output channels on their core)."""
+    cfg = PRESETS["tiny"].with_(lanes=lanes)
+    micro, _ = bench.micro_bench(PRESETS["tiny"], lanes=lanes)
+    check_micro(micro, cfg)
+    assert micro["conv_sops_per_clock_per_core"] >= 0.9 * lanes
+    assert micro["dense_sops_per_clock_per_core"] >= 0.9 * lanes
 
 
 @pytest.mark.slow

@@ -299,7 +299,7 @@ class NeuronUnit(LiteXModule):
                     bank.set.eq(ev_wb), bank.clr.eq(~ev_wb & self.acc_rd.clear),
                     bank.value.eq(Mux(ev_wb, wbk.value, 0)),
                     If(ev_dirty,
-                        bank.d_valid.eq(1), bank.d_take.eq(1), bank.d_word.eq(take_word[lg:] if lg else take_word),
+                        bank.d_valid.eq(1), bank.d_take.eq(1), bank.d_word.eq(take_word[lg:] if len(take_word) > lg else 0),
                         bank.d_mask.eq(sub << take_slot if lg else sub),
                     ).Else(
                         bank.d_valid.eq(single_dirty & (bank_of(d_n) == b)),

@@ -674,6 +674,9 @@ def _text(result: dict) -> str:
         f"{conv['busy_cycles']} busy cycles = {micro['conv_sops_per_clock_per_core']} synops/clock/core",
         f"        frame {conv['frame_cycles']} cycles, finish after eof {conv['finish_cycles']}, "
         f"empty frame {conv['empty_frame_cycles']}",
+        f"  dense {micro['dense']['network']}, one busy core, input phase only: {micro['dense']['synops']} synops "
+        f"in {micro['dense']['busy_cycles']} busy cycles = {micro['dense_sops_per_clock_per_core']} synops/clock/core "
+        f"({micro['lanes']} lane{'s' if micro['lanes'] > 1 else ''})",
         f"  input {inp['network']}, steady state: {micro['input_events_per_clock']} events/clock "
         f"(frame of {inp['frame_events']} events: {inp['frame_cycles']} cycles)",
         "whole frames of real workloads (every core, every cycle):",
