@@ -4,6 +4,7 @@ synfab.cosim, as test_cosim_fabrics.py does).  The golden model knows nothing of
 cycles may differ.  Conv and dense connections run up to `lanes` output channels per clock
 (unaligned starts, partial groups and out-of-range lanes included), depthwise and pooling one pair
 per clock; the neuron memory is banked `lanes` ways and the weight memory 2 or 4 ways.
+Each lane fabric is a Verilator build of its own (about a minute): the co-simulations are slow tests.
 """
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -48,6 +49,7 @@ def test_lanes_config_is_checked_and_left_out_at_one():
         FabricConfig(neurons_per_core=100, lanes=8)
 
 
+@pytest.mark.slow
 @settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                                  HealthCheck.function_scoped_fixture])

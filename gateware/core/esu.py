@@ -19,21 +19,28 @@ Packets (from the core's event FIFO) expand into (neuron address, weight, d) pai
            stages (credits), so the setup pipeline never stalls.
   walker   three nested down-counters (rows, columns, channels) that step the neuron and weight
            addresses by additions only; a new packet loads on the clock its predecessor emits its
-           last pair, so back-to-back packets run without bubbles
+           last pair, so back-to-back packets run without bubbles. With P lanes
+           (FabricConfig.lanes) the channel counter steps by P: lane l is channel ci - l (neuron
+           n + l, weight w + l), so a conv or dense connection emits up to P pairs per clock (a DW
+           one, whose inner loop is one channel, one)
   guard    a pair whose neuron or weight address lies outside the memories, or a DW pair whose
            channel lies outside the part (c - c0 not in 0..cc-1), is dropped and counted
   weight   weight memory read (four int8 per 32-bit word, weight i in byte i % 4 of word i // 4;
            block RAM, registered), or the descriptor's constant weight; the pair (with the
-           descriptor's weight shift, applied by the neuron unit) leaves registered
+           descriptor's weight shift, applied by the neuron unit) leaves registered. With P > 1
+           lanes the words are in NB banks (WeightBanks) read together, each lane's byte picked
+           from them (a rotation: unaligned starts cost nothing), and the pairs leave per neuron
+           bank (pair_layout): bank b takes lane (b - n) % P
 Walker addresses are exact (wide enough for any field values), so the guard never sees a wrapped
 address. The pair output has no backpressure: the neuron unit takes one pair every clock.
 
     sink       in   packets (packet layout) from the core's event FIFO
-    source     out  pairs (n, w, d, ws) to the neuron unit, one per clock at most (ws: the weight shift)
+    source     out  pairs to the neuron unit (pair_layout: per neuron bank on, a, w; shared d and ws,
+                    the weight shift), up to P per clock
     esu_count  in   descriptors in use
     table           synapse-type descriptors (TableMemory, host-written)
-    weights         kernel slices, four int8 per word (TableMemory, host-written)
-    dropped    out  packets and pairs dropped this clock (0..3)
+    weights         kernel slices, four int8 per word (WeightBanks of TableMemory, host-written)
+    dropped    out  packets and pairs dropped this clock (0..P+2)
     idle       out  nothing in flight
 """
 from __future__ import annotations

@@ -26,6 +26,12 @@ A read at S0 misses the writes of the two operations ahead of it (one is still i
 writes on the very clock of the read), so S2 takes its operand from those writes when the address
 matches (forwarding, decided one clock ahead from registered compares): pairs hitting one neuron
 back to back still run at one per clock.
+
+With FabricConfig.lanes = P the state is in P banks (neuron n in bank n % P at address n // P),
+each with its own acc and dirty memories, the pipeline above and its forwarding: the ESU's up to P
+pairs of a clock are consecutive neurons, one per bank, so they never conflict. Evaluation and host
+operations stay one per clock (a neuron's goes to its bank; a dirty take of 32 neurons takes
+32 / P bits of one word in every bank).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ conv (`conv_sops_per_clock_per_core`)
     measures cfg with P lanes).
 
 dense (`dense_sops_per_clock_per_core`)
-    The same for one dense layer (up to 64 outputs over a 2x8x8 or 2x4x4 input) on one core: each
+    The same for one dense layer (up to 64 outputs over a 2x8x8 or 2x4x4 input: tiny 32 over 2x4x4) on one core: each
     input event is one packet of `outputs` pairs.
 
 
@@ -119,13 +119,13 @@ def conv_network(cfg: FabricConfig, seed: int = 0) -> QNetwork:
 
 def dense_network(cfg: FabricConfig, seed: int = 0) -> QNetwork:
     """A dense layer with as many outputs (up to 64) as one core of cfg holds, over a 2xSxS input
-    (S = 8, or 4 where the weights of S = 8 do not fit one core)."""
-    co = min(CONV_MAX_OUT_CHANNELS, 1 << cfg.chan_bits, cfg.neurons_per_core)
-    fits = [side for side in (8, 4) if CONV_IN_CHANNELS * side * side * co <= cfg.weight_words_per_core]
-    if co < 8 or not fits:
+    (S = 8, or 4 where that allows more outputs)."""
+    co, side = max((min(CONV_MAX_OUT_CHANNELS, 1 << cfg.chan_bits, cfg.neurons_per_core,
+                        cfg.weight_words_per_core // (CONV_IN_CHANNELS * side * side)), side) for side in (8, 4))
+    if co < 8:
         raise BenchError(f"fabric {cfg.name!r}: one core cannot hold a dense layer of 8 outputs over 2x4x4 "
                          f"({cfg.neurons_per_core} neurons, {cfg.weight_words_per_core} weight words)")
-    shape = (CONV_IN_CHANNELS, fits[0], fits[0])
+    shape = (CONV_IN_CHANNELS, side, side)
     rng = np.random.default_rng(seed)
     weight = rng.integers(-8, 9, size=(co, int(np.prod(shape)))).astype(np.int8)
     layer = QLayer("fc", (co, 1, 1), [QConnection("in", Kind.DENSE)], np.zeros(co, np.int64), mult=1, shift=6,
