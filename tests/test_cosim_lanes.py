@@ -15,7 +15,7 @@ pytest.importorskip("litex")
 
 from synfab import cosim, randnet  # noqa: E402
 from synfab.compiler.mapper import MappingError  # noqa: E402
-from synfab.config import PRESETS, ConfigError, FabricConfig  # noqa: E402
+from synfab.config import PRESETS, FabricConfig  # noqa: E402
 
 SMALL2 = PRESETS["small"].with_(lanes=2, name="small-l2")
 # Four cores with little memory each, narrow fields (wrapping accumulators, short events).
@@ -36,17 +36,6 @@ def run(device_for, cfg, case):
     event(f"strategy {case.strategy}")
     ran = cosim.run_case(device_for(cfg), case, tables)
     assert ran["frames"] == case.frames and ran["cycles"] > 0
-
-
-def test_lanes_config_is_checked_and_left_out_at_one():
-    assert "lanes" not in FabricConfig().to_dict()
-    assert FabricConfig().crc() == FabricConfig(lanes=1).crc() != FabricConfig(lanes=2).crc()
-    assert FabricConfig.from_dict(SMALL2.to_dict()) == SMALL2
-    for bad in (0, 3, 16):
-        with pytest.raises(ConfigError, match="lanes must be one of 1, 2, 4, 8"):
-            FabricConfig(lanes=bad)
-    with pytest.raises(ConfigError, match="multiple of lanes"):
-        FabricConfig(neurons_per_core=100, lanes=8)
 
 
 @pytest.mark.slow

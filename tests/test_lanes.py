@@ -1,0 +1,57 @@
+"""Synaptic lanes on the host side (FabricConfig.lanes, issue 11): the config field and its checks,
+and the mapper's channel groups in multiples of the lanes (the gateware: test_cosim_lanes.py)."""
+import numpy as np
+import pytest
+
+from synfab.compiler.mapper import map_network, split, split_aligned
+from synfab.config import PRESETS, ConfigError, FabricConfig
+from synfab.frontend.ir import QConnection, QLayer, QNetwork
+from synfab.layouts import Kind
+
+
+def test_lanes_config_is_checked_and_left_out_at_one():
+    assert "lanes" not in FabricConfig().to_dict()
+    assert FabricConfig().crc() == FabricConfig(lanes=1).crc() != FabricConfig(lanes=2).crc()
+    two = PRESETS["small"].with_(lanes=2)
+    assert two.to_dict()["lanes"] == 2 and FabricConfig.from_dict(two.to_dict()) == two
+    for preset in PRESETS.values():
+        assert preset.lanes == 1 and "lanes" not in preset.to_dict()
+    for bad in (0, 3, 16, -1):
+        with pytest.raises(ConfigError, match=r"^fabric config: lanes must be one of 1, 2, 4, 8, got"):
+            FabricConfig(lanes=bad)
+    with pytest.raises(ConfigError, match="multiple of lanes"):
+        FabricConfig(neurons_per_core=100, lanes=8)
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        FabricConfig(weight_words_per_core=1028, lanes=2)
+    with pytest.raises(ConfigError, match="lanes must be an integer"):
+        FabricConfig.from_dict({"lanes": "4"})
+
+
+@pytest.mark.parametrize("n,k,align,cap", [(20, 3, 4, 8), (18, 3, 4, 8), (64, 4, 4, 64), (10, 3, 2, 4), (33, 5, 8, 8)])
+def test_split_aligned_groups_are_multiples_of_lanes(n, k, align, cap):
+    tiles = split_aligned(n, k, align, cap)
+    sizes = tiles[:, 1] - tiles[:, 0] + 1
+    assert tiles[0, 0] == 0 and tiles[-1, 1] == n - 1 and (tiles[1:, 0] == tiles[:-1, 1] + 1).all()
+    assert len(tiles) == k and (sizes > 0).all() and sizes.max() <= cap
+    assert (sizes[:-1] % align == 0).all()
+
+
+def test_split_aligned_falls_back_where_aligned_groups_do_not_fit():
+    assert np.array_equal(split_aligned(20, 3, 4, 7), split(20, 3))     # 8 + 8 + 4 > 7 per group
+    assert np.array_equal(split_aligned(20, 3, 1, 7), split(20, 3))
+    assert np.array_equal(split_aligned(5, 1, 4, 5), split(5, 1))
+
+
+def test_the_mapper_groups_channels_in_multiples_of_lanes():
+    """20 channels over 8x8 on cores of 9 * 64 neurons: three groups, 7 + 7 + 6 with one lane,
+    8 + 8 + 4 with four."""
+    weight = np.ones((20, 2, 3, 3), np.int8)
+    layer = QLayer("conv", (20, 8, 8), [QConnection("in", Kind.CONV, k=3, stride=1, pad=1)], np.zeros(20, np.int64),
+                   mult=1, shift=0, lo=0, hi=255, weight=weight, op="conv")
+    qnet = QNetwork("t", "in", (2, 8, 8), [layer], "conv")
+    cfg = FabricConfig(mesh_x=2, mesh_y=2, neurons_per_core=9 * 64, weight_words_per_core=4096)
+    groups = {}
+    for lanes in (1, 4):
+        grid = map_network(qnet, cfg.with_(lanes=lanes), "channel").grids["conv"]
+        groups[lanes] = (grid.cs[:, 1] - grid.cs[:, 0] + 1).tolist()
+    assert groups == {1: [7, 7, 6], 4: [8, 8, 4]}
