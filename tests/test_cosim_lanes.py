@@ -18,12 +18,13 @@ from synfab.compiler.mapper import MappingError  # noqa: E402
 from synfab.config import PRESETS, FabricConfig  # noqa: E402
 
 SMALL2 = PRESETS["small"].with_(lanes=2, name="small-l2")
+SMALL8 = PRESETS["small"].with_(lanes=8, name="small-l8")
 # Four cores with little memory each, narrow fields (wrapping accumulators, short events).
 NARROW4 = FabricConfig(mesh_x=2, mesh_y=2, neurons_per_core=128, weight_words_per_core=1024,
                        peg_entries_per_core=32, esu_descriptors_per_core=16, populations_per_core=8,
                        input_peg_entries=32, event_bits=12, acc_bits=16, coord_bits=6, chan_bits=8,
                        kernel_bits=3, mult_bits=12, shift_bits=4, lanes=4, name="narrow-l4")
-CASES = 12
+CASES = 25
 
 
 def run(device_for, cfg, case):
@@ -65,3 +66,14 @@ def test_two_lanes_geometry_match_the_model(device_for, data):
 def test_four_lanes_match_the_model(device_for, data):
     run(device_for, NARROW4, data.draw(randnet.cosim_cases(NARROW4, geometry=data.draw(st.booleans())),
                                        label="case"))
+
+
+@pytest.mark.slow
+@settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_eight_lanes_match_the_model(device_for, data):
+    """Eight lanes: the weights in four banks (up to 11 bytes from the first word's start)."""
+    run(device_for, SMALL8, data.draw(randnet.cosim_cases(SMALL8, geometry=data.draw(st.booleans())),
+                                      label="case"))

@@ -244,11 +244,15 @@ def random_packets(rng, descs, esu_count, n):
     return out
 
 
-@pytest.mark.parametrize("seed,rect", [(1, False), (3, True), pytest.param(2, False, marks=pytest.mark.slow),
-                                       pytest.param(4, True, marks=pytest.mark.slow)])
-def test_esu_matches_design_pseudocode(seed, rect):
+@pytest.mark.parametrize("seed,rect,lanes", [(1, False, 1), (3, True, 1), pytest.param(2, False, 1, marks=pytest.mark.slow),
+                                             pytest.param(4, True, 1, marks=pytest.mark.slow),
+                                             pytest.param(5, True, 2, marks=pytest.mark.slow),
+                                             pytest.param(6, False, 4, marks=pytest.mark.slow),
+                                             pytest.param(7, True, 4, marks=pytest.mark.slow)])
+def test_esu_matches_design_pseudocode(seed, rect, lanes):
     """Random descriptors and packets, the malformed ones included; `rect`: every descriptor has
-    its own kernel height, row stride and weight shift (version-2 fields)."""
+    its own kernel height, row stride and weight shift (version-2 fields); `lanes`: the core's
+    synaptic lanes (up to that many pairs per clock, each guarded on its own)."""
     rng = random.Random(seed)
     descs = random_descs(rng, random.Random(seed + 100) if rect else None)
     esu_count = len(descs)
@@ -260,7 +264,7 @@ def test_esu_matches_design_pseudocode(seed, rect):
                     pkt(12, 3), pkt(esu_count, 9)]
     exp_acc, exp_synops, exp_dropped = esu_reference(descs, esu_count, weights, acc0, packets)
     assert any(exp_acc[n] != acc0[n] for n in range(N - 24, N)), "the test should reach the end of memory"
-    sim = CoreSim(ready_prob=1.0, seed=seed)
+    sim = CoreSim(CFG.with_(lanes=lanes), ready_prob=1.0, seed=seed)
     got = {}
 
     def main():

@@ -170,7 +170,7 @@ class LayerWork:
 # The frame a placement predicts
 def part_loads(qnet: QNetwork, placement, work: Work) -> tuple[list[str], np.ndarray]:
     """(phases, load (phases, cores)): per phase (the input, then every layer in evaluation order)
-    the clocks each core's neuron unit is busy: pairs / lanes of the synaptic work done in that
+    the clocks each core's neuron unit is busy: pairs / part_lanes of the synaptic work done in that
     phase plus the evaluation of the phase's layer (its evaluated neurons and dirty-word scans)."""
     phases = [qnet.input_name] + [l.name for l in qnet.layers]
     index = {name: i for i, name in enumerate(phases)}
@@ -181,10 +181,20 @@ def part_loads(qnet: QNetwork, placement, work: Work) -> tuple[list[str], np.nda
     for part in placement.parts:
         layer = layers[part.layer]
         for src, sums in per_layer.ops_by_source(layer).items():
-            load[index[src], part.core] += sums.tile(part.tile) / n_lanes
+            load[index[src], part.core] += sums.tile(part.tile) / part_lanes(layer, src, part.tile, n_lanes)
         load[index[part.layer], part.core] += (per_layer.evaluations(layer).tile(part.tile)
                                                + part.neurons / DIRTY_WORD_NEURONS)
     return phases, load
+
+
+def part_lanes(layer: QLayer, src: str, tile, n_lanes: int) -> float:
+    """Pairs per clock the ESU makes for a part's connections from `src`: a conv or dense
+    connection's lanes take its cc output channels P at a time (cc / ceil(cc / P)); depthwise and
+    pooling connections make one pair per clock."""
+    if n_lanes == 1 or all(c.kind == Kind.DW for c in layer.inputs if c.src == src):
+        return 1.0
+    cc = tile.c1 - tile.c0 + 1
+    return cc / -(-cc // n_lanes)
 
 
 def predict(qnet: QNetwork, placement, work: Work) -> dict:
