@@ -247,7 +247,7 @@ def random_packets(rng, descs, esu_count, n):
 @pytest.mark.parametrize("seed,rect,lanes", [(1, False, 1), (3, True, 1), pytest.param(2, False, 1, marks=pytest.mark.slow),
                                              pytest.param(4, True, 1, marks=pytest.mark.slow),
                                              pytest.param(5, True, 2, marks=pytest.mark.slow),
-                                             pytest.param(6, False, 4, marks=pytest.mark.slow),
+                                             pytest.param(8, False, 4, marks=pytest.mark.slow),
                                              pytest.param(7, True, 4, marks=pytest.mark.slow)])
 def test_esu_matches_design_pseudocode(seed, rect, lanes):
     """Random descriptors and packets, the malformed ones included; `rect`: every descriptor has
