@@ -84,7 +84,7 @@ def check_micro(micro: dict, cfg: FabricConfig) -> None:
     assert len(dense["cores"]) == 1 and dense["busy_cycles"] * lanes >= dense["synops"]
     assert micro["dense_sops_per_clock_per_core"] <= lanes
     assert conv["frame_cycles"] > conv["finish_cycles"] > 0
-    assert conv["frame_cycles"] >= conv["synops"]
+    assert conv["frame_cycles"] * lanes >= conv["synops"]
     assert conv["empty_frame_cycles"] > 0
 
     inp = micro["input"]

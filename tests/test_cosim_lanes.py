@@ -77,3 +77,20 @@ def test_eight_lanes_match_the_model(device_for, data):
     """Eight lanes: the weights in four banks (up to 11 bytes from the first word's start)."""
     run(device_for, SMALL8, data.draw(randnet.cosim_cases(SMALL8, geometry=data.draw(st.booleans())),
                                       label="case"))
+
+
+SMALL_ALL2 = PRESETS["small"].with_(neuron_models="all", lanes=2, name="small-all-l2")
+
+
+@pytest.mark.slow
+@settings(max_examples=20, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_two_lanes_with_every_neuron_model_match_the_model(device_for, data):
+    """The if, cuba_lif and lif neurons' write-backs, clearing reads and live marks into the
+    banked neuron unit (test_cosim_neurons.py's cases on a fabric of two lanes)."""
+    from test_cosim_neurons import check_case, neuron_case
+    from synfab import arith
+    case = data.draw(st.composite(lambda draw: neuron_case(draw, SMALL_ALL2, arith.MODELS))(), label="case")
+    check_case(device_for, SMALL_ALL2, case)
