@@ -15,7 +15,9 @@ pytest.importorskip("litex")
 
 from synfab import cosim, randnet  # noqa: E402
 from synfab.compiler.mapper import MappingError  # noqa: E402
+from synfab import arith  # noqa: E402
 from synfab.config import PRESETS, FabricConfig  # noqa: E402
+from test_cosim_neurons import check_case, neuron_case  # noqa: E402
 
 SMALL2 = PRESETS["small"].with_(lanes=2, name="small-l2")
 SMALL8 = PRESETS["small"].with_(lanes=8, name="small-l8")
@@ -90,7 +92,5 @@ SMALL_ALL2 = PRESETS["small"].with_(neuron_models="all", lanes=2, name="small-al
 def test_two_lanes_with_every_neuron_model_match_the_model(device_for, data):
     """The if, cuba_lif and lif neurons' write-backs, clearing reads and live marks into the
     banked neuron unit (test_cosim_neurons.py's cases on a fabric of two lanes)."""
-    from test_cosim_neurons import check_case, neuron_case
-    from synfab import arith
     case = data.draw(st.composite(lambda draw: neuron_case(draw, SMALL_ALL2, arith.MODELS))(), label="case")
     check_case(device_for, SMALL_ALL2, case)
