@@ -191,8 +191,9 @@ class _Chooser:
     fit are tried too, up to one part per core)."""
 
     def __init__(self, qnet: QNetwork, cfg: FabricConfig, strategy: str, gran: int, selection: str = "cost",
-                 layer_work: LayerWork | None = None):
+                 layer_work: LayerWork | None = None, align: int = 1):
         self.qnet, self.cfg, self.strategy = qnet, cfg, strategy
+        self.align = align      # channel groups in multiples of this where they fit (split_aligned)
         self.selection, self.layer_work = selection, layer_work
         self.nc = max(1, cfg.neurons_per_core // gran)
         self.wc = max(1, cfg.weight_words_per_core // gran)
@@ -236,13 +237,13 @@ class _Chooser:
         def axis(ax: str, n: int, cap: int = 0):
             """Per axis and tile count: tiles, own-PEG hit counts per tile for every consumer,
             and for every input connection (max, mean, whole-source) tiles reached. Channel groups
-            (cap: the most channels a part may have) are multiples of the fabric's lanes where
-            that fits."""
+            (cap: the most channels a part may have) are multiples of `align` (the fabric's lanes,
+            see _map_lanes) where that fits."""
             key = (ax, n, cap)
             if key in axis_cache:
                 return axis_cache[key]
             length = {"x": W, "y": H, "c": C}[ax]
-            tiles = split_aligned(length, n, cfg.lanes, cap) if ax == "c" else split(length, n)
+            tiles = split_aligned(length, n, self.align, cap) if ax == "c" else split(length, n)
             own = [_tile_hits(r[ax], tiles).sum(axis=1) for r in out_reach]
             inc = []
             for conn, s in zip(layer.inputs, in_shapes):
@@ -545,13 +546,36 @@ def _packed(needs: list[_PartNeed], cfg: FabricConfig, selection: str, layer_wor
     return packed
 
 
+def _map_lanes(qnet: QNetwork, cfg: FabricConfig, strategy: str, selection: str = "cost",
+               layer_work: LayerWork | None = None) -> Placement:
+    """_map with channel groups in multiples of the fabric's lanes where they fit (a group of a
+    multiple of P keeps every lane of a conv or dense connection busy), unless that does not place
+    the network or, balancing work, predicts a longer frame than groups of any size: then _map as
+    it is (larger aligned groups can leave the parts harder to pack)."""
+    if cfg.lanes == 1:
+        return _map(qnet, cfg, strategy, selection, layer_work)
+    try:
+        aligned = _map(qnet, cfg, strategy, selection, layer_work, align=cfg.lanes)
+    except MappingError:
+        return _map(qnet, cfg, strategy, selection, layer_work)
+    if selection != "work":
+        return aligned
+    try:
+        plain = _map(qnet, cfg, strategy, selection, layer_work)
+    except MappingError:
+        return aligned
+    work = layer_work.work
+    fast = predict(qnet, aligned, work)["frame_cycles"] <= predict(qnet, plain, work)["frame_cycles"]
+    return aligned if fast else plain
+
+
 def _map(qnet: QNetwork, cfg: FabricConfig, strategy: str, selection: str = "cost",
-         layer_work: LayerWork | None = None) -> Placement:
+         layer_work: LayerWork | None = None, align: int = 1) -> Placement:
     """Choose every layer's split and pack the parts, splitting finer while they do not pack."""
     first_needs = None
     for gran in _GRANULARITIES:
         try:
-            grids = _Chooser(qnet, cfg, strategy, gran, selection, layer_work).choose_all()
+            grids = _Chooser(qnet, cfg, strategy, gran, selection, layer_work, align).choose_all()
         except MappingError:
             if gran == 1:
                 raise
@@ -584,15 +608,15 @@ def _least_memory(qnet: QNetwork, cfg: FabricConfig) -> Placement:
     """The placement that stores the fewest weight words, or where its parts do not pack (a
     fabric filled to the last neurons) the least-cost one."""
     try:
-        return _map(qnet, cfg, "auto", "memory")
+        return _map_lanes(qnet, cfg, "auto", "memory")
     except MappingError:
-        return _map(qnet, cfg, "auto")
+        return _map_lanes(qnet, cfg, "auto")
 
 
 def _work_balanced(qnet: QNetwork, cfg: FabricConfig, work: Work) -> Placement | None:
     """The placement that balances the synaptic work, or None where its parts do not fit."""
     try:
-        return _map(qnet, cfg, "auto", "work", LayerWork(qnet, work))
+        return _map_lanes(qnet, cfg, "auto", "work", LayerWork(qnet, work))
     except MappingError:
         return None
 
@@ -629,17 +653,17 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
     check_network(qnet, cfg, for_analysis)
     check_totals(qnet, cfg)
     if strategy != "auto":
-        return _map(qnet, cfg, strategy)
+        return _map_lanes(qnet, cfg, strategy)
     if objective == "memory":
         placement = _least_memory(qnet, cfg)
         placement.objective = objective
         return placement
     if for_analysis:   # an analysis fabric is sized for memory and runs no frames: nothing to balance
-        placement = _map(qnet, cfg, "auto")
+        placement = _map_lanes(qnet, cfg, "auto")
         placement.objective = objective
         return placement
     work = work or estimate(qnet, sample, cfg.acc_bits)
-    least_cost = _with_prediction(qnet, _map(qnet, cfg, "auto"), objective, work)
+    least_cost = _with_prediction(qnet, _map_lanes(qnet, cfg, "auto"), objective, work)
     balanced = _work_balanced(qnet, cfg, work)
     if balanced is None:
         return least_cost
