@@ -47,7 +47,13 @@ def two_layer_network() -> QNetwork:
 
 @pytest.fixture(scope="module")
 def tables():
-    return compile_qnetwork(two_layer_network(), CFG)
+    # The least-cost placement (mapper._map, as before placement objectives): each layer whole on
+    # a core of its own, as the tests that cripple one core's tables need (objective balanced
+    # spreads this network's work over the cores; memory packs both layers onto one).
+    from synfab.compiler import compile_network
+    from synfab.compiler.mapper import _map
+    qnet = two_layer_network()
+    return compile_network(qnet, CFG, _map(qnet, CFG, "auto"))
 
 
 @pytest.fixture(scope="module")

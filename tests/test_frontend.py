@@ -44,7 +44,9 @@ def files(tmp_path_factory):
     np.savez(d / "calib.npz", images=images)
     calib = images[:, None].astype(np.float32) / 255.0
     qnet = quant.quantize(from_torch(model, SHAPE), calib)
-    bundle.save(api.compile_qnetwork(qnet), d / "python_api.sfb")
+    # compile_file balances the calibration images' work (api.calibration_sample): the Python API
+    # path places for the same sample.
+    bundle.save(api.compile_qnetwork(qnet, sample=api.calibration_sample(qnet, d / "calib.npz")), d / "python_api.sfb")
     return d
 
 
