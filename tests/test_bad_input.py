@@ -47,13 +47,13 @@ def two_layer_network() -> QNetwork:
 
 @pytest.fixture(scope="module")
 def tables():
-    # The least-cost placement (mapper._map, as before placement objectives): each layer whole on
+    # The least-cost placement (objective cost, as before placement objectives): each layer whole on
     # a core of its own, as the tests that cripple one core's tables need (objective balanced
     # spreads this network's work over the cores; memory packs both layers onto one).
     from synfab.compiler import compile_network
-    from synfab.compiler.mapper import _map
+    from synfab.compiler.mapper import map_network
     qnet = two_layer_network()
-    return compile_network(qnet, CFG, _map(qnet, CFG, "auto"))
+    return compile_network(qnet, CFG, map_network(qnet, CFG, objective="cost"))
 
 
 @pytest.fixture(scope="module")

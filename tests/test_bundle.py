@@ -186,11 +186,11 @@ def test_todays_networks_compile_to_the_same_version_1_bundle_bytes():
     the least-cost placement it had then (the default objective, balanced, now spreads its work)."""
     import hashlib
     from synfab.compiler import compile_network
-    from synfab.compiler.mapper import _map
+    from synfab.compiler.mapper import map_network
     from synfab.config import FabricConfig
     from synfab.demo import demo_qnetwork
     qnet, cfg = demo_qnetwork(), FabricConfig()
-    tables = compile_network(qnet, cfg, _map(qnet, cfg, "auto"))
+    tables = compile_network(qnet, cfg, map_network(qnet, cfg, objective="cost"))
     assert tables.version == LAYOUT_VERSION and not tables.extended_features
     assert hashlib.sha256(encode(tables)).hexdigest() == \
         "e24da1b6348f893a865aae1e4ec74ce30aacc8f951722cae1ae8469599907416"

@@ -1,4 +1,4 @@
-"""Placement objectives (memory, throughput, balanced) and the synaptic work the mapper balances:
+"""Placement objectives (memory, cost, throughput, balanced) and the synaptic work the mapper balances:
 every placement runs bit-exact on the golden model against the dense reference, the predicted
 synaptic ops are the model's, memory keeps ResNet50's kernels <= 1.1x, throughput shortens
 LeNet's predicted frame, and on Verilator the balanced LeNet reaches issue 11's ops per clock."""
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from synfab import api, demo
 from synfab.analysis import footprint, workloads, zoo
 from synfab.compiler import compile_network, work
-from synfab.compiler.mapper import OBJECTIVES, MappingError, _map, map_network
+from synfab.compiler.mapper import OBJECTIVES, MappingError, map_network
 from synfab.config import PRESETS
 from synfab.model import Model, input_events, reference
 from synfab.randnet import configs_and_qnetworks, random_frames
@@ -69,7 +69,7 @@ def test_balanced_keeps_the_least_cost_placement_where_balancing_gains_little():
     qnet = demo.qnetwork("demo")
     tiny_cfg = PRESETS["default"].with_(mesh_x=1, mesh_y=1)    # one core: nothing to spread
     balanced = map_network(qnet, tiny_cfg)
-    least_cost = _map(qnet, tiny_cfg, "auto")
+    least_cost = map_network(qnet, tiny_cfg, objective="cost")
     assert [(p.layer, p.core, p.tile, p.nbase, p.wbase) for p in balanced.parts] == \
            [(p.layer, p.core, p.tile, p.nbase, p.wbase) for p in least_cost.parts]
 
@@ -103,7 +103,7 @@ def test_every_objective_is_exact_on_random_networks(cfg_net, seed, objective, w
 
 
 def test_unknown_objective_is_a_mapping_error():
-    with pytest.raises(MappingError, match="unknown placement objective 'fast'; use one of memory, throughput, balanced"):
+    with pytest.raises(MappingError, match="unknown placement objective 'fast'; use one of memory, cost, throughput, balanced"):
         map_network(demo.qnetwork("demo"), PRESETS["default"], objective="fast")
 
 
@@ -114,7 +114,7 @@ def test_bad_objective_on_the_command_line_is_one_line(tmp_path, argv):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "synfab: error: unknown placement objective 'fast'; use one of memory, throughput, balanced"]
+        "synfab: error: unknown placement objective 'fast'; use one of memory, cost, throughput, balanced"]
 
 
 def test_compile_reports_the_objective_and_the_predicted_frame(tmp_path):

@@ -38,13 +38,13 @@ from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
 from synfab.arith import LOIHI_ACT_SHIFT, LOIHI_DECAY_BITS, LOIHI_DECAY_UNITY, LOIHI_VTH_SHIFT
-from synfab.layouts import (FABRIC_LAYOUT_VERSION, NEURON_MODEL_CODES, UNSIGNED_STATE_WORDS, gateware_state_words,
-                            gateware_word_bits, pop_desc, state_word_bits)
+from synfab.layouts import (DIRTY_WORD, FABRIC_LAYOUT_VERSION, NEURON_MODEL_CODES, UNSIGNED_STATE_WORDS,
+                            gateware_state_words, gateware_word_bits, pop_desc, state_word_bits)
 
 from ..common import PipeStage, as_signed, combine_split, product, split_multiply, sync_fifo
 from ..serial import SerialMultiplier, SerialReciprocal
 from ..tables import SerialTableMemory, block_ram
-from .neuron import DIRTY_WORD, acc_read_layout, dirty_take_layout, dirty_word_bits, write_back_layout
+from .neuron import acc_read_layout, dirty_take_layout, dirty_word_bits, write_back_layout
 from .peg import spike_layout
 
 # The FIFOs take a spike / write-back of every neuron in flight (the pipeline never stalls), so

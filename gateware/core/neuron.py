@@ -40,12 +40,11 @@ from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
-from synfab.layouts import WSHIFT_BITS
+from synfab.layouts import DIRTY_WORD, WSHIFT_BITS
 
 from ..common import PipeStage, product
 from ..tables import block_ram
 
-DIRTY_WORD = 32          # neurons per dirty word
 ACC_READ_LATENCY = 2     # clocks from a granted acc read to `acc_out`
 DIRTY_TAKE_LATENCY = 3   # clocks from a granted dirty take to `dirty_out`
 

@@ -326,8 +326,8 @@ def replay_recording(tables, recording: RecordingFrames, speed: float | None = N
     seconds) and `sleep` default to the real ones; tests pass a fake pair."""
     import time
     from .runtime import replay
-    speed = replay.check_speed(replay.DEFAULT_SPEED if speed is None else speed)
-    fabric_clock = replay.fabric_clock(tables.cfg, clock_mhz)      # refuse a bad clock before running
+    speed, clock_mhz = replay.check_options(speed, clock_mhz)       # refuse bad options before running
+    fabric_clock = replay.fabric_clock(tables.cfg, clock_mhz)
     due_us = replay.frame_due_us(recording.slices, recording.window_us)
     pacer = replay.Pacer(due_us / 1e6 / speed, drop_late, clock or time.monotonic, sleep or time.sleep)
     log = replay.ReplayLog()

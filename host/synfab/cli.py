@@ -145,7 +145,7 @@ def cmd_report(a):
 def _realtime_speed(a) -> float | None:
     """The speed of a real-time replay (None: not one); one-line errors for real-time options that
     cannot go together, before anything is loaded."""
-    from .runtime.replay import DEFAULT_SPEED, ReplayError, check_clock_mhz, check_speed
+    from .runtime.replay import ReplayError, check_options
     if not a.realtime:
         given = [flag for flag, used in (("--speed", a.speed is not None), ("--drop-late", a.drop_late),
                                          ("--clock-mhz", a.clock_mhz is not None)) if used]
@@ -154,9 +154,7 @@ def _realtime_speed(a) -> float | None:
         return None
     if a.events is None:
         raise ReplayError("--realtime replays an event recording at its timestamps: give it with --events FILE")
-    if a.clock_mhz is not None:
-        check_clock_mhz(a.clock_mhz)
-    return check_speed(a.speed if a.speed is not None else DEFAULT_SPEED)
+    return check_options(a.speed, a.clock_mhz)[0]
 
 
 def cmd_run(a):
@@ -317,8 +315,8 @@ def objective_opt(q) -> None:
     from .compiler.mapper import DEFAULT_OBJECTIVE, OBJECTIVES
     q.add_argument("--objective", default=DEFAULT_OBJECTIVE, metavar="|".join(OBJECTIVES),
                    help=f"placement objective (default {DEFAULT_OBJECTIVE}): memory replicates kernels least; "
-                        f"throughput balances the synaptic work over the cores; balanced does so where it "
-                        f"shortens the predicted frame by 10%% or more")
+                        f"cost takes the fewest parts; throughput balances the synaptic work over the cores; "
+                        f"balanced does so where it shortens the predicted frame by 10%% or more")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,10 @@ LAYOUT_VERSIONS = (LAYOUT_VERSION, EXTENDED_LAYOUT_VERSION)
 # today's sigma-delta), which the fabric executes exactly as the version-1 fields.
 FABRIC_LAYOUT_VERSION = EXTENDED_LAYOUT_VERSION
 
+# Neurons per dirty word: the neuron unit marks touched neurons in 32-bit words of block RAM and
+# the evaluation unit scans one word per clock (the compiler's work prediction counts the scan).
+DIRTY_WORD = 32
+
 # What a network may use beyond version 1 (QNetwork.extended_features names them, one entry per
 # feature with its layers: "weight shift (conv1, fc2)"), in the bit order of the fabric's
 # read-only `features` register (version-2 register map).

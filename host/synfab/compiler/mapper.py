@@ -32,7 +32,7 @@ from ..layouts import Kind
 from .work import LayerWork, Work, estimate, predict
 
 STRATEGIES = ("auto", "channel", "spatial")
-OBJECTIVES = ("memory", "throughput", "balanced")
+OBJECTIVES = ("memory", "cost", "throughput", "balanced")
 DEFAULT_OBJECTIVE = "balanced"
 # "balanced" takes the work-balanced placement only when it predicts a frame at least this much
 # shorter than the least-cost one, relatively and in clocks (below that, fewer parts and less
@@ -621,8 +621,7 @@ def _work_balanced(qnet: QNetwork, cfg: FabricConfig, work: Work) -> Placement |
         return None
 
 
-def _with_prediction(qnet: QNetwork, placement: Placement, objective: str, work: Work) -> Placement:
-    placement.objective = objective
+def _with_prediction(qnet: QNetwork, placement: Placement, work: Work) -> Placement:
     placement.prediction = predict(qnet, placement, work)
     return placement
 
@@ -636,11 +635,12 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
     the objective.
     objective (strategy auto): "memory" (fewest stored weight words: kernels replicated over
     spatial tiles only where a core's neurons or weights force it, tiles of one channel group
-    packed together so that they share a kernel slice), "throughput" (the synaptic work balanced
-    over the cores: layers split into more channel groups or tiles where that shortens the
-    predicted frame, compiler/work.py; the least-cost placement where that is not shorter) or
-    "balanced" (the least-cost placement of the module doc unless balancing the work shortens the
-    predicted frame by BALANCED_MIN_GAIN or more).
+    packed together so that they share a kernel slice), "cost" (the least-cost placement of the
+    module doc: fewest parts, no work balanced), "throughput" (the synaptic work balanced over the
+    cores: layers split into more channel groups or tiles where that shortens the predicted frame,
+    compiler/work.py; the least-cost placement where that is not shorter) or "balanced" (the
+    least-cost placement unless balancing the work shortens the predicted frame by
+    BALANCED_MIN_GAIN or more).
     sample: input frames (T, C, H, W) or one (C, H, W) whose synaptic work is balanced (work:
     that work already estimated); without either, the static estimate (compiler/work.py).
     for_analysis: memory analysis only (e.g. ResNet50's 72 layers): the network need not be
@@ -654,20 +654,24 @@ def map_network(qnet: QNetwork, cfg: FabricConfig, strategy: str = "auto", for_a
     check_totals(qnet, cfg)
     if strategy != "auto":
         return _map_lanes(qnet, cfg, strategy)
+    placement = _place_for(qnet, cfg, objective, for_analysis, sample, work)
+    placement.objective = objective
+    return placement
+
+
+def _place_for(qnet: QNetwork, cfg: FabricConfig, objective: str, for_analysis: bool, sample,
+               work: Work | None) -> Placement:
+    """The placement map_network's objective asks for (strategy auto)."""
     if objective == "memory":
-        placement = _least_memory(qnet, cfg)
-        placement.objective = objective
-        return placement
-    if for_analysis:   # an analysis fabric is sized for memory and runs no frames: nothing to balance
-        placement = _map_lanes(qnet, cfg, "auto")
-        placement.objective = objective
-        return placement
+        return _least_memory(qnet, cfg)
+    if objective == "cost" or for_analysis:   # an analysis fabric runs no frames: nothing to balance
+        return _map_lanes(qnet, cfg, "auto")
     work = work or estimate(qnet, sample, cfg.acc_bits)
-    least_cost = _with_prediction(qnet, _map_lanes(qnet, cfg, "auto"), objective, work)
+    least_cost = _with_prediction(qnet, _map_lanes(qnet, cfg, "auto"), work)
     balanced = _work_balanced(qnet, cfg, work)
     if balanced is None:
         return least_cost
-    balanced = _with_prediction(qnet, balanced, objective, work)
+    balanced = _with_prediction(qnet, balanced, work)
     fast, slow = balanced.prediction["frame_cycles"], least_cost.prediction["frame_cycles"]
     if objective == "throughput":
         return balanced if fast < slow else least_cost

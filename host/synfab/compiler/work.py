@@ -26,11 +26,9 @@ import numpy as np
 from ..config import FabricConfig
 from ..frontend.ir import QConnection, QLayer, QNetwork
 from ..geometry import axis_span
-from ..layouts import Kind
+from ..layouts import DIRTY_WORD, Kind
 
 SAMPLE, STATIC = "sample", "static"
-# Neurons the evaluation unit scans per clock when it looks for dirty ones (32-neuron dirty words).
-DIRTY_WORD_NEURONS = 32
 
 
 def lanes(cfg: FabricConfig) -> int:
@@ -183,7 +181,7 @@ def part_loads(qnet: QNetwork, placement, work: Work) -> tuple[list[str], np.nda
         for src, sums in per_layer.ops_by_source(layer).items():
             load[index[src], part.core] += sums.tile(part.tile) / part_lanes(layer, src, part.tile, n_lanes)
         load[index[part.layer], part.core] += (per_layer.evaluations(layer).tile(part.tile)
-                                               + part.neurons / DIRTY_WORD_NEURONS)
+                                               + part.neurons / DIRTY_WORD)
     return phases, load
 
 

@@ -67,6 +67,13 @@ def check_clock_mhz(clock_mhz) -> float:
     return value
 
 
+def check_options(speed=None, clock_mhz=None) -> tuple[float, float | None]:
+    """A replay's speed (None: real time) and clock (None: the bitstream's Fmax) checked, as the
+    CLI does before it loads anything and the Python API before it runs: (speed, clock_mhz)."""
+    return (check_speed(DEFAULT_SPEED if speed is None else speed),
+            None if clock_mhz is None else check_clock_mhz(clock_mhz))
+
+
 def frame_due_us(slices: Sequence[np.ndarray], window_us: int | None) -> np.ndarray:
     """Per frame, when it is complete in the recording: its last event's timestamp in microseconds
     since the first frame's first event. A time window without events is complete at its window's
