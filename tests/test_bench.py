@@ -247,6 +247,7 @@ def test_fabric_bench_runs_the_workloads_that_fit_a_fabric(monkeypatch):
     ran = []
     monkeypatch.setattr(bench, "workload_bench", lambda name, frames, cfg, loaded, objective: ran.append((name, cfg)) or {})
     monkeypatch.setattr(bench, "link_bench", lambda cfg, loaded, objective: pytest.fail("no board: no link measurement"))
+    monkeypatch.setattr(bench, "dma_bench", lambda cfg, loaded, objective: pytest.fail("no PYNQ: no DMA measurement"))
     small = PRESETS["small"]
     result = bench.fabric_bench(small, frames=1)
     assert ran == [] and set(result["whole_frame"]["does_not_fit"]) == set(WORKLOADS)
@@ -405,3 +406,35 @@ def test_benchmark_script_prints_the_same_json(tiny, monkeypatch, capsys):
     assert script.main(["--fabric", "tiny"]) == tiny
     assert seen == [PRESETS["tiny"]]
     assert json.loads(capsys.readouterr().out) == tiny
+
+
+def test_dma_link_beats_balance_and_never_exceed_one_a_clock():
+    """The AXI DMA figures through the simulated PYNQ-Z2: one MM2S transfer per frame, one beat per
+    input event plus the frame's end-of-frame beat, and the fabric takes at most one beat a clock."""
+    pytest.importorskip("pynq")
+    cfg = PRESETS["default"]
+    loaded, _ = bench._fitting(["demo_mnist"], 2, cfg)
+    d = bench.dma_bench(cfg, loaded)
+    x = loaded["demo_mnist"][1]
+    events = sum(len(input_deltas(prev, cur)["x"])      # the events the host sends, frame to frame
+                 for prev, cur in zip([np.zeros_like(x[0])] + list(x[:-1]), x))
+    w = d["workloads"]["demo_mnist"]
+    assert (w["frames"], w["transfers"], w["input_events"]) == (2, 2, events)
+    assert w["beats"] == events + 2
+    assert w["beats"] <= w["cycles"]
+    assert d["hp0_beats_per_s"] == 100_000_000 and d["hp0_bytes_per_s"] == 800_000_000
+    assert w["beats_per_s"] == round(w["beats"] / w["cycles"] * 100e6)
+
+
+def test_the_pynq_preset_gets_the_dma_link_and_no_fmax(monkeypatch):
+    """`bench --fabric pynq-z2` measures the AXI DMA link (and no UARTBone, no Fmax: no ECP5 board);
+    --no-link skips it."""
+    monkeypatch.setattr(bench, "micro_bench", lambda cfg, n=bench.RELAY_EVENTS: ({}, {}))
+    monkeypatch.setattr(bench, "workload_bench", lambda name, frames, cfg, loaded, objective: {})
+    monkeypatch.setattr(bench, "link_bench", lambda cfg, loaded, objective: pytest.fail("no ECP5 board"))
+    asked = []
+    monkeypatch.setattr(bench, "dma_bench", lambda cfg, loaded, objective: asked.append((cfg.name, list(loaded))) or {})
+    result = bench.fabric_bench(PRESETS["pynq-z2"], workloads=["demo_mnist"], frames=1)
+    assert asked == [("pynq-z2", ["demo_mnist"])] and "dma_link" in result and "at_fmax" not in result
+    result = bench.fabric_bench(PRESETS["pynq-z2"], workloads=["demo_mnist"], frames=1, link=False)
+    assert len(asked) == 1 and "dma_link" not in result

@@ -42,6 +42,8 @@ _SIGNATURES = {
     "sim_cycles": (ctypes.c_uint64, [ctypes.c_void_p]),
     "sim_frames_out": (ctypes.c_uint64, [ctypes.c_void_p]),
     "sim_in_pending": (ctypes.c_uint64, [ctypes.c_void_p]),
+    "sim_in_taken": (ctypes.c_uint64, [ctypes.c_void_p]),
+    "sim_in_last_cycle": (ctypes.c_uint64, [ctypes.c_void_p]),
 }
 
 
@@ -205,6 +207,11 @@ class SimFabric:
     def cycles(self) -> int:
         """Clock cycles since the last reset."""
         return self._lib.sim_cycles(self._h)
+
+    @property
+    def input_taken(self) -> tuple[int, int]:
+        """(input beats the fabric took since the last reset, the cycle count when it took the latest)."""
+        return self._lib.sim_in_taken(self._h), self._lib.sim_in_last_cycle(self._h)
 
     @property
     def pending_input(self) -> int:

@@ -93,6 +93,8 @@ struct Sim {
     std::vector<uint8_t> out_last;
     uint64_t cycles = 0;
     uint64_t frames_out = 0;    // output beats with TLAST since reset
+    uint64_t in_taken = 0;      // input beats the fabric took since reset
+    uint64_t in_last_cycle = 0; // cycles (since reset) when it took the latest one
     uint64_t gap_in = 0;        // per-cycle probability * 2^32 of holding back s_axis_tvalid
     uint64_t gap_out = 0;       // per-cycle probability * 2^32 of deasserting m_axis_tready
     uint64_t seed = 0;
@@ -164,11 +166,13 @@ inline void tick(Sim& s) {
     t->clk = 1;
     t->eval();
     s.inputs_changed = false;
+    ++s.cycles;
     if (in_fire) {
         s.in.pop_front();
         s.presenting = false;
+        ++s.in_taken;
+        s.in_last_cycle = s.cycles;
     }
-    ++s.cycles;
 }
 
 // Runs one AXI-Lite transaction to completion; returns its response (or RESP_TIMEOUT).
@@ -227,6 +231,8 @@ void sim_reset(Sim* s, uint32_t cycles) {
     s->out_last.clear();
     s->cycles = 0;
     s->frames_out = 0;
+    s->in_taken = 0;
+    s->in_last_cycle = 0;
 }
 
 // Probabilities are given as thresholds over 2^32 (0 = never).
@@ -307,5 +313,7 @@ uint64_t sim_pull(Sim* s, uint64_t* data, uint8_t* last, uint64_t max) {
 uint64_t sim_cycles(const Sim* s) { return s->cycles; }
 uint64_t sim_frames_out(const Sim* s) { return s->frames_out; }
 uint64_t sim_in_pending(const Sim* s) { return s->in.size(); }
+uint64_t sim_in_taken(const Sim* s) { return s->in_taken; }
+uint64_t sim_in_last_cycle(const Sim* s) { return s->in_last_cycle; }
 
 }  // extern "C"

@@ -102,6 +102,10 @@ def run_tool(args: list[str], cwd: Path, log: Path) -> None:
 # gateware depends on them, so editing them must not make a bitstream or a cached build stale.
 # Their caches key on what they synthesize (cost.synth_block).
 ANALYSIS_ONLY = ("cost.py", "fit.py")
+# The bare fabric's Verilator harness (sim/: its Python driver and build): it runs generated
+# Verilog, keyed on that Verilog, harness.cpp and the Verilator version (sim/build.py); no SoC or
+# bitstream is made from it (the LiteX sim SoC keys on the Verilator version itself).
+SIMULATION_ONLY = ("sim/",)
 
 
 def digest(*parts) -> str:
@@ -111,6 +115,12 @@ def digest(*parts) -> str:
         h.update(p if isinstance(p, bytes) else str(p).encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def _keyed(path: Path) -> bool:
+    """Whether a gateware source (relative to the package) is part of what generated gateware is made from."""
+    name = path.as_posix()
+    return name not in ANALYSIS_ONLY and not name.startswith(SIMULATION_ONLY)
 
 
 def source_digest(*extra) -> str:
@@ -125,8 +135,7 @@ def source_digest(*extra) -> str:
     import synfab
     gateware = Path(__file__).resolve().parents[1]
     host = Path(synfab.__file__).resolve().parent
-    files = sorted(p for p in gateware.rglob("*.py")
-                   if "__pycache__" not in p.parts and p.relative_to(gateware).as_posix() not in ANALYSIS_ONLY)
+    files = sorted(p for p in gateware.rglob("*.py") if "__pycache__" not in p.parts and _keyed(p.relative_to(gateware)))
     files += sorted((gateware / "soc" / "verilog").glob("*.v"))     # primitive wrappers the SoCs read
     files += [host / name for name in ("config.py", "layouts.py", "arith.py", "boards.py")]
     versions = []

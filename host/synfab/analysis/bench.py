@@ -53,6 +53,12 @@ frame from the Verilator run), synaptic ops/s of the fabric and per core, the in
 fabric consumes; and the host-link budget: the bytes the litex backend moved over UARTBone per
 input event, counted on the LiteX sim SoC of the fabric while it streamed the same frames, and the
 events/s that leaves at the board's baud rate (8N1: 10 bits a byte), against what the fabric takes.
+
+`dma_link` -- for the PYNQ-Z2's preset (`--fabric pynq-z2`): the AXI DMA host link measured through
+the simulated board (runtime/pynq_mock.py: PYNQ's own driver code, the DMA in simple mode, the
+Verilator fabric): per workload the MM2S beats and the simulated cycles from each transfer's start
+to the fabric taking its last beat, as beats/s at the block design's clock against the AXI HP0
+port's rate (see DMA_WHAT).
 """
 from __future__ import annotations
 
@@ -591,6 +597,60 @@ def link_bench(cfg: FabricConfig, loaded: dict, objective: str = DEFAULT_OBJECTI
     return out
 
 
+# The AXI HP ports of the Zynq-7000 run at most at this clock (data sheet DS187, PL AXI interfaces).
+HP_PORT_MAX_MHZ = 150.0
+DMA_WHAT = ("PYNQ-Z2 host link (AXI DMA in simple mode, measured through the simulated board: runtime/pynq_mock.py "
+            "drives the Verilator fabric under PYNQ's own driver code): per workload the MM2S transfers' "
+            "beats (one input event or end-of-frame a beat) and the simulated cycles from each transfer's start "
+            "to the fabric taking its last beat. The DMA offers a beat every clock, so the fabric's TREADY sets "
+            "the pace: beats/s = beats / cycles x the block design's clock (FCLK_CLK0, which also clocks the "
+            "fabric and the HP0 port), against the HP0 port's rate at that clock (one beat a clock per "
+            "direction) and at the port's 150 MHz ceiling. Not modelled: DDR and interconnect latency, which "
+            "can only slow the DMA down")
+
+
+def _pynq_board(cfg: FabricConfig):
+    from ..boards import BOARDS
+    return next((b for b in BOARDS.values() if b.preset == cfg.name and b.family != "ecp5"), None)
+
+
+def dma_bench(cfg: FabricConfig, loaded: dict, objective: str = DEFAULT_OBJECTIVE) -> dict:
+    """Per workload, the MM2S beats the pynq backend sends and the simulated cycles the fabric takes
+    to accept them, measured through the simulated PYNQ-Z2 (see DMA_WHAT)."""
+    import tempfile
+    from ..api import run_frames
+    from ..layouts import STREAM_BITS
+    try:
+        from ..runtime import pynq_mock
+        from synfab_gateware.vivado.project import FCLK_MHZ
+    except ImportError as e:
+        raise BenchError(f"the DMA link figures need pynq and the gateware ({e.name} missing); "
+                         f"pip install -e .[pynq,gateware] or pass --no-link")
+    beat_bytes = STREAM_BITS // 8
+    hz, ceiling_hz = FCLK_MHZ * 1e6, HP_PORT_MAX_MHZ * 1e6
+    out = {"what": DMA_WHAT, "clock_mhz": FCLK_MHZ, "beat_bytes": beat_bytes,
+           "hp0_beats_per_s": round(hz), "hp0_bytes_per_s": round(hz * beat_bytes),
+           "hp0_ceiling_bytes_per_s": round(ceiling_hz * beat_bytes), "workloads": {}}
+    board = pynq_mock.activate()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            bit = pynq_mock.write_overlay(cfg, d, name="synfab_bench")
+            for name, (qnet, x) in loaded.items():
+                tables, _ = _compiled(name, qnet, cfg, objective)
+                res = run_frames(tables, x, backend="pynq", device_args={"bitstream": str(bit)})["result"]
+                sent = [t for t in board.transfers if t.channel == "MM2S" and t.cycles is not None]
+                beats, cycles = sum(t.beats for t in sent), sum(t.cycles for t in sent)
+                per_cycle = beats / cycles
+                out["workloads"][name] = {
+                    "frames": res.frames, "input_events": res.events_in, "transfers": len(sent),
+                    "beats": beats, "cycles": cycles, "beats_per_cycle": round(per_cycle, 4),
+                    "beats_per_s": round(per_cycle * hz), "bytes_per_s": round(per_cycle * hz * beat_bytes),
+                    "input_events_per_s": round(res.events_in / cycles * hz)}
+    finally:
+        pynq_mock.deactivate()
+    return out
+
+
 def at_fmax(cfg: FabricConfig, clock: dict, micro: dict, whole: dict, link: dict | None) -> dict:
     """Figures at the board's Fmax from the simulated cycles (and the measured link traffic)."""
     hz = clock["fmax_mhz"] * 1e6
@@ -660,6 +720,8 @@ def fabric_bench(cfg: FabricConfig | None = None, relay_events_count: int = RELA
     if clock is not None:
         measured = link_bench(cfg, loaded, objective) if link and loaded else None
         result["at_fmax"] = at_fmax(cfg, clock, micro, whole, measured)
+    if cfg is not None and link and loaded and _pynq_board(cfg) is not None:
+        result["dma_link"] = dma_bench(cfg, loaded, objective)
     return result
 
 
@@ -718,6 +780,15 @@ def _text(result: dict) -> str:
                 lines.append(f"    host link at {f['baudrate']:,} baud: {h['bytes_per_event']} bytes/event -> "
                              f"{h['link_events_per_s']:,.0f} events/s ({h['link_frames_per_s']} frames/s); the fabric "
                              f"takes {h['fabric_over_link']}x that; loading the tables {h['load_s_at_baud']} s")
+    d = result.get("dma_link")
+    if d:
+        lines.append(f"AXI DMA link (simulated PYNQ-Z2) at {d['clock_mhz']:g} MHz: HP0 carries "
+                     f"{d['hp0_beats_per_s'] / 1e6:.0f} M beats/s ({d['hp0_bytes_per_s'] / 1e6:.0f} MB/s; "
+                     f"{d['hp0_ceiling_bytes_per_s'] / 1e6:.0f} MB/s at 150 MHz)")
+        for name, w in d["workloads"].items():
+            lines.append(f"  {name}: {w['beats']} beats in {w['cycles']} cycles = {w['beats_per_cycle']} beats/clock "
+                         f"-> {w['beats_per_s'] / 1e6:.1f} M beats/s, {w['input_events_per_s'] / 1e6:.1f} M input "
+                         f"events/s ({w['beats_per_cycle']:.0%} of HP0 at this clock)")
     return "\n".join(lines)
 
 
@@ -745,7 +816,8 @@ def register(subparsers) -> None:
     p.add_argument("--frames", type=int, help="frames per whole-frame workload (default: "
                                               + ", ".join(f"{k} {w.frames}" for k, w in WORKLOADS.items()) + ")")
     p.add_argument("--no-link", action="store_true",
-                   help="skip the host-link measurement on the LiteX sim SoC (board fabrics only)")
+                   help="skip the host-link measurements (board fabrics only: UARTBone on the LiteX sim SoC, "
+                        "the AXI DMA on the simulated PYNQ-Z2)")
     p.add_argument("--lanes", type=int, help="synaptic lanes per core (1, 2, 4, 8): the fabric (default: the "
                                              "default fabric) with this many lanes")
     p.add_argument("--json", action="store_true")

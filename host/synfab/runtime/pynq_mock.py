@@ -93,10 +93,23 @@ def read_bitstream(path) -> FabricConfig:
 @dataclass
 class Transfer:
     """One DMA transfer the simulated board started: its channel, the length written and, once
-    finished, the bytes moved (less than the length when TLAST ended an S2MM transfer)."""
+    finished, the bytes moved (less than the length when TLAST ended an S2MM transfer).  An MM2S
+    transfer also records the simulated cycles from its start to the fabric taking its last beat:
+    the rate the fabric's TREADY allows, one beat per clock at most (the DMA offers one per clock)."""
     channel: str
     length: int
     moved: int | None = None
+    start_cycle: int | None = None       # MM2S: the simulation's cycle count when the length was written
+    taken_cycle: int | None = None       # MM2S: ... when the fabric took the transfer's last beat
+
+    @property
+    def beats(self) -> int:
+        return self.length // BEAT_BYTES
+
+    @property
+    def cycles(self) -> int | None:
+        """MM2S: clock cycles from the start to the last beat taken (None until it finished)."""
+        return None if self.taken_cycle is None else self.taken_cycle - self.start_cycle
 
 
 class _DmaChannel:
@@ -338,6 +351,7 @@ class SimPynqDevice(Device):
             words = view[off:off + nbytes].view(np.uint64).copy()
             lasts = np.zeros(len(words), np.uint8)
             lasts[-1] = 1       # simple mode: every MM2S transfer is one packet
+            ch.log.start_cycle = self.sim.cycles
             self.sim.push(words, lasts)
         self._advance(run=False)
 
@@ -350,6 +364,7 @@ class SimPynqDevice(Device):
             self._out_words = np.concatenate([self._out_words, words])
             self._out_lasts = np.concatenate([self._out_lasts, lasts])
         if self.mm2s.busy and self.sim.pending_input == 0:
+            self.mm2s.log.taken_cycle = self.sim.input_taken[1]
             self.mm2s.complete(self.mm2s.length)
         ch = self.s2mm
         if ch.busy and len(self._out_words):
