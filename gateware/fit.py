@@ -382,7 +382,7 @@ def fit(board: str, quiet: bool = True) -> dict:
     networks = _shipped_networks()
     required, excluded, rejected = None, {}, []
     checked = 0
-    for cand in candidates():
+    for cand in candidates(FabricConfig(lanes=spec.lanes)):
         checked += 1
         if not _bram_fits(cand, board, allowed, reserved_bram):
             continue

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from synfab.compiler.mapper import map_network, split, split_aligned
+from synfab.boards import BOARDS
 from synfab.config import PRESETS, ConfigError, FabricConfig
 from synfab.frontend.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import Kind
@@ -14,8 +15,11 @@ def test_lanes_config_is_checked_and_left_out_at_one():
     assert FabricConfig().crc() == FabricConfig(lanes=1).crc() != FabricConfig(lanes=2).crc()
     two = PRESETS["small"].with_(lanes=2)
     assert two.to_dict()["lanes"] == 2 and FabricConfig.from_dict(two.to_dict()) == two
-    for preset in PRESETS.values():
-        assert preset.lanes == 1 and "lanes" not in preset.to_dict()
+    for preset in PRESETS.values():      # left out of the JSON at one lane only
+        assert ("lanes" in preset.to_dict()) == (preset.lanes != 1)
+    # The board presets carry their board's measured lane count (synfab.boards): 2 on the ULX3S-85F.
+    assert {b.preset: PRESETS[b.preset].lanes for b in BOARDS.values()} == {b.preset: b.lanes for b in BOARDS.values()}
+    assert {n: p.lanes for n, p in PRESETS.items() if p.lanes != 1} == {"ulx3s-85f": 2}
     for bad in (0, 3, 16, -1):
         with pytest.raises(ConfigError, match=r"^fabric config: lanes must be one of 1, 2, 4, 8, got"):
             FabricConfig(lanes=bad)

@@ -57,6 +57,10 @@ class Board:
     description: str
     device: str          # a DEVICES key
     preset: str          # the FabricConfig preset `synfab fit` chose for it
+    # Synaptic lanes per core of its preset (FabricConfig.lanes), chosen from measurements: 2 on the
+    # ULX3S-85F (placed and routed at its 80 MHz clock within the margins: 80.5 MHz, 195 of 208
+    # DP16KD; 4 lanes need 201, over the margin); 1 where more lanes are not placed and routed yet.
+    lanes: int = 1
     # Resources the design needs beyond what synfab synthesizes (Vivado IP on the PYNQ-Z2).
     reserved: dict = field(default_factory=dict)
     reserved_note: str = ""
@@ -75,7 +79,7 @@ class Board:
 
 
 BOARDS = {b.name: b for b in [
-    Board("ulx3s", "Radiona ULX3S-85F", "LFE5U-85F", "ulx3s-85f"),
+    Board("ulx3s", "Radiona ULX3S-85F", "LFE5U-85F", "ulx3s-85f", lanes=2),
     Board("ulx3s-45f", "Radiona ULX3S-45F", "LFE5U-45F", "ulx3s-45f"),
     Board("colorlight-i5", "Colorlight i5 v7.0", "LFE5U-25F", "colorlight-i5"),
     Board("colorlight-i9", "Colorlight i9 v7.2", "LFE5U-45F", "colorlight-i9"),
