@@ -111,6 +111,34 @@ class SynfabECP5SoC(SoCCore):
         add_synfab(self, cfg)
 
 
+ETHERNET_BOARDS = ("colorlight-i5", "colorlight-i9")
+
+
+class SynfabECP5EthSoC(SoCCore):
+    """The board SoC with Ethernet instead of UARTBone (Colorlight i5 / i9: a Broadcom B50612D
+    gigabit PHY on RGMII, 125 MHz): LiteEth's UDP/IP core with Etherbone for the bus and the UDP
+    stream port on the stream bridge (soc.eth.add_ethernet; addresses and ports in
+    synfab.layouts).  The host reaches it as `--port udp://192.168.1.50:1234`."""
+
+    def __init__(self, board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
+                 eth_phy: int = 0):
+        from liteeth.phy.ecp5rgmii import LiteEthPHYRGMII
+        from .eth import add_ethernet
+        if board_name not in ETHERNET_BOARDS:
+            raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
+        spec = board(board_name)
+        platform = spec.platform()
+        SoCCore.__init__(self, platform, sys_clk_freq, cpu_type=None, integrated_sram_size=0,
+                         with_uart=False, with_timer=False, with_ctrl=False,
+                         ident=f"synfab {cfg.name} on {board_name} (Ethernet)", ident_version=False)
+        self.crg = _CRG(platform, spec, sys_clk_freq)
+        add_synfab(self, cfg, with_ext=True)
+        # As litex-boards' colorlight_i5 target: the PHY's RX clock delay on, no TX delay.
+        self.ethphy = LiteEthPHYRGMII(clock_pads=platform.request("eth_clocks", eth_phy),
+                                      pads=platform.request("eth", eth_phy), tx_delay=0)
+        add_ethernet(self, self.ethphy)
+
+
 def build_name(board_name: str, cfg: FabricConfig) -> str:
     """Names the build directory, its files and the top module: a Verilog identifier (presets
     such as ulx3s-85f have dashes)."""
