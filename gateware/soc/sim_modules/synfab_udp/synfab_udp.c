@@ -23,6 +23,9 @@
 #include "modules.h"
 
 #define MAX_PORTS 4
+/* Idle clocks between frames into the SoC: what a wire spends beyond the PHY model's bytes on
+ * every frame (inter-frame gap 12, preamble + SFD 8, FCS 4), so a byte per clock is a wire's timing. */
+#define GAP_CLOCKS 24
 #define FRAME_MAX 2048
 
 struct frame_s {
@@ -53,6 +56,7 @@ struct session_s {
   size_t txlen;
   struct frame_s *cur;
   size_t cursent;
+  int gap;
   struct frame_s *head, *tail;
   struct udp_port_s ports[MAX_PORTS];
   int nports;
@@ -323,8 +327,11 @@ static int synfab_udp_tick(void *sess, uint64_t time_ps)
     if(s->cursent == s->cur->len) {
       free(s->cur);
       s->cur = NULL;
+      s->gap = GAP_CLOCKS;
     }
-  } else if(s->head) {          /* one idle clock between frames */
+  } else if(s->gap) {
+    s->gap--;
+  } else if(s->head) {
     s->cur = s->head;
     s->cursent = 0;
     next = s->head->next;
