@@ -550,8 +550,17 @@ class UdpStreamLink:
         deadline = time.monotonic() + self.timeout
         quiet_since = time.monotonic()
         while len(results) < nframes:
-            while i < len(queue) and self.in_flight() + queue[i][0] <= self.capacity:
-                self._send(*queue[i])
+            while i < len(queue):
+                room = self.capacity - self.in_flight()
+                beats, flags, body = queue[i]
+                if beats > room > 0:
+                    # Fill the FIFO to the brim: a frame larger than it is released to the fabric
+                    # only once the FIFO is full (StreamBridge), so a partial packet goes first.
+                    queue[i:i + 1] = [(room, 0, body[:8 * room]), (beats - room, flags, body[8 * room:])]
+                    continue
+                if beats > room:
+                    break
+                self._send(beats, flags, body)
                 i += 1
             beats = self._recv(0.002)
             now = time.monotonic()
@@ -559,7 +568,7 @@ class UdpStreamLink:
                 if now > deadline:
                     raise DeviceError(f"litex: frames did not finish within {self.timeout:.0f} s on {self.name} "
                                       f"({len(results)} of {nframes} done; SoC counters {self.counters()})")
-                if i < len(queue) and now - quiet_since > 0.05:
+                if i < len(queue) and now - quiet_since > 0.005:
                     # No output for a while and the credits are out: ask the bus.
                     self.released = int(self.regs.read(udp_stream_reg("released"), 1)[0])
                     quiet_since = now
