@@ -12,7 +12,7 @@ host transfer time.
 """
 from __future__ import annotations
 
-from migen import Cat, Case, If, Signal
+from migen import Cat, Case, If, Mux, Signal
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
@@ -38,11 +38,31 @@ def _window(offset: int) -> int:
 
 
 class StreamBridge(LiteXModule):
-    def __init__(self, in_depth: int = 512, out_depth: int = 512):
+    """The fabric's streams behind a wishbone window (and, with_ext, a second stream port).
+
+    Ports:
+      bus        wishbone slave (in)   the host's window (IN_DATA, IN_LAST, OUT_DATA, REGS)
+      source     BEAT stream (out)     input beats, to the fabric's sink
+      sink       BEAT stream (in)      output beats, from the fabric's source
+    with_ext (another transport, e.g. the UDP stream port, shares the FIFOs and the frame hold):
+      ext_sink   BEAT stream (in)      input beats; a wishbone push in the same clock is lost
+                                       (FLAG_IN_OVERRUN)
+      ext_source BEAT stream (out)     output beats, while ext_out is 1 (OUT_DATA then reads empty)
+      ext_out    Signal (in)           where output beats go
+      in_free, out_level, out_frames, released   Signals (out): input FIFO room (beats), output
+                                       FIFO level, end-of-frame beats in the output FIFO, input
+                                       beats released to the fabric so far (32 bits, wrapping)
+    """
+
+    def __init__(self, in_depth: int = 512, out_depth: int = 512, with_ext: bool = False):
         self.bus = wishbone.Interface(data_width=32, address_width=(soc_map.BRIDGE_SIZE - 1).bit_length(),
                                       addressing="word")
         self.source = stream.Endpoint(BEAT)    # input beats, to the fabric's sink
         self.sink = stream.Endpoint(BEAT)      # output beats, from the fabric's source
+        if with_ext:
+            self.ext_sink = stream.Endpoint(BEAT)
+            self.ext_source = stream.Endpoint(BEAT)
+            self.ext_out = Signal()
 
         # # #
 
@@ -53,7 +73,17 @@ class StreamBridge(LiteXModule):
         self.comb += [in_fifo_mem.source.connect(self.in_reg.sink), out_fifo_mem.source.connect(self.out_reg.sink)]
         in_fifo = _Queue(in_fifo_mem.sink, self.in_reg.source, in_fifo_mem.level + self.in_reg.source.valid)
         out_fifo = _Queue(out_fifo_mem.sink, self.out_reg.source, out_fifo_mem.level + self.out_reg.source.valid)
-        self.comb += self.sink.connect(out_fifo.sink)
+        out_pop = Signal()      # wishbone pops of the output FIFO (the ext port pops directly)
+        if with_ext:
+            self.comb += [
+                self.sink.connect(out_fifo.sink),
+                self.ext_source.valid.eq(out_fifo.source.valid & self.ext_out),
+                self.ext_source.data.eq(out_fifo.source.data),
+                self.ext_source.last.eq(out_fifo.source.last),
+                out_fifo.source.ready.eq(Mux(self.ext_out, self.ext_source.ready, out_pop)),
+            ]
+        else:
+            self.comb += [self.sink.connect(out_fifo.sink), out_fifo.source.ready.eq(out_pop)]
         # A buffered FIFO holds depth beats in memory plus one in its output register; one more
         # sits in the register after it.
         in_capacity = in_fifo_mem.depth + 2
@@ -119,29 +149,62 @@ class StreamBridge(LiteXModule):
         in_lo = Signal(32)
         overrun = Signal()
         resync = Signal()
-        self.comb += [
-            in_fifo.sink.data.eq(Cat(in_lo, bus.dat_w)),
-            in_fifo.sink.last.eq(window == _window(soc_map.IN_LAST)),
-        ]
         in_window = (window == _window(soc_map.IN_DATA)) | (window == _window(soc_map.IN_LAST))
-        self.comb += If(access & bus.we & in_window & in_phase,
-                        in_fifo.sink.valid.eq(1),
-                        pushed_last.eq(in_fifo.sink.ready & in_fifo.sink.last))
+        wb_push = Signal()
+        wb_lost = Signal()      # a wishbone beat the FIFO could not take
+        self.comb += wb_push.eq(access & bus.we & in_window & in_phase)
+        if with_ext:
+            wb_sink = stream.Endpoint(BEAT)
+            self.comb += [
+                wb_sink.data.eq(Cat(in_lo, bus.dat_w)),
+                wb_sink.last.eq(window == _window(soc_map.IN_LAST)),
+                wb_sink.valid.eq(wb_push),
+                If(self.ext_sink.valid, self.ext_sink.connect(in_fifo.sink)
+                ).Else(wb_sink.connect(in_fifo.sink)),
+                wb_lost.eq(self.ext_sink.valid | ~in_fifo.sink.ready),
+                pushed_last.eq(in_fifo.sink.valid & in_fifo.sink.ready & in_fifo.sink.last),
+            ]
+        else:
+            self.comb += [
+                in_fifo.sink.data.eq(Cat(in_lo, bus.dat_w)),
+                in_fifo.sink.last.eq(window == _window(soc_map.IN_LAST)),
+                If(wb_push, in_fifo.sink.valid.eq(1), pushed_last.eq(in_fifo.sink.ready & in_fifo.sink.last)),
+                wb_lost.eq(~in_fifo.sink.ready),
+            ]
         self.sync += If(access & bus.we & in_window,
             in_phase.eq(~in_phase),
-            If(~in_phase, in_lo.eq(bus.dat_w)).Elif(~in_fifo.sink.ready, overrun.eq(1)),
+            If(~in_phase, in_lo.eq(bus.dat_w)).Elif(wb_lost, overrun.eq(1)),
         )
 
         out_phase = Signal(2)
         head_valid = Signal()
         out_read = Signal()
         self.comb += out_read.eq(access & ~bus.we & (window == _window(soc_map.OUT_DATA)))
-        self.comb += If(out_read & (out_phase == 2) & head_valid, out_fifo.source.ready.eq(1))
+        self.comb += If(out_read & (out_phase == 2) & head_valid, out_pop.eq(1))
         self.sync += If(out_read,
             If(out_phase == 2, out_phase.eq(0)).Else(out_phase.eq(out_phase + 1)),
             If(out_phase == 0, head_valid.eq(out_fifo.source.valid)),
         )
         self.sync += If(resync, in_phase.eq(0), out_phase.eq(0), overrun.eq(0))
+
+        if with_ext:
+            self.in_capacity, self.out_capacity = in_capacity, out_fifo_mem.depth + 2
+            self.in_free = Signal(max=in_capacity + 1)
+            self.out_level = Signal(max=out_fifo_mem.depth + 3)
+            self.out_frames = Signal(max=out_fifo_mem.depth + 3)
+            self.released = Signal(32)
+            out_pushed_last = Signal()
+            out_popped_last = Signal()
+            self.comb += [
+                self.in_free.eq(in_capacity - in_fifo.level),
+                self.out_level.eq(out_fifo.level),
+                out_pushed_last.eq(out_fifo.sink.valid & out_fifo.sink.ready & out_fifo.sink.last),
+                out_popped_last.eq(out_fifo.source.valid & out_fifo.source.ready & out_fifo.source.last),
+            ]
+            self.sync += [
+                self.out_frames.eq(self.out_frames + out_pushed_last - out_popped_last),
+                If(released, self.released.eq(self.released + 1)),
+            ]
 
         regs = {
             "id": soc_map.BRIDGE_MAGIC,

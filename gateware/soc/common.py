@@ -26,14 +26,15 @@ class _Opaque(Module):
     which would otherwise try to map every table memory as a CSR memory."""
 
 
-def add_synfab(soc, cfg: FabricConfig, fifo_depth: int = BRIDGE_FIFO_DEPTH) -> None:
-    """Add `soc.synfab.fabric` (Fabric(cfg)) at FABRIC_BASE and `soc.synfab.stream_bridge` at BRIDGE_BASE."""
+def add_synfab(soc, cfg: FabricConfig, fifo_depth: int = BRIDGE_FIFO_DEPTH, with_ext: bool = False) -> None:
+    """Add `soc.synfab.fabric` (Fabric(cfg)) at FABRIC_BASE and `soc.synfab.stream_bridge` at BRIDGE_BASE
+    (with_ext: the bridge's second stream port, for soc.eth.add_ethernet)."""
     from synfab_gateware.common import WishboneSlice
     from synfab_gateware.fabric import Fabric
 
     soc.submodules.synfab = holder = _Opaque()
     holder.submodules.fabric = fabric = Fabric(cfg)
-    holder.submodules.stream_bridge = bridge = StreamBridge(fifo_depth, fifo_depth)
+    holder.submodules.stream_bridge = bridge = StreamBridge(fifo_depth, fifo_depth, with_ext=with_ext)
     # A registered stage between the SoC's bus decoder and the fabric's own decoder: the two
     # address decodes in one clock were the SoC's critical path (two clocks more per access).
     holder.submodules.bus_slice = cut = WishboneSlice(len(fabric.bus.adr))

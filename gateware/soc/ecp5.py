@@ -111,10 +111,38 @@ class SynfabECP5SoC(SoCCore):
         add_synfab(self, cfg)
 
 
-def build_name(board_name: str, cfg: FabricConfig) -> str:
+ETHERNET_BOARDS = tuple(board_data.ETHERNET_BOARDS)
+
+
+class SynfabECP5EthSoC(SoCCore):
+    """The board SoC with Ethernet instead of UARTBone (Colorlight i5 / i9: a Broadcom B50612D
+    gigabit PHY on RGMII, 125 MHz): LiteEth's UDP/IP core with Etherbone for the bus and the UDP
+    stream port on the stream bridge (soc.eth.add_ethernet; addresses and ports in
+    synfab.layouts).  The host reaches it as `--port udp://192.168.1.50:1234`."""
+
+    def __init__(self, board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
+                 eth_phy: int = 0):
+        from liteeth.phy.ecp5rgmii import LiteEthPHYRGMII
+        from .eth import add_ethernet
+        if board_name not in ETHERNET_BOARDS:
+            raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
+        spec = board(board_name)
+        platform = spec.platform()
+        SoCCore.__init__(self, platform, sys_clk_freq, cpu_type=None, integrated_sram_size=0,
+                         with_uart=False, with_timer=False, with_ctrl=False,
+                         ident=f"synfab {cfg.name} on {board_name} (Ethernet)", ident_version=False)
+        self.crg = _CRG(platform, spec, sys_clk_freq)
+        add_synfab(self, cfg, with_ext=True)
+        # As litex-boards' colorlight_i5 target: the PHY's RX clock delay on, no TX delay.
+        self.ethphy = LiteEthPHYRGMII(clock_pads=platform.request("eth_clocks", eth_phy),
+                                      pads=platform.request("eth", eth_phy), tx_delay=0)
+        add_ethernet(self, self.ethphy)
+
+
+def build_name(board_name: str, cfg: FabricConfig, ethernet: bool = False) -> str:
     """Names the build directory, its files and the top module: a Verilog identifier (presets
     such as ulx3s-85f have dashes)."""
-    return re.sub(r"\W", "_", f"synfab_{board_name}_{cfg.name}")
+    return re.sub(r"\W", "_", f"synfab_{board_name}{'_eth' if ethernet else ''}_{cfg.name}")
 
 
 def parse_nextpnr_report(path: Path) -> dict:
@@ -128,13 +156,15 @@ def parse_nextpnr_report(path: Path) -> dict:
                             for k, v in rep.get("utilization", {}).items() if v["used"]}}
 
 
-def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, quiet: bool = False) -> Path:
+def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, quiet: bool = False,
+              ethernet: bool = False) -> Path:
     """Write the SoC's Verilog, constraints, yosys script and build script to out/gateware
     (quiet: without LiteX's log of the SoC it creates)."""
     if quiet:
         logging.disable(logging.INFO)
     try:
-        soc = SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate)
+        soc = (SynfabECP5EthSoC(board_name, cfg, sys_clk_freq) if ethernet
+               else SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate))
         builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
                           csr_json=str(out / "csr.json"))
         soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
@@ -145,26 +175,29 @@ def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: st
     return out / "gateware"
 
 
-def _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, key: str, quiet: bool):
+def _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, key: str, quiet: bool,
+               ethernet: bool = False):
     gw = out / "gateware"
     (gw / "stamp.json").unlink(missing_ok=True)
-    _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out, name)
+    _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, ethernet=ethernet)
     if not quiet:
         print(f"synfab: building {name} bitstream with yosys/nextpnr ({tc.toolchain()[1].split(':')[0]}); "
               f"log: {gw / 'build.log'}", file=sys.stderr, flush=True)
     start = time.monotonic()
     tc.run_tool(["bash", f"build_{name}.sh"], gw, gw / "build.log")
-    options = {"sys_clk_freq": sys_clk_freq, "baudrate": baudrate, "seed": seed}
+    options = {"sys_clk_freq": sys_clk_freq, "baudrate": baudrate, "seed": seed, **({"ethernet": True} if ethernet else {})}
     (gw / "stamp.json").write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - start, 1),
                                                "options": options}))
 
 
-def _build_key(board_name: str, cfg: FabricConfig, sys_clk_freq: float, baudrate: int, seed: int) -> str:
-    return tc.source_digest("ecp5", board_name, cfg.to_json(), sys_clk_freq, baudrate, seed, tc.toolchain()[1])
+def _build_key(board_name: str, cfg: FabricConfig, sys_clk_freq: float, baudrate: int, seed: int,
+               ethernet: bool = False) -> str:
+    parts = ("ecp5", board_name, cfg.to_json(), sys_clk_freq, baudrate, seed, tc.toolchain()[1])
+    return tc.source_digest(*parts, "ethernet") if ethernet else tc.source_digest(*parts)
 
 
-def _build_dir(board_name: str, cfg: FabricConfig) -> tuple[str, Path]:
-    name = build_name(board_name, cfg)
+def _build_dir(board_name: str, cfg: FabricConfig, ethernet: bool = False) -> tuple[str, Path]:
+    name = build_name(board_name, cfg, ethernet)
     return name, tc.build_root() / "ecp5" / name
 
 
@@ -183,17 +216,20 @@ def _report(board_name: str, cfg: FabricConfig, out: Path, name: str, key: str, 
 
 
 def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
-                    baudrate: int = DEFAULT_BAUDRATE, seed: int = 1, quiet: bool = False) -> dict:
+                    baudrate: int = DEFAULT_BAUDRATE, seed: int = 1, quiet: bool = False,
+                    ethernet: bool = False) -> dict:
     """Generate the SoC and run yosys/nextpnr-ecp5/ecppack, unless this very source state was
     built before; return the report: bitstream path, fmax, utilization, board, fabric, cache key.
     A fabric that does not fit the board is refused first (synfab_gateware.fit.check), in one line."""
     from .. import fit
 
     board(board_name)
+    if ethernet and board_name not in ETHERNET_BOARDS:
+        raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
     fit.check(cfg, board_name)
-    name, out = _build_dir(board_name, cfg)
+    name, out = _build_dir(board_name, cfg, ethernet)
     gw = out / "gateware"
-    key = _build_key(board_name, cfg, sys_clk_freq, baudrate, seed)
+    key = _build_key(board_name, cfg, sys_clk_freq, baudrate, seed, ethernet)
     stamp = gw / "stamp.json"
     bit = gw / f"{name}.bit"
 
@@ -206,7 +242,7 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
         with open(out.parent / f"{name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)         # one build per directory at a time
             if not fresh():
-                _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet)
+                _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet, ethernet)
     return _report(board_name, cfg, out, name, key, cached, sys_clk_freq, baudrate)
 
 

@@ -3,6 +3,11 @@
     with LitexSim(cfg) as sim:                      # builds once (cached by content), then starts
         dev = LitexDevice(cfg, port=sim.port)       # "tcp://127.0.0.1:PORT"
 
+With ethernet=True the SoC has no UARTBone but LiteEth on LiteEthPHYModel (soc.eth: Etherbone and
+the UDP stream port), and the sim's own module synfab_udp (sim_modules/) puts the PHY's frames on
+host UDP sockets, no tap device: `sim.port` is "udp://127.0.0.1:PORT" (Etherbone; PORT + 1 the
+stream port).  Its sys clock is the boards' (DEFAULT_SYS_CLK_MHZ): what a simulated second is.
+
 The build lives in ~/.cache/synfab/litex-sim/<sha256>/ (the key covers the gateware sources, the
 fabric config, LiteX's sim sources, the Verilator version and the build options) and is shared by concurrent users
 through a lock file.  Building needs libevent and json-c headers (apt install libevent-dev
@@ -31,6 +36,8 @@ from litex.build.io import CRG
 
 from synfab.config import FabricConfig
 from synfab.errors import SynfabError
+from synfab import layouts as soc_map
+from synfab.layouts import DEFAULT_SYS_CLK_MHZ
 
 from . import toolchain as tc
 from .common import add_synfab
@@ -40,7 +47,16 @@ OPT_LEVEL = "O3"
 JOBS = 2
 START_TIMEOUT = 60.0
 
+ETH_SIM_CLK_FREQ = DEFAULT_SYS_CLK_MHZ * 1e6
+EXTRA_MODULES = Path(__file__).parent / "sim_modules"
+
 _io = [
+    ("eth_clocks", 0, Subsignal("tx", Pins(1)), Subsignal("rx", Pins(1))),
+    ("eth", 0,
+        Subsignal("source_valid", Pins(1)), Subsignal("source_ready", Pins(1)),
+        Subsignal("source_data", Pins(8)),
+        Subsignal("sink_valid", Pins(1)), Subsignal("sink_ready", Pins(1)),
+        Subsignal("sink_data", Pins(8))),
     ("sys_clk", 0, Pins(1)),
     ("sys_rst", 0, Pins(1)),
     ("serial", 0,
@@ -56,22 +72,37 @@ class LitexSimError(SynfabError):
 
 
 class SynfabSimSoC(SoCCore):
-    def __init__(self, cfg: FabricConfig):
+    def __init__(self, cfg: FabricConfig, ethernet: bool = False):
         platform = SimPlatform("SIM", _io)
-        SoCCore.__init__(self, platform, SIM_CLK_FREQ, cpu_type=None, integrated_sram_size=0,
+        clk_freq = ETH_SIM_CLK_FREQ if ethernet else SIM_CLK_FREQ
+        SoCCore.__init__(self, platform, clk_freq, cpu_type=None, integrated_sram_size=0,
                          with_uart=False, with_timer=False, with_ctrl=False,
                          ident=f"synfab {cfg.name} sim", ident_version=False)
         self.crg = CRG(platform.request("sys_clk"))
-        self.uartbone_phy = phy = RS232PHYModel(platform.request("serial"))
-        self.uartbone = UARTBone(phy, clk_freq=SIM_CLK_FREQ, address_width=self.bus.address_width)
-        self.bus.add_master(name="uartbone", master=self.uartbone.wishbone)
-        add_synfab(self, cfg)
+        if ethernet:
+            from liteeth.phy.model import LiteEthPHYModel
+            from .eth import add_ethernet
+            add_synfab(self, cfg, with_ext=True)
+            self.ethphy = LiteEthPHYModel(platform.request("eth"))
+            add_ethernet(self, self.ethphy)
+        else:
+            self.uartbone_phy = phy = RS232PHYModel(platform.request("serial"))
+            self.uartbone = UARTBone(phy, clk_freq=SIM_CLK_FREQ, address_width=self.bus.address_width)
+            self.bus.add_master(name="uartbone", master=self.uartbone.wishbone)
+            add_synfab(self, cfg)
 
 
-def sim_config(port: int) -> SimConfig:
+def sim_config(port: int, ethernet: bool = False) -> SimConfig:
     cfg = SimConfig()
-    cfg.add_clocker("sys_clk", freq_hz=int(SIM_CLK_FREQ))
-    cfg.add_module("serial2tcp", "serial", args={"port": port})
+    if ethernet:
+        cfg.add_clocker("sys_clk", freq_hz=int(ETH_SIM_CLK_FREQ))
+        mac = f"{soc_map.ETH_SOC_MAC:012x}"
+        cfg.add_module("synfab_udp", "eth", args={
+            "host_port": str(port), "soc_port": str(soc_map.ETHERBONE_UDP_PORT), "ports": "2",
+            "soc_ip": soc_map.ETH_SOC_IP, "host_ip": soc_map.ETH_HOST_IP, "soc_mac": mac})
+    else:
+        cfg.add_clocker("sys_clk", freq_hz=int(SIM_CLK_FREQ))
+        cfg.add_module("serial2tcp", "serial", args={"port": port})
     return cfg
 
 
@@ -91,7 +122,7 @@ def _verilator_env() -> dict:
     return env
 
 
-def build(cfg: FabricConfig, quiet: bool = False) -> Path:
+def build(cfg: FabricConfig, quiet: bool = False, ethernet: bool = False) -> Path:
     """Directory with obj_dir/Vsim and modules/ for cfg (built now, or reused from the cache)."""
     import litex
     from synfab_gateware.sim.build import verilator_tool
@@ -102,6 +133,10 @@ def build(cfg: FabricConfig, quiet: bool = False) -> Path:
     core_text = "".join(p.read_text(errors="replace") for p in sorted(sim_core.rglob("*"))
                         if p.is_file() and p.suffix in (".c", ".cpp", ".h", ""))
     key = tc.source_digest("litex-sim", cfg.to_json(), core_text, verilator_tool()[2], OPT_LEVEL, JOBS)
+    if ethernet:
+        import liteeth
+        mods = "".join(p.read_text() for p in sorted(EXTRA_MODULES.rglob("*")) if p.is_file())
+        key = tc.source_digest("litex-sim-eth", key, mods, liteeth.__file__)
     final = root / key
     if (final / "obj_dir" / "Vsim").is_file():
         return final
@@ -111,11 +146,17 @@ def build(cfg: FabricConfig, quiet: bool = False) -> Path:
             return final
         stage = Path(tempfile.mkdtemp(prefix="gen.", dir=root))
         try:
-            soc = SynfabSimSoC(cfg)
+            soc = SynfabSimSoC(cfg, ethernet=ethernet)
             builder = Builder(soc, output_dir=str(stage), compile_software=False, compile_gateware=False)
+            extra = {}
+            if ethernet:
+                mods = stage / "gateware" / "extra_modules"
+                shutil.copytree(EXTRA_MODULES, mods)
+                extra = {"extra_mods": sorted(p.name for p in EXTRA_MODULES.iterdir() if p.is_dir()),
+                         "extra_mods_path": str(mods)}
             with contextlib.redirect_stdout(sys.stderr):  # LiteX's generator chatter stays off stdout
-                builder.build(sim_config=sim_config(1), run=False, build=True, opt_level=OPT_LEVEL, jobs=JOBS,
-                              interactive=False)
+                builder.build(sim_config=sim_config(1, ethernet), run=False, build=True, opt_level=OPT_LEVEL,
+                              jobs=JOBS, interactive=False, **extra)
             gw = stage / "gateware"
             if not quiet:
                 print(f"synfab: building the LiteX sim SoC {key[:12]} with Verilator (a few minutes) ...",
@@ -145,6 +186,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _free_udp_pair() -> int:
+    """A UDP port P on 127.0.0.1 with P + 1 free too (the Ethernet sim binds both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise LitexSimError("no two adjacent free UDP ports on 127.0.0.1")
+
+
+def _udp_bound(port: int) -> bool:
+    """Whether some socket is bound to UDP `port` (Linux /proc)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        if any(int(line.split()[1].rsplit(":", 1)[1], 16) == port for line in lines):
+            return True
+    return False
+
+
 def _listening(port: int) -> bool:
     """Whether some socket listens on TCP `port` (Linux /proc; no probe connection, which the
     sim would take as its one client)."""
@@ -163,23 +233,27 @@ def _listening(port: int) -> bool:
 class LitexSim:
     """A running LiteX simulation of the synfab SoC; `port` is the LitexDevice port string."""
 
-    def __init__(self, cfg: FabricConfig, tcp_port: int | None = None, quiet: bool = False):
+    def __init__(self, cfg: FabricConfig, tcp_port: int | None = None, quiet: bool = False,
+                 ethernet: bool = False):
         self.cfg = cfg
-        self.build_dir = build(cfg, quiet=quiet)
-        self.tcp_port = tcp_port or _free_port()
-        self.port = f"tcp://127.0.0.1:{self.tcp_port}"
+        self.ethernet = ethernet
+        self.clk_freq = ETH_SIM_CLK_FREQ if ethernet else SIM_CLK_FREQ
+        self.build_dir = build(cfg, quiet=quiet, ethernet=ethernet)
+        self.tcp_port = tcp_port or (_free_udp_pair() if ethernet else _free_port())
+        self.port = f"{'udp' if ethernet else 'tcp'}://127.0.0.1:{self.tcp_port}"
         self.run_dir = Path(tempfile.mkdtemp(prefix="synfab-litex-sim-"))
-        (self.run_dir / "sim_config.js").write_text(sim_config(self.tcp_port).get_json())
+        (self.run_dir / "sim_config.js").write_text(sim_config(self.tcp_port, ethernet).get_json())
         (self.run_dir / "modules").symlink_to(self.build_dir / "modules")
         self.log = self.run_dir / "sim.log"
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen([str(self.build_dir / "obj_dir" / "Vsim")], cwd=self.run_dir,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
-        while not _listening(self.tcp_port):
+        ready = (lambda: _udp_bound(self.tcp_port + 1)) if ethernet else (lambda: _listening(self.tcp_port))
+        while not ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
-                raise LitexSimError(f"the LiteX sim did not open TCP port {self.tcp_port}: "
+                raise LitexSimError(f"the LiteX sim did not open {'UDP' if ethernet else 'TCP'} port {self.tcp_port}: "
                                     f"{self.log.read_text().strip()[-300:] or 'no output'}")
             time.sleep(0.05)
 

@@ -90,6 +90,11 @@ BOARDS = {b.name: b for b in [
 ]}
 
 
+# Boards with an Ethernet PHY the Ethernet SoC (synfab build --ethernet) uses, and its line rate:
+# the Colorlight i5 / i9 carry Broadcom B50612D gigabit PHYs on RGMII.
+ETHERNET_BOARDS = {"colorlight-i5": 1e9, "colorlight-i9": 1e9}
+
+
 def board(name: str) -> Board:
     if name not in BOARDS:
         raise SynfabError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}")

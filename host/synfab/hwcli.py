@@ -89,10 +89,10 @@ def _command(argv_tail: list[str]) -> str:
 
 # -- build ----------------------------------------------------------------------------------------------
 def build_ecp5(board: str, cfg, out: Path, sys_clk_mhz: float, baudrate: int, seed: int, command: str,
-               quiet: bool) -> dict:
+               quiet: bool, ethernet: bool = False) -> dict:
     ecp5 = _gateware("soc.ecp5")
     rep = ecp5.build_bitstream(board, cfg, sys_clk_freq=sys_clk_mhz * 1e6, baudrate=baudrate, seed=seed,
-                               quiet=quiet)
+                               quiet=quiet, **({"ethernet": True} if ethernet else {}))
     out.mkdir(parents=True, exist_ok=True)
     bit = out / Path(rep["bitstream"]).name
     shutil.copyfile(rep["bitstream"], bit)
@@ -124,13 +124,14 @@ def build_pynq(cfg, out: Path, command: str) -> dict:
 
 def cmd_build(a):
     cfg = _fabric(a.fabric)
-    out = Path(a.output) if a.output else default_output(a.board, cfg)
+    out = Path(a.output) if a.output else default_output(a.board + ("-eth" if a.ethernet else ""), cfg)
     # The exact command: build options that differ from their defaults are part of it.
     options = [(flag, value) for flag, value, default in (("--sys-clk-mhz", a.sys_clk_mhz, BUILD_DEFAULTS["sys_clk_mhz"]),
                                                          ("--baudrate", a.baudrate, BUILD_DEFAULTS["baudrate"]),
                                                          ("--seed", a.seed, BUILD_DEFAULTS["seed"])) if value != default]
     command = _command(["build", "--board", a.board, "--fabric", a.fabric or "default"]
                        + [str(x) for flag, value in options for x in (flag, f"{value:g}" if isinstance(value, float) else value)]
+                       + (["--ethernet"] if a.ethernet else [])
                        + ["--output", str(out)] + (["--manifest", a.manifest] if a.manifest else []))
     if a.board == PYNQ:
         info = build_pynq(cfg, out, command)
@@ -141,7 +142,8 @@ def cmd_build(a):
         raise SynfabError(f"unknown board {a.board!r}; choose one of {boards}")
     # Before building: the build's own report files would make the checkout look dirty.
     revision = source_revision()
-    rep = build_ecp5(a.board, cfg, out, a.sys_clk_mhz, a.baudrate, a.seed, command, quiet=a.json)
+    rep = build_ecp5(a.board, cfg, out, a.sys_clk_mhz, a.baudrate, a.seed, command, quiet=a.json,
+                     ethernet=a.ethernet)
     if a.manifest:
         manifest = Path(a.manifest)
         rel = os.path.relpath((out / rep["bitstream"]).resolve(), manifest.resolve().parent)
@@ -253,6 +255,9 @@ def register(sub) -> None:
     b.add_argument("--sys-clk-mhz", type=float, default=BUILD_DEFAULTS["sys_clk_mhz"], help="ECP5 system clock (default 50)")
     b.add_argument("--baudrate", type=int, default=BUILD_DEFAULTS["baudrate"], help="ECP5 UARTBone baud rate")
     b.add_argument("--seed", type=int, default=BUILD_DEFAULTS["seed"], help="nextpnr seed")
+    b.add_argument("--ethernet", action="store_true",
+                   help="colorlight-i5/i9: Etherbone + UDP streams on the gigabit PHY instead of UARTBone "
+                        "(--port udp://192.168.1.50:1234)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_build)
 

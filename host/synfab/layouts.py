@@ -596,3 +596,49 @@ CTRL_RESYNC = 1           # ctrl bit 0: restart the lo/hi word phases, clear FLA
 def bridge_reg(name: str) -> int:
     """Byte address of a bridge register on the SoC bus."""
     return BRIDGE_BASE + REGS + 4 * BRIDGE_REGS.index(name)
+
+
+# -- Ethernet SoC (synfab_gateware.soc.eth; runtime.litex's udp:// link) ------------------------
+# The SoC answers Etherbone (LiteEth's, one record per packet) on ETHERBONE_UDP_PORT and takes
+# input beats / sends output beats as UDP packets on ETHERBONE_UDP_PORT + 1; a host names the
+# Etherbone port: `--port udp://HOST:PORT`, the stream port is PORT + 1.
+ETH_SOC_IP = "192.168.1.50"
+ETH_SOC_MAC = 0x10E2D5000000
+ETH_HOST_IP = "192.168.1.100"     # where a board's Etherbone answers go (its ARP finds the host)
+ETHERBONE_UDP_PORT = 1234         # LiteX's usual Etherbone port (litex_server --udp)
+STREAM_UDP_PORT = ETHERBONE_UDP_PORT + 1
+ETHERBONE_MAX_WORDS = 64          # words per Etherbone record the host sends (the SoC buffers twice that)
+UDP_STREAM_BASE = 0x2000_1000     # the UDP stream port's registers on the SoC bus
+UDP_STREAM_SIZE = 0x100
+# Stream packets: a header, then beats; every 64-bit word little-endian on the wire.
+#   header word 0: bits 0-15 UDP_MAGIC, 16-23 flags, 24-31 0, 32-47 seq, 48-63 beats in the packet
+#   host -> SoC: flags bit 0 (UDP_FLAG_FRAME_END): the packet's last beat carries the frame's TLAST.
+#     The SoC takes a packet whole or not at all: it drops (and counts) a packet whose magic,
+#     length or beat count is wrong (malformed), whose seq is not the one it expects next
+#     (out of sequence: after a lost packet every later one is dropped until the host resends
+#     from the lost one), or that does not fit the bridge's input FIFO (no room).
+#   SoC -> host: header word 1 = bits 0-31 input beats the bridge has released to the fabric so
+#     far (credits: the host keeps beats sent minus beats released within the input FIFO's
+#     depth), 32-47 the next input seq it expects, 48-63 input packets dropped so far (all
+#     causes, mod 2**16).
+#     Output beats are the fabric's own; a frame's last one is its end-of-frame beat (eof = 1).
+UDP_MAGIC = 0x5346                # "SF"
+UDP_FLAG_FRAME_END = 1
+UDP_IN_HEADER_WORDS = 1
+UDP_OUT_HEADER_WORDS = 2
+UDP_MAX_BEATS = 128               # beats per packet either way: 1 KiB of beats, under any MTU
+# Registers (word index * 4 from UDP_STREAM_BASE), all 32 bits.
+UDP_STREAM_REGS = ["id", "rx_packets", "rx_malformed", "rx_out_of_seq", "rx_no_room", "rx_beats",
+                   "expected_seq", "tx_packets", "tx_beats", "released", "ctrl"]
+UDP_STREAM_MAGIC = 0x53465544     # "SFUD"
+UDP_CTRL_RESET = 1                # ctrl bit 0: counters and expected seq back to 0
+UDP_CTRL_OUTPUT = 2               # ctrl bit 1: output beats go out as UDP packets (else the bridge's OUT_DATA)
+# Bytes a frame of a UDP packet costs on a wire beyond its payload: preamble + SFD 8, Ethernet
+# header 14, IPv4 20, UDP 8, FCS 4, inter-frame gap 12; payloads under 18 bytes are padded.
+ETH_WIRE_OVERHEAD = 8 + 14 + 20 + 8 + 4 + 12
+ETH_MIN_PAYLOAD = 18
+
+
+def udp_stream_reg(name: str) -> int:
+    """Byte address of a UDP stream port register on the SoC bus."""
+    return UDP_STREAM_BASE + 4 * UDP_STREAM_REGS.index(name)

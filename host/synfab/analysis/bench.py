@@ -63,11 +63,13 @@ port's rate (see DMA_WHAT).
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..boards import ETHERNET_BOARDS
 from ..config import FabricConfig
 from ..errors import SynfabError
 from ..frontend.ir import QConnection, QLayer, QNetwork
@@ -507,6 +509,34 @@ LINK_WHAT = ("host link (UARTBone, 8N1): the bytes the litex backend moved over 
              "(frame_bytes to + from the device per input event)")
 
 
+ETHERNET_WHAT = ("Ethernet SoC (synfab build --ethernet) at the board PHY's line rate, computed from the UDP "
+                 "stream packet layout (synfab.layouts UDP_*): a frame's input beats (events + end of frame) in "
+                 "packets of up to UDP_MAX_BEATS with their headers and every byte a wire adds per packet "
+                 "(preamble, Ethernet, IPv4 and UDP headers, FCS, inter-frame gap; ETH_WIRE_OVERHEAD), output beats "
+                 "likewise the other way (full duplex: the busier direction limits), frames pipelined "
+                 "(LitexDevice.run_frames_pipelined; no per-frame register traffic). Measured in the LiteX sim "
+                 "by benchmarks/bench_ethernet.py")
+
+
+def ethernet_line_rate(events_per_frame: float, out_events_per_frame: float, bit_rate: float) -> dict:
+    """Frames and input events per second a full-duplex Ethernet link of `bit_rate` carries with
+    the UDP stream port's packets: every byte a real frame costs on the wire."""
+    from ..layouts import (ETH_MIN_PAYLOAD, ETH_WIRE_OVERHEAD, UDP_IN_HEADER_WORDS, UDP_MAX_BEATS,
+                           UDP_OUT_HEADER_WORDS)
+
+    def wire_bytes(beats: float, header_words: int) -> float:
+        packets = max(1, math.ceil(beats / UDP_MAX_BEATS))
+        payload = 8 * (beats + packets * header_words)
+        return payload + packets * ETH_WIRE_OVERHEAD + max(0, ETH_MIN_PAYLOAD * packets - payload)
+    in_bytes = wire_bytes(events_per_frame + 1, UDP_IN_HEADER_WORDS)       # + the end-of-frame beat
+    out_bytes = wire_bytes(out_events_per_frame + 1, UDP_OUT_HEADER_WORDS)
+    frames_s = bit_rate / 8 / max(in_bytes, out_bytes)
+    return {"bit_rate": bit_rate, "wire_bytes_in_per_frame": round(in_bytes, 1),
+            "wire_bytes_out_per_frame": round(out_bytes, 1),
+            "wire_bytes_per_input_event": round(in_bytes / max(events_per_frame, 1e-9), 3),
+            "frames_per_s": round(frames_s, 1), "input_events_per_s": round(frames_s * events_per_frame, 1)}
+
+
 def bitstreams_dir() -> Path:
     """The repository's bitstreams/ (beside host/), where manifest*.json record every build."""
     return Path(__file__).resolve().parents[3] / "bitstreams"
@@ -692,7 +722,14 @@ def at_fmax(cfg: FabricConfig, clock: dict, micro: dict, whole: dict, link: dict
                 "load_s_at_baud": round((m["load_bytes"]["to_device"] + m["load_bytes"]["from_device"]) / byte_rate, 2),
                 "litex_cycles_per_frame": round(m["litex_cycles"] / m["frames"], 1) if m["litex_cycles"] else None,
             }
+        eth_rate = ETHERNET_BOARDS.get(clock.get("board"))
+        if eth_rate and "output_events" in w:
+            eth = ethernet_line_rate(events_per_frame, w["output_events"] / w["frames"], eth_rate)
+            eth["fabric_over_link"] = round(row["fabric_input_events_per_s"] / max(eth["input_events_per_s"], 1e-9), 2)
+            row["ethernet_link"] = eth
         out["workloads"][name] = row
+    if ETHERNET_BOARDS.get(clock.get("board")):
+        out["ethernet_link"] = {"what": ETHERNET_WHAT, "bit_rate": ETHERNET_BOARDS[clock["board"]]}
     if link is not None:
         out["host_link"] = {"what": LINK_WHAT, "baudrate": clock["baudrate"], "bytes_per_s": byte_rate,
                             "measured_on": f"LiteX sim SoC of fabric {cfg.name!r} (Verilator, UARTBone over serial2tcp)"}

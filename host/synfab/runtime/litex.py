@@ -5,11 +5,15 @@ and a stream bridge at BRIDGE_BASE; the host pushes input beats into the bridge'
 pops output beats from its output FIFO and reads the frame's cycle count.  The SoC address map
 and the bridge registers live in synfab.layouts (the gateware imports them from there).
 
-Three ways to reach the bus (`port`):
+Four ways to reach the bus (`port`):
   "HOST:PORT" (or "PORT")       a `litex_server --uart ...` (Etherbone over TCP, RemoteClient)
   "tcp://HOST:PORT"             the UARTBone byte protocol over TCP (the LiteX sim's serial2tcp)
   "/dev/ttyUSB0[@BAUD]"         the UARTBone byte protocol over a serial port (pyserial; any
                                 pyserial URL such as rfc2217://HOST:PORT works too)
+  "udp://HOST:PORT"             an Ethernet SoC (synfab_gateware.soc.eth): Etherbone over UDP on
+                                PORT for the bus, and the fabric's streams as UDP packets on
+                                PORT + 1 (layouts UDP_*: flow control by credits, every packet
+                                numbered; the SoC drops and counts what it cannot take whole)
 
 UARTBone has no checksum, sequence number or acknowledgement: a byte lost, duplicated or changed on
 the line makes the SoC write or answer something else, and nothing says so.  `verify=True` (link and
@@ -32,14 +36,23 @@ import time
 
 import numpy as np
 
+import struct
+
 from .check import link_balance
-from .device import DeviceError, RegisterDevice, eof_word, stream_columns
+from .device import DeviceError, RegisterDevice, eof_word, frame_beats, stream_columns
 
 # The SoC address map and the stream bridge's registers: defined once in synfab.layouts.
 from ..layouts import (  # noqa: F401  (re-exported: this backend's public names)
     FABRIC_BASE, BRIDGE_BASE, BRIDGE_SIZE, BRIDGE_MAGIC, DEFAULT_BAUDRATE, ALIAS_WORDS, IN_DATA, IN_LAST,
     OUT_DATA, REGS, BRIDGE_REGS, OUT_WORDS_PER_BEAT, FLAG_IN_OVERFLOW, FLAG_OUT_STALL, FLAG_IN_OVERRUN, CTRL_RESYNC, bridge_reg,
+    ETH_SOC_IP, ETHERBONE_MAX_WORDS, ETHERBONE_UDP_PORT, STREAM_EVENT, UDP_CTRL_OUTPUT, UDP_CTRL_RESET, UDP_FLAG_FRAME_END,
+    UDP_MAGIC, UDP_MAX_BEATS, UDP_OUT_HEADER_WORDS, UDP_STREAM_BASE, UDP_STREAM_MAGIC, UDP_STREAM_REGS,
+    udp_stream_reg,
 )
+
+
+class PortError(DeviceError):
+    """A --port string the litex backend cannot use (one line; the CLI exits 1)."""
 
 
 class LinkError(DeviceError):
@@ -331,10 +344,270 @@ class ServerLink:
         self.client.close()
 
 
+# -- Ethernet: Etherbone over UDP, and the UDP stream port ----------------------------------------
+ETHERBONE_HEADER = bytes([0x4E, 0x6F, 0x10, 0x44, 0, 0, 0, 0])   # magic, version 1, 32-bit addr/port
+
+
+def parse_udp_port(port: str) -> tuple[str, int]:
+    """(host, Etherbone UDP port) of "udp://HOST:PORT"; PortError for anything else."""
+    rest = port[len("udp://"):] if port.startswith("udp://") else None
+    host, sep, num = (rest or "").rpartition(":")
+    if rest is None or not sep or not host or not num.isdigit() or not 0 < int(num) < 65535:
+        raise PortError(f"litex: bad port {port!r}; use udp://HOST:PORT (PORT: the SoC's Etherbone port, "
+                        f"1..65534; its stream port is PORT + 1), e.g. udp://{ETH_SOC_IP}:{ETHERBONE_UDP_PORT}")
+    return host, int(num)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return socket.gethostbyname(host).startswith("127.")
+    except OSError:
+        return False
+
+
+class EtherboneLink:
+    """LiteEth's Etherbone (one record per packet) over UDP: write and read 32-bit bus words.
+
+    A board answers to the Etherbone port itself, so the host listens on that port unless the
+    SoC is on this machine (the LiteX sim's synfab_udp module answers whoever asked).  An answer
+    that does not come within `answer_timeout` is a LinkError (UDP may lose a packet)."""
+    MAX_WRITE = ETHERBONE_MAX_WORDS     # words per write packet
+    MAX_READ = ETHERBONE_MAX_WORDS      # words per read packet
+
+    def __init__(self, host: str, port: int, timeout: float, answer_timeout: float = 5.0):
+        self.name = f"udp://{host}:{port}"
+        self.where = (host, port)
+        self.answer_timeout = answer_timeout
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind(("", 0) if _loopback(host) else ("", port))
+            self.sock.connect(self.where)
+        except OSError as e:
+            self.sock.close()
+            raise DeviceError(f"litex: cannot open UDP to {self.name} ({e})")
+        self.bytes_to_device = 0
+        self.bytes_from_device = 0
+        self.packets = 0
+
+    def traffic(self) -> dict:
+        return {"to_device": self.bytes_to_device, "from_device": self.bytes_from_device}
+
+    def _send(self, payload: bytes) -> None:
+        msg = ETHERBONE_HEADER + payload
+        self.sock.send(msg)
+        self.bytes_to_device += len(msg)
+        self.packets += 1
+
+    def write(self, addr: int, words) -> None:
+        """Every write packet also reads the bridge id back, and waits for it: the SoC cannot hold
+        up a PHY, so a packet arriving while the last one's writes still drain could overflow
+        LiteEth's buffers."""
+        words = np.asarray(words, dtype=">u4")
+        for i in range(0, len(words), self.MAX_WRITE):
+            chunk = words[i:i + self.MAX_WRITE]
+            self._send(bytes([0, 0x0F, len(chunk), 0]) + struct.pack(">I", addr + 4 * i) + chunk.tobytes())
+            self._send(bytes([0, 0x0F, 0, 1]) + struct.pack(">II", 0, bridge_reg("id")))
+            if int.from_bytes(self._answer(1), "big") != BRIDGE_MAGIC:
+                raise LinkError(f"litex: {self.name}: a write's check read did not return the bridge id ({self._last.hex()})")
+
+    def read(self, addr: int, n: int) -> np.ndarray:
+        out = []
+        for i in range(0, n, self.MAX_READ):
+            k = min(self.MAX_READ, n - i)
+            addrs = (addr + 4 * i + 4 * np.arange(k)).astype(">u4")
+            self._send(bytes([0, 0x0F, 0, k]) + struct.pack(">I", 0) + addrs.tobytes())
+            answer = self._answer(k)
+            out.append(np.frombuffer(answer, dtype=">u4"))
+        return np.concatenate(out).astype(np.uint32) if out else np.zeros(0, np.uint32)
+
+    def _answer(self, k: int) -> bytes:
+        deadline = time.monotonic() + self.answer_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkError(f"litex: no Etherbone answer from {self.name} within {self.answer_timeout:.0f} s; "
+                                "is the SoC up (ping it) and the port its Etherbone port?")
+            self.sock.settimeout(left)
+            try:
+                msg = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError as e:
+                raise LinkError(f"litex: {self.name}: {e}")
+            self.bytes_from_device += len(msg)
+            self._last = msg
+            if len(msg) == 16 + 4 * k and msg[:2] == ETHERBONE_HEADER[:2] and msg[10] == k:
+                return msg[16:]
+            # anything else (a late answer of an earlier read) is dropped
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class UdpStreamLink:
+    """The SoC's UDP stream port (gateware soc.eth.UDPStreamPort; packet layout in synfab.layouts).
+
+    `run(frames)` streams frames of (words, lasts) beats and returns each frame's output beats:
+    input packets of up to UDP_MAX_BEATS beats, sent while the beats in flight (sent minus those
+    the bridge released to the fabric, which every output packet reports) fit the bridge's input
+    FIFO, so the SoC never has to drop one; output packets are checked for their sequence.  The
+    bus link (`regs`) refreshes the credits when no output packet comes (a frame larger than the
+    FIFO) and reads the drop counters; a dropped, lost or malformed packet is a LinkError, counted
+    by the SoC (`counters()`)."""
+
+    def __init__(self, host: str, port: int, regs: EtherboneLink, capacity: int, timeout: float):
+        self.name = f"udp://{host}:{port}"
+        self.regs = regs
+        self.capacity = capacity
+        self.timeout = timeout
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("", 0))
+        self.sock.connect((host, port))
+        self.bytes_to_device = 0
+        self.bytes_from_device = 0
+        self.packets_to_device = 0
+        self.packets_from_device = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Counters and sequence numbers back to 0 on both sides; output beats to this port."""
+        self.regs.write(udp_stream_reg("ctrl"), [UDP_CTRL_RESET | UDP_CTRL_OUTPUT])
+        self.seq = 0
+        self.out_seq = 0
+        self.drops = 0
+        self.released = int(self.regs.read(udp_stream_reg("released"), 1)[0])
+        self.sent = self.released          # beats sent (mod 2**32), as the bridge counts released ones
+        self.sock.setblocking(False)
+        while True:                         # output packets of an earlier run: dropped
+            try:
+                self.sock.recv(65536)
+            except (BlockingIOError, OSError):
+                break
+
+    def counters(self) -> dict:
+        vals = self.regs.read(UDP_STREAM_BASE, len(UDP_STREAM_REGS))
+        return {n: int(v) for n, v in zip(UDP_STREAM_REGS, vals)}
+
+    def packets(self, words: np.ndarray, lasts: np.ndarray) -> list[tuple[int, bytes]]:
+        """A frame's input packets as (beats, payload without header); a packet ends at every last beat."""
+        out = []
+        ends = set(np.flatnonzero(lasts).tolist())
+        start = 0
+        while start < len(words):
+            stop = min(start + UDP_MAX_BEATS, len(words))
+            nxt = next((e + 1 for e in sorted(ends) if start <= e < stop), None)
+            stop = nxt or stop
+            flags = UDP_FLAG_FRAME_END if (stop - 1) in ends else 0
+            out.append((stop - start, flags, np.asarray(words[start:stop], dtype="<u8").tobytes()))
+            start = stop
+        return out
+
+    def _send(self, beats: int, flags: int, body: bytes) -> None:
+        header = UDP_MAGIC | flags << 16 | (self.seq & 0xFFFF) << 32 | beats << 48
+        msg = struct.pack("<Q", header) + body
+        self.sock.send(msg)
+        self.seq += 1
+        self.sent = (self.sent + beats) & 0xFFFFFFFF
+        self.bytes_to_device += len(msg)
+        self.packets_to_device += 1
+
+    def _recv(self, timeout: float):
+        self.sock.settimeout(timeout if timeout > 0 else None)
+        if timeout <= 0:
+            self.sock.setblocking(False)
+        try:
+            msg = self.sock.recv(65536)
+        except (socket.timeout, BlockingIOError):
+            return None
+        except OSError as e:
+            raise LinkError(f"litex: {self.name}: {e}")
+        self.bytes_from_device += len(msg)
+        self.packets_from_device += 1
+        head = np.frombuffer(msg[:16], dtype="<u8") if len(msg) >= 16 else None
+        if head is None or len(msg) % 8 or int(head[0]) & 0xFFFF != UDP_MAGIC:
+            raise LinkError(f"litex: {self.name}: a malformed output packet ({len(msg)} bytes)")
+        h0, h1 = int(head[0]), int(head[1])
+        seq, n = (h0 >> 32) & 0xFFFF, h0 >> 48
+        if seq != self.out_seq & 0xFFFF:
+            raise LinkError(f"litex: {self.name}: output packet {seq} arrived where {self.out_seq & 0xFFFF} was due "
+                            "(output packets lost)")
+        if len(msg) != 8 * (UDP_OUT_HEADER_WORDS + n):
+            raise LinkError(f"litex: {self.name}: output packet {seq} holds {len(msg)} bytes for {n} beats")
+        self.out_seq += 1
+        self.released = h1 & 0xFFFFFFFF
+        drops = h1 >> 48
+        if drops != self.drops & 0xFFFF:
+            self.drops = drops
+            raise LinkError(f"litex: the SoC dropped input packets ({self.counters()}); resend after reset()")
+        return np.frombuffer(msg[16:], dtype="<u8").astype(np.uint64)
+
+    def in_flight(self) -> int:
+        return (self.sent - self.released) & 0xFFFFFFFF
+
+    def run(self, frames) -> list[np.ndarray]:
+        """Output beats of each frame of `frames` ((words, lasts) pairs), pipelined."""
+        queue = [p for words, lasts in frames for p in self.packets(words, lasts)]
+        results, current = [], []
+        nframes = len(frames)
+        i = 0
+        deadline = time.monotonic() + self.timeout
+        quiet_since = time.monotonic()
+        while len(results) < nframes:
+            while i < len(queue):
+                room = self.capacity - self.in_flight()
+                beats, flags, body = queue[i]
+                if beats > room > 0:
+                    # Fill the FIFO to the brim: a frame larger than it is released to the fabric
+                    # only once the FIFO is full (StreamBridge), so a partial packet goes first.
+                    queue[i:i + 1] = [(room, 0, body[:8 * room]), (beats - room, flags, body[8 * room:])]
+                    continue
+                if beats > room:
+                    break
+                self._send(beats, flags, body)
+                i += 1
+            beats = self._recv(0.002)
+            now = time.monotonic()
+            if beats is None:
+                if now > deadline:
+                    raise DeviceError(f"litex: frames did not finish within {self.timeout:.0f} s on {self.name} "
+                                      f"({len(results)} of {nframes} done; SoC counters {self.counters()})")
+                if i < len(queue) and now - quiet_since > 0.005:
+                    # No output for a while and the credits are out: ask the bus.
+                    self.released = int(self.regs.read(udp_stream_reg("released"), 1)[0])
+                    quiet_since = now
+                continue
+            quiet_since = now
+            deadline = now + self.timeout
+            eof = STREAM_EVENT.unpack64(beats)["eof"]
+            start = 0
+            for e in np.flatnonzero(eof).tolist():
+                current.append(beats[start:e + 1])
+                results.append(np.concatenate(current))
+                current, start = [], e + 1
+            if start < len(beats):
+                current.append(beats[start:])
+        if current and sum(map(len, current)):
+            raise DeviceError("litex: output beats after the last frame's end-of-frame beat")
+        return results
+
+    def traffic(self) -> dict:
+        return {"to_device": self.bytes_to_device, "from_device": self.bytes_from_device,
+                "packets_to_device": self.packets_to_device, "packets_from_device": self.packets_from_device}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def open_link(port: str, timeout: float = 30.0, verify: bool = False, answer_timeout: float = 2.0):
     """A link for a `port` string (see the module docstring); `verify` (UARTBone links only):
     every answer checked (UartBoneLink.exchange), waiting at most `answer_timeout` seconds."""
     port = str(port)
+    if port.startswith("udp://"):
+        if verify:
+            raise PortError("litex: verify is for the UARTBone byte link; a udp:// port checks its packets itself")
+        host, num = parse_udp_port(port)
+        return EtherboneLink(host, num, timeout)
     if port.startswith("tcp://"):
         host, _, num = port[len("tcp://"):].rpartition(":")
         if not num.isdigit():
@@ -406,6 +679,15 @@ class LitexDevice(RegisterDevice):
         self.link.write(bridge_reg("ctrl"), [CTRL_RESYNC])
         regs = self._bridge_regs()
         self.in_depth, self.out_depth = regs["in_depth"], regs["out_depth"]
+        self.udp = None
+        if isinstance(self.link, EtherboneLink):
+            ident = int(self.link.read(udp_stream_reg("id"), 1)[0])
+            if ident != UDP_STREAM_MAGIC:
+                self.link.close()
+                raise DeviceError(f"litex: the SoC behind {port} has no UDP stream port (id reads {ident:#010x}); "
+                                  "load an Ethernet bitstream (synfab build --board colorlight-i5 --ethernet)")
+            host, num = parse_udp_port(str(port))
+            self.udp = UdpStreamLink(host, num + 1, self.link, self.in_depth, timeout)
         # Bytes of bridge polls that found nothing to do (the fabric still working on a frame): they
         # fill time the link would otherwise be idle, and how many there are depends on how fast
         # the SoC runs against the link (a LiteX sim is thousands of times slower than a board).
@@ -416,7 +698,39 @@ class LitexDevice(RegisterDevice):
                                 else PARSER_SLACK * UARTBONE_TIMEOUT_S) + 0.05
 
     def close(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
         self.link.close()
+
+    def run_frames_pipelined(self, events_list) -> tuple[list, dict]:
+        """Frames (event dicts) streamed back to back over the UDP stream port, the next frames'
+        packets in flight while the fabric works: each frame's output events (OUT_DTYPE, arrival
+        order), and what it cost: fabric clock cycles from before the first packet to after the
+        last output (the fabric's free-running `cycles` counter, read over Etherbone), bytes and
+        packets each way.  Counters are not cleared between frames (the fabric's run totals)."""
+        from .device import OUT_DTYPE
+        if self.udp is None:
+            raise DeviceError("litex: pipelined frames need a udp:// port (the Ethernet SoC)")
+        self._need_tables()
+        frames = [frame_beats(stream_columns(ev, self.cfg.event_bits)) for ev in events_list]
+        before = self.udp.traffic()
+        cyc = self.regmap.global_counters["cycles"]
+        c0 = int(self._read_once(np.array([cyc]))[0])
+        outs = self.udp.run(frames)
+        c1 = int(self._read_once(np.array([cyc]))[0])
+        result = []
+        for t, words in enumerate(outs):
+            f = STREAM_EVENT.unpack64(words)
+            if f["eof"][-1] != 1 or f["eof"][:-1].any():
+                raise DeviceError(f"litex: frame {t}'s output did not end with exactly one end-of-frame beat")
+            ev = np.zeros(len(words) - 1, dtype=OUT_DTYPE)
+            for k in OUT_DTYPE.names:
+                ev[k] = f[k][:-1]
+            result.append(ev)
+        after = self.udp.traffic()
+        cost = {"cycles": (c1 - c0) & 0xFFFFFFFF, "input_beats": int(sum(len(w) for w, _ in frames)),
+                **{k: after[k] - before[k] for k in after}}
+        return result, cost
 
     def _bridge_regs(self) -> dict:
         vals = self.link.read(BRIDGE_BASE + REGS, len(BRIDGE_REGS))
@@ -460,6 +774,13 @@ class LitexDevice(RegisterDevice):
     def _exchange(self, words, lasts):
         words = np.asarray(words, dtype=np.uint64)
         lasts = np.asarray(lasts, dtype=np.uint8)
+        if self.udp is not None:
+            out_w = self.udp.run([(words, lasts)])[0]
+            out_l = np.zeros(len(out_w), np.uint8)
+            out_l[-1] = 1
+            regs = self._bridge_regs()
+            exact = not regs["flags"] & (FLAG_IN_OVERFLOW | FLAG_OUT_STALL)
+            return out_w, out_l, (regs["frame_cycles"] if exact else None)
         out_words, out_lasts = [], []
         sent, deadline = 0, time.monotonic() + self.timeout
         waiting = None
