@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import time
 
 import numpy as np
-
-import struct
 
 from .check import link_balance
 from .device import DeviceError, RegisterDevice, eof_word, frame_beats, stream_columns
