@@ -255,3 +255,28 @@ def one_fabric(boards) -> FabricConfig:
     cores = sum(c.n_cores for c in cfgs)
     first = cfgs[0]
     return replace(first, mesh_y=-(-cores // first.mesh_x), name=f"one-{first.name}-x{len(cfgs)}")
+
+
+def predicted_cycles(part: Partition, sample=None, objective: str = DEFAULT_OBJECTIVE) -> dict:
+    """Frame cycles compiler/work.py predicts for every board's slab on its placement, and for the
+    whole network on one_fabric (the boards' cores in one mesh), from the same work estimate (the
+    sample frames' activity through the dense reference, else the static one): the boards' own
+    clocks and the one fabric's are predicted alike, so their ratio is the chain's cost."""
+    from .mapper import map_network
+    from .work import Work, estimate, predict
+    acc_bits = part.slabs[0].cfg.acc_bits
+    work = estimate(part.qnet, sample, acc_bits)
+    ev = events_per_frame(part.qnet, sample, acc_bits)
+    boards = []
+    for s in part.slabs:
+        w = Work(work.source, {l: work.ops[l] for l in s.layers}, {l: work.evaluations[l] for l in s.layers},
+                 float(ev[s.qnet.input_name].sum()))
+        boards.append(predict(s.qnet, s.placement, w)["frame_cycles"])
+    cfg = one_fabric([s.cfg for s in part.slabs])
+    one = {"fabric": cfg.name, "cores": cfg.n_cores, "frame_cycles": None}
+    try:
+        one["frame_cycles"] = predict(part.qnet, map_network(part.qnet, cfg, objective=objective, work=work),
+                                      work)["frame_cycles"]
+    except SynfabError as e:
+        one["unplaced"] = str(e)
+    return {"work_from": work.source, "boards": boards, "one_fabric": one}
