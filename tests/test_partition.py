@@ -77,6 +77,13 @@ def test_cuts_with_fewest_neurons_are_chosen(lenet):
     assert partition(qnet, ["ulx3s-85f"] * 4).cuts == ["pool2", "pool3", "fc1"]
 
 
+def test_a_sample_predicts_the_link_events(lenet):
+    qnet, frames, (_, want_spikes) = lenet
+    part = partition(qnet, ["ulx3s-85f"] * 2, sample=frames)
+    assert part.events_from == "sample" and part.cuts == ["pool3"]
+    assert part.crossing[0] == pytest.approx(np.mean([t[layer_index(qnet, "pool3")] for t in want_spikes]))
+
+
 def test_explicit_cuts_and_threshold_stay_exact():
     qnet, frames = demo_mnist(4)
     want_out, want_spikes = whole_golden(qnet, frames, demo.fabric("demo"), threshold=3)

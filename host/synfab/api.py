@@ -436,17 +436,18 @@ def event_digits_demo(backend="model", digits=20, window_ms: float | None = None
 
 # -- several boards ------------------------------------------------------------------------------
 def run_partitioned(qnet, frames, boards, cuts=None, backend: str = "model", link=None, threshold: int = 0,
-                    check: bool = False, objective: str = DEFAULT_OBJECTIVE, device_args=None) -> dict:
+                    check: bool = False, objective: str = DEFAULT_OBJECTIVE, device_args=None, sample=None) -> dict:
     """qnet split into whole-layer slabs over `boards` (preset names or FabricConfigs; at `cuts`,
     else where the fewest events cross, compiler/partition.py), the frames (T, C, H, W) run
-    through the boards on `backend` joined by `link` (runtime.multi.LinkModel); with `check` every
+    through the boards on `backend` joined by `link` (runtime.multi.LinkModel; the link events are
+    predicted from the `sample` frames' activity when given, else statically); with `check` every
     frame is compared with the whole network's dense reference.  The summary (chain_summary) has
     per board cycles, per link traffic and utilisation, and the slowdown against one fabric with
     all the boards' cores; "result" the ChainResult, "partition" the Partition."""
     from .compiler.partition import partition, predicted_cycles
     from .runtime.multi import LinkModel, MultiDevice, chain_frames, chain_summary
     frames = np.asarray(frames)
-    part = partition(qnet, boards, cuts=cuts, objective=objective)
+    part = partition(qnet, boards, cuts=cuts, sample=sample, objective=objective)
     with MultiDevice(part, backend, link or LinkModel(), device_args) as multi:
         multi.set_threshold(threshold)
         res = chain_frames(multi, frames, check=check)

@@ -132,7 +132,7 @@ def cut_points(qnet: QNetwork) -> list[int]:
     return [i for i in range(len(qnet.layers) - 1) if cut_problem(qnet, i) is None]
 
 
-def slab_network(qnet: QNetwork, start: int, stop: int, index: int) -> QNetwork:
+def slab_network(qnet: QNetwork, start: int, stop: int) -> QNetwork:
     """layers[start:stop] as a network: after a cut its input is the cut layer's activation (levels
     in the layer's lo..hi), named as the layer so that the connections read it unchanged."""
     layers = qnet.layers[start:stop]
@@ -144,7 +144,7 @@ def slab_network(qnet: QNetwork, start: int, stop: int, index: int) -> QNetwork:
     else:
         cut = qnet.layers[start - 1]
         inp = dict(input_name=cut.name, input_shape=cut.shape, input_hi=cut.hi, input_lo=cut.lo, input_mode="levels")
-    return QNetwork(name=f"{qnet.name}.{index}", layers=list(layers), **inp, **out)
+    return QNetwork(name=f"{qnet.name}[{_span(qnet, start, stop)}]", layers=list(layers), **inp, **out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -156,20 +156,17 @@ class _Fits:
         self.qnet, self.objective = qnet, objective
         self._done: dict[tuple, tuple] = {}
 
-    def get(self, start: int, stop: int, index: int, board: str, cfg: FabricConfig):
+    def get(self, start: int, stop: int, cfg: FabricConfig):
         key = (start, stop, cfg.crc(), cfg.name)
         if key not in self._done:
             from ..api import compile_placed
-            sub = slab_network(self.qnet, start, stop, index)
+            sub = slab_network(self.qnet, start, stop)
             try:
                 tables, placement = compile_placed(sub, cfg, self.objective)
                 self._done[key] = (sub, tables, placement, None)
             except SynfabError as e:
                 self._done[key] = (sub, None, None, str(e))
-        sub, tables, placement, err = self._done[key]
-        if err is None:
-            sub = slab_network(self.qnet, start, stop, index)   # named for its place in this chain
-        return sub, tables, placement, err
+        return self._done[key]
 
 
 def _bounds(cuts, n_layers: int) -> list[tuple[int, int]]:
@@ -240,7 +237,7 @@ def _try(qnet: QNetwork, combo, named, fits: _Fits):
     """(slabs, None) where every slab of the cuts compiles onto its board, else (None, the first error)."""
     slabs = []
     for k, ((start, stop), (board, cfg)) in enumerate(zip(_bounds(combo, len(qnet.layers)), named)):
-        sub, tables, placement, err = fits.get(start, stop, k, board, cfg)
+        sub, tables, placement, err = fits.get(start, stop, cfg)
         if err is not None:
             return None, f"board {k} ({board}) cannot hold layers {_span(qnet, start, stop)}: {err}"
         slabs.append(Slab(k, board, cfg, sub, tables, placement))
