@@ -333,7 +333,7 @@ def cmd_partition(a):
     qnet, frames = _partition_input(a)
     out = api.run_partitioned(qnet, frames, boards, cuts, a.backend,
                               LinkModel(a.latency, a.events_per_cycle, a.link_drop, a.seed),
-                              a.threshold, a.check, a.objective)
+                              a.threshold, a.check, a.objective, measure_one_fabric=a.measure_one_fabric)
     s = out["summary"]
     s["predictions"] = out["predictions"]
     _print(s, a.json, partition_text(s))
@@ -353,7 +353,9 @@ def partition_text(s: dict) -> str:
     one = s.get("one_fabric", {})
     lines.append(f"  frame: {s['frame_cycles'] or s['predicted_frame_cycles']} cycles ({s['cycles_from']}); one "
                  f"fabric {one.get('fabric')} ({one.get('cores')} cores): {one.get('frame_cycles')} predicted; "
-                 f"slowdown {s.get('slowdown_predicted')}")
+                 f"slowdown (predicted alike) {s.get('slowdown_predicted')}"
+                 + (f"; measured {one['measured_cycles_per_frame']} cycles, slowdown {s.get('slowdown_measured')}"
+                    if one.get("measured_cycles_per_frame") else ""))
     return "\n".join(lines)
 
 
@@ -479,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--backend", choices=("model", "sim"), default="model")
     pt.add_argument("--threshold", type=int, default=0, help="sigma-delta threshold on every board (0 = exact)")
     pt.add_argument("--check", action="store_true", help="compare every frame with the whole network's reference")
+    pt.add_argument("--measure-one-fabric", action="store_true",
+                    help="also run the whole network on one fabric with every board's cores on the backend "
+                         "(sim: a Verilator build of that fabric) for a measured slowdown")
     pt.add_argument("--json", action="store_true")
     objective_opt(pt)
     pt.set_defaults(func=cmd_partition)
