@@ -99,17 +99,17 @@ def test_explicit_cuts_and_threshold_stay_exact():
 
 # ---------------------------------------------------------------------------------------
 # Refusals, one line each
-def _conv(name, src, c_in, c_out, k=3, pad=1, shape=(4, 8, 8), neuron=Neuron()):
+def _conv(name, src, c_in, c_out, k=3, pad=1, neuron=Neuron()):
     rng = np.random.default_rng(len(name))
-    return QLayer(name, shape, [QConnection(src, Kind.CONV, k=k, pad=pad)], np.zeros(c_out, np.int64),
+    return QLayer(name, (c_out, 8, 8), [QConnection(src, Kind.CONV, k=k, pad=pad)], np.zeros(c_out, np.int64),
                   mult=1, shift=4, weight=rng.integers(-20, 20, (c_out, c_in, k, k)), neuron=neuron)
 
 
-def residual_net(**kw) -> QNetwork:
-    """input -> a -> b; c = a + b (a skip connection over b) -> d."""
-    add = QLayer("c", (4, 8, 8), [QConnection("a", Kind.DW, wconst=1), QConnection("b", Kind.DW, wconst=1)],
-                 np.zeros(4, np.int64))
-    layers = [_conv("a", "in", 1, 4), _conv("b", "a", 4, 4), add, _conv("d", "c", 4, 4)]
+def residual_net(c: int = 4, **kw) -> QNetwork:
+    """input -> a -> b; c = a + b (a skip connection over b) -> d, c channels of 8x8 each."""
+    add = QLayer("c", (c, 8, 8), [QConnection("a", Kind.DW, wconst=1), QConnection("b", Kind.DW, wconst=1)],
+                 np.zeros(c, np.int64))
+    layers = [_conv("a", "in", 1, c), _conv("b", "a", c, c), add, _conv("d", "c", c, c)]
     return QNetwork("res", "in", (1, 8, 8), layers, "d", **kw)
 
 
@@ -227,6 +227,27 @@ def test_sim_boards_are_bit_exact_and_cycles_add_up():
     assert all(c > 0 for per in res.board_cycles for c in per)
     cf = frame[0]
     assert cf.hops[0].events == 0 and cf.cycles == sum(b.cycles for b in cf.boards) + 40 + 1
+
+
+@pytest.mark.slow
+def test_sim_tiny_boards_against_one_measured_fabric():
+    """Two tiny Verilator boards against one Verilator fabric with both their cores (a build of
+    its own: slow)."""
+    pytest.importorskip("synfab_gateware.sim.fabric_sim")
+    qnet = residual_net(c=2)
+    frames = random_frames(qnet, np.random.default_rng(5), 3)
+    want_out, want_spikes = whole_golden(qnet, frames, PRESETS["default"])
+    out = run_partitioned(qnet, frames, ["tiny", "tiny"], cuts=["a"], backend="sim", check=True,
+                          link=LinkModel(latency=10), measure_one_fabric=True)
+    res, s = out["result"], out["summary"]
+    for got, want in zip(res.outputs, want_out):
+        np.testing.assert_array_equal(got, want)
+    assert res.layer_spikes_per_step == want_spikes
+    chain = [sum(c) + sum(h.added_cycles for h in hops) for c, hops in zip(res.board_cycles, res.hops)]
+    assert s["cycles_from"] == "measured" and s["frame_cycles"] == round(float(np.mean(chain)), 1)
+    one = s["one_fabric"]
+    assert one["cores"] == 2 and one["measured_cycles_per_frame"] > 0
+    assert s["slowdown_measured"] == round(s["frame_cycles"] / one["measured_cycles_per_frame"], 3)
 
 
 # ---------------------------------------------------------------------------------------
