@@ -163,6 +163,8 @@ def test_a_cut_after_a_layer_whose_events_are_not_levels_is_refused(neuron, lo, 
     (["default"] * 2, ["d"], "leaves a board without layers"),
     (["default", "nosuch"], None, "unknown board preset 'nosuch'"),
     (["default"] * 4, None, "has 2 place(s) to cut"),
+    (["default", dataclasses.replace(PRESETS["default"], acc_bits=20, name="acc20")], None,
+     "different acc_bits (24, 20)"),
 ])
 def test_bad_requests_are_one_line(boards, cuts, words):
     with pytest.raises(PartitionError) as e:

@@ -206,6 +206,10 @@ def partition(qnet: QNetwork, boards, cuts: list[str] | None = None, sample=None
     n = len(named)
     if n < 1:
         raise PartitionError("partition needs at least one board")
+    if len({cfg.acc_bits for _, cfg in named}) > 1:
+        # accumulators wrap at acc_bits: boards that wrap differently compute another network
+        raise PartitionError(f"boards {', '.join(b for b, _ in named)} have different acc_bits "
+                             f"({', '.join(str(c.acc_bits) for _, c in named)}); use boards with one accumulator width")
     ev = events_per_frame(qnet, sample, named[0][1].acc_bits)
     names = [l.name for l in qnet.layers]
     if cuts is not None:
