@@ -172,6 +172,14 @@ def test_bad_requests_are_one_line(boards, cuts, words):
     assert words in one_line(e)
 
 
+def test_too_many_ways_to_cut_asks_for_the_cuts(lenet, monkeypatch):
+    import synfab.compiler.partition as partition_module
+    monkeypatch.setattr(partition_module, "MAX_COMBINATIONS", 20)
+    with pytest.raises(PartitionError) as e:       # 7 places to cut, 2 cuts: 21 ways
+        partition(lenet[0], ["ulx3s-85f"] * 3)
+    assert "21 ways to cut it for 3 boards" in one_line(e)
+
+
 def test_a_slab_that_fits_no_board_names_the_board(lenet):
     with pytest.raises(PartitionError) as e:
         partition(lenet[0], ["tiny", "tiny"])

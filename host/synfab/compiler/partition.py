@@ -21,6 +21,7 @@ the links (compiler/work.py: a sample's mean events per frame, else one event pe
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ from ..layouts import STREAM_EVENT
 from .mapper import DEFAULT_OBJECTIVE
 from .work import events_per_frame
 
-# Cut combinations tried at most (cheapest first) before giving up: bounds the search on deep networks.
+# Cut combinations searched at most: beyond it (deep networks over many boards) the user gives the cuts.
 MAX_COMBINATIONS = 20000
 
 
@@ -219,13 +220,16 @@ def partition(qnet: QNetwork, boards, cuts: list[str] | None = None, sample=None
         if len(points) < n - 1:
             raise PartitionError(f"network {qnet.name} has {len(points)} place(s) to cut between whole layers "
                                  f"({', '.join(names[i] for i in points) or 'none'}) but {n} boards need {n - 1}")
+        if math.comb(len(points), n - 1) > MAX_COMBINATIONS:
+            raise PartitionError(f"network {qnet.name}: {math.comb(len(points), n - 1)} ways to cut it for {n} boards, "
+                                 f"more than the {MAX_COMBINATIONS} searched; give the cut layers (--cuts)")
         size = np.cumsum([0] + [int(np.prod(l.shape)) for l in qnet.layers])
         cost = {i: float(ev[names[i]].sum()) for i in points}
 
         def key(combo):
             parts = [size[b] - size[a] for a, b in _bounds(combo, len(names))]
             return (round(sum(cost[i] for i in combo), 6), max(parts))
-        combos = sorted(itertools.islice(itertools.combinations(points, n - 1), MAX_COMBINATIONS), key=key)
+        combos = sorted(itertools.combinations(points, n - 1), key=key)
     fits = _Fits(qnet, objective)
     first_error = None
     for tried, combo in enumerate(combos, 1):
@@ -249,8 +253,8 @@ def _try(qnet: QNetwork, combo, named, fits: _Fits):
 
 
 def one_fabric(boards) -> FabricConfig:
-    """One fabric with every board's cores (the first board's core sizes, a mesh as wide as the
-    boards' cores together): what the chain is compared with."""
+    """One fabric with at least every board's cores (the first board's core sizes and mesh width,
+    rows enough for all the cores): what the chain is compared with."""
     from dataclasses import replace
     cfgs = [board_config(b)[1] for b in boards]
     cores = sum(c.n_cores for c in cfgs)
