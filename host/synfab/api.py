@@ -432,3 +432,44 @@ def event_digits_demo(backend="model", digits=20, window_ms: float | None = None
         result["cycles"] = res.cycles
         result["synaptic_ops_per_cycle"] = s["synaptic_ops_per_cycle"]
     return result
+
+
+# -- several boards ------------------------------------------------------------------------------
+def run_partitioned(qnet, frames, boards, cuts=None, backend: str = "model", link=None, threshold: int = 0,
+                    check: bool = False, objective: str = DEFAULT_OBJECTIVE, device_args=None, sample=None,
+                    measure_one_fabric: bool = False) -> dict:
+    """qnet split into whole-layer slabs over `boards` (preset names or FabricConfigs; at `cuts`,
+    else where the fewest events cross, compiler/partition.py), the frames (T, C, H, W) run
+    through the boards on `backend` joined by `link` (runtime.multi.LinkModel; the link events are
+    predicted from the `sample` frames' activity when given, else statically); with `check` every
+    frame is compared with the whole network's dense reference.  The summary (chain_summary) has
+    per board cycles, per link traffic and utilisation, and the slowdown against one fabric with
+    all the boards' cores (predicted; with `measure_one_fabric` also run on `backend`, whose cycles
+    give `slowdown_measured`); "result" the ChainResult, "partition" the Partition."""
+    from .compiler.partition import partition, predicted_cycles
+    from .runtime.multi import LinkModel, MultiDevice, chain_frames, chain_summary
+    frames = np.asarray(frames)
+    part = partition(qnet, boards, cuts=cuts, sample=sample, objective=objective)
+    with MultiDevice(part, backend, link or LinkModel(), device_args) as multi:
+        multi.set_threshold(threshold)
+        res = chain_frames(multi, frames, check=check)
+        summary = chain_summary(multi, res, predicted_cycles(part, frames, objective))
+    summary["threshold"] = threshold
+    if measure_one_fabric:
+        _measure_one_fabric(summary, qnet, frames, [s.cfg for s in part.slabs], backend, threshold, objective,
+                            device_args)
+    return {"summary": summary, "predictions": [int(np.argmax(o.reshape(o.shape[0], -1).sum(axis=1)))
+                                               for o in res.outputs], "result": res, "partition": part}
+
+
+def _measure_one_fabric(summary: dict, qnet, frames, cfgs, backend, threshold, objective, device_args) -> None:
+    """The whole network on one fabric with every board's cores, run on the same backend: its
+    measured cycles per frame and the chain's measured slowdown against it."""
+    from .compiler.partition import one_fabric
+    cfg = one_fabric(cfgs)
+    tables = compile_qnetwork(qnet, cfg, objective)
+    cycles = run_frames(tables, frames, backend, threshold, device_args=device_args)["summary"].get("cycles")
+    one = summary.setdefault("one_fabric", {"fabric": cfg.name, "cores": cfg.n_cores})
+    one["measured_cycles_per_frame"] = round(cycles / max(1, len(frames)), 1) if cycles else None
+    if cycles and summary.get("frame_cycles"):
+        summary["slowdown_measured"] = round(summary["frame_cycles"] / one["measured_cycles_per_frame"], 3)

@@ -309,6 +309,56 @@ def registers_markdown(rm) -> str:
     return "\n".join(out)
 
 
+def _partition_input(a):
+    """(qnet, frames) of `synfab partition`: a workload by name, or a model file with --images."""
+    from .analysis.workloads import WORKLOADS
+    if a.model in WORKLOADS:
+        w = WORKLOADS[a.model]
+        return w.load(a.frames or w.frames)
+    if not a.images:
+        raise SynfabError(f"{a.model!r} is no workload ({', '.join(WORKLOADS)}); a model file needs --images FILE")
+    from . import api
+    from .frontend.quant import quantize_input
+    qnet = api.quantize_network(api.load_network(a.model), a.images)
+    imgs, _ = api.load_images(a.images)
+    imgs = imgs[:a.frames or 20].astype(np.float32) / (255.0 if imgs.dtype == np.uint8 else 1.0)
+    return qnet, np.stack([quantize_input(qnet, im) for im in imgs])
+
+
+def cmd_partition(a):
+    from . import api
+    from .runtime.multi import LinkModel
+    boards = [b for b in a.boards.split(",") if b]
+    cuts = [c for c in a.cuts.split(",") if c] if a.cuts is not None else None
+    qnet, frames = _partition_input(a)
+    out = api.run_partitioned(qnet, frames, boards, cuts, a.backend,
+                              LinkModel(a.latency, a.events_per_cycle, a.link_drop, a.seed),
+                              a.threshold, a.check, a.objective, measure_one_fabric=a.measure_one_fabric)
+    s = out["summary"]
+    s["predictions"] = out["predictions"]
+    _print(s, a.json, partition_text(s))
+
+
+def partition_text(s: dict) -> str:
+    cyc = "cycles_per_frame" if s["cycles_from"] == "measured" else "predicted_cycles_per_frame"
+    lines = [f"{len(s['boards'])} boards, {s['frames']} frames on {s['backend']}"
+             + (", checked against the whole network" if s["checked_against_whole_network"] else "")]
+    for k, b in enumerate(s["boards"]):
+        lines.append(f"  board {k} {b['board']}: {', '.join(b['layers'])}: {b[cyc]} cycles/frame "
+                     f"({s['cycles_from']}), {b['events_in_per_frame']} events in/frame")
+    for link in s["links"]:
+        lines.append(f"  link {link['link']} ({link['cut_layer']}): {link['events_per_frame']} events/frame, "
+                     f"{link['bytes_per_frame']} B/frame, +{link['added_cycles_per_frame']} cycles, "
+                     f"utilisation {link['utilisation']}")
+    one = s.get("one_fabric", {})
+    lines.append(f"  frame: {s['frame_cycles'] or s['predicted_frame_cycles']} cycles ({s['cycles_from']}); one "
+                 f"fabric {one.get('fabric')} ({one.get('cores')} cores): {one.get('frame_cycles')} predicted; "
+                 f"slowdown (predicted alike) {s.get('slowdown_predicted')}"
+                 + (f"; measured {one['measured_cycles_per_frame']} cycles, slowdown {s.get('slowdown_measured')}"
+                    if one.get("measured_cycles_per_frame") else ""))
+    return "\n".join(lines)
+
+
 def objective_opt(q) -> None:
     """--objective: how the mapper places the network (mapper.map_network). Checked by the
     mapper, so a bad value is its one-line error (exit 1), not argparse's usage text (exit 2)."""
@@ -414,6 +464,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--layout-version", type=int, choices=(1, 2), default=None,
                    help="table layout version (default: the fabric's, 2; 1: the tables of version-1 bundles)")
     g.set_defaults(func=cmd_regs)
+
+    from .analysis.workloads import WORKLOADS
+    pt = sub.add_parser("partition", help="a network split by whole layers over several boards joined by "
+                                          "event links (host-side): per board cycles, link traffic, slowdown")
+    pt.add_argument("model", help=f"workload ({', '.join(WORKLOADS)}) or a model file (with --images)")
+    pt.add_argument("--boards", required=True, help="board presets in chain order, e.g. ulx3s-85f,ulx3s-85f")
+    pt.add_argument("--cuts", default=None, help="layers to cut after (default: the cuts with the fewest "
+                                                 "predicted link events that fit every board)")
+    pt.add_argument("--images", help="model file: images .npz/.npy (calibration and frames)")
+    pt.add_argument("--frames", type=int, default=None, help="frames to run (default: the workload's)")
+    pt.add_argument("--latency", type=int, default=64, help="link latency in cycles (default 64)")
+    pt.add_argument("--events-per-cycle", type=float, default=1.0, help="link bandwidth in events per cycle")
+    pt.add_argument("--link-drop", type=float, default=0.0, help="fault: fraction of link events lost (detected)")
+    pt.add_argument("--seed", type=int, default=0, help="seed of the link faults")
+    pt.add_argument("--backend", choices=("model", "sim"), default="model")
+    pt.add_argument("--threshold", type=int, default=0, help="sigma-delta threshold on every board (0 = exact)")
+    pt.add_argument("--check", action="store_true", help="compare every frame with the whole network's reference")
+    pt.add_argument("--measure-one-fabric", action="store_true",
+                    help="also run the whole network on one fabric with every board's cores on the backend "
+                         "(sim: a Verilator build of that fabric) for a measured slowdown")
+    pt.add_argument("--json", action="store_true")
+    objective_opt(pt)
+    pt.set_defaults(func=cmd_partition)
 
     # These import only numpy and the standard library (heavy tools load inside their handlers),
     # so a failing import is a bug to see, not an optional feature to hide.

@@ -74,6 +74,12 @@ def _sample_events(qnet: QNetwork, sample, acc_bits: int) -> dict[str, np.ndarra
     return events
 
 
+def events_per_frame(qnet: QNetwork, sample=None, acc_bits: int = FabricConfig().acc_bits) -> dict[str, np.ndarray]:
+    """Mean events per frame of every neuron and input value (C, H, W) by name: from the sample
+    frames through the dense reference when given, else the static estimate (one event each)."""
+    return _static_events(qnet) if sample is None else _sample_events(qnet, sample, acc_bits)
+
+
 # ---------------------------------------------------------------------------------------
 # Ops per destination neuron
 def _position_reach(conn: QConnection, axis: str, n_src: int, n_dst: int) -> np.ndarray:
@@ -113,7 +119,7 @@ def _evaluations(layer: QLayer, ops: list[np.ndarray]) -> np.ndarray:
 def estimate(qnet: QNetwork, sample=None, acc_bits: int = FabricConfig().acc_bits) -> Work:
     """Work per frame of qnet: from the sample frames when given (run with the fabric's acc_bits:
     the accumulators wrap there), else static (module doc)."""
-    events = _static_events(qnet) if sample is None else _sample_events(qnet, sample, acc_bits)
+    events = events_per_frame(qnet, sample, acc_bits)
     ops = {l.name: [connection_ops(l, c, events[c.src]) for c in l.inputs] for l in qnet.layers}
     evaluations = {l.name: _evaluations(l, ops[l.name]) for l in qnet.layers}
     return Work(STATIC if sample is None else SAMPLE, ops, evaluations, float(events[qnet.input_name].sum()))
