@@ -104,12 +104,7 @@ def eth_sim():
 
 
 def _frames(qnet, n, seed):
-    rng = np.random.default_rng(seed)
-    frames, prev = [], None
-    for _ in range(n):
-        prev = randnet.random_input(qnet, rng, prev, change=0.3)
-        frames.append(prev)
-    return frames
+    return randnet.random_frames(qnet, np.random.default_rng(seed), n)
 
 
 @pytest.mark.slow

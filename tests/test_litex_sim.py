@@ -35,12 +35,7 @@ def litex_sim():
 
 
 def _frames(qnet, n, seed):
-    rng = np.random.default_rng(seed)
-    frames, prev = [], None
-    for _ in range(n):
-        prev = randnet.random_input(qnet, rng, prev, change=0.3)
-        frames.append(prev)
-    return frames
+    return randnet.random_frames(qnet, np.random.default_rng(seed), n)
 
 
 def test_device_identifies_the_fabric_behind_the_bridge(litex_sim):
