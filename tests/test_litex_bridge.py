@@ -157,3 +157,42 @@ def test_output_backpressure_and_overrun_flags_and_resync():
     assert [w for w, _ in out] == [~b & (2**64 - 1) for b in beats]
     assert over["flags"] & soc_map.FLAG_IN_OVERRUN
     assert not cleared["flags"] & soc_map.FLAG_IN_OVERRUN
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.integers(-128, 127)),
+                min_size=1, max_size=6))
+def test_packed_words_become_the_beats_of_the_same_events(events):
+    """In packed mode (ctrl CTRL_PACKED) each IN_DATA word is one event in layouts.PACKED_EVENT; the
+    fabric gets the STREAM_EVENT beat of that event (d sign-extended), then the word-pair eof beat.
+    ctrl reads the mode back; a ctrl write without the bit ends it."""
+    import numpy as np
+    from synfab.layouts import PACKED_EVENT, STREAM_EVENT
+    cols = {k: np.array([e[i] for e in events]) for i, k in enumerate("xycd")}
+    packed = PACKED_EVENT.pack(cols)[:, 0]
+    zeros = np.zeros(len(events), np.int64)
+    want = STREAM_EVENT.pack64({**cols, "tag": zeros, "eof": zeros}).tolist()
+    eof = int(STREAM_EVENT.pack64({k: [0] for k in ("x", "y", "c", "d", "tag")} | {"eof": [1]})[0])
+    dut = Loopback(in_depth=8, out_depth=8)
+    bus = dut.bridge.bus
+
+    def gen():
+        yield from bus.write(reg("ctrl"), soc_map.CTRL_PACKED)
+        mode = yield from bus.read(reg("ctrl"))
+        for i, w in enumerate(packed):
+            yield from bus.write(word(soc_map.IN_DATA) + i % 5, int(w))
+        yield from push(bus, [eof], last_index=0)
+        for _ in range(20):
+            yield
+        got = yield from pop(bus, len(events) + 1)
+        yield from bus.write(reg("ctrl"), 0)
+        after = yield from bus.read(reg("ctrl"))
+        regs = yield from read_regs(bus)
+        return mode, got, after, regs
+
+    mode, got, after, regs = run(dut, gen())
+    assert mode == soc_map.CTRL_PACKED and after == 0
+    mask = 2**64 - 1
+    assert [(~b) & mask for b, _ in got] == want + [eof]          # the loopback inverts every beat
+    assert [f for _, f in got] == [1] * len(events) + [3]
+    assert not regs["flags"] & soc_map.FLAG_IN_OVERRUN

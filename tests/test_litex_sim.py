@@ -123,3 +123,38 @@ def test_through_litex_server(litex_sim):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_packed_events_take_half_the_input_bytes_and_stay_exact(litex_sim):
+    """Frames whose events fit layouts.PACKED_EVENT go one word an event (the bridge's packed mode):
+    the same outputs as word pairs, exact against the reference, and 4 bytes fewer per event."""
+    qnet = randnet.random_qnetwork(3, CFG)
+    tables = api.compile_qnetwork(qnet, CFG)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(max(qnet.input_lo, 0), min(qnet.input_hi, 63) + 1, size=(3, *qnet.input_shape))
+    sent, outputs = {}, {}
+    for pack in (True, False):
+        with LitexDevice(CFG, port=litex_sim.port, pack=pack) as dev:
+            dev.load(tables)
+            before = dev.link.traffic()["to_device"] - dev.idle_poll_bytes["to_device"]
+            out = api.run_frames(tables, frames, check=True, device=dev)
+            sent[pack] = dev.link.traffic()["to_device"] - dev.idle_poll_bytes["to_device"] - before
+            outputs[pack] = out["result"].outputs
+            events = out["result"].events_in
+    for frame, a, b in zip(frames, outputs[True], outputs[False]):
+        want = reference.run(qnet, frame)[qnet.output]
+        assert np.array_equal(a, want) and np.array_equal(b, want)
+    assert events > 50 and sent[False] - sent[True] >= 3.5 * events
+
+
+def test_an_event_that_does_not_fit_a_packed_word_sends_the_frame_as_word_pairs(litex_sim):
+    from synfab.runtime.device import frame_beats
+    with LitexDevice(CFG, port=litex_sim.port) as dev:
+        small = frame_beats({"x": [1, 2], "y": [3, 4], "c": [0, 1], "d": [-5, 127]})
+        assert dev._packed(*small) is not None
+        for field, value in (("d", 128), ("d", -129), ("c", 256), ("x", 300)):
+            cols = {"x": [1, 2], "y": [3, 4], "c": [0, 1], "d": [-5, 7]}
+            cols[field] = [cols[field][0], value]
+            assert dev._packed(*frame_beats(cols)) is None, (field, value)
+    with LitexDevice(CFG, port=litex_sim.port, pack=False) as dev:
+        assert dev._packed(*small) is None

@@ -1,7 +1,7 @@
 """StreamBridge: the fabric's 64-bit event streams as a small wishbone window for a host.
 
-A host on a byte link (UARTBone) writes input beats as word pairs into an alias window and
-reads output beats as word triples from another; the register layout lives in
+A host on a byte link (UARTBone) writes input beats as word pairs into an alias window (or, in
+packed mode, one PACKED_EVENT word per beat) and reads output beats as word triples from another; the register layout lives in
 synfab.layouts (BRIDGE_* constants), shared with the host driver (synfab.runtime.litex).
 
 Input is store-and-forward: beats wait in the input FIFO until a whole frame (a beat with
@@ -12,11 +12,11 @@ host transfer time.
 """
 from __future__ import annotations
 
-from migen import Cat, Case, If, Mux, Signal
+from migen import Cat, Case, Constant as C, If, Mux, Signal
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream, wishbone
 
-from synfab.layouts import STREAM_BITS
+from synfab.layouts import PACKED_EVENT, STREAM_BITS, STREAM_EVENT
 from synfab import layouts as soc_map
 
 BEAT = [("data", STREAM_BITS)]
@@ -30,6 +30,25 @@ class _Queue:
 
     def __init__(self, sink, source, level):
         self.sink, self.source, self.level = sink, source, level
+
+
+def widened(word) -> Cat:
+    """A PACKED_EVENT word as a STREAM_EVENT beat: each field at its place, d sign-extended, the
+    other fields (tag, eof) 0."""
+    parts, at = [], 0
+    for f in STREAM_EVENT.fields:
+        gap = STREAM_EVENT.offsets[f.name] - at
+        if gap:
+            parts.append(C(0, gap))
+        if f.name in PACKED_EVENT.by_name:
+            p = PACKED_EVENT.by_name[f.name]
+            bits = word[PACKED_EVENT.offsets[f.name]:PACKED_EVENT.offsets[f.name] + p.width]
+            ext = f.width - p.width
+            parts.append(Cat(bits, *([bits[-1]] * ext if p.signed else [C(0, ext)] if ext else [])))
+        else:
+            parts.append(C(0, f.width))
+        at = STREAM_EVENT.offsets[f.name] + f.width
+    return Cat(*parts)
 
 
 def _window(offset: int) -> int:
@@ -150,13 +169,20 @@ class StreamBridge(LiteXModule):
         overrun = Signal()
         resync = Signal()
         in_window = (window == _window(soc_map.IN_DATA)) | (window == _window(soc_map.IN_LAST))
+        packed = Signal()        # ctrl's CTRL_PACKED bit: IN_DATA words are PACKED_EVENT beats
+        packed_write = Signal()  # a packed beat written (no word pair, no phase)
+        wb_data = Signal(STREAM_BITS)
         wb_push = Signal()
         wb_lost = Signal()      # a wishbone beat the FIFO could not take
-        self.comb += wb_push.eq(access & bus.we & in_window & in_phase)
+        self.comb += [
+            packed_write.eq(access & bus.we & packed & (window == _window(soc_map.IN_DATA))),
+            wb_push.eq((access & bus.we & in_window & in_phase) | packed_write),
+            wb_data.eq(Mux(packed_write, widened(bus.dat_w), Cat(in_lo, bus.dat_w))),
+        ]
         if with_ext:
             wb_sink = stream.Endpoint(BEAT)
             self.comb += [
-                wb_sink.data.eq(Cat(in_lo, bus.dat_w)),
+                wb_sink.data.eq(wb_data),
                 wb_sink.last.eq(window == _window(soc_map.IN_LAST)),
                 wb_sink.valid.eq(wb_push),
                 If(self.ext_sink.valid, self.ext_sink.connect(in_fifo.sink)
@@ -166,12 +192,14 @@ class StreamBridge(LiteXModule):
             ]
         else:
             self.comb += [
-                in_fifo.sink.data.eq(Cat(in_lo, bus.dat_w)),
+                in_fifo.sink.data.eq(wb_data),
                 in_fifo.sink.last.eq(window == _window(soc_map.IN_LAST)),
                 If(wb_push, in_fifo.sink.valid.eq(1), pushed_last.eq(in_fifo.sink.ready & in_fifo.sink.last)),
                 wb_lost.eq(~in_fifo.sink.ready),
             ]
-        self.sync += If(access & bus.we & in_window,
+        self.sync += If(packed_write,
+            If(wb_lost, overrun.eq(1)),
+        ).Elif(access & bus.we & in_window,
             in_phase.eq(~in_phase),
             If(~in_phase, in_lo.eq(bus.dat_w)).Elif(wb_lost, overrun.eq(1)),
         )
@@ -213,13 +241,18 @@ class StreamBridge(LiteXModule):
             "frames_done": frames_done,
             "frame_cycles": frame_cycles,
             "flags": Cat(frame_flags, overrun),
-            "ctrl": 0,
+            "ctrl": Cat(0, packed),
             "in_depth": in_capacity,
             "out_depth": out_fifo_mem.depth + 2,
         }
         assert list(regs) == soc_map.BRIDGE_REGS
-        self.comb += resync.eq(access & bus.we & (window == _window(soc_map.REGS))
-                               & (index == soc_map.BRIDGE_REGS.index("ctrl")) & bus.dat_w[0])
+        ctrl_write = Signal()
+        self.comb += [
+            ctrl_write.eq(access & bus.we & (window == _window(soc_map.REGS))
+                          & (index == soc_map.BRIDGE_REGS.index("ctrl"))),
+            resync.eq(ctrl_write & bus.dat_w[0]),
+        ]
+        self.sync += If(ctrl_write, packed.eq(bus.dat_w[1]))
         out_word = Case(out_phase, {
             0: bus.dat_r.eq(out_fifo.source.data[:32]),
             1: bus.dat_r.eq(out_fifo.source.data[32:]),

@@ -398,6 +398,14 @@ STREAM_EVENT = Layout("stream_event", [
     Field("eof", 1, doc="1: end-of-frame marker (no event); carries TLAST"),
 ], doc="One 64-bit AXI4-Stream beat.")
 STREAM_BITS = 64
+# An input event in one 32-bit word (the stream bridge's packed mode, CTRL_PACKED): for the hosts
+# whose link is the limit (UARTBone), half the bytes of a STREAM_EVENT beat.  It holds events of
+# inputs up to 256 x 256 x 256 with |d| < 128 (image deltas of 7-bit levels, DVS polarities); the
+# host sends any other frame as whole beats.  The bridge widens it to a STREAM_EVENT beat (tag 0,
+# eof 0, d sign-extended).
+PACKED_EVENT = Layout("packed_event", [
+    Field("x", 8), Field("y", 8), Field("c", 8), Field("d", 8, signed=True),
+], doc="One input event in a 32-bit bridge word.")
 
 CORE_COUNTERS = ["packets_in", "synops", "spikes", "packets_out", "busy_cycles",
                  "stall_cycles", "dropped"]
@@ -591,6 +599,8 @@ FLAG_IN_OVERFLOW = 1      # the frame did not fit the input FIFO: cycles include
 FLAG_OUT_STALL = 2        # the output FIFO was full: cycles include host reading time
 FLAG_IN_OVERRUN = 4       # a beat was written while the input FIFO was full and was lost
 CTRL_RESYNC = 1           # ctrl bit 0: restart the lo/hi word phases, clear FLAG_IN_OVERRUN
+CTRL_PACKED = 2           # ctrl bit 1 (kept until the next ctrl write; reads back): each IN_DATA word
+                          # is one input beat in PACKED_EVENT (IN_LAST still takes word pairs)
 
 
 def bridge_reg(name: str) -> int:

@@ -44,6 +44,7 @@ from .device import DeviceError, RegisterDevice, eof_word, frame_beats, stream_c
 from ..layouts import (  # noqa: F401  (re-exported: this backend's public names)
     FABRIC_BASE, BRIDGE_BASE, BRIDGE_SIZE, BRIDGE_MAGIC, DEFAULT_BAUDRATE, ALIAS_WORDS, IN_DATA, IN_LAST,
     OUT_DATA, REGS, BRIDGE_REGS, OUT_WORDS_PER_BEAT, FLAG_IN_OVERFLOW, FLAG_OUT_STALL, FLAG_IN_OVERRUN, CTRL_RESYNC, bridge_reg,
+    CTRL_PACKED, PACKED_EVENT,
     ETH_SOC_IP, ETHERBONE_MAX_WORDS, ETHERBONE_UDP_PORT, STREAM_EVENT, UDP_CTRL_OUTPUT, UDP_CTRL_RESET, UDP_FLAG_FRAME_END,
     UDP_MAGIC, UDP_MAX_BEATS, UDP_OUT_HEADER_WORDS, UDP_STREAM_BASE, UDP_STREAM_MAGIC, UDP_STREAM_REGS,
     udp_stream_reg,
@@ -654,8 +655,11 @@ class LitexDevice(RegisterDevice):
     name = "litex"
 
     def __init__(self, cfg, port: str = "localhost:1234", timeout: float = 30.0, link=None, bitstream=None,
-                 verify: bool = False, answer_timeout: float = 2.0, parser_timeout_cycles: int | None = None):
+                 verify: bool = False, answer_timeout: float = 2.0, parser_timeout_cycles: int | None = None,
+                 pack: bool = True):
         """`verify`: check every operation for link faults (module docstring; LinkError).
+        `pack`: send frames whose events fit layouts.PACKED_EVENT one word an event (the bridge's
+        packed mode: half the input bytes on the link); False: always word pairs.
         `parser_timeout_cycles`: the SoC clocks after which UARTBone's parser drops a stalled command
         (100 ms of its clock; None: a board, whose clock the host measures in real time)."""
         if bitstream is not None:
@@ -675,7 +679,9 @@ class LitexDevice(RegisterDevice):
             self.link.close()
             raise DeviceError(f"litex: no synfab SoC behind {port} (bridge id reads {ident:#010x}, expected "
                               f"{BRIDGE_MAGIC:#010x}); load a bitstream built with `synfab build`")
-        self.link.write(bridge_reg("ctrl"), [CTRL_RESYNC])
+        self.link.write(bridge_reg("ctrl"), [CTRL_RESYNC])      # also ends packed mode
+        self._packed_mode = False
+        self.pack = pack
         regs = self._bridge_regs()
         self.in_depth, self.out_depth = regs["in_depth"], regs["out_depth"]
         self.udp = None
@@ -749,16 +755,42 @@ class LitexDevice(RegisterDevice):
         return self._read_once(addrs)
 
     def _push(self, words: np.ndarray, lasts: np.ndarray) -> None:
-        """Write beats into the input FIFO: runs without last go to IN_DATA, a last beat to IN_LAST."""
+        """Write beats into the input FIFO: runs without last go to IN_DATA, a last beat to IN_LAST
+        (a word pair).  The runs go as one PACKED_EVENT word a beat where every event of the push
+        fits one (half the bytes on the link), else as word pairs."""
+        packed = self._packed(words, lasts)
+        self._set_packed_mode(packed is not None)
         pairs = np.stack([words & np.uint64(0xFFFFFFFF), words >> np.uint64(32)], axis=1).astype(np.uint32)
         start = 0
-        per_burst = ALIAS_WORDS // 2
+        per_burst = ALIAS_WORDS if packed is not None else ALIAS_WORDS // 2
         for i in np.flatnonzero(lasts).tolist() + [len(words)]:
             for s in range(start, i, per_burst):
-                self.link.write(BRIDGE_BASE + IN_DATA, pairs[s:min(i, s + per_burst)].reshape(-1))
+                run = packed[s:min(i, s + per_burst)] if packed is not None else pairs[s:min(i, s + per_burst)].reshape(-1)
+                self.link.write(BRIDGE_BASE + IN_DATA, run)
             if i < len(words):
                 self.link.write(BRIDGE_BASE + IN_LAST, pairs[i])
             start = i + 1
+
+    def _packed(self, words: np.ndarray, lasts: np.ndarray) -> np.ndarray | None:
+        """The beats as PACKED_EVENT words (uint32; last beats' entries unused), or None where one
+        event does not fit, the device packs nothing (`pack=False`), or it verifies the link (its
+        checks read ctrl back as 0 and rewind with CTRL_RESYNC, which ends packed mode)."""
+        if not self.pack or self.verify:
+            return None
+        cols = STREAM_EVENT.unpack64(words)
+        events = lasts == 0
+        if cols["tag"][events].any() or cols["eof"][events].any():
+            return None
+        fields = {k: np.where(events, cols[k], 0) for k in PACKED_EVENT.names}
+        try:
+            return PACKED_EVENT.pack64(fields).astype(np.uint32)
+        except ValueError:
+            return None
+
+    def _set_packed_mode(self, on: bool) -> None:
+        if on != self._packed_mode:
+            self.link.write(bridge_reg("ctrl"), [CTRL_PACKED if on else 0])
+            self._packed_mode = on
 
     def _pop(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if self.verify:
