@@ -27,6 +27,9 @@ NARROW4 = FabricConfig(mesh_x=2, mesh_y=2, neurons_per_core=128, weight_words_pe
                        input_peg_entries=32, event_bits=12, acc_bits=16, coord_bits=6, chan_bits=8,
                        kernel_bits=3, mult_bits=12, shift_bits=4, lanes=4, name="narrow-l4")
 CASES = 25
+LANE_SETTINGS = settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
+                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 
 
 def run(device_for, cfg, case):
@@ -42,18 +45,14 @@ def run(device_for, cfg, case):
 
 
 @pytest.mark.slow
-@settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@LANE_SETTINGS
 @given(data=st.data())
 def test_two_lanes_match_the_model(device_for, data):
     run(device_for, SMALL2, data.draw(randnet.cosim_cases(SMALL2), label="case"))
 
 
 @pytest.mark.slow
-@settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@LANE_SETTINGS
 @given(data=st.data())
 def test_two_lanes_geometry_match_the_model(device_for, data):
     """Rectangular kernels, strides, padding, zero insertion and weight shifts with two lanes."""
@@ -61,9 +60,7 @@ def test_two_lanes_geometry_match_the_model(device_for, data):
 
 
 @pytest.mark.slow
-@settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@LANE_SETTINGS
 @given(data=st.data())
 def test_four_lanes_match_the_model(device_for, data):
     run(device_for, NARROW4, data.draw(randnet.cosim_cases(NARROW4, geometry=data.draw(st.booleans())),
@@ -71,9 +68,7 @@ def test_four_lanes_match_the_model(device_for, data):
 
 
 @pytest.mark.slow
-@settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@LANE_SETTINGS
 @given(data=st.data())
 def test_eight_lanes_match_the_model(device_for, data):
     """Eight lanes: the weights in four banks (up to 11 bytes from the first word's start)."""
