@@ -138,6 +138,22 @@ def test_default_fabric_micro_benchmarks_and_whole_frames_side_by_side(whole_fra
 
 
 # -- whole frames on real workloads ------------------------------------------------------------------
+def input_events(name: str, frames: int) -> list[dict]:
+    """The events the host sends for each frame of a workload (the changes from the frame before)."""
+    _, x = WORKLOADS[name].load(frames)
+    return [input_deltas(prev, xi) for prev, xi in zip([np.zeros_like(x[0])] + list(x[:-1]), x)]
+
+
+def fits_packed(events: dict) -> bool:
+    """Whether every event fits a bridge packed word (layouts.PACKED_EVENT)."""
+    from synfab.layouts import PACKED_EVENT
+    try:
+        PACKED_EVENT.check({k: events[k] for k in PACKED_EVENT.names})
+        return True
+    except ValueError:
+        return False
+
+
 def golden_frames(name: str, frames: int, cfg: FabricConfig | None = None):
     """(tables, per frame: (input events, golden FrameOutput)) of a workload on cfg (default: its
     own fabric), from the model."""
@@ -347,7 +363,7 @@ def test_board_preset_figures_at_fmax_and_the_measured_host_link():
     whole-frame figures on the preset, figures at Fmax, and the host link measured on the LiteX sim
     SoC of the preset, each against bounds computed here from the model and the protocol."""
     from synfab.compiler import tables_to_words
-    from synfab.layouts import CORE_COUNTERS, GLOBAL_COUNTERS, STREAM_EVENT
+    from synfab.layouts import CORE_COUNTERS, GLOBAL_COUNTERS, PACKED_EVENT, STREAM_EVENT
     from synfab.runtime import litex as lx
     cfg = PRESETS[BOARD]
     result = bench.fabric_bench(cfg, workloads=BOARD_WORKLOADS, frames=BOARD_FRAMES)
@@ -362,8 +378,10 @@ def test_board_preset_figures_at_fmax_and_the_measured_host_link():
     assert f["baudrate"] == manifest[0].get("uart_baudrate", lx.DEFAULT_BAUDRATE)
     hz, byte_rate = f["fmax_mhz"] * 1e6, f["baudrate"] / 10
     assert f["n_cores"] == cfg.n_cores == 3
-    assert 0.9 * hz * cfg.n_cores <= f["peak_synaptic_ops_per_s"]["fabric"] <= hz * cfg.n_cores
-    beat_bytes = STREAM_EVENT.width // 8
+    # Each core's ESU makes up to `lanes` pairs a clock (2 on this preset).
+    assert 0.9 * hz * cfg.n_cores * cfg.lanes <= f["peak_synaptic_ops_per_s"]["fabric"] <= hz * cfg.n_cores * cfg.lanes
+    beat_bytes = -(-STREAM_EVENT.width // 32) * 4
+    packed_bytes = PACKED_EVENT.width // 8
     for name in BOARD_WORKLOADS:
         w = result["whole_frame"][name]
         check_whole_frame(w, name, cfg)
@@ -376,9 +394,12 @@ def test_board_preset_figures_at_fmax_and_the_measured_host_link():
         assert (link["frames"], link["input_events"]) == (BOARD_FRAMES, events)
         # The LiteX SoC runs the same gateware: the bridge counts the cycles the Verilator harness counted.
         assert link["litex_cycles"] == w["cycles"]
-        # To the device: every input beat and each frame's eof beat (two words each), plus commands.
+        # To the device: every input event (one packed word where all of the frame's events fit
+        # layouts.PACKED_EVENT, else a word pair: these frames fit the input FIFO, so each goes in one
+        # push) and each frame's eof beat (a word pair), plus commands.
         to_dev, from_dev = link["frame_bytes"]["to_device"], link["frame_bytes"]["from_device"]
-        least_to = beat_bytes * (events + BOARD_FRAMES)
+        least_to = sum((packed_bytes if fits_packed(ev) else beat_bytes) * len(ev["x"]) + beat_bytes
+                       for ev in input_events(name, BOARD_FRAMES))
         assert least_to <= to_dev <= least_to + FRAME_COMMAND_BYTES * BOARD_FRAMES
         # From the device: every output beat (three words), every counter and the spikes per layer.
         words_read = len(GLOBAL_COUNTERS) + len(CORE_COUNTERS) * cfg.n_cores + len(tables.metadata["layers"])

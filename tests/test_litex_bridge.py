@@ -160,7 +160,7 @@ def test_output_backpressure_and_overrun_flags_and_resync():
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.integers(-128, 127)),
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 127), st.integers(-256, 255)),
                 min_size=1, max_size=6))
 def test_packed_words_become_the_beats_of_the_same_events(events):
     """In packed mode (ctrl CTRL_PACKED) each IN_DATA word is one event in layouts.PACKED_EVENT; the

@@ -131,7 +131,7 @@ def test_packed_events_take_half_the_input_bytes_and_stay_exact(litex_sim):
     qnet = randnet.random_qnetwork(3, CFG)
     tables = api.compile_qnetwork(qnet, CFG)
     rng = np.random.default_rng(0)
-    frames = rng.integers(max(qnet.input_lo, 0), min(qnet.input_hi, 63) + 1, size=(3, *qnet.input_shape))
+    frames = rng.integers(max(qnet.input_lo, 0), min(qnet.input_hi, 255) + 1, size=(3, *qnet.input_shape))
     sent, outputs = {}, {}
     for pack in (True, False):
         with LitexDevice(CFG, port=litex_sim.port, pack=pack) as dev:
@@ -150,9 +150,9 @@ def test_packed_events_take_half_the_input_bytes_and_stay_exact(litex_sim):
 def test_an_event_that_does_not_fit_a_packed_word_sends_the_frame_as_word_pairs(litex_sim):
     from synfab.runtime.device import frame_beats
     with LitexDevice(CFG, port=litex_sim.port) as dev:
-        small = frame_beats({"x": [1, 2], "y": [3, 4], "c": [0, 1], "d": [-5, 127]})
+        small = frame_beats({"x": [1, 255], "y": [3, 4], "c": [0, 127], "d": [-256, 255]})
         assert dev._packed(*small) is not None
-        for field, value in (("d", 128), ("d", -129), ("c", 256), ("x", 300)):
+        for field, value in (("d", 256), ("d", -257), ("c", 128), ("x", 256), ("y", 256)):
             cols = {"x": [1, 2], "y": [3, 4], "c": [0, 1], "d": [-5, 7]}
             cols[field] = [cols[field][0], value]
             assert dev._packed(*frame_beats(cols)) is None, (field, value)

@@ -400,11 +400,11 @@ STREAM_EVENT = Layout("stream_event", [
 STREAM_BITS = 64
 # An input event in one 32-bit word (the stream bridge's packed mode, CTRL_PACKED): for the hosts
 # whose link is the limit (UARTBone), half the bytes of a STREAM_EVENT beat.  It holds events of
-# inputs up to 256 x 256 x 256 with |d| < 128 (image deltas of 7-bit levels, DVS polarities); the
-# host sends any other frame as whole beats.  The bridge widens it to a STREAM_EVENT beat (tag 0,
-# eof 0, d sign-extended).
+# inputs up to 256 x 256 pixels and 128 channels with d in -256..255 (the changes of 8-bit image
+# levels, event-camera counts); the host sends any other frame as whole beats.  The bridge widens
+# it to a STREAM_EVENT beat (tag 0, eof 0, d sign-extended).
 PACKED_EVENT = Layout("packed_event", [
-    Field("x", 8), Field("y", 8), Field("c", 8), Field("d", 8, signed=True),
+    Field("x", 8), Field("y", 8), Field("c", 7), Field("d", 9, signed=True),
 ], doc="One input event in a 32-bit bridge word.")
 
 CORE_COUNTERS = ["packets_in", "synops", "spikes", "packets_out", "busy_cycles",
