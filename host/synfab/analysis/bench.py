@@ -542,9 +542,10 @@ def bitstreams_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "bitstreams"
 
 
-def _board_of(cfg: FabricConfig):
+def _board_of(cfg: FabricConfig, ecp5: bool = True):
+    """The board whose preset cfg is, of the ECP5 family (or, ecp5=False, of another: the PYNQ-Z2)."""
     from ..boards import BOARDS
-    return next((b for b in BOARDS.values() if b.preset == cfg.name and b.family == "ecp5"), None)
+    return next((b for b in BOARDS.values() if b.preset == cfg.name and (b.family == "ecp5") == ecp5), None)
 
 
 def _manifest_entry(cfg: FabricConfig, manifest_dir: Path):
@@ -639,24 +640,19 @@ DMA_WHAT = ("PYNQ-Z2 host link (AXI DMA in simple mode, measured through the sim
             "can only slow the DMA down")
 
 
-def _pynq_board(cfg: FabricConfig):
-    from ..boards import BOARDS
-    return next((b for b in BOARDS.values() if b.preset == cfg.name and b.family != "ecp5"), None)
-
-
 def dma_bench(cfg: FabricConfig, loaded: dict, objective: str = DEFAULT_OBJECTIVE) -> dict:
     """Per workload, the MM2S beats the pynq backend sends and the simulated cycles the fabric takes
     to accept them, measured through the simulated PYNQ-Z2 (see DMA_WHAT)."""
     import tempfile
     from ..api import run_frames
-    from ..layouts import STREAM_BITS
     try:
         from ..runtime import pynq_mock
+        from ..runtime.pynq import BEAT_BYTES
         from synfab_gateware.vivado.project import FCLK_MHZ
     except ImportError as e:
         raise BenchError(f"the DMA link figures need pynq and the gateware ({e.name} missing); "
                          f"pip install -e .[pynq,gateware] or pass --no-link")
-    beat_bytes = STREAM_BITS // 8
+    beat_bytes = BEAT_BYTES
     hz, ceiling_hz = FCLK_MHZ * 1e6, HP_PORT_MAX_MHZ * 1e6
     out = {"what": DMA_WHAT, "clock_mhz": FCLK_MHZ, "beat_bytes": beat_bytes,
            "hp0_beats_per_s": round(hz), "hp0_bytes_per_s": round(hz * beat_bytes),
@@ -757,7 +753,7 @@ def fabric_bench(cfg: FabricConfig | None = None, relay_events_count: int = RELA
     if clock is not None:
         measured = link_bench(cfg, loaded, objective) if link and loaded else None
         result["at_fmax"] = at_fmax(cfg, clock, micro, whole, measured)
-    if cfg is not None and link and loaded and _pynq_board(cfg) is not None:
+    if cfg is not None and link and loaded and _board_of(cfg, ecp5=False) is not None:
         result["dma_link"] = dma_bench(cfg, loaded, objective)
     return result
 
