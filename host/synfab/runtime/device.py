@@ -14,9 +14,11 @@ import numpy as np
 
 from ..errors import SynfabError
 from ..layouts import (CORE_COUNTERS, EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, GLOBAL_COUNTERS, ID_MAGIC, LAYOUT_VERSION,
-                       STREAM_EVENT, RegisterMap, feature_name)
+                       STREAM_BITS, STREAM_EVENT, RegisterMap, feature_name)
 from ..compiler.tables import GLOBAL_TABLE_REGS
 from ..model.golden import EVENT_FIELDS, OUT_DTYPE  # one definition of an output event
+
+BEAT_BYTES = STREAM_BITS // 8          # bytes of one 64-bit stream beat, on any host link
 
 
 class DeviceError(SynfabError):

@@ -20,11 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SynfabError
-from ..layouts import STREAM_BITS
 from ..model.golden import changes, frame_events, step_input
-from .device import DeviceError, FrameOutput, events_array
-
-BEAT_BYTES = STREAM_BITS // 8
+from .device import BEAT_BYTES, DeviceError, FrameOutput, events_array
 
 
 class LinkError(DeviceError):

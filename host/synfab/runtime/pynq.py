@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layouts import IP_VLNV, STREAM_BITS, STREAM_EVENT, Kind
-from .device import DeviceError, RegisterDevice
+from .device import BEAT_BYTES, DeviceError, RegisterDevice
 from .hwh import DMA_INSTANCE, DMA_VLNV, PS_VLNV
 
 try:
@@ -28,7 +28,6 @@ try:
 except ImportError:      # optional: PynqDevice says how to install it
     pynq = None
 
-BEAT_BYTES = STREAM_BITS // 8
 # AXI DMA registers (PG021, simple mode): MM2S channel at 0x00, S2MM channel at S2MM_OFFSET.
 S2MM_OFFSET = 0x30
 DMACR, DMASR, ADDR, LENGTH = 0x00, 0x04, 0x18, 0x28
