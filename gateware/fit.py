@@ -439,17 +439,29 @@ def _report(spec, cfg, model, synth, required, excluded, rejected, checked, seco
 
 def placement(board: str, cfg: FabricConfig) -> dict:
     """Fmax of cfg on the board if a place-and-route of exactly this fabric from the current
-    sources is cached (ECP5), else why there is none."""
+    sources is cached (ECP5), else the recorded placements (bitstreams/placements.json, with the
+    revision they were made at), else why there is none."""
     spec = board_data.board(board)
     if spec.family != "ecp5":
         return {"fmax_mhz": None, "note": "no timing: the PYNQ-Z2 flow needs Vivado, which is not available here "
                                           "(resources from yosys synth_xilinx)"}
     from .soc import ecp5
     rep = ecp5.cached_build(board, cfg)
-    if rep is None:
+    if rep is not None:
+        return {"fmax_mhz": rep["fmax_mhz"], "sys_clk_mhz": rep["sys_clk_mhz"], "timing_met": rep["timing_met"],
+                "note": f"nextpnr-ecp5, {rep['sys_clk_mhz']:g} MHz asked", "utilization": rep["utilization"]}
+    from synfab.analysis import placements
+    from .soc import toolchain
+    rec = placements.measured(board, cfg, source_key=toolchain.source_digest())
+    if rec is None:
         return {"fmax_mhz": None, "note": f"not placed yet; run synfab build --board {board} --fabric {cfg.name}"}
-    return {"fmax_mhz": rep["fmax_mhz"], "sys_clk_mhz": rep["sys_clk_mhz"], "timing_met": rep["timing_met"],
-            "note": f"nextpnr-ecp5, {rep['sys_clk_mhz']:g} MHz asked", "utilization": rep["utilization"]}
+    runs = ", ".join(f"seed {r['seed']}: {r['fmax_mhz']}" for r in rec["runs"])
+    where = "the current gateware sources" if rec["current_sources"] else \
+        f"revision {', '.join(rec['source_revisions'])}, not the current gateware sources"
+    return {"fmax_mhz": rec["fmax_mhz"], "sys_clk_mhz": rec["sys_clk_mhz"], "timing_met": rec["timing_met"],
+            "note": f"nextpnr-ecp5, {rec['sys_clk_mhz']:g} MHz asked, the lowest of {runs} "
+                    f"(bitstreams/{placements.FILE_NAME}, {where})",
+            "utilization": rec["utilization"], "recorded": rec}
 
 
 def format_fit(r: dict) -> str:

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("migen")
 pytest.importorskip("litex")
 
-from envtools import litex_sim_marks  # noqa: E402
+from envtools import litex_sim_marks, running_litex_sim  # noqa: E402
 from synfab import api, demo
 from synfab.model import reference  # noqa: E402
 from synfab.cli import main  # noqa: E402
@@ -27,9 +27,7 @@ pytestmark = litex_sim_marks()
 
 @pytest.fixture(scope="module")
 def board_sim():
-    from synfab_gateware.soc.sim import LitexSim
-    with LitexSim(CFG) as sim:
-        yield sim
+    yield from running_litex_sim(CFG)
 
 
 def digits(qnet, n):

@@ -78,10 +78,9 @@ pytest.importorskip("migen")
 pytest.importorskip("litex")
 pytest.importorskip("liteeth")
 
-from envtools import litex_sim_marks  # noqa: E402
+from envtools import check_random_network, litex_sim_marks, running_litex_sim  # noqa: E402
 from synfab import api, randnet  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
-from synfab.model import reference  # noqa: E402
 from synfab.runtime.device import OUT_DTYPE, frame_beats, stream_columns  # noqa: E402
 from synfab.runtime.litex import LitexDevice  # noqa: E402
 from synfab.runtime.model import ModelDevice  # noqa: E402
@@ -98,9 +97,7 @@ def eth_sim():
     skip = SIM_MARKS[1]
     if skip.args[0]:
         pytest.skip(skip.kwargs["reason"])
-    from synfab_gateware.soc.sim import LitexSim
-    with LitexSim(CFG, ethernet=True) as sim:
-        yield sim
+    yield from running_litex_sim(CFG, ethernet=True)
 
 
 def _frames(qnet, n, seed):
@@ -113,17 +110,7 @@ def test_random_network_over_udp_matches_model_and_reference(eth_sim, seed, thre
     """Tables loaded over Etherbone (read back), frames over the UDP stream port, --check: every
     frame's outputs, spikes and counters equal the golden model's; at threshold 0 the outputs are
     the dense integer reference's."""
-    qnet = randnet.random_qnetwork(seed, CFG)
-    tables = api.compile_qnetwork(qnet, CFG)
-    frames = _frames(qnet, 3, seed)
-    out = api.run_frames(tables, frames, backend="litex", threshold=threshold, check=True,
-                         device_args={"port": eth_sim.port})
-    res = out["result"]
-    assert res.checked and res.frames == 3
-    assert res.cycles is not None and res.cycles > 0
-    if threshold == 0:
-        for frame, got in zip(frames, res.outputs):
-            assert np.array_equal(got, reference.run(qnet, frame)[qnet.output])
+    check_random_network(CFG, eth_sim.port, seed, threshold)
 
 
 @pytest.mark.slow

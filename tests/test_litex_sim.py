@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("migen")
 pytest.importorskip("litex")
 
-from envtools import find_tool, litex_sim_marks  # noqa: E402
+from envtools import check_random_network, find_tool, litex_sim_marks, running_litex_sim  # noqa: E402
 from synfab import api, randnet
-from synfab.model import reference  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
+from synfab.model import reference  # noqa: E402
 from synfab.layouts import EXTENDED_FEATURES, FABRIC_LAYOUT_VERSION, ID_MAGIC, feature_mask  # noqa: E402
 from synfab.runtime.device import DeviceError  # noqa: E402
 from synfab.runtime.litex import LitexDevice  # noqa: E402
@@ -29,9 +29,7 @@ pytestmark = litex_sim_marks()
 
 @pytest.fixture(scope="module")
 def litex_sim():
-    from synfab_gateware.soc.sim import LitexSim
-    with LitexSim(CFG) as sim:
-        yield sim
+    yield from running_litex_sim(CFG)
 
 
 def _frames(qnet, n, seed):
@@ -63,18 +61,7 @@ def test_wrong_fabric_config_is_refused(litex_sim):
 
 @pytest.mark.parametrize("seed,threshold", [(3, 0), (11, 0), (5, 2)])
 def test_end_to_end_inference_matches_model_and_reference(litex_sim, seed, threshold):
-    qnet = randnet.random_qnetwork(seed, CFG)
-    tables = api.compile_qnetwork(qnet, CFG)
-    frames = _frames(qnet, 3, seed)
-    out = api.run_frames(tables, frames, backend="litex", threshold=threshold, check=True,
-                         device_args={"port": litex_sim.port})
-    res = out["result"]
-    assert res.checked and res.frames == 3
-    assert res.cycles is not None and res.cycles > 0      # every frame fitted the bridge FIFOs
-    if threshold == 0:
-        # Bit-exact with the dense integer reference (independent of the event model).
-        for frame, got in zip(frames, res.outputs):
-            assert np.array_equal(got, reference.run(qnet, frame)[qnet.output])
+    check_random_network(CFG, litex_sim.port, seed, threshold)
 
 
 def test_check_compares_the_counters_read_over_the_bridge(litex_sim, monkeypatch):

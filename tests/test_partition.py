@@ -278,3 +278,30 @@ def test_random_networks_over_boards_are_bit_exact(data, seed):
     for got, want in zip(out["result"].outputs, want_out):
         np.testing.assert_array_equal(got, want)
     assert out["result"].layer_spikes_per_step == want_spikes
+
+
+@pytest.mark.slow
+def test_bench_boards_reports_link_traffic_and_the_measured_slowdown():
+    """`synfab bench --boards`' figures (the same fabrics as the test above: their builds are cached)."""
+    pytest.importorskip("synfab_gateware.sim.fabric_sim")
+    from synfab.analysis import bench
+    qnet = residual_net(c=2)
+    frames = random_frames(qnet, np.random.default_rng(5), 3)
+    m = bench.multi_board_bench(["tiny", "tiny"], {"res": (qnet, frames)}, cuts=["a"])
+    s = m["res"]
+    assert m["boards"] == ["tiny", "tiny"] and s["checked_against_whole_network"] and s["frames"] == 3
+    link = s["links"][0]
+    assert link["events"] > 0 and link["bytes"] > 0 and 0 < link["utilisation"] < 1
+    assert s["slowdown_measured"] == round(s["frame_cycles"] / s["one_fabric"]["measured_cycles_per_frame"], 3)
+    text = bench._multi_board_text(m)
+    assert f"slowdown {s['slowdown_measured']} measured" in text and "0->1" in text
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--boards", "ulx3s-85f"], "--boards takes two or more board presets separated by commas, got 'ulx3s-85f'"),
+    (["--boards", "tiny,tiny", "--fabric", "tiny"], "--boards runs a workload over board presets: leave out --fabric"),
+])
+def test_cli_bench_boards_misuse_is_one_line(args, words, capsys):
+    assert main(["bench", *args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err == f"synfab: error: {words}" or err.startswith(f"synfab: error: {words}")

@@ -101,6 +101,7 @@ def build_ecp5(board: str, cfg, out: Path, sys_clk_mhz: float, baudrate: int, se
               **{k: v for k, v in rep.items() if k not in ("bitstream", "csr_json", "build_dir", "cached")}}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["output_dir"] = str(out)
+    report["build_dir"] = rep["build_dir"]          # nextpnr's own report (the critical path) is there
     return report
 
 
@@ -124,6 +125,8 @@ def build_pynq(cfg, out: Path, command: str) -> dict:
 
 def cmd_build(a):
     cfg = _fabric(a.fabric)
+    if a.lanes is not None:       # same name: `synfab bench --fabric F --lanes P` is this very fabric
+        cfg = cfg.with_(lanes=a.lanes)
     out = Path(a.output) if a.output else default_output(a.board + ("-eth" if a.ethernet else ""), cfg)
     # The exact command: build options that differ from their defaults are part of it.
     options = [(flag, value) for flag, value, default in (("--sys-clk-mhz", a.sys_clk_mhz, BUILD_DEFAULTS["sys_clk_mhz"]),
@@ -131,8 +134,10 @@ def cmd_build(a):
                                                          ("--seed", a.seed, BUILD_DEFAULTS["seed"])) if value != default]
     command = _command(["build", "--board", a.board, "--fabric", a.fabric or "default"]
                        + [str(x) for flag, value in options for x in (flag, f"{value:g}" if isinstance(value, float) else value)]
+                       + (["--lanes", str(a.lanes)] if a.lanes is not None else [])
                        + (["--ethernet"] if a.ethernet else [])
-                       + ["--output", str(out)] + (["--manifest", a.manifest] if a.manifest else []))
+                       + ["--output", str(out)] + (["--manifest", a.manifest] if a.manifest else [])
+                       + (["--record", a.record] if a.record else []))
     if a.board == PYNQ:
         info = build_pynq(cfg, out, command)
         _emit(info, a.json, f"PYNQ-Z2 bitstream and hardware handoff: {info['bitstream']} (+ .hwh)")
@@ -154,6 +159,10 @@ def cmd_build(a):
                                    "toolchain": rep["toolchain"],
                                    "source_revision": revision, "source_key": gateware_source_key(),
                                    "command": command})
+    if a.record:
+        from .analysis import placements
+        placements.record(Path(a.record), placements.entry(rep, a.seed, a.ethernet, revision, gateware_source_key(),
+                                                           command))
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
     timing = "met" if rep["timing_met"] else (f"NOT MET: rebuild with --sys-clk-mhz "
                                               f"{math.floor(rep['fmax_mhz'] * 0.9)} before using it")
@@ -252,9 +261,12 @@ def register(sub) -> None:
     b.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny, a board's: synfab fit)")
     b.add_argument("-o", "--output", help="output directory (default bitstreams/BOARD-FABRIC)")
     b.add_argument("--manifest", help="record the bitstream (sha256, command) in this manifest JSON")
+    b.add_argument("--record", help="record the place-and-route figures (Fmax, utilization, critical path; not "
+                                    "the bitstream) in this JSON, e.g. bitstreams/placements.json")
     b.add_argument("--sys-clk-mhz", type=float, default=BUILD_DEFAULTS["sys_clk_mhz"], help="ECP5 system clock (default 50)")
     b.add_argument("--baudrate", type=int, default=BUILD_DEFAULTS["baudrate"], help="ECP5 UARTBone baud rate")
     b.add_argument("--seed", type=int, default=BUILD_DEFAULTS["seed"], help="nextpnr seed")
+    b.add_argument("--lanes", type=int, help="synaptic lanes per core (1, 2, 4, 8) instead of the fabric's")
     b.add_argument("--ethernet", action="store_true",
                    help="colorlight-i5/i9: Etherbone + UDP streams on the gigabit PHY instead of UARTBone "
                         "(--port udp://192.168.1.50:1234)")

@@ -45,8 +45,9 @@ queued several times and clocked through in one call (no Python between clocks);
 too.  Both depend on the machine and its load (no test checks them).
 
 `at_fmax` -- for a fabric with an ECP5 board (`--fabric ulx3s-85f`, or any fabric with a bitstream
-in bitstreams/manifest*.json): the figures above at the board's Fmax.  Fmax is the manifest's
-(nextpnr) when a bitstream of exactly this fabric is recorded, else ASSUMED_FMAX_MHZ with
+in bitstreams/manifest*.json, or a placement of it in bitstreams/placements.json): the figures above
+at the board's Fmax.  Fmax is the manifest's (nextpnr) when a bitstream of exactly this fabric is
+recorded, else the lowest recorded placement's (its seeds: `fmax_source`), else ASSUMED_FMAX_MHZ with
 `fmax_measured: false`.  Peak synaptic ops/s (the conv micro-benchmark's rate of one busy core x
 Fmax, per core and x cores for the fabric); per workload frames/s and latency per frame (cycles per
 frame from the Verilator run), synaptic ops/s of the fabric and per core, the input events/s the
@@ -77,6 +78,7 @@ from ..layouts import Kind
 from ..model.golden import EVENT_FIELDS
 from ..compiler.mapper import DEFAULT_OBJECTIVE
 from ..compiler.work import lanes
+from . import placements
 from ..runtime.device import eof_word, event_words, frame_beats
 
 CONV_KERNEL = 3
@@ -562,10 +564,32 @@ def _manifest_entry(cfg: FabricConfig, manifest_dir: Path):
     return found[0] if found else None
 
 
+def _recorded_placement(cfg: FabricConfig, path: Path) -> dict | None:
+    """board_clock from bitstreams/placements.json: the lowest Fmax over the recorded seeds of this
+    fabric, on its own board first (a placement, no committed bitstream)."""
+    from ..boards import BOARDS
+    from ..hwcli import gateware_source_key
+    from ..runtime.litex import DEFAULT_BAUDRATE
+    own = getattr(_board_of(cfg), "name", None)
+    ecp5_boards = sorted((b.name for b in BOARDS.values() if b.family == "ecp5"), key=lambda n: n != own)
+    for name in ecp5_boards:
+        rec = placements.measured(name, cfg, path, source_key=gateware_source_key())
+        if rec is None:
+            continue
+        runs = ", ".join(f"seed {r['seed']} {r['fmax_mhz']} MHz" for r in rec["runs"])
+        return {"fmax_mhz": float(rec["fmax_mhz"]), "fmax_measured": True,
+                "fmax_source": f"{path.name}: placed and routed, bitstream not committed (nextpnr, the lowest of "
+                               f"{runs}; revision {', '.join(rec['source_revisions'])})",
+                "built_from_current_gateware": rec["current_sources"], "board": name,
+                "sys_clk_mhz": rec["sys_clk_mhz"], "baudrate": DEFAULT_BAUDRATE,
+                "baudrate_source": "synfab build's default (--baudrate)"}
+    return None
+
+
 def board_clock(cfg: FabricConfig, manifest_dir: Path | None = None) -> dict | None:
     """Fmax and UART baud rate of cfg on its ECP5 board: measured (the manifest's bitstream of this
-    fabric) or, for a board preset without one, ASSUMED_FMAX_MHZ flagged as assumed; None for a
-    fabric with neither."""
+    fabric, else a recorded placement of it: placements.json), or, for a board preset without
+    either, ASSUMED_FMAX_MHZ flagged as assumed; None for a fabric with none of these."""
     from ..runtime.litex import DEFAULT_BAUDRATE
     manifest_dir = Path(manifest_dir) if manifest_dir is not None else bitstreams_dir()
     found = _manifest_entry(cfg, manifest_dir)
@@ -582,6 +606,9 @@ def board_clock(cfg: FabricConfig, manifest_dir: Path | None = None) -> dict | N
                 "board": entry["board"], "sys_clk_mhz": entry.get("sys_clk_mhz"),
                 "baudrate": int(baud or DEFAULT_BAUDRATE),
                 "baudrate_source": "the bitstream's build" if baud else "synfab build's default (--baudrate)"}
+    recorded = _recorded_placement(cfg, manifest_dir / placements.FILE_NAME)
+    if recorded is not None:
+        return recorded
     board = _board_of(cfg)
     if board is None:
         return None
@@ -758,6 +785,40 @@ def fabric_bench(cfg: FabricConfig | None = None, relay_events_count: int = RELA
     return result
 
 
+MULTI_BOARD_WORKLOAD = "lenet"
+
+
+def multi_board_bench(boards: list[str], loads: dict, cuts=None, objective: str = DEFAULT_OBJECTIVE) -> dict:
+    """Each network of `loads` ({name: (qnet, frames)}) split by whole layers over the boards
+    (compiler/partition.py; at `cuts` if given), run on their Verilator fabrics joined by the
+    default link model with every frame checked against the whole network's dense reference, and
+    once on one fabric with all the boards' cores: per board cycles, per link traffic and
+    utilisation, the slowdown (predicted and measured); runtime.multi.chain_summary."""
+    from .. import api
+    out = {"boards": list(boards), "what": "whole-layer slabs over the boards on Verilator fabrics joined by "
+                                           "runtime.multi.LinkModel(); --check against the whole network"}
+    for name, (qnet, frames) in loads.items():
+        run = api.run_partitioned(qnet, frames, boards, cuts=cuts, backend="sim", check=True, objective=objective,
+                                  measure_one_fabric=True)
+        out[name] = run["summary"]
+    return out
+
+
+def _multi_board_text(m: dict) -> str:
+    lines = [f"boards {', '.join(m['boards'])} ({m['what']})"]
+    for name, s in m.items():
+        if name in ("boards", "what"):
+            continue
+        cycles = ", ".join(f"{b['board']} {b['cycles_per_frame']:,.0f}" for b in s["boards"])
+        links = ", ".join(f"{k['link']} {k['events_per_frame']:,.0f} events/frame ({k['utilisation']:.1%})"
+                          for k in s["links"])
+        lines.append(f"  {name}: {s['frame_cycles']:,.0f} cycles/frame (boards: {cycles}); links: {links}; "
+                     f"one fabric of {s['one_fabric']['cores']} cores "
+                     f"{s['one_fabric'].get('measured_cycles_per_frame', 0):,.0f}: slowdown "
+                     f"{s.get('slowdown_measured')} measured, {s.get('slowdown_predicted')} predicted")
+    return "\n".join(lines)
+
+
 # -- command line ----------------------------------------------------------------------------------
 def _text(result: dict) -> str:
     micro, speed = result["micro"], result["simulation_speed"]
@@ -828,6 +889,18 @@ def _text(result: dict) -> str:
 def cmd_bench(args) -> None:
     if args.frames is not None and args.frames < 1:
         raise BenchError("--frames must be >= 1")
+    if args.boards is not None:
+        boards = [b for b in args.boards.split(",") if b]
+        if len(boards) < 2:
+            raise BenchError(f"--boards takes two or more board presets separated by commas, got {args.boards!r}")
+        if args.fabric or args.lanes:
+            raise BenchError("--boards runs a workload over board presets: leave out --fabric and --lanes")
+        from .workloads import WORKLOADS
+        loads = {name: WORKLOADS[name].load(args.frames or WORKLOADS[name].frames)
+                 for name in args.workload or [MULTI_BOARD_WORKLOAD]}
+        result = {"multi_board": multi_board_bench(boards, loads, objective=args.objective)}
+        print(json.dumps(result, indent=2) if args.json else _multi_board_text(result["multi_board"]))
+        return
     cfg = FabricConfig.load(args.fabric) if args.fabric else None
     if args.lanes is not None:
         cfg = (cfg or FabricConfig()).with_(lanes=args.lanes)
@@ -837,7 +910,8 @@ def cmd_bench(args) -> None:
 
 
 def register(subparsers) -> None:
-    """Add `synfab bench [--fabric CONFIG] [--lanes P] [--workload NAME ...] [--frames N] [--no-link] [--json]`."""
+    """Add `synfab bench [--fabric CONFIG] [--lanes P] [--boards B1,B2,..] [--workload NAME ...] [--frames N]
+    [--no-link] [--json]`."""
     from .workloads import WORKLOADS
     p = subparsers.add_parser("bench", help="gateware throughput in simulated clock cycles (Verilator)")
     p.add_argument("--fabric", help="fabric config JSON or preset (default, small, tiny, a board's: ulx3s-85f, ...): "
@@ -853,6 +927,9 @@ def register(subparsers) -> None:
                         "the AXI DMA on the simulated PYNQ-Z2)")
     p.add_argument("--lanes", type=int, help="synaptic lanes per core (1, 2, 4, 8): the fabric (default: the "
                                              "default fabric) with this many lanes")
+    p.add_argument("--boards", help="board presets (ulx3s-85f,ulx3s-85f,...): instead of one fabric's figures, each "
+                                    f"workload (default {MULTI_BOARD_WORKLOAD}) split over these boards as `synfab "
+                                    "partition` does: link traffic, link utilisation, slowdown against one fabric")
     p.add_argument("--json", action="store_true")
     from ..cli import objective_opt
     objective_opt(p)

@@ -650,6 +650,11 @@ def _runs(addrs: np.ndarray) -> list[tuple[int, int]]:
     return [(int(s), int(e - s)) for s, e in zip(starts, ends)]
 
 
+def _word_pairs(words: np.ndarray) -> np.ndarray:
+    """64-bit beats as the bridge's 32-bit word pairs (low word first), flattened."""
+    return np.stack([words & np.uint64(0xFFFFFFFF), words >> np.uint64(32)], axis=1).astype(np.uint32).reshape(-1)
+
+
 class LitexDevice(RegisterDevice):
     """The fabric in a LiteX SoC (board or LiteX sim) as a synfab Device."""
     name = "litex"
@@ -760,15 +765,14 @@ class LitexDevice(RegisterDevice):
         fits one (half the bytes on the link), else as word pairs."""
         packed = self._packed(words, lasts)
         self._set_packed_mode(packed is not None)
-        pairs = np.stack([words & np.uint64(0xFFFFFFFF), words >> np.uint64(32)], axis=1).astype(np.uint32)
         start = 0
         per_burst = ALIAS_WORDS if packed is not None else ALIAS_WORDS // 2
         for i in np.flatnonzero(lasts).tolist() + [len(words)]:
             for s in range(start, i, per_burst):
-                run = packed[s:min(i, s + per_burst)] if packed is not None else pairs[s:min(i, s + per_burst)].reshape(-1)
+                run = packed[s:min(i, s + per_burst)] if packed is not None else _word_pairs(words[s:min(i, s + per_burst)])
                 self.link.write(BRIDGE_BASE + IN_DATA, run)
             if i < len(words):
-                self.link.write(BRIDGE_BASE + IN_LAST, pairs[i])
+                self.link.write(BRIDGE_BASE + IN_LAST, _word_pairs(words[i:i + 1]))
             start = i + 1
 
     def _packed(self, words: np.ndarray, lasts: np.ndarray) -> np.ndarray | None:
