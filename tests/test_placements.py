@@ -71,3 +71,26 @@ def test_committed_records_name_their_build():
         # preset changed since its record is measured again or its record removed.
         cfg = PRESETS[r["fabric"]].with_(lanes=r["lanes"])
         assert f"{cfg.crc():#010x}" == r["config_crc"], f"{r['fabric']} changed since its placement was recorded"
+
+
+def test_the_critical_path_is_read_from_nextpnrs_report(tmp_path):
+    def seg(kind, delay, frm, to, net=None):
+        s = {"type": kind, "delay": delay, "from": {"cell": frm, "port": "Q", "loc": [1, 2]},
+             "to": {"cell": to, "port": "D", "loc": [3, 4]}}
+        return {**s, "net": net, "sources": []} if net else s
+    clk = "$glbnet$crg_clkout"
+    rep = {"fmax": {clk: {"achieved": 84.47, "constraint": 80.0}, "$glbnet$eth_rx": {"achieved": 140.0,
+                                                                                    "constraint": 125.0}},
+           "critical_paths": [
+               {"from": "posedge $glbnet$eth_rx", "to": "posedge $glbnet$eth_rx",
+                "path": [seg("clk-to-q", 1.0, "a", "b")]},
+               {"from": f"posedge {clk}", "to": f"posedge {clk}",
+                "path": [seg("clk-to-q", 5.83, "ram", "ram"), seg("routing", 5.27, "ram", "reg", "w_word"),
+                         seg("setup", 0.74, "reg", "reg")]}]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(rep))
+    cp = placements.critical_path(path)
+    assert cp == {"clock": clk, "delay_ns": 11.84, "from": "ram.Q", "to": "reg.D", "routing_ns": 5.27,
+                  "logic_ns": 6.57, "segments": [["clk-to-q", 5.83, "ram"], ["routing", 5.27, "w_word"],
+                                                 ["setup", 0.74, "reg"]]}
+    assert placements.critical_path(tmp_path / "missing.json") is None

@@ -44,13 +44,43 @@ def record(path: Path, entry: dict) -> None:
     path.write_text(json.dumps({"placements": entries}, indent=1) + "\n")
 
 
-def entry(rep: dict, seed: int, ethernet: bool, revision: str, source_key: str, command: str) -> dict:
-    """A record of one ECP5 build report (soc.ecp5.build_bitstream's, through hwcli.build_ecp5)."""
+def critical_path(nextpnr_report: Path) -> dict | None:
+    """The sys clock's critical path from nextpnr's --report JSON ("critical_paths": per clock pair,
+    segments of type clk-to-q / source / logic / routing / setup with their delays): where it starts
+    and ends, its logic and routing time, and its segments; None if the report has none."""
+    path = Path(nextpnr_report)
+    if not path.is_file():
+        return None
+    rep = json.loads(path.read_text())
+    fmax = rep.get("fmax", {})
+    sys_clocks = [c for c in fmax if "sys" in c] or list(fmax)
+    if not sys_clocks:
+        return None
+    clock = min(sys_clocks, key=lambda c: fmax[c]["achieved"])
+    same = [p for p in rep.get("critical_paths", []) if p["from"].endswith(clock) and p["to"].endswith(clock)]
+    if not same or not same[0]["path"]:
+        return None
+    segs = same[0]["path"]
+
+    def total(kind):
+        return round(sum(s["delay"] for s in segs if s["type"] == kind), 2)
+    return {"clock": clock, "delay_ns": round(sum(s["delay"] for s in segs), 2),
+            "from": f"{segs[0]['from']['cell']}.{segs[0]['from']['port']}",
+            "to": f"{segs[-1]['to']['cell']}.{segs[-1]['to']['port']}",
+            "routing_ns": total("routing"), "logic_ns": round(sum(s["delay"] for s in segs) - total("routing"), 2),
+            "segments": [[s["type"], round(s["delay"], 2), s.get("net") or s["to"]["cell"]] for s in segs]}
+
+
+def entry(rep: dict, seed: int, ethernet: bool, revision: str, source_key: str, command: str,
+          nextpnr_report: Path | None = None) -> dict:
+    """A record of one ECP5 build report (soc.ecp5.build_bitstream's, through hwcli.build_ecp5) and
+    the critical path of nextpnr's own report beside it."""
     return {"board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
             "config_crc": rep["config_crc"], "lanes": rep["fabric_config"].get("lanes", 1),
             "sys_clk_mhz": rep["sys_clk_mhz"], "seed": seed, "ethernet": ethernet,
             "fmax_mhz": rep["fmax_mhz"], "timing_met": rep["timing_met"],
-            "critical_path": rep.get("critical_path"), "utilization": rep["utilization"],
+            "critical_path": critical_path(nextpnr_report) if nextpnr_report else None,
+            "utilization": rep["utilization"],
             "build_seconds": rep.get("build_seconds"), "toolchain": rep["toolchain"],
             "source_revision": revision, "source_key": source_key, "command": command}
 
