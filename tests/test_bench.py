@@ -87,6 +87,15 @@ def check_micro(micro: dict, cfg: FabricConfig) -> None:
     assert conv["frame_cycles"] * lanes >= conv["synops"]
     assert conv["empty_frame_cycles"] > 0
 
+    dw_net = bench.dw_network(cfg)
+    dw = micro["dw"]
+    c, side = dw_net.input_shape[:2]
+    assert c % 2 == 1            # odd: the columns' neurons lie in distinct banks (column lanes)
+    dw_events = input_deltas(np.zeros(dw_net.input_shape, np.int64), bench.dense_input(dw_net))
+    assert dw["synops"] == model_frame(dw_net, cfg, dw_events).synops == c * (3 * side - 2) ** 2
+    assert len(dw["cores"]) == 1 and dw["busy_cycles"] * lanes >= dw["synops"]
+    assert micro["dw_sops_per_clock_per_core"] <= dw_column_bound(side, lanes)
+
     inp = micro["input"]
     relay_events = bench.relay_events(relay_net, inp["frame_events"])
     assert inp["events_in"] == inp["frame_events"] == bench.RELAY_EVENTS
@@ -94,6 +103,13 @@ def check_micro(micro: dict, cfg: FabricConfig) -> None:
     assert inp["frame_cycles"] >= inp["frame_events"]           # at most one input beat per clock
     assert inp["frame_events"] / inp["frame_cycles"] <= micro["input_events_per_clock"] <= 1
     assert "micro-benchmark" in micro["what"]
+
+
+def dw_column_bound(side: int, lanes: int) -> float:
+    """Pairs per clock of a 3x3 pad-1 depthwise conv over side x side with column lanes: an event
+    at column x reaches nx = 2 (edge) or 3 columns a row, taken `lanes` at a time."""
+    nx = [min(x + 1, side - 1) - max(x - 1, 0) + 1 for x in range(side)]
+    return sum(nx) / sum(-(-n // lanes) for n in nx)
 
 
 def check_consistent(result: dict, cfg: FabricConfig) -> None:
@@ -123,6 +139,10 @@ def test_lanes_multiply_the_conv_and_dense_rates(lanes):
     check_micro(micro, cfg)
     assert micro["conv_sops_per_clock_per_core"] >= 0.9 * lanes
     assert micro["dense_sops_per_clock_per_core"] >= 0.9 * lanes
+    # Depthwise: a kernel row's columns `lanes` at a time (4x4 input: 10 / 6 pairs per clock at
+    # most with 2 lanes, 10 / 4 with 4).
+    side = bench.dw_network(cfg).input_shape[1]
+    assert micro["dw_sops_per_clock_per_core"] >= 0.9 * dw_column_bound(side, lanes) > 1.5
 
 
 @pytest.mark.slow

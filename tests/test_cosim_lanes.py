@@ -2,8 +2,10 @@
 fabric against the golden model, bit for bit, on random networks (synfab.randnet through
 synfab.cosim, as test_cosim_fabrics.py does).  The golden model knows nothing of lanes: only the
 cycles may differ.  Conv and dense connections run up to `lanes` output channels per clock
-(unaligned starts, partial groups and out-of-range lanes included), depthwise and pooling one pair
-per clock; the neuron memory is banked `lanes` ways and the weight memory 2 or 4 ways.
+(unaligned starts, partial groups and out-of-range lanes included); depthwise and pooling connections
+up to `lanes` columns of a kernel row per clock where the part's channel count is odd and the stride
+1 or the weight constant, else one pair; the neuron memory is banked `lanes` ways and the weight
+memory 2 or 4 ways.
 Each lane fabric is a Verilator build of its own (about a minute): the co-simulations are slow tests.
 """
 import pytest
@@ -26,7 +28,7 @@ NARROW4 = FabricConfig(mesh_x=2, mesh_y=2, neurons_per_core=128, weight_words_pe
                        peg_entries_per_core=32, esu_descriptors_per_core=16, populations_per_core=8,
                        input_peg_entries=32, event_bits=12, acc_bits=16, coord_bits=6, chan_bits=8,
                        kernel_bits=3, mult_bits=12, shift_bits=4, lanes=4, name="narrow-l4")
-CASES = 25
+CASES = 12     # each lane fabric: broad coverage in the co-simulation campaign (benchmarks/bench_cosim_campaign.py)
 LANE_SETTINGS = settings(max_examples=CASES, derandomize=True, deadline=None, database=None,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                 HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
@@ -89,3 +91,38 @@ def test_two_lanes_with_every_neuron_model_match_the_model(device_for, data):
     banked neuron unit (test_cosim_neurons.py's cases on a fabric of two lanes)."""
     case = data.draw(st.composite(lambda draw: neuron_case(draw, SMALL_ALL2, arith.MODELS))(), label="case")
     check_case(device_for, SMALL_ALL2, case)
+
+
+# Depthwise, pooling, zero-inserting and rectangular depthwise blocks (the connections whose lanes
+# take columns), with a conv now and then so that parts split over cores and channel groups.
+COLUMN_KINDS = ("dw", "sumpool", "avgpool", "rect_dw", "rect_pool", "upsample", "dw", "conv")
+
+
+def column_lane_parts(case, cfg) -> int:
+    """How many of the case's depthwise and pooling parts run column lanes (odd channel count;
+    stride 1 or a constant weight), so the draws can be seen to reach them."""
+    from synfab.compiler.mapper import map_network
+    layers = {l.name: l for l in case.qnet.layers}
+    return sum(1 for part in map_network(case.qnet, cfg, case.strategy).parts
+               if (part.tile.c1 - part.tile.c0 + 1) % 2
+               and any(c.kind.name == "DW" and (c.wconst is not None or c.sw == 1) for c in layers[part.layer].inputs))
+
+
+@pytest.mark.slow
+@LANE_SETTINGS
+@given(data=st.data())
+def test_column_lanes_match_the_model(device_for, data):
+    """Depthwise and pooling connections whose lanes take the columns of a kernel row (odd channel
+    counts: the columns' neurons in distinct banks; descending weight addresses from any byte) on
+    2, 4 and 8 lanes."""
+    cfg = data.draw(st.sampled_from([SMALL2, NARROW4, SMALL8]), label="fabric")
+    case = data.draw(randnet.cosim_cases(cfg, kinds=COLUMN_KINDS), label="case")
+    try:
+        tables = cosim.compile_case(case, cfg)
+    except MappingError:
+        if case.strategy == "auto":
+            raise
+        assume(False)
+    event(f"column-lane parts: {min(column_lane_parts(case, cfg), 3)}")
+    ran = cosim.run_case(device_for(cfg), case, tables)
+    assert ran["frames"] == case.frames and ran["cycles"] > 0

@@ -17,9 +17,10 @@ def test_lanes_config_is_checked_and_left_out_at_one():
     assert two.to_dict()["lanes"] == 2 and FabricConfig.from_dict(two.to_dict()) == two
     for preset in PRESETS.values():      # left out of the JSON at one lane only
         assert ("lanes" in preset.to_dict()) == (preset.lanes != 1)
-    # The board presets carry their board's measured lane count (synfab.boards): 2 on the ULX3S-85F.
+    # The board presets carry their board's measured lane count (synfab.boards): 2 on the ECP5 boards.
     assert {b.preset: PRESETS[b.preset].lanes for b in BOARDS.values()} == {b.preset: b.lanes for b in BOARDS.values()}
-    assert {n: p.lanes for n, p in PRESETS.items() if p.lanes != 1} == {"ulx3s-85f": 2}
+    assert {n: p.lanes for n, p in PRESETS.items() if p.lanes != 1} == {
+        "ulx3s-85f": 2, "ulx3s-45f": 2, "colorlight-i5": 2, "colorlight-i9": 2}
     for bad in (0, 3, 16, -1):
         with pytest.raises(ConfigError, match=r"^fabric config: lanes must be one of 1, 2, 4, 8, got"):
             FabricConfig(lanes=bad)

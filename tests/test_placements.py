@@ -25,7 +25,7 @@ def test_a_rebuild_replaces_its_record_and_other_seeds_add_records(tmp_path):
     placements.record(path, placements.entry(build_report(79.25), 2, False, "bbb", "k2", "synfab build ... --seed 2"))
     rows = json.loads(path.read_text())["placements"]
     assert [(r["seed"], r["fmax_mhz"], r["source_revision"]) for r in rows] == [(1, 83.5, "bbb"), (2, 79.25, "bbb")]
-    assert rows[0]["lanes"] == 1 and rows[0]["config_crc"] == f"{CFG.crc():#010x}" and rows[0]["ethernet"] is False
+    assert rows[0]["lanes"] == 2 and rows[0]["config_crc"] == f"{CFG.crc():#010x}" and rows[0]["ethernet"] is False
 
 
 def test_the_lowest_seed_is_the_figure_and_current_sources_come_first(tmp_path):
@@ -86,6 +86,7 @@ def test_the_critical_path_is_read_from_nextpnrs_report(tmp_path):
                 "path": [seg("clk-to-q", 1.0, "a", "b")]},
                {"from": f"posedge {clk}", "to": f"posedge {clk}",
                 "path": [seg("clk-to-q", 5.83, "ram", "ram"), seg("routing", 5.27, "ram", "reg", "w_word"),
+                         seg("logic", 0.0, "c0", "c1"), seg("routing", 0.0, "c1", "c2", "carry"),
                          seg("setup", 0.74, "reg", "reg")]}]}
     path = tmp_path / "r.json"
     path.write_text(json.dumps(rep))

@@ -21,8 +21,13 @@ Packets (from the core's event FIFO) expand into (neuron address, weight, d) pai
            addresses by additions only; a new packet loads on the clock its predecessor emits its
            last pair, so back-to-back packets run without bubbles. With P lanes
            (FabricConfig.lanes) the channel counter steps by P: lane l is channel ci - l (neuron
-           n + l, weight w + l), so a conv or dense connection emits up to P pairs per clock (a DW
-           one, whose inner loop is one channel, one)
+           n + l, weight w + l), so a conv or dense connection emits up to P pairs per clock. A DW
+           one (its inner loop is one channel) takes the columns of a kernel row P at a time instead
+           (column lanes: lane l is column i - l, neuron n + l*cc, weight w - l) when its part's
+           channel count cc is odd (the columns' neurons then lie in distinct banks) and its column
+           stride is 1 or its weight constant (the weights are then P consecutive bytes, or none);
+           otherwise one pair per clock
+  lanes    each lane's neuron and weight address, registered (L1)
   guard    a pair whose neuron or weight address lies outside the memories, or a DW pair whose
            channel lies outside the part (c - c0 not in 0..cc-1), is dropped and counted
   weight   weight memory read (four int8 per 32-bit word, weight i in byte i % 4 of word i // 4;
@@ -30,7 +35,7 @@ Packets (from the core's event FIFO) expand into (neuron address, weight, d) pai
            descriptor's weight shift, applied by the neuron unit) leaves registered. With P > 1
            lanes the words are in NB banks (WeightBanks) read together, each lane's byte picked
            from them (a rotation: unaligned starts cost nothing), and the pairs leave per neuron
-           bank (pair_layout): bank b takes lane (b - n) % P
+           bank (pair_layout): each lane goes to the bank of its neuron (n % P)
 Walker addresses are exact (wide enough for any field values), so the guard never sees a wrapped
 address. The pair output has no backpressure: the neuron unit takes one pair every clock.
 
@@ -45,7 +50,7 @@ address. The pair output has no backpressure: the neuron unit takes one pair eve
 """
 from __future__ import annotations
 
-from migen import Array, Case, Cat, If, Mux, Signal
+from migen import Array, Case, If, Mux, Signal
 from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream, wishbone
 
@@ -151,6 +156,7 @@ def walk_layout(cfg: FabricConfig, r: _Ranges) -> list[tuple[str, int]]:
         ("so_w", signed_bits(-(r.kcc_max << MAX_STRIDE_LOG2), 0)),
         ("inner", chb + 1), ("mid", kb), ("outer", kb),
         ("chan_ok", 1), ("wconst", 1), ("wval", cfg.weight_bits), ("d", cfg.event_bits), ("ws", WSHIFT_BITS),
+        ("cols", 1),
     ]
 
 
@@ -258,6 +264,12 @@ class ESU(LiteXModule):
             step_c.eq(Mux(conv6, s6.cc, 1) << s6.s_log2),          # a column: kx' - sx
             step_k.eq(Mux(conv6, s6.kcc, s6.k) << s6.s_log2_y),    # a row: ky' - sy
         ]
+        # Lanes over consecutive columns (DW, pooling): the columns' neurons step by cc, so they lie
+        # in distinct banks when cc is odd; their weights step by -sx, so P of them are P consecutive
+        # bytes (one read, as the channel lanes') when sx = 1, or need no read (a constant weight).
+        cols6 = Signal()
+        if P > 1:
+            self.comb += cols6.eq(dw6 & s6.cc[0] & (s6.wconst | (s6.s_log2 == 0)))
         push = Signal()
         self.sync += [
             push.eq(s6.valid),
@@ -268,7 +280,7 @@ class ESU(LiteXModule):
                 walk.sink.inner.eq(Mux(dw6, 1, s6.cc)), walk.sink.mid.eq(Mux(dense6, 1, s6.nx)),
                 walk.sink.outer.eq(Mux(dense6, 1, s6.ny)),
                 walk.sink.chan_ok.eq(s6.chan_ok), walk.sink.wconst.eq(s6.wconst), walk.sink.wval.eq(s6.wval),
-                walk.sink.d.eq(s6.d), walk.sink.ws.eq(s6.ws),
+                walk.sink.d.eq(s6.d), walk.sink.ws.eq(s6.ws), walk.sink.cols.eq(cols6),
             ),
         ]
         self.comb += [
@@ -277,30 +289,44 @@ class ESU(LiteXModule):
         ]
         self.sync += in_setup.eq(in_setup + enter - push - host_drop)
 
-        # ---- walker: one pair per clock ----
+        # ---- walker: up to P pairs per clock ----
         h = walk.source
-        active, load, last_pair, more = Signal(), Signal(), Signal(), Signal()
+        active, load, last_pair, more, col_last = Signal(), Signal(), Signal(), Signal(), Signal()
         ci, i, j = Signal(chb + 1), Signal(kb), Signal(kb)          # counting down to 0
         n_cur, n_pix, n_row = (Signal((rng.n_bits, True)) for _ in range(3))
         w_cur, w_pix, w_row = (Signal((rng.w_bits, True)) for _ in range(3))
-        sm_n, so_n = Signal(len(h.sm_n)), Signal(len(h.so_n))
-        sm_w, so_w = Signal((len(h.sm_w), True)), Signal((len(h.so_w), True))
+        sm_n, so_n = Signal(len(h.sm_n) + lg), Signal(len(h.so_n))
+        sm_w, so_w = Signal((len(h.sm_w) + lg, True)), Signal((len(h.so_w), True))
         inner, mid = Signal(chb + 1), Signal(kb)
         wconst, wval, d, chan_ok, ws = Signal(), Signal(cfg.weight_bits), Signal(eb), Signal(), Signal(WSHIFT_BITS)
+        cols = Signal()
+        # Lane l's neuron and weight: n_cur + off_n[l], w_cur + off_w[l] (channel lanes: + l, + l;
+        # column lanes: + l*cc, - l).
+        off_bits = signed_bits(0, (P - 1) * ((1 << (chb + 1)) - 1))
+        off_n = [Signal((off_bits, True), name=f"off_n{l}") for l in range(P)]
+        off_w = [Signal((lg + 2, True), name=f"off_w{l}") for l in range(P)]
+        h_sm_w = Signal((len(h.sm_w), True))         # the FIFO keeps the step's bits
+        self.comb += h_sm_w.eq(h.sm_w)
+        for l in range(1, P):
+            # (Signed values assigned one by one: a negative constant in a select may print unsigned.)
+            self.comb += If(cols, off_w[l].eq(-l)).Else(off_w[l].eq(l))
         self.comb += [
-            last_pair.eq(active & ~more & (i == 0) & (j == 0)),
+            # The last clock of a row: no channel group and no column group (of P columns) left.
+            col_last.eq(Mux(cols, i < P, i == 0)),
+            last_pair.eq(active & ~more & col_last & (j == 0)),
             load.eq(h.valid & (~active | last_pair)),
             h.ready.eq(load),
         ]
         # P lanes take channels ci .. ci-P+1 in one clock (a conv's or a dense connection's output
-        # channels: consecutive neurons and weights); fewer when fewer remain.
+        # channels: consecutive neurons and weights); fewer when fewer remain. Column lanes take
+        # columns i .. i-P+1 of a DW or pooling row (their inner loop is one channel).
         self.comb += more.eq(ci >= P)
         self.sync += [
             If(active,
                 If(more,
                     ci.eq(ci - P), n_cur.eq(n_cur + P), w_cur.eq(w_cur + P),
-                ).Elif(i != 0,
-                    ci.eq(inner - 1), i.eq(i - 1),
+                ).Elif(~col_last,
+                    ci.eq(inner - 1), i.eq(i - Mux(cols, P, 1)),
                     n_pix.eq(n_pix + sm_n), n_cur.eq(n_pix + sm_n),
                     w_pix.eq(w_pix + sm_w), w_cur.eq(w_pix + sm_w),
                 ).Elif(j != 0,
@@ -316,45 +342,57 @@ class ESU(LiteXModule):
                 inner.eq(h.inner), mid.eq(h.mid), ci.eq(h.inner - 1), i.eq(h.mid - 1), j.eq(h.outer - 1),
                 n_cur.eq(h.n0), n_pix.eq(h.n0), n_row.eq(h.n0),
                 w_cur.eq(h.w0), w_pix.eq(h.w0), w_row.eq(h.w0),
-                sm_n.eq(h.sm_n), so_n.eq(h.so_n), sm_w.eq(h.sm_w), so_w.eq(h.so_w),
-                wconst.eq(h.wconst), wval.eq(h.wval), d.eq(h.d), chan_ok.eq(h.chan_ok), ws.eq(h.ws),
+                # A column group steps P columns at once.
+                sm_n.eq(Mux(h.cols, h.sm_n << lg, h.sm_n)), so_n.eq(h.so_n),
+                sm_w.eq(Mux(h.cols, h_sm_w << lg, h_sm_w)), so_w.eq(h.so_w),
+                wconst.eq(h.wconst), wval.eq(h.wval), d.eq(h.d), chan_ok.eq(h.chan_ok), ws.eq(h.ws), cols.eq(h.cols),
+                *[off_n[l].eq(Mux(h.cols, l * h.sm_n, l)) for l in range(1, P)],
             ),
         ]
 
-        # ---- guard, weight read, pair out ----
-        # Lane l is channel ci - l: neuron n_cur + l, weight w_cur + l, each guarded on its own.
-        on = Signal(P)
+        # ---- lanes: each lane's addresses, registered (L1) ----
+        lane_on = Signal(P)          # lane l has a pair this clock (before the guard)
         for l in range(P):
-            # -l as signed signals: a negative literal in a signed compare prints unsigned in places.
-            n_lo, w_lo = Signal((rng.n_bits, True), name=f"n_lo{l}"), Signal((rng.w_bits, True), name=f"w_lo{l}")
-            self.comb += n_lo.eq(-l), w_lo.eq(-l)
-            self.comb += on[l].eq(active & (ci >= l) & chan_ok & (n_cur >= n_lo) & (n_cur < cfg.neurons_per_core - l)
-                                  & (wconst | ((w_cur >= w_lo) & (w_cur < cfg.weight_words_per_core - l))))
+            self.comb += lane_on[l].eq(active & Mux(cols, i >= l, ci >= l))
+        lanes = {}
+        for l in range(P):
+            lanes[f"n{l}"] = n_cur + off_n[l] if l else n_cur
+            lanes[f"w{l}"] = w_cur + off_w[l] if l else w_cur
+        # The weight read covers bytes base .. base + P - 1 (column lanes count down from w_cur).
+        l1 = PipeStage(self, lane_on != 0, lane_on=lane_on, wbase=w_cur - Mux(cols, P - 1, 0), wconst=wconst,
+                       wval=wval, d=d, ws=ws, chan_ok=chan_ok, **lanes)
+
+        # ---- guard, weight read, pair out ----
+        # Each lane is guarded on its own; a lane outside the memories is dropped and counted.
+        on = Signal(P)
+        zero = Signal((2, True))        # 0 as a signed signal: the compares below stay signed
+        self.comb += zero.eq(0)
+        for l in range(P):
+            nl, wl = getattr(l1, f"n{l}"), getattr(l1, f"w{l}")
+            self.comb += on[l].eq(l1.valid & l1.lane_on[l] & l1.chan_ok & (nl >= zero) & (nl < cfg.neurons_per_core)
+                                  & (l1.wconst | ((wl >= zero) & (wl < cfg.weight_words_per_core))))
         lanes_out = Signal(max=P + 1)
-        self.comb += lanes_out.eq(Reduce("ADD", [active & (ci >= l) for l in range(P)]) - Reduce("ADD", list(on)))
-        # Neuron bank b takes lane (b - n_cur) % P, at bank address n_cur // P (+1 below n_cur % P);
-        # its weight is byte (w_cur + lane) % (4 * NB) of the NB weight banks' words side by side.
-        nlo = Signal(max(1, lg))
-        self.comb += nlo.eq(n_cur[:lg] if lg else 0)
-        n_hi = Signal((rng.n_bits, True))
-        self.comb += n_hi.eq(n_cur >> lg)
+        self.comb += lanes_out.eq(Mux(l1.valid, Reduce("ADD", list(l1.lane_on)), 0) - Reduce("ADD", list(on)))
+        # Each lane goes to the bank of its neuron (n % P, at bank address n // P): the lanes of a
+        # clock are consecutive neurons, or columns of a part with an odd channel count, so their
+        # banks differ. Its weight is byte w % (4 * NB) of the NB weight banks' words side by side.
         per_bank = {}
+        wb_bits = 2 + self.weights.bank_bits
         for b in range(P):
-            lane = Signal(max(1, lg), name=f"lane{b}")
-            self.comb += lane.eq((b - nlo) if lg else 0)
-            per_bank[f"on{b}"] = Array(list(on))[lane] if P > 1 else on[0]
-            per_bank[f"a{b}"] = (n_hi + (nlo > b) if lg else n_cur)[:bank_bits(cfg)]
-            per_bank[f"i{b}"] = (w_cur[:2 + self.weights.bank_bits] + lane)[:2 + self.weights.bank_bits] if lg \
-                else w_cur[:2]
-        g1 = PipeStage(self, on != 0, wconst=wconst, wval=wval, d=d, ws=ws, **per_bank)
+            hit = [on[l] & (getattr(l1, f"n{l}")[:lg] == b) if lg else on[l] for l in range(P)]
+            per_bank[f"on{b}"] = Reduce("OR", hit)
+            per_bank[f"a{b}"] = Reduce("OR", [Mux(hit[l], getattr(l1, f"n{l}")[lg:lg + bank_bits(cfg)], 0)
+                                              for l in range(P)])
+            per_bank[f"i{b}"] = Reduce("OR", [Mux(hit[l], getattr(l1, f"w{l}")[:wb_bits], 0) for l in range(P)])
+        g1 = PipeStage(self, on != 0, wconst=l1.wconst, wval=l1.wval, d=l1.d, ws=l1.ws, **per_bank)
         # The pairs wait beside the weight read: one stage per clock of its latency.
         g = g1
-        stages = [g1]
+        stages = [l1, g1]
         keep = ["wconst", "wval", "d", "ws", *per_bank]
         for _ in range(WEIGHT_READ_LATENCY - 1):
             g = PipeStage(self, g.valid, **{k: getattr(g, k) for k in keep})
             stages.append(g)
-        self.comb += self.weights.word.eq(w_cur >> 2)
+        self.comb += self.weights.word.eq(l1.wbase >> 2)
         bytes_ = Array([getattr(wd, f"w{k}") for wd in self.weights.rd_dat for k in range(4)])
         src = self.source
         self.sync += [
@@ -371,6 +409,6 @@ class ESU(LiteXModule):
                          & ~src.valid & ~Reduce("OR", [st.valid for st in stages])),
             # The host reads a table in a clock its datapath port is free (see TableMemory).
             self.table.host_ok.eq(~take),
-            self.weights.host_ok.eq(~active),
+            self.weights.host_ok.eq(~active & ~l1.valid),
         ]
 

@@ -98,15 +98,26 @@ class _CRG(LiteXModule):
         self.specials += Instance("DCCA", i_CLKI=self.cd_por.rst, i_CE=1, o_CLKO=self.cd_sys.rst)
 
 
-class SynfabECP5SoC(SoCCore):
-    def __init__(self, board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
-                 baudrate: int = DEFAULT_BAUDRATE):
+class _BoardSoC(SoCCore):
+    """What every synfab board SoC has: the board's platform, a SoCCore without CPU, RAM, UART,
+    timer or controller, and the PLL clock and reset (_CRG); the subclasses add the host link
+    and the fabric."""
+
+    def __init__(self, board_name: str, cfg: FabricConfig, sys_clk_freq: float, link: str = ""):
         spec = board(board_name)
         platform = spec.platform()
         SoCCore.__init__(self, platform, sys_clk_freq, cpu_type=None, integrated_sram_size=0,
                          with_uart=False, with_timer=False, with_ctrl=False,
-                         ident=f"synfab {cfg.name} on {board_name}", ident_version=False)
+                         ident=f"synfab {cfg.name} on {board_name}{link}", ident_version=False)
         self.crg = _CRG(platform, spec, sys_clk_freq)
+
+
+class SynfabECP5SoC(_BoardSoC):
+    """The board SoC: the fabric and its stream bridge on the bus, UARTBone as the bus master."""
+
+    def __init__(self, board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
+                 baudrate: int = DEFAULT_BAUDRATE):
+        _BoardSoC.__init__(self, board_name, cfg, sys_clk_freq)
         self.add_uartbone(uart_name="serial", baudrate=baudrate)
         add_synfab(self, cfg)
 
@@ -114,7 +125,7 @@ class SynfabECP5SoC(SoCCore):
 ETHERNET_BOARDS = tuple(board_data.ETHERNET_BOARDS)
 
 
-class SynfabECP5EthSoC(SoCCore):
+class SynfabECP5EthSoC(_BoardSoC):
     """The board SoC with Ethernet instead of UARTBone (Colorlight i5 / i9: a Broadcom B50612D
     gigabit PHY on RGMII, 125 MHz): LiteEth's UDP/IP core with Etherbone for the bus and the UDP
     stream port on the stream bridge (soc.eth.add_ethernet; addresses and ports in
@@ -126,16 +137,11 @@ class SynfabECP5EthSoC(SoCCore):
         from .eth import add_ethernet
         if board_name not in ETHERNET_BOARDS:
             raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
-        spec = board(board_name)
-        platform = spec.platform()
-        SoCCore.__init__(self, platform, sys_clk_freq, cpu_type=None, integrated_sram_size=0,
-                         with_uart=False, with_timer=False, with_ctrl=False,
-                         ident=f"synfab {cfg.name} on {board_name} (Ethernet)", ident_version=False)
-        self.crg = _CRG(platform, spec, sys_clk_freq)
+        _BoardSoC.__init__(self, board_name, cfg, sys_clk_freq, link=" (Ethernet)")
         add_synfab(self, cfg, with_ext=True)
         # As litex-boards' colorlight_i5 target: the PHY's RX clock delay on, no TX delay.
-        self.ethphy = LiteEthPHYRGMII(clock_pads=platform.request("eth_clocks", eth_phy),
-                                      pads=platform.request("eth", eth_phy), tx_delay=0)
+        self.ethphy = LiteEthPHYRGMII(clock_pads=self.platform.request("eth_clocks", eth_phy),
+                                      pads=self.platform.request("eth", eth_phy), tx_delay=0)
         add_ethernet(self, self.ethphy)
 
 

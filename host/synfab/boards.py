@@ -57,9 +57,10 @@ class Board:
     description: str
     device: str          # a DEVICES key
     preset: str          # the FabricConfig preset `synfab fit` chose for it
-    # Synaptic lanes per core of its preset (FabricConfig.lanes), chosen from measurements: 2 on the
-    # ULX3S-85F (placed and routed at its 80 MHz clock within the margins: 80.5 MHz, 195 of 208
-    # DP16KD; 4 lanes need 201, over the margin); 1 where more lanes are not placed and routed yet.
+    # Synaptic lanes per core of its preset (FabricConfig.lanes), chosen from measurements: 2 on every
+    # ECP5 board (the ULX3S-85F's placed and routed at its 80 MHz clock within the margins: 84.5 MHz,
+    # 195 of 208 DP16KD, 4 lanes need 201, over the margin; the others' placed and routed too,
+    # bitstreams/placements.json); the PYNQ-Z2's 1 (no timing without Vivado).
     lanes: int = 1
     # Resources the design needs beyond what synfab synthesizes (Vivado IP on the PYNQ-Z2).
     reserved: dict = field(default_factory=dict)
@@ -80,9 +81,9 @@ class Board:
 
 BOARDS = {b.name: b for b in [
     Board("ulx3s", "Radiona ULX3S-85F", "LFE5U-85F", "ulx3s-85f", lanes=2),
-    Board("ulx3s-45f", "Radiona ULX3S-45F", "LFE5U-45F", "ulx3s-45f"),
-    Board("colorlight-i5", "Colorlight i5 v7.0", "LFE5U-25F", "colorlight-i5"),
-    Board("colorlight-i9", "Colorlight i9 v7.2", "LFE5U-45F", "colorlight-i9"),
+    Board("ulx3s-45f", "Radiona ULX3S-45F", "LFE5U-45F", "ulx3s-45f", lanes=2),
+    Board("colorlight-i5", "Colorlight i5 v7.0", "LFE5U-25F", "colorlight-i5", lanes=2),
+    Board("colorlight-i9", "Colorlight i9 v7.2", "LFE5U-45F", "colorlight-i9", lanes=2),
     Board("pynq-z2", "TUL PYNQ-Z2", "xc7z020", "pynq-z2",
           reserved={"lut": 5000, "ff": 7000, "bram": 4, "dsp": 0},
           reserved_note="an allowance for the Vivado IP around the fabric (AXI DMA, two AXI interconnects, "

@@ -498,15 +498,17 @@ def spans_cores_and_tiles(qnet: QNetwork, cfg: FabricConfig, strategy: str) -> b
     return max(parts_per_layer.values()) > 1 and len(cores) >= min(2, cfg.n_cores)
 
 
-def random_cosim_case(source, cfg: FabricConfig, size: int = COSIM_SIZE, geometry: bool = False) -> CosimCase:
+def random_cosim_case(source, cfg: FabricConfig, size: int = COSIM_SIZE, geometry: bool = False,
+                      kinds: tuple | None = None) -> CosimCase:
     """A CosimCase on cfg; of up to COSIM_NETWORK_TRIES random networks, the first that spans
     several cores and tiles (else the last: a fabric may be too small for any to).  geometry:
     rectangular blocks (GEOMETRY_KINDS) besides the others, and mostly weight shifts (version-2
-    tables the gateware runs)."""
+    tables the gateware runs); kinds: the blocks to draw from instead."""
     src = _Source(source)
     strategy = src.pick(STRATEGIES)
     # Geometry blocks first: hypothesis draws favour the low end of a range.
-    kinds = 2 * GEOMETRY_KINDS + COSIM_KINDS if geometry else COSIM_KINDS
+    if kinds is None:
+        kinds = 2 * GEOMETRY_KINDS + COSIM_KINDS if geometry else COSIM_KINDS
     for _ in range(COSIM_NETWORK_TRIES):
         qnet = random_qnetwork(src, cfg, kinds, size=size, blocks=COSIM_BLOCKS)
         if geometry and src.flag(0.7):
@@ -531,10 +533,11 @@ def fabric_configs():
     return st.composite(lambda draw: random_fabric_config(draw))()
 
 
-def cosim_cases(cfg: FabricConfig, geometry: bool = False):
-    """Strategy of CosimCases on cfg (geometry: with rectangular blocks and weight shifts)."""
+def cosim_cases(cfg: FabricConfig, geometry: bool = False, kinds: tuple | None = None):
+    """Strategy of CosimCases on cfg (geometry: with rectangular blocks and weight shifts; kinds:
+    only these blocks)."""
     from hypothesis import strategies as st
-    return st.composite(lambda draw: random_cosim_case(draw, cfg, geometry=geometry))()
+    return st.composite(lambda draw: random_cosim_case(draw, cfg, geometry=geometry, kinds=kinds))()
 
 
 def qnetworks(cfg: FabricConfig | None = None, kinds=BLOCKS, weight_shifts: bool = False):

@@ -20,6 +20,11 @@ dense (`dense_sops_per_clock_per_core`)
     The same for one dense layer (up to 64 outputs over a 2x8x8 or 2x4x4 input: tiny 32 over 2x4x4) on one core: each
     input event is one packet of `outputs` pairs.
 
+depthwise (`dw_sops_per_clock_per_core`)
+    The same for one depthwise 3x3 convolution (pad 1, stride 1) over an odd number of channels
+    (up to 63) on one core: each input event is one packet of up to 9 pairs, three columns a row;
+    with P lanes the ESU takes a row's columns P at a time (the channel count is odd, so they lie
+    in distinct neuron banks): up to 3 per clock.
 
 input (`input_events_per_clock`)
     A relay network: the input through a 1x1 depthwise connection with constant weight, so each
@@ -143,6 +148,23 @@ def dense_network(cfg: FabricConfig, seed: int = 0) -> QNetwork:
     return QNetwork("bench_dense", "in", shape, [layer], "fc")
 
 
+def dw_network(cfg: FabricConfig, seed: int = 0) -> QNetwork:
+    """A depthwise 3x3 conv (pad 1, stride 1) over as many channels as one core of cfg holds, an
+    odd count (at most CONV_MAX_OUT_CHANNELS - 1), on a square input of side 8 (or 4)."""
+    k = CONV_KERNEL
+    c, side = max((min(CONV_MAX_OUT_CHANNELS - 1, (1 << cfg.chan_bits) - 1, cfg.neurons_per_core // (side * side),
+                       cfg.weight_words_per_core // (k * k)), side) for side in (8, 4))
+    c -= 1 - c % 2          # odd
+    if c < 3:
+        raise BenchError(f"fabric {cfg.name!r}: one core cannot hold a 3x3 depthwise conv of 3 channels over 4x4 "
+                         f"({cfg.neurons_per_core} neurons)")
+    rng = np.random.default_rng(seed)
+    weight = rng.integers(-8, 9, size=(c, 1, k, k)).astype(np.int8)
+    layer = QLayer("dw", (c, side, side), [QConnection("in", Kind.DW, k=k, stride=1, pad=k // 2)],
+                   np.zeros(c, np.int64), mult=1, shift=5, lo=0, hi=255, weight=weight, op="dw")
+    return QNetwork("bench_dw", "in", (c, side, side), [layer], "dw")
+
+
 def relay_network(cfg: FabricConfig) -> QNetwork:
     """Input (1, S, S) -> 1x1 depthwise, constant weight 1: one packet and one synop per event.
     S is the largest power of two with S*S neurons on a core and S within the coordinate range."""
@@ -260,6 +282,9 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
     dense = dense_network(cfg)
     dense_tables = compile_qnetwork(dense, cfg, MICRO_OBJECTIVE)
     dense_events = input_deltas(np.zeros(dense.input_shape, np.int64), dense_input(dense))
+    dw = dw_network(cfg)
+    dw_tables = compile_qnetwork(dw, cfg, MICRO_OBJECTIVE)
+    dw_events = input_deltas(np.zeros(dw.input_shape, np.int64), dense_input(dw))
     relay = relay_network(cfg)
     # Objective memory: each network stays on the one core it fits (the micro-benchmarks measure one
     # core's mechanism; balancing would spread the conv over every core).
@@ -284,6 +309,9 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
 
         dev.load(dense_tables)
         dense_phased = _input_phase(dev, dense_events)
+
+        dev.load(dw_tables)
+        dw_phased = _input_phase(dev, dw_events)
     finally:
         dev.close()
 
@@ -294,11 +322,15 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
     dense_rows = _core_rates(dense_phased["input_phase"])
     dense_synops = sum(r["synops"] for r in dense_rows)
     dense_busy = sum(r["busy_cycles"] for r in dense_rows)
+    dw_rows = _core_rates(dw_phased["input_phase"])
+    dw_synops = sum(r["synops"] for r in dw_rows)
+    dw_busy = sum(r["busy_cycles"] for r in dw_rows)
     micro = {
         "what": MICRO_WHAT,
         "lanes": cfg.lanes,
         "conv_sops_per_clock_per_core": round(phase_synops / phase_busy, 4) if phase_busy else 0.0,
         "dense_sops_per_clock_per_core": round(dense_synops / dense_busy, 4) if dense_busy else 0.0,
+        "dw_sops_per_clock_per_core": round(dw_synops / dw_busy, 4) if dw_busy else 0.0,
         "input_events_per_clock": round(input_rate, 4),
         "conv": {
             "network": f"{conv.input_shape[0]}x{side}x{side} -> conv3x3 pad1 -> {co}x{side}x{side}",
@@ -319,6 +351,14 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
             "busy_cycles": dense_busy,
             "cores": dense_rows,
             "output_events": dense_phased["frame"]["events_out"],
+        },
+        "dw": {
+            "network": f"{'x'.join(map(str, dw.input_shape))} -> depthwise 3x3 pad1",
+            "input_events": len(dw_events["x"]),
+            "synops": dw_synops,
+            "busy_cycles": dw_busy,
+            "cores": dw_rows,
+            "output_events": dw_phased["frame"]["events_out"],
         },
         "input": {
             "network": f"1x{relay.input_shape[1]}x{relay.input_shape[2]} -> 1x1 relay",
@@ -833,6 +873,8 @@ def _text(result: dict) -> str:
         f"  dense {micro['dense']['network']}, one busy core, input phase only: {micro['dense']['synops']} synops "
         f"in {micro['dense']['busy_cycles']} busy cycles = {micro['dense_sops_per_clock_per_core']} synops/clock/core "
         f"({micro['lanes']} lane{'s' if micro['lanes'] > 1 else ''})",
+        f"  dw    {micro['dw']['network']}, one busy core, input phase only: {micro['dw']['synops']} synops in "
+        f"{micro['dw']['busy_cycles']} busy cycles = {micro['dw_sops_per_clock_per_core']} synops/clock/core",
         f"  input {inp['network']}, steady state: {micro['input_events_per_clock']} events/clock "
         f"(frame of {inp['frame_events']} events: {inp['frame_cycles']} cycles)",
         "whole frames of real workloads (every core, every cycle):",

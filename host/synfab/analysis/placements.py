@@ -68,7 +68,26 @@ def critical_path(nextpnr_report: Path) -> dict | None:
             "from": f"{segs[0]['from']['cell']}.{segs[0]['from']['port']}",
             "to": f"{segs[-1]['to']['cell']}.{segs[-1]['to']['port']}",
             "routing_ns": total("routing"), "logic_ns": round(sum(s["delay"] for s in segs) - total("routing"), 2),
-            "segments": [[s["type"], round(s["delay"], 2), s.get("net") or s["to"]["cell"]] for s in segs]}
+            "segments": _segments(segs)}
+
+
+NAME_CHARS = 80      # yosys' names of carry chains run to hundreds of characters
+
+
+def _segments(segs) -> list:
+    """[type, ns, net or cell] per segment, the zero-delay hops inside carry chains left out and
+    runs of one type merged (their delays summed, the last name kept)."""
+    out = []
+    for s in segs:
+        delay = round(s["delay"], 2)
+        if delay == 0 and s["type"] in ("routing", "logic"):
+            continue
+        name = (s.get("net") or s["to"]["cell"])[:NAME_CHARS]
+        if out and out[-1][0] == s["type"]:
+            out[-1] = [s["type"], round(out[-1][1] + delay, 2), name]
+        else:
+            out.append([s["type"], delay, name])
+    return out
 
 
 def entry(rep: dict, seed: int, ethernet: bool, revision: str, source_key: str, command: str,

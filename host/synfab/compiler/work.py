@@ -193,12 +193,26 @@ def part_loads(qnet: QNetwork, placement, work: Work) -> tuple[list[str], np.nda
 
 def part_lanes(layer: QLayer, src: str, tile, n_lanes: int) -> float:
     """Pairs per clock the ESU makes for a part's connections from `src`: a conv or dense
-    connection's lanes take its cc output channels P at a time (cc / ceil(cc / P)); depthwise and
-    pooling connections make one pair per clock."""
-    if n_lanes == 1 or all(c.kind == Kind.DW for c in layer.inputs if c.src == src):
-        return 1.0
+    connection's lanes take its cc output channels P at a time (cc / ceil(cc / P)); a depthwise or
+    pooling connection's take the columns of a kernel row P at a time when the part's channel count
+    is odd (the columns' neurons then lie in distinct banks) and its stride is 1 or its weight
+    constant (nx / ceil(nx / P), nx = ceil(kw / sw) the columns an event reaches), else one pair."""
     cc = tile.c1 - tile.c0 + 1
+    conns = [c for c in layer.inputs if c.src == src]
+    if n_lanes == 1:
+        return 1.0
+    if all(c.kind == Kind.DW for c in conns):
+        rates = [dw_lanes(c, cc, n_lanes) for c in conns]
+        return min(rates) if rates else 1.0
     return cc / -(-cc // n_lanes)
+
+
+def dw_lanes(conn, cc: int, n_lanes: int) -> float:
+    """Pairs per clock of one depthwise or pooling connection into a part of cc channels."""
+    if cc % 2 == 0 or not (conn.wconst is not None or conn.sw == 1):
+        return 1.0
+    nx = -(-conn.kw // conn.sw)
+    return nx / -(-nx // n_lanes)
 
 
 def predict(qnet: QNetwork, placement, work: Work) -> dict:
