@@ -319,18 +319,19 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
     phase_synops = sum(r["synops"] for r in rows)
     phase_busy = sum(r["busy_cycles"] for r in rows)
     co, side = conv.layers[0].shape[:2]
-    dense_rows = _core_rates(dense_phased["input_phase"])
-    dense_synops = sum(r["synops"] for r in dense_rows)
-    dense_busy = sum(r["busy_cycles"] for r in dense_rows)
-    dw_rows = _core_rates(dw_phased["input_phase"])
-    dw_synops = sum(r["synops"] for r in dw_rows)
-    dw_busy = sum(r["busy_cycles"] for r in dw_rows)
+    dense_fig = _input_phase_figures(f"{'x'.join(map(str, dense.input_shape))} -> dense -> {dense.layers[0].shape[0]}",
+                                     dense_events, _core_rates(dense_phased["input_phase"]), dense_phased)
+    dw_fig = _input_phase_figures(f"{'x'.join(map(str, dw.input_shape))} -> depthwise 3x3 pad1", dw_events,
+                                  _core_rates(dw_phased["input_phase"]), dw_phased)
+
+    def rate(fig):
+        return round(fig["synops"] / fig["busy_cycles"], 4) if fig["busy_cycles"] else 0.0
     micro = {
         "what": MICRO_WHAT,
         "lanes": cfg.lanes,
         "conv_sops_per_clock_per_core": round(phase_synops / phase_busy, 4) if phase_busy else 0.0,
-        "dense_sops_per_clock_per_core": round(dense_synops / dense_busy, 4) if dense_busy else 0.0,
-        "dw_sops_per_clock_per_core": round(dw_synops / dw_busy, 4) if dw_busy else 0.0,
+        "dense_sops_per_clock_per_core": rate(dense_fig),
+        "dw_sops_per_clock_per_core": rate(dw_fig),
         "input_events_per_clock": round(input_rate, 4),
         "conv": {
             "network": f"{conv.input_shape[0]}x{side}x{side} -> conv3x3 pad1 -> {co}x{side}x{side}",
@@ -344,22 +345,8 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
             "output_events": phased["frame"]["events_out"],
             "empty_frame_cycles": empty_frame.cycles,
         },
-        "dense": {
-            "network": f"{'x'.join(map(str, dense.input_shape))} -> dense -> {dense.layers[0].shape[0]}",
-            "input_events": len(dense_events["x"]),
-            "synops": dense_synops,
-            "busy_cycles": dense_busy,
-            "cores": dense_rows,
-            "output_events": dense_phased["frame"]["events_out"],
-        },
-        "dw": {
-            "network": f"{'x'.join(map(str, dw.input_shape))} -> depthwise 3x3 pad1",
-            "input_events": len(dw_events["x"]),
-            "synops": dw_synops,
-            "busy_cycles": dw_busy,
-            "cores": dw_rows,
-            "output_events": dw_phased["frame"]["events_out"],
-        },
+        "dense": dense_fig,
+        "dw": dw_fig,
         "input": {
             "network": f"1x{relay.input_shape[1]}x{relay.input_shape[2]} -> 1x1 relay",
             "window_cycles": INPUT_WINDOW_CYCLES,
@@ -370,6 +357,13 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
         },
     }
     return micro, speed
+
+
+def _input_phase_figures(network: str, events: dict, rows: list[dict], phased: dict) -> dict:
+    """A micro-benchmark's input phase: its synaptic ops and busy cycles over the cores' rows."""
+    return {"network": network, "input_events": len(events["x"]), "synops": sum(r["synops"] for r in rows),
+            "busy_cycles": sum(r["busy_cycles"] for r in rows), "cores": rows,
+            "output_events": phased["frame"]["events_out"]}
 
 
 # -- whole frames on real workloads -----------------------------------------------------------------
