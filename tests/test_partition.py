@@ -297,6 +297,12 @@ def test_bench_boards_reports_link_traffic_and_the_measured_slowdown():
     assert f"slowdown {s['slowdown_measured']} measured" in text and "0->1" in text
 
 
+def test_cli_bench_boards_default_workload_is_a_workload():
+    from synfab.analysis import bench
+    from synfab.analysis.workloads import WORKLOADS
+    assert bench.MULTI_BOARD_WORKLOAD in WORKLOADS
+
+
 @pytest.mark.parametrize("args, words", [
     (["--boards", "ulx3s-85f"], "--boards takes two or more board presets separated by commas, got 'ulx3s-85f'"),
     (["--boards", "tiny,tiny", "--fabric", "tiny"], "--boards runs a workload over board presets: leave out --fabric"),

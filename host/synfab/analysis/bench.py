@@ -819,7 +819,7 @@ def fabric_bench(cfg: FabricConfig | None = None, relay_events_count: int = RELA
     return result
 
 
-MULTI_BOARD_WORKLOAD = "lenet"
+MULTI_BOARD_WORKLOAD = "lenet_mnist"
 
 
 def multi_board_bench(boards: list[str], loads: dict, cuts=None, objective: str = DEFAULT_OBJECTIVE) -> dict:
