@@ -75,18 +75,23 @@ NAME_CHARS = 80      # yosys' names of carry chains run to hundreds of character
 
 
 def _segments(segs) -> list:
-    """[type, ns, net or cell] per segment, the zero-delay hops inside carry chains left out and
-    runs of one type merged (their delays summed, the last name kept)."""
+    """[type, ns, net or cell] per nextpnr segment, compacted (compact_segments)."""
+    return compact_segments([s["type"], s["delay"], s.get("net") or s["to"]["cell"]] for s in segs)
+
+
+def compact_segments(triples) -> list:
+    """[type, ns, name] triples with the zero-delay hops inside carry chains left out and runs of
+    one type merged (their delays summed, the last name kept, names cut to NAME_CHARS)."""
     out = []
-    for s in segs:
-        delay = round(s["delay"], 2)
-        if delay == 0 and s["type"] in ("routing", "logic"):
+    for kind, delay, name in triples:
+        delay = round(delay, 2)
+        if delay == 0 and kind in ("routing", "logic"):
             continue
-        name = (s.get("net") or s["to"]["cell"])[:NAME_CHARS]
-        if out and out[-1][0] == s["type"]:
-            out[-1] = [s["type"], round(out[-1][1] + delay, 2), name]
+        name = name[:NAME_CHARS]
+        if out and out[-1][0] == kind:
+            out[-1] = [kind, round(out[-1][1] + delay, 2), name]
         else:
-            out.append([s["type"], delay, name])
+            out.append([kind, delay, name])
     return out
 
 
