@@ -84,7 +84,7 @@ from ..model.golden import EVENT_FIELDS
 from ..compiler.mapper import DEFAULT_OBJECTIVE
 from ..compiler.work import lanes
 from . import placements
-from ..runtime.device import eof_word, event_words, frame_beats
+from ..runtime.device import BEAT_BYTES, eof_word, event_words, frame_beats
 
 CONV_KERNEL = 3
 CONV_IN_CHANNELS = 2
@@ -708,16 +708,14 @@ def dma_bench(cfg: FabricConfig, loaded: dict, objective: str = DEFAULT_OBJECTIV
     from ..api import run_frames
     try:
         from ..runtime import pynq_mock
-        from ..runtime.pynq import BEAT_BYTES
         from synfab_gateware.vivado.project import FCLK_MHZ
     except ImportError as e:
         raise BenchError(f"the DMA link figures need pynq and the gateware ({e.name} missing); "
                          f"pip install -e .[pynq,gateware] or pass --no-link")
-    beat_bytes = BEAT_BYTES
     hz, ceiling_hz = FCLK_MHZ * 1e6, HP_PORT_MAX_MHZ * 1e6
-    out = {"what": DMA_WHAT, "clock_mhz": FCLK_MHZ, "beat_bytes": beat_bytes,
-           "hp0_beats_per_s": round(hz), "hp0_bytes_per_s": round(hz * beat_bytes),
-           "hp0_ceiling_bytes_per_s": round(ceiling_hz * beat_bytes), "workloads": {}}
+    out = {"what": DMA_WHAT, "clock_mhz": FCLK_MHZ, "beat_bytes": BEAT_BYTES,
+           "hp0_beats_per_s": round(hz), "hp0_bytes_per_s": round(hz * BEAT_BYTES),
+           "hp0_ceiling_bytes_per_s": round(ceiling_hz * BEAT_BYTES), "workloads": {}}
     board = pynq_mock.activate()
     try:
         with tempfile.TemporaryDirectory() as d:
@@ -731,7 +729,7 @@ def dma_bench(cfg: FabricConfig, loaded: dict, objective: str = DEFAULT_OBJECTIV
                 out["workloads"][name] = {
                     "frames": res.frames, "input_events": res.events_in, "transfers": len(sent),
                     "beats": beats, "cycles": cycles, "beats_per_cycle": round(per_cycle, 4),
-                    "beats_per_s": round(per_cycle * hz), "bytes_per_s": round(per_cycle * hz * beat_bytes),
+                    "beats_per_s": round(per_cycle * hz), "bytes_per_s": round(per_cycle * hz * BEAT_BYTES),
                     "input_events_per_s": round(res.events_in / cycles * hz)}
     finally:
         pynq_mock.deactivate()
