@@ -58,6 +58,7 @@ def check_micro(micro: dict, cfg: FabricConfig) -> None:
     conv_net, relay_net = bench.conv_network(cfg), bench.relay_network(cfg)
     conv = micro["conv"]
     ci, side = conv_net.input_shape[:2]
+    side_conv = side
     co = conv_net.layers[0].shape[0]
     events = input_deltas(np.zeros(conv_net.input_shape, np.int64), bench.dense_input(conv_net))
     want = model_frame(conv_net, cfg, events)
@@ -95,6 +96,18 @@ def check_micro(micro: dict, cfg: FabricConfig) -> None:
     assert dw["synops"] == model_frame(dw_net, cfg, dw_events).synops == c * (3 * side - 2) ** 2
     assert len(dw["cores"]) == 1 and dw["busy_cycles"] * lanes >= dw["synops"]
     assert micro["dw_sops_per_clock_per_core"] <= dw_column_bound(side, lanes)
+
+    # The evaluation unit: the zero-weight conv's neurons are all evaluated (every one is reached by
+    # the pad-1 conv) and none fires; the frame's end takes them `lanes` per clock, beyond an empty
+    # frame's clocks, whose word scans (one per 32 neurons) the evaluation hides.
+    ev = micro["evaluation"]
+    neurons = co * side_conv * side_conv
+    quiet_net = bench.quiet_network(conv_net)
+    assert len(model_frame(quiet_net, cfg, events).events) == 0 and ev["output_events"] == 0
+    assert ev["evaluated_neurons"] == neurons
+    words = -(-neurons // 32)
+    assert ev["finish_cycles"] >= ev["empty_frame_cycles"] + neurons / lanes - words
+    assert micro["eval_neurons_per_clock_per_core"] <= neurons / (neurons / lanes - words)
 
     inp = micro["input"]
     relay_events = bench.relay_events(relay_net, inp["frame_events"])
@@ -144,6 +157,8 @@ def test_lanes_multiply_the_conv_and_dense_rates(lanes):
     side = bench.dw_network(cfg).input_shape[1]
     bound = dw_column_bound(side, lanes)
     assert bound > 1.5 and micro["dw_sops_per_clock_per_core"] >= 0.9 * bound
+    # Evaluation: a lane group of `lanes` neurons per clock.
+    assert micro["eval_neurons_per_clock_per_core"] >= 0.9 * lanes
 
 
 @pytest.mark.slow

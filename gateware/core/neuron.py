@@ -29,9 +29,11 @@ back to back still run at one per clock.
 
 With FabricConfig.lanes = P the state is in P banks (neuron n in bank n % P at address n // P),
 each with its own acc and dirty memories, the pipeline above and its forwarding: the ESU's up to P
-pairs of a clock are consecutive neurons, one per bank, so they never conflict. Evaluation and host
-operations stay one per clock (a neuron's goes to its bank; a dirty take of 32 neurons takes
-32 / P bits of one word in every bank).
+pairs of a clock are consecutive neurons, one per bank, so they never conflict. An evaluation read
+or write-back is one lane group (the neurons at one bank address in the banks its mask names: P
+consecutive neurons from a multiple of P), so the evaluation unit's P lanes are served in one
+clock too. A host access is one neuron; a dirty take of 32 neurons takes 32 / P bits of one word
+in every bank.
 """
 from __future__ import annotations
 
@@ -83,13 +85,23 @@ def pair_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
 
 
 def acc_read_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
-    """Evaluation -> neuron unit: read acc[n] (and with clear, set it to 0 in the same operation)."""
-    return [("n", cfg.neuron_addr_bits), ("clear", 1)]
+    """Evaluation -> neuron unit: read the accumulators of one lane group, neurons a * lanes + b for
+    the lanes b set in `on`, all at bank address a (with clear, set them to 0 in the same operation)."""
+    return [("a", bank_bits(cfg)), ("on", cfg.lanes), ("clear", 1)]
+
+
+def acc_result_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
+    """Neuron unit -> evaluation: the group's accumulators, acc{b} of neuron a * lanes + b."""
+    return [(f"acc{b}", cfg.acc_bits) for b in range(cfg.lanes)]
 
 
 def write_back_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
-    """Evaluation -> neuron unit, after a step: acc[n] = value if set; dirty[n] = 1 if mark."""
-    return [("n", cfg.neuron_addr_bits), ("set", 1), ("value", cfg.acc_bits), ("mark", 1)]
+    """Evaluation -> neuron unit, after a lane group's step: for each lane b with on{b}, neuron
+    a * lanes + b: acc = value{b} if set (the population's model: shared); dirty = 1 if mark{b}."""
+    lay = [("a", bank_bits(cfg)), ("set", 1)]
+    for b in range(cfg.lanes):
+        lay += [(f"on{b}", 1), (f"value{b}", cfg.acc_bits), (f"mark{b}", 1)]
+    return lay
 
 
 def dirty_take_layout(cfg: FabricConfig) -> list[tuple[str, int]]:
@@ -201,17 +213,19 @@ class NeuronUnit(LiteXModule):
     """Accumulators and dirty bits of one core (see the module doc), in `lanes` banks: neuron n in
     bank n % lanes at bank address n // lanes, each bank with its own memories, pipeline and
     forwarding, so the ESU's up to `lanes` pairs of a clock (one per bank) never conflict. The
-    evaluation unit's and the host's operations (one neuron, or one dirty word of 32 neurons:
-    32 / lanes of them in each bank, all banks taking together) keep one per clock.
+    evaluation unit's reads and write-backs (a lane group: one neuron per bank at one bank address)
+    and takes (one dirty word of 32 neurons: 32 / lanes of them in each bank) and the host's
+    accesses (one neuron) keep one per clock.
 
         sink        in   pairs (pair_layout: d, ws and per bank on, a, w) from the ESU: always
                          ready, up to `lanes` per clock
-        acc_rd      in   evaluation: read acc[n] (clear: and zero it); ready (granted) in clocks without a
-                         pair or write-back
-        acc_out     out  the granted acc reads, in order (valid only; no backpressure)
+        acc_rd      in   evaluation: read a lane group's acc (a, on; clear: and zero them); ready
+                         (granted) in clocks without a pair or write-back
+        acc_out     out  the granted reads' acc{b}, in order (valid only; no backpressure)
         dirty_rd    in   evaluation: take dirty bits (word, mask); ready in clocks without a pair or
                          write-back
-        wb          in   evaluation: write-backs (n, set, value, mark); ready in clocks without a pair
+        wb          in   evaluation: a lane group's write-backs (a, set, on{b}, value{b}, mark{b});
+                         ready in clocks without a pair
         dirty_out   out  the taken bits (word, bits), in order (valid only)
         acc_bus     in   host window of acc (sign-extended reads; a write marks the neuron dirty)
         host_block  in   evaluation busy (registered): host accesses wait; while the host holds
@@ -227,7 +241,7 @@ class NeuronUnit(LiteXModule):
         P, lg = cfg.lanes, lane_bits(cfg)
         self.sink = stream.Endpoint(pair_layout(cfg))
         self.acc_rd = stream.Endpoint(acc_read_layout(cfg))
-        self.acc_out = stream.Endpoint([("acc", ab)])
+        self.acc_out = stream.Endpoint(acc_result_layout(cfg))
         self.dirty_rd = stream.Endpoint(dirty_take_layout(cfg))
         self.dirty_out = stream.Endpoint([("word", dwb), ("bits", DIRTY_WORD)])
         self.wb = stream.Endpoint(write_back_layout(cfg))
@@ -271,16 +285,13 @@ class NeuronUnit(LiteXModule):
         host_write = Signal()
         host_adr = bus.adr[:nab]
         self.comb += host_write.eq(host_go & bus.we & mapped)
-        # The one-neuron operation of a clock without pairs (write-back, evaluation read, host) ...
-        a_n = Signal(nab)
-        self.comb += If(ev_wb, a_n.eq(wbk.n)).Elif(ev_acc, a_n.eq(self.acc_rd.n)).Else(a_n.eq(host_adr))
-        single_acc = Signal()
-        self.comb += single_acc.eq((ev_wb & wbk.set) | ev_acc)
-        # ... and its dirty one: set one bit (write-back mark, host write), or take a word's mask.
-        d_n = Signal(nab)
-        self.comb += If(ev_wb, d_n.eq(wbk.n)).Else(d_n.eq(host_adr))
-        single_dirty = Signal()
-        self.comb += single_dirty.eq((ev_wb & wbk.mark) | host_write)
+        # The acc operation of a clock without pairs: a lane group's write-back or evaluation read
+        # (every bank at one address, the banks its mask names), else the host's (one neuron).
+        a_adr = Signal(bank_bits(cfg))
+        self.comb += If(ev_wb, a_adr.eq(wbk.a)).Elif(ev_acc, a_adr.eq(self.acc_rd.a)).Else(a_adr.eq(in_bank(host_adr)))
+        # ... and its dirty one: set bits (write-back marks, host write), or take a word's mask.
+        d_adr = Signal(bank_bits(cfg))
+        self.comb += If(ev_wb, d_adr.eq(wbk.a)).Else(d_adr.eq(in_bank(host_adr)))
         # A take of global dirty word W (neurons 32W..32W+31): bank word W // lanes, its bits
         # (W % lanes) * per .. + per - 1 hold neurons 32W + b + lanes*j (j < per) of bank b.
         take_word = self.dirty_rd.word
@@ -300,15 +311,17 @@ class NeuronUnit(LiteXModule):
                     bank.d_valid.eq(pb("on")), bank.d_word.eq(pb("a")[5:] if len(pb("a")) > 5 else 0),
                     bank.d_bit.eq(pb("a")[:5]),
                 ).Else(
-                    bank.a_valid.eq(single_acc & (bank_of(a_n) == b)), bank.a_adr.eq(in_bank(a_n)),
+                    bank.a_valid.eq((ev_wb & getattr(wbk, f"on{b}") & wbk.set) | (ev_acc & self.acc_rd.on[b])),
+                    bank.a_adr.eq(a_adr),
                     bank.set.eq(ev_wb), bank.clr.eq(~ev_wb & self.acc_rd.clear),
-                    bank.value.eq(Mux(ev_wb, wbk.value, 0)),
+                    bank.value.eq(Mux(ev_wb, getattr(wbk, f"value{b}"), 0)),
                     If(ev_dirty,
                         bank.d_valid.eq(1), bank.d_take.eq(1), bank.d_word.eq(take_word[lg:] if len(take_word) > lg else 0),
                         bank.d_mask.eq(sub << take_slot if lg else sub),
                     ).Else(
-                        bank.d_valid.eq(single_dirty & (bank_of(d_n) == b)),
-                        bank.d_word.eq(_word(in_bank(d_n))), bank.d_bit.eq(in_bank(d_n)[:5]),
+                        bank.d_valid.eq((ev_wb & getattr(wbk, f"on{b}") & getattr(wbk, f"mark{b}"))
+                                        | (host_write & (bank_of(host_adr) == b))),
+                        bank.d_word.eq(_word(d_adr)), bank.d_bit.eq(d_adr[:5]),
                     ),
                 ),
             ]
@@ -320,10 +333,9 @@ class NeuronUnit(LiteXModule):
             synop = sum(bank.s2_add for bank in banks)
         self.comb += [
             self.synop.eq(synop),
-            # Evaluation reads see every earlier pair (forwarded); one bank answers a read.
+            # Evaluation reads see every earlier pair (forwarded); the banks of a group answer together.
             self.acc_out.valid.eq(Reduce("OR", [bank.read_valid for bank in banks])),
-            self.acc_out.acc.eq(Reduce("OR", [Mux(bank.read_valid, bank.acc_old, 0) for bank in banks])
-                                if P > 1 else banks[0].acc_old),
+            *[getattr(self.acc_out, f"acc{b}").eq(bank.acc_old) for b, bank in enumerate(banks)],
         ]
         # Taken bits leave registered (S3): bank b's bits of the word back at b + lanes*j.
         s2_word, s2_slot = Signal(dwb), Signal(max(1, lg + per_bits))

@@ -71,6 +71,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +285,8 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
     dense_events = input_deltas(np.zeros(dense.input_shape, np.int64), dense_input(dense))
     dw = dw_network(cfg)
     dw_tables = compile_qnetwork(dw, cfg, MICRO_OBJECTIVE)
+    quiet = quiet_network(conv)
+    quiet_tables = compile_qnetwork(quiet, cfg, MICRO_OBJECTIVE)
     dw_events = input_deltas(np.zeros(dw.input_shape, np.int64), dense_input(dw))
     relay = relay_network(cfg)
     # Objective memory: each network stays on the one core it fits (the micro-benchmarks measure one
@@ -312,6 +315,10 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
 
         dev.load(dw_tables)
         dw_phased = _input_phase(dev, dw_events)
+
+        dev.load(quiet_tables)
+        quiet_phased = _input_phase(dev, conv_events)
+        quiet_empty = dev.run_frame({k: np.zeros(0, np.int64) for k in EVENT_FIELDS})
     finally:
         dev.close()
 
@@ -347,6 +354,7 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
         },
         "dense": dense_fig,
         "dw": dw_fig,
+        **_evaluation_figures(quiet, quiet_phased, quiet_empty),
         "input": {
             "network": f"1x{relay.input_shape[1]}x{relay.input_shape[2]} -> 1x1 relay",
             "window_cycles": INPUT_WINDOW_CYCLES,
@@ -357,6 +365,27 @@ def micro_bench(cfg: FabricConfig = FabricConfig(), relay_events_count: int = RE
         },
     }
     return micro, speed
+
+
+def quiet_network(conv: QNetwork) -> QNetwork:
+    """The conv micro-benchmark's network with zero weights: every neuron its input reaches becomes
+    dirty and is evaluated, none fires (acc stays 0), so the evaluation is all its frame adds."""
+    layer = conv.layers[0]
+    return replace(conv, name="bench_quiet_conv", layers=[replace(layer, weight=np.zeros_like(layer.weight))])
+
+
+def _evaluation_figures(quiet: QNetwork, phased: dict, empty) -> dict:
+    """The evaluation unit's rate: the quiet conv's neurons over the clocks its frame's end (from
+    the eof beat: evaluation, word scans, no output) takes beyond an empty frame's (the scans)."""
+    neurons = int(np.prod(quiet.layers[0].shape))
+    extra = phased["finish_cycles"] - empty.cycles
+    return {
+        "eval_neurons_per_clock_per_core": round(neurons / extra, 4) if extra > 0 else 0.0,
+        "evaluation": {"network": f"{'x'.join(map(str, quiet.input_shape))} -> conv3x3 pad1 (zero weights) -> "
+                                  f"{'x'.join(map(str, quiet.layers[0].shape))}",
+                       "evaluated_neurons": neurons, "finish_cycles": phased["finish_cycles"],
+                       "empty_frame_cycles": empty.cycles, "output_events": phased["frame"]["events_out"]},
+    }
 
 
 def _input_phase_figures(network: str, events: dict, rows: list[dict], phased: dict) -> dict:

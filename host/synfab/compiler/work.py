@@ -175,7 +175,8 @@ class LayerWork:
 def part_loads(qnet: QNetwork, placement, work: Work) -> tuple[list[str], np.ndarray]:
     """(phases, load (phases, cores)): per phase (the input, then every layer in evaluation order)
     the clocks each core's neuron unit is busy: pairs / part_lanes of the synaptic work done in that
-    phase plus the evaluation of the phase's layer (its evaluated neurons and dirty-word scans)."""
+    phase plus the evaluation of the phase's layer (its evaluated neurons, `lanes` per clock, and
+    dirty-word scans)."""
     phases = [qnet.input_name] + [l.name for l in qnet.layers]
     index = {name: i for i, name in enumerate(phases)}
     load = np.zeros((len(phases), placement.cfg.n_cores))
@@ -186,7 +187,9 @@ def part_loads(qnet: QNetwork, placement, work: Work) -> tuple[list[str], np.nda
         layer = layers[part.layer]
         for src, sums in per_layer.ops_by_source(layer).items():
             load[index[src], part.core] += sums.tile(part.tile) / part_lanes(layer, src, part.tile, n_lanes)
-        load[index[part.layer], part.core] += (per_layer.evaluations(layer).tile(part.tile)
+        # The evaluation unit takes a lane group (P neurons from a multiple of P) per clock: a
+        # pixel's channels are evaluated together wherever a conv or dense layer's input reaches it.
+        load[index[part.layer], part.core] += (per_layer.evaluations(layer).tile(part.tile) / n_lanes
                                                + part.neurons / DIRTY_WORD)
     return phases, load
 
