@@ -301,10 +301,10 @@ class ESU(LiteXModule):
         wconst, wval, d, chan_ok, ws = Signal(), Signal(cfg.weight_bits), Signal(eb), Signal(), Signal(WSHIFT_BITS)
         cols = Signal()
         # Lane l's neuron and weight: n_cur + off_n[l], w_cur + off_w[l] (channel lanes: + l, + l;
-        # column lanes: + l*cc, - l).
+        # column lanes: + l*cc, - l); lane 0 is n_cur, w_cur itself.
         off_bits = signed_bits(0, (P - 1) * ((1 << (chb + 1)) - 1))
-        off_n = [Signal((off_bits, True), name=f"off_n{l}") for l in range(P)]
-        off_w = [Signal((lg + 2, True), name=f"off_w{l}") for l in range(P)]
+        off_n = {l: Signal((off_bits, True), name=f"off_n{l}") for l in range(1, P)}
+        off_w = {l: Signal((lg + 2, True), name=f"off_w{l}") for l in range(1, P)}
         h_sm_w = Signal((len(h.sm_w), True))         # the FIFO keeps the step's bits
         self.comb += h_sm_w.eq(h.sm_w)
         for l in range(1, P):

@@ -58,9 +58,9 @@ class Board:
     device: str          # a DEVICES key
     preset: str          # the FabricConfig preset `synfab fit` chose for it
     # Synaptic lanes per core of its preset (FabricConfig.lanes), chosen from measurements: 2 on every
-    # ECP5 board (the ULX3S-85F's placed and routed at its 80 MHz clock within the margins: 84.5 MHz,
-    # 195 of 208 DP16KD, 4 lanes need 201, over the margin; the others' placed and routed too,
-    # bitstreams/placements.json); the PYNQ-Z2's 1 (no timing without Vivado).
+    # ECP5 board (the ULX3S-85F's placed and routed at its 80 MHz clock within the margins, 195 of
+    # 208 DP16KD, 4 lanes need 201, over the margin; every preset's Fmax: bitstreams/README.md and
+    # placements.json); the PYNQ-Z2's 1 (no timing without Vivado).
     lanes: int = 1
     # Resources the design needs beyond what synfab synthesizes (Vivado IP on the PYNQ-Z2).
     reserved: dict = field(default_factory=dict)
