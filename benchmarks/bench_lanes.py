@@ -4,7 +4,9 @@
 
 Throughput: the micro-benchmarks of synfab.analysis.bench (`micro_bench(cfg, lanes=P)`, Verilator)
 on `--fabric` with P lanes: conv and dense synaptic ops per clock of one busy core in the input
-phase (target >= 0.9 P: the layers have at least P output channels on their core).
+phase (target >= 0.9 P: the layers have at least P output channels on their core), depthwise
+pairs per clock (column lanes) and the evaluation unit's neurons per clock (P lanes: a lane group
+per clock).
 Cost: yosys synth_ecp5 of one NeuronCore of `--cost-fabric` with P lanes (gateware.cost.synth_block,
 cached by content; no place and route, so no Fmax here), and per lane the change from one lane:
 (cost(P) - cost(1)) / (P - 1) in LUT4 equivalents, flip-flops, DP16KD block RAMs, MULT18X18D DSPs.
@@ -27,6 +29,8 @@ def throughput(cfg: FabricConfig, p: int) -> dict:
     return {"lanes": p,
             "conv_sops_per_clock_per_core": micro["conv_sops_per_clock_per_core"],
             "dense_sops_per_clock_per_core": micro["dense_sops_per_clock_per_core"],
+            "dw_sops_per_clock_per_core": micro["dw_sops_per_clock_per_core"],
+            "eval_neurons_per_clock_per_core": micro["eval_neurons_per_clock_per_core"],
             "conv_share_of_lanes": round(micro["conv_sops_per_clock_per_core"] / p, 4),
             "dense_share_of_lanes": round(micro["dense_sops_per_clock_per_core"] / p, 4),
             "conv": {k: micro["conv"][k] for k in ("network", "synops", "busy_cycles", "frame_cycles")},
