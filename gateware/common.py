@@ -59,16 +59,19 @@ class PipeStage:
     named data registers load with it only for a valid input (nothing reads them otherwise, and the
     simulation skips their logic). Each value gets a register of its own width and signedness,
     reachable as an attribute: `s = PipeStage(m, v, n=n_in); ... s.valid, s.n`. A value given as
-    `product(a, b)` is registered in the multiplier's own output register (RegisteredProduct)."""
+    `product(a, b)` is registered in the multiplier's own output register (RegisteredProduct).
+    With `always=True` the data registers load on every `ce` instead: valid_in then reaches only
+    the valid register, not the clock enables of all the data (for a late valid_in)."""
 
-    def __init__(self, module, valid_in, ce=1, **values):
+    def __init__(self, module, valid_in, ce=1, always=False, **values):
         self.valid = Signal()
         module.sync += If(ce, self.valid.eq(valid_in))
+        load = ce if always else ce & valid_in
         loads = []
         for name, value in values.items():
             if isinstance(value, product) and value.in_one_dsp:
                 reg = Signal(value_bits_sign(value.a * value.b), name=name)
-                module.specials += RegisteredProduct(value.a, value.b, reg, ce & valid_in)
+                module.specials += RegisteredProduct(value.a, value.b, reg, load)
             else:
                 if isinstance(value, product):
                     value = value.a * value.b
@@ -76,7 +79,7 @@ class PipeStage:
                 loads.append(reg.eq(value))
             setattr(self, name, reg)
         if loads:
-            module.sync += If(ce & valid_in, *loads)
+            module.sync += If(load, *loads)
 
 
 # Operand width of one DSP multiplier, signed or unsigned (ECP5 MULT18X18D: SIGNEDA/SIGNEDB per

@@ -163,7 +163,11 @@ class _Bank:
         # ---- S1 ---- (the product of the pair's registered w and d: one DSP block per bank)
         s1 = PipeStage(m, self.a_valid, n=self.a_adr, add=self.add, set=self.set, clr=self.clr,
                        value=self.value, prod=product(self.w, self.d), ws=self.ws)
-        s1_d = PipeStage(m, self.d_valid, word=self.d_word, bit=self.d_bit, take=self.d_take, mask=self.d_mask)
+        # Its data load every clock: d_valid, late (the host's slot decided behind the banks' busy),
+        # reaches the valid register only (the critical path of the 2-lane ULX3S-85F preset ended
+        # on these clock enables).
+        s1_d = PipeStage(m, self.d_valid, always=True, word=self.d_word, bit=self.d_bit, take=self.d_take,
+                         mask=self.d_mask)
         prod1 = Signal((len(s1.prod), True))
         m.comb += prod1.eq(s1.prod)
 
