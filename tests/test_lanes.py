@@ -2,8 +2,9 @@
 and the mapper's channel groups in multiples of the lanes (the gateware: test_cosim_lanes.py)."""
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
-from synfab.compiler.mapper import map_network, split, split_aligned
+from synfab.compiler.mapper import map_network, split, split_aligned, split_odd
 from synfab.boards import BOARDS
 from synfab.config import PRESETS, ConfigError, FabricConfig
 from synfab.frontend.ir import QConnection, QLayer, QNetwork
@@ -60,3 +61,42 @@ def test_the_mapper_groups_channels_in_multiples_of_lanes():
         grid = map_network(qnet, cfg.with_(lanes=lanes), "channel").grids["conv"]
         groups[lanes] = (grid.cs[:, 1] - grid.cs[:, 0] + 1).tolist()
     assert groups == {1: [7, 7, 6], 4: [8, 8, 4]}
+
+
+@given(n=st.integers(1, 200), k=st.integers(1, 12), slack=st.integers(0, 3))
+def test_split_odd_makes_every_group_odd_that_parity_allows(n, k, slack):
+    """k groups of n channels: all odd when n and k have the same parity, else all but one (the
+    sum of k odd numbers has k's parity); within `cap` of split's largest + slack, else split."""
+    k = min(k, n)
+    cap = int((split(n, k)[:, 1] - split(n, k)[:, 0]).max()) + 1 + slack
+    tiles = split_odd(n, k, cap)
+    sizes = tiles[:, 1] - tiles[:, 0] + 1
+    assert tiles[0, 0] == 0 and tiles[-1, 1] == n - 1 and (tiles[1:, 0] == tiles[:-1, 1] + 1).all()
+    assert len(tiles) == k and (sizes > 0).all() and sizes.max() <= cap
+    if slack >= 1:      # room for the +1 a pair of even groups trades
+        assert (sizes % 2 == 0).sum() == (0 if n % 2 == k % 2 else 1)
+    else:
+        assert np.array_equal(tiles, split(n, k)) or (sizes % 2 == 0).sum() <= 1
+
+
+def even_depthwise(channels: int, side: int) -> QNetwork:
+    """A 3x3 pad-1 depthwise conv over an even channel count."""
+    weight = np.random.default_rng(0).integers(-8, 9, size=(channels, 1, 3, 3)).astype(np.int8)
+    layer = QLayer("dw", (channels, side, side), [QConnection("in", Kind.DW, k=3, stride=1, pad=1)],
+                   np.zeros(channels, np.int64), mult=1, shift=4, lo=0, hi=255, weight=weight, op="dw")
+    return QNetwork("even_dw", "in", (channels, side, side), [layer], "dw")
+
+
+def test_the_mapper_splits_an_even_depthwise_layer_into_odd_groups_with_lanes():
+    """32 depthwise channels over 4x4 on two cores: balancing work with 2 lanes, two odd groups (their
+    columns' neurons lie in distinct banks: column lanes); with one lane, or placed for memory, the
+    groups keep their plain sizes."""
+    qnet = even_depthwise(32, 4)
+
+    def groups(cfg, objective):
+        grid = map_network(qnet, cfg, objective=objective).grids["dw"]
+        return sorted((grid.cs[:, 1] - grid.cs[:, 0] + 1).tolist())
+    two = PRESETS["small"].with_(lanes=2)
+    assert groups(two, "balanced") == [15, 17]
+    assert groups(two, "memory") == [32]
+    assert groups(PRESETS["small"], "balanced") == [16, 16]

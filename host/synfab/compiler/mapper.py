@@ -29,7 +29,7 @@ from ..geometry import Tile, axis_span  # noqa: F401  (axis_span: part of this m
 from .checks import (RESOURCES, MappingError, Resources, WeightShape, check_network,  # noqa: F401  (re-exported)
                      check_totals, packing_error, weight_shape, words_per_channel)
 from ..layouts import Kind
-from .work import LayerWork, Work, estimate, predict
+from .work import LayerWork, Work, column_lane_layer, estimate, part_lanes, predict
 
 STRATEGIES = ("auto", "channel", "spatial")
 OBJECTIVES = ("memory", "cost", "throughput", "balanced")
@@ -122,6 +122,22 @@ def split_aligned(n: int, k: int, align: int, cap: int) -> np.ndarray:
                 ends = np.cumsum(sizes) - 1
                 return np.stack([ends - sizes + 1, ends], axis=1)
     return split(n, k)
+
+
+def split_odd(n: int, k: int, cap: int) -> np.ndarray:
+    """Like `split`, but with odd intervals wherever parity allows (all of them when n and k are
+    both even or both odd; else all but one): a depthwise or pooling part of an odd channel count
+    gets the ESU's column lanes (work.dw_lanes). Pairs of even intervals trade one position; when
+    that leaves an interval above `cap`, `split(n, k)`."""
+    bounds = split(n, k)
+    sizes = bounds[:, 1] - bounds[:, 0] + 1
+    evens = np.flatnonzero(sizes % 2 == 0)
+    sizes[evens[0:len(evens) - 1:2]] += 1
+    sizes[evens[1::2]] -= 1
+    if sizes.min() < 1 or sizes.max() > cap:
+        return bounds
+    ends = np.cumsum(sizes) - 1
+    return np.stack([ends - sizes + 1, ends], axis=1)
 
 
 def _reach_matrix(conn: QConnection, axis: str, src_shape, dst_len: int, dst_tiles: np.ndarray) -> np.ndarray:
@@ -238,12 +254,18 @@ class _Chooser:
             """Per axis and tile count: tiles, own-PEG hit counts per tile for every consumer,
             and for every input connection (max, mean, whole-source) tiles reached. Channel groups
             (cap: the most channels a part may have) are multiples of `align` (the fabric's lanes,
-            see _map_lanes) where that fits."""
+            see _map_lanes) where that fits; a depthwise or pooling layer's are odd instead where
+            that fits (its parts then get column lanes)."""
             key = (ax, n, cap)
             if key in axis_cache:
                 return axis_cache[key]
             length = {"x": W, "y": H, "c": C}[ax]
-            tiles = split_aligned(length, n, self.align, cap) if ax == "c" else split(length, n)
+            if ax != "c":
+                tiles = split(length, n)
+            elif self.align > 1 and column_lane_layer(layer):
+                tiles = split_odd(length, n, cap)
+            else:
+                tiles = split_aligned(length, n, self.align, cap)
             own = [_tile_hits(r[ax], tiles).sum(axis=1) for r in out_reach]
             inc = []
             for conn, s in zip(layer.inputs, in_shapes):
@@ -333,9 +355,17 @@ class _Chooser:
 
     def _phase_cycles(self, layer: QLayer, grid: Grid) -> float:
         """Predicted clocks of the layer's work with this split: per phase (a source's, and the
-        layer's own evaluation) its parts spread over the cores as evenly as whole parts allow."""
+        layer's own evaluation) its parts spread over the cores as evenly as whole parts allow.
+        A depthwise or pooling layer's parts take their pairs at the rate of their column lanes
+        (work.part_lanes: an odd channel group gets them), so its odd splits count; the other
+        layers' splits compare by their synaptic ops alone (their lanes' rate hardly depends on
+        the split, and channel groups are aligned to the lanes where they fit)."""
         w = self.layer_work
         loads = [sums.grid(grid.ys, grid.xs, grid.cs) for sums in w.ops_by_source(layer).values()]
+        if self.cfg.lanes > 1 and column_lane_layer(layer):
+            groups = grid.cs[:, 1] - grid.cs[:, 0] + 1
+            loads = [load / np.array([part_lanes(layer, src, int(cc), self.cfg.lanes) for cc in groups])
+                     for src, load in zip(w.ops_by_source(layer), loads)]
         loads.append(w.evaluations(layer).grid(grid.ys, grid.xs, grid.cs))
         return sum(_spread_cycles(load.reshape(-1), self.cfg.n_cores) for load in loads)
 
@@ -549,7 +579,8 @@ def _packed(needs: list[_PartNeed], cfg: FabricConfig, selection: str, layer_wor
 def _map_lanes(qnet: QNetwork, cfg: FabricConfig, strategy: str, selection: str = "cost",
                layer_work: LayerWork | None = None) -> Placement:
     """_map with channel groups in multiples of the fabric's lanes where they fit (a group of a
-    multiple of P keeps every lane of a conv or dense connection busy), unless that does not place
+    multiple of P keeps every lane of a conv or dense connection busy; a depthwise or pooling
+    layer's groups odd instead, for its column lanes: split_odd), unless that does not place
     the network or, balancing work, predicts a longer frame than groups of any size: then _map as
     it is (larger aligned groups can leave the parts harder to pack)."""
     if cfg.lanes == 1:

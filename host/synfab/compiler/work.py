@@ -186,7 +186,8 @@ def part_loads(qnet: QNetwork, placement, work: Work) -> tuple[list[str], np.nda
     for part in placement.parts:
         layer = layers[part.layer]
         for src, sums in per_layer.ops_by_source(layer).items():
-            load[index[src], part.core] += sums.tile(part.tile) / part_lanes(layer, src, part.tile, n_lanes)
+            cc = part.tile.c1 - part.tile.c0 + 1
+            load[index[src], part.core] += sums.tile(part.tile) / part_lanes(layer, src, cc, n_lanes)
         # The evaluation unit takes a lane group (P neurons from a multiple of P) per clock: a
         # pixel's channels are evaluated together wherever a conv or dense layer's input reaches it.
         load[index[part.layer], part.core] += (per_layer.evaluations(layer).tile(part.tile) / n_lanes
@@ -194,13 +195,12 @@ def part_loads(qnet: QNetwork, placement, work: Work) -> tuple[list[str], np.nda
     return phases, load
 
 
-def part_lanes(layer: QLayer, src: str, tile, n_lanes: int) -> float:
-    """Pairs per clock the ESU makes for a part's connections from `src`: a conv or dense
+def part_lanes(layer: QLayer, src: str, cc: int, n_lanes: int) -> float:
+    """Pairs per clock the ESU makes for the connections from `src` into a part of cc channels: a conv or dense
     connection's lanes take its cc output channels P at a time (cc / ceil(cc / P)); a depthwise or
     pooling connection's take the columns of a kernel row P at a time when the part's channel count
     is odd (the columns' neurons then lie in distinct banks) and its stride is 1 or its weight
     constant (nx / ceil(nx / P), nx = ceil(kw / sw) the columns an event reaches), else one pair."""
-    cc = tile.c1 - tile.c0 + 1
     conns = [c for c in layer.inputs if c.src == src]
     if n_lanes == 1:
         return 1.0
@@ -210,11 +210,27 @@ def part_lanes(layer: QLayer, src: str, tile, n_lanes: int) -> float:
     return cc / -(-cc // n_lanes)
 
 
+def column_reach(conn) -> int:
+    """Columns of a kernel row that one event of a depthwise or pooling connection reaches and
+    the ESU's column lanes can take together: ceil(kw / sw) when the stride is 1 or the weight
+    constant (the lanes' weights are then consecutive bytes, or none), else 1."""
+    if not (conn.wconst is not None or conn.sw == 1):
+        return 1
+    return -(-conn.kw // conn.sw)
+
+
+def column_lane_layer(layer: QLayer) -> bool:
+    """Whether a layer's parts get column lanes when their channel counts are odd: every input a
+    depthwise or pooling connection, one of them reaching more than one column of a row."""
+    return bool(layer.inputs) and all(c.kind == Kind.DW for c in layer.inputs) and \
+        any(column_reach(c) > 1 for c in layer.inputs)
+
+
 def dw_lanes(conn, cc: int, n_lanes: int) -> float:
     """Pairs per clock of one depthwise or pooling connection into a part of cc channels."""
-    if cc % 2 == 0 or not (conn.wconst is not None or conn.sw == 1):
+    nx = column_reach(conn)
+    if cc % 2 == 0 or nx == 1:
         return 1.0
-    nx = -(-conn.kw // conn.sw)
     return nx / -(-nx // n_lanes)
 
 
