@@ -145,10 +145,14 @@ def test_even_depthwise_channels_take_column_lanes_through_odd_groups(device_for
     cycles, rates = {}, {}
     for objective in ("memory", "balanced"):
         tables = compile_network(qnet, cfg, map_network(qnet, cfg, objective=objective))
+        # The shared device may come from random cases: no stalls on its streams (they would lengthen
+        # the busy cycles), the model's threshold.
         dev.sim.reset()
+        dev.sim.set_gaps(0.0, 0.0)
         dev.load(tables)
         golden = ModelDevice(cfg)
         golden.load(tables)
+        dev.set_threshold(golden.threshold)
         prev, cycles[objective], core_rates = np.zeros(qnet.input_shape, np.int64), 0, []
         for t, cur in enumerate(frames):
             events = input_deltas(prev, cur)
