@@ -360,12 +360,13 @@ class _Chooser:
         (work.part_lanes: an odd channel group gets them), so its odd splits count; the other
         layers' splits compare by their synaptic ops alone (their lanes' rate hardly depends on
         the split, and channel groups are aligned to the lanes where they fit)."""
-        w = self.layer_work
-        loads = [sums.grid(grid.ys, grid.xs, grid.cs) for sums in w.ops_by_source(layer).values()]
-        if self.cfg.lanes > 1 and column_lane_layer(layer):
-            groups = grid.cs[:, 1] - grid.cs[:, 0] + 1
-            loads = [load / np.array([part_lanes(layer, src, int(cc), self.cfg.lanes) for cc in groups])
-                     for src, load in zip(w.ops_by_source(layer), loads)]
+        w, n_lanes = self.layer_work, self.cfg.lanes
+        column_lanes = n_lanes > 1 and column_lane_layer(layer)
+        groups = grid.cs[:, 1] - grid.cs[:, 0] + 1
+
+        def rate(src):
+            return np.array([part_lanes(layer, src, int(cc), n_lanes) for cc in groups]) if column_lanes else 1.0
+        loads = [sums.grid(grid.ys, grid.xs, grid.cs) / rate(src) for src, sums in w.ops_by_source(layer).items()]
         loads.append(w.evaluations(layer).grid(grid.ys, grid.xs, grid.cs))
         return sum(_spread_cycles(load.reshape(-1), self.cfg.n_cores) for load in loads)
 
