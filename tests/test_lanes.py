@@ -79,19 +79,20 @@ def test_split_odd_makes_every_group_odd_that_parity_allows(n, k, slack):
         assert np.array_equal(tiles, split(n, k)) or (sizes % 2 == 0).sum() <= 1
 
 
-def even_depthwise(channels: int, side: int) -> QNetwork:
-    """A 3x3 pad-1 depthwise conv over an even channel count."""
+def depthwise(channels: int, side: int, stride: int = 1) -> QNetwork:
+    """A 3x3 pad-1 depthwise conv of real (random) weights over a side x side input."""
     weight = np.random.default_rng(0).integers(-8, 9, size=(channels, 1, 3, 3)).astype(np.int8)
-    layer = QLayer("dw", (channels, side, side), [QConnection("in", Kind.DW, k=3, stride=1, pad=1)],
+    out = (side - 1) // stride + 1
+    layer = QLayer("dw", (channels, out, out), [QConnection("in", Kind.DW, k=3, stride=stride, pad=1)],
                    np.zeros(channels, np.int64), mult=1, shift=4, lo=0, hi=255, weight=weight, op="dw")
-    return QNetwork("even_dw", "in", (channels, side, side), [layer], "dw")
+    return QNetwork("dw", "in", (channels, side, side), [layer], "dw")
 
 
 def test_the_mapper_splits_an_even_depthwise_layer_into_odd_groups_with_lanes():
     """32 depthwise channels over 4x4 on two cores: balancing work with 2 lanes, two odd groups (their
     columns' neurons lie in distinct banks: column lanes); with one lane, or placed for memory, the
     groups keep their plain sizes."""
-    qnet = even_depthwise(32, 4)
+    qnet = depthwise(32, 4)
 
     def groups(cfg, objective):
         grid = map_network(qnet, cfg, objective=objective).grids["dw"]
@@ -100,3 +101,19 @@ def test_the_mapper_splits_an_even_depthwise_layer_into_odd_groups_with_lanes():
     assert groups(two, "balanced") == [15, 17]
     assert groups(two, "memory") == [32]
     assert groups(PRESETS["small"], "balanced") == [16, 16]
+
+
+def test_column_lanes_take_strided_depthwise_weights_where_one_read_holds_them():
+    """Stride 2 and 4 with two lanes (their weights w, w - sx within the two words one read gives),
+    stride 1 at every lane count, a constant weight at any stride; stride 2 with four lanes does not
+    fit the read (3 * 2 > 4 * 2 - 4)."""
+    from synfab.compiler.work import column_reach
+    from synfab.layouts import column_lane_stride_ok
+
+    def conn(stride, wconst=None):
+        return QConnection("in", Kind.DW, k=3, stride=stride, pad=1, wconst=wconst)
+    assert [column_lane_stride_ok(2, s) for s in (1, 2, 4, 8)] == [True, True, True, False]
+    assert [column_lane_stride_ok(p, 1) for p in (1, 2, 4, 8)] == [True] * 4
+    assert not column_lane_stride_ok(4, 2) and not column_lane_stride_ok(8, 2)
+    assert column_reach(conn(2), 2) == 2 and column_reach(conn(2), 4) == 1
+    assert column_reach(conn(8, wconst=1), 8) == 1 and column_reach(conn(2, wconst=1), 8) == 2

@@ -50,12 +50,13 @@ address. The pair output has no backpressure: the neuron unit takes one pair eve
 """
 from __future__ import annotations
 
-from migen import Array, Case, If, Mux, Signal
+from migen import Array, Case, Constant, If, Mux, Signal
 from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream, wishbone
 
 from synfab.config import FabricConfig
-from synfab.layouts import FABRIC_LAYOUT_VERSION, WSHIFT_BITS, Field, Kind, Layout, esu_desc, packet
+from synfab.layouts import (FABRIC_LAYOUT_VERSION, WSHIFT_BITS, Field, Kind, Layout, column_lane_stride_ok, esu_desc,
+                            packet, weight_banks as layout_weight_banks)
 
 from ..common import PipeStage, combine_split, product, signed_bits, small_multiply, split_multiply, sync_fifo
 from ..tables import TableMemory
@@ -74,9 +75,8 @@ def weight_word(cfg: FabricConfig) -> Layout:
 
 
 def weight_banks(cfg: FabricConfig) -> int:
-    """Weight memory banks (of 32-bit words, word k in bank k % NB): enough that the `lanes`
-    consecutive weights of a clock, from any byte, lie in NB consecutive words."""
-    return 1 if cfg.lanes == 1 else 2 if cfg.lanes <= 4 else 4
+    """Weight memory banks of cfg's cores (layouts.weight_banks)."""
+    return layout_weight_banks(cfg.lanes)
 
 
 class WeightBanks(LiteXModule):
@@ -156,7 +156,7 @@ def walk_layout(cfg: FabricConfig, r: _Ranges) -> list[tuple[str, int]]:
         ("so_w", signed_bits(-(r.kcc_max << MAX_STRIDE_LOG2), 0)),
         ("inner", chb + 1), ("mid", kb), ("outer", kb),
         ("chan_ok", 1), ("wconst", 1), ("wval", cfg.weight_bits), ("d", cfg.event_bits), ("ws", WSHIFT_BITS),
-        ("cols", 1),
+        ("cols", 1), ("sx_log2", 2),
     ]
 
 
@@ -265,11 +265,13 @@ class ESU(LiteXModule):
             step_k.eq(Mux(conv6, s6.kcc, s6.k) << s6.s_log2_y),    # a row: ky' - sy
         ]
         # Lanes over consecutive columns (DW, pooling): the columns' neurons step by cc, so they lie
-        # in distinct banks when cc is odd; their weights step by -sx, so P of them are P consecutive
-        # bytes (one read, as the channel lanes') when sx = 1, or need no read (a constant weight).
+        # in distinct banks when cc is odd; their weights step by -sx, so P of them lie within the
+        # NB words one read gives where layouts.column_lane_stride_ok says so (sx = 1 always), or
+        # need no read (a constant weight).
         cols6 = Signal()
         if P > 1:
-            self.comb += cols6.eq(dw6 & s6.cc[0] & (s6.wconst | (s6.s_log2 == 0)))
+            strides = [s for s in range(MAX_STRIDE_LOG2 + 1) if column_lane_stride_ok(P, 1 << s)]
+            self.comb += cols6.eq(dw6 & s6.cc[0] & (s6.wconst | (s6.s_log2 <= max(strides))))
         push = Signal()
         self.sync += [
             push.eq(s6.valid),
@@ -281,6 +283,7 @@ class ESU(LiteXModule):
                 walk.sink.outer.eq(Mux(dense6, 1, s6.ny)),
                 walk.sink.chan_ok.eq(s6.chan_ok), walk.sink.wconst.eq(s6.wconst), walk.sink.wval.eq(s6.wval),
                 walk.sink.d.eq(s6.d), walk.sink.ws.eq(s6.ws), walk.sink.cols.eq(cols6),
+                walk.sink.sx_log2.eq(s6.s_log2),
             ),
         ]
         self.comb += [
@@ -301,15 +304,17 @@ class ESU(LiteXModule):
         wconst, wval, d, chan_ok, ws = Signal(), Signal(cfg.weight_bits), Signal(eb), Signal(), Signal(WSHIFT_BITS)
         cols = Signal()
         # Lane l's neuron and weight: n_cur + off_n[l], w_cur + off_w[l] (channel lanes: + l, + l;
-        # column lanes: + l*cc, - l); lane 0 is n_cur, w_cur itself.
+        # column lanes: + l*cc, - l*sx); lane 0 is n_cur, w_cur itself. The column lanes' weights
+        # span (P - 1) * sx + 1 bytes below w_cur (span = (P - 1) * sx).
         off_bits = signed_bits(0, (P - 1) * ((1 << (chb + 1)) - 1))
         off_n = {l: Signal((off_bits, True), name=f"off_n{l}") for l in range(1, P)}
-        off_w = {l: Signal((lg + 2, True), name=f"off_w{l}") for l in range(1, P)}
+        off_w = {l: Signal((signed_bits(-(P - 1) << MAX_STRIDE_LOG2, P - 1), True), name=f"off_w{l}")
+                 for l in range(1, P)}
+        # (The shifts below start from constants as wide as their results: Verilog sizes a shift
+        # inside migen's signed conversion by its left operand alone.)
+        span = Signal(max(1, (P - 1) << MAX_STRIDE_LOG2).bit_length())
         h_sm_w = Signal((len(h.sm_w), True))         # the FIFO keeps the step's bits
         self.comb += h_sm_w.eq(h.sm_w)
-        for l in range(1, P):
-            # (Signed values assigned one by one: a negative constant in a select may print unsigned.)
-            self.comb += If(cols, off_w[l].eq(-l)).Else(off_w[l].eq(l))
         self.comb += [
             # The last clock of a row: no channel group and no column group (of P columns) left.
             col_last.eq(Mux(cols, i < P, i == 0)),
@@ -347,6 +352,9 @@ class ESU(LiteXModule):
                 sm_w.eq(Mux(h.cols, h_sm_w << lg, h_sm_w)), so_w.eq(h.so_w),
                 wconst.eq(h.wconst), wval.eq(h.wval), d.eq(h.d), chan_ok.eq(h.chan_ok), ws.eq(h.ws), cols.eq(h.cols),
                 *[off_n[l].eq(Mux(h.cols, l * h.sm_n, l)) for l in range(1, P)],
+                # (Signed values assigned one by one: a negative value in a select may print unsigned.)
+                *[If(h.cols, off_w[l].eq(-(Constant(l, len(span)) << h.sx_log2))).Else(off_w[l].eq(l)) for l in range(1, P)],
+                span.eq(Mux(h.cols, Constant(P - 1, len(span)) << h.sx_log2, 0)),
             ),
         ]
 
@@ -358,8 +366,9 @@ class ESU(LiteXModule):
         for l in range(P):
             lanes[f"n{l}"] = n_cur + off_n[l] if l else n_cur
             lanes[f"w{l}"] = w_cur + off_w[l] if l else w_cur
-        # The weight read covers bytes base .. base + P - 1 (column lanes count down from w_cur).
-        l1 = PipeStage(self, lane_on != 0, lane_on=lane_on, wbase=w_cur - Mux(cols, P - 1, 0), wconst=wconst,
+        # The weight read covers bytes base .. base + P - 1, or for column lanes (counting down from
+        # w_cur) base .. base + span.
+        l1 = PipeStage(self, lane_on != 0, lane_on=lane_on, wbase=w_cur - span, wconst=wconst,
                        wval=wval, d=d, ws=ws, chan_ok=chan_ok, **lanes)
 
         # ---- guard, weight read, pair out ----

@@ -31,6 +31,21 @@ FABRIC_LAYOUT_VERSION = EXTENDED_LAYOUT_VERSION
 # the evaluation unit scans one word per clock (the compiler's work prediction counts the scan).
 DIRTY_WORD = 32
 
+
+def weight_banks(lanes: int) -> int:
+    """Weight memory banks of a core with `lanes` synaptic lanes (32-bit words, word k in bank
+    k % NB, read NB consecutive words a clock): enough that the lanes' weights of a clock, from any
+    byte, lie in them."""
+    return 1 if lanes == 1 else 2 if lanes <= 4 else 4
+
+
+def column_lane_stride_ok(lanes: int, stride: int) -> bool:
+    """Whether the ESU's column lanes read the weights of a depthwise connection with this column
+    stride: its lanes' weights w, w - sx, ..., w - (lanes - 1) * sx must lie in the NB words read
+    from w's word, from any byte of it: (lanes - 1) * sx <= 4 * NB - 4 (sx 1: always; 2 and 4
+    with 2 lanes). A constant weight needs no read: any stride."""
+    return (lanes - 1) * stride <= 4 * weight_banks(lanes) - 4
+
 # What a network may use beyond version 1 (QNetwork.extended_features names them, one entry per
 # feature with its layers: "weight shift (conv1, fc2)"), in the bit order of the fabric's
 # read-only `features` register (version-2 register map).

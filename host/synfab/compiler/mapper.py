@@ -262,7 +262,7 @@ class _Chooser:
             length = {"x": W, "y": H, "c": C}[ax]
             if ax != "c":
                 tiles = split(length, n)
-            elif self.align > 1 and column_lane_layer(layer):
+            elif self.align > 1 and column_lane_layer(layer, self.align):
                 tiles = split_odd(length, n, cap)
             else:
                 tiles = split_aligned(length, n, self.align, cap)
@@ -361,7 +361,7 @@ class _Chooser:
         layers' splits compare by their synaptic ops alone (their lanes' rate hardly depends on
         the split, and channel groups are aligned to the lanes where they fit)."""
         w, n_lanes = self.layer_work, self.cfg.lanes
-        column_lanes = n_lanes > 1 and column_lane_layer(layer)
+        column_lanes = n_lanes > 1 and column_lane_layer(layer, n_lanes)
         groups = grid.cs[:, 1] - grid.cs[:, 0] + 1
 
         def rate(src):

@@ -26,7 +26,7 @@ import numpy as np
 from ..config import FabricConfig
 from ..frontend.ir import QConnection, QLayer, QNetwork
 from ..geometry import axis_span
-from ..layouts import DIRTY_WORD, Kind
+from ..layouts import DIRTY_WORD, Kind, column_lane_stride_ok
 
 SAMPLE, STATIC = "sample", "static"
 
@@ -199,8 +199,8 @@ def part_lanes(layer: QLayer, src: str, cc: int, n_lanes: int) -> float:
     """Pairs per clock the ESU makes for the connections from `src` into a part of cc channels: a conv or dense
     connection's lanes take its cc output channels P at a time (cc / ceil(cc / P)); a depthwise or
     pooling connection's take the columns of a kernel row P at a time when the part's channel count
-    is odd (the columns' neurons then lie in distinct banks) and its stride is 1 or its weight
-    constant (nx / ceil(nx / P), nx = ceil(kw / sw) the columns an event reaches), else one pair."""
+    is odd (the columns' neurons then lie in distinct banks) and its weights one read gives
+    (column_reach: nx / ceil(nx / P), nx = ceil(kw / sw) the columns an event reaches), else one pair."""
     conns = [c for c in layer.inputs if c.src == src]
     if n_lanes == 1:
         return 1.0
@@ -210,25 +210,26 @@ def part_lanes(layer: QLayer, src: str, cc: int, n_lanes: int) -> float:
     return cc / -(-cc // n_lanes)
 
 
-def column_reach(conn) -> int:
+def column_reach(conn, n_lanes: int) -> int:
     """Columns of a kernel row that one event of a depthwise or pooling connection reaches and
-    the ESU's column lanes can take together: ceil(kw / sw) when the stride is 1 or the weight
-    constant (the lanes' weights are then consecutive bytes, or none), else 1."""
-    if not (conn.wconst is not None or conn.sw == 1):
+    the ESU's `n_lanes` column lanes can take together: ceil(kw / sw) when the weight is constant
+    (no read) or the lanes' weights w, w - sw, ... lie in one read (layouts.column_lane_stride_ok:
+    stride 1 always, 2 and 4 with two lanes), else 1."""
+    if not (conn.wconst is not None or column_lane_stride_ok(n_lanes, conn.sw)):
         return 1
     return -(-conn.kw // conn.sw)
 
 
-def column_lane_layer(layer: QLayer) -> bool:
+def column_lane_layer(layer: QLayer, n_lanes: int) -> bool:
     """Whether a layer's parts get column lanes when their channel counts are odd: every input a
     depthwise or pooling connection, one of them reaching more than one column of a row."""
     return bool(layer.inputs) and all(c.kind == Kind.DW for c in layer.inputs) and \
-        any(column_reach(c) > 1 for c in layer.inputs)
+        any(column_reach(c, n_lanes) > 1 for c in layer.inputs)
 
 
 def dw_lanes(conn, cc: int, n_lanes: int) -> float:
     """Pairs per clock of one depthwise or pooling connection into a part of cc channels."""
-    nx = column_reach(conn)
+    nx = column_reach(conn, n_lanes)
     if cc % 2 == 0 or nx == 1:
         return 1.0
     return nx / -(-nx // n_lanes)
