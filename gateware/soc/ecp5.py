@@ -151,12 +151,19 @@ def build_name(board_name: str, cfg: FabricConfig, ethernet: bool = False) -> st
     return re.sub(r"\W", "_", f"synfab_{board_name}{'_eth' if ethernet else ''}_{cfg.name}")
 
 
+def slowest_sys_clock(fmax: dict) -> str | None:
+    """The clock of nextpnr's report {clock: achieved MHz} a build's Fmax is: the slowest of the
+    clocks named sys (the fabric's; LiteX names them sys, sys_ps, ...), else the slowest of all."""
+    sys_clocks = [c for c in fmax if "sys" in c] or list(fmax)
+    return min(sys_clocks, key=lambda c: fmax[c]) if sys_clocks else None
+
+
 def parse_nextpnr_report(path: Path) -> dict:
     """fmax (MHz) of the sys clock and utilization {bel type: {used, available}} from --report JSON."""
     rep = json.loads(Path(path).read_text())
     fmax = {name: v["achieved"] for name, v in rep.get("fmax", {}).items()}
-    sys_fmax = [v for name, v in fmax.items() if "sys" in name] or list(fmax.values())
-    return {"fmax_mhz": round(min(sys_fmax), 2) if sys_fmax else None,
+    clock = slowest_sys_clock(fmax)
+    return {"fmax_mhz": round(fmax[clock], 2) if clock else None,
             "fmax_by_clock": fmax,
             "utilization": {k: {"used": v["used"], "available": v["available"]}
                             for k, v in rep.get("utilization", {}).items() if v["used"]}}

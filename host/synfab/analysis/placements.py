@@ -52,11 +52,10 @@ def critical_path(nextpnr_report: Path) -> dict | None:
     if not path.is_file():
         return None
     rep = json.loads(path.read_text())
-    fmax = rep.get("fmax", {})
-    sys_clocks = [c for c in fmax if "sys" in c] or list(fmax)
-    if not sys_clocks:
+    from synfab_gateware.soc.ecp5 import slowest_sys_clock    # litex: only when a report is read
+    clock = slowest_sys_clock({c: v["achieved"] for c, v in rep.get("fmax", {}).items()})
+    if clock is None:
         return None
-    clock = min(sys_clocks, key=lambda c: fmax[c]["achieved"])
     same = [p for p in rep.get("critical_paths", []) if p["from"].endswith(clock) and p["to"].endswith(clock)]
     if not same or not same[0]["path"]:
         return None
