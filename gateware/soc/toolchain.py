@@ -106,6 +106,9 @@ ANALYSIS_ONLY = ("cost.py", "fit.py")
 # Verilog, keyed on that Verilog, harness.cpp and the Verilator version (sim/build.py); no SoC or
 # bitstream is made from it (the LiteX sim SoC keys on the Verilator version itself).
 SIMULATION_ONLY = ("sim/",)
+# The board-to-board links (link/): only a chain of boards instantiates them (sim/chain.py), no
+# single-board SoC imports them (tests/test_boardlink.py checks it in a fresh interpreter).
+BOARD_LINKS = ("link/",)
 
 
 def digest(*parts) -> str:
@@ -120,7 +123,7 @@ def digest(*parts) -> str:
 def _keyed(path: Path) -> bool:
     """Whether a gateware source (relative to the package) is part of what generated gateware is made from."""
     name = path.as_posix()
-    return name not in ANALYSIS_ONLY and not name.startswith(SIMULATION_ONLY)
+    return name not in ANALYSIS_ONLY and not name.startswith(SIMULATION_ONLY + BOARD_LINKS)
 
 
 def source_digest(*extra) -> str:
