@@ -5,6 +5,10 @@ demo  (tools/train_demo.py): 28x28x1 -> conv3x3 s2 p1 (8) -> relu -> conv3x3 s2 
 lenet (tools/train_lenet.py): 28x28x1 -> conv5x5 (20) -> relu -> avgpool 2 -> conv5x5 (32) -> relu
       -> avgpool 2 -> conv3x3 (128) -> relu -> avgpool 2 -> flatten -> dense 500 -> relu -> dense 10,
       no bias; its measured accuracies are in lenet_mnist.meta.json.
+lenet_wide (tools/train_lenet.py --wide): LeNet with every channel count x 1.75 (35, 56, 224,
+      fc 875; 31.7 k neurons, 368 k weights): more neurons than the largest board preset holds
+      (ULX3S-85F: 3 x 8192), the network that runs split over several boards (README "Several
+      boards"); its measured accuracies are in lenet_wide_mnist.meta.json.
 Float inputs are pixels / 255, so the quantized input is the raw grey level.  Both networks are
 quantized the same way: calibrated on the first 100 shipped digits (deterministic).
 
@@ -26,9 +30,13 @@ from .config import FabricConfig
 from .frontend.ir import Network, NetworkError, QNetwork
 
 DATA = Path(__file__).parent / "data"
-NETWORK_FILES = {"demo": "demo_mnist.json", "lenet": "lenet_mnist.json"}
+NETWORK_FILES = {"demo": "demo_mnist.json", "lenet": "lenet_mnist.json", "lenet_wide": "lenet_wide_mnist.json"}
 NETWORK_FILE = NETWORK_FILES["demo"]
-LENET_META_FILE = "lenet_mnist.meta.json"
+META_FILES = {"lenet": "lenet_mnist.meta.json", "lenet_wide": "lenet_wide_mnist.meta.json"}
+LENET_META_FILE = META_FILES["lenet"]
+# Output channels of conv1, conv2, conv3 and fc1 (tools/train_lenet.py's model).
+LENET_CHANNELS = (20, 32, 128, 500)
+WIDE_CHANNELS = (35, 56, 224, 875)
 DIGITS_FILE = "mnist_test_subset.npz"
 CALIBRATION_DIGITS = 100
 INPUT_SCALE = 1 / 255   # one grey level
@@ -39,12 +47,13 @@ EVENT_INPUT_SCALE = 1 / 16   # one event
 # The fabric each shipped network runs on in `synfab demo`.  LeNet (18.1 k neurons) needs more
 # cores than the default 2x2 fabric: of 3x3 and 4x4 meshes with 1024/2048 neurons and 8192/16384
 # weight words per core, this is the smallest it fits (README).
-EVENT_NETWORK_FILE = "event_digits.json"
-EVENT_META_FILE = "event_digits.meta.json"
-EVENT_INPUT_SCALE = 1 / 16   # one event
 
 LENET_FABRIC = FabricConfig(mesh_x=3, mesh_y=3, neurons_per_core=2048, weight_words_per_core=16384, name="lenet")
-FABRICS = {"demo": FabricConfig(), "lenet": LENET_FABRIC}
+# lenet_wide fits no board preset; this fabric (12 cores, 49 k neurons) holds it whole: the golden
+# model the boards it is split over are checked against, and `synfab demo --network lenet_wide`.
+LENET_WIDE_FABRIC = FabricConfig(mesh_x=4, mesh_y=3, neurons_per_core=4096, weight_words_per_core=32768,
+                                 name="lenet_wide")
+FABRICS = {"demo": FabricConfig(), "lenet": LENET_FABRIC, "lenet_wide": LENET_WIDE_FABRIC}
 
 
 def _check_name(name: str) -> None:
@@ -93,9 +102,10 @@ def lenet_qnetwork() -> QNetwork:
     return qnetwork("lenet")
 
 
-def lenet_meta() -> dict:
-    """What tools/train_lenet.py measured: accuracies on the 10k MNIST test digits, training time..."""
-    return json.loads((DATA / LENET_META_FILE).read_text())
+def lenet_meta(name: str = "lenet") -> dict:
+    """What tools/train_lenet.py measured for `lenet` or `lenet_wide`: accuracies on the 10k MNIST
+    test digits, training time..."""
+    return json.loads((DATA / META_FILES[name]).read_text())
 
 
 def load_demo_digits(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:

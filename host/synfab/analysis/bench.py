@@ -521,9 +521,9 @@ def workload_bench(name: str, frames: int | None = None, cfg: FabricConfig | Non
 def _fitting(names, frames, cfg, objective: str = DEFAULT_OBJECTIVE) -> tuple[dict, dict]:
     """({name: (qnet, x)} of the workloads to run, {name: why not} of those that do not fit cfg).
     Workloads named explicitly must fit; of all workloads (names None) the misfits are reported."""
-    from .workloads import WORKLOADS
+    from .workloads import SINGLE_BOARD_WORKLOADS
     run, misfits = {}, {}
-    for name in names or WORKLOADS:
+    for name in names or SINGLE_BOARD_WORKLOADS:
         loaded = _workload(name, frames)
         if cfg is not None:
             try:
@@ -982,7 +982,7 @@ def register(subparsers) -> None:
                                     "gets figures at its Fmax and the host-link budget; without it the "
                                     "micro-benchmarks run on the default fabric and each workload on its own")
     p.add_argument("--workload", action="append", choices=list(WORKLOADS),
-                   help="whole-frame workload (repeatable; default: all)")
+                   help="whole-frame workload (repeatable; default: all but those for several boards only)")
     p.add_argument("--frames", type=int, help="frames per whole-frame workload (default: "
                                               + ", ".join(f"{k} {w.frames}" for k, w in WORKLOADS.items()) + ")")
     p.add_argument("--no-link", action="store_true",

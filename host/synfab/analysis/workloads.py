@@ -4,7 +4,10 @@ frames, by name.
 Each entry of WORKLOADS gives a description, a loader `load(frames) -> (qnet, x)` with x the
 input frames (T, C, H, W) of non-negative integers, the default number of frames, and the fabric
 it runs on unless `synfab bench --fabric` names another (the shipped networks' own fabrics,
-synfab.demo.fabric: the default 2x2 fabric, and a 3x3 one for the LeNet-size CNN).
+synfab.demo.fabric: the default 2x2 fabric, and a 3x3 one for the LeNet-size CNN).  A workload
+`boards_only` fits no single board preset: it runs split over boards (`synfab partition`,
+`synfab bench --boards`), and the whole-frame figures of every workload (`synfab bench`) leave it
+out (SINGLE_BOARD_WORKLOADS).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ class Workload:
     load: Callable[[int], tuple[QNetwork, np.ndarray]]
     frames: int                     # how many frames `synfab bench` runs by default
     fabric: FabricConfig = FabricConfig()   # where it runs unless `synfab bench --fabric` says otherwise
+    boards_only: bool = False               # fits no board preset alone: for several boards only
 
 
 def mnist(qnet: QNetwork, n: int) -> tuple[QNetwork, np.ndarray]:
@@ -49,6 +53,10 @@ def demo_mnist(n: int) -> tuple[QNetwork, np.ndarray]:
 
 def lenet_mnist(n: int) -> tuple[QNetwork, np.ndarray]:
     return mnist(demo.qnetwork("lenet"), n)
+
+
+def lenet_wide_mnist(n: int) -> tuple[QNetwork, np.ndarray]:
+    return mnist(demo.qnetwork("lenet_wide"), n)
 
 
 def dvs_network(seed: int = 0) -> Network:
@@ -96,4 +104,9 @@ WORKLOADS = {
                             lenet_mnist, 5, demo.fabric("lenet")),
     "dvs_dvxplorer": Workload(f"CNN (2x32x32 -> conv 8 s2 -> conv 16 s2 -> avgpool -> dense 4, seeded random "
                               f"weights) on the real DVXplorer recording, {DVS_WINDOW_MS} ms frames", dvs_dvxplorer, 12),
+    "lenet_wide_mnist": Workload("LeNet with every channel count x 1.75 (conv5x5 35 -> avgpool 2 -> conv5x5 56 -> "
+                                 "avgpool 2 -> conv3x3 224 -> avgpool 2 -> dense 875 -> dense 10; 31.7 k neurons, "
+                                 "more than any board preset holds) on real MNIST test digits",
+                                 lenet_wide_mnist, 3, demo.fabric("lenet_wide"), boards_only=True),
 }
+SINGLE_BOARD_WORKLOADS = [name for name, w in WORKLOADS.items() if not w.boards_only]

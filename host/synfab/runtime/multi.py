@@ -78,6 +78,7 @@ class ChainFrame:
     hops: list[Hop]                     # per link
     events: np.ndarray                  # the last board's output events (OUT_DTYPE)
     carried: list[dict] = field(default_factory=list)   # per link: the events board k+1 received
+    measured_cycles: int | None = None  # the whole chain's cycles, where one clock runs it (linked.py)
 
     @property
     def layer_spikes(self) -> np.ndarray:
@@ -86,7 +87,10 @@ class ChainFrame:
 
     @property
     def cycles(self) -> int | None:
-        """Board cycles plus link cycles; None where a board has no clock (model backend)."""
+        """The chain's measured cycles, else board cycles plus link cycles; None where a board has
+        no clock (model backend)."""
+        if self.measured_cycles is not None:
+            return self.measured_cycles
         if any(b.cycles is None for b in self.boards):
             return None
         return sum(b.cycles for b in self.boards) + sum(h.added_cycles for h in self.hops)
@@ -173,6 +177,7 @@ class ChainResult:
     hops: list = field(default_factory=list)               # per frame: per link Hop
     board_events_in: list = field(default_factory=list)    # per frame: per board events in
     synaptic_ops: list = field(default_factory=list)       # per frame: per board
+    frame_cycles: list = field(default_factory=list)       # per frame: the chain's cycles (None: no clock)
     checked: bool = False
 
 
@@ -205,6 +210,7 @@ def chain_frames(multi: MultiDevice, frames, check: bool = False) -> ChainResult
         res.outputs.append(out.copy())
         res.layer_spikes_per_step.append(cf.layer_spikes.tolist())
         res.board_cycles.append([b.cycles for b in cf.boards])
+        res.frame_cycles.append(cf.cycles)
         res.hops.append(cf.hops)
         res.board_events_in.append([int(b.counters["events_in"]) for b in cf.boards])
         res.synaptic_ops.append([sum(c["synops"] for c in b.counters.get("cores", [])) for b in cf.boards])
@@ -255,15 +261,19 @@ def chain_summary(multi: MultiDevice, res: ChainResult, predicted: dict | None =
         if predicted:
             b["predicted_cycles_per_frame"] = predicted["boards"][k]
         boards.append(b)
-    frame = (board_cycles.sum(axis=1) + link_added.sum(axis=1)) if measured else None
+    # One clock over the whole chain (linked boards in one model): its cycles per frame, measured.
+    chain_clock = not measured and bool(res.frame_cycles) and all(c is not None for c in res.frame_cycles)
+    if measured:
+        frame = board_cycles.sum(axis=1) + link_added.sum(axis=1)
+    else:
+        frame = np.array(res.frame_cycles, dtype=float) if chain_clock else None
     pred_frame = (sum(predicted["boards"]) + float(link_added.sum(axis=1).mean())) if predicted else None
-    span = float(frame.sum()) if measured else (pred_frame * n if pred_frame else None)
+    span = float(frame.sum()) if frame is not None else (pred_frame * n if pred_frame else None)
     links = []
-    for k, model_link in enumerate(multi.links):
+    for k, link in enumerate(multi.links):
         hops = [h[k] for h in res.hops]
         busy = sum(h.busy_cycles for h in hops)
-        links.append({"link": f"{k}->{k + 1}", "cut_layer": part.slabs[k].cut,
-                      "latency_cycles": model_link.model.latency, "events_per_cycle": model_link.model.events_per_cycle,
+        links.append({"link": f"{k}->{k + 1}", "cut_layer": part.slabs[k].cut, **_link_spec(multi, link),
                       "events": sum(h.events for h in hops), "events_per_frame": _mean([h.events for h in hops]),
                       "predicted_events_per_frame": round(part.crossing[k], 1),
                       "bytes": sum(h.bytes for h in hops), "bytes_per_frame": _mean([h.bytes for h in hops]),
@@ -271,10 +281,12 @@ def chain_summary(multi: MultiDevice, res: ChainResult, predicted: dict | None =
                       # the share of the chain's frame time this link spends moving beats
                       "utilisation": round(busy / span, 4) if span else None})
     out = {"backend": multi.backend, "frames": len(res.outputs), "boards": boards, "links": links,
-           "cycles_from": "measured" if measured else "predicted",
-           "frame_cycles": _mean(frame) if measured else None,
+           "cycles_from": "measured" if frame is not None else "predicted",
+           "frame_cycles": _mean(frame) if frame is not None else None,
            "predicted_frame_cycles": round(pred_frame, 1) if pred_frame is not None else None,
            "checked_against_whole_network": res.checked}
+    if measured and n > 1:
+        out["overlapped_interval_cycles"] = overlapped_interval(board_cycles, res.hops)
     if predicted:
         # Frames overlapped (board k on frame t+1 while board k+1 runs frame t): a frame leaves
         # every so many cycles as the slowest board or link needs.
@@ -285,6 +297,39 @@ def chain_summary(multi: MultiDevice, res: ChainResult, predicted: dict | None =
         out["work_from"] = predicted["work_from"]
         out["slowdown_predicted"] = (round(pred_frame / one["frame_cycles"], 3) if one.get("frame_cycles") else None)
     return out
+
+
+def _link_spec(multi, link) -> dict:
+    """What carries a link: the host-side LinkModel, or the link gateware over a simulated wire."""
+    if isinstance(link, Link):
+        return {"kind": "model", "latency_cycles": link.model.latency, "events_per_cycle": link.model.events_per_cycle}
+    from ..linkframe import FRAME_BYTES, UART_BITS_PER_BYTE
+    return {"kind": "uart gateware", "latency_cycles": multi.wire.latency, "clocks_per_bit": multi.wire.clocks_per_bit,
+            "bytes_per_beat": FRAME_BYTES,
+            "events_per_cycle": round(1 / (FRAME_BYTES * UART_BITS_PER_BYTE * multi.wire.clocks_per_bit), 6)}
+
+
+def overlapped_interval(board_cycles: np.ndarray, hops: list) -> float:
+    """The mean cycles between frames leaving the last board if each board took the next frame as
+    soon as it finished one and that frame had arrived (the runtime runs one frame down the chain
+    at a time; each board's frame costs the same cycles either way: it starts from a whole frame
+    and its state).  A link moves one frame's beats at a time after its board finished the frame:
+    the frame arrives latency + busy cycles later.  From the boards' measured cycles per frame."""
+    n_frames, n_boards = board_cycles.shape
+    board_free = np.zeros(n_boards)
+    link_free = np.zeros(n_boards - 1)
+    last_done = []
+    for t in range(n_frames):
+        arrival = 0.0
+        for k in range(n_boards):
+            board_free[k] = max(board_free[k], arrival) + board_cycles[t, k]
+            if k < n_boards - 1:
+                hop = hops[t][k]
+                start = max(board_free[k], link_free[k])
+                link_free[k] = start + hop.busy_cycles
+                arrival = start + hop.added_cycles
+        last_done.append(board_free[-1])
+    return round(float(np.diff(last_done).mean()), 1)
 
 
 def _mean(values) -> float | None:
