@@ -90,9 +90,12 @@ class SimFabric:
     ports), e.g. a stand-in for harness tests.
     """
 
-    def __init__(self, cfg: FabricConfig, *, verilog: Path | None = None, quiet: bool = False):
+    def __init__(self, cfg: FabricConfig, *, verilog: Path | None = None, quiet: bool = False,
+                 addr_bits: int | None = None):
         self.cfg = cfg
         self.regmap = RegisterMap(cfg)
+        # The AXI-Lite address width: the fabric's, or that of the Verilog given (a chain of boards).
+        self.addr_bits = addr_bits or self.regmap.addr_bits
         self.lib_path = build_verilog(verilog, quiet=quiet) if verilog else build_fabric(cfg, quiet=quiet)
         self._lib = _load(self.lib_path)
         self._h = self._lib.sim_create(AXIL_TIMEOUT_CYCLES)
@@ -127,10 +130,10 @@ class SimFabric:
     # --- AXI4-Lite ---------------------------------------------------------------------
     def _addrs(self, addrs) -> np.ndarray:
         a = np.ascontiguousarray(np.asarray(addrs, dtype=np.int64).reshape(-1))
-        bad = a[(a < 0) | (a >= 1 << self.regmap.addr_bits) | (a % 4 != 0)]
+        bad = a[(a < 0) | (a >= 1 << self.addr_bits) | (a % 4 != 0)]
         if bad.size:
             raise SimError(f"address 0x{int(bad[0]):x} is not a word-aligned byte address below "
-                           f"2**{self.regmap.addr_bits} (the fabric's AXI-Lite address width)")
+                           f"2**{self.addr_bits} (the fabric's AXI-Lite address width)")
         return a.astype(np.uint64)
 
     def write(self, addr: int, value: int) -> None:

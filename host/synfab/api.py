@@ -440,17 +440,27 @@ def run_partitioned(qnet, frames, boards, cuts=None, backend: str = "model", lin
                     measure_one_fabric: bool = False) -> dict:
     """qnet split into whole-layer slabs over `boards` (preset names or FabricConfigs; at `cuts`,
     else where the fewest events cross, compiler/partition.py), the frames (T, C, H, W) run
-    through the boards on `backend` joined by `link` (runtime.multi.LinkModel; the link events are
+    through the boards on `backend` joined by `link` (runtime.multi.LinkModel, host-side; or a
+    linkframe.Wire: the boards' link gateware, every board in one Verilator model, runtime.linked;
+    the link events are
     predicted from the `sample` frames' activity when given, else statically); with `check` every
     frame is compared with the whole network's dense reference.  The summary (chain_summary) has
     per board cycles, per link traffic and utilisation, and the slowdown against one fabric with
     all the boards' cores (predicted; with `measure_one_fabric` also run on `backend`, whose cycles
     give `slowdown_measured`); "result" the ChainResult, "partition" the Partition."""
     from .compiler.partition import partition, predicted_cycles
+    from .linkframe import Wire
     from .runtime.multi import LinkModel, MultiDevice, chain_frames, chain_summary
     frames = np.asarray(frames)
     part = partition(qnet, boards, cuts=cuts, sample=sample, objective=objective)
-    with MultiDevice(part, backend, link or LinkModel(), device_args) as multi:
+    if isinstance(link, Wire):
+        if backend != "sim":
+            raise SynfabError(f"the boards' link gateware runs in Verilator (backend sim), not on {backend}")
+        from .runtime.linked import LinkedChain
+        chain = LinkedChain(part, link)
+    else:
+        chain = MultiDevice(part, backend, link or LinkModel(), device_args)
+    with chain as multi:
         multi.set_threshold(threshold)
         res = chain_frames(multi, frames, check=check)
         summary = chain_summary(multi, res, predicted_cycles(part, frames, objective))

@@ -199,6 +199,20 @@ def _sext(v, bits):
     return np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
 
 
+def frame_output_events(who: str, out_words, out_lasts) -> np.ndarray:
+    """One frame's output beats (up to and with its end-of-frame beat) as OUT_DTYPE events;
+    DeviceError unless exactly the last beat ends the frame."""
+    f = STREAM_EVENT.unpack64(out_words)
+    if len(out_words) == 0 or f["eof"][-1] != 1 or not out_lasts[-1]:
+        raise DeviceError(f"{who}: frame output did not end with an end-of-frame beat (TLAST)")
+    if f["eof"][:-1].any() or out_lasts[:-1].any():
+        raise DeviceError(f"{who}: end-of-frame beat in the middle of a frame's output")
+    ev = np.zeros(len(out_words) - 1, dtype=OUT_DTYPE)
+    for k in OUT_DTYPE.names:
+        ev[k] = f[k][:-1]
+    return ev
+
+
 class RegisterDevice(Device):
     """Driver logic over the AXI-Lite register map and the event streams.
 
@@ -350,14 +364,7 @@ class RegisterDevice(Device):
         # Counters (and layer_spikes) restart every frame: what we read after it is this frame's.
         self.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
         out_words, out_lasts, cycles = self._exchange(words, lasts)
-        f = STREAM_EVENT.unpack64(out_words)
-        if len(out_words) == 0 or f["eof"][-1] != 1 or not out_lasts[-1]:
-            raise DeviceError(f"{self.name}: frame output did not end with an end-of-frame beat (TLAST)")
-        if f["eof"][:-1].any() or out_lasts[:-1].any():
-            raise DeviceError(f"{self.name}: end-of-frame beat in the middle of a frame's output")
-        ev = np.zeros(len(out_words) - 1, dtype=OUT_DTYPE)
-        for k in OUT_DTYPE.names:
-            ev[k] = f[k][:-1]
+        ev = frame_output_events(self.name, out_words, out_lasts)
         return FrameOutput(events=ev, layer_spikes=self.read_layer_spikes(), counters=self.read_counters(), cycles=cycles)
 
     def read_state(self) -> list[dict]:

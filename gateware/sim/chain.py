@@ -1,0 +1,223 @@
+"""A chain of boards in one Verilator model: N fabrics joined by the link gateware (gateware/link/)
+over simulated UART wires, with the bare fabric's ports (gen.py), so harness.cpp drives it.
+
+    generate_chain_verilog(cfgs, wire, out_dir) -> synfab_fabric.v
+
+- s_axis (the host's input beats) goes into board 0's input; m_axis is board N-1's output.
+- Board k's output stream goes to its LinkSender, the wires, board k+1's LinkReceiver and input.
+- The AXI-Lite bus reaches board k's registers at byte address (k << board_bits) + its own
+  address (board_bits: the widest board's RegisterMap) and the links' registers at N << board_bits
+  (CHAIN_LINK_REGS: per link, its counters; `ctrl` bit 0 clears them all; `fault_cycle` of a
+  link: from that cycle of the links' clock counter its forward wire is inverted for FAULT_BITS
+  bit times, a burst the receiver must catch).
+- A wire is a model of what a cable does (the one part that is not gateware): `latency` clocks
+  of delay both ways, the bit rate sys clock / `clocks_per_bit`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from migen import Case, ClockDomain, If, Signal
+from litex.gen import LiteXModule
+from litex.gen.fhdl.verilog import convert
+from litex.soc.interconnect import wishbone
+
+from synfab.config import FabricConfig
+from synfab.linkframe import Wire
+from synfab.layouts import RegisterMap, STREAM_BITS
+
+from ..axi import AXILite2WishboneErr, AXILiteInterface
+from ..common import decode
+from ..fabric import Fabric
+from ..gen import TOP
+from ..link import LinkReceiver, LinkSender, link_pads
+from ..link.core import BEAT
+
+# Per link, its registers in order (words from the link's base: link k at k * LINK_STRIDE).
+CHAIN_LINK_REGS = ("sent", "received", "errors", "broken", "credit_errors", "fault_cycle")
+LINK_STRIDE = 8
+CHAIN_CTRL_CLEAR = 1
+CHAIN_CYCLES_REG = "cycles"      # the links' clock counter (fault_cycle compares with it)
+# A fault inverts the wire for a byte's time (start, 8 data, stop): a one-bit glitch can fall where
+# the receiver's sampling absorbs it (a shifted start edge, the same bits read), which is no fault.
+FAULT_BITS = 10
+
+
+def board_bits(cfgs) -> int:
+    """Byte-address bits of one board's window: the widest board's register map."""
+    return max(RegisterMap(c).addr_bits for c in cfgs)
+
+
+def chain_addr_bits(cfgs) -> int:
+    """Byte-address bits of the chain: N board windows and the links' window."""
+    return board_bits(cfgs) + max(1, len(cfgs).bit_length())
+
+
+def link_reg_addr(cfgs, link: int | None, name: str) -> int:
+    """Byte address of a link register (`link` None: the chain's own `ctrl` / `cycles`)."""
+    base = len(cfgs) << board_bits(cfgs)
+    if link is None:
+        return base + 4 * {"ctrl": 0, CHAIN_CYCLES_REG: 1}[name]
+    return base + 4 * (LINK_STRIDE * (link + 1) + CHAIN_LINK_REGS.index(name))
+
+
+class ChainRegs(LiteXModule):
+    """The links' register window (word addressed).
+
+        bus      in   wishbone slave: ctrl (write 1: clear), cycles, per link CHAIN_LINK_REGS
+        clear    out  one-clock pulse: clear every link's counters and broken flag
+        cycles   out  clocks since reset (32 bits)
+        faults   out  per link, its fault_cycle register (0: none)
+    """
+
+    def __init__(self, adr_width: int, links: list):
+        self.bus = bus = wishbone.Interface(data_width=32, adr_width=adr_width, addressing="word")
+        self.clear = Signal()
+        self.cycles = Signal(32)
+        self.faults = [Signal(32, name=f"fault_cycle{k}") for k in range(len(links))]
+
+        # # #
+
+        self.sync += self.cycles.eq(self.cycles + 1)
+        reads = {0: [], 1: bus.dat_r.eq(self.cycles)}
+        for k, (snd, rcv) in enumerate(links):
+            base = LINK_STRIDE * (k + 1)
+            values = {"sent": snd.sent, "received": rcv.received, "errors": rcv.errors, "broken": rcv.broken,
+                      "credit_errors": snd.credit_errors, "fault_cycle": self.faults[k]}
+            for i, name in enumerate(CHAIN_LINK_REGS):
+                reads[base + i] = bus.dat_r.eq(values[name])
+        access = Signal()
+        self.comb += access.eq(bus.cyc & bus.stb & ~bus.ack)
+        writes = {0: self.clear.eq(bus.dat_w[0])}
+        writes.update({LINK_STRIDE * (k + 1) + CHAIN_LINK_REGS.index("fault_cycle"): [] for k in range(len(links))})
+        self.comb += If(access & bus.we, Case(bus.adr, writes))
+        self.sync += [
+            bus.ack.eq(access),
+            If(access & ~bus.we, bus.dat_r.eq(0), Case(bus.adr, reads)),
+        ]
+        for k in range(len(links)):
+            adr = LINK_STRIDE * (k + 1) + CHAIN_LINK_REGS.index("fault_cycle")
+            self.sync += If(access & bus.we & (bus.adr == adr), self.faults[k].eq(bus.dat_w))
+
+
+class WireModel(LiteXModule):
+    """One direction of a cable: `latency` clocks of delay; while `glitch` the line is inverted.
+
+        i       in   the sending board's tx
+        o       out  the receiving board's rx
+        glitch  in   invert the line (a fault)
+    """
+
+    def __init__(self, latency: int):
+        self.i, self.o, self.glitch = Signal(reset=1), Signal(reset=1), Signal()
+
+        # # #
+
+        taps = [Signal(reset=1, name=f"tap{i}") for i in range(latency)]
+        self.sync += taps[0].eq(self.i ^ self.glitch)
+        self.sync += [taps[i].eq(taps[i - 1]) for i in range(1, latency)]
+        self.comb += self.o.eq(taps[-1])
+
+
+class Chain(LiteXModule):
+    """N fabrics in a chain (see the module doc).
+
+        axil       in   AXI-Lite slave (chain_addr_bits(cfgs) byte-address bits)
+        axis_in    in   board 0's input beats
+        axis_out   out  board N-1's output beats
+    """
+
+    def __init__(self, cfgs: list[FabricConfig], wire: Wire = Wire()):
+        if len(cfgs) < 2:
+            raise ValueError("a chain has at least two boards")
+        bb = board_bits(cfgs)
+        self.axil = AXILiteInterface(data_width=32, address_width=chain_addr_bits(cfgs))
+        self.axis_in = axis_in = self._beat_endpoint()
+        self.axis_out = axis_out = self._beat_endpoint()
+
+        # # #
+
+        self.fabrics = fabrics = []
+        for k, cfg in enumerate(cfgs):
+            f = Fabric(cfg)
+            self.add_module(f"board{k}", f)
+            fabrics.append(f)
+        links = []
+        for k in range(len(cfgs) - 1):
+            a, b = link_pads(), link_pads()
+            snd, rcv = LinkSender(a, wire.clocks_per_bit), LinkReceiver(b, wire.clocks_per_bit)
+            fwd, bwd = WireModel(wire.latency), WireModel(wire.latency)
+            for name, m in (("sender", snd), ("receiver", rcv), ("forward", fwd), ("backward", bwd)):
+                self.add_module(f"link{k}_{name}", m)
+            self.comb += [
+                fabrics[k].source.connect(snd.sink, omit={"last"}),
+                rcv.source.connect(fabrics[k + 1].sink),
+                fwd.i.eq(a.tx), b.rx.eq(fwd.o), bwd.i.eq(b.tx), a.rx.eq(bwd.o),
+            ]
+            links.append((snd, rcv, fwd))
+        self.comb += [axis_in.connect(fabrics[0].sink), fabrics[-1].source.connect(axis_out)]
+        # The stream's TLAST is the eof bit of the beat (layouts.STREAM_EVENT): carried in the data.
+        self.regs = regs = ChainRegs(bb - 2, [(s, r) for s, r, _ in links])
+        for k, (snd, rcv, fwd) in enumerate(links):
+            self.comb += [
+                snd.clear.eq(regs.clear), rcv.clear.eq(regs.clear),
+                fwd.glitch.eq((regs.faults[k] != 0) & (regs.cycles >= regs.faults[k])
+                              & (regs.cycles < regs.faults[k] + FAULT_BITS * wire.clocks_per_bit)),
+            ]
+        bus = wishbone.Interface(data_width=32, adr_width=chain_addr_bits(cfgs) - 2, addressing="word")
+        self.bridge = AXILite2WishboneErr(self.axil, bus)
+        window = 1 << (bb - 2)
+        decode(self, bus, [(k * window, window, f.bus) for k, f in enumerate(fabrics)]
+               + [(len(cfgs) * window, window, regs.bus)])
+
+    @staticmethod
+    def _beat_endpoint():
+        from litex.soc.interconnect import stream
+        return stream.Endpoint(BEAT)
+
+
+class ChainTop(LiteXModule):
+    """Chain with the bare fabric's top-level ports (gen.SynfabFabricTop's names and widths, the
+    AXI-Lite address chain_addr_bits(cfgs) wide)."""
+
+    def __init__(self, cfgs, wire: Wire = Wire()):
+        self.cd_sys = ClockDomain("sys")
+        self.cd_sys.clk.name_override = "clk"
+        self.cd_sys.rst.name_override = "rst"
+        self.ios = {self.cd_sys.clk, self.cd_sys.rst}
+
+        # # #
+
+        self.chain = dut = Chain(cfgs, wire)
+        ax = dut.axil
+        wiring = [
+            ("s_axil_awaddr", ax.aw.addr, True), ("s_axil_awvalid", ax.aw.valid, True),
+            ("s_axil_awready", ax.aw.ready, False),
+            ("s_axil_wdata", ax.w.data, True), ("s_axil_wstrb", ax.w.strb, True),
+            ("s_axil_wvalid", ax.w.valid, True), ("s_axil_wready", ax.w.ready, False),
+            ("s_axil_bresp", ax.b.resp, False), ("s_axil_bvalid", ax.b.valid, False),
+            ("s_axil_bready", ax.b.ready, True),
+            ("s_axil_araddr", ax.ar.addr, True), ("s_axil_arvalid", ax.ar.valid, True),
+            ("s_axil_arready", ax.ar.ready, False),
+            ("s_axil_rdata", ax.r.data, False), ("s_axil_rresp", ax.r.resp, False),
+            ("s_axil_rvalid", ax.r.valid, False), ("s_axil_rready", ax.r.ready, True),
+            ("s_axis_tdata", dut.axis_in.data, True), ("s_axis_tvalid", dut.axis_in.valid, True),
+            ("s_axis_tready", dut.axis_in.ready, False), ("s_axis_tlast", dut.axis_in.last, True),
+            ("m_axis_tdata", dut.axis_out.data, False), ("m_axis_tvalid", dut.axis_out.valid, False),
+            ("m_axis_tready", dut.axis_out.ready, True), ("m_axis_tlast", dut.axis_out.last, False),
+        ]
+        assert len(dut.axis_in.data) == STREAM_BITS
+        for name, sig, is_input in wiring:
+            p = Signal(len(sig), name=name)
+            self.ios.add(p)
+            self.comb += sig.eq(p) if is_input else p.eq(sig)
+
+
+def generate_chain_verilog(cfgs, wire: Wire, out_dir) -> Path:
+    """Write the chain's `synfab_fabric.v` into out_dir; return its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    top = ChainTop(list(cfgs), wire)
+    path = out_dir / f"{TOP}.v"
+    convert(top, ios=top.ios, name=TOP).write(str(path))
+    return path

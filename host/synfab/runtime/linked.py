@@ -1,0 +1,191 @@
+"""Several boards joined by the link gateware, in one Verilator model (README "Several boards").
+
+`LinkedChain` runs a Partition's slabs the way boards joined by cables would: board k's output
+stream goes through its LinkSender (gateware/link/: frames with a sequence number and a CRC-8,
+credit flow control, LiteX's RS232 PHY), a simulated wire (synfab.linkframe.Wire: a delay, the
+one part that is not gateware) and board k+1's LinkReceiver into board k+1's input stream. The
+host sends a frame's beats to board 0 only and takes the output of the last board; it loads each
+board's tables through that board's register window (read back, all or nothing, as on one board).
+
+Every frame: a link that dropped a frame or saw a stray byte (its `broken` flag, `errors`), or a
+backward wire that carried something other than credits, raises LinkError naming the link, and
+so does a frame that never arrives (a link that lost its frame's end); the counters balance
+(board k's events_out + its end-of-frame beat == link k's beats sent == beats received == board
+k+1's events_in + 1), else DeviceError. The frame's cycles are the chain's, measured.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..linkframe import FRAME_BYTES, Wire, wire_clocks_per_beat
+from ..layouts import RegisterMap
+from .device import DeviceError, FrameOutput, RegisterDevice, frame_beats, frame_output_events, stream_columns
+from .multi import ChainFrame, Hop, LinkError, _balance
+from .sim import MAX_FRAME_CYCLES
+
+LINK_FAULTS = ("errors", "broken", "credit_errors")
+CHECK_CYCLES = 2_000_000      # clocks between looks at the links while a frame is under way
+
+
+class BoardWindow(RegisterDevice):
+    """One board of the chain: its registers at `base` in the chain's address space."""
+
+    def __init__(self, sim, cfg, base: int, label: str):
+        super().__init__(cfg)
+        self.sim, self.base, self.name = sim, base, label
+
+    def _write(self, addrs, values) -> None:
+        self.sim.write_block(np.asarray(addrs, dtype=np.int64) + self.base, np.asarray(values, dtype=np.uint32))
+
+    def _read(self, addrs) -> np.ndarray:
+        return np.asarray(self.sim.read_block(np.asarray(addrs, dtype=np.int64) + self.base), dtype=np.int64)
+
+    def _exchange(self, words, lasts):
+        raise DeviceError(f"{self.name}: a board of a linked chain takes its frames from the board before it")
+
+    def close(self) -> None:
+        pass
+
+
+class LinkedChain:
+    """The boards of a Partition in one Verilator chain (see the module doc); the interface of
+    runtime.multi.MultiDevice, so chain_frames and chain_summary run it."""
+    name = "linked"
+    backend = "sim"
+
+    def __init__(self, partition, wire: Wire = Wire(), quiet: bool = True):
+        from ..runtime.device import check_fabric_runs
+        try:
+            from synfab_gateware.sim.chain import board_bits, chain_addr_bits, generate_chain_verilog
+            from synfab_gateware.sim.fabric_sim import SimFabric
+        except ImportError as e:
+            raise DeviceError(f"linked boards need the gateware extras ({e.name} missing): "
+                              f"pip install -e '.[gateware]'") from None
+        self.partition, self.wire = partition, wire
+        cfgs = [s.cfg for s in partition.slabs]
+        for s in partition.slabs:
+            check_fabric_runs(s.tables, f"linked board {s.index} ({s.board})")
+        with tempfile.TemporaryDirectory(prefix="synfab-chain-") as out:
+            verilog = generate_chain_verilog(cfgs, wire, Path(out))
+            self.sim = SimFabric(cfgs[0], verilog=verilog, quiet=quiet, addr_bits=chain_addr_bits(cfgs))
+        self._cfgs = cfgs
+        bb = board_bits(cfgs)
+        self.devices = [BoardWindow(self.sim, s.cfg, k << bb, f"linked board {k} ({s.board})")
+                        for k, s in enumerate(partition.slabs)]
+        try:
+            for d, s in zip(self.devices, partition.slabs):
+                d.load(s.tables)
+        except BaseException:
+            self.close()
+            raise
+        self.links = list(range(len(cfgs) - 1))
+        self.threshold = 0
+        self.frame = 0
+
+    # -- the links' registers ---------------------------------------------------------------
+    def _link_addr(self, link, name) -> int:
+        from synfab_gateware.sim.chain import link_reg_addr
+        return link_reg_addr(self._cfgs, link, name)
+
+    def read_links(self) -> list[dict]:
+        from synfab_gateware.sim.chain import CHAIN_LINK_REGS
+        addrs = [self._link_addr(k, n) for k in self.links for n in CHAIN_LINK_REGS]
+        vals = self.sim.read_block(addrs).reshape(len(self.links), len(CHAIN_LINK_REGS))
+        return [{n: int(v) for n, v in zip(CHAIN_LINK_REGS, row)} for row in vals]
+
+    def clear_links(self) -> None:
+        from synfab_gateware.sim.chain import CHAIN_CTRL_CLEAR
+        self.sim.write(self._link_addr(None, "ctrl"), CHAIN_CTRL_CLEAR)
+
+    def inject_fault(self, link: int, cycles_from_now: int) -> None:
+        """Invert link `link`'s forward wire for a byte's time (chain.FAULT_BITS bits),
+        `cycles_from_now` clocks from now (a burst on the cable; the receiver must catch it)."""
+        now = self.sim.read(self._link_addr(None, "cycles"))
+        self.sim.write(self._link_addr(link, "fault_cycle"), (now + max(1, int(cycles_from_now))) & 0xFFFFFFFF)
+
+    def _check_links(self, frame: int) -> list[dict]:
+        links = self.read_links()
+        for k, l in enumerate(links):
+            if any(l[n] for n in LINK_FAULTS):
+                raise LinkError(f"link {k} (board {k} -> {k + 1}): frame {frame}: {l['errors']} frame(s) dropped"
+                                f"{' (broken: later frames dropped too)' if l['broken'] else ''}, "
+                                f"{l['credit_errors']} bad credit byte(s); {l['received']} of {l['sent']} beats "
+                                f"arrived; the frame is not passed on (clear the link with reset)")
+        return links
+
+    def _run_one_frame(self) -> int:
+        """Clock until the last board's frame ends; a link that broke meanwhile (its frame's end
+        may never come) raises LinkError within a CHECK_CYCLES slice, not after MAX_FRAME_CYCLES."""
+        from synfab_gateware.sim.fabric_sim import SimError
+        used = 0
+        while True:
+            slice_cycles = min(CHECK_CYCLES, MAX_FRAME_CYCLES - used)
+            try:
+                return used + self.sim.run_frames(1, slice_cycles)
+            except SimError:
+                used += slice_cycles
+                self._check_links(self.frame)
+                if used >= MAX_FRAME_CYCLES:
+                    raise
+
+    # -- MultiDevice's interface ---------------------------------------------------------------
+    def reset(self) -> None:
+        for d in self.devices:
+            d.reset()
+        self.clear_links()
+        self.frame = 0
+
+    def set_threshold(self, threshold: int) -> None:
+        for d in self.devices:
+            d.set_threshold(threshold)
+        self.threshold = int(threshold)
+
+    def close(self) -> None:
+        if getattr(self, "sim", None) is not None:
+            self.sim.close()
+            self.sim = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def run_frame(self, events: dict) -> ChainFrame:
+        """One frame in at board 0, through every link, out of the last board."""
+        for d in self.devices:
+            d.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
+        self.clear_links()
+        words, lasts = frame_beats(stream_columns(events, self._cfgs[0].event_bits))
+        self.sim.push(words, lasts)
+        cycles = self._run_one_frame()
+        out_words, out_lasts = self.sim.pull()
+        events_out = frame_output_events(self.devices[-1].name, out_words, out_lasts)
+        links = self._check_links(self.frame)
+        outs, hops = [], []
+        n_in = len(events["x"])
+        for k, (dev, slab) in enumerate(zip(self.devices, self.partition.slabs)):
+            counters = dev.read_counters()
+            who = f"board {k} ({slab.board})"
+            _balance(who, "events_in", counters["events_in"], n_in)
+            last = k == len(self.devices) - 1
+            outs.append(FrameOutput(events=events_out if last else None, layer_spikes=dev.read_layer_spikes(),
+                                    counters=counters, cycles=None))
+            if last:
+                _balance(who, "events_out", counters["events_out"], len(events_out))
+                break
+            l = links[k]
+            _balance(f"link {k}", "beats sent", l["sent"], counters["events_out"] + 1)
+            _balance(f"link {k}", "beats received", l["received"], l["sent"])
+            beats = l["sent"]
+            busy = beats * wire_clocks_per_beat(self.wire.clocks_per_bit)
+            # added: what the hop would add store and forward (the gateware passes beats on as they
+            # come, so the chain's measured frame is shorter than boards + hops)
+            hops.append(Hop(events=beats - 1, beats=beats, bytes=beats * FRAME_BYTES, busy_cycles=busy,
+                            added_cycles=2 * self.wire.latency + busy))
+            n_in = beats - 1
+        self.frame += 1
+        return ChainFrame(outs, hops, events_out, [], measured_cycles=cycles)

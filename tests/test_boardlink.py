@@ -1,0 +1,222 @@
+"""The board-to-board link gateware (gateware/link/, synfab.linkframe) and boards joined by it
+(gateware/sim/chain.py, runtime/linked.py).
+
+Expected bytes come from synfab.linkframe's spec (its CRC-8 checked against the standard's check
+value); expected network outputs from the WHOLE network's golden model on one fabric."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("migen")
+
+from migen import Signal  # noqa: E402
+from migen.sim import run_simulation  # noqa: E402
+from litex.gen import LiteXModule  # noqa: E402
+
+from synfab import linkframe as lf  # noqa: E402
+from synfab.cli import main  # noqa: E402
+from synfab.compiler.partition import partition  # noqa: E402
+from synfab.config import PRESETS  # noqa: E402
+from synfab.randnet import random_frames  # noqa: E402
+from synfab_gateware.link import LinkReceiver, LinkSender, link_pads  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_partition import residual_net, whole_golden  # noqa: E402
+
+CLOCKS_PER_BIT = 4
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_frame_spec():
+    assert lf.crc8(b"123456789") == 0xF4            # CRC-8/SMBUS's check value
+    f = lf.frame(3, 0x0102030405060708)
+    assert f.hex() == "a5" "03" "0807060504030201" + f"{lf.crc8(bytes.fromhex('030807060504030201')):02x}"
+    assert len(f) == lf.FRAME_BYTES == 11
+    assert lf.wire_clocks_per_beat(4) == 11 * 10 * 4
+
+
+class Pair(LiteXModule):
+    """A sender and a receiver joined by two wires of `latency` clocks; `glitch` inverts the forward
+    wire (a fault)."""
+
+    def __init__(self, latency: int = 3):
+        a, b = link_pads(), link_pads()
+        self.snd, self.rcv = LinkSender(a, CLOCKS_PER_BIT), LinkReceiver(b, CLOCKS_PER_BIT)
+        self.glitch = Signal()
+        fwd = [Signal(reset=1) for _ in range(latency)]
+        bwd = [Signal(reset=1) for _ in range(latency)]
+        self.sync += [fwd[0].eq(a.tx ^ self.glitch), bwd[0].eq(b.tx)]
+        self.sync += [fwd[i].eq(fwd[i - 1]) for i in range(1, latency)]
+        self.sync += [bwd[i].eq(bwd[i - 1]) for i in range(1, latency)]
+        self.comb += [b.rx.eq(fwd[-1]), a.rx.eq(bwd[-1])]
+
+
+def _words(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [int(w) for w in rng.integers(0, 2 ** 63, n, dtype=np.int64)]
+
+
+def _run(dut, words, ready_every=1, glitch_at=None, cycles=None):
+    """Push words into the sender; the receiver's consumer is ready one clock in `ready_every`.
+    Returns (beats out, the sender's bytes, counters)."""
+    got, wire_bytes, counters = [], [], {}
+    cycles = cycles or len(words) * lf.wire_clocks_per_beat(CLOCKS_PER_BIT) * 2 + 4000
+
+    def push():
+        for w in words:
+            yield dut.snd.sink.valid.eq(1)
+            yield dut.snd.sink.data.eq(w)
+            yield
+            while not (yield dut.snd.sink.ready):
+                yield
+        yield dut.snd.sink.valid.eq(0)
+
+    def watch():
+        for cycle in range(cycles):
+            yield dut.rcv.source.ready.eq(int(cycle % ready_every == 0))
+            yield dut.glitch.eq(int(glitch_at is not None and glitch_at <= cycle < glitch_at + CLOCKS_PER_BIT))
+            src, phy = dut.rcv.source, dut.snd.tx.source
+            if (yield src.valid) and (yield src.ready):
+                got.append((yield src.data))
+            if (yield phy.valid) and (yield phy.ready):
+                wire_bytes.append((yield phy.data))
+            yield
+        for name, sig in (("sent", dut.snd.sent), ("received", dut.rcv.received), ("errors", dut.rcv.errors),
+                          ("broken", dut.rcv.broken), ("credit_errors", dut.snd.credit_errors),
+                          ("credits", dut.snd.tx.credits)):
+            counters[name] = (yield sig)
+
+    run_simulation(dut, [push(), watch()])
+    return got, wire_bytes, counters
+
+
+def test_beats_cross_in_order_as_the_spec_frames_them():
+    words = _words(6)
+    got, wire_bytes, c = _run(Pair(), words)
+    assert got == words
+    assert bytes(wire_bytes) == b"".join(lf.frame(i, w) for i, w in enumerate(words))
+    assert c == {"sent": 6, "received": 6, "errors": 0, "broken": 0, "credit_errors": 0,
+                 "credits": lf.RX_FIFO_BEATS}
+
+
+def test_credits_hold_the_sender_while_the_receiver_is_slow():
+    """A consumer taking one beat per 2000 clocks: the sender runs out of credits and waits;
+    nothing is lost or reordered, and every credit comes back."""
+    n = lf.RX_FIFO_BEATS + 8
+    words = _words(n, 1)
+    every = 2000
+    got, _, c = _run(Pair(), words, ready_every=every, cycles=n * every + 20000)
+    assert got == words
+    assert c["sent"] == c["received"] == n and c["errors"] == 0 and c["credits"] == lf.RX_FIFO_BEATS
+
+
+def test_a_glitch_breaks_the_link_and_is_counted_never_passed_on():
+    words = _words(8, 2)
+    per_beat = lf.wire_clocks_per_beat(CLOCKS_PER_BIT)
+    got, _, c = _run(Pair(), words, glitch_at=3 * per_beat + 5 * 10 * CLOCKS_PER_BIT)   # inside beat 3's data
+    assert got == words[:len(got)] and len(got) < len(words)          # a prefix, never a gap
+    assert c["broken"] == 1 and c["errors"] >= 1
+    assert c["received"] == len(got) and c["sent"] == len(words)
+
+
+# ---------------------------------------------------------------------------------------
+# Boards joined by the link gateware in one Verilator model
+@pytest.fixture(scope="module")
+def residual():
+    qnet = residual_net(c=2)
+    frames = random_frames(qnet, np.random.default_rng(5), 3)
+    return qnet, frames, whole_golden(qnet, frames, PRESETS["default"])
+
+
+@pytest.fixture(scope="module")
+def chain(residual):
+    pytest.importorskip("synfab_gateware.sim.fabric_sim")
+    from synfab.runtime.linked import LinkedChain
+    part = partition(residual[0], ["tiny", "tiny"], cuts=["a"])
+    with LinkedChain(part, lf.Wire(latency=8, clocks_per_bit=CLOCKS_PER_BIT)) as ch:
+        yield ch
+
+
+def test_linked_boards_are_bit_exact_and_their_counters_balance(residual, chain):
+    from synfab.runtime.multi import chain_frames
+    qnet, frames, (want_out, want_spikes) = residual
+    chain.reset()
+    res = chain_frames(chain, frames, check=True)
+    for got, want in zip(res.outputs, want_out):
+        np.testing.assert_array_equal(got, want)
+    assert res.layer_spikes_per_step == want_spikes
+    a = [l.name for l in qnet.layers].index("a")
+    for t, hops in enumerate(res.hops):
+        assert hops[0].events == want_spikes[t][a] == res.board_events_in[t][1]
+        assert hops[0].bytes == lf.FRAME_BYTES * (want_spikes[t][a] + 1)     # the eof beat crosses too
+        # the chain's clock: at least the link's wire time for the frame's beats
+        assert res.frame_cycles[t] > hops[0].busy_cycles
+    links = chain.read_links()
+    assert links[0]["sent"] == links[0]["received"] == want_spikes[-1][a] + 1
+    assert links[0]["errors"] == links[0]["broken"] == links[0]["credit_errors"] == 0
+
+
+def test_a_glitch_on_the_wire_raises_link_error_and_reset_recovers(residual, chain):
+    from synfab.runtime.multi import LinkError, chain_frames
+    qnet, frames, (want_out, _) = residual
+    chain.reset()
+    # Inside frame 0's link traffic (from about 1.5 k clocks to 35 k). A burst on an idle wire is
+    # no fault: the receiver sees a byte without its stop bit and takes nothing.
+    chain.inject_fault(0, 10_000)
+    with pytest.raises(LinkError) as e:
+        chain_frames(chain, frames[:1])
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("link 0 (board 0 -> 1): frame 0: ") and "dropped" in msg
+    chain.reset()
+    res = chain_frames(chain, frames)
+    for got, want in zip(res.outputs, want_out):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_cli_partition_over_the_uart_link(residual, chain, capsys, tmp_path):
+    """`synfab partition --link uart` (the chain's Verilator build is the fixture's, cached)."""
+    qnet, frames, (_, want_spikes) = residual
+    from synfab.frontend import netfile  # noqa: F401  (the CLI takes workloads or model files)
+    from synfab.api import run_partitioned
+    out = run_partitioned(qnet, frames, ["tiny", "tiny"], cuts=["a"], backend="sim", check=True,
+                          link=lf.Wire(latency=8, clocks_per_bit=CLOCKS_PER_BIT))
+    s = out["summary"]
+    link, = s["links"]
+    a = [l.name for l in qnet.layers].index("a")
+    assert link["kind"] == "uart gateware" and link["events"] == sum(t[a] for t in want_spikes)
+    assert link["bytes"] == lf.FRAME_BYTES * (link["events"] + len(frames))
+    assert s["cycles_from"] == "measured" and s["frame_cycles"] > 0 and s["checked_against_whole_network"]
+    json.dumps(s)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--link", "uart"], "add --backend sim"),
+    (["--link", "uart", "--backend", "sim", "--link-drop", "0.1"], "--link-drop and --events-per-cycle"),
+    (["--link", "uart", "--backend", "sim", "--clocks-per-bit", "2"], "clocks_per_bit >= 4"),
+])
+def test_cli_uart_link_misuse_is_one_line(args, words, capsys):
+    assert main(["partition", "demo_mnist", "--boards", "default,default", "--frames", "1", *args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and words in err
+
+
+# ---------------------------------------------------------------------------------------
+# The single-board source key
+def test_no_single_board_soc_imports_the_link_gateware():
+    """The committed bitstreams' source key leaves gateware/link/ out (soc/toolchain.BOARD_LINKS):
+    sound only while no board SoC imports it, checked in a fresh interpreter."""
+    pytest.importorskip("litex_boards")
+    code = ("import sys; from synfab.config import PRESETS; from synfab_gateware.soc import ecp5; "
+            "ecp5.SynfabECP5SoC('ulx3s', PRESETS['tiny']); "
+            "print(sorted(m for m in sys.modules if m.startswith('synfab_gateware.link')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    from synfab_gateware.soc.toolchain import _keyed
+    assert not _keyed(Path("link/core.py")) and _keyed(Path("noc/router.py"))
