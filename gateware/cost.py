@@ -46,6 +46,10 @@ from .soc import toolchain as tc
 
 BLOCKS = ["peg", "esu", "neuron_unit", "evaluation_unit", "router", "axi_host_interface",
           "stream_bridge", "core", "fabric"]
+# The two ends of a board-to-board link (gateware/link/, outside the single-board source key: their
+# synthesis keys on link.source_digest too); not part of a fabric's report, asked for by name.
+LINK_BLOCKS = ["link_sender", "link_receiver"]
+LINK_CLOCKS_PER_BIT = 4
 CELL_TYPES = ["LUT4", "CCU2C", "TRELLIS_DPR16X4", "PFUMX", "L6MUX21", "TRELLIS_FF", "DP16KD", "MULT18X18D"]
 DP16KD_BITS = 18 * 1024            # one ECP5 block RAM (x36 mode: data + parity bits)
 ECP5_85F_DP16KD = 208              # LFE5U-85F block RAMs
@@ -117,7 +121,13 @@ def block(name: str, cfg: FabricConfig):
     if name == "core":
         from .core.core import NeuronCore
         return NeuronCore(cfg, 0)
-    raise ValueError(f"unknown block {name!r}; blocks: {', '.join(BLOCKS)}")
+    if name in LINK_BLOCKS:
+        from .link import LinkReceiver, LinkSender, link_pads
+        pads = link_pads()
+        end = (LinkSender if name == "link_sender" else LinkReceiver)(pads, LINK_CLOCKS_PER_BIT)
+        end.pads = pads         # the wires are ports of the block
+        return end
+    raise ValueError(f"unknown block {name!r}; blocks: {', '.join(BLOCKS + LINK_BLOCKS)}")
 
 
 def block_verilog(name: str, cfg: FabricConfig, out_dir: Path, overrides: dict | None = None) -> tuple[Path, str]:
@@ -195,7 +205,11 @@ def synth_block(name: str, cfg: FabricConfig, quiet: bool = True, family: str = 
     _, tool_version = tc.toolchain()
     # The block wrappers built here and the synthesis command are part of what is synthesized.
     wrappers = "".join(inspect.getsource(f) for f in (_interface, block, block_verilog))
-    key = tc.source_digest("synth", name, cfg.to_json(), tool_version, FAMILIES[family][0], wrappers)
+    extra = ()
+    if name in LINK_BLOCKS:
+        from .link import source_digest as link_digest
+        extra = (link_digest(),)
+    key = tc.source_digest("synth", name, cfg.to_json(), tool_version, FAMILIES[family][0], wrappers, *extra)
     cached = _cache_dir() / f"{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text())

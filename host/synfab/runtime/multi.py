@@ -197,11 +197,8 @@ def chain_frames(multi: MultiDevice, frames, check: bool = False) -> ChainResult
                          record_state=False)
     last = multi.partition.slabs[-1].tables.metadata
     out = np.zeros(tuple(last["output_shape"]), dtype=np.int64)
-    res, prev = ChainResult(checked=check), None
-    for t, frame in enumerate(frames):
-        ev = (events_array(*changes(step_input(prev, frame))) if qnet.input_mode == "levels"
-              else _as_dict(frame_events(None, frame, qnet.input_mode)))
-        prev = frame
+    res = ChainResult(checked=check)
+    for t, ev in enumerate(input_events(qnet, frames)):
         cf = multi.run_frame(ev)
         mine = cf.events[cf.events["tag"] == int(last["output_tag"])]
         np.add.at(out, (mine["c"], mine["y"], mine["x"]), mine["d"])
@@ -215,6 +212,15 @@ def chain_frames(multi: MultiDevice, frames, check: bool = False) -> ChainResult
         res.board_events_in.append([int(b.counters["events_in"]) for b in cf.boards])
         res.synaptic_ops.append([sum(c["synops"] for c in b.counters.get("cores", [])) for b in cf.boards])
     return res
+
+
+def input_events(qnet, frames):
+    """Per frame (T, C, H, W), the events the network's input port takes (what one device gets)."""
+    prev = None
+    for frame in frames:
+        yield (events_array(*changes(step_input(prev, frame))) if qnet.input_mode == "levels"
+               else _as_dict(frame_events(None, frame, qnet.input_mode)))
+        prev = frame
 
 
 def _as_dict(events) -> dict:
