@@ -29,42 +29,43 @@ class SynfabFabricTop(LiteXModule):
     """AXIFabric with every port as a plain, exactly named top-level signal."""
 
     def __init__(self, cfg: FabricConfig, core_factory=NeuronCore):
-        a = RegisterMap(cfg).addr_bits
-        self.cd_sys = ClockDomain("sys")
-        self.cd_sys.clk.name_override = "clk"
-        self.cd_sys.rst.name_override = "rst"
-        self.ios = {self.cd_sys.clk, self.cd_sys.rst}
-
-        def port(name, width=1):
-            s = Signal(width, name=name)
-            self.ios.add(s)
-            return s
-
-        # # #
-
         self.fabric = dut = AXIFabric(cfg, core_factory)
-        ax = dut.axil
-        # (port name, fabric signal, the port drives the fabric)
-        wiring = [
-            ("s_axil_awaddr", ax.aw.addr, True), ("s_axil_awvalid", ax.aw.valid, True),
-            ("s_axil_awready", ax.aw.ready, False),
-            ("s_axil_wdata", ax.w.data, True), ("s_axil_wstrb", ax.w.strb, True),
-            ("s_axil_wvalid", ax.w.valid, True), ("s_axil_wready", ax.w.ready, False),
-            ("s_axil_bresp", ax.b.resp, False), ("s_axil_bvalid", ax.b.valid, False),
-            ("s_axil_bready", ax.b.ready, True),
-            ("s_axil_araddr", ax.ar.addr, True), ("s_axil_arvalid", ax.ar.valid, True),
-            ("s_axil_arready", ax.ar.ready, False),
-            ("s_axil_rdata", ax.r.data, False), ("s_axil_rresp", ax.r.resp, False),
-            ("s_axil_rvalid", ax.r.valid, False), ("s_axil_rready", ax.r.ready, True),
-            ("s_axis_tdata", dut.axis_in.data, True), ("s_axis_tvalid", dut.axis_in.valid, True),
-            ("s_axis_tready", dut.axis_in.ready, False), ("s_axis_tlast", dut.axis_in.last, True),
-            ("m_axis_tdata", dut.axis_out.data, False), ("m_axis_tvalid", dut.axis_out.valid, False),
-            ("m_axis_tready", dut.axis_out.ready, True), ("m_axis_tlast", dut.axis_out.last, False),
-        ]
-        assert len(dut.axis_in.data) == STREAM_BITS and len(ax.aw.addr) == a
-        for name, sig, is_input in wiring:
-            p = port(name, len(sig))
-            self.comb += sig.eq(p) if is_input else p.eq(sig)
+        assert len(dut.axil.aw.addr) == RegisterMap(cfg).addr_bits
+        self.ios = top_ports(self, dut.axil, dut.axis_in, dut.axis_out)
+
+
+def top_ports(module, axil, axis_in, axis_out) -> set:
+    """The top-level ports the module doc lists, on `module`: its sys clock domain as clk and rst,
+    and plain signals driving or driven by an AXI-Lite slave and the two 64-bit streams; the set
+    of them (the Verilog's ios)."""
+    module.cd_sys = ClockDomain("sys")
+    module.cd_sys.clk.name_override = "clk"
+    module.cd_sys.rst.name_override = "rst"
+    ax = axil
+    # (port name, inner signal, the port drives it)
+    wiring = [
+        ("s_axil_awaddr", ax.aw.addr, True), ("s_axil_awvalid", ax.aw.valid, True),
+        ("s_axil_awready", ax.aw.ready, False),
+        ("s_axil_wdata", ax.w.data, True), ("s_axil_wstrb", ax.w.strb, True),
+        ("s_axil_wvalid", ax.w.valid, True), ("s_axil_wready", ax.w.ready, False),
+        ("s_axil_bresp", ax.b.resp, False), ("s_axil_bvalid", ax.b.valid, False),
+        ("s_axil_bready", ax.b.ready, True),
+        ("s_axil_araddr", ax.ar.addr, True), ("s_axil_arvalid", ax.ar.valid, True),
+        ("s_axil_arready", ax.ar.ready, False),
+        ("s_axil_rdata", ax.r.data, False), ("s_axil_rresp", ax.r.resp, False),
+        ("s_axil_rvalid", ax.r.valid, False), ("s_axil_rready", ax.r.ready, True),
+        ("s_axis_tdata", axis_in.data, True), ("s_axis_tvalid", axis_in.valid, True),
+        ("s_axis_tready", axis_in.ready, False), ("s_axis_tlast", axis_in.last, True),
+        ("m_axis_tdata", axis_out.data, False), ("m_axis_tvalid", axis_out.valid, False),
+        ("m_axis_tready", axis_out.ready, True), ("m_axis_tlast", axis_out.last, False),
+    ]
+    assert len(axis_in.data) == STREAM_BITS
+    ports = {module.cd_sys.clk, module.cd_sys.rst}
+    for name, sig, is_input in wiring:
+        p = Signal(len(sig), name=name)
+        ports.add(p)
+        module.comb += sig.eq(p) if is_input else p.eq(sig)
+    return ports
 
 
 def generate_verilog(cfg: FabricConfig, out_dir, core_factory=NeuronCore, overrides: dict | None = None) -> Path:

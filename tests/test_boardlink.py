@@ -205,10 +205,10 @@ def test_overlapped_frames_are_bit_exact_and_come_faster(residual, chain):
     assert r["interval_cycles"] < np.mean(one_at_a_time)
 
 
-def test_cli_partition_over_the_uart_link(residual, chain, capsys, tmp_path):
-    """`synfab partition --link uart` (the chain's Verilator build is the fixture's, cached)."""
+def test_partition_api_over_the_uart_link(residual, chain):
+    """api.run_partitioned with a Wire, what `synfab partition --link uart` runs (the chain's
+    Verilator build is the fixture's, cached)."""
     qnet, frames, (_, want_spikes) = residual
-    from synfab.frontend import netfile  # noqa: F401  (the CLI takes workloads or model files)
     from synfab.api import run_partitioned
     out = run_partitioned(qnet, frames, ["tiny", "tiny"], cuts=["a"], backend="sim", check=True,
                           link=lf.Wire(latency=8, clocks_per_bit=CLOCKS_PER_BIT))

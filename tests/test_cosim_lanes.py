@@ -136,8 +136,6 @@ def test_even_depthwise_channels_take_column_lanes_through_odd_groups(device_for
     import numpy as np
     from synfab.compiler import compile_network
     from synfab.compiler.mapper import map_network
-    from synfab.runtime.model import ModelDevice
-    from synfab.runtime.stream import input_deltas
     from test_lanes import depthwise
 
     qnet, cfg = depthwise(32, 4), SMALL2
@@ -147,24 +145,10 @@ def test_even_depthwise_channels_take_column_lanes_through_odd_groups(device_for
     cycles, rates = {}, {}
     for objective in ("memory", "balanced"):
         tables = compile_network(qnet, cfg, map_network(qnet, cfg, objective=objective))
-        # The shared device may come from random cases: no stalls on its streams (they would lengthen
-        # the busy cycles), the model's threshold.
-        dev.sim.reset()
-        dev.sim.set_gaps(0.0, 0.0)
-        dev.load(tables)
-        golden = ModelDevice(cfg)
-        golden.load(tables)
-        dev.set_threshold(golden.threshold)
-        prev, cycles[objective], core_rates = np.zeros(qnet.input_shape, np.int64), 0, []
-        for t, cur in enumerate(frames):
-            events = input_deltas(prev, cur)
-            prev = cur
-            got = dev.run_frame(events)
-            cosim.check_frame(tables, t, dev, got, golden, golden.run_frame(events))
-            cosim.check_hardware_counters(t, got, cfg.lanes)
-            cycles[objective] += got.cycles
-            core_rates += [c["synops"] / c["busy_cycles"] for c in got.counters["cores"] if c["synops"]]
-        rates[objective] = min(core_rates)
+        outs = run_checked(dev, tables, frames)
+        cycles[objective] = sum(got.cycles for got in outs)
+        rates[objective] = min(c["synops"] / c["busy_cycles"] for got in outs for c in got.counters["cores"]
+                               if c["synops"])
     assert rates["memory"] <= 1.0 < 1.2 < rates["balanced"]
     assert cycles["balanced"] < 0.7 * cycles["memory"]
 
@@ -178,29 +162,40 @@ def test_strided_depthwise_weights_take_column_lanes(device_for):
     import numpy as np
     from synfab.compiler import compile_network
     from synfab.compiler.mapper import map_network
-    from synfab.runtime.model import ModelDevice
-    from synfab.runtime.stream import input_deltas
     from test_lanes import depthwise
 
     qnet, cfg = depthwise(31, 8, stride=2), SMALL2
     placement = map_network(qnet, cfg, objective="memory")
     assert len(placement.parts) == 1
     tables = compile_network(qnet, cfg, placement)
-    dev = device_for(cfg)
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, size=qnet.input_shape) for _ in range(3)]
+    for got in run_checked(device_for(cfg), tables, frames):
+        (core,) = [c for c in got.counters["cores"] if c["synops"]]
+        assert 1.1 < core["synops"] / core["busy_cycles"] <= 1.5     # 1.19 measured (busy includes evaluation)
+
+
+def run_checked(dev, tables, frames) -> list:
+    """Load tables on the shared Verilated device and run the frames (levels), each checked against
+    the model (cosim.check_frame, the hardware counters); the device's frame outputs. The shared
+    device may come from random cases: no stalls on its streams (they would lengthen the busy
+    cycles), the model's threshold."""
+    import numpy as np
+    from synfab.runtime.model import ModelDevice
+    from synfab.runtime.stream import input_deltas
+
     dev.sim.reset()
     dev.sim.set_gaps(0.0, 0.0)
     dev.load(tables)
-    golden = ModelDevice(cfg)
+    golden = ModelDevice(tables.cfg)
     golden.load(tables)
     dev.set_threshold(golden.threshold)
-    rng = np.random.default_rng(2)
-    prev = np.zeros(qnet.input_shape, np.int64)
-    for t in range(3):
-        cur = rng.integers(0, 256, size=qnet.input_shape)
+    prev, outs = np.zeros(frames[0].shape, np.int64), []
+    for t, cur in enumerate(frames):
         events = input_deltas(prev, cur)
         prev = cur
         got = dev.run_frame(events)
         cosim.check_frame(tables, t, dev, got, golden, golden.run_frame(events))
-        cosim.check_hardware_counters(t, got, cfg.lanes)
-        (core,) = [c for c in got.counters["cores"] if c["synops"]]
-        assert 1.1 < core["synops"] / core["busy_cycles"] <= 1.5     # 1.19 measured (busy includes evaluation)
+        cosim.check_hardware_counters(t, got, tables.cfg.lanes)
+        outs.append(got)
+    return outs

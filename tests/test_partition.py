@@ -58,16 +58,23 @@ def test_lenet_over_boards_is_bit_exact_with_the_whole_network(lenet, n_boards):
     with MultiDevice(part, "model", LinkModel(latency=100, events_per_cycle=2)) as multi:
         res = chain_frames(multi, frames)
     assert len(res.outputs) == LENET_FRAMES
+    for t, hop, cut_events in assert_chain_matches(qnet, part, res, want_out, want_spikes):
+        assert hop.bytes == 8 * (cut_events + 1)                 # 64-bit beats and the trailer
+        assert hop.added_cycles == 100 + -(-(cut_events + 1) // 2)
+
+
+def assert_chain_matches(qnet, part, res, want_out, want_spikes):
+    """The chain's outputs and spikes are the whole network's, and every link carried what its
+    cut layer sent and the next board took in; yields (frame, hop, cut events) for more checks."""
     for got, want in zip(res.outputs, want_out):
         np.testing.assert_array_equal(got, want)
     assert res.layer_spikes_per_step == want_spikes
-    for t in range(LENET_FRAMES):
-        for k, hop in enumerate(res.hops[t]):
+    for t, hops in enumerate(res.hops):
+        for k, hop in enumerate(hops):
             cut_events = want_spikes[t][layer_index(qnet, part.slabs[k].cut)]
             # what board k sent == what the link carried == what board k+1 took in
             assert hop.events == cut_events == res.board_events_in[t][k + 1]
-            assert hop.bytes == 8 * (cut_events + 1)                 # 64-bit beats and the trailer
-            assert hop.added_cycles == 100 + -(-(cut_events + 1) // 2)
+            yield t, hop, cut_events
 
 
 def test_cuts_with_fewest_neurons_are_chosen(lenet):
@@ -217,13 +224,8 @@ def test_lenet_wide_over_four_boards_is_bit_exact_with_the_whole_network(lenet_w
                                               ["fc1"], ["fc2"]]
     with MultiDevice(part, "model", LinkModel(latency=64)) as multi:
         res = chain_frames(multi, frames, check=True)
-    for got, want in zip(res.outputs, want_out):
-        np.testing.assert_array_equal(got, want)
-    assert res.layer_spikes_per_step == want_spikes
-    for t in range(WIDE_FRAMES):
-        for k, hop in enumerate(res.hops[t]):
-            cut_events = want_spikes[t][layer_index(qnet, part.slabs[k].cut)]
-            assert hop.events == cut_events == res.board_events_in[t][k + 1] > 0
+    assert len(res.outputs) == WIDE_FRAMES
+    assert all(cut_events > 0 for _, _, cut_events in assert_chain_matches(qnet, part, res, want_out, want_spikes))
 
 
 @pytest.mark.slow

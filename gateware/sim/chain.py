@@ -17,19 +17,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migen import Case, ClockDomain, If, Signal
+from migen import Case, If, Signal
 from litex.gen import LiteXModule
 from litex.gen.fhdl.verilog import convert
 from litex.soc.interconnect import wishbone
 
 from synfab.config import FabricConfig
 from synfab.linkframe import Wire
-from synfab.layouts import RegisterMap, STREAM_BITS
+from synfab.layouts import RegisterMap
 
 from ..axi import AXILite2WishboneErr, AXILiteInterface
 from ..common import decode
 from ..fabric import Fabric
-from ..gen import TOP
+from ..gen import TOP, top_ports
 from ..link import LinkReceiver, LinkSender, link_pads
 from ..link.core import BEAT
 
@@ -177,40 +177,12 @@ class Chain(LiteXModule):
 
 
 class ChainTop(LiteXModule):
-    """Chain with the bare fabric's top-level ports (gen.SynfabFabricTop's names and widths, the
+    """Chain with the bare fabric's top-level ports (gen.top_ports: its names and widths, the
     AXI-Lite address chain_addr_bits(cfgs) wide)."""
 
     def __init__(self, cfgs, wire: Wire = Wire()):
-        self.cd_sys = ClockDomain("sys")
-        self.cd_sys.clk.name_override = "clk"
-        self.cd_sys.rst.name_override = "rst"
-        self.ios = {self.cd_sys.clk, self.cd_sys.rst}
-
-        # # #
-
         self.chain = dut = Chain(cfgs, wire)
-        ax = dut.axil
-        wiring = [
-            ("s_axil_awaddr", ax.aw.addr, True), ("s_axil_awvalid", ax.aw.valid, True),
-            ("s_axil_awready", ax.aw.ready, False),
-            ("s_axil_wdata", ax.w.data, True), ("s_axil_wstrb", ax.w.strb, True),
-            ("s_axil_wvalid", ax.w.valid, True), ("s_axil_wready", ax.w.ready, False),
-            ("s_axil_bresp", ax.b.resp, False), ("s_axil_bvalid", ax.b.valid, False),
-            ("s_axil_bready", ax.b.ready, True),
-            ("s_axil_araddr", ax.ar.addr, True), ("s_axil_arvalid", ax.ar.valid, True),
-            ("s_axil_arready", ax.ar.ready, False),
-            ("s_axil_rdata", ax.r.data, False), ("s_axil_rresp", ax.r.resp, False),
-            ("s_axil_rvalid", ax.r.valid, False), ("s_axil_rready", ax.r.ready, True),
-            ("s_axis_tdata", dut.axis_in.data, True), ("s_axis_tvalid", dut.axis_in.valid, True),
-            ("s_axis_tready", dut.axis_in.ready, False), ("s_axis_tlast", dut.axis_in.last, True),
-            ("m_axis_tdata", dut.axis_out.data, False), ("m_axis_tvalid", dut.axis_out.valid, False),
-            ("m_axis_tready", dut.axis_out.ready, True), ("m_axis_tlast", dut.axis_out.last, False),
-        ]
-        assert len(dut.axis_in.data) == STREAM_BITS
-        for name, sig, is_input in wiring:
-            p = Signal(len(sig), name=name)
-            self.ios.add(p)
-            self.comb += sig.eq(p) if is_input else p.eq(sig)
+        self.ios = top_ports(self, dut.axil, dut.axis_in, dut.axis_out)
 
 
 def generate_chain_verilog(cfgs, wire: Wire, out_dir) -> Path:

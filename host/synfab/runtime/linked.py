@@ -23,7 +23,7 @@ import numpy as np
 from ..linkframe import FRAME_BYTES, Wire, wire_clocks_per_beat
 from ..layouts import RegisterMap
 from .device import DeviceError, FrameOutput, RegisterDevice, frame_beats, frame_output_events, stream_columns
-from .multi import ChainFrame, Hop, LinkError, _balance
+from .multi import Boards, ChainFrame, Hop, LinkError, _balance
 from .sim import MAX_FRAME_CYCLES
 
 LINK_FAULTS = ("errors", "broken", "credit_errors")
@@ -50,7 +50,7 @@ class BoardWindow(RegisterDevice):
         pass
 
 
-class LinkedChain:
+class LinkedChain(Boards):
     """The boards of a Partition in one Verilator chain (see the module doc); the interface of
     runtime.multi.MultiDevice, so chain_frames and chain_summary run it."""
     name = "linked"
@@ -193,26 +193,13 @@ class LinkedChain:
 
     # -- MultiDevice's interface ---------------------------------------------------------------
     def reset(self) -> None:
-        for d in self.devices:
-            d.reset()
+        super().reset()
         self.clear_links()
-        self.frame = 0
-
-    def set_threshold(self, threshold: int) -> None:
-        for d in self.devices:
-            d.set_threshold(threshold)
-        self.threshold = int(threshold)
 
     def close(self) -> None:
         if getattr(self, "sim", None) is not None:
             self.sim.close()
             self.sim = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def run_frame(self, events: dict) -> ChainFrame:
         """One frame in at board 0, through every link, out of the last board."""

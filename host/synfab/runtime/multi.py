@@ -96,7 +96,30 @@ class ChainFrame:
         return sum(b.cycles for b in self.boards) + sum(h.added_cycles for h in self.hops)
 
 
-class MultiDevice:
+class Boards:
+    """What a device over the boards of a Partition offers (`devices`: one Device per board):
+    reset, one threshold on every board, a context; subclasses run frames (run_frame)."""
+    devices: list
+
+    def reset(self) -> None:
+        for d in self.devices:
+            d.reset()
+        self.frame = 0
+
+    def set_threshold(self, threshold: int) -> None:
+        """The same sigma-delta threshold on every board: each layer fires as in the whole network."""
+        for d in self.devices:
+            d.set_threshold(threshold)
+        self.threshold = int(threshold)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class MultiDevice(Boards):
     """The boards of a Partition, each a Device of `backend`, loaded with its slab's tables."""
     name = "multi"
 
@@ -119,26 +142,9 @@ class MultiDevice:
         self.threshold = 0
         self.frame = 0
 
-    def reset(self) -> None:
-        for d in self.devices:
-            d.reset()
-        self.frame = 0
-
-    def set_threshold(self, threshold: int) -> None:
-        """The same sigma-delta threshold on every board: each layer fires as in the whole network."""
-        for d in self.devices:
-            d.set_threshold(threshold)
-        self.threshold = int(threshold)
-
     def close(self) -> None:
         for d in self.devices:
             d.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def run_frame(self, events: dict) -> ChainFrame:
         """One frame through every board and link; DeviceError/LinkError where counters do not balance."""
