@@ -219,6 +219,10 @@ def test_partition_api_over_the_uart_link(residual, chain):
     assert link["bytes"] == lf.FRAME_BYTES * (link["events"] + len(frames))
     assert s["cycles_from"] == "measured" and s["frame_cycles"] > 0 and s["checked_against_whole_network"]
     json.dumps(s)
+    from synfab.cli import partition_text
+    text = partition_text(s)
+    assert "link 0->1 (a, uart gateware)" in text and f"frame: {s['frame_cycles']} cycles (measured)" in text
+    assert "cycles/frame (predicted)" in text       # one clock over the chain: the boards' own are predicted
 
 
 @pytest.mark.parametrize("args, words", [

@@ -353,12 +353,15 @@ def partition_text(s: dict) -> str:
     lines = [f"{len(s['boards'])} boards, {s['frames']} frames on {s['backend']}"
              + (", checked against the whole network" if s["checked_against_whole_network"] else "")]
     for k, b in enumerate(s["boards"]):
-        lines.append(f"  board {k} {b['board']}: {', '.join(b['layers'])}: {b[cyc]} cycles/frame "
-                     f"({s['cycles_from']}), {b['events_in_per_frame']} events in/frame")
+        # Boards joined by the link gateware share one clock: only the chain's frame is measured.
+        cycles = (f"{b[cyc]} cycles/frame ({s['cycles_from']})" if b[cyc] is not None
+                  else f"{b.get('predicted_cycles_per_frame')} cycles/frame (predicted)")
+        lines.append(f"  board {k} {b['board']}: {', '.join(b['layers'])}: {cycles}, "
+                     f"{b['events_in_per_frame']} events in/frame")
     for link in s["links"]:
-        lines.append(f"  link {link['link']} ({link['cut_layer']}): {link['events_per_frame']} events/frame, "
-                     f"{link['bytes_per_frame']} B/frame, +{link['added_cycles_per_frame']} cycles, "
-                     f"utilisation {link['utilisation']}")
+        lines.append(f"  link {link['link']} ({link['cut_layer']}, {link['kind']}): {link['events_per_frame']} "
+                     f"events/frame, {link['bytes_per_frame']} B/frame, +{link['added_cycles_per_frame']} cycles "
+                     f"(store and forward), utilisation {link['utilisation']}")
     one = s.get("one_fabric", {})
     lines.append(f"  frame: {s['frame_cycles'] or s['predicted_frame_cycles']} cycles ({s['cycles_from']}); one "
                  f"fabric {one.get('fabric')} ({one.get('cores')} cores): {one.get('frame_cycles')} predicted; "
