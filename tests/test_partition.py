@@ -23,7 +23,7 @@ from synfab.frontend.ir import QConnection, QLayer, QNetwork
 from synfab.layouts import Kind
 from synfab.randnet import random_frames, random_qnetwork
 from synfab.runtime.model import ModelDevice
-from synfab.runtime.multi import Hop, LinkError, LinkModel, MultiDevice, chain_frames, overlapped_interval
+from synfab.runtime.multi import Hop, LinkError, LinkModel, MultiDevice, chain_frames, overlapped_cycles
 from synfab.runtime.stream import stream
 
 LENET_FRAMES = 4
@@ -279,23 +279,25 @@ def test_cli_lossy_link_exits_with_one_line(capsys):
     assert "\n" not in err and err.startswith("synfab: error: link 0 (board 0 -> 1): frame 0:")
 
 
-@pytest.mark.parametrize("cycles, busy, latency, interval", [
-    ([100, 50], 10, 5, 100.0),      # board 0 the slowest: a frame every 100 cycles
-    ([10, 100], 5, 5, 100.0),       # board 1 the slowest
-    ([10, 10], 40, 0, 40.0),        # the link the slowest: it moves one frame's beats at a time
+@pytest.mark.parametrize("cycles, busy, latency, end", [
+    # board 0 the slowest: it ends frames at 100, 200, 300, 400; the last arrives at 415, ends 465
+    ([100, 50], 10, 5, 465.0),
+    # board 1 the slowest: frames arrive at 20, 30, 40, 50 and leave it at 120, 220, 320, 420
+    ([10, 100], 5, 5, 420.0),
+    # the link the slowest, one frame's beats at a time: arrivals at 50, 90, 130, 170, ends 180
+    ([10, 10], 40, 0, 180.0),
 ])
-def test_overlapped_frames_leave_at_the_slowest_stage(cycles, busy, latency, interval):
+def test_overlapped_frames_follow_the_slowest_stage(cycles, busy, latency, end):
     hops = [[Hop(events=busy - 1, beats=busy, bytes=8 * busy, busy_cycles=busy, added_cycles=latency + busy)]] * 4
-    assert overlapped_interval(np.array([cycles] * 4, dtype=float), hops) == interval
+    assert overlapped_cycles(np.array([cycles] * 4, dtype=float), hops) == end
 
 
-def test_overlapped_interval_waits_for_a_slow_first_frame():
+def test_overlapped_frames_wait_for_a_slow_first_frame():
     # Frame 0 takes board 1 300 cycles, later frames 50. Frame 0 arrives at 100 + 15, board 1 ends it
-    # at 415; frame 1 arrives at 215 and ends at max(415, 215) + 50 = 465, then 515, 565:
-    # (565 - 415) / 3 = 50, the backlog of the slow frame drained, not counted against the interval.
+    # at 415; frame 1 arrives at 215 and ends at max(415, 215) + 50 = 465, then 515, 565.
     cycles = np.array([[100, 300], [100, 50], [100, 50], [100, 50]], dtype=float)
     hop = Hop(events=9, beats=10, bytes=80, busy_cycles=10, added_cycles=15)
-    assert overlapped_interval(cycles, [[hop]] * 4) == 50.0
+    assert overlapped_cycles(cycles, [[hop]] * 4) == 565.0
 
 
 # ---------------------------------------------------------------------------------------

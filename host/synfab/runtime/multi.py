@@ -298,7 +298,7 @@ def chain_summary(multi: MultiDevice, res: ChainResult, predicted: dict | None =
            "predicted_frame_cycles": round(pred_frame, 1) if pred_frame is not None else None,
            "checked_against_whole_network": res.checked}
     if measured and n > 1:
-        out["overlapped_interval_cycles"] = overlapped_interval(board_cycles, res.hops)
+        out["overlapped_cycles_per_frame"] = round(overlapped_cycles(board_cycles, res.hops) / n, 1)
     if predicted:
         # Frames overlapped (board k on frame t+1 while board k+1 runs frame t): a frame leaves
         # every so many cycles as the slowest board or link needs.
@@ -321,16 +321,16 @@ def _link_spec(multi, link) -> dict:
             "events_per_cycle": round(1 / (FRAME_BYTES * UART_BITS_PER_BYTE * multi.wire.clocks_per_bit), 6)}
 
 
-def overlapped_interval(board_cycles: np.ndarray, hops: list) -> float:
-    """The mean cycles between frames leaving the last board if each board took the next frame as
-    soon as it finished one and that frame had arrived (the runtime runs one frame down the chain
-    at a time; each board's frame costs the same cycles either way: it starts from a whole frame
-    and its state).  A link moves one frame's beats at a time after its board finished the frame:
-    the frame arrives latency + busy cycles later.  From the boards' measured cycles per frame."""
+def overlapped_cycles(board_cycles: np.ndarray, hops: list) -> float:
+    """When the last board would end the last frame if each board took the next frame as soon as
+    it finished one and that frame had arrived (the runtime runs one frame down the chain at a
+    time; each board's frame costs the same cycles either way: it starts from a whole frame and
+    its state).  A link moves one frame's beats at a time after its board finished the frame: the
+    frame arrives latency + busy cycles later.  From the boards' measured cycles per frame; over
+    the frames' count, comparable with the frames one at a time (the pipeline's fill included)."""
     n_frames, n_boards = board_cycles.shape
     board_free = np.zeros(n_boards)
     link_free = np.zeros(n_boards - 1)
-    last_done = []
     for t in range(n_frames):
         arrival = 0.0
         for k in range(n_boards):
@@ -340,8 +340,7 @@ def overlapped_interval(board_cycles: np.ndarray, hops: list) -> float:
                 start = max(board_free[k], link_free[k])
                 link_free[k] = start + hop.busy_cycles
                 arrival = start + hop.added_cycles
-        last_done.append(board_free[-1])
-    return round(float(np.diff(last_done).mean()), 1)
+    return float(board_free[-1])
 
 
 def _mean(values) -> float | None:
