@@ -21,7 +21,7 @@ from synfab.config import PRESETS, FabricConfig  # noqa: E402
 from synfab.model import Model  # noqa: E402
 from synfab.runtime.model import ModelDevice  # noqa: E402
 from synfab.runtime.stream import input_deltas  # noqa: E402
-from synfab.analysis.workloads import WORKLOADS  # noqa: E402
+from synfab.analysis.workloads import SINGLE_BOARD_WORKLOADS, WORKLOADS  # noqa: E402
 
 MICRO = ("conv_sops_per_clock_per_core", "input_events_per_clock", "conv", "input", "what")
 # Whole frames may take at most this many times the work done one item per clock, serially
@@ -127,7 +127,7 @@ def dw_column_bound(side: int, lanes: int) -> float:
 
 def check_consistent(result: dict, cfg: FabricConfig) -> None:
     check_micro(result["micro"], cfg)
-    assert set(result["whole_frame"]) == {"what", *WORKLOADS}
+    assert set(result["whole_frame"]) == {"what", *SINGLE_BOARD_WORKLOADS}
     assert result["simulation_speed"]["sim_speed_cycles"] >= bench.SPEED_FRAMES * result["micro"]["conv"]["synops"]
     assert result["config"] == cfg.to_dict() and result["fabric"] == cfg.name
     json.dumps(result)
@@ -169,7 +169,7 @@ def test_default_fabric_micro_benchmarks_and_whole_frames_side_by_side(whole_fra
     assert micro["conv_sops_per_clock_per_core"] >= 0.9
     assert micro["input_events_per_clock"] == 1.0
     # The micro figure is a best case: no real workload keeps a core that busy over whole frames.
-    for name in WORKLOADS:
+    for name in SINGLE_BOARD_WORKLOADS:
         assert whole_frame[name]["sops_per_clock_per_core"] < micro["conv_sops_per_clock_per_core"]
 
 
@@ -205,7 +205,7 @@ def golden_frames(name: str, frames: int, cfg: FabricConfig | None = None):
     return tables, out
 
 
-@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("name", SINGLE_BOARD_WORKLOADS)
 def test_whole_frame_figures_agree_with_the_model_and_bound_the_work(whole_frame, name):
     assert whole_frame[name]["frames"] == WORKLOADS[name].frames
     check_whole_frame(whole_frame[name], name, WORKLOADS[name].fabric)
@@ -286,7 +286,7 @@ def test_cli_json_and_text(tiny, monkeypatch, capsys):
     assert f"= {tiny['micro']['conv_sops_per_clock_per_core']} synops/clock/core" in micro_part
     assert f"{tiny['micro']['input_events_per_clock']} events/clock" in micro_part
     assert fmax_part.startswith(" 50.0 MHz (ASSUMED, not measured)")
-    for name in WORKLOADS:
+    for name in SINGLE_BOARD_WORKLOADS:
         w = tiny["whole_frame"][name]
         assert f"{name} ({w['frames']} frames" in whole_part
         assert f"{w['sops_per_clock']} synops/clock ({w['sops_per_clock_per_core']} per core)" in whole_part
@@ -303,11 +303,11 @@ def test_fabric_bench_runs_the_workloads_that_fit_a_fabric(monkeypatch):
     monkeypatch.setattr(bench, "dma_bench", lambda cfg, loaded, objective: pytest.fail("no PYNQ: no DMA measurement"))
     small = PRESETS["small"]
     result = bench.fabric_bench(small, frames=1)
-    assert ran == [] and set(result["whole_frame"]["does_not_fit"]) == set(WORKLOADS)
+    assert ran == [] and set(result["whole_frame"]["does_not_fit"]) == set(SINGLE_BOARD_WORKLOADS)
     assert all("does not fit fabric 'small'" in why for why in result["whole_frame"]["does_not_fit"].values())
     assert "at_fmax" not in result     # small has no board preset and no bitstream
     result = bench.fabric_bench(FabricConfig(), frames=1)
-    fits = [name for name in WORKLOADS if name != "lenet_mnist"]
+    fits = [name for name in SINGLE_BOARD_WORKLOADS if name != "lenet_mnist"]
     assert ran == [(name, FabricConfig()) for name in fits]
     assert list(result["whole_frame"]["does_not_fit"]) == ["lenet_mnist"]
     assert "18110 neurons" in result["whole_frame"]["does_not_fit"]["lenet_mnist"]
@@ -315,7 +315,7 @@ def test_fabric_bench_runs_the_workloads_that_fit_a_fabric(monkeypatch):
         bench.fabric_bench(FabricConfig(), workloads=["lenet_mnist"], frames=1)
     ran.clear()
     bench.fabric_bench(None, frames=1)          # no fabric: every workload on its own
-    assert ran == [(name, None) for name in WORKLOADS]
+    assert ran == [(name, None) for name in SINGLE_BOARD_WORKLOADS]
 
 
 def test_figures_at_fmax_follow_from_the_cycles(tiny_micro, whole_frame):
@@ -328,7 +328,7 @@ def test_figures_at_fmax_follow_from_the_cycles(tiny_micro, whole_frame):
     assert 0.9 * hz <= f["peak_synaptic_ops_per_s"]["per_core"] <= hz
     assert f["peak_synaptic_ops_per_s"]["fabric"] == pytest.approx(f["peak_synaptic_ops_per_s"]["per_core"] * cfg.n_cores, abs=1)
     assert f["peak_input_events_per_s"] <= hz
-    assert set(f["workloads"]) == set(WORKLOADS)
+    assert set(f["workloads"]) == set(SINGLE_BOARD_WORKLOADS)
     for name, row in f["workloads"].items():
         check_at_fmax(row, whole_frame[name], name, WORKLOADS[name].fabric, hz)
 
