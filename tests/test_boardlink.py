@@ -23,6 +23,7 @@ from synfab import linkframe as lf  # noqa: E402
 from synfab.cli import main  # noqa: E402
 from synfab.compiler.partition import partition  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
+from synfab.layouts import PACKED_EVENT, STREAM_EVENT  # noqa: E402
 from synfab.randnet import random_frames  # noqa: E402
 from synfab_gateware.link import LinkReceiver, LinkSender, link_pads  # noqa: E402
 
@@ -39,6 +40,18 @@ def test_the_frame_spec():
     assert f.hex() == "a5" "03" "0807060504030201" + f"{lf.crc8(bytes.fromhex('030807060504030201')):02x}"
     assert len(f) == lf.FRAME_BYTES == 11
     assert lf.wire_clocks_per_beat(4) == 11 * 10 * 4
+    # an event that fits a PACKED_EVENT word crosses in 7 bytes; the end-of-frame beat never packs
+    event = int(STREAM_EVENT.pack64({"x": [5], "y": [6], "c": [7], "d": [-3], "tag": [9], "eof": [0]})[0])
+    word = int(PACKED_EVENT.pack64({"x": [5], "y": [6], "c": [7], "d": [-3]})[0])
+    body = bytes([4]) + word.to_bytes(4, "little")
+    assert lf.frame(4, event) == bytes([lf.SYNC_PACKED]) + body + bytes([lf.crc8(body)])
+    assert lf.received(event) == int(STREAM_EVENT.pack64({"x": [5], "y": [6], "c": [7], "d": [-3], "tag": [0],
+                                                          "eof": [0]})[0])
+    eof = int(STREAM_EVENT.pack64({k: [0] for k in STREAM_EVENT.names} | {"eof": [1]})[0])
+    assert len(lf.frame(0, eof)) == 11 and lf.received(eof) == eof
+    for d in (255, 256, -256, -257):
+        ev = int(STREAM_EVENT.pack64({"x": [1], "y": [1], "c": [1], "d": [d], "tag": [0], "eof": [0]})[0])
+        assert len(lf.frame(0, ev)) == (7 if -256 <= d <= 255 else 11)
 
 
 class Pair(LiteXModule):
@@ -58,8 +71,18 @@ class Pair(LiteXModule):
 
 
 def _words(n, seed=0):
+    """Beats of every kind: events that pack (small x, y, c, d), events that do not, end-of-frame beats."""
     rng = np.random.default_rng(seed)
-    return [int(w) for w in rng.integers(0, 2 ** 63, n, dtype=np.int64)]
+    small = STREAM_EVENT.pack64({"x": rng.integers(0, 256, n), "y": rng.integers(0, 256, n),
+                                 "c": rng.integers(0, 128, n), "d": rng.integers(-256, 256, n),
+                                 "tag": rng.integers(0, 64, n), "eof": np.zeros(n, int)})
+    wide = rng.integers(0, 2 ** 63, n, dtype=np.int64).astype(np.uint64)
+    kind = rng.integers(0, 3, n)
+    return [int(small[i]) if kind[i] == 0 else int(wide[i]) if kind[i] == 1 else lf_eof() for i in range(n)]
+
+
+def lf_eof() -> int:
+    return int(STREAM_EVENT.pack64({k: [0] for k in STREAM_EVENT.names} | {"eof": [1]})[0])
 
 
 def _run(dut, words, ready_every=1, glitch_at=None, cycles=None):
@@ -89,7 +112,7 @@ def _run(dut, words, ready_every=1, glitch_at=None, cycles=None):
             yield
         for name, sig in (("sent", dut.snd.sent), ("received", dut.rcv.received), ("errors", dut.rcv.errors),
                           ("broken", dut.rcv.broken), ("credit_errors", dut.snd.credit_errors),
-                          ("credits", dut.snd.tx.credits)):
+                          ("credits", dut.snd.tx.credits), ("bytes", dut.snd.bytes)):
             counters[name] = (yield sig)
 
     run_simulation(dut, [push(), watch()])
@@ -97,12 +120,13 @@ def _run(dut, words, ready_every=1, glitch_at=None, cycles=None):
 
 
 def test_beats_cross_in_order_as_the_spec_frames_them():
-    words = _words(6)
+    words = _words(12)
     got, wire_bytes, c = _run(Pair(), words)
-    assert got == words
+    assert got == [lf.received(w) for w in words]
     assert bytes(wire_bytes) == b"".join(lf.frame(i, w) for i, w in enumerate(words))
-    assert c == {"sent": 6, "received": 6, "errors": 0, "broken": 0, "credit_errors": 0,
-                 "credits": lf.RX_FIFO_BEATS}
+    assert {len(lf.frame(0, w)) for w in words} == {7, 11}          # both forms crossed
+    assert c == {"sent": 12, "received": 12, "errors": 0, "broken": 0, "credit_errors": 0,
+                 "credits": lf.RX_FIFO_BEATS, "bytes": len(wire_bytes)}
 
 
 def test_credits_hold_the_sender_while_the_receiver_is_slow():
@@ -112,7 +136,7 @@ def test_credits_hold_the_sender_while_the_receiver_is_slow():
     words = _words(n, 1)
     every = 2000
     got, _, c = _run(Pair(), words, ready_every=every, cycles=n * every + 20000)
-    assert got == words
+    assert got == [lf.received(w) for w in words]
     assert c["sent"] == c["received"] == n and c["errors"] == 0 and c["credits"] == lf.RX_FIFO_BEATS
 
 
@@ -120,13 +144,21 @@ def test_a_glitch_breaks_the_link_and_is_counted_never_passed_on():
     words = _words(8, 2)
     per_beat = lf.wire_clocks_per_beat(CLOCKS_PER_BIT)
     got, _, c = _run(Pair(), words, glitch_at=3 * per_beat + 5 * 10 * CLOCKS_PER_BIT)   # inside beat 3's data
-    assert got == words[:len(got)] and len(got) < len(words)          # a prefix, never a gap
+    assert got == [lf.received(w) for w in words[:len(got)]] and len(got) < len(words)   # a prefix, never a gap
     assert c["broken"] == 1 and c["errors"] >= 1
     assert c["received"] == len(got) and c["sent"] == len(words)
 
 
 # ---------------------------------------------------------------------------------------
 # Boards joined by the link gateware in one Verilator model
+def packed_events(qnet, frames, layer) -> list:
+    """Per frame, how many of `layer`'s events fit a PACKED_EVENT word, from the whole network's
+    dense reference (its changes d; x, y, c are small in these networks)."""
+    from synfab.model.reference import simulate
+    trace = simulate(qnet, np.asarray(frames, np.int64), PRESETS["tiny"].acc_bits, 0, record_state=False)
+    shape = trace.events[layer][0].shape
+    assert shape[0] <= 128 and shape[1] <= 256 and shape[2] <= 256
+    return [int(np.count_nonzero((ev != 0) & (ev >= -256) & (ev <= 255))) for ev in trace.events[layer]]
 @pytest.fixture(scope="module")
 def residual():
     qnet = residual_net(c=2)
@@ -152,9 +184,11 @@ def test_linked_boards_are_bit_exact_and_their_counters_balance(residual, chain)
         np.testing.assert_array_equal(got, want)
     assert res.layer_spikes_per_step == want_spikes
     a = [l.name for l in qnet.layers].index("a")
+    packs = packed_events(qnet, frames, "a")
     for t, hops in enumerate(res.hops):
         assert hops[0].events == want_spikes[t][a] == res.board_events_in[t][1]
-        assert hops[0].bytes == lf.FRAME_BYTES * (want_spikes[t][a] + 1)     # the eof beat crosses too
+        # packed events in 7 bytes, the others and the end-of-frame beat in 11
+        assert hops[0].bytes == 7 * packs[t] + 11 * (want_spikes[t][a] - packs[t] + 1)
         # the chain's clock: at least the link's wire time for the frame's beats
         assert res.frame_cycles[t] > hops[0].busy_cycles
     links = chain.read_links()
@@ -200,7 +234,7 @@ def test_overlapped_frames_are_bit_exact_and_come_faster(residual, chain):
     # Here the link is the slowest stage (some 70 beats of 440 clocks a frame; each board needs a
     # few thousand clocks): overlapped, a frame leaves every wire time of its beats, within 10%;
     # one at a time, the boards' own clocks come on top.
-    wire = link["sent"] / len(many) * lf.wire_clocks_per_beat(CLOCKS_PER_BIT)
+    wire = lf.wire_clocks(link["bytes"], CLOCKS_PER_BIT) / len(many)
     assert wire <= r["interval_cycles"] <= 1.1 * wire
     assert r["interval_cycles"] < np.mean(one_at_a_time)
 
@@ -216,7 +250,8 @@ def test_partition_api_over_the_uart_link(residual, chain):
     link, = s["links"]
     a = [l.name for l in qnet.layers].index("a")
     assert link["kind"] == "uart gateware" and link["events"] == sum(t[a] for t in want_spikes)
-    assert link["bytes"] == lf.FRAME_BYTES * (link["events"] + len(frames))
+    packs = sum(packed_events(qnet, frames, "a"))
+    assert link["bytes"] == 7 * packs + 11 * (link["events"] - packs + len(frames))
     assert s["cycles_from"] == "measured" and s["frame_cycles"] > 0 and s["checked_against_whole_network"]
     json.dumps(s)
     from synfab.cli import partition_text

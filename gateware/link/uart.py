@@ -42,6 +42,7 @@ class LinkSender(LiteXModule):
         pads.rx        in   backward wire (CREDIT bytes)
         clear          in   clears the counters
         sent           out  beats sent (32 bits)
+        bytes          out  bytes sent on the forward wire (32 bits)
         credit_errors  out  bytes on the backward wire that were not CREDIT (32 bits)
     """
 
@@ -55,7 +56,7 @@ class LinkSender(LiteXModule):
         self.tx = tx = LinkTX()
         self.phy_tx = RS232PHYTX(pads, tuning_word(clocks_per_bit))
         self.phy_rx = phy_rx = RS232PHYRX(pads, tuning_word(clocks_per_bit))
-        self.sent = tx.sent
+        self.sent, self.bytes = tx.sent, tx.bytes
         self.comb += [
             self.sink.connect(tx.sink),
             tx.source.connect(self.phy_tx.sink),

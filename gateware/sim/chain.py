@@ -34,7 +34,7 @@ from ..link import LinkReceiver, LinkSender, link_pads
 from ..link.core import BEAT
 
 # Per link, its registers in order (words from the link's base: link k at k * LINK_STRIDE).
-CHAIN_LINK_REGS = ("sent", "received", "errors", "broken", "credit_errors", "fault_cycle")
+CHAIN_LINK_REGS = ("sent", "received", "errors", "broken", "credit_errors", "fault_cycle", "bytes")
 LINK_STRIDE = 8
 CHAIN_CTRL_CLEAR = 1
 CHAIN_CYCLES_REG = "cycles"      # the links' clock counter (fault_cycle compares with it)
@@ -83,7 +83,7 @@ class ChainRegs(LiteXModule):
         for k, (snd, rcv) in enumerate(links):
             base = LINK_STRIDE * (k + 1)
             values = {"sent": snd.sent, "received": rcv.received, "errors": rcv.errors, "broken": rcv.broken,
-                      "credit_errors": snd.credit_errors, "fault_cycle": self.faults[k]}
+                      "credit_errors": snd.credit_errors, "fault_cycle": self.faults[k], "bytes": snd.bytes}
             for i, name in enumerate(CHAIN_LINK_REGS):
                 reads[base + i] = bus.dat_r.eq(values[name])
         access = Signal()

@@ -2,10 +2,16 @@
 host's checks and tests share.
 
 A link joins board k's output stream to board k+1's input stream (README "Several boards"): every
-64-bit stream beat (layouts.STREAM_EVENT, the end-of-frame beat too) crosses as one frame of
-FRAME_BYTES bytes on the forward wire:
+64-bit stream beat (layouts.STREAM_EVENT, the end-of-frame beat too) crosses as one frame on the
+forward wire, in one of two forms:
 
     SYNC, seq, the beat's 8 bytes (least significant first), CRC-8 over seq and the 8 bytes
+    SYNC_PACKED, seq, 4 bytes of a layouts.PACKED_EVENT word, CRC-8 over seq and the 4 bytes
+
+An event that fits PACKED_EVENT (x, y < 256, c < 128, d in -256..255: the events of most cut
+layers) goes packed, 7 bytes instead of 11; the receiver widens it back (soc.bridge.widened: tag
+0). The tag is what the link does not carry: it names the sending board's layer, and the next
+board's input port takes x, y, c, d alone. The end-of-frame beat always goes whole.
 
 seq counts frames modulo 256: the receiver takes a frame only with the seq it expects next and a
 matching CRC; any other frame (a flipped bit, a lost or added byte) is dropped and counted, and
@@ -21,9 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SYNC = 0xA5
+SYNC_PACKED = 0xA6
 CREDIT = 0x5A
 BEAT_BYTES = 8
+PACKED_BYTES = 4
 FRAME_BYTES = 1 + 1 + BEAT_BYTES + 1          # SYNC, seq, beat, CRC
+PACKED_FRAME_BYTES = 1 + 1 + PACKED_BYTES + 1
 CRC8_POLY = 0x07                              # x^8 + x^2 + x + 1 (CRC-8/SMBUS), initial value 0
 RX_FIFO_BEATS = 16                            # the receiver's FIFO: the sender's credits
 SEQ_MOD = 256
@@ -51,15 +60,45 @@ def crc8_matrix() -> list[list[int]]:
     return [[i for i in range(8) if (cols[i] >> j) & 1] for j in range(8)]
 
 
+def packed_word(word: int) -> int | None:
+    """The PACKED_EVENT word of a stream beat that is an event fitting it, else None."""
+    import numpy as np
+    from .layouts import PACKED_EVENT, STREAM_EVENT
+    f = {k: int(v[0]) for k, v in STREAM_EVENT.unpack64(np.array([word], dtype=np.uint64)).items()}
+    if f["eof"] or f["x"] >= 256 or f["y"] >= 256 or f["c"] >= 128 or not -256 <= f["d"] <= 255:
+        return None
+    return int(PACKED_EVENT.pack64({k: [f[k]] for k in PACKED_EVENT.names})[0])
+
+
+def received(word: int) -> int:
+    """The beat the receiver passes on for a beat sent: a packed event widened back (tag 0)."""
+    import numpy as np
+    from .layouts import PACKED_EVENT, STREAM_EVENT
+    packed = packed_word(word)
+    if packed is None:
+        return int(word)
+    f = {k: v for k, v in PACKED_EVENT.unpack64(np.array([packed], dtype=np.uint64)).items()}
+    return int(STREAM_EVENT.pack64({**f, "tag": [0], "eof": [0]})[0])
+
+
 def frame(seq: int, word: int) -> bytes:
-    """The forward-wire bytes of one beat (a 64-bit word) sent as frame number `seq`."""
-    body = bytes([seq % SEQ_MOD]) + int(word).to_bytes(BEAT_BYTES, "little")
-    return bytes([SYNC]) + body + bytes([crc8(body)])
+    """The forward-wire bytes of one beat (a 64-bit word) sent as frame number `seq`: packed where
+    the beat is an event that fits PACKED_EVENT, else whole."""
+    packed = packed_word(word)
+    sync, data = ((SYNC_PACKED, packed.to_bytes(PACKED_BYTES, "little")) if packed is not None
+                  else (SYNC, int(word).to_bytes(BEAT_BYTES, "little")))
+    body = bytes([seq % SEQ_MOD]) + data
+    return bytes([sync]) + body + bytes([crc8(body)])
+
+
+def wire_clocks(frame_bytes: int, clocks_per_bit: int) -> int:
+    """Clocks `frame_bytes` bytes take on a UART wire with this many clocks per bit."""
+    return frame_bytes * UART_BITS_PER_BYTE * clocks_per_bit
 
 
 def wire_clocks_per_beat(clocks_per_bit: int) -> int:
-    """Clocks one beat's frame takes on a UART wire with this many clocks per bit."""
-    return FRAME_BYTES * UART_BITS_PER_BYTE * clocks_per_bit
+    """Clocks a whole beat's frame takes on a UART wire with this many clocks per bit."""
+    return wire_clocks(FRAME_BYTES, clocks_per_bit)
 
 
 @dataclass(frozen=True)

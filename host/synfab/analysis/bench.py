@@ -879,7 +879,7 @@ def uart_link_bench(part, frames) -> dict:
     """A partition's frames over the boards' link gateware (runtime.linked.LinkedChain, the wire's
     defaults): measured frame cycles one frame at a time and the interval of overlapped frames,
     the link's beats and bytes, and its rate at the first board's Fmax."""
-    from ..linkframe import FRAME_BYTES, Wire, wire_clocks_per_beat
+    from ..linkframe import Wire, wire_clocks
     from ..runtime.linked import LinkedChain
     from ..runtime.multi import chain_frames
     wire = Wire()
@@ -887,11 +887,14 @@ def uart_link_bench(part, frames) -> dict:
         seq = chain_frames(chain, frames, check=True)
         chain.reset()
         overlapped = chain.run_overlapped(frames, check=True)
-    beats = [[h.beats for h in hops] for hops in seq.hops]
-    clocks_per_beat = wire_clocks_per_beat(wire.clocks_per_bit)
+    n_links = len(part.slabs) - 1
+    beats = [float(np.mean([hops[k].beats for hops in seq.hops])) for k in range(n_links)]
+    wire_bytes = [float(np.mean([hops[k].bytes for hops in seq.hops])) for k in range(n_links)]
+    bytes_per_beat = sum(wire_bytes) / sum(beats)
     out = {"what": UART_LINK_WHAT, "latency_cycles": wire.latency, "clocks_per_bit": wire.clocks_per_bit,
-           "bytes_per_beat": FRAME_BYTES, "clocks_per_beat": clocks_per_beat,
-           "beats_per_frame": [round(float(np.mean([b[k] for b in beats])), 1) for k in range(len(beats[0]))],
+           "beats_per_frame": [round(b, 1) for b in beats], "bytes_per_frame": [round(b, 1) for b in wire_bytes],
+           "bytes_per_beat": round(bytes_per_beat, 2),
+           "clocks_per_beat": round(wire_clocks(bytes_per_beat, wire.clocks_per_bit), 1),
            "frame_cycles": round(float(np.mean(seq.frame_cycles)), 1),
            # the same frames sent at once: the last one's end over their count (the pipeline's fill
            # included), against the frames one at a time
@@ -901,7 +904,7 @@ def uart_link_bench(part, frames) -> dict:
     if clock is not None:
         mhz = clock["fmax_mhz"]
         out.update({"at_mhz": mhz, "fmax_measured": clock["fmax_measured"],
-                    "link_beats_per_s": round(mhz * 1e6 / clocks_per_beat),
+                    "link_beats_per_s": round(mhz * 1e6 / out["clocks_per_beat"]),
                     "link_mbit_per_s": round(mhz / wire.clocks_per_bit, 2),
                     "frames_per_s_overlapped": round(mhz * 1e6 / out["overlapped_cycles_per_frame"], 1)})
     return out
@@ -921,7 +924,7 @@ def _multi_board_text(m: dict) -> str:
                      f"{s.get('slowdown_measured')} measured, {s.get('slowdown_predicted')} predicted")
         u = s.get("uart_link")
         if u:
-            lines.append(f"    over the link gateware (UART, {u['clocks_per_bit']} clocks/bit, {u['bytes_per_beat']} B/beat): "
+            lines.append(f"    over the link gateware (UART, {u['clocks_per_bit']} clocks/bit, {u['bytes_per_beat']} B a beat): "
                          f"{u['frame_cycles']:,.0f} cycles/frame one at a time, "
                          f"{u['overlapped_cycles_per_frame']:,.0f} overlapped (x{u['overlap_speedup']})"
                          + (f"; at {u['at_mhz']:g} MHz {u['link_beats_per_s']:,} beats/s a link, "

@@ -315,10 +315,9 @@ def _link_spec(multi, link) -> dict:
     """What carries a link: the host-side LinkModel, or the link gateware over a simulated wire."""
     if isinstance(link, Link):
         return {"kind": "model", "latency_cycles": link.model.latency, "events_per_cycle": link.model.events_per_cycle}
-    from ..linkframe import FRAME_BYTES, UART_BITS_PER_BYTE
+    from ..linkframe import FRAME_BYTES, PACKED_FRAME_BYTES
     return {"kind": "uart gateware", "latency_cycles": multi.wire.latency, "clocks_per_bit": multi.wire.clocks_per_bit,
-            "bytes_per_beat": FRAME_BYTES,
-            "events_per_cycle": round(1 / (FRAME_BYTES * UART_BITS_PER_BYTE * multi.wire.clocks_per_bit), 6)}
+            "bytes_per_beat": {"packed event": PACKED_FRAME_BYTES, "whole beat": FRAME_BYTES}}
 
 
 def overlapped_cycles(board_cycles: np.ndarray, hops: list) -> float:
