@@ -65,7 +65,10 @@ def packed_word(word: int) -> int | None:
     import numpy as np
     from .layouts import PACKED_EVENT, STREAM_EVENT
     f = {k: int(v[0]) for k, v in STREAM_EVENT.unpack64(np.array([word], dtype=np.uint64)).items()}
-    if f["eof"] or f["x"] >= 256 or f["y"] >= 256 or f["c"] >= 128 or not -256 <= f["d"] <= 255:
+    width = {p.name: p.width for p in PACKED_EVENT.fields}
+    fits = all(f[k] < 1 << width[k] for k in ("x", "y", "c"))
+    half = 1 << (width["d"] - 1)
+    if f["eof"] or not fits or not -half <= f["d"] < half:
         return None
     return int(PACKED_EVENT.pack64({k: [f[k]] for k in PACKED_EVENT.names})[0])
 

@@ -116,6 +116,12 @@ class LinkedChain(Boards):
                                 f"arrived; the frame is not passed on (clear the link with reset)")
         return links
 
+    def _clear_counters(self) -> None:
+        """Every board's and link's counters restart: what is read after a run is that run's."""
+        for d in self.devices:
+            d.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
+        self.clear_links()
+
     def _run_one_frame(self) -> int:
         """Clock until the last board's frame ends; a link that broke meanwhile (its frame's end
         may never come) raises LinkError within a CHECK_CYCLES slice, not after MAX_FRAME_CYCLES."""
@@ -141,9 +147,7 @@ class LinkedChain(Boards):
         from .multi import input_events
         qnet = self.partition.qnet
         frames = np.asarray(frames)
-        for d in self.devices:
-            d.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
-        self.clear_links()
+        self._clear_counters()
         sent = [frame_beats(stream_columns(ev, self._cfgs[0].event_bits)) for ev in input_events(qnet, frames)]
         n_in = sum(len(w) - 1 for w, _ in sent)
         start = self.sim.cycles
@@ -179,17 +183,12 @@ class LinkedChain(Boards):
                 "links": links, "counters": counters}
 
     def _check_outputs(self, frames, outputs) -> None:
-        from ..errors import SynfabError
         from ..model.reference import simulate
+        from .multi import check_output
         qnet = self.partition.qnet
         trace = simulate(qnet, frames.astype(np.int64), self._cfgs[0].acc_bits, self.threshold, record_state=False)
-        ref = np.zeros_like(outputs[0]) if outputs else None
         for t, got in enumerate(outputs):
-            ref = ref + trace.events[qnet.output][t]
-            if not np.array_equal(ref, got):
-                c, y, x = (int(v[0]) for v in np.nonzero(ref != got))
-                raise SynfabError(f"check: frame {t}: output {qnet.output}[{c},{y},{x}] is {int(got[c, y, x])} on "
-                                  f"the linked boards, {int(ref[c, y, x])} in the whole network's reference")
+            check_output(qnet, trace, t, got, "the linked boards")
 
     # -- MultiDevice's interface ---------------------------------------------------------------
     def reset(self) -> None:
@@ -203,9 +202,7 @@ class LinkedChain(Boards):
 
     def run_frame(self, events: dict) -> ChainFrame:
         """One frame in at board 0, through every link, out of the last board."""
-        for d in self.devices:
-            d.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
-        self.clear_links()
+        self._clear_counters()
         words, lasts = frame_beats(stream_columns(events, self._cfgs[0].event_bits))
         self.sim.push(words, lasts)
         cycles = self._run_one_frame()

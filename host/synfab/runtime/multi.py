@@ -250,10 +250,16 @@ def _check_frame(multi: MultiDevice, trace, t: int, cf: ChainFrame, out: np.ndar
             c, y, x = (int(v[0]) for v in np.nonzero(dense != trace.events[cut][t]))
             raise SynfabError(f"check: frame {t}: link {k} carried {int(dense[c, y, x])} for {cut}[{c},{y},{x}], the "
                               f"whole network's reference sends {int(trace.events[cut][t][c, y, x])}")
+    check_output(qnet, trace, t, out, "the boards")
+
+
+def check_output(qnet, trace, t: int, out: np.ndarray, where: str) -> None:
+    """The output activation after frame t (the sum of its events so far) against the whole
+    network's dense reference `trace`; a one-line SynfabError naming the first differing value."""
     ref = sum(trace.events[qnet.output][:t + 1])
     if not np.array_equal(ref, out):
         c, y, x = (int(v[0]) for v in np.nonzero(ref != out))
-        raise SynfabError(f"check: frame {t}: output {qnet.output}[{c},{y},{x}] is {int(out[c, y, x])} on the boards, "
+        raise SynfabError(f"check: frame {t}: output {qnet.output}[{c},{y},{x}] is {int(out[c, y, x])} on {where}, "
                           f"{int(ref[c, y, x])} in the whole network's reference")
 
 
