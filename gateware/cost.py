@@ -48,8 +48,11 @@ BLOCKS = ["peg", "esu", "neuron_unit", "evaluation_unit", "router", "axi_host_in
           "stream_bridge", "core", "fabric"]
 # The two ends of a board-to-board link (gateware/link/, outside the single-board source key: their
 # synthesis keys on link.source_digest too); not part of a fabric's report, asked for by name.
-LINK_BLOCKS = ["link_sender", "link_receiver"]
+# link_*: the UART link's ends; eth_link_*: the Ethernet link's, each with its LiteEth UDP/IP core
+# (MAC, ARP, IP, UDP) on a BytePHY (a board's RGMII PHY adds its I/O registers and delays).
+LINK_BLOCKS = ["link_sender", "link_receiver", "eth_link_sender", "eth_link_receiver"]
 LINK_CLOCKS_PER_BIT = 4
+ETH_CLK_FREQ = 100_000_000         # the ARP timers' clock (sim/chain.py's)
 CELL_TYPES = ["LUT4", "CCU2C", "TRELLIS_DPR16X4", "PFUMX", "L6MUX21", "TRELLIS_FF", "DP16KD", "MULT18X18D"]
 DP16KD_BITS = 18 * 1024            # one ECP5 block RAM (x36 mode: data + parity bits)
 ECP5_85F_DP16KD = 208              # LFE5U-85F block RAMs
@@ -121,6 +124,13 @@ def block(name: str, cfg: FabricConfig):
     if name == "core":
         from .core.core import NeuronCore
         return NeuronCore(cfg, 0)
+    if name in ("eth_link_sender", "eth_link_receiver"):
+        from .link.eth import BytePHY, EthLinkReceiver, EthLinkSender, eth_clock_domains
+        phy = BytePHY()
+        end = (EthLinkSender if name == "eth_link_sender" else EthLinkReceiver)(phy, 0, ETH_CLK_FREQ)
+        eth_clock_domains(end)
+        end.phy_pins = [phy.tx_valid, phy.tx_data, phy.rx_valid, phy.rx_data]     # ports of the block
+        return end
     if name in LINK_BLOCKS:
         from .link import LinkReceiver, LinkSender, link_pads
         pads = link_pads()

@@ -384,7 +384,14 @@ def test_bench_boards_reports_link_traffic_and_the_measured_slowdown():
     assert u["beats_per_frame"] == [round(link["events"] / 3 + 1, 1)] and 7 <= u["bytes_per_beat"] <= 11
     assert 0 < u["overlapped_cycles_per_frame"] <= u["frame_cycles"] and u["overlap_speedup"] >= 1
     assert u["link_beats_per_s"] == round(u["at_mhz"] * 1e6 / u["clocks_per_beat"])
-    assert "over the link gateware" in text
+    assert "over the link gateware (UART" in text
+    # and over the Ethernet link: the same beats in packets of up to 32, a byte a clock on the wire
+    e = s["eth_link"]
+    assert e["kind"] == "eth" and e["beats_per_frame"] == u["beats_per_frame"]
+    assert e["bytes_per_beat"] > 8 and e["clocks_per_beat"] < u["clocks_per_beat"]
+    assert e["link_mbit_per_s"] == round(8 * e["at_mhz"], 2)
+    assert 0 < e["overlapped_cycles_per_frame"] <= e["frame_cycles"] and e["overlap_speedup"] >= 1
+    assert "over the link gateware (Ethernet" in text
 
 
 def test_cli_bench_boards_default_workload_is_a_workload():

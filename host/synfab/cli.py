@@ -331,14 +331,15 @@ def cmd_partition(a):
     boards = [b for b in a.boards.split(",") if b]
     cuts = [c for c in a.cuts.split(",") if c] if a.cuts is not None else None
     qnet, frames = _partition_input(a)
-    if a.link == "uart":
+    if a.link in ("uart", "eth"):
         from .linkframe import Wire
         if a.backend != "sim":
-            raise SynfabError("--link uart runs the boards' link gateware in Verilator: add --backend sim")
+            raise SynfabError(f"--link {a.link} runs the boards' link gateware in Verilator: add --backend sim")
         if a.link_drop or a.events_per_cycle != 1.0:
-            raise SynfabError("--link-drop and --events-per-cycle set the link model; the uart link's rate is "
-                              "--clocks-per-bit (faults: runtime.linked.LinkedChain.inject_fault)")
-        link = Wire(a.latency, a.clocks_per_bit)
+            raise SynfabError(f"--link-drop and --events-per-cycle set the link model; the {a.link} link's rate is "
+                              f"{'--clocks-per-bit' if a.link == 'uart' else 'a byte a clock'} "
+                              f"(faults: runtime.linked.LinkedChain.inject_fault)")
+        link = Wire(a.latency, a.clocks_per_bit, a.link)
     else:
         link = LinkModel(a.latency, a.events_per_cycle, a.link_drop, a.seed)
     out = api.run_partitioned(qnet, frames, boards, cuts, a.backend, link,
@@ -486,12 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "predicted link events that fit every board)")
     pt.add_argument("--images", help="model file: images .npz/.npy (calibration and frames)")
     pt.add_argument("--frames", type=int, default=None, help="frames to run (default: the workload's)")
-    pt.add_argument("--link", choices=("model", "uart"), default="model",
+    pt.add_argument("--link", choices=("model", "uart", "eth"), default="model",
                     help="model: the host carries each frame's events between the boards' devices (LinkModel); "
-                         "uart: the boards' link gateware (frames with seq and CRC, credits, LiteX's RS232 PHY) "
-                         "over simulated wires, every board in one Verilator model (--backend sim)")
+                         "uart: the boards' link gateware (frames with seq and CRC, credits, LiteX's RS232 PHY); "
+                         "eth: the Ethernet link gateware (UDP packets with seq, credits, LiteEth's UDP/IP core "
+                         "at both ends); both over simulated wires, every board in one Verilator model "
+                         "(--backend sim)")
     pt.add_argument("--clocks-per-bit", type=int, default=4, help="uart link: clocks per UART bit (>= 4)")
-    pt.add_argument("--latency", type=int, default=64, help="link latency in cycles (default 64; uart: each way)")
+    pt.add_argument("--latency", type=int, default=64, help="link latency in cycles (default 64; uart, eth: each way)")
     pt.add_argument("--events-per-cycle", type=float, default=1.0, help="link bandwidth in events per cycle")
     pt.add_argument("--link-drop", type=float, default=0.0, help="fault: fraction of link events lost (detected)")
     pt.add_argument("--seed", type=int, default=0, help="seed of the link faults")

@@ -104,16 +104,93 @@ def wire_clocks_per_beat(clocks_per_bit: int) -> int:
     return wire_clocks(FRAME_BYTES, clocks_per_bit)
 
 
+
+
+# -- The Ethernet link (gateware/link/eth.py): LiteEth's UDP/IP core at both ends ------------------
+# Between boards with Ethernet (the Colorlight i5 / i9 have two ports: one to the board before,
+# one to the board after), board k's output beats cross as UDP packets to board k+1, each 64-bit
+# word little-endian (as the host's UDP stream port, layouts.UDP_*):
+#
+#   data packet (board k -> k+1):   word 0  bits 0-15 ETH_MAGIC, 16-23 ETH_DATA, 24-31 epoch,
+#                                           32-47 seq, 48-63 beats in the packet (1..ETH_MAX_BEATS)
+#                                   word 1  bits 0-31 beats sent in the epoch before this packet
+#                                   then the beats, whole (an Ethernet frame has room to spare)
+#   credit packet (board k+1 -> k): word 0  bits 0-15 ETH_MAGIC, 16-23 ETH_CREDIT, 24-31 epoch,
+#                                           32-63 beats the receiver freed in the epoch
+#
+# The receiver takes a data packet only whole, with the seq it expects next, the beat count its
+# own received count says (no packet lost before it), its own epoch and no error from LiteEth
+# (FCS); anything else is dropped and counted, and the link is broken until the host clears it,
+# as on the UART link. It holds a packet's beats until the packet's end is checked, so a corrupt
+# packet never reaches the fabric. Credits are cumulative counts, so a lost credit packet is made
+# good by the next one. A clear starts a new epoch at both ends: packets of the old one still on a
+# wire are not taken (stale credits would give the sender room the receiver does not have).
+# The sender sends a packet once it holds ETH_MAX_BEATS beats or an end-of-frame beat, or its
+# beats have waited ETH_FLUSH_CLOCKS, and the receiver has room for it.
+ETH_MAGIC = 0x4C53                # "SL": synfab link
+ETH_DATA = 0
+ETH_CREDIT = 1
+ETH_DATA_HEADER_WORDS = 2
+ETH_MAX_BEATS = 32
+ETH_RX_FIFO_BEATS = 128           # the receiver's FIFO (block RAM): the sender's credits
+ETH_FLUSH_CLOCKS = 64
+ETH_LINK_UDP_PORT = 4321
+ETH_PREAMBLE_BYTES = 8            # preamble and SFD
+ETH_GAP_BYTES = 12                # the inter-frame gap: idle on the wire
+
+
+def eth_addresses(link: int, end: int) -> tuple[int, str]:
+    """(MAC, IPv4) of link `link`'s end `end` (0: the sending board's port, 1: the receiving
+    board's): locally administered MACs, a /24 per link."""
+    return 0x02_53_46_00_00_00 | (link << 8) | end, f"10.83.{link}.{1 + end}"
+
+
+def eth_data_header(seq: int, beats: int, sent_before: int, epoch: int = 0) -> tuple[int, int]:
+    return (ETH_MAGIC | ETH_DATA << 16 | (epoch & 0xFF) << 24 | (seq & 0xFFFF) << 32 | beats << 48,
+            sent_before & 0xFFFFFFFF)
+
+
+def eth_credit_word(freed: int, epoch: int = 0) -> int:
+    return ETH_MAGIC | ETH_CREDIT << 16 | (epoch & 0xFF) << 24 | (freed & 0xFFFFFFFF) << 32
+
+
+def eth_frame_bytes(udp_payload: int) -> int:
+    """Bytes a UDP packet's Ethernet frame puts on the wire (preamble and FCS in, the gap out)."""
+    from .layouts import ETH_MIN_PAYLOAD, ETH_WIRE_OVERHEAD
+    return ETH_WIRE_OVERHEAD - ETH_GAP_BYTES + max(udp_payload, ETH_MIN_PAYLOAD)
+
+
+def eth_data_bytes(packets: int, beats: int) -> int:
+    """Forward-wire bytes of `packets` data packets holding `beats` beats in all (none is padded:
+    the header words and a beat are over the minimum payload)."""
+    from .layouts import ETH_WIRE_OVERHEAD
+    return packets * (ETH_WIRE_OVERHEAD - ETH_GAP_BYTES + 8 * ETH_DATA_HEADER_WORDS) + 8 * beats
+
+
+WIRE_KINDS = ("uart", "eth")
+
+
 @dataclass(frozen=True)
 class Wire:
     """A simulated cable between two boards' link ends (gateware/sim/chain.py's wire model, the one
-    part of a chain that is not gateware): `latency` clocks of delay each way, a UART bit every
-    `clocks_per_bit` clocks (LiteX's RS232 PHY samples reliably from 4)."""
+    part of a chain that is not gateware): `latency` clocks of delay each way. kind "uart": the
+    UART link, a bit every `clocks_per_bit` clocks (LiteX's RS232 PHY samples reliably from 4);
+    "eth": the Ethernet link (LiteEth at both ends), a byte a clock each way."""
     latency: int = 8
     clocks_per_bit: int = 4
+    kind: str = "uart"
 
     def __post_init__(self):
+        from .errors import SynfabError
+        if self.kind not in WIRE_KINDS:
+            raise SynfabError(f"link wire: kind {self.kind!r} is none of {', '.join(WIRE_KINDS)}")
         if self.latency < 1 or self.clocks_per_bit < 4:
-            from .errors import SynfabError
             raise SynfabError(f"link wire: latency >= 1 clock and clocks_per_bit >= 4, got {self.latency} and "
                               f"{self.clocks_per_bit}")
+
+    def busy_clocks(self, wire_bytes: float, packets: float = 0) -> float:
+        """Clocks the forward wire is busy with `wire_bytes` bytes (a link's `bytes` counter) in
+        `packets` packets (Ethernet: each frame is followed by the inter-frame gap)."""
+        if self.kind == "uart":
+            return wire_clocks(wire_bytes, self.clocks_per_bit)
+        return wire_bytes + ETH_GAP_BYTES * packets

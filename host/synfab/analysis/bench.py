@@ -850,39 +850,44 @@ MULTI_BOARD_WORKLOAD = "lenet_mnist"
 
 
 def multi_board_bench(boards: list[str], loads: dict, cuts=None, objective: str = DEFAULT_OBJECTIVE,
-                      uart: bool = True) -> dict:
+                      links: bool = True) -> dict:
     """Each network of `loads` ({name: (qnet, frames)}) split by whole layers over the boards
     (compiler/partition.py; at `cuts` if given), run on their Verilator fabrics joined by the
     default link model with every frame checked against the whole network's dense reference, and
     once on one fabric with all the boards' cores: per board cycles, per link traffic and
-    utilisation, the slowdown (predicted and measured); runtime.multi.chain_summary.  With `uart`,
-    also over the boards' link gateware (uart_link_bench)."""
+    utilisation, the slowdown (predicted and measured); runtime.multi.chain_summary.  With `links`,
+    also over the boards' link gateware, UART and Ethernet (link_gateware_bench)."""
     from .. import api
+    from ..linkframe import Wire
     out = {"boards": list(boards), "what": "whole-layer slabs over the boards on Verilator fabrics joined by "
                                            "runtime.multi.LinkModel(); --check against the whole network"}
     for name, (qnet, frames) in loads.items():
         run = api.run_partitioned(qnet, frames, boards, cuts=cuts, backend="sim", check=True, objective=objective,
                                   measure_one_fabric=True)
         out[name] = run["summary"]
-        if uart:
-            out[name]["uart_link"] = uart_link_bench(run["partition"], frames)
+        if links:
+            for kind in ("uart", "eth"):
+                out[name][f"{kind}_link"] = link_gateware_bench(run["partition"], frames, Wire(kind=kind))
     return out
 
 
-UART_LINK_WHAT = ("the same slabs in one Verilator model, joined by the link gateware (gateware/link/: frames of "
-                  "SYNC, seq, 8 bytes, CRC-8, credit flow control, LiteX's RS232 PHY) over simulated wires; "
-                  "frames one at a time, then all sent at once (board k on frame t+1 while board k+1 runs "
-                  "frame t); every frame checked against the whole network")
+LINK_WHAT = {
+    "uart": "the same slabs in one Verilator model, joined by the UART link gateware (gateware/link/: frames of "
+            "SYNC, seq, 8 bytes, CRC-8, credit flow control, LiteX's RS232 PHY) over simulated wires; ",
+    "eth": "the same slabs in one Verilator model, joined by the Ethernet link gateware (gateware/link/eth.py: "
+           "UDP packets of up to 32 beats with seq and beat count, credit packets back, LiteEth's UDP/IP core "
+           "at both ends, a byte a clock each way) over simulated wires; ",
+}
+LINK_HOW = ("frames one at a time, then all sent at once (board k on frame t+1 while board k+1 runs frame t); "
+            "every frame checked against the whole network")
 
 
-def uart_link_bench(part, frames) -> dict:
-    """A partition's frames over the boards' link gateware (runtime.linked.LinkedChain, the wire's
-    defaults): measured frame cycles one frame at a time and the interval of overlapped frames,
-    the link's beats and bytes, and its rate at the first board's Fmax."""
-    from ..linkframe import Wire, wire_clocks
+def link_gateware_bench(part, frames, wire) -> dict:
+    """A partition's frames over the boards' link gateware (runtime.linked.LinkedChain, over
+    `wire`): measured frame cycles one frame at a time and the interval of overlapped frames, the
+    link's beats, packets and bytes, its busy clocks, and its rate at the first board's Fmax."""
     from ..runtime.linked import LinkedChain
     from ..runtime.multi import chain_frames
-    wire = Wire()
     with LinkedChain(part, wire) as chain:
         seq = chain_frames(chain, frames, check=True)
         chain.reset()
@@ -890,22 +895,27 @@ def uart_link_bench(part, frames) -> dict:
     n_links = len(part.slabs) - 1
     beats = [float(np.mean([hops[k].beats for hops in seq.hops])) for k in range(n_links)]
     wire_bytes = [float(np.mean([hops[k].bytes for hops in seq.hops])) for k in range(n_links)]
-    bytes_per_beat = sum(wire_bytes) / sum(beats)
-    out = {"what": UART_LINK_WHAT, "latency_cycles": wire.latency, "clocks_per_bit": wire.clocks_per_bit,
+    busy = [float(np.mean([hops[k].busy_cycles for hops in seq.hops])) for k in range(n_links)]
+    out = {"what": LINK_WHAT[wire.kind] + LINK_HOW, "kind": wire.kind, "latency_cycles": wire.latency,
            "beats_per_frame": [round(b, 1) for b in beats], "bytes_per_frame": [round(b, 1) for b in wire_bytes],
-           "bytes_per_beat": round(bytes_per_beat, 2),
-           "clocks_per_beat": round(wire_clocks(bytes_per_beat, wire.clocks_per_bit), 1),
+           "bytes_per_beat": round(sum(wire_bytes) / sum(beats), 2),
+           "busy_cycles_per_frame": [round(b, 1) for b in busy],
+           "clocks_per_beat": round(sum(busy) / sum(beats), 1),
            "frame_cycles": round(float(np.mean(seq.frame_cycles)), 1),
            # the same frames sent at once: the last one's end over their count (the pipeline's fill
            # included), against the frames one at a time
            "overlapped_cycles_per_frame": round(overlapped["cycles"] / len(frames), 1),
            "overlap_speedup": round(float(np.sum(seq.frame_cycles)) / overlapped["cycles"], 3)}
+    if wire.kind == "uart":
+        out["clocks_per_bit"] = wire.clocks_per_bit
+    else:
+        out["packets_per_frame"] = [round(float(np.mean([l["packets"] for l in overlapped["links"]])) / len(frames), 2)]
     clock = board_clock(part.slabs[0].cfg)
     if clock is not None:
         mhz = clock["fmax_mhz"]
         out.update({"at_mhz": mhz, "fmax_measured": clock["fmax_measured"],
                     "link_beats_per_s": round(mhz * 1e6 / out["clocks_per_beat"]),
-                    "link_mbit_per_s": round(mhz / wire.clocks_per_bit, 2),
+                    "link_mbit_per_s": round(mhz / wire.clocks_per_bit if wire.kind == "uart" else 8 * mhz, 2),
                     "frames_per_s_overlapped": round(mhz * 1e6 / out["overlapped_cycles_per_frame"], 1)})
     return out
 
@@ -922,9 +932,12 @@ def _multi_board_text(m: dict) -> str:
                      f"one fabric of {s['one_fabric']['cores']} cores "
                      f"{s['one_fabric'].get('measured_cycles_per_frame', 0):,.0f}: slowdown "
                      f"{s.get('slowdown_measured')} measured, {s.get('slowdown_predicted')} predicted")
-        u = s.get("uart_link")
-        if u:
-            lines.append(f"    over the link gateware (UART, {u['clocks_per_bit']} clocks/bit, {u['bytes_per_beat']} B a beat): "
+        for kind in ("uart", "eth"):
+            u = s.get(f"{kind}_link")
+            if not u:
+                continue
+            how = f"UART, {u['clocks_per_bit']} clocks/bit" if kind == "uart" else "Ethernet, a byte a clock"
+            lines.append(f"    over the link gateware ({how}, {u['bytes_per_beat']} B a beat): "
                          f"{u['frame_cycles']:,.0f} cycles/frame one at a time, "
                          f"{u['overlapped_cycles_per_frame']:,.0f} overlapped (x{u['overlap_speedup']})"
                          + (f"; at {u['at_mhz']:g} MHz {u['link_beats_per_s']:,} beats/s a link, "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..linkframe import Wire, wire_clocks
+from ..linkframe import Wire
 from ..layouts import RegisterMap
 from .device import DeviceError, FrameOutput, RegisterDevice, frame_beats, frame_output_events, stream_columns
 from .multi import Boards, ChainFrame, Hop, LinkError, _balance
@@ -225,7 +225,7 @@ class LinkedChain(Boards):
             _balance(f"link {k}", "beats sent", l["sent"], counters["events_out"] + 1)
             _balance(f"link {k}", "beats received", l["received"], l["sent"])
             beats = l["sent"]
-            busy = wire_clocks(l["bytes"], self.wire.clocks_per_bit)
+            busy = self.wire.busy_clocks(l["bytes"], l["packets"])
             # added: what the hop would add store and forward (the gateware passes beats on as they
             # come, so the chain's measured frame is shorter than boards + hops)
             hops.append(Hop(events=beats - 1, beats=beats, bytes=l["bytes"], busy_cycles=busy,

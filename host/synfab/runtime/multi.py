@@ -321,8 +321,14 @@ def _link_spec(multi, link) -> dict:
     """What carries a link: the host-side LinkModel, or the link gateware over a simulated wire."""
     if isinstance(link, Link):
         return {"kind": "model", "latency_cycles": link.model.latency, "events_per_cycle": link.model.events_per_cycle}
-    from ..linkframe import FRAME_BYTES, PACKED_FRAME_BYTES
-    return {"kind": "uart gateware", "latency_cycles": multi.wire.latency, "clocks_per_bit": multi.wire.clocks_per_bit,
+    from ..linkframe import (ETH_DATA_HEADER_WORDS, ETH_MAX_BEATS, FRAME_BYTES, PACKED_FRAME_BYTES,
+                             eth_data_bytes)
+    wire = multi.wire
+    if wire.kind == "eth":
+        return {"kind": "eth gateware", "latency_cycles": wire.latency, "bytes_per_clock": 1,
+                "max_beats_per_packet": ETH_MAX_BEATS,
+                "bytes_per_packet": f"{eth_data_bytes(1, 0)} + 8 a beat ({ETH_DATA_HEADER_WORDS} header words in)"}
+    return {"kind": "uart gateware", "latency_cycles": wire.latency, "clocks_per_bit": wire.clocks_per_bit,
             "bytes_per_beat": {"packed event": PACKED_FRAME_BYTES, "whole beat": FRAME_BYTES}}
 
 

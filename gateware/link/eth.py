@@ -1,0 +1,278 @@
+"""A link over Ethernet with LiteEth's UDP/IP core at both ends (synfab.linkframe, "The Ethernet
+link"): data packets one way, credit packets back, a UDP port of each end's own core.
+
+    EthLinkSender(phy, link, clk_freq)     board k: its output beats go out as data packets
+    EthLinkReceiver(phy, link, clk_freq)   board k+1: data packets into its input stream
+
+`phy` is a LiteEth PHY of the board's port (dw 8, preamble and FCS by the MAC: LiteEthPHYRGMII
+on a Colorlight board; BytePHY in a simulation or a synthesis of the end alone). The MAC's
+datapath runs in the sys clock domain; the PHY's domains eth_tx and eth_rx come from the board
+(BytePHY's: the sys clock, see `eth_clock_domains`).
+"""
+from __future__ import annotations
+
+from migen import Cat, ClockDomain, ClockSignal, Constant, If, Mux, ResetInserter, ResetSignal, Signal
+from migen.genlib.fsm import FSM, NextState, NextValue
+from litex.gen import LiteXModule
+from litex.soc.interconnect import stream
+
+from synfab import linkframe as lf
+from synfab.layouts import STREAM_EVENT
+
+from .core import BEAT, COUNTER_BITS
+
+WORD = 64
+EPOCH_BITS = 8
+# LiteEth's receive buffer in front of the MAC: room for the bytes that come while the receiver
+# moves a checked packet into its FIFO (up to ETH_MAX_BEATS clocks: the port is not ready then).
+RX_CDC_DEPTH = 128
+
+
+def eth_clock_domains(module) -> None:
+    """The PHY clock domains eth_tx and eth_rx on the sys clock (BytePHY's byte per sys clock);
+    once per design: every LiteEth core of it uses them."""
+    module.cd_eth_tx = ClockDomain()
+    module.cd_eth_rx = ClockDomain()
+    module.comb += [
+        module.cd_eth_tx.clk.eq(ClockSignal()), module.cd_eth_tx.rst.eq(ResetSignal()),
+        module.cd_eth_rx.clk.eq(ClockSignal()), module.cd_eth_rx.rst.eq(ResetSignal()),
+    ]
+
+
+class BytePHY(LiteXModule):
+    """What the MAC sees of an Ethernet PHY, one byte per clock each way, for a simulation (the
+    wire model joins two) or a synthesis of a link end alone.
+
+        sink        in   bytes from the MAC (preamble to FCS)
+        source      out  bytes to the MAC; `last` where rx_valid ends
+        tx_valid    out  a byte on the forward line
+        tx_data     out
+        rx_valid    in   a byte on the backward line
+        rx_data     in
+    """
+    dw = 8
+    with_preamble_crc = True        # as a real PHY: the MAC adds and checks preamble and FCS
+
+    def __init__(self):
+        from liteeth.common import eth_phy_description
+        self.sink = stream.Endpoint(eth_phy_description(8))
+        self.source = stream.Endpoint(eth_phy_description(8))
+        self.tx_valid, self.tx_data = Signal(), Signal(8)
+        self.rx_valid, self.rx_data = Signal(), Signal(8)
+
+        # # #
+
+        self.comb += [self.tx_valid.eq(self.sink.valid), self.tx_data.eq(self.sink.data), self.sink.ready.eq(1)]
+        self.sync += [self.source.valid.eq(self.rx_valid), self.source.data.eq(self.rx_data)]
+        # last_be on the last byte: LiteEth's CRC checker flags an error only on an enabled byte,
+        # and with an 8-bit datapath nothing else sets it (its LiteEthMACRXLastBE serves wider
+        # ones); without it a corrupt frame passes as good (LiteEth 2024.12).
+        self.comb += [self.source.last.eq(self.source.valid & ~self.rx_valid), self.source.last_be.eq(self.source.last)]
+
+
+def udp_port(phy, link: int, end: int, clk_freq: int):
+    """(LiteEth's UDP/IP core on `phy` at this end's addresses, its 64-bit user port on
+    ETH_LINK_UDP_PORT)."""
+    from liteeth.core import LiteEthUDPIPCore
+    mac, ip = lf.eth_addresses(link, end)
+    core = LiteEthUDPIPCore(phy, mac, ip, int(clk_freq), with_icmp=False, with_ip_broadcast=False,
+                            with_sys_datapath=True, rx_cdc_depth=RX_CDC_DEPTH)
+    return core, core.udp.crossbar.get_port(lf.ETH_LINK_UDP_PORT, dw=WORD)
+
+
+def _to_peer(port_sink, link: int, peer_end: int, words) -> list:
+    """The UDP parameters of a packet of `words` 64-bit words to the other end."""
+    from liteeth.common import convert_ip
+    return [port_sink.src_port.eq(lf.ETH_LINK_UDP_PORT), port_sink.dst_port.eq(lf.ETH_LINK_UDP_PORT),
+            port_sink.ip_address.eq(convert_ip(lf.eth_addresses(link, peer_end)[1])),
+            port_sink.length.eq(8 * words)]
+
+
+def _header(word, kind: int, epoch):
+    """1 where `word` is a header word of this kind in this epoch."""
+    return (word[0:16] == lf.ETH_MAGIC) & (word[16:24] == kind) & (word[24:32] == epoch)
+
+
+class EthLinkSender(LiteXModule):
+    """Board k's end of an Ethernet link.
+
+        sink           in   the board's output beats (64-bit data)
+        clear          in   a new epoch: counters, seq and credits restart (with the receiver's)
+        sent           out  beats sent in the epoch (32 bits)
+        packets        out  data packets sent (32 bits)
+        bytes          out  bytes the PHY sent: every frame, preamble to FCS, ARP too (32 bits)
+        credit_errors  out  packets on the port that were no credit packet of the epoch (32 bits)
+        credits        out  beats the receiver has room for
+    """
+
+    def __init__(self, phy, link: int, clk_freq: int):
+        self.sink = stream.Endpoint(BEAT)
+        self.clear = Signal()
+        self.sent = Signal(COUNTER_BITS)
+        self.packets = Signal(COUNTER_BITS)
+        self.bytes = Signal(COUNTER_BITS)
+        self.credit_errors = Signal(COUNTER_BITS)
+        self.credits = Signal(COUNTER_BITS)
+
+        # # #
+
+        self.core, port = udp_port(phy, link, 0, clk_freq)
+        self.fifo = fifo = stream.SyncFIFO(BEAT, 2 * lf.ETH_MAX_BEATS, buffered=True)
+        self.comb += self.sink.connect(fifo.sink)
+        eof_bit = STREAM_EVENT.offsets["eof"]
+        epoch = Signal(EPOCH_BITS)
+        seq = Signal(16)
+        spent, acked = Signal(COUNTER_BITS), Signal(COUNTER_BITS)
+        frame_ends = Signal(max=2 * lf.ETH_MAX_BEATS + 1)      # end-of-frame beats in the FIFO
+        waited = Signal(max=lf.ETH_FLUSH_CLOCKS + 1)
+        n, left = Signal(16), Signal(16)
+        level = fifo.level
+        pushed = fifo.sink.valid & fifo.sink.ready
+        popped = fifo.source.valid & fifo.source.ready
+        candidate = Signal(16)
+        self.comb += [
+            self.credits.eq(lf.ETH_RX_FIFO_BEATS - (spent - acked)),
+            candidate.eq(Mux(level >= lf.ETH_MAX_BEATS, lf.ETH_MAX_BEATS, level)),
+        ]
+        self.sync += [
+            frame_ends.eq(frame_ends + (pushed & fifo.sink.data[eof_bit]) - (popped & fifo.source.data[eof_bit])),
+            If(pushed | (level == 0), waited.eq(0)).Elif(waited != lf.ETH_FLUSH_CLOCKS, waited.eq(waited + 1)),
+        ]
+        due = Signal()
+        self.comb += due.eq((level != 0) & ((level >= lf.ETH_MAX_BEATS) | (frame_ends != 0)
+                                            | (waited == lf.ETH_FLUSH_CLOCKS)) & (self.credits >= candidate))
+
+        tx = port.sink
+        self.comb += _to_peer(tx, link, 1, n + lf.ETH_DATA_HEADER_WORDS)
+        self.fsm = fsm = FSM(reset_state="IDLE")
+        fsm.act("IDLE",
+            If(due & ~self.clear,
+                NextValue(n, candidate), NextValue(left, candidate), NextValue(spent, spent + candidate),
+                NextState("HEADER0")))
+        fsm.act("HEADER0",
+            tx.valid.eq(1), tx.data.eq(Cat(Constant(lf.ETH_MAGIC, 16), Constant(lf.ETH_DATA, 8), epoch, seq, n)),
+            If(tx.ready, NextState("HEADER1")))
+        fsm.act("HEADER1",
+            tx.valid.eq(1), tx.data.eq(Cat(self.sent, Constant(0, 32))),
+            If(tx.ready, NextState("BEATS")))
+        fsm.act("BEATS",
+            tx.valid.eq(fifo.source.valid), tx.data.eq(fifo.source.data),
+            tx.last.eq(left == 1), tx.last_be.eq(Mux(left == 1, 0x80, 0)),
+            fifo.source.ready.eq(tx.ready),
+            If(popped,
+                NextValue(left, left - 1), NextValue(self.sent, Mux(self.clear, 0, self.sent + 1)),
+                If(left == 1,
+                    NextValue(seq, Mux(self.clear, 0, seq + 1)),
+                    NextValue(self.packets, Mux(self.clear, 0, self.packets + 1)),
+                    NextState("IDLE"))))
+
+        # Credit packets: one word each; the latest of the epoch says how many beats were freed.
+        rx = port.source
+        bad = Signal()
+        self.comb += rx.ready.eq(1)
+        good_credit = _header(rx.data, lf.ETH_CREDIT, epoch) & (rx.length == 8) & (rx.error == 0) & ~bad
+        self.sync += If(rx.valid,
+            If(rx.last,
+                bad.eq(0),
+                If(good_credit, acked.eq(rx.data[32:64])).Else(self.credit_errors.eq(self.credit_errors + 1)))
+            .Else(bad.eq(1)))
+
+        self.sync += If(phy.sink.valid & phy.sink.ready, self.bytes.eq(self.bytes + 1))
+        # A clear comes between frames (nothing in flight): the epoch tells late packets apart.
+        self.sync += If(self.clear,
+            epoch.eq(epoch + 1), seq.eq(0), spent.eq(0), acked.eq(0),
+            self.sent.eq(0), self.packets.eq(0), self.bytes.eq(0), self.credit_errors.eq(0))
+
+
+class EthLinkReceiver(LiteXModule):
+    """Board k+1's end of an Ethernet link.
+
+        source    out  the beats of the good packets, in order, to the board's input stream
+        clear     in   a new epoch: counters, expected seq, credits and `broken` restart
+        received  out  beats received (32 bits)
+        errors    out  packets dropped: malformed, out of sequence, a packet lost before it,
+                       an error from LiteEth (FCS), or while broken (32 bits)
+        broken    out  a packet was dropped: every later one is dropped until clear
+    """
+
+    def __init__(self, phy, link: int, clk_freq: int):
+        self.source = stream.Endpoint(BEAT)
+        self.clear = Signal()
+        self.received = Signal(COUNTER_BITS)
+        self.errors = Signal(COUNTER_BITS)
+        self.broken = Signal()
+
+        # # #
+
+        self.core, port = udp_port(phy, link, 1, clk_freq)
+        # A packet's beats wait in `held` until its end is checked; then they go to `fifo`.
+        self.held = held = stream.SyncFIFO(BEAT, lf.ETH_MAX_BEATS)
+        self.fifo = fifo = ResetInserter()(stream.SyncFIFO(BEAT, lf.ETH_RX_FIFO_BEATS, buffered=True))
+        self.comb += [fifo.reset.eq(self.clear), fifo.source.connect(self.source)]
+        epoch = Signal(EPOCH_BITS)
+        expected = Signal(16)
+        count, got = Signal(16), Signal(16)
+        failed = Signal()
+        drop = Signal()
+        rx = port.source
+        word = rx.data
+        header_ok = Signal()
+        self.comb += header_ok.eq(_header(word, lf.ETH_DATA, epoch) & (word[48:64] != 0)
+                                  & (word[48:64] <= lf.ETH_MAX_BEATS)
+                                  & (rx.length == 8 * (word[48:64] + lf.ETH_DATA_HEADER_WORDS))
+                                  & (word[32:48] == expected) & ~rx.last & ~self.broken)
+
+        self.fsm = fsm = FSM(reset_state="HEADER0")
+        fsm.act("HEADER0",
+            rx.ready.eq(1),
+            If(rx.valid,
+                If(header_ok, NextValue(count, word[48:64]), NextValue(got, 0), NextValue(failed, 0),
+                   NextState("HEADER1"))
+                .Else(drop.eq(1), If(~rx.last, NextState("SKIP")))))
+        fsm.act("HEADER1",
+            rx.ready.eq(1),
+            If(rx.valid,
+                If((word[0:32] == self.received) & ~rx.last, NextState("BEATS"))
+                .Else(drop.eq(1), If(~rx.last, NextState("SKIP")))))
+        fsm.act("BEATS",
+            rx.ready.eq(1),
+            held.sink.valid.eq(rx.valid & (got < count)), held.sink.data.eq(rx.data),
+            If(rx.valid,
+                NextValue(got, got + 1),
+                If(rx.last,
+                    If((got + 1 == count) & ~failed & (rx.error == 0), NextState("PASS"))
+                    .Else(drop.eq(1), NextState("DISCARD")))
+                .Elif(got + 1 >= count, NextValue(failed, 1))))
+        fsm.act("PASS",
+            held.source.connect(fifo.sink),
+            If(~held.source.valid,
+                NextValue(expected, Mux(self.clear, 0, expected + 1)),
+                NextValue(self.received, Mux(self.clear, 0, self.received + count)),
+                NextState("HEADER0")))
+        fsm.act("DISCARD",
+            held.source.ready.eq(1),
+            If(~held.source.valid, NextState("HEADER0")))
+        fsm.act("SKIP",
+            rx.ready.eq(1),
+            If(rx.valid & rx.last, NextState("HEADER0")))
+        self.sync += If(self.clear,
+            epoch.eq(epoch + 1), expected.eq(0), self.received.eq(0), self.errors.eq(0), self.broken.eq(0)
+        ).Elif(drop, self.errors.eq(self.errors + 1), self.broken.eq(1))
+
+        # Credits: the beats the FIFO passed on in the epoch, sent back when a quarter of the FIFO
+        # is free again or the FIFO ran empty.
+        freed, reported = Signal(COUNTER_BITS), Signal(COUNTER_BITS)
+        self.sync += If(self.clear, freed.eq(0)).Elif(self.source.valid & self.source.ready, freed.eq(freed + 1))
+        tx = port.sink
+        value = Signal(COUNTER_BITS)
+        self.comb += _to_peer(tx, link, 0, 1)
+        self.credit_fsm = cfsm = FSM(reset_state="IDLE")
+        cfsm.act("IDLE",
+            If((freed != reported) & ~self.clear
+               & ((freed - reported >= lf.ETH_RX_FIFO_BEATS // 4) | ~fifo.source.valid),
+                NextValue(value, freed), NextState("SEND")))
+        cfsm.act("SEND",
+            tx.valid.eq(1), tx.last.eq(1), tx.last_be.eq(0x80),
+            tx.data.eq(Cat(Constant(lf.ETH_MAGIC, 16), Constant(lf.ETH_CREDIT, 8), epoch, value)),
+            If(tx.ready, NextValue(reported, Mux(self.clear, 0, value)), NextState("IDLE")))
+        self.sync += If(self.clear, reported.eq(0))
