@@ -145,3 +145,47 @@ def test_an_event_that_does_not_fit_a_packed_word_sends_the_frame_as_word_pairs(
             assert dev._packed(*frame_beats(cols)) is None, (field, value)
     with LitexDevice(CFG, port=litex_sim.port, pack=False) as dev:
         assert dev._packed(*small) is None
+
+
+def test_a_network_over_two_litex_boards(litex_sim):
+    """A partition over two LiteX sim SoCs (this module's and a second one: two boards, each the
+    SoC a bitstream is built from), the host carrying the cut layer's events from board 0's output
+    stream to board 1's input stream: bit-exact with the whole network's golden model, and each
+    board's counters balance against what crossed."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_partition import residual_net, whole_golden
+    from synfab_gateware.soc.sim import LitexSim
+    qnet = residual_net(c=2)
+    frames = randnet.random_frames(qnet, np.random.default_rng(5), 2)
+    want_out, want_spikes = whole_golden(qnet, frames, PRESETS["default"])
+    with LitexSim(CFG, quiet=True) as second:
+        out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
+                                  device_args=[{"port": litex_sim.port}, {"port": second.port}])
+    res = out["result"]
+    for got, want in zip(res.outputs, want_out):
+        np.testing.assert_array_equal(got, want)
+    assert res.layer_spikes_per_step == want_spikes
+    a = [l.name for l in qnet.layers].index("a")
+    assert [hops[0].events for hops in res.hops] == [t[a] for t in want_spikes]
+    assert [ins[1] for ins in res.board_events_in] == [t[a] for t in want_spikes]
+    s = out["summary"]
+    assert s["checked_against_whole_network"] and s["frames"] == 2
+
+
+def test_litex_boards_take_one_port_each(litex_sim, capsys):
+    from synfab.cli import main
+    from synfab.runtime.multi import MultiDevice
+    from synfab.compiler.partition import partition
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_partition import residual_net
+    part = partition(residual_net(c=2), [CFG, CFG], cuts=["a"])
+    with pytest.raises(DeviceError, match=r"^1 sets of device arguments for 2 boards: give one per board"):
+        MultiDevice(part, "litex", device_args=[{"port": litex_sim.port}])
+    assert main(["partition", "demo_mnist", "--boards", "default,default", "--backend", "litex",
+                 "--ports", litex_sim.port]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--backend litex takes one --ports entry per board (2 boards, 1 ports)" in err

@@ -342,8 +342,21 @@ def cmd_partition(a):
         link = Wire(a.latency, a.clocks_per_bit, a.link)
     else:
         link = LinkModel(a.latency, a.events_per_cycle, a.link_drop, a.seed)
+    device_args = None
+    if a.backend == "litex":
+        ports = [p for p in (a.ports or "").split(",") if p]
+        if len(ports) != len(boards):
+            raise SynfabError(f"--backend litex takes one --ports entry per board ({len(boards)} boards, "
+                              f"{len(ports)} ports), in board order: --ports tcp://HOST:P0,tcp://HOST:P1,...")
+        if a.measure_one_fabric:
+            raise SynfabError("--measure-one-fabric runs the whole network on one fabric of every board's cores: "
+                              "no LiteX board holds it; leave it out with --backend litex")
+        device_args = [{"port": p} for p in ports]
+    elif a.ports:
+        raise SynfabError("--ports names the LiteX boards of --backend litex")
     out = api.run_partitioned(qnet, frames, boards, cuts, a.backend, link,
-                              a.threshold, a.check, a.objective, measure_one_fabric=a.measure_one_fabric)
+                              a.threshold, a.check, a.objective, device_args=device_args,
+                              measure_one_fabric=a.measure_one_fabric)
     s = out["summary"]
     s["predictions"] = out["predictions"]
     _print(s, a.json, partition_text(s))
@@ -498,7 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--events-per-cycle", type=float, default=1.0, help="link bandwidth in events per cycle")
     pt.add_argument("--link-drop", type=float, default=0.0, help="fault: fraction of link events lost (detected)")
     pt.add_argument("--seed", type=int, default=0, help="seed of the link faults")
-    pt.add_argument("--backend", choices=("model", "sim"), default="model")
+    pt.add_argument("--backend", choices=("model", "sim", "litex"), default="model",
+                    help="model; sim: a Verilator fabric per board; litex: a LiteX board (or LiteX sim SoC) per "
+                         "board at --ports, the host carrying the link model's events between them")
+    pt.add_argument("--ports", default=None,
+                    help="litex: one port per board, in board order, separated by commas (tcp://HOST:PORT, "
+                         "udp://HOST:PORT, /dev/ttyUSB0@BAUD, HOST:PORT of a litex_server)")
     pt.add_argument("--threshold", type=int, default=0, help="sigma-delta threshold on every board (0 = exact)")
     pt.add_argument("--check", action="store_true", help="compare every frame with the whole network's reference")
     pt.add_argument("--measure-one-fabric", action="store_true",

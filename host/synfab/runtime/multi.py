@@ -120,20 +120,24 @@ class Boards:
 
 
 class MultiDevice(Boards):
-    """The boards of a Partition, each a Device of `backend`, loaded with its slab's tables."""
+    """The boards of a Partition, each a Device of `backend`, loaded with its slab's tables.
+
+    `device_args`: one dict for every board's device, or a list of one dict per board (boards of
+    the litex backend: each its own `port`, a LiteX board or LiteX sim SoC per slab)."""
     name = "multi"
 
     def __init__(self, partition, backend: str = "model", link: LinkModel = LinkModel(), device_args=None):
         from ..api import open_device
         from .device import check_fabric_runs
         self.partition, self.backend = partition, backend
+        per_board = board_device_args(device_args, len(partition.slabs))
         if backend != "model":
             for s in partition.slabs:
                 check_fabric_runs(s.tables, f"{backend} board {s.index} ({s.board})")
         self.devices = []
         try:
-            for s in partition.slabs:
-                self.devices.append(open_device(backend, s.cfg, **(device_args or {})))
+            for s, args in zip(partition.slabs, per_board):
+                self.devices.append(open_device(backend, s.cfg, **args))
                 self.devices[-1].load(s.tables)
         except BaseException:
             self.close()
@@ -165,6 +169,16 @@ class MultiDevice(Boards):
             carried.append(events)
         self.frame += 1
         return ChainFrame(outs, hops, outs[-1].events, carried)
+
+
+def board_device_args(device_args, n_boards: int) -> list[dict]:
+    """One dict of device arguments per board from one shared dict or a list (one per board)."""
+    if isinstance(device_args, (list, tuple)):
+        if len(device_args) != n_boards:
+            raise DeviceError(f"{len(device_args)} sets of device arguments for {n_boards} boards: give one per "
+                              f"board (litex: one --ports entry per board, in board order)")
+        return [dict(a or {}) for a in device_args]
+    return [dict(device_args or {}) for _ in range(n_boards)]
 
 
 def _balance(who: str, what: str, counted, expected: int) -> None:
