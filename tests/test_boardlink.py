@@ -264,7 +264,8 @@ def test_partition_api_over_the_uart_link(residual, chain):
     (["--link", "uart"], "add --backend sim"),
     (["--link", "uart", "--backend", "sim", "--link-drop", "0.1"], "--link-drop and --events-per-cycle"),
     (["--link", "uart", "--backend", "sim", "--clocks-per-bit", "2"], "clocks_per_bit >= 4"),
-    (["--link", "eth"], "--link eth runs the boards' link gateware in Verilator: add --backend sim"),
+    (["--link", "eth"], "--link eth runs the boards' link gateware: in Verilator (add --backend sim) or on "
+                        "linked LiteX boards"),
     (["--link", "eth", "--backend", "sim", "--events-per-cycle", "2"], "the eth link's rate is a byte a clock"),
 ])
 def test_cli_uart_link_misuse_is_one_line(args, words, capsys):
@@ -402,7 +403,25 @@ def test_no_single_board_soc_imports_the_link_gateware():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
     from synfab_gateware.soc.toolchain import _keyed
-    assert not _keyed(Path("link/core.py")) and _keyed(Path("noc/router.py"))
+    assert not _keyed(Path("link/core.py")) and not _keyed(Path("soc/links.py")) and _keyed(Path("noc/router.py"))
+
+
+def test_the_linked_ulx3s_soc_puts_its_link_wires_on_the_gpio_header(tmp_path):
+    """The linked board SoC (synfab build --link uart) as generated for nextpnr: the link ends'
+    wires on the header pins soc.links.LINK_PINS names (litex-boards' ULX3S gpio0 and gpio1), the
+    link registers on the bus at layouts.LINK_BASE."""
+    pytest.importorskip("litex_boards")
+    from synfab.layouts import LINK_BASE
+    from synfab_gateware.soc import ecp5
+    gw = ecp5._generate("ulx3s", PRESETS["tiny"], ecp5.DEFAULT_SYS_CLK, 1_000_000, 1, tmp_path, "linked", quiet=True,
+                        link="uart")
+    lpf = (gw / "linked.lpf").read_text()
+    for pin in ("B11", "C11", "A10", "A11"):          # gpio0 p/n (prev), gpio1 p/n (next)
+        assert f'SITE "{pin}"' in lpf, pin
+    csr = json.loads((tmp_path / "csr.json").read_text())
+    assert csr["memories"]["synfab_links"]["base"] == LINK_BASE
+    with pytest.raises(Exception, match="no uart linked SoC for colorlight-i5"):
+        ecp5.build_bitstream("colorlight-i5", PRESETS["tiny"], link="uart")
 
 
 def test_link_ends_are_small():

@@ -189,3 +189,84 @@ def test_litex_boards_take_one_port_each(litex_sim, capsys):
                  "--ports", litex_sim.port]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--backend litex takes one --ports entry per board (2 boards, 1 ports)" in err
+
+
+# ---------------------------------------------------------------------------------------
+# Linked boards: the linked SoC (soc.links), board k's next link end cabled to board k+1's prev
+@pytest.fixture(scope="module")
+def linked_boards():
+    """Two LiteX sims of the linked SoC joined by a SimCable (their link ends' bytes over host UDP
+    sockets: the cable between two boards is the one part that is not gateware)."""
+    from synfab_gateware.soc.sim import linked_sims
+    with linked_sims([CFG, CFG]) as (sims, cables):
+        yield sims, cables
+
+
+def _residual():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_partition import residual_net, whole_golden
+    qnet = residual_net(c=2)
+    frames = randnet.random_frames(qnet, np.random.default_rng(5), 2)
+    return qnet, frames, whole_golden(qnet, frames, PRESETS["default"])
+
+
+def test_linked_litex_boards_pass_the_cut_layer_over_their_own_link(linked_boards):
+    """The host sends each frame to board 0 only and reads the last board's output: board 0's
+    output beats cross the cable through its LinkSender and board 1's LinkReceiver (frames with seq
+    and CRC-8, credits back) into board 1's input. Bit-exact with the whole network's golden
+    model; the link ends' counters balance with the boards' and with the bytes on the cable."""
+    from synfab import linkframe as lf
+    sims, (cable,) = linked_boards
+    qnet, frames, (want_out, want_spikes) = _residual()
+    before = cable.forward_bytes
+    out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
+                              link=lf.Wire(kind="uart"), device_args=[{"port": s.port} for s in sims])
+    res = out["result"]
+    for got, want in zip(res.outputs, want_out):
+        np.testing.assert_array_equal(got, want)
+    a = [l.name for l in qnet.layers].index("a")
+    assert [hops[0].events for hops in res.hops] == [t[a] for t in want_spikes]
+    assert [ins[1] for ins in res.board_events_in] == [t[a] for t in want_spikes]
+    # every beat of the cut layer and each frame's end crossed as a frame of the spec (7 or 11 bytes)
+    wire = sum(h[0].bytes for h in res.hops)
+    assert 7 * sum(h[0].beats for h in res.hops) <= wire <= 11 * sum(h[0].beats for h in res.hops)
+    assert cable.forward_bytes - before == wire
+    link, = out["summary"]["links"]
+    assert link["kind"] == "uart gateware (linked LiteX boards)" and out["summary"]["checked_against_whole_network"]
+
+
+def test_a_corrupt_byte_on_the_cable_raises_link_error_and_reset_recovers(linked_boards):
+    from synfab import linkframe as lf
+    from synfab.compiler.partition import partition
+    from synfab.runtime.linked_litex import LinkedLitexBoards
+    from synfab.runtime.multi import LinkError, chain_frames
+    sims, (cable,) = linked_boards
+    qnet, frames, (want_out, _) = _residual()
+    part = partition(qnet, [CFG, CFG], cuts=["a"])
+    with LinkedLitexBoards(part, [{"port": s.port} for s in sims], timeout=30) as boards:
+        cable.corrupt_at(150)            # inside frame 0's beats (some 500 bytes)
+        with pytest.raises(LinkError) as e:
+            chain_frames(boards, frames[:1])
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith("link 0 (board 0 -> 1): frame 0: ") and "dropped" in msg
+        link, = boards.read_links()
+        assert link["broken"] == 1 and link["errors"] >= 1 and link["received"] < link["sent"]
+        boards.reset()
+        res = chain_frames(boards, frames, check=True)
+        for got, want in zip(res.outputs, want_out):
+            np.testing.assert_array_equal(got, want)
+    assert lf.FRAME_BYTES == 11
+
+
+def test_a_board_without_links_is_refused_in_one_line(litex_sim, linked_boards):
+    from synfab.compiler.partition import partition
+    from synfab.runtime.linked_litex import LinkedLitexBoards
+    sims, _ = linked_boards
+    qnet, _, _ = _residual()
+    part = partition(qnet, [CFG, CFG], cuts=["a"])
+    with pytest.raises(DeviceError, match=r"^linked LiteX board 1 \(tcp://127\.0\.0\.1:\d+\): no board links \((link id "
+                                          r"reads 0x[0-9a-f]+|no answer at the link registers)\); load a linked "
+                                          r"bitstream \(synfab build --link uart\)$"):
+        LinkedLitexBoards(part, [{"port": sims[0].port}, {"port": litex_sim.port}])

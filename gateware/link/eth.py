@@ -19,6 +19,7 @@ from litex.soc.interconnect import stream
 from synfab import linkframe as lf
 from synfab.layouts import STREAM_EVENT
 
+from ..soc.eth import last_byte_enable
 from .core import BEAT, COUNTER_BITS
 
 WORD = 64
@@ -64,10 +65,7 @@ class BytePHY(LiteXModule):
 
         self.comb += [self.tx_valid.eq(self.sink.valid), self.tx_data.eq(self.sink.data), self.sink.ready.eq(1)]
         self.sync += [self.source.valid.eq(self.rx_valid), self.source.data.eq(self.rx_data)]
-        # last_be on the last byte: LiteEth's CRC checker flags an error only on an enabled byte,
-        # and with an 8-bit datapath nothing else sets it (its LiteEthMACRXLastBE serves wider
-        # ones); without it a corrupt frame passes as good (LiteEth 2024.12).
-        self.comb += [self.source.last.eq(self.source.valid & ~self.rx_valid), self.source.last_be.eq(self.source.last)]
+        self.comb += [self.source.last.eq(self.source.valid & ~self.rx_valid), last_byte_enable(self.source)]
 
 
 def udp_port(phy, link: int, end: int, clk_freq: int):

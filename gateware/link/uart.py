@@ -34,6 +34,25 @@ def tuning_word(clocks_per_bit: int) -> int:
     return int(2 ** 32 / clocks_per_bit)
 
 
+class UARTPHY(LiteXModule):
+    """LiteX's RS232 PHY both ways on a link's two wires, as byte streams.
+
+        sink     in   bytes to send on pads.tx
+        source   out  bytes received on pads.rx
+    """
+
+    def __init__(self, pads, clocks_per_bit: int):
+        self.phy_tx = RS232PHYTX(pads, tuning_word(clocks_per_bit))
+        self.phy_rx = RS232PHYRX(pads, tuning_word(clocks_per_bit))
+        self.sink, self.source = self.phy_tx.sink, self.phy_rx.source
+
+
+def _byte_phy(pads, clocks_per_bit, phy):
+    """The byte PHY of a link end: `phy` when given (any module with byte streams sink and source,
+    such as LiteX's RS232PHYModel in a LiteX sim), else UARTPHY on `pads`."""
+    return phy if phy is not None else UARTPHY(pads, clocks_per_bit)
+
+
 class LinkSender(LiteXModule):
     """Board k's end of a link.
 
@@ -44,9 +63,11 @@ class LinkSender(LiteXModule):
         sent           out  beats sent (32 bits)
         bytes          out  bytes sent on the forward wire (32 bits)
         credit_errors  out  bytes on the backward wire that were not CREDIT (32 bits)
+
+    `phy` instead of pads: a byte PHY of its own (sink: forward bytes, source: backward bytes).
     """
 
-    def __init__(self, pads, clocks_per_bit: int):
+    def __init__(self, pads, clocks_per_bit: int, phy=None):
         self.sink = stream.Endpoint(BEAT)
         self.clear = Signal()
         self.credit_errors = Signal(COUNTER_BITS)
@@ -54,18 +75,17 @@ class LinkSender(LiteXModule):
         # # #
 
         self.tx = tx = LinkTX()
-        self.phy_tx = RS232PHYTX(pads, tuning_word(clocks_per_bit))
-        self.phy_rx = phy_rx = RS232PHYRX(pads, tuning_word(clocks_per_bit))
+        self.phy = phy = _byte_phy(pads, clocks_per_bit, phy)
         self.sent, self.bytes = tx.sent, tx.bytes
         self.comb += [
             self.sink.connect(tx.sink),
-            tx.source.connect(self.phy_tx.sink),
+            tx.source.connect(phy.sink),
             tx.clear.eq(self.clear),
-            phy_rx.source.ready.eq(1),
-            tx.credit.eq(phy_rx.source.valid & (phy_rx.source.data == lf.CREDIT)),
+            phy.source.ready.eq(1),
+            tx.credit.eq(phy.source.valid & (phy.source.data == lf.CREDIT)),
         ]
         self.sync += If(self.clear, self.credit_errors.eq(0)).Elif(
-            phy_rx.source.valid & (phy_rx.source.data != lf.CREDIT), self.credit_errors.eq(self.credit_errors + 1))
+            phy.source.valid & (phy.source.data != lf.CREDIT), self.credit_errors.eq(self.credit_errors + 1))
 
 
 class LinkReceiver(LiteXModule):
@@ -78,27 +98,28 @@ class LinkReceiver(LiteXModule):
         received  out  good frames (32 bits)
         errors    out  frames dropped (32 bits)
         broken    out  a frame was lost: later frames are dropped until clear
+
+    `phy` instead of pads: a byte PHY of its own (source: forward bytes, sink: backward bytes).
     """
 
-    def __init__(self, pads, clocks_per_bit: int):
+    def __init__(self, pads, clocks_per_bit: int, phy=None):
         self.source = stream.Endpoint(BEAT)
         self.clear = Signal()
 
         # # #
 
         self.rx = rx = LinkRX()
-        self.phy_rx = phy_rx = RS232PHYRX(pads, tuning_word(clocks_per_bit))
-        self.phy_tx = phy_tx = RS232PHYTX(pads, tuning_word(clocks_per_bit))
+        self.phy = phy = _byte_phy(pads, clocks_per_bit, phy)
         self.received, self.errors, self.broken = rx.received, rx.errors, rx.broken
         # Credits owed to the sender: one per rx.credit pulse, one leaves per CREDIT byte sent.
         owed = Signal(max=2 * lf.RX_FIFO_BEATS + 1)
         sending = Signal()
         self.comb += [
-            phy_rx.source.connect(rx.sink),
+            phy.source.connect(rx.sink),
             rx.source.connect(self.source),
             rx.clear.eq(self.clear),
-            phy_tx.sink.valid.eq(owed != 0),
-            phy_tx.sink.data.eq(lf.CREDIT),
-            sending.eq(phy_tx.sink.valid & phy_tx.sink.ready),
+            phy.sink.valid.eq(owed != 0),
+            phy.sink.data.eq(lf.CREDIT),
+            sending.eq(phy.sink.valid & phy.sink.ready),
         ]
         self.sync += owed.eq(owed + rx.credit - sending)

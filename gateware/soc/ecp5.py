@@ -145,10 +145,32 @@ class SynfabECP5EthSoC(_BoardSoC):
         add_ethernet(self, self.ethphy)
 
 
-def build_name(board_name: str, cfg: FabricConfig, ethernet: bool = False) -> str:
+class SynfabECP5LinkedSoC(SynfabECP5SoC):
+    """The board SoC of a chain of boards: SynfabECP5SoC with two board-to-board link ends on the
+    stream bridge's second port (soc.links: `prev` from the board before into the fabric's input,
+    `next` the fabric's output to the board after; registers at layouts.LINK_BASE). link "uart":
+    the UART link (LiteX's RS232 PHY, `clocks_per_bit` sys clocks a bit) on the GPIO header pins
+    of soc.links.LINK_PINS."""
+
+    def __init__(self, board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
+                 baudrate: int = DEFAULT_BAUDRATE, link: str = "uart", clocks_per_bit: int = 4):
+        from .links import LINK_KINDS, LINK_PINS, add_board_links, uart_link_ends
+        if link not in LINK_KINDS or board_name not in LINK_PINS:
+            raise SynfabError(f"no {link} linked SoC for {board_name}; linked boards: "
+                              f"{', '.join(LINK_PINS)} (links: {', '.join(LINK_KINDS)})")
+        _BoardSoC.__init__(self, board_name, cfg, sys_clk_freq, link=f" ({link} links)")
+        self.add_uartbone(uart_name="serial", baudrate=baudrate)
+        add_synfab(self, cfg, with_ext=True)
+        prev_end, next_end, io = uart_link_ends(self.platform, board_name, clocks_per_bit)
+        self.comb += io
+        add_board_links(self, prev_end, next_end)
+
+
+def build_name(board_name: str, cfg: FabricConfig, ethernet: bool = False, link: str = "") -> str:
     """Names the build directory, its files and the top module: a Verilog identifier (presets
     such as ulx3s-85f have dashes)."""
-    return re.sub(r"\W", "_", f"synfab_{board_name}{'_eth' if ethernet else ''}_{cfg.name}")
+    return re.sub(r"\W", "_", f"synfab_{board_name}{'_eth' if ethernet else ''}"
+                               f"{f'_{link}_linked' if link else ''}_{cfg.name}")
 
 
 def slowest_sys_clock(fmax: dict) -> str | None:
@@ -170,14 +192,18 @@ def parse_nextpnr_report(path: Path) -> dict:
 
 
 def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, quiet: bool = False,
-              ethernet: bool = False) -> Path:
+              ethernet: bool = False, link: str = "") -> Path:
     """Write the SoC's Verilog, constraints, yosys script and build script to out/gateware
     (quiet: without LiteX's log of the SoC it creates)."""
     if quiet:
         logging.disable(logging.INFO)
     try:
-        soc = (SynfabECP5EthSoC(board_name, cfg, sys_clk_freq) if ethernet
-               else SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate))
+        if link:
+            soc = SynfabECP5LinkedSoC(board_name, cfg, sys_clk_freq, baudrate, link)
+        elif ethernet:
+            soc = SynfabECP5EthSoC(board_name, cfg, sys_clk_freq)
+        else:
+            soc = SynfabECP5SoC(board_name, cfg, sys_clk_freq, baudrate)
         builder = Builder(soc, output_dir=str(out), compile_software=False, compile_gateware=False,
                           csr_json=str(out / "csr.json"))
         soc.platform.toolchain._pnr_opts += f" --report {name}_report.json"
@@ -189,28 +215,32 @@ def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: st
 
 
 def _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, key: str, quiet: bool,
-               ethernet: bool = False):
+               ethernet: bool = False, link: str = ""):
     gw = out / "gateware"
     (gw / "stamp.json").unlink(missing_ok=True)
-    _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, ethernet=ethernet)
+    _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, ethernet=ethernet, link=link)
     if not quiet:
         print(f"synfab: building {name} bitstream with yosys/nextpnr ({tc.toolchain()[1].split(':')[0]}); "
               f"log: {gw / 'build.log'}", file=sys.stderr, flush=True)
     start = time.monotonic()
     tc.run_tool(["bash", f"build_{name}.sh"], gw, gw / "build.log")
-    options = {"sys_clk_freq": sys_clk_freq, "baudrate": baudrate, "seed": seed, **({"ethernet": True} if ethernet else {})}
+    options = {"sys_clk_freq": sys_clk_freq, "baudrate": baudrate, "seed": seed, **({"ethernet": True} if ethernet else {}),
+               **({"link": link} if link else {})}
     (gw / "stamp.json").write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - start, 1),
                                                "options": options}))
 
 
 def _build_key(board_name: str, cfg: FabricConfig, sys_clk_freq: float, baudrate: int, seed: int,
-               ethernet: bool = False) -> str:
+               ethernet: bool = False, link: str = "") -> str:
     parts = ("ecp5", board_name, cfg.to_json(), sys_clk_freq, baudrate, seed, tc.toolchain()[1])
+    if link:
+        # A linked SoC is made of the link gateware too, which the single-board key leaves out.
+        return tc.source_digest(*parts, "link", link, tc.board_links_digest())
     return tc.source_digest(*parts, "ethernet") if ethernet else tc.source_digest(*parts)
 
 
-def _build_dir(board_name: str, cfg: FabricConfig, ethernet: bool = False) -> tuple[str, Path]:
-    name = build_name(board_name, cfg, ethernet)
+def _build_dir(board_name: str, cfg: FabricConfig, ethernet: bool = False, link: str = "") -> tuple[str, Path]:
+    name = build_name(board_name, cfg, ethernet, link)
     return name, tc.build_root() / "ecp5" / name
 
 
@@ -230,19 +260,24 @@ def _report(board_name: str, cfg: FabricConfig, out: Path, name: str, key: str, 
 
 def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
                     baudrate: int = DEFAULT_BAUDRATE, seed: int = 1, quiet: bool = False,
-                    ethernet: bool = False) -> dict:
+                    ethernet: bool = False, link: str = "") -> dict:
     """Generate the SoC and run yosys/nextpnr-ecp5/ecppack, unless this very source state was
     built before; return the report: bitstream path, fmax, utilization, board, fabric, cache key.
-    A fabric that does not fit the board is refused first (synfab_gateware.fit.check), in one line."""
+    A fabric that does not fit the board is refused first (synfab_gateware.fit.check), in one line.
+    `link` ("uart"): the linked SoC of a chain of boards (SynfabECP5LinkedSoC)."""
     from .. import fit
+    from .links import LINK_KINDS, LINK_PINS
 
     board(board_name)
     if ethernet and board_name not in ETHERNET_BOARDS:
         raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
+    if link and (link not in LINK_KINDS or board_name not in LINK_PINS or ethernet):
+        raise SynfabError(f"no {link} linked SoC for {board_name}{' with Ethernet' if ethernet else ''}; linked "
+                          f"boards: {', '.join(LINK_PINS)} with UARTBone (links: {', '.join(LINK_KINDS)})")
     fit.check(cfg, board_name)
-    name, out = _build_dir(board_name, cfg, ethernet)
+    name, out = _build_dir(board_name, cfg, ethernet, link)
     gw = out / "gateware"
-    key = _build_key(board_name, cfg, sys_clk_freq, baudrate, seed, ethernet)
+    key = _build_key(board_name, cfg, sys_clk_freq, baudrate, seed, ethernet, link)
     stamp = gw / "stamp.json"
     bit = gw / f"{name}.bit"
 
@@ -255,8 +290,9 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
         with open(out.parent / f"{name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)         # one build per directory at a time
             if not fresh():
-                _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet, ethernet)
-    return _report(board_name, cfg, out, name, key, cached, sys_clk_freq, baudrate)
+                _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet, ethernet, link)
+    report = _report(board_name, cfg, out, name, key, cached, sys_clk_freq, baudrate)
+    return {**report, "link": link} if link else report
 
 
 def cached_build(board_name: str, cfg: FabricConfig) -> dict | None:

@@ -204,9 +204,19 @@ class UDPStreamPort(LiteXModule):
         ]
 
 
+def last_byte_enable(phy_source):
+    """The statement marking a byte PHY's last byte of a frame in `last_be`. LiteEth 2024.12's CRC
+    checker flags an error only on a byte its last_be enables, and with an 8-bit datapath neither an
+    8-bit PHY nor the MAC sets it (LiteEthMACRXLastBE serves wider datapaths): without this a frame
+    with a wrong FCS passes as good (found with the board links' BytePHY, tests/test_boardlink.py)."""
+    return phy_source.last_be.eq(phy_source.last)
+
+
 def add_ethernet(soc, phy, phy_cd: str = "eth") -> UDPStreamPort:
     """LiteEth's UDP/IP core on `phy` with Etherbone (a bus master) on ETHERBONE_UDP_PORT and a
     UDPStreamPort on STREAM_UDP_PORT feeding soc.synfab.stream_bridge (add_synfab(..., with_ext=True))."""
+    if getattr(phy, "with_preamble_crc", True) and phy.dw == 8:
+        soc.comb += last_byte_enable(phy.source)
     soc.add_etherbone(phy=phy, phy_cd=phy_cd, data_width=8, mac_address=soc_map.ETH_SOC_MAC,
                       ip_address=soc_map.ETH_SOC_IP, udp_port=soc_map.ETHERBONE_UDP_PORT,
                       buffer_depth=ETHERBONE_BUFFER)

@@ -8,6 +8,11 @@ the UDP stream port), and the sim's own module synfab_udp (sim_modules/) puts th
 host UDP sockets, no tap device: `sim.port` is "udp://127.0.0.1:PORT" (Etherbone; PORT + 1 the
 stream port).  Its sys clock is the boards' (DEFAULT_SYS_CLK_MHZ): what a simulated second is.
 
+With linked=True it is the linked board SoC (soc.links: a link end from the board before, one to
+the board after), each end's bytes on a host UDP socket (sim_modules/synfab_wire):
+`sim.wire_ports` {"prev", "next"} are its sockets, `link_peers` where each sends to (another
+sim's socket, or a SimCable's standing for the cable between two boards).
+
 The build lives in ~/.cache/synfab/litex-sim/<sha256>/ (the key covers the gateware sources, the
 fabric config, LiteX's sim sources, the Verilator version and the build options) and is shared by concurrent users
 through a lock file.  Building needs libevent and json-c headers (apt install libevent-dev
@@ -64,7 +69,11 @@ _io = [
         Subsignal("source_data", Pins(8)),
         Subsignal("sink_valid", Pins(1)), Subsignal("sink_ready", Pins(1)),
         Subsignal("sink_data", Pins(8))),
-]
+] + [(name, 0,
+      Subsignal("source_valid", Pins(1)), Subsignal("source_ready", Pins(1)), Subsignal("source_data", Pins(8)),
+      Subsignal("sink_valid", Pins(1)), Subsignal("sink_ready", Pins(1)), Subsignal("sink_data", Pins(8)))
+     for name in ("link_prev", "link_next")]
+LINK_ENDS = ("prev", "next")
 
 
 class LitexSimError(SynfabError):
@@ -72,7 +81,7 @@ class LitexSimError(SynfabError):
 
 
 class SynfabSimSoC(SoCCore):
-    def __init__(self, cfg: FabricConfig, ethernet: bool = False):
+    def __init__(self, cfg: FabricConfig, ethernet: bool = False, linked: bool = False):
         platform = SimPlatform("SIM", _io)
         clk_freq = ETH_SIM_CLK_FREQ if ethernet else SIM_CLK_FREQ
         SoCCore.__init__(self, platform, clk_freq, cpu_type=None, integrated_sram_size=0,
@@ -89,10 +98,15 @@ class SynfabSimSoC(SoCCore):
             self.uartbone_phy = phy = RS232PHYModel(platform.request("serial"))
             self.uartbone = UARTBone(phy, clk_freq=SIM_CLK_FREQ, address_width=self.bus.address_width)
             self.bus.add_master(name="uartbone", master=self.uartbone.wishbone)
-            add_synfab(self, cfg)
+            add_synfab(self, cfg, with_ext=linked)
+            if linked:
+                from .links import add_board_links, sim_link_ends
+                add_board_links(self, *sim_link_ends(platform))
 
 
-def sim_config(port: int, ethernet: bool = False) -> SimConfig:
+def sim_config(port: int, ethernet: bool = False, wires: dict | None = None) -> SimConfig:
+    """The sim's modules: UARTBone on TCP `port` (or, ethernet, the UDP ports from `port`), and
+    for a linked SoC `wires` {end: (its UDP port, the port it sends to)}."""
     cfg = SimConfig()
     if ethernet:
         cfg.add_clocker("sys_clk", freq_hz=int(ETH_SIM_CLK_FREQ))
@@ -103,6 +117,8 @@ def sim_config(port: int, ethernet: bool = False) -> SimConfig:
     else:
         cfg.add_clocker("sys_clk", freq_hz=int(SIM_CLK_FREQ))
         cfg.add_module("serial2tcp", "serial", args={"port": port})
+    for end, (local, peer) in (wires or {}).items():
+        cfg.add_module("synfab_wire", f"link_{end}", args={"local_port": str(local), "peer_port": str(peer)})
     return cfg
 
 
@@ -122,7 +138,7 @@ def _verilator_env() -> dict:
     return env
 
 
-def build(cfg: FabricConfig, quiet: bool = False, ethernet: bool = False) -> Path:
+def build(cfg: FabricConfig, quiet: bool = False, ethernet: bool = False, linked: bool = False) -> Path:
     """Directory with obj_dir/Vsim and modules/ for cfg (built now, or reused from the cache)."""
     import litex
     from synfab_gateware.sim.build import verilator_tool
@@ -133,10 +149,11 @@ def build(cfg: FabricConfig, quiet: bool = False, ethernet: bool = False) -> Pat
     core_text = "".join(p.read_text(errors="replace") for p in sorted(sim_core.rglob("*"))
                         if p.is_file() and p.suffix in (".c", ".cpp", ".h", ""))
     key = tc.source_digest("litex-sim", cfg.to_json(), core_text, verilator_tool()[2], OPT_LEVEL, JOBS)
-    if ethernet:
+    if ethernet or linked:
         import liteeth
         mods = "".join(p.read_text() for p in sorted(EXTRA_MODULES.rglob("*")) if p.is_file())
-        key = tc.source_digest("litex-sim-eth", key, mods, liteeth.__file__)
+        key = tc.source_digest("litex-sim-eth" if ethernet else "litex-sim-linked", key, mods, liteeth.__file__,
+                               *([tc.board_links_digest()] if linked else []))
     final = root / key
     if (final / "obj_dir" / "Vsim").is_file():
         return final
@@ -146,16 +163,17 @@ def build(cfg: FabricConfig, quiet: bool = False, ethernet: bool = False) -> Pat
             return final
         stage = Path(tempfile.mkdtemp(prefix="gen.", dir=root))
         try:
-            soc = SynfabSimSoC(cfg, ethernet=ethernet)
+            soc = SynfabSimSoC(cfg, ethernet=ethernet, linked=linked)
             builder = Builder(soc, output_dir=str(stage), compile_software=False, compile_gateware=False)
             extra = {}
-            if ethernet:
+            if ethernet or linked:
                 mods = stage / "gateware" / "extra_modules"
                 shutil.copytree(EXTRA_MODULES, mods)
                 extra = {"extra_mods": sorted(p.name for p in EXTRA_MODULES.iterdir() if p.is_dir()),
                          "extra_mods_path": str(mods)}
             with contextlib.redirect_stdout(sys.stderr):  # LiteX's generator chatter stays off stdout
-                builder.build(sim_config=sim_config(1, ethernet), run=False, build=True, opt_level=OPT_LEVEL,
+                wires = {end: (1, 2) for end in LINK_ENDS} if linked else None
+                builder.build(sim_config=sim_config(1, ethernet, wires), run=False, build=True, opt_level=OPT_LEVEL,
                               jobs=JOBS, interactive=False, **extra)
             gw = stage / "gateware"
             if not quiet:
@@ -182,6 +200,12 @@ def build(cfg: FabricConfig, quiet: bool = False, ethernet: bool = False) -> Pat
 
 def _free_port() -> int:
     with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -234,15 +258,23 @@ class LitexSim:
     """A running LiteX simulation of the synfab SoC; `port` is the LitexDevice port string."""
 
     def __init__(self, cfg: FabricConfig, tcp_port: int | None = None, quiet: bool = False,
-                 ethernet: bool = False):
+                 ethernet: bool = False, linked: bool = False, wire_ports: dict | None = None,
+                 link_peers: dict | None = None):
+        """linked: the linked board SoC, its link ends on UDP `wire_ports` {"prev", "next"} (free
+        ones if not given) sending to `link_peers` (default: a free port nobody reads)."""
         self.cfg = cfg
         self.ethernet = ethernet
         self.clk_freq = ETH_SIM_CLK_FREQ if ethernet else SIM_CLK_FREQ
-        self.build_dir = build(cfg, quiet=quiet, ethernet=ethernet)
+        self.build_dir = build(cfg, quiet=quiet, ethernet=ethernet, linked=linked)
         self.tcp_port = tcp_port or (_free_udp_pair() if ethernet else _free_port())
         self.port = f"{'udp' if ethernet else 'tcp'}://127.0.0.1:{self.tcp_port}"
+        wires = None
+        if linked:
+            self.wire_ports = {end: (wire_ports or {}).get(end) or free_udp_port() for end in LINK_ENDS}
+            self.link_peers = {end: (link_peers or {}).get(end) or free_udp_port() for end in LINK_ENDS}
+            wires = {end: (self.wire_ports[end], self.link_peers[end]) for end in LINK_ENDS}
         self.run_dir = Path(tempfile.mkdtemp(prefix="synfab-litex-sim-"))
-        (self.run_dir / "sim_config.js").write_text(sim_config(self.tcp_port, ethernet).get_json())
+        (self.run_dir / "sim_config.js").write_text(sim_config(self.tcp_port, ethernet, wires).get_json())
         (self.run_dir / "modules").symlink_to(self.build_dir / "modules")
         self.log = self.run_dir / "sim.log"
         with open(self.log, "w") as log:
@@ -272,3 +304,78 @@ class LitexSim:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class SimCable:
+    """The cable between two linked LiteX sims (board k's `next` end, board k+1's `prev` end): the
+    one part that is not gateware. It relays the UDP datagrams of their synfab_wire modules both
+    ways on a thread: `a_port` faces board k (its next end sends here), `b_port` board k+1.
+    `corrupt_at(n)` inverts the n-th forward byte from now (a fault the receiving end must catch);
+    `forward_bytes` / `backward_bytes` count what crossed."""
+
+    def __init__(self, a_peer: int, b_peer: int):
+        import threading
+        self.a, self.b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+        for sock in (self.a, self.b):
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(0.05)
+        self.a_port, self.b_port = self.a.getsockname()[1], self.b.getsockname()[1]
+        self.a_peer, self.b_peer = a_peer, b_peer
+        self.forward_bytes = self.backward_bytes = 0
+        self._corrupt = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+        self._thread.start()
+
+    def corrupt_at(self, n: int) -> None:
+        with self._lock:
+            self._corrupt = self.forward_bytes + max(0, int(n))
+
+    def _relay(self) -> None:
+        import select
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.a, self.b], [], [], 0.05)
+            for sock in ready:
+                try:
+                    data = bytearray(sock.recv(65536))
+                except OSError:
+                    continue
+                with self._lock:
+                    if sock is self.a:
+                        at = self._corrupt
+                        if at is not None and self.forward_bytes <= at < self.forward_bytes + len(data):
+                            data[at - self.forward_bytes] ^= 0xFF
+                            self._corrupt = None
+                        self.forward_bytes += len(data)
+                        self.b.sendto(bytes(data), ("127.0.0.1", self.b_peer))
+                    else:
+                        self.backward_bytes += len(data)
+                        self.a.sendto(bytes(data), ("127.0.0.1", self.a_peer))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.a.close()
+        self.b.close()
+
+
+@contextlib.contextmanager
+def linked_sims(cfgs, quiet: bool = True):
+    """LiteX sims of the linked board SoC, one per fabric config, board k's next end cabled to
+    board k+1's prev end (SimCable): yields (sims, cables)."""
+    ports = [{end: free_udp_port() for end in LINK_ENDS} for _ in cfgs]
+    cables, sims = [], []
+    try:
+        for k in range(len(cfgs) - 1):
+            cables.append(SimCable(ports[k]["next"], ports[k + 1]["prev"]))
+        for k, cfg in enumerate(cfgs):
+            peers = {"next": cables[k].a_port if k < len(cables) else None,
+                     "prev": cables[k - 1].b_port if k > 0 else None}
+            sims.append(LitexSim(cfg, quiet=quiet, linked=True, wire_ports=ports[k], link_peers=peers))
+        yield sims, cables
+    finally:
+        for sim in sims:
+            sim.close()
+        for cable in cables:
+            cable.close()

@@ -106,9 +106,11 @@ ANALYSIS_ONLY = ("cost.py", "fit.py")
 # Verilog, keyed on that Verilog, harness.cpp and the Verilator version (sim/build.py); no SoC or
 # bitstream is made from it (the LiteX sim SoC keys on the Verilator version itself).
 SIMULATION_ONLY = ("sim/",)
-# The board-to-board links (link/): only a chain of boards instantiates them (sim/chain.py), no
-# single-board SoC imports them (tests/test_boardlink.py checks it in a fresh interpreter).
-BOARD_LINKS = ("link/",)
+# The board-to-board links (link/) and a linked SoC's link unit (soc/links.py): only a chain of
+# boards instantiates them (sim/chain.py, a linked SoC), no single-board SoC imports them
+# (tests/test_boardlink.py checks it in a fresh interpreter); a linked build adds them to its key
+# (board_links_digest).
+BOARD_LINKS = ("link/", "soc/links.py")
 
 
 def digest(*parts) -> str:
@@ -148,3 +150,14 @@ def source_digest(*extra) -> str:
         except metadata.PackageNotFoundError:
             versions.append(f"{dist} missing")
     return digest(*[f"{p.relative_to(p.parents[1])}\0{p.read_text()}" for p in files], *versions, *extra)
+
+
+def board_links_digest() -> str:
+    """SHA-256 of the board-link sources the single-board key leaves out (BOARD_LINKS, the frame
+    spec synfab.linkframe, the LiteX sim's wire module): the rest of a linked build's key."""
+    import synfab.linkframe as spec
+    gateware = Path(__file__).resolve().parents[1]
+    files = sorted(p for p in gateware.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and p.relative_to(gateware).as_posix().startswith(BOARD_LINKS))
+    files += sorted((gateware / "soc" / "sim_modules" / "synfab_wire").glob("*")) + [Path(spec.__file__)]
+    return digest(*[f"{p.name}\0{p.read_text()}" for p in files])

@@ -453,9 +453,16 @@ def run_partitioned(qnet, frames, boards, cuts=None, backend: str = "model", lin
     from .runtime.multi import LinkModel, MultiDevice, chain_frames, chain_summary
     frames = np.asarray(frames)
     part = partition(qnet, boards, cuts=cuts, sample=sample, objective=objective)
-    if isinstance(link, Wire):
+    if isinstance(link, Wire) and backend == "litex":
+        # LiteX boards running the linked SoC (synfab build --link uart): their own cables.
+        if link.kind != "uart":
+            raise SynfabError(f"linked LiteX boards carry UART links (synfab build --link uart), not {link.kind}")
+        from .runtime.linked_litex import LinkedLitexBoards
+        chain = LinkedLitexBoards(part, device_args, clocks_per_bit=link.clocks_per_bit)
+    elif isinstance(link, Wire):
         if backend != "sim":
-            raise SynfabError(f"the boards' link gateware runs in Verilator (backend sim), not on {backend}")
+            raise SynfabError(f"the boards' link gateware runs in Verilator (backend sim) or on linked LiteX "
+                              f"boards (backend litex), not on {backend}")
         from .runtime.linked import LinkedChain
         chain = LinkedChain(part, link)
     else:

@@ -333,8 +333,9 @@ def cmd_partition(a):
     qnet, frames = _partition_input(a)
     if a.link in ("uart", "eth"):
         from .linkframe import Wire
-        if a.backend != "sim":
-            raise SynfabError(f"--link {a.link} runs the boards' link gateware in Verilator: add --backend sim")
+        if a.backend not in ("sim", "litex"):
+            raise SynfabError(f"--link {a.link} runs the boards' link gateware: in Verilator (add --backend sim) "
+                              f"or on linked LiteX boards (--backend litex --ports ...)")
         if a.link_drop or a.events_per_cycle != 1.0:
             raise SynfabError(f"--link-drop and --events-per-cycle set the link model; the {a.link} link's rate is "
                               f"{'--clocks-per-bit' if a.link == 'uart' else 'a byte a clock'} "

@@ -89,10 +89,11 @@ def _command(argv_tail: list[str]) -> str:
 
 # -- build ----------------------------------------------------------------------------------------------
 def build_ecp5(board: str, cfg, out: Path, sys_clk_mhz: float, baudrate: int, seed: int, command: str,
-               quiet: bool, ethernet: bool = False) -> dict:
+               quiet: bool, ethernet: bool = False, link: str = "") -> dict:
     ecp5 = _gateware("soc.ecp5")
     rep = ecp5.build_bitstream(board, cfg, sys_clk_freq=sys_clk_mhz * 1e6, baudrate=baudrate, seed=seed,
-                               quiet=quiet, **({"ethernet": True} if ethernet else {}))
+                               quiet=quiet, **({"ethernet": True} if ethernet else {}),
+                               **({"link": link} if link else {}))
     out.mkdir(parents=True, exist_ok=True)
     bit = out / Path(rep["bitstream"]).name
     shutil.copyfile(rep["bitstream"], bit)
@@ -127,7 +128,8 @@ def cmd_build(a):
     cfg = _fabric(a.fabric)
     if a.lanes is not None:       # same name: `synfab bench --fabric F --lanes P` is this very fabric
         cfg = cfg.with_(lanes=a.lanes)
-    out = Path(a.output) if a.output else default_output(a.board + ("-eth" if a.ethernet else ""), cfg)
+    suffix = ("-eth" if a.ethernet else "") + (f"-{a.link}-linked" if a.link else "")
+    out = Path(a.output) if a.output else default_output(a.board + suffix, cfg)
     # The exact command: build options that differ from their defaults are part of it.
     options = [(flag, value) for flag, value, default in (("--sys-clk-mhz", a.sys_clk_mhz, BUILD_DEFAULTS["sys_clk_mhz"]),
                                                          ("--baudrate", a.baudrate, BUILD_DEFAULTS["baudrate"]),
@@ -136,6 +138,7 @@ def cmd_build(a):
                        + [str(x) for flag, value in options for x in (flag, f"{value:g}" if isinstance(value, float) else value)]
                        + (["--lanes", str(a.lanes)] if a.lanes is not None else [])
                        + (["--ethernet"] if a.ethernet else [])
+                       + (["--link", a.link] if a.link else [])
                        + ["--output", str(out)] + (["--manifest", a.manifest] if a.manifest else [])
                        + (["--record", a.record] if a.record else []))
     if a.board == PYNQ:
@@ -148,7 +151,7 @@ def cmd_build(a):
     # Before building: the build's own report files would make the checkout look dirty.
     revision = source_revision()
     rep = build_ecp5(a.board, cfg, out, a.sys_clk_mhz, a.baudrate, a.seed, command, quiet=a.json,
-                     ethernet=a.ethernet)
+                     ethernet=a.ethernet, link=a.link or "")
     if a.manifest:
         manifest = Path(a.manifest)
         rel = os.path.relpath((out / rep["bitstream"]).resolve(), manifest.resolve().parent)
@@ -158,12 +161,12 @@ def cmd_build(a):
                                    "sys_clk_mhz": rep["sys_clk_mhz"], "uart_baudrate": rep["uart_baudrate"],
                                    "toolchain": rep["toolchain"],
                                    "source_revision": revision, "source_key": gateware_source_key(),
-                                   "command": command})
+                                   **({"link": a.link} if a.link else {}), "command": command})
     if a.record:
         from .analysis import placements
         nextpnr = Path(rep["build_dir"]) / f"{Path(rep['bitstream']).stem}_report.json"
         placements.record(Path(a.record), placements.entry(rep, a.seed, a.ethernet, revision, gateware_source_key(),
-                                                           command, nextpnr))
+                                                           command, nextpnr, link=a.link or ""))
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
     timing = "met" if rep["timing_met"] else (f"NOT MET: rebuild with --sys-clk-mhz "
                                               f"{math.floor(rep['fmax_mhz'] * 0.9)} before using it")
@@ -271,6 +274,10 @@ def register(sub) -> None:
     b.add_argument("--ethernet", action="store_true",
                    help="colorlight-i5/i9: Etherbone + UDP streams on the gigabit PHY instead of UARTBone "
                         "(--port udp://192.168.1.50:1234)")
+    b.add_argument("--link", choices=("uart",),
+                   help="ulx3s: the linked SoC of a chain of boards, its UART link ends on the GPIO header "
+                        "(gpio0: from the board before, gpio1: to the board after; synfab partition --backend "
+                        "litex --link uart)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_build)
 

@@ -667,3 +667,22 @@ ETH_MIN_PAYLOAD = 18
 def udp_stream_reg(name: str) -> int:
     """Byte address of a UDP stream port register on the SoC bus."""
     return UDP_STREAM_BASE + 4 * UDP_STREAM_REGS.index(name)
+
+
+# -- Board links (a linked board SoC: synfab_gateware.soc.links; runtime.linked_litex) -----------
+# A linked board has two link ends (synfab.linkframe): `prev` takes the board before's output
+# beats into this board's input (the stream bridge's second port), `next` sends this board's
+# output beats to the board after while ctrl LINK_CTRL_TO_NEXT is set (else they stay in the
+# bridge's output FIFO for the host).  Registers (word index * 4 from LINK_BASE), all 32 bits.
+LINK_BASE = 0x2000_2000
+LINK_SIZE = 0x100
+LINK_REGS = ["id", "ctrl", "prev_received", "prev_errors", "prev_broken",
+             "next_sent", "next_bytes", "next_packets", "next_credit_errors"]
+LINK_MAGIC = 0x53464C4B           # "SFLK"
+LINK_CTRL_CLEAR = 1               # ctrl bit 0: both ends' counters and `broken` cleared (a new epoch)
+LINK_CTRL_TO_NEXT = 2             # ctrl bit 1: output beats go to the next board
+
+
+def link_reg(name: str) -> int:
+    """Byte address of a board link register on the SoC bus."""
+    return LINK_BASE + 4 * LINK_REGS.index(name)

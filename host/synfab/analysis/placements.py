@@ -95,12 +95,12 @@ def compact_segments(triples) -> list:
 
 
 def entry(rep: dict, seed: int, ethernet: bool, revision: str, source_key: str, command: str,
-          nextpnr_report: Path | None = None) -> dict:
+          nextpnr_report: Path | None = None, link: str = "") -> dict:
     """A record of one ECP5 build report (soc.ecp5.build_bitstream's, through hwcli.build_ecp5) and
     the critical path of nextpnr's own report beside it."""
     return {"board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
             "config_crc": rep["config_crc"], "lanes": rep["fabric_config"].get("lanes", 1),
-            "sys_clk_mhz": rep["sys_clk_mhz"], "seed": seed, "ethernet": ethernet,
+            "sys_clk_mhz": rep["sys_clk_mhz"], "seed": seed, "ethernet": ethernet, **({"link": link} if link else {}),
             "fmax_mhz": rep["fmax_mhz"], "timing_met": rep["timing_met"],
             "critical_path": critical_path(nextpnr_report) if nextpnr_report else None,
             "utilization": rep["utilization"],
@@ -114,7 +114,7 @@ def measured(board: str, cfg: FabricConfig, path: Path | None = None, source_key
     gateware sources (source_key) are preferred over older ones; None if there is none."""
     crc = f"{cfg.crc():#010x}"
     found = [e for e in load(path) if e["board"] == board and e["config_crc"] == crc and not e.get("ethernet")
-             and e.get("fmax_mhz")]
+             and not e.get("link") and e.get("fmax_mhz")]
     if not found:
         return None
     current = [e for e in found if source_key is not None and e["source_key"] == source_key]

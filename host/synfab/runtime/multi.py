@@ -335,6 +335,8 @@ def _link_spec(multi, link) -> dict:
     """What carries a link: the host-side LinkModel, or the link gateware over a simulated wire."""
     if isinstance(link, Link):
         return {"kind": "model", "latency_cycles": link.model.latency, "events_per_cycle": link.model.events_per_cycle}
+    if hasattr(multi, "link_spec"):
+        return multi.link_spec()
     from ..linkframe import (ETH_DATA_HEADER_WORDS, ETH_MAX_BEATS, FRAME_BYTES, PACKED_FRAME_BYTES,
                              eth_data_bytes)
     wire = multi.wire

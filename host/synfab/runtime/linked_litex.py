@@ -1,0 +1,182 @@
+"""LiteX boards joined by their own links: a Partition on boards running the linked SoC
+(synfab_gateware.soc.links; `synfab build --link uart`), board k's `next` link end cabled to
+board k+1's `prev` end (README "Several boards").
+
+The host reaches every board over its own port (UARTBone) to load its slab's tables (read back, as
+on one board) and read its counters, sends a frame's input beats to board 0 only and takes the
+output from the last board; the boards pass the cut layers' events on themselves. Every frame:
+a link that dropped a frame or saw a stray byte (`prev_broken`, `prev_errors`) or a backward wire
+that carried something other than credits raises LinkError naming the link, and so does a frame
+that never arrives (a link that lost its frame's end); the counters balance (board k's events_out
++ its end-of-frame beat == link k's beats sent == beats received == board k+1's events_in + 1),
+else DeviceError.
+
+The boards may be LiteX sims (soc.sim.linked_sims: their link bytes over host UDP sockets and a
+SimCable for each cable) or boards on a bench.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..layouts import (ALIAS_WORDS, LINK_CTRL_CLEAR, LINK_CTRL_TO_NEXT, LINK_MAGIC, LINK_REGS, OUT_WORDS_PER_BEAT,
+                       RegisterMap, link_reg)
+from ..linkframe import wire_clocks
+from .device import DeviceError, FrameOutput, frame_beats, frame_output_events, stream_columns
+from .multi import Boards, ChainFrame, Hop, LinkError, _balance, board_device_args
+
+LINK_FAULTS = ("prev_errors", "prev_broken")
+
+
+class LinkedLitexBoards(Boards):
+    """The boards of a Partition on LiteX boards running the linked SoC (see the module doc); the
+    interface of runtime.multi.MultiDevice, so chain_frames and chain_summary run it.
+    `device_args`: one dict per board (its `port`), as MultiDevice's; `clocks_per_bit`: the
+    boards' UART links' (a link's busy cycles per frame, from the bytes it sent)."""
+    name = "linked-litex"
+    backend = "litex"
+
+    def __init__(self, partition, device_args, timeout: float = 60.0, clocks_per_bit: int = 4):
+        from .device import check_fabric_runs
+        from .litex import LinkError as LitexLinkError, LitexDevice
+        self.partition, self.timeout, self.clocks_per_bit = partition, timeout, clocks_per_bit
+        per_board = board_device_args(device_args, len(partition.slabs))
+        for s in partition.slabs:
+            check_fabric_runs(s.tables, f"linked LiteX board {s.index} ({s.board})")
+        self.devices = []
+        try:
+            for s, args in zip(partition.slabs, per_board):
+                dev = LitexDevice(s.cfg, **args)
+                self.devices.append(dev)
+                try:
+                    ident = f"link id reads {int(dev.link.read(link_reg('id'), 1)[0]):#010x}"
+                except LitexLinkError:
+                    ident = "no answer at the link registers"     # nothing on the bus there
+                if ident != f"link id reads {LINK_MAGIC:#010x}":
+                    raise DeviceError(f"linked LiteX board {s.index} ({args.get('port')}): no board links ({ident}); "
+                                      f"load a linked bitstream (synfab build --link uart)")
+                dev.load(s.tables)
+            for k, dev in enumerate(self.devices):
+                last = k == len(self.devices) - 1
+                dev.link.write(link_reg("ctrl"), [LINK_CTRL_CLEAR | (0 if last else LINK_CTRL_TO_NEXT)])
+        except BaseException:
+            self.close()
+            raise
+        self.links = list(range(len(self.devices) - 1))
+        self.threshold = 0
+        self.frame = 0
+
+    def link_spec(self) -> dict:
+        return {"kind": "uart gateware (linked LiteX boards)", "clocks_per_bit": self.clocks_per_bit}
+
+    # -- the link ends' registers -----------------------------------------------------------
+    def read_link_ends(self) -> list[dict]:
+        """Per board, its link registers (layouts.LINK_REGS)."""
+        return [{n: int(v) for n, v in zip(LINK_REGS, d.link.read(link_reg(LINK_REGS[0]), len(LINK_REGS)))}
+                for d in self.devices]
+
+    def read_links(self) -> list[dict]:
+        """Per link k, what its two ends count: board k's next end, board k+1's prev end."""
+        ends = self.read_link_ends()
+        return [{"sent": ends[k]["next_sent"], "bytes": ends[k]["next_bytes"], "packets": ends[k]["next_packets"],
+                 "credit_errors": ends[k]["next_credit_errors"], "received": ends[k + 1]["prev_received"],
+                 "errors": ends[k + 1]["prev_errors"], "broken": ends[k + 1]["prev_broken"]}
+                for k in self.links]
+
+    def clear_links(self) -> None:
+        for k, dev in enumerate(self.devices):
+            to_next = 0 if k == len(self.devices) - 1 else LINK_CTRL_TO_NEXT
+            dev.link.write(link_reg("ctrl"), [LINK_CTRL_CLEAR | to_next])
+
+    def _check_links(self, frame: int) -> list[dict]:
+        links = self.read_links()
+        for k, l in enumerate(links):
+            if l["errors"] or l["broken"] or l["credit_errors"]:
+                raise LinkError(f"link {k} (board {k} -> {k + 1}): frame {frame}: {l['errors']} frame(s) dropped"
+                                f"{' (broken: later frames dropped too)' if l['broken'] else ''}, "
+                                f"{l['credit_errors']} bad credit byte(s); {l['received']} of {l['sent']} beats "
+                                f"arrived; the frame is not passed on (clear the links with reset)")
+        return links
+
+    # -- frames ---------------------------------------------------------------------------------
+    def _send_and_take(self, words, lasts) -> tuple[np.ndarray, np.ndarray]:
+        """Input beats into board 0's bridge as it has room, output beats out of the last board's
+        until the end-of-frame beat; a stall raises LinkError when a link broke, else DeviceError."""
+        first, last = self.devices[0], self.devices[-1]
+        out_words, out_lasts = [], []
+        sent, deadline = 0, time.monotonic() + self.timeout
+        while True:
+            progress = False
+            if sent < len(words):
+                free = first._bridge_regs()["in_free"]
+                if free:
+                    k = min(free, len(words) - sent)
+                    first._push(words[sent:sent + k], lasts[sent:sent + k])
+                    sent += k
+                    progress = True
+            level = last._bridge_regs()["out_level"]
+            if level:
+                w, l = last._pop(min(level, ALIAS_WORDS // OUT_WORDS_PER_BEAT))
+                out_words.append(w)
+                out_lasts.append(l)
+                progress = True
+                if l.any():
+                    break
+            if progress:
+                deadline = time.monotonic() + self.timeout
+                continue
+            self._check_links(self.frame)
+            if time.monotonic() > deadline:
+                raise DeviceError(f"linked LiteX boards: frame {self.frame} did not leave the last board within "
+                                  f"{self.timeout:.0f} s (sent {sent} of {len(words)} beats to board 0); a board "
+                                  f"may be stuck or a cable loose")
+            time.sleep(0.01)
+        return np.concatenate(out_words), np.concatenate(out_lasts)
+
+    def reset(self) -> None:
+        """After a LinkError too: every board's output back to the host, what a broken frame left in
+        the bridges flushed and dropped (runtime.litex.LitexDevice.drain_streams), the neuron state
+        and counters written again, the links cleared and the outputs back on the cables."""
+        for dev in self.devices:
+            dev.link.write(link_reg("ctrl"), [LINK_CTRL_CLEAR])
+        for dev in self.devices:
+            dev.drain_streams()
+        super().reset()
+        self.clear_links()
+
+    def close(self) -> None:
+        for d in self.devices:
+            d.close()
+
+    def run_frame(self, events: dict) -> ChainFrame:
+        """One frame in at board 0, over every cable, out of the last board."""
+        for d in self.devices:
+            d.write_reg("ctrl", RegisterMap.CTRL_CLEAR_COUNTERS)
+        self.clear_links()
+        words, lasts = frame_beats(stream_columns(events, self.partition.slabs[0].cfg.event_bits))
+        out_words, out_lasts = self._send_and_take(words, lasts)
+        events_out = frame_output_events(self.devices[-1].name, out_words, out_lasts)
+        links = self._check_links(self.frame)
+        outs, hops = [], []
+        n_in = len(events["x"])
+        for k, (dev, slab) in enumerate(zip(self.devices, self.partition.slabs)):
+            counters = dev.read_counters()
+            who = f"board {k} ({slab.board})"
+            _balance(who, "events_in", counters["events_in"], n_in)
+            final = k == len(self.devices) - 1
+            outs.append(FrameOutput(events=events_out if final else None, layer_spikes=dev.read_layer_spikes(),
+                                    counters=counters, cycles=None))
+            if final:
+                _balance(who, "events_out", counters["events_out"], len(events_out))
+                break
+            l = links[k]
+            _balance(f"link {k}", "beats sent", l["sent"], counters["events_out"] + 1)
+            _balance(f"link {k}", "beats received", l["received"], l["sent"])
+            busy = wire_clocks(l["bytes"], self.clocks_per_bit)
+            hops.append(Hop(events=l["sent"] - 1, beats=l["sent"], bytes=l["bytes"], busy_cycles=busy,
+                            added_cycles=busy))
+            n_in = l["sent"] - 1
+        self.frame += 1
+        return ChainFrame(outs, hops, events_out, [])
+
