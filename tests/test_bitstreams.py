@@ -15,7 +15,7 @@ pytest.importorskip("litex_boards")
 from synfab import cli  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.errors import SynfabError  # noqa: E402
-from synfab.hwcli import gateware_source_key  # noqa: E402
+from synfab.hwcli import board_links_key, gateware_source_key  # noqa: E402
 from synfab.layouts import RegisterMap  # noqa: E402
 from synfab.runtime import litex as soc_map  # noqa: E402
 from synfab_gateware.soc import ecp5  # noqa: E402
@@ -102,10 +102,14 @@ def test_committed_bitstreams_match_the_manifest():
 def test_committed_bitstreams_are_built_from_the_current_gateware():
     """A committed bitstream is stale once the gateware it was generated from changed: say which
     one and how to rebuild it (the manifest's command), instead of shipping an old design."""
-    now = gateware_source_key()
+    now, links_now = gateware_source_key(), board_links_key()
     stale = [f"{a['path']} (built from source key {a.get('source_key', 'unrecorded')[:12]}, gateware now "
              f"{now[:12]}): rebuild with `{a['command']}` and commit the bitstream and the manifest"
              for a in json.loads(MANIFEST.read_text())["artifacts"] if a.get("source_key") != now]
+    # A linked SoC is made of the link gateware too (soc/links.py, link/: outside the source key).
+    stale += [f"{a['path']} (its link gateware changed): rebuild with `{a['command']}`"
+              for a in json.loads(MANIFEST.read_text())["artifacts"]
+              if a.get("link") and a.get("links_key") != links_now]
     assert not stale, "stale committed bitstream(s): " + "; ".join(stale)
 
 

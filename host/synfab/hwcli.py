@@ -83,6 +83,12 @@ def gateware_source_key() -> str:
     return _gateware("soc.toolchain").source_digest()
 
 
+def board_links_key() -> str:
+    """What a linked SoC adds to gateware_source_key: the link gateware and its spec
+    (soc.toolchain.board_links_digest); recorded with a linked bitstream."""
+    return _gateware("soc.toolchain").board_links_digest()
+
+
 def _command(argv_tail: list[str]) -> str:
     return "synfab " + " ".join(shlex.quote(a) for a in argv_tail)
 
@@ -161,7 +167,8 @@ def cmd_build(a):
                                    "sys_clk_mhz": rep["sys_clk_mhz"], "uart_baudrate": rep["uart_baudrate"],
                                    "toolchain": rep["toolchain"],
                                    "source_revision": revision, "source_key": gateware_source_key(),
-                                   **({"link": a.link} if a.link else {}), "command": command})
+                                   **({"link": a.link, "links_key": board_links_key()} if a.link else {}),
+                                   "command": command})
     if a.record:
         from .analysis import placements
         nextpnr = Path(rep["build_dir"]) / f"{Path(rep['bitstream']).stem}_report.json"
