@@ -28,7 +28,7 @@ from synfab.randnet import random_frames  # noqa: E402
 from synfab_gateware.link import LinkReceiver, LinkSender, link_pads  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_partition import residual_net, whole_golden  # noqa: E402
+from test_partition import assert_chain_matches, residual_net, whole_golden  # noqa: E402
 
 CLOCKS_PER_BIT = 4
 REPO = Path(__file__).resolve().parents[1]
@@ -180,17 +180,13 @@ def test_linked_boards_are_bit_exact_and_their_counters_balance(residual, chain)
     qnet, frames, (want_out, want_spikes) = residual
     chain.reset()
     res = chain_frames(chain, frames, check=True)
-    for got, want in zip(res.outputs, want_out):
-        np.testing.assert_array_equal(got, want)
-    assert res.layer_spikes_per_step == want_spikes
     a = [l.name for l in qnet.layers].index("a")
     packs = packed_events(qnet, frames, "a")
-    for t, hops in enumerate(res.hops):
-        assert hops[0].events == want_spikes[t][a] == res.board_events_in[t][1]
+    for t, hop, cut_events in assert_chain_matches(qnet, chain.partition, res, want_out, want_spikes):
         # packed events in 7 bytes, the others and the end-of-frame beat in 11
-        assert hops[0].bytes == 7 * packs[t] + 11 * (want_spikes[t][a] - packs[t] + 1)
+        assert hop.bytes == 7 * packs[t] + 11 * (cut_events - packs[t] + 1)
         # the chain's clock: at least the link's wire time for the frame's beats
-        assert res.frame_cycles[t] > hops[0].busy_cycles
+        assert res.frame_cycles[t] > hop.busy_cycles
     links = chain.read_links()
     assert links[0]["sent"] == links[0]["received"] == want_spikes[-1][a] + 1
     assert links[0]["errors"] == links[0]["broken"] == links[0]["credit_errors"] == 0
@@ -310,14 +306,10 @@ def test_boards_over_ethernet_are_bit_exact_and_count_their_bytes(residual, eth_
     qnet, frames, (want_out, want_spikes) = residual
     eth_chain.reset()
     res = chain_frames(eth_chain, frames, check=True)
-    for got, want in zip(res.outputs, want_out):
-        np.testing.assert_array_equal(got, want)
-    assert res.layer_spikes_per_step == want_spikes
+    for _, hop, cut_events in assert_chain_matches(qnet, eth_chain.partition, res, want_out, want_spikes):
+        assert hop.beats == cut_events + 1
+        assert hop.bytes >= lf.eth_data_bytes(-(-hop.beats // lf.ETH_MAX_BEATS), hop.beats)
     a = [l.name for l in qnet.layers].index("a")
-    for t, hops in enumerate(res.hops):
-        assert hops[0].events == want_spikes[t][a] == res.board_events_in[t][1]
-        assert hops[0].beats == want_spikes[t][a] + 1
-        assert hops[0].bytes >= lf.eth_data_bytes(-(-hops[0].beats // lf.ETH_MAX_BEATS), hops[0].beats)
     link, = eth_chain.read_links()
     # The last frame's bytes, all data packets (the ARP exchange was in the first frame the chain
     # ran): the spec's bytes for the packets and beats counted, each packet at most ETH_MAX_BEATS.

@@ -15,6 +15,7 @@ pytest.importorskip("migen")
 pytest.importorskip("litex")
 
 from envtools import check_random_network, find_tool, litex_sim_marks, running_litex_sim  # noqa: E402
+from test_partition import assert_chain_matches, residual_net, whole_golden  # noqa: E402
 from synfab import api, randnet
 from synfab.config import PRESETS  # noqa: E402
 from synfab.model import reference  # noqa: E402
@@ -152,10 +153,6 @@ def test_a_network_over_two_litex_boards(litex_sim):
     SoC a bitstream is built from), the host carrying the cut layer's events from board 0's output
     stream to board 1's input stream: bit-exact with the whole network's golden model, and each
     board's counters balance against what crossed."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_partition import residual_net, whole_golden
     from synfab_gateware.soc.sim import LitexSim
     qnet = residual_net(c=2)
     frames = randnet.random_frames(qnet, np.random.default_rng(5), 2)
@@ -164,12 +161,7 @@ def test_a_network_over_two_litex_boards(litex_sim):
         out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
                                   device_args=[{"port": litex_sim.port}, {"port": second.port}])
     res = out["result"]
-    for got, want in zip(res.outputs, want_out):
-        np.testing.assert_array_equal(got, want)
-    assert res.layer_spikes_per_step == want_spikes
-    a = [l.name for l in qnet.layers].index("a")
-    assert [hops[0].events for hops in res.hops] == [t[a] for t in want_spikes]
-    assert [ins[1] for ins in res.board_events_in] == [t[a] for t in want_spikes]
+    assert len(list(assert_chain_matches(qnet, out["partition"], res, want_out, want_spikes))) == len(frames)
     s = out["summary"]
     assert s["checked_against_whole_network"] and s["frames"] == 2
 
@@ -178,10 +170,6 @@ def test_litex_boards_take_one_port_each(litex_sim, capsys):
     from synfab.cli import main
     from synfab.runtime.multi import MultiDevice
     from synfab.compiler.partition import partition
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_partition import residual_net
     part = partition(residual_net(c=2), [CFG, CFG], cuts=["a"])
     with pytest.raises(DeviceError, match=r"^1 sets of device arguments for 2 boards: give one per board"):
         MultiDevice(part, "litex", device_args=[{"port": litex_sim.port}])
@@ -203,10 +191,6 @@ def linked_boards():
 
 
 def _residual():
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_partition import residual_net, whole_golden
     qnet = residual_net(c=2)
     frames = randnet.random_frames(qnet, np.random.default_rng(5), 2)
     return qnet, frames, whole_golden(qnet, frames, PRESETS["default"])
@@ -224,11 +208,7 @@ def test_linked_litex_boards_pass_the_cut_layer_over_their_own_link(linked_board
     out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
                               link=lf.Wire(kind="uart"), device_args=[{"port": s.port} for s in sims])
     res = out["result"]
-    for got, want in zip(res.outputs, want_out):
-        np.testing.assert_array_equal(got, want)
-    a = [l.name for l in qnet.layers].index("a")
-    assert [hops[0].events for hops in res.hops] == [t[a] for t in want_spikes]
-    assert [ins[1] for ins in res.board_events_in] == [t[a] for t in want_spikes]
+    assert len(list(assert_chain_matches(qnet, out["partition"], res, want_out, want_spikes))) == len(frames)
     # every beat of the cut layer and each frame's end crossed as a frame of the spec (7 or 11 bytes)
     wire = sum(h[0].bytes for h in res.hops)
     assert 7 * sum(h[0].beats for h in res.hops) <= wire <= 11 * sum(h[0].beats for h in res.hops)

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..linkframe import Wire
 from ..layouts import RegisterMap
-from .device import DeviceError, FrameOutput, RegisterDevice, frame_beats, frame_output_events, stream_columns
-from .multi import Boards, ChainFrame, Hop, LinkError, _balance
+from .device import DeviceError, RegisterDevice, frame_beats, frame_output_events, stream_columns
+from .multi import Boards, ChainFrame, Hop, LinkError, _balance, balanced_boards
 from .sim import MAX_FRAME_CYCLES
 
 LINK_FAULTS = ("errors", "broken", "credit_errors")
@@ -209,27 +209,14 @@ class LinkedChain(Boards):
         out_words, out_lasts = self.sim.pull()
         events_out = frame_output_events(self.devices[-1].name, out_words, out_lasts)
         links = self._check_links(self.frame)
-        outs, hops = [], []
-        n_in = len(events["x"])
-        for k, (dev, slab) in enumerate(zip(self.devices, self.partition.slabs)):
-            counters = dev.read_counters()
-            who = f"board {k} ({slab.board})"
-            _balance(who, "events_in", counters["events_in"], n_in)
-            last = k == len(self.devices) - 1
-            outs.append(FrameOutput(events=events_out if last else None, layer_spikes=dev.read_layer_spikes(),
-                                    counters=counters, cycles=None))
-            if last:
-                _balance(who, "events_out", counters["events_out"], len(events_out))
-                break
-            l = links[k]
-            _balance(f"link {k}", "beats sent", l["sent"], counters["events_out"] + 1)
-            _balance(f"link {k}", "beats received", l["received"], l["sent"])
-            beats = l["sent"]
-            busy = self.wire.busy_clocks(l["bytes"], l["packets"])
+
+        def hop(link):
+            busy = self.wire.busy_clocks(link["bytes"], link["packets"])
             # added: what the hop would add store and forward (the gateware passes beats on as they
             # come, so the chain's measured frame is shorter than boards + hops)
-            hops.append(Hop(events=beats - 1, beats=beats, bytes=l["bytes"], busy_cycles=busy,
-                            added_cycles=2 * self.wire.latency + busy))
-            n_in = beats - 1
+            return Hop(events=link["sent"] - 1, beats=link["sent"], bytes=link["bytes"], busy_cycles=busy,
+                       added_cycles=2 * self.wire.latency + busy)
+
+        outs, hops = balanced_boards(self.devices, self.partition.slabs, links, events_out, len(events["x"]), hop)
         self.frame += 1
         return ChainFrame(outs, hops, events_out, [], measured_cycles=cycles)

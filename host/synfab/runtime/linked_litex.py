@@ -20,11 +20,10 @@ import time
 
 import numpy as np
 
-from ..layouts import (ALIAS_WORDS, LINK_CTRL_CLEAR, LINK_CTRL_TO_NEXT, LINK_MAGIC, LINK_REGS, OUT_WORDS_PER_BEAT,
-                       RegisterMap, link_reg)
+from ..layouts import LINK_CTRL_CLEAR, LINK_CTRL_TO_NEXT, LINK_MAGIC, LINK_REGS, RegisterMap, link_reg
 from ..linkframe import wire_clocks
-from .device import DeviceError, FrameOutput, frame_beats, frame_output_events, stream_columns
-from .multi import Boards, ChainFrame, Hop, LinkError, _balance, board_device_args
+from .device import DeviceError, frame_beats, frame_output_events, stream_columns
+from .multi import Boards, ChainFrame, Hop, LinkError, balanced_boards, board_device_args
 
 LINK_FAULTS = ("prev_errors", "prev_broken")
 
@@ -109,15 +108,12 @@ class LinkedLitexBoards(Boards):
         while True:
             progress = False
             if sent < len(words):
-                free = first._bridge_regs()["in_free"]
-                if free:
-                    k = min(free, len(words) - sent)
-                    first._push(words[sent:sent + k], lasts[sent:sent + k])
-                    sent += k
-                    progress = True
-            level = last._bridge_regs()["out_level"]
-            if level:
-                w, l = last._pop(min(level, ALIAS_WORDS // OUT_WORDS_PER_BEAT))
+                pushed = first.push_room(words[sent:], lasts[sent:], first._bridge_regs())
+                sent += pushed
+                progress = pushed > 0
+            popped = last.pop_waiting(last._bridge_regs())
+            if popped is not None:
+                w, l = popped
                 out_words.append(w)
                 out_lasts.append(l)
                 progress = True
@@ -158,25 +154,13 @@ class LinkedLitexBoards(Boards):
         out_words, out_lasts = self._send_and_take(words, lasts)
         events_out = frame_output_events(self.devices[-1].name, out_words, out_lasts)
         links = self._check_links(self.frame)
-        outs, hops = [], []
-        n_in = len(events["x"])
-        for k, (dev, slab) in enumerate(zip(self.devices, self.partition.slabs)):
-            counters = dev.read_counters()
-            who = f"board {k} ({slab.board})"
-            _balance(who, "events_in", counters["events_in"], n_in)
-            final = k == len(self.devices) - 1
-            outs.append(FrameOutput(events=events_out if final else None, layer_spikes=dev.read_layer_spikes(),
-                                    counters=counters, cycles=None))
-            if final:
-                _balance(who, "events_out", counters["events_out"], len(events_out))
-                break
-            l = links[k]
-            _balance(f"link {k}", "beats sent", l["sent"], counters["events_out"] + 1)
-            _balance(f"link {k}", "beats received", l["received"], l["sent"])
-            busy = wire_clocks(l["bytes"], self.clocks_per_bit)
-            hops.append(Hop(events=l["sent"] - 1, beats=l["sent"], bytes=l["bytes"], busy_cycles=busy,
-                            added_cycles=busy))
-            n_in = l["sent"] - 1
+
+        def hop(link):
+            busy = wire_clocks(link["bytes"], self.clocks_per_bit)
+            return Hop(events=link["sent"] - 1, beats=link["sent"], bytes=link["bytes"], busy_cycles=busy,
+                       added_cycles=busy)
+
+        outs, hops = balanced_boards(self.devices, self.partition.slabs, links, events_out, len(events["x"]), hop)
         self.frame += 1
         return ChainFrame(outs, hops, events_out, [])
 

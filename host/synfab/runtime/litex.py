@@ -806,6 +806,20 @@ class LitexDevice(RegisterDevice):
         words = raw[:, 0].astype(np.uint64) | (raw[:, 1].astype(np.uint64) << np.uint64(32))
         return words, ((raw[:, 2] >> 1) & 1).astype(np.uint8)
 
+    def push_room(self, words, lasts, regs: dict) -> int:
+        """As many of the beats as the input FIFO has room for (`regs`: the bridge registers just
+        read) pushed; how many."""
+        k = min(regs["in_free"], len(words))
+        if k:
+            self._push(words[:k], lasts[:k])
+        return k
+
+    def pop_waiting(self, regs: dict):
+        """(words, lasts) of the output beats waiting, up to a burst (`regs` as push_room's), or None."""
+        if not regs["out_level"]:
+            return None
+        return self._pop(min(regs["out_level"], ALIAS_WORDS // OUT_WORDS_PER_BEAT))
+
     def _exchange(self, words, lasts):
         words = np.asarray(words, dtype=np.uint64)
         lasts = np.asarray(lasts, dtype=np.uint8)
@@ -827,14 +841,12 @@ class LitexDevice(RegisterDevice):
             if regs["flags"] & FLAG_IN_OVERRUN:
                 raise DeviceError("litex: input beats were lost (written into a full FIFO); "
                                   "another client may be writing to the SoC")
-            progress = False
-            if sent < len(words) and regs["in_free"]:
-                k = min(regs["in_free"], len(words) - sent)
-                self._push(words[sent:sent + k], lasts[sent:sent + k])
-                sent += k
-                progress = True
-            if regs["out_level"]:
-                w, l = self._pop(min(regs["out_level"], ALIAS_WORDS // OUT_WORDS_PER_BEAT))
+            pushed = self.push_room(words[sent:], lasts[sent:], regs)
+            sent += pushed
+            progress = pushed > 0
+            popped = self.pop_waiting(regs)
+            if popped is not None:
+                w, l = popped
                 out_words.append(w)
                 out_lasts.append(l)
                 progress = True

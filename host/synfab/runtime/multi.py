@@ -171,6 +171,30 @@ class MultiDevice(Boards):
         return ChainFrame(outs, hops, outs[-1].events, carried)
 
 
+def balanced_boards(devices, slabs, links: list[dict], events_out, n_in: int, hop) -> tuple[list, list]:
+    """After a frame over boards joined by link gateware: per board its FrameOutput (the last
+    board's with `events_out`) and per link `hop(link counters)`, once the counters balance (board
+    k's events_out + its end-of-frame beat == link k's beats sent == beats received == board k+1's
+    events_in + 1; board 0 took `n_in`), else DeviceError."""
+    outs, hops = [], []
+    for k, (dev, slab) in enumerate(zip(devices, slabs)):
+        counters = dev.read_counters()
+        who = f"board {k} ({slab.board})"
+        _balance(who, "events_in", counters["events_in"], n_in)
+        last = k == len(devices) - 1
+        outs.append(FrameOutput(events=events_out if last else None, layer_spikes=dev.read_layer_spikes(),
+                                counters=counters, cycles=None))
+        if last:
+            _balance(who, "events_out", counters["events_out"], len(events_out))
+            break
+        link = links[k]
+        _balance(f"link {k}", "beats sent", link["sent"], counters["events_out"] + 1)
+        _balance(f"link {k}", "beats received", link["received"], link["sent"])
+        hops.append(hop(link))
+        n_in = link["sent"] - 1
+    return outs, hops
+
+
 def board_device_args(device_args, n_boards: int) -> list[dict]:
     """One dict of device arguments per board from one shared dict or a list (one per board)."""
     if isinstance(device_args, (list, tuple)):
