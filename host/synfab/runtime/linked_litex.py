@@ -111,13 +111,10 @@ class LinkedLitexBoards(Boards):
                 pushed = first.push_room(words[sent:], lasts[sent:], first._bridge_regs())
                 sent += pushed
                 progress = pushed > 0
-            popped = last.pop_waiting(last._bridge_regs())
-            if popped is not None:
-                w, l = popped
-                out_words.append(w)
-                out_lasts.append(l)
+            ended = last.take_output(last._bridge_regs(), out_words, out_lasts)
+            if ended is not None:
                 progress = True
-                if l.any():
+                if ended:
                     break
             if progress:
                 deadline = time.monotonic() + self.timeout

@@ -814,11 +814,15 @@ class LitexDevice(RegisterDevice):
             self._push(words[:k], lasts[:k])
         return k
 
-    def pop_waiting(self, regs: dict):
-        """(words, lasts) of the output beats waiting, up to a burst (`regs` as push_room's), or None."""
+    def take_output(self, regs: dict, out_words: list, out_lasts: list) -> bool | None:
+        """The output beats waiting, up to a burst (`regs` as push_room's), appended to the lists:
+        None if there were none, else whether a frame's last beat came."""
         if not regs["out_level"]:
             return None
-        return self._pop(min(regs["out_level"], ALIAS_WORDS // OUT_WORDS_PER_BEAT))
+        w, l = self._pop(min(regs["out_level"], ALIAS_WORDS // OUT_WORDS_PER_BEAT))
+        out_words.append(w)
+        out_lasts.append(l)
+        return bool(l.any())
 
     def _exchange(self, words, lasts):
         words = np.asarray(words, dtype=np.uint64)
@@ -844,13 +848,10 @@ class LitexDevice(RegisterDevice):
             pushed = self.push_room(words[sent:], lasts[sent:], regs)
             sent += pushed
             progress = pushed > 0
-            popped = self.pop_waiting(regs)
-            if popped is not None:
-                w, l = popped
-                out_words.append(w)
-                out_lasts.append(l)
+            ended = self.take_output(regs, out_words, out_lasts)
+            if ended is not None:
                 progress = True
-                if l.any():
+                if ended:
                     break
             if progress:
                 deadline = time.monotonic() + self.timeout
