@@ -6,7 +6,7 @@ streams (gateware/link/uart.py puts them on UART wires).
 """
 from __future__ import annotations
 
-from migen import Case, If, Mux, Signal
+from migen import Case, If, Mux, ResetInserter, Signal
 from migen.genlib.fsm import FSM, NextState, NextValue
 from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream
@@ -126,7 +126,8 @@ class LinkRX(LiteXModule):
         sink      in   bytes from the forward PHY (always taken: a UART cannot wait)
         source    out  the good beats, in order (64-bit data)
         credit    out  one pulse per beat's room freed: a beat the FIFO passed on, or a frame dropped
-        clear     in   clears the counters and `broken`, and restarts the expected seq at 0
+        clear     in   clears the counters and `broken`, restarts the expected seq at 0 and the
+                       frame parser at HUNT
         received  out  good frames (32 bits)
         errors    out  frames dropped: bad CRC, out of sequence, no room, or while broken (32 bits)
         broken    out  a frame was dropped or a byte came outside a frame: every later frame is
@@ -164,7 +165,10 @@ class LinkRX(LiteXModule):
         ]
         stray = Signal()
 
-        self.fsm = fsm = FSM(reset_state="HUNT")
+        # clear also puts the frame parser back to HUNT: after a fault it may wait inside a frame
+        # whose bytes will never all come, and would take the next frame's SYNC for data.
+        self.fsm = fsm = ResetInserter()(FSM(reset_state="HUNT"))
+        self.comb += fsm.reset.eq(self.clear)
         fsm.act("HUNT",
             If(got,
                 If((byte == lf.SYNC) | (byte == lf.SYNC_PACKED),

@@ -25,7 +25,10 @@ from ..linkframe import wire_clocks
 from .device import DeviceError, frame_beats, frame_output_events, stream_columns
 from .multi import Boards, ChainFrame, Hop, LinkError, balanced_boards, board_device_args
 
-LINK_FAULTS = ("prev_errors", "prev_broken")
+# A cable is quiet when its ends' counters stay the same this long (a UART link moves a byte in
+# a few microseconds; a LiteX sim's in well under 0.1 s).
+QUIET_POLLS = 3
+QUIET_INTERVAL = 0.1
 
 
 class LinkedLitexBoards(Boards):
@@ -56,9 +59,7 @@ class LinkedLitexBoards(Boards):
                     raise DeviceError(f"linked LiteX board {s.index} ({args.get('port')}): no board links ({ident}); "
                                       f"load a linked bitstream (synfab build --link uart)")
                 dev.load(s.tables)
-            for k, dev in enumerate(self.devices):
-                last = k == len(self.devices) - 1
-                dev.link.write(link_reg("ctrl"), [LINK_CTRL_CLEAR | (0 if last else LINK_CTRL_TO_NEXT)])
+            self.clear_links()
         except BaseException:
             self.close()
             raise
@@ -84,9 +85,21 @@ class LinkedLitexBoards(Boards):
                 for k in self.links]
 
     def clear_links(self) -> None:
-        for k, dev in enumerate(self.devices):
-            to_next = 0 if k == len(self.devices) - 1 else LINK_CTRL_TO_NEXT
-            dev.link.write(link_reg("ctrl"), [LINK_CTRL_CLEAR | to_next])
+        """Every link end cleared first, outputs on the cables after: a board sending before the
+        next board's end is cleared would start a frame the cleared end does not expect. Each
+        write is read back before the next board's (a bus write over UARTBone is posted: without
+        the read, board 0 could send while board 1's clear still waits in its parser)."""
+        for dev in self.devices:
+            self._write_ctrl(dev, LINK_CTRL_CLEAR)
+        for dev in self.devices[:-1]:
+            self._write_ctrl(dev, LINK_CTRL_TO_NEXT)
+
+    @staticmethod
+    def _write_ctrl(dev, value: int) -> None:
+        dev.link.write(link_reg("ctrl"), [value])
+        back = int(dev.link.read(link_reg("ctrl"), 1)[0])
+        if back != value & LINK_CTRL_TO_NEXT:
+            raise DeviceError(f"linked LiteX boards: link ctrl reads {back:#x} after writing {value:#x}")
 
     def _check_links(self, frame: int) -> list[dict]:
         links = self.read_links()
@@ -129,14 +142,30 @@ class LinkedLitexBoards(Boards):
 
     def reset(self) -> None:
         """After a LinkError too: every board's output back to the host, what a broken frame left in
-        the bridges flushed and dropped (runtime.litex.LitexDevice.drain_streams), the neuron state
+        the bridges flushed and dropped (runtime.litex.LitexDevice.drain_streams), the cables quiet
+        (what a broken frame still had on a wire arrives before the links are cleared: after the
+        clear it would be taken for the next frame's and break the link again), the neuron state
         and counters written again, the links cleared and the outputs back on the cables."""
         for dev in self.devices:
-            dev.link.write(link_reg("ctrl"), [LINK_CTRL_CLEAR])
+            self._write_ctrl(dev, LINK_CTRL_CLEAR)
         for dev in self.devices:
             dev.drain_streams()
+        self._wait_quiet()
         super().reset()
         self.clear_links()
+
+    def _wait_quiet(self) -> None:
+        """Until the link ends' counters stay the same over QUIET_POLLS polls QUIET_INTERVAL s apart."""
+        last, same = None, 0
+        deadline = time.monotonic() + self.timeout
+        while same < QUIET_POLLS:
+            now = self.read_link_ends()
+            same = same + 1 if now == last else 0
+            last = now
+            if time.monotonic() > deadline:
+                raise LinkError(f"linked LiteX boards: the links did not go quiet within {self.timeout:.0f} s "
+                                f"(a board still sending?)")
+            time.sleep(QUIET_INTERVAL)
 
     def close(self) -> None:
         for d in self.devices:
