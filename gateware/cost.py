@@ -52,7 +52,6 @@ BLOCKS = ["peg", "esu", "neuron_unit", "evaluation_unit", "router", "axi_host_in
 # (MAC, ARP, IP, UDP) on a BytePHY (a board's RGMII PHY adds its I/O registers and delays).
 LINK_BLOCKS = ["link_sender", "link_receiver", "eth_link_sender", "eth_link_receiver"]
 LINK_CLOCKS_PER_BIT = 4
-ETH_CLK_FREQ = 100_000_000         # the ARP timers' clock (sim/chain.py's)
 CELL_TYPES = ["LUT4", "CCU2C", "TRELLIS_DPR16X4", "PFUMX", "L6MUX21", "TRELLIS_FF", "DP16KD", "MULT18X18D"]
 DP16KD_BITS = 18 * 1024            # one ECP5 block RAM (x36 mode: data + parity bits)
 ECP5_85F_DP16KD = 208              # LFE5U-85F block RAMs
@@ -125,7 +124,7 @@ def block(name: str, cfg: FabricConfig):
         from .core.core import NeuronCore
         return NeuronCore(cfg, 0)
     if name in ("eth_link_sender", "eth_link_receiver"):
-        from .link.eth import BytePHY, EthLinkReceiver, EthLinkSender, eth_clock_domains
+        from .link.eth import ETH_CLK_FREQ, BytePHY, EthLinkReceiver, EthLinkSender, eth_clock_domains
         phy = BytePHY()
         end = (EthLinkSender if name == "eth_link_sender" else EthLinkReceiver)(phy, 0, ETH_CLK_FREQ)
         eth_clock_domains(end)

@@ -27,6 +27,9 @@ EPOCH_BITS = 8
 # LiteEth's receive buffer in front of the MAC: room for the bytes that come while the receiver
 # moves a checked packet into its FIFO (up to ETH_MAX_BEATS clocks: the port is not ready then).
 RX_CDC_DEPTH = 128
+# The clock LiteEth's ARP timers assume (a request retried after 100 ms of it, never within a
+# frame): the link ends' default, whatever the sys clock.
+ETH_CLK_FREQ = 100_000_000
 
 
 def eth_clock_domains(module) -> None:

@@ -61,6 +61,7 @@ class LinkSender(LiteXModule):
         pads.rx        in   backward wire (CREDIT bytes)
         clear          in   clears the counters
         sent           out  beats sent (32 bits)
+        packets        out  frames sent: one a beat, = sent (the Ethernet sender's packets hold several)
         bytes          out  bytes sent on the forward wire (32 bits)
         credit_errors  out  bytes on the backward wire that were not CREDIT (32 bits)
 
@@ -77,6 +78,7 @@ class LinkSender(LiteXModule):
         self.tx = tx = LinkTX()
         self.phy = phy = _byte_phy(pads, clocks_per_bit, phy)
         self.sent, self.bytes = tx.sent, tx.bytes
+        self.packets = tx.sent
         self.comb += [
             self.sink.connect(tx.sink),
             tx.source.connect(phy.sink),

@@ -34,7 +34,7 @@ from ..common import decode
 from ..fabric import Fabric
 from ..gen import TOP, top_ports
 from ..link import LinkReceiver, LinkSender, link_pads
-from ..link.eth import BytePHY, EthLinkReceiver, EthLinkSender, eth_clock_domains
+from ..link.eth import ETH_CLK_FREQ, BytePHY, EthLinkReceiver, EthLinkSender, eth_clock_domains
 from ..link.core import BEAT
 
 # Per link, its registers in order (words from the link's base: link k at k * LINK_STRIDE).
@@ -47,8 +47,6 @@ CHAIN_CYCLES_REG = "cycles"      # the links' clock counter (fault_cycle compare
 FAULT_BITS = 10
 # On an Ethernet wire, a few bytes inverted: the FCS (or a header check) catches them.
 FAULT_BYTES = 4
-# The clock the LiteEth cores' ARP timers assume (a retry after 100 ms of it, never in a frame).
-ETH_CLK_FREQ = 100_000_000
 
 
 def board_bits(cfgs) -> int:
@@ -92,7 +90,7 @@ class ChainRegs(LiteXModule):
             base = LINK_STRIDE * (k + 1)
             values = {"sent": snd.sent, "received": rcv.received, "errors": rcv.errors, "broken": rcv.broken,
                       "credit_errors": snd.credit_errors, "fault_cycle": self.faults[k], "bytes": snd.bytes,
-                      "packets": getattr(snd, "packets", snd.sent)}     # UART: a frame per beat
+                      "packets": snd.packets}
             for i, name in enumerate(CHAIN_LINK_REGS):
                 reads[base + i] = bus.dat_r.eq(values[name])
         access = Signal()

@@ -50,7 +50,7 @@ class BoardLinkRegs(LiteXModule):
         values = {"id": Constant(soc_map.LINK_MAGIC, 32), "ctrl": Cat(Constant(0, 1), self.to_next),
                   "prev_received": prev_end.received, "prev_errors": prev_end.errors,
                   "prev_broken": prev_end.broken, "next_sent": next_end.sent, "next_bytes": next_end.bytes,
-                  "next_packets": getattr(next_end, "packets", next_end.sent),     # UART: a frame a beat
+                  "next_packets": next_end.packets,
                   "next_credit_errors": next_end.credit_errors}
         ctrl = soc_map.LINK_REGS.index("ctrl")
         self.comb += [

@@ -135,7 +135,6 @@ ETH_MAX_BEATS = 32
 ETH_RX_FIFO_BEATS = 128           # the receiver's FIFO (block RAM): the sender's credits
 ETH_FLUSH_CLOCKS = 64
 ETH_LINK_UDP_PORT = 4321
-ETH_PREAMBLE_BYTES = 8            # preamble and SFD
 ETH_GAP_BYTES = 12                # the inter-frame gap: idle on the wire
 
 
@@ -154,17 +153,23 @@ def eth_credit_word(freed: int, epoch: int = 0) -> int:
     return ETH_MAGIC | ETH_CREDIT << 16 | (epoch & 0xFF) << 24 | (freed & 0xFFFFFFFF) << 32
 
 
+def _eth_frame_overhead() -> int:
+    """Bytes a UDP packet's Ethernet frame puts on the wire beyond its payload, the gap out
+    (layouts.ETH_WIRE_OVERHEAD counts it in)."""
+    from .layouts import ETH_WIRE_OVERHEAD
+    return ETH_WIRE_OVERHEAD - ETH_GAP_BYTES
+
+
 def eth_frame_bytes(udp_payload: int) -> int:
     """Bytes a UDP packet's Ethernet frame puts on the wire (preamble and FCS in, the gap out)."""
-    from .layouts import ETH_MIN_PAYLOAD, ETH_WIRE_OVERHEAD
-    return ETH_WIRE_OVERHEAD - ETH_GAP_BYTES + max(udp_payload, ETH_MIN_PAYLOAD)
+    from .layouts import ETH_MIN_PAYLOAD
+    return _eth_frame_overhead() + max(udp_payload, ETH_MIN_PAYLOAD)
 
 
 def eth_data_bytes(packets: int, beats: int) -> int:
     """Forward-wire bytes of `packets` data packets holding `beats` beats in all (none is padded:
     the header words and a beat are over the minimum payload)."""
-    from .layouts import ETH_WIRE_OVERHEAD
-    return packets * (ETH_WIRE_OVERHEAD - ETH_GAP_BYTES + 8 * ETH_DATA_HEADER_WORDS) + 8 * beats
+    return packets * (_eth_frame_overhead() + 8 * ETH_DATA_HEADER_WORDS) + 8 * beats
 
 
 WIRE_KINDS = ("uart", "eth")

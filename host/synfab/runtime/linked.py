@@ -23,10 +23,9 @@ import numpy as np
 from ..linkframe import Wire
 from ..layouts import RegisterMap
 from .device import DeviceError, RegisterDevice, frame_beats, frame_output_events, stream_columns
-from .multi import Boards, ChainFrame, Hop, LinkError, _balance, balanced_boards
+from .multi import Boards, ChainFrame, Hop, _balance, balanced_boards, checked_links
 from .sim import MAX_FRAME_CYCLES
 
-LINK_FAULTS = ("errors", "broken", "credit_errors")
 CHECK_CYCLES = 2_000_000      # clocks between looks at the links while a frame is under way
 
 
@@ -107,14 +106,18 @@ class LinkedChain(Boards):
         self.sim.write(self._link_addr(link, "fault_cycle"), (now + max(1, int(cycles_from_now))) & 0xFFFFFFFF)
 
     def _check_links(self, frame: int) -> list[dict]:
-        links = self.read_links()
-        for k, l in enumerate(links):
-            if any(l[n] for n in LINK_FAULTS):
-                raise LinkError(f"link {k} (board {k} -> {k + 1}): frame {frame}: {l['errors']} frame(s) dropped"
-                                f"{' (broken: later frames dropped too)' if l['broken'] else ''}, "
-                                f"{l['credit_errors']} bad credit byte(s); {l['received']} of {l['sent']} beats "
-                                f"arrived; the frame is not passed on (clear the link with reset)")
-        return links
+        return checked_links(self.read_links(), frame)
+
+    def link_spec(self) -> dict:
+        """What carries the links: the link gateware over the simulated wire."""
+        from ..linkframe import ETH_DATA_HEADER_WORDS, ETH_MAX_BEATS, FRAME_BYTES, PACKED_FRAME_BYTES, eth_data_bytes
+        wire = self.wire
+        if wire.kind == "eth":
+            return {"kind": "eth gateware", "latency_cycles": wire.latency, "bytes_per_clock": 1,
+                    "max_beats_per_packet": ETH_MAX_BEATS,
+                    "bytes_per_packet": f"{eth_data_bytes(1, 0)} + 8 a beat ({ETH_DATA_HEADER_WORDS} header words in)"}
+        return {"kind": "uart gateware", "latency_cycles": wire.latency, "clocks_per_bit": wire.clocks_per_bit,
+                "bytes_per_beat": {"packed event": PACKED_FRAME_BYTES, "whole beat": FRAME_BYTES}}
 
     def _clear_counters(self) -> None:
         """Every board's and link's counters restart: what is read after a run is that run's."""

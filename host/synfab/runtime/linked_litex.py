@@ -23,7 +23,7 @@ import numpy as np
 from ..layouts import LINK_CTRL_CLEAR, LINK_CTRL_TO_NEXT, LINK_MAGIC, LINK_REGS, RegisterMap, link_reg
 from ..linkframe import wire_clocks
 from .device import DeviceError, frame_beats, frame_output_events, stream_columns
-from .multi import Boards, ChainFrame, Hop, LinkError, balanced_boards, board_device_args
+from .multi import Boards, ChainFrame, Hop, LinkError, balanced_boards, board_device_args, checked_links
 
 # A cable is quiet when its ends' counters stay the same this long (a UART link moves a byte in
 # a few microseconds; a LiteX sim's in well under 0.1 s).
@@ -52,11 +52,12 @@ class LinkedLitexBoards(Boards):
                 dev = LitexDevice(s.cfg, **args)
                 self.devices.append(dev)
                 try:
-                    ident = f"link id reads {int(dev.link.read(link_reg('id'), 1)[0]):#010x}"
+                    ident = int(dev.link.read(link_reg("id"), 1)[0])
                 except LitexLinkError:
-                    ident = "no answer at the link registers"     # nothing on the bus there
-                if ident != f"link id reads {LINK_MAGIC:#010x}":
-                    raise DeviceError(f"linked LiteX board {s.index} ({args.get('port')}): no board links ({ident}); "
+                    ident = None                    # nothing on the bus there: no answer
+                if ident != LINK_MAGIC:
+                    why = "no answer at the link registers" if ident is None else f"link id reads {ident:#010x}"
+                    raise DeviceError(f"linked LiteX board {s.index} ({args.get('port')}): no board links ({why}); "
                                       f"load a linked bitstream (synfab build --link uart)")
                 dev.load(s.tables)
             self.clear_links()
@@ -102,14 +103,7 @@ class LinkedLitexBoards(Boards):
             raise DeviceError(f"linked LiteX boards: link ctrl reads {back:#x} after writing {value:#x}")
 
     def _check_links(self, frame: int) -> list[dict]:
-        links = self.read_links()
-        for k, l in enumerate(links):
-            if l["errors"] or l["broken"] or l["credit_errors"]:
-                raise LinkError(f"link {k} (board {k} -> {k + 1}): frame {frame}: {l['errors']} frame(s) dropped"
-                                f"{' (broken: later frames dropped too)' if l['broken'] else ''}, "
-                                f"{l['credit_errors']} bad credit byte(s); {l['received']} of {l['sent']} beats "
-                                f"arrived; the frame is not passed on (clear the links with reset)")
-        return links
+        return checked_links(self.read_links(), frame)
 
     # -- frames ---------------------------------------------------------------------------------
     def _send_and_take(self, words, lasts) -> tuple[np.ndarray, np.ndarray]:

@@ -171,6 +171,21 @@ class MultiDevice(Boards):
         return ChainFrame(outs, hops, outs[-1].events, carried)
 
 
+LINK_FAULTS = ("errors", "broken", "credit_errors")
+
+
+def checked_links(links: list[dict], frame: int) -> list[dict]:
+    """The link gateware's counters per link (sent, received, errors, broken, credit_errors), or
+    LinkError naming the first link that dropped a frame or saw a bad credit."""
+    for k, l in enumerate(links):
+        if any(l[n] for n in LINK_FAULTS):
+            raise LinkError(f"link {k} (board {k} -> {k + 1}): frame {frame}: {l['errors']} frame(s) dropped"
+                            f"{' (broken: later frames dropped too)' if l['broken'] else ''}, "
+                            f"{l['credit_errors']} bad credit byte(s); {l['received']} of {l['sent']} beats "
+                            f"arrived; the frame is not passed on (clear the links with reset)")
+    return links
+
+
 def balanced_boards(devices, slabs, links: list[dict], events_out, n_in: int, hop) -> tuple[list, list]:
     """After a frame over boards joined by link gateware: per board its FrameOutput (the last
     board's with `events_out`) and per link `hop(link counters)`, once the counters balance (board
@@ -356,20 +371,10 @@ def chain_summary(multi: MultiDevice, res: ChainResult, predicted: dict | None =
 
 
 def _link_spec(multi, link) -> dict:
-    """What carries a link: the host-side LinkModel, or the link gateware over a simulated wire."""
+    """What carries a link: the host-side LinkModel, or the link gateware (the device says)."""
     if isinstance(link, Link):
         return {"kind": "model", "latency_cycles": link.model.latency, "events_per_cycle": link.model.events_per_cycle}
-    if hasattr(multi, "link_spec"):
-        return multi.link_spec()
-    from ..linkframe import (ETH_DATA_HEADER_WORDS, ETH_MAX_BEATS, FRAME_BYTES, PACKED_FRAME_BYTES,
-                             eth_data_bytes)
-    wire = multi.wire
-    if wire.kind == "eth":
-        return {"kind": "eth gateware", "latency_cycles": wire.latency, "bytes_per_clock": 1,
-                "max_beats_per_packet": ETH_MAX_BEATS,
-                "bytes_per_packet": f"{eth_data_bytes(1, 0)} + 8 a beat ({ETH_DATA_HEADER_WORDS} header words in)"}
-    return {"kind": "uart gateware", "latency_cycles": wire.latency, "clocks_per_bit": wire.clocks_per_bit,
-            "bytes_per_beat": {"packed event": PACKED_FRAME_BYTES, "whole beat": FRAME_BYTES}}
+    return multi.link_spec()
 
 
 def overlapped_cycles(board_cycles: np.ndarray, hops: list) -> float:

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <json-c/json.h>
 #include "modules.h"
+#include "../synfab_sim.h"
 
 #define MAX_PORTS 4
 /* Idle clocks between frames into the SoC: what a wire spends beyond the PHY model's bytes on
@@ -67,33 +68,6 @@ struct session_s {
 };
 
 static struct event_base *base = NULL;
-
-static int get_arg(char *args, char *arg, char **val)
-{
-  json_object *jsobj = json_tokener_parse(args);
-  json_object *obj = NULL;
-  *val = NULL;
-  if(!jsobj || !json_object_is_type(jsobj, json_type_object) || !json_object_object_get_ex(jsobj, arg, &obj)) {
-    fprintf(stderr, "[synfab_udp] missing argument \"%s\" (%s)\n", arg, args);
-    return RC_JSERROR;
-  }
-  *val = strdup(json_object_get_string(obj));
-  json_object_put(jsobj);
-  return RC_OK;
-}
-
-static void get_pad(struct pad_s *pads, char *name, char **signal)
-{
-  int i = 0;
-  *signal = NULL;
-  while(pads[i].name) {
-    if(!strcmp(pads[i].name, name)) {
-      *signal = (char *)pads[i].signal;
-      return;
-    }
-    i++;
-  }
-}
 
 static int synfab_udp_start(void *b)
 {
@@ -244,9 +218,9 @@ static int synfab_udp_new(void **sess, char *args)
   s = calloc(1, sizeof(*s));
   if(!s)
     return RC_NOENMEM;
-  if((ret = get_arg(args, "host_port", &a_host_port)) || (ret = get_arg(args, "soc_port", &a_soc_port))
-     || (ret = get_arg(args, "ports", &a_ports)) || (ret = get_arg(args, "soc_ip", &a_soc_ip))
-     || (ret = get_arg(args, "host_ip", &a_host_ip)) || (ret = get_arg(args, "soc_mac", &a_soc_mac)))
+  if((ret = synfab_get_arg("synfab_udp", args, "host_port", &a_host_port)) || (ret = synfab_get_arg("synfab_udp", args, "soc_port", &a_soc_port))
+     || (ret = synfab_get_arg("synfab_udp", args, "ports", &a_ports)) || (ret = synfab_get_arg("synfab_udp", args, "soc_ip", &a_soc_ip))
+     || (ret = synfab_get_arg("synfab_udp", args, "host_ip", &a_host_ip)) || (ret = synfab_get_arg("synfab_udp", args, "soc_mac", &a_soc_mac)))
     goto out;
   memcpy(s->host_mac, host_mac, 6);
   parse_mac(a_soc_mac, s->soc_mac);
@@ -291,15 +265,15 @@ static int synfab_udp_add_pads(void *sess, struct pad_list_s *plist)
   if(!sess || !plist)
     return RC_INVARG;
   if(!strcmp(plist->name, "eth")) {
-    get_pad(plist->pads, "sink_data", &s->rx);
-    get_pad(plist->pads, "sink_valid", &s->rx_valid);
-    get_pad(plist->pads, "sink_ready", &s->rx_ready);
-    get_pad(plist->pads, "source_data", &s->tx);
-    get_pad(plist->pads, "source_valid", &s->tx_valid);
-    get_pad(plist->pads, "source_ready", &s->tx_ready);
+    synfab_get_pad(plist->pads, "sink_data", &s->rx);
+    synfab_get_pad(plist->pads, "sink_valid", &s->rx_valid);
+    synfab_get_pad(plist->pads, "sink_ready", &s->rx_ready);
+    synfab_get_pad(plist->pads, "source_data", &s->tx);
+    synfab_get_pad(plist->pads, "source_valid", &s->tx_valid);
+    synfab_get_pad(plist->pads, "source_ready", &s->tx_ready);
   }
   if(!strcmp(plist->name, "sys_clk"))
-    get_pad(plist->pads, "sys_clk", &s->sys_clk);
+    synfab_get_pad(plist->pads, "sys_clk", &s->sys_clk);
   return RC_OK;
 }
 

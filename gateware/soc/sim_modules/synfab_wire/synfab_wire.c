@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <json-c/json.h>
 #include "modules.h"
+#include "../synfab_sim.h"
 
 #define RING 65536
 #define BATCH 512
@@ -45,35 +46,6 @@ struct session_s {
 };
 
 static struct event_base *base = NULL;
-
-static int get_arg(char *args, char *arg, char **val)
-{
-  json_object *jsobj = json_tokener_parse(args);
-  json_object *obj = NULL;
-
-  *val = NULL;
-  if(!jsobj || !json_object_is_type(jsobj, json_type_object) || !json_object_object_get_ex(jsobj, arg, &obj)) {
-    fprintf(stderr, "[synfab_wire] missing argument \"%s\" (%s)\n", arg, args);
-    return RC_JSERROR;
-  }
-  *val = strdup(json_object_get_string(obj));
-  json_object_put(jsobj);
-  return RC_OK;
-}
-
-static void get_pad(struct pad_s *pads, char *name, char **signal)
-{
-  int i = 0;
-
-  *signal = NULL;
-  while(pads[i].name) {
-    if(!strcmp(pads[i].name, name)) {
-      *signal = (char *)pads[i].signal;
-      return;
-    }
-    i++;
-  }
-}
 
 static int synfab_wire_start(void *b)
 {
@@ -119,7 +91,7 @@ static int synfab_wire_new(void **sess, char *args)
   s = calloc(1, sizeof(*s));
   if(!s)
     return RC_NOENMEM;
-  if((ret = get_arg(args, "local_port", &a_local)) || (ret = get_arg(args, "peer_port", &a_peer)))
+  if((ret = synfab_get_arg("synfab_wire", args, "local_port", &a_local)) || (ret = synfab_get_arg("synfab_wire", args, "peer_port", &a_peer)))
     goto out;
   s->fd = socket(AF_INET, SOCK_DGRAM, 0);
   setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
@@ -154,15 +126,15 @@ static int synfab_wire_add_pads(void *sess, struct pad_list_s *plist)
   if(!sess || !plist)
     return RC_INVARG;
   if(!strcmp(plist->name, "sys_clk")) {
-    get_pad(plist->pads, "sys_clk", &s->sys_clk);
+    synfab_get_pad(plist->pads, "sys_clk", &s->sys_clk);
     return RC_OK;
   }
-  get_pad(plist->pads, "sink_data", &s->rx);
-  get_pad(plist->pads, "sink_valid", &s->rx_valid);
-  get_pad(plist->pads, "sink_ready", &s->rx_ready);
-  get_pad(plist->pads, "source_data", &s->tx);
-  get_pad(plist->pads, "source_valid", &s->tx_valid);
-  get_pad(plist->pads, "source_ready", &s->tx_ready);
+  synfab_get_pad(plist->pads, "sink_data", &s->rx);
+  synfab_get_pad(plist->pads, "sink_valid", &s->rx_valid);
+  synfab_get_pad(plist->pads, "sink_ready", &s->rx_ready);
+  synfab_get_pad(plist->pads, "source_data", &s->tx);
+  synfab_get_pad(plist->pads, "source_valid", &s->tx_valid);
+  synfab_get_pad(plist->pads, "source_ready", &s->tx_ready);
   return RC_OK;
 }
 
