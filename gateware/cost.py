@@ -126,7 +126,7 @@ def block(name: str, cfg: FabricConfig):
     if name in ("eth_link_sender", "eth_link_receiver"):
         from .link.eth import ETH_CLK_FREQ, BytePHY, EthLinkReceiver, EthLinkSender, eth_clock_domains
         phy = BytePHY()
-        end = (EthLinkSender if name == "eth_link_sender" else EthLinkReceiver)(phy, 0, ETH_CLK_FREQ)
+        end = (EthLinkSender if name == "eth_link_sender" else EthLinkReceiver).own_core(phy, 0, ETH_CLK_FREQ)
         eth_clock_domains(end)
         end.phy_pins = [phy.tx_valid, phy.tx_data, phy.rx_valid, phy.rx_data]     # ports of the block
         return end

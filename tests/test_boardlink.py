@@ -23,7 +23,7 @@ from synfab import linkframe as lf  # noqa: E402
 from synfab.cli import main  # noqa: E402
 from synfab.compiler.partition import partition  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
-from synfab.layouts import PACKED_EVENT, STREAM_EVENT  # noqa: E402
+from synfab.layouts import PACKED_EVENT, STREAM_EVENT, eth_board_address  # noqa: E402
 from synfab.randnet import random_frames  # noqa: E402
 from synfab_gateware.link import LinkReceiver, LinkSender, link_pads  # noqa: E402
 
@@ -285,8 +285,12 @@ def test_the_eth_packet_spec():
     # a credit packet (8 bytes of payload) is padded to Ethernet's 64-byte minimum frame
     assert lf.eth_frame_bytes(8) == 8 + 64
     assert lf.Wire(kind="eth").busy_clocks(794, 3) == 794 + 3 * 12
-    ends = {lf.eth_addresses(k, e) for k in range(3) for e in range(2)}
-    assert len(ends) == 6 and all(mac >> 40 == 0x02 for mac, _ in ends)    # locally administered
+    # board k of a chain: the single-board SoC's addresses + k; the link ports after Etherbone's
+    assert eth_board_address(0) == (0x10E2D5000000, "192.168.1.50")
+    assert eth_board_address(3) == (0x10E2D5000003, "192.168.1.53")
+    with pytest.raises(ValueError, match="board index 32 is outside 0..31"):
+        eth_board_address(32)
+    assert (lf.ETH_LINK_DATA_PORT, lf.ETH_LINK_CREDIT_PORT) == (1236, 1237)
     with pytest.raises(Exception, match="kind 'pcie' is none of uart, eth"):
         lf.Wire(kind="pcie")
 
@@ -414,6 +418,35 @@ def test_the_linked_ulx3s_soc_puts_its_link_wires_on_the_gpio_header(tmp_path):
     assert csr["memories"]["synfab_links"]["base"] == LINK_BASE
     with pytest.raises(Exception, match="no uart linked SoC for colorlight-i5"):
         ecp5.build_bitstream("colorlight-i5", PRESETS["tiny"], link="uart")
+
+
+def test_the_linked_colorlight_soc_has_the_ethernet_link_ends_at_its_board_address(tmp_path):
+    """The linked Ethernet SoC (synfab build --link eth --board-index 2) as generated for nextpnr:
+    Etherbone, the stream port and the link registers on the bus, the one UDP/IP core at board 2's
+    address (192.168.1.52, a constant of its ARP and IP layers); wrong combinations refused in one
+    line before anything is built."""
+    pytest.importorskip("litex_boards")
+    from synfab.errors import SynfabError
+    from synfab.layouts import LINK_BASE, UDP_STREAM_BASE
+    from synfab_gateware.soc import ecp5
+    gw = ecp5._generate("colorlight-i9", PRESETS["tiny"], ecp5.DEFAULT_SYS_CLK, 1_000_000, 1, tmp_path, "linked",
+                        quiet=True, link="eth", board_index=2)
+    csr = json.loads((tmp_path / "csr.json").read_text())
+    assert csr["memories"]["synfab_links"]["base"] == LINK_BASE
+    assert csr["memories"]["synfab_udp"]["base"] == UDP_STREAM_BASE
+    verilog = (gw / "linked.v").read_text()
+    assert "32'd3232235828" in verilog and "32'd3232235826" not in verilog      # 192.168.1.52, not .50
+    assert ecp5.build_name("colorlight-i9", PRESETS["tiny"], link="eth", board_index=2) == \
+        "synfab_colorlight_i9_eth_linked_b2_tiny"
+    cases = [("ulx3s", {"link": "eth"}, "no eth linked SoC for ulx3s; linked boards by link: uart: ulx3s, "
+                                        "ulx3s-45f; eth: colorlight-i5, colorlight-i9"),
+             ("colorlight-i5", {"board_index": 1}, "--board-index names a board of a chain; give it with --link eth"),
+             ("ulx3s", {"link": "uart", "board_index": 1}, "--board-index is for the Ethernet link"),
+             ("colorlight-i5", {"link": "eth", "board_index": 32}, "board index 32 is outside 0..31")]
+    for board, kwargs, msg in cases:
+        with pytest.raises(SynfabError) as e:
+            ecp5.build_bitstream(board, PRESETS["tiny"], **kwargs)
+        assert str(e.value).startswith(msg) and "\n" not in str(e.value), (board, kwargs, str(e.value))
 
 
 def test_link_ends_are_small():

@@ -252,3 +252,92 @@ def test_frames_larger_than_the_input_fifo_stream_exactly(eth_sim):
             got, w = dev.run_frame(e), golden.run_frame(e)
             assert len(got.events) > 0 and np.array_equal(got.sorted_events(), w.sorted_events())
             assert got.cycles is None         # the frame outgrew the FIFO: host time is in the count
+
+
+# -- linked Ethernet boards: the Ethernet link ends on the SoC's one UDP core (soc.links) ---------------
+@pytest.fixture(scope="module")
+def eth_linked_boards():
+    """Two LiteX sims of the linked Ethernet SoC: Etherbone, the host's stream port and both link
+    ends on each one's UDP core, board 0's link packets relayed to board 1 (and its credits back)
+    by a SimCable, one datagram a packet."""
+    skip = SIM_MARKS[1]
+    if skip.args[0]:
+        pytest.skip(skip.kwargs["reason"])
+    from synfab_gateware.soc.sim import linked_sims
+    with linked_sims([CFG, CFG], ethernet=True) as (sims, cables):
+        yield sims, cables
+
+
+def _residual():
+    from test_partition import residual_net, whole_golden
+    qnet = residual_net(c=2)
+    frames = randnet.random_frames(qnet, np.random.default_rng(5), 3)
+    return qnet, frames, whole_golden(qnet, frames, PRESETS["default"])
+
+
+def test_linked_ethernet_boards_pass_the_cut_layer_as_udp_packets(eth_linked_boards):
+    """The host loads both boards over Etherbone and sends each frame to board 0 only: board 0's
+    output beats go to board 1 as data packets of the spec (two header words, then up to 32
+    beats) from board 0's UDP core, credits come back; bit-exact with the whole network's golden
+    model, and the link's counters balance with the boards', the datagrams on the cable and the
+    frame bytes the spec counts (70 + 8 per beat a packet)."""
+    from test_partition import assert_chain_matches
+    from synfab import linkframe as lf
+    sims, (cable,) = eth_linked_boards
+    qnet, frames, (want_out, want_spikes) = _residual()
+    datagrams, payload, credit_bytes = cable.forward_datagrams, cable.forward_bytes, cable.backward_bytes
+    out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
+                              link=lf.Wire(kind="eth"), device_args=[{"port": s.port} for s in sims])
+    res = out["result"]
+    assert len(list(assert_chain_matches(qnet, out["partition"], res, want_out, want_spikes))) == len(frames)
+    hops = [h[0] for h in res.hops]
+    beats = sum(h.beats for h in hops)
+    packets = cable.forward_datagrams - datagrams
+    assert sum(-(-h.beats // lf.ETH_MAX_BEATS) for h in hops) <= packets      # at most 32 beats a packet
+    assert cable.forward_bytes - payload == 8 * (lf.ETH_DATA_HEADER_WORDS * packets + beats)
+    assert sum(h.bytes for h in hops) == lf.eth_data_bytes(packets, beats)
+    # credit packets: one 64-bit word each
+    assert (cable.backward_bytes - credit_bytes) % 8 == 0 and cable.backward_bytes > credit_bytes
+    link, = out["summary"]["links"]
+    assert link["kind"] == "eth gateware (linked LiteX boards)" and out["summary"]["checked_against_whole_network"]
+
+
+def test_a_lost_link_packet_raises_link_error_and_reset_recovers(eth_linked_boards):
+    """A data packet lost between the boards: board 1's end sees the next packet's count of beats
+    sent before it disagree with its own, drops it and every later one (LinkError naming the link,
+    nothing passed on); reset clears the links (a new epoch) and the frames run bit-exact again."""
+    from synfab import linkframe as lf
+    from synfab.compiler.partition import partition
+    from synfab.runtime.linked_litex import LinkedLitexBoards
+    from synfab.runtime.multi import LinkError, chain_frames
+    sims, (cable,) = eth_linked_boards
+    qnet, frames, (want_out, _) = _residual()
+    part = partition(qnet, [CFG, CFG], cuts=["a"])
+    with LinkedLitexBoards(part, [{"port": s.port} for s in sims], timeout=30, wire=lf.Wire(kind="eth")) as boards:
+        cable.drop_datagram(0)            # frame 0's first packet (its 72 beats take three)
+        with pytest.raises(LinkError) as e:
+            chain_frames(boards, frames[:1])
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith("link 0 (board 0 -> 1): frame 0: ") and "dropped" in msg
+        link, = boards.read_links()
+        assert link["broken"] == 1 and link["errors"] >= 1 and link["received"] == 0 < link["sent"]
+        boards.reset()
+        res = chain_frames(boards, frames, check=True)
+        for got, want in zip(res.outputs, want_out):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_linked_ethernet_boards_want_udp_ports(eth_linked_boards):
+    from synfab import linkframe as lf
+    from synfab.compiler.partition import partition
+    from synfab.errors import SynfabError
+    from synfab.runtime.linked_litex import LinkedLitexBoards
+    sims, _ = eth_linked_boards
+    qnet, _, _ = _residual()
+    part = partition(qnet, [CFG, CFG], cuts=["a"])
+    with pytest.raises(SynfabError, match=r"^linked LiteX board 1 \(tcp://127\.0\.0\.1:9\): eth links' boards are "
+                                          r"reached over Ethernet: give udp:// ports$"):
+        LinkedLitexBoards(part, [{"port": sims[0].port}, {"port": "tcp://127.0.0.1:9"}], wire=lf.Wire(kind="eth"))
+    with pytest.raises(SynfabError, match=r"^linked LiteX board 0 \(udp://127\.0\.0\.1:\d+\): uart links' boards are "
+                                          r"reached over UARTBone: give tcp:// or serial ports$"):
+        LinkedLitexBoards(part, [{"port": s.port} for s in sims], wire=lf.Wire(kind="uart"))

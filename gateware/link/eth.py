@@ -1,13 +1,20 @@
-"""A link over Ethernet with LiteEth's UDP/IP core at both ends (synfab.linkframe, "The Ethernet
-link"): data packets one way, credit packets back, a UDP port of each end's own core.
+"""A link over Ethernet with LiteEth's UDP/IP core (synfab.linkframe, "The Ethernet link"): data
+packets one way, credit packets back.
 
-    EthLinkSender(phy, link, clk_freq)     board k: its output beats go out as data packets
-    EthLinkReceiver(phy, link, clk_freq)   board k+1: data packets into its input stream
+    EthLinkSender(port, peer)               board k: its output beats go out as data packets
+    EthLinkReceiver(port, peer)             board k+1: data packets into its input stream
+    EthLinkSender.own_core(phy, link, clk)  an end with a UDP/IP core of its own on `phy`
 
-`phy` is a LiteEth PHY of the board's port (dw 8, preamble and FCS by the MAC: LiteEthPHYRGMII
-on a Colorlight board; BytePHY in a simulation or a synthesis of the end alone). The MAC's
-datapath runs in the sys clock domain; the PHY's domains eth_tx and eth_rx come from the board
-(BytePHY's: the sys clock, see `eth_clock_domains`).
+An end takes a 64-bit user port of a LiteEth UDP crossbar: the sender's at ETH_LINK_CREDIT_PORT,
+the receiver's at ETH_LINK_DATA_PORT, so both ends of a board share one core with Etherbone and
+the host's stream port (soc.links, the linked Ethernet SoC: every board on one switch), or each
+end has a core of its own on a port of its own (`own_core`: a cable per link; the simulated chain).
+`peer` is the board index the end talks to (addresses: layouts.eth_board_address).
+
+`phy` is a LiteEth PHY (dw 8, preamble and FCS by the MAC: LiteEthPHYRGMII on a Colorlight board;
+BytePHY in a simulation or a synthesis of the end alone). The MAC's datapath runs in the sys clock
+domain; the PHY's domains eth_tx and eth_rx come from the board (BytePHY's: the sys clock, see
+`eth_clock_domains`).
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
 
 from synfab import linkframe as lf
-from synfab.layouts import STREAM_EVENT
+from synfab.layouts import STREAM_EVENT, eth_board_address
 
 from ..soc.eth import last_byte_enable
 from .core import BEAT, COUNTER_BITS
@@ -71,22 +78,21 @@ class BytePHY(LiteXModule):
         self.comb += [self.source.last.eq(self.source.valid & ~self.rx_valid), last_byte_enable(self.source)]
 
 
-def udp_port(phy, link: int, end: int, clk_freq: int):
-    """(LiteEth's UDP/IP core on `phy` at this end's addresses, its 64-bit user port on
-    ETH_LINK_UDP_PORT)."""
+def udp_core(phy, board: int, clk_freq: int):
+    """LiteEth's UDP/IP core on `phy` at board `board`'s addresses, for a link end alone."""
     from liteeth.core import LiteEthUDPIPCore
-    mac, ip = lf.eth_addresses(link, end)
-    core = LiteEthUDPIPCore(phy, mac, ip, int(clk_freq), with_icmp=False, with_ip_broadcast=False,
+    mac, ip = eth_board_address(board)
+    return LiteEthUDPIPCore(phy, mac, ip, int(clk_freq), with_icmp=False, with_ip_broadcast=False,
                             with_sys_datapath=True, rx_cdc_depth=RX_CDC_DEPTH)
-    return core, core.udp.crossbar.get_port(lf.ETH_LINK_UDP_PORT, dw=WORD)
 
 
-def _to_peer(port_sink, link: int, peer_end: int, words) -> list:
-    """The UDP parameters of a packet of `words` 64-bit words to the other end."""
+def _to_peer(port_sink, src_port: int, dst_port: int, peer: int | None, words) -> list:
+    """The UDP parameters of a packet of `words` 64-bit words to board `peer` (None: nobody; an
+    end that never sends)."""
     from liteeth.common import convert_ip
-    return [port_sink.src_port.eq(lf.ETH_LINK_UDP_PORT), port_sink.dst_port.eq(lf.ETH_LINK_UDP_PORT),
-            port_sink.ip_address.eq(convert_ip(lf.eth_addresses(link, peer_end)[1])),
-            port_sink.length.eq(8 * words)]
+    ip = convert_ip(eth_board_address(peer)[1]) if peer is not None else 0
+    return [port_sink.src_port.eq(src_port), port_sink.dst_port.eq(dst_port),
+            port_sink.ip_address.eq(ip), port_sink.length.eq(8 * words)]
 
 
 def _header(word, kind: int, epoch):
@@ -95,18 +101,29 @@ def _header(word, kind: int, epoch):
 
 
 class EthLinkSender(LiteXModule):
-    """Board k's end of an Ethernet link.
+    """Board k's end of an Ethernet link (`port`: a UDP user port at ETH_LINK_CREDIT_PORT, `peer`:
+    board k+1's index, or None on the last board a chain can have).
 
         sink           in   the board's output beats (64-bit data)
         clear          in   a new epoch: counters, seq and credits restart (with the receiver's)
         sent           out  beats sent in the epoch (32 bits)
         packets        out  data packets sent (32 bits)
-        bytes          out  bytes the PHY sent: every frame, preamble to FCS, ARP too (32 bits)
+        bytes          out  bytes on the wire, preamble to FCS (32 bits): with `phy_sink` (an end
+                            on a PHY of its own) every byte the PHY sent, ARP too; else the bytes
+                            of the data packets' frames (a shared port's other traffic out)
         credit_errors  out  packets on the port that were no credit packet of the epoch (32 bits)
         credits        out  beats the receiver has room for
     """
 
-    def __init__(self, phy, link: int, clk_freq: int):
+    @classmethod
+    def own_core(cls, phy, link: int, clk_freq: int) -> "EthLinkSender":
+        """Link `link`'s sender (board `link`) with a UDP/IP core of its own on `phy`."""
+        core = udp_core(phy, link, clk_freq)
+        end = cls(core.udp.crossbar.get_port(lf.ETH_LINK_CREDIT_PORT, dw=WORD), link + 1, phy_sink=phy.sink)
+        end.core = core
+        return end
+
+    def __init__(self, port, peer: int, phy_sink=None):
         self.sink = stream.Endpoint(BEAT)
         self.clear = Signal()
         self.sent = Signal(COUNTER_BITS)
@@ -117,7 +134,6 @@ class EthLinkSender(LiteXModule):
 
         # # #
 
-        self.core, port = udp_port(phy, link, 0, clk_freq)
         self.fifo = fifo = stream.SyncFIFO(BEAT, 2 * lf.ETH_MAX_BEATS, buffered=True)
         self.comb += self.sink.connect(fifo.sink)
         eof_bit = STREAM_EVENT.offsets["eof"]
@@ -144,7 +160,7 @@ class EthLinkSender(LiteXModule):
                                             | (waited == lf.ETH_FLUSH_CLOCKS)) & (self.credits >= candidate))
 
         tx = port.sink
-        self.comb += _to_peer(tx, link, 1, n + lf.ETH_DATA_HEADER_WORDS)
+        self.comb += _to_peer(tx, lf.ETH_LINK_CREDIT_PORT, lf.ETH_LINK_DATA_PORT, peer, n + lf.ETH_DATA_HEADER_WORDS)
         self.fsm = fsm = FSM(reset_state="IDLE")
         fsm.act("IDLE",
             If(due & ~self.clear,
@@ -178,7 +194,10 @@ class EthLinkSender(LiteXModule):
                 If(good_credit, acked.eq(rx.data[32:64])).Else(self.credit_errors.eq(self.credit_errors + 1)))
             .Else(bad.eq(1)))
 
-        self.sync += If(phy.sink.valid & phy.sink.ready, self.bytes.eq(self.bytes + 1))
+        if phy_sink is not None:
+            self.sync += If(phy_sink.valid & phy_sink.ready, self.bytes.eq(self.bytes + 1))
+        else:
+            self.sync += If(popped & (left == 1), self.bytes.eq(self.bytes + lf.eth_data_bytes(1, 0) + 8 * n))
         # A clear comes between frames (nothing in flight): the epoch tells late packets apart.
         self.sync += If(self.clear,
             epoch.eq(epoch + 1), seq.eq(0), spent.eq(0), acked.eq(0),
@@ -186,7 +205,8 @@ class EthLinkSender(LiteXModule):
 
 
 class EthLinkReceiver(LiteXModule):
-    """Board k+1's end of an Ethernet link.
+    """Board k+1's end of an Ethernet link (`port`: a UDP user port at ETH_LINK_DATA_PORT, `peer`:
+    board k's index, or None on a board that is first in every chain: it never sends credits).
 
         source    out  the beats of the good packets, in order, to the board's input stream
         clear     in   a new epoch: counters, expected seq, credits and `broken` restart
@@ -196,7 +216,15 @@ class EthLinkReceiver(LiteXModule):
         broken    out  a packet was dropped: every later one is dropped until clear
     """
 
-    def __init__(self, phy, link: int, clk_freq: int):
+    @classmethod
+    def own_core(cls, phy, link: int, clk_freq: int) -> "EthLinkReceiver":
+        """Link `link`'s receiver (board `link` + 1) with a UDP/IP core of its own on `phy`."""
+        core = udp_core(phy, link + 1, clk_freq)
+        end = cls(core.udp.crossbar.get_port(lf.ETH_LINK_DATA_PORT, dw=WORD), link)
+        end.core = core
+        return end
+
+    def __init__(self, port, peer: int | None):
         self.source = stream.Endpoint(BEAT)
         self.clear = Signal()
         self.received = Signal(COUNTER_BITS)
@@ -205,7 +233,6 @@ class EthLinkReceiver(LiteXModule):
 
         # # #
 
-        self.core, port = udp_port(phy, link, 1, clk_freq)
         # A packet's beats wait in `held` until its end is checked; then they go to `fifo`.
         self.held = held = stream.SyncFIFO(BEAT, lf.ETH_MAX_BEATS)
         self.fifo = fifo = ResetInserter()(stream.SyncFIFO(BEAT, lf.ETH_RX_FIFO_BEATS, buffered=True))
@@ -266,7 +293,7 @@ class EthLinkReceiver(LiteXModule):
         self.sync += If(self.clear, freed.eq(0)).Elif(self.source.valid & self.source.ready, freed.eq(freed + 1))
         tx = port.sink
         value = Signal(COUNTER_BITS)
-        self.comb += _to_peer(tx, link, 0, 1)
+        self.comb += _to_peer(tx, lf.ETH_LINK_DATA_PORT, lf.ETH_LINK_CREDIT_PORT, peer, 1)
         self.credit_fsm = cfsm = FSM(reset_state="IDLE")
         cfsm.act("IDLE",
             If((freed != reported) & ~self.clear

@@ -186,7 +186,7 @@ class Chain(LiteXModule):
             parts = {}
         else:
             a, b = BytePHY(), BytePHY()
-            snd, rcv = EthLinkSender(a, k, ETH_CLK_FREQ), EthLinkReceiver(b, k, ETH_CLK_FREQ)
+            snd, rcv = EthLinkSender.own_core(a, k, ETH_CLK_FREQ), EthLinkReceiver.own_core(b, k, ETH_CLK_FREQ)
             fwd, bwd = (WireModel(wire.latency, width=9, idle=0, mask=0xFF) for _ in range(2))
             self.comb += [
                 fwd.i.eq(Cat(a.tx_data, a.tx_valid)), Cat(b.rx_data, b.rx_valid).eq(fwd.o),

@@ -129,36 +129,40 @@ class SynfabECP5EthSoC(_BoardSoC):
     """The board SoC with Ethernet instead of UARTBone (Colorlight i5 / i9: a Broadcom B50612D
     gigabit PHY on RGMII, 125 MHz): LiteEth's UDP/IP core with Etherbone for the bus and the UDP
     stream port on the stream bridge (soc.eth.add_ethernet; addresses and ports in
-    synfab.layouts).  The host reaches it as `--port udp://192.168.1.50:1234`."""
+    synfab.layouts).  The host reaches it as `--port udp://192.168.1.50:1234`.
+    `linked`: board `board_index` of a chain on one switch, with the Ethernet link ends beside the
+    stream port (soc.links.add_eth_board_links), at 192.168.1.(50 + board_index)."""
 
     def __init__(self, board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
-                 eth_phy: int = 0):
+                 eth_phy: int = 0, board_index: int = 0, linked: bool = False):
         from liteeth.phy.ecp5rgmii import LiteEthPHYRGMII
         from .eth import add_ethernet
         if board_name not in ETHERNET_BOARDS:
             raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
-        _BoardSoC.__init__(self, board_name, cfg, sys_clk_freq, link=" (Ethernet)")
+        _BoardSoC.__init__(self, board_name, cfg, sys_clk_freq,
+                           link=f" (Ethernet links, board {board_index})" if linked else " (Ethernet)")
         add_synfab(self, cfg, with_ext=True)
         # As litex-boards' colorlight_i5 target: the PHY's RX clock delay on, no TX delay.
         self.ethphy = LiteEthPHYRGMII(clock_pads=self.platform.request("eth_clocks", eth_phy),
                                       pads=self.platform.request("eth", eth_phy), tx_delay=0)
-        add_ethernet(self, self.ethphy)
+        udp_stream = add_ethernet(self, self.ethphy, board=board_index, join_bridge=not linked)
+        if linked:
+            from .links import add_eth_board_links
+            add_eth_board_links(self, udp_stream, board_index)
 
 
 class SynfabECP5LinkedSoC(SynfabECP5SoC):
     """The board SoC of a chain of boards: SynfabECP5SoC with two board-to-board link ends on the
     stream bridge's second port (soc.links: `prev` from the board before into the fabric's input,
-    `next` the fabric's output to the board after; registers at layouts.LINK_BASE). link "uart":
-    the UART link (LiteX's RS232 PHY, `clocks_per_bit` sys clocks a bit) on the GPIO header pins
-    of soc.links.LINK_PINS."""
+    `next` the fabric's output to the board after; registers at layouts.LINK_BASE): the UART link
+    (LiteX's RS232 PHY, `clocks_per_bit` sys clocks a bit) on the GPIO header pins of
+    soc.links.LINK_PINS. (The Ethernet link: SynfabECP5EthSoC(..., linked=True).)"""
 
     def __init__(self, board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
-                 baudrate: int = DEFAULT_BAUDRATE, link: str = "uart", clocks_per_bit: int = 4):
-        from .links import LINK_KINDS, LINK_PINS, add_board_links, uart_link_ends
-        if link not in LINK_KINDS or board_name not in LINK_PINS:
-            raise SynfabError(f"no {link} linked SoC for {board_name}; linked boards: "
-                              f"{', '.join(LINK_PINS)} (links: {', '.join(LINK_KINDS)})")
-        _BoardSoC.__init__(self, board_name, cfg, sys_clk_freq, link=f" ({link} links)")
+                 baudrate: int = DEFAULT_BAUDRATE, clocks_per_bit: int = 4):
+        from .links import add_board_links, uart_link_ends
+        check_link_board(board_name, "uart")
+        _BoardSoC.__init__(self, board_name, cfg, sys_clk_freq, link=" (uart links)")
         self.add_uartbone(uart_name="serial", baudrate=baudrate)
         add_synfab(self, cfg, with_ext=True)
         prev_end, next_end, io = uart_link_ends(self.platform, board_name, clocks_per_bit)
@@ -166,11 +170,28 @@ class SynfabECP5LinkedSoC(SynfabECP5SoC):
         add_board_links(self, prev_end, next_end)
 
 
-def build_name(board_name: str, cfg: FabricConfig, ethernet: bool = False, link: str = "") -> str:
+def check_link_board(board_name: str, link: str, board_index: int = 0) -> None:
+    """SynfabError in one line unless `board_name` has a linked SoC with `link` links (and, for
+    the Ethernet link, `board_index` is a board of a chain)."""
+    from synfab.layouts import ETH_MAX_BOARDS
+    from .links import LINK_BOARDS
+    if board_name not in LINK_BOARDS.get(link, ()):
+        kinds = "; ".join(f"{k}: {', '.join(b)}" for k, b in LINK_BOARDS.items())
+        raise SynfabError(f"no {link} linked SoC for {board_name}; linked boards by link: {kinds}")
+    if link != "eth" and board_index:
+        raise SynfabError(f"--board-index is for the Ethernet link (its boards' addresses); the {link} "
+                          "link's boards all run one bitstream")
+    if not 0 <= board_index < ETH_MAX_BOARDS:
+        raise SynfabError(f"board index {board_index} is outside 0..{ETH_MAX_BOARDS - 1}")
+
+
+def build_name(board_name: str, cfg: FabricConfig, ethernet: bool = False, link: str = "",
+               board_index: int = 0) -> str:
     """Names the build directory, its files and the top module: a Verilog identifier (presets
     such as ulx3s-85f have dashes)."""
-    return re.sub(r"\W", "_", f"synfab_{board_name}{'_eth' if ethernet else ''}"
-                               f"{f'_{link}_linked' if link else ''}_{cfg.name}")
+    linked = f"_{link}_linked{f'_b{board_index}' if link == 'eth' else ''}" if link else ""
+    return re.sub(r"\W", "_", f"synfab_{board_name}{'_eth' if ethernet and link != 'eth' else ''}"
+                               f"{linked}_{cfg.name}")
 
 
 def slowest_sys_clock(fmax: dict) -> str | None:
@@ -192,14 +213,16 @@ def parse_nextpnr_report(path: Path) -> dict:
 
 
 def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, quiet: bool = False,
-              ethernet: bool = False, link: str = "") -> Path:
+              ethernet: bool = False, link: str = "", board_index: int = 0) -> Path:
     """Write the SoC's Verilog, constraints, yosys script and build script to out/gateware
     (quiet: without LiteX's log of the SoC it creates)."""
     if quiet:
         logging.disable(logging.INFO)
     try:
-        if link:
-            soc = SynfabECP5LinkedSoC(board_name, cfg, sys_clk_freq, baudrate, link)
+        if link == "eth":
+            soc = SynfabECP5EthSoC(board_name, cfg, sys_clk_freq, board_index=board_index, linked=True)
+        elif link:
+            soc = SynfabECP5LinkedSoC(board_name, cfg, sys_clk_freq, baudrate)
         elif ethernet:
             soc = SynfabECP5EthSoC(board_name, cfg, sys_clk_freq)
         else:
@@ -215,32 +238,35 @@ def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: st
 
 
 def _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, key: str, quiet: bool,
-               ethernet: bool = False, link: str = ""):
+               ethernet: bool = False, link: str = "", board_index: int = 0):
     gw = out / "gateware"
     (gw / "stamp.json").unlink(missing_ok=True)
-    _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, ethernet=ethernet, link=link)
+    _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, ethernet=ethernet, link=link,
+              board_index=board_index)
     if not quiet:
         print(f"synfab: building {name} bitstream with yosys/nextpnr ({tc.toolchain()[1].split(':')[0]}); "
               f"log: {gw / 'build.log'}", file=sys.stderr, flush=True)
     start = time.monotonic()
     tc.run_tool(["bash", f"build_{name}.sh"], gw, gw / "build.log")
     options = {"sys_clk_freq": sys_clk_freq, "baudrate": baudrate, "seed": seed, **({"ethernet": True} if ethernet else {}),
-               **({"link": link} if link else {})}
+               **({"link": link} if link else {}), **({"board_index": board_index} if link == "eth" else {})}
     (gw / "stamp.json").write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - start, 1),
                                                "options": options}))
 
 
 def _build_key(board_name: str, cfg: FabricConfig, sys_clk_freq: float, baudrate: int, seed: int,
-               ethernet: bool = False, link: str = "") -> str:
+               ethernet: bool = False, link: str = "", board_index: int = 0) -> str:
     parts = ("ecp5", board_name, cfg.to_json(), sys_clk_freq, baudrate, seed, tc.toolchain()[1])
     if link:
         # A linked SoC is made of the link gateware too, which the single-board key leaves out.
-        return tc.source_digest(*parts, "link", link, tc.board_links_digest())
+        return tc.source_digest(*parts, "link", link, *([board_index] if link == "eth" else []),
+                                tc.board_links_digest())
     return tc.source_digest(*parts, "ethernet") if ethernet else tc.source_digest(*parts)
 
 
-def _build_dir(board_name: str, cfg: FabricConfig, ethernet: bool = False, link: str = "") -> tuple[str, Path]:
-    name = build_name(board_name, cfg, ethernet, link)
+def _build_dir(board_name: str, cfg: FabricConfig, ethernet: bool = False, link: str = "",
+               board_index: int = 0) -> tuple[str, Path]:
+    name = build_name(board_name, cfg, ethernet, link, board_index)
     return name, tc.build_root() / "ecp5" / name
 
 
@@ -260,24 +286,28 @@ def _report(board_name: str, cfg: FabricConfig, out: Path, name: str, key: str, 
 
 def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DEFAULT_SYS_CLK,
                     baudrate: int = DEFAULT_BAUDRATE, seed: int = 1, quiet: bool = False,
-                    ethernet: bool = False, link: str = "") -> dict:
+                    ethernet: bool = False, link: str = "", board_index: int = 0) -> dict:
     """Generate the SoC and run yosys/nextpnr-ecp5/ecppack, unless this very source state was
     built before; return the report: bitstream path, fmax, utilization, board, fabric, cache key.
     A fabric that does not fit the board is refused first (synfab_gateware.fit.check), in one line.
-    `link` ("uart"): the linked SoC of a chain of boards (SynfabECP5LinkedSoC)."""
+    `link`: the linked SoC of a chain of boards, "uart" (SynfabECP5LinkedSoC) or "eth"
+    (SynfabECP5EthSoC(..., linked=True) at `board_index`'s addresses; implies `ethernet`)."""
     from .. import fit
-    from .links import LINK_KINDS, LINK_PINS
 
     board(board_name)
+    if link:
+        check_link_board(board_name, link, board_index)
+        if link == "uart" and ethernet:
+            raise SynfabError("the uart link's SoC has UARTBone, not Ethernet; for boards with Ethernet use --link eth")
+    elif board_index:
+        raise SynfabError("--board-index names a board of a chain; give it with --link eth")
+    ethernet = ethernet or link == "eth"
     if ethernet and board_name not in ETHERNET_BOARDS:
         raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
-    if link and (link not in LINK_KINDS or board_name not in LINK_PINS or ethernet):
-        raise SynfabError(f"no {link} linked SoC for {board_name}{' with Ethernet' if ethernet else ''}; linked "
-                          f"boards: {', '.join(LINK_PINS)} with UARTBone (links: {', '.join(LINK_KINDS)})")
     fit.check(cfg, board_name)
-    name, out = _build_dir(board_name, cfg, ethernet, link)
+    name, out = _build_dir(board_name, cfg, ethernet, link, board_index)
     gw = out / "gateware"
-    key = _build_key(board_name, cfg, sys_clk_freq, baudrate, seed, ethernet, link)
+    key = _build_key(board_name, cfg, sys_clk_freq, baudrate, seed, ethernet, link, board_index)
     stamp = gw / "stamp.json"
     bit = gw / f"{name}.bit"
 
@@ -290,8 +320,11 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
         with open(out.parent / f"{name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)         # one build per directory at a time
             if not fresh():
-                _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet, ethernet, link)
+                _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet, ethernet, link,
+                           board_index)
     report = _report(board_name, cfg, out, name, key, cached, sys_clk_freq, baudrate)
+    if link == "eth":
+        return {**report, "link": link, "board_index": board_index}
     return {**report, "link": link} if link else report
 
 

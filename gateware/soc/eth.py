@@ -212,30 +212,40 @@ def last_byte_enable(phy_source):
     return phy_source.last_be.eq(phy_source.last)
 
 
-def add_ethernet(soc, phy, phy_cd: str = "eth") -> UDPStreamPort:
-    """LiteEth's UDP/IP core on `phy` with Etherbone (a bus master) on ETHERBONE_UDP_PORT and a
-    UDPStreamPort on STREAM_UDP_PORT feeding soc.synfab.stream_bridge (add_synfab(..., with_ext=True))."""
+def add_ethernet(soc, phy, phy_cd: str = "eth", board: int = 0, join_bridge: bool = True) -> UDPStreamPort:
+    """LiteEth's UDP/IP core on `phy` at board `board`'s addresses (layouts.eth_board_address) with
+    Etherbone (a bus master) on ETHERBONE_UDP_PORT and a UDPStreamPort on STREAM_UDP_PORT; with
+    `join_bridge` the port feeds soc.synfab.stream_bridge's second port (add_synfab(...,
+    with_ext=True)) alone, else the caller joins them (soc.links: the board links share it)."""
     if getattr(phy, "with_preamble_crc", True) and phy.dw == 8:
         soc.comb += last_byte_enable(phy.source)
-    soc.add_etherbone(phy=phy, phy_cd=phy_cd, data_width=8, mac_address=soc_map.ETH_SOC_MAC,
-                      ip_address=soc_map.ETH_SOC_IP, udp_port=soc_map.ETHERBONE_UDP_PORT,
-                      buffer_depth=ETHERBONE_BUFFER)
+    mac, ip = soc_map.eth_board_address(board)
+    soc.add_etherbone(phy=phy, phy_cd=phy_cd, data_width=8, mac_address=mac, ip_address=ip,
+                      udp_port=soc_map.ETHERBONE_UDP_PORT, buffer_depth=ETHERBONE_BUFFER)
     bridge = soc.synfab.stream_bridge
     port = UDPStreamPort(bridge.in_capacity, bridge.out_capacity)
     soc.synfab.submodules.udp_stream = port
     # The user port in the Etherbone clock domain (the sys clock; LiteEth names it "etherbone").
-    user = soc.ethcore_etherbone.udp.crossbar.get_port(soc_map.STREAM_UDP_PORT, dw=WORD, cd="etherbone")
+    user = udp_user_port(soc, soc_map.STREAM_UDP_PORT)
     soc.comb += [
         user.source.connect(port.udp_sink),
         port.udp_source.connect(user.sink),
-        port.source.connect(bridge.ext_sink),
-        bridge.ext_source.connect(port.sink),
         port.in_free.eq(bridge.in_free),
         port.out_level.eq(bridge.out_level),
         port.out_frames.eq(bridge.out_frames),
         port.released.eq(bridge.released),
-        bridge.ext_out.eq(port.ext_out),
     ]
+    if join_bridge:
+        soc.comb += [
+            port.source.connect(bridge.ext_sink),
+            bridge.ext_source.connect(port.sink),
+            bridge.ext_out.eq(port.ext_out),
+        ]
     soc.bus.add_slave("synfab_udp", port.bus,
                       SoCRegion(origin=soc_map.UDP_STREAM_BASE, size=soc_map.UDP_STREAM_SIZE, cached=False))
     return port
+
+
+def udp_user_port(soc, udp_port: int):
+    """A 64-bit user port of the SoC's UDP core (add_ethernet) on `udp_port`, in the sys clock."""
+    return soc.ethcore_etherbone.udp.crossbar.get_port(udp_port, dw=WORD, cd="etherbone")

@@ -1,7 +1,8 @@
 """A linked board SoC: two board-to-board link ends (gateware/link/, synfab.linkframe) on the
 stream bridge's second port, their registers on the bus (layouts LINK_*).
 
-    add_board_links(soc, prev_end, next_end)
+    add_board_links(soc, prev_end, next_end)      # the UART link (UARTBone SoC)
+    add_eth_board_links(soc, udp_stream, board)   # the Ethernet link (Ethernet SoC, board index)
 
 `prev_end` (a LinkReceiver) takes the board before's output beats into this board's input
 stream; `next_end` (a LinkSender) sends this board's output beats to the board after while ctrl
@@ -9,6 +10,14 @@ LINK_CTRL_TO_NEXT is set (else they stay in the bridge's output FIFO for the hos
 a chain runs the same bitstream: the first takes its input from the host and leaves `prev`
 unused, the last sends its output to the host. On the ULX3S the link wires are on the GPIO
 header (LINK_PINS); in the LiteX sim each end's bytes go through a synfab_wire module.
+
+On a board with Ethernet (the Colorlight i5 / i9) every board of a chain sits on one switch with
+the host: its one UDP/IP core (soc.eth.add_ethernet, at layouts.eth_board_address(board)) carries
+Etherbone, the host's UDP stream port and both link ends (their own UDP ports). The bridge's
+second port then takes input from the host's stream port or the link from the board before,
+whole frames at a time (LiteX's packet.Arbiter), and gives output to the host's stream port or,
+while ctrl LINK_CTRL_TO_NEXT is set, to the board after. A board's addresses are built in
+(`synfab build --link eth --board-index K`), so each board of a chain has a bitstream of its own.
 
 Only linked SoCs import this (the single-board bitstreams' source key leaves it out with
 gateware/link/, soc/toolchain.BOARD_LINKS).
@@ -18,8 +27,9 @@ from __future__ import annotations
 from migen import Case, Cat, Constant, If, Record, Signal
 from litex.gen import LiteXModule
 from litex.soc.integration.soc import SoCRegion
-from litex.soc.interconnect import wishbone
+from litex.soc.interconnect import packet, stream, wishbone
 
+from synfab import boards as board_data
 from synfab import layouts as soc_map
 from synfab.layouts import STREAM_EVENT
 
@@ -27,7 +37,10 @@ from synfab.layouts import STREAM_EVENT
 # n the wire in. Board k's next.p goes to board k+1's prev.n and board k+1's prev.p to board k's next.n.
 LINK_PINS = {"ulx3s": {"prev": ("gpio", 0), "next": ("gpio", 1)},
              "ulx3s-45f": {"prev": ("gpio", 0), "next": ("gpio", 1)}}
-LINK_KINDS = ("uart",)
+LINK_KINDS = ("uart", "eth")
+# Where each link kind runs: the UART link on a board's header pins, the Ethernet link on a board
+# whose host link is Ethernet.
+LINK_BOARDS = {"uart": tuple(LINK_PINS), "eth": tuple(board_data.ETHERNET_BOARDS)}
 
 
 class BoardLinkRegs(LiteXModule):
@@ -65,24 +78,60 @@ class BoardLinkRegs(LiteXModule):
         ]
 
 
+def _add_link_regs(soc, prev_end, next_end) -> BoardLinkRegs:
+    soc.synfab.submodules.link_prev = prev_end
+    soc.synfab.submodules.link_next = next_end
+    soc.synfab.submodules.link_regs = regs = BoardLinkRegs(prev_end, next_end)
+    soc.comb += [prev_end.clear.eq(regs.clear), next_end.clear.eq(regs.clear)]
+    soc.bus.add_slave("synfab_links", regs.bus,
+                      SoCRegion(origin=soc_map.LINK_BASE, size=soc_map.LINK_SIZE, cached=False))
+    return regs
+
+
+def _with_frame_last(end_source):
+    """A link end's beats with `last` on the end-of-frame beat (the bridge releases a frame on it)."""
+    beats = stream.Endpoint(end_source.description)
+    return beats, [end_source.connect(beats, omit={"last"}),
+                   beats.last.eq(end_source.data[STREAM_EVENT.offsets["eof"]])]
+
+
 def add_board_links(soc, prev_end, next_end) -> BoardLinkRegs:
     """The two ends on soc.synfab.stream_bridge's second port (add_synfab(..., with_ext=True))
     and their registers at LINK_BASE."""
     bridge = soc.synfab.stream_bridge
-    soc.synfab.submodules.link_prev = prev_end
-    soc.synfab.submodules.link_next = next_end
-    soc.synfab.submodules.link_regs = regs = BoardLinkRegs(prev_end, next_end)
-    eof = STREAM_EVENT.offsets["eof"]
+    regs = _add_link_regs(soc, prev_end, next_end)
+    beats, join = _with_frame_last(prev_end.source)
     soc.comb += [
-        # The end-of-frame beat is the frame's last: the bridge releases the frame on it.
-        prev_end.source.connect(bridge.ext_sink, omit={"last"}),
-        bridge.ext_sink.last.eq(prev_end.source.data[eof]),
+        *join, beats.connect(bridge.ext_sink),
         bridge.ext_source.connect(next_end.sink, omit={"last"}),
         bridge.ext_out.eq(regs.to_next),
-        prev_end.clear.eq(regs.clear), next_end.clear.eq(regs.clear),
     ]
-    soc.bus.add_slave("synfab_links", regs.bus,
-                      SoCRegion(origin=soc_map.LINK_BASE, size=soc_map.LINK_SIZE, cached=False))
+    return regs
+
+
+def add_eth_board_links(soc, udp_stream, board: int) -> BoardLinkRegs:
+    """Board `board`'s two Ethernet link ends on the SoC's UDP core beside the host's stream port
+    `udp_stream` (soc.eth.add_ethernet(..., join_bridge=False)), both on the bridge's second port
+    (see the module doc), their registers at LINK_BASE."""
+    from synfab import linkframe as lf
+    from ..link.eth import EthLinkReceiver, EthLinkSender
+    from .eth import udp_user_port
+    bridge = soc.synfab.stream_bridge
+    prev_end = EthLinkReceiver(udp_user_port(soc, lf.ETH_LINK_DATA_PORT), board - 1 if board else None)
+    next_end = EthLinkSender(udp_user_port(soc, lf.ETH_LINK_CREDIT_PORT),
+                             board + 1 if board + 1 < soc_map.ETH_MAX_BOARDS else None)
+    regs = _add_link_regs(soc, prev_end, next_end)
+    beats, join = _with_frame_last(prev_end.source)
+    soc.synfab.submodules.link_input = packet.Arbiter([udp_stream.source, beats], bridge.ext_sink)
+    soc.synfab.submodules.link_output = output = stream.Demultiplexer(bridge.ext_source.description, 2)
+    soc.comb += [
+        *join,
+        bridge.ext_source.connect(output.sink),
+        output.sel.eq(regs.to_next),
+        output.source0.connect(udp_stream.sink),
+        output.source1.connect(next_end.sink, omit={"last"}),
+        bridge.ext_out.eq(udp_stream.ext_out | regs.to_next),
+    ]
     return regs
 
 

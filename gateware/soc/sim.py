@@ -11,7 +11,11 @@ stream port).  Its sys clock is the boards' (DEFAULT_SYS_CLK_MHZ): what a simula
 With linked=True it is the linked board SoC (soc.links: a link end from the board before, one to
 the board after), each end's bytes on a host UDP socket (sim_modules/synfab_wire):
 `sim.wire_ports` {"prev", "next"} are its sockets, `link_peers` where each sends to (another
-sim's socket, or a SimCable's standing for the cable between two boards).
+sim's socket, or a SimCable's standing for the cable between two boards). With ethernet=True too,
+the link ends are the Ethernet link's on the SoC's one UDP core (soc.links.add_eth_board_links),
+their UDP ports the synfab_udp module's third and fourth sockets (PORT + 2: prev, PORT + 3:
+next); every such sim is board LINKED_ETH_SIM_BOARD of a chain (synfab_udp delivers by socket,
+not by address, so one build serves every board).
 
 The build lives in ~/.cache/synfab/litex-sim/<sha256>/ (the key covers the gateware sources, the
 fabric config, LiteX's sim sources, the Verilator version and the build options) and is shared by concurrent users
@@ -53,6 +57,7 @@ JOBS = 2
 START_TIMEOUT = 60.0
 
 ETH_SIM_CLK_FREQ = DEFAULT_SYS_CLK_MHZ * 1e6
+LINKED_ETH_SIM_BOARD = 1          # a board with a board before and one after
 EXTRA_MODULES = Path(__file__).parent / "sim_modules"
 
 _io = [
@@ -74,6 +79,7 @@ _io = [
       Subsignal("sink_valid", Pins(1)), Subsignal("sink_ready", Pins(1)), Subsignal("sink_data", Pins(8)))
      for name in ("link_prev", "link_next")]
 LINK_ENDS = ("prev", "next")
+ETH_SIM_PORTS = 2                 # synfab_udp's sockets for Etherbone and the stream port
 
 
 class LitexSimError(SynfabError):
@@ -93,7 +99,11 @@ class SynfabSimSoC(SoCCore):
             from .eth import add_ethernet
             add_synfab(self, cfg, with_ext=True)
             self.ethphy = LiteEthPHYModel(platform.request("eth"))
-            add_ethernet(self, self.ethphy)
+            board = LINKED_ETH_SIM_BOARD if linked else 0
+            udp_stream = add_ethernet(self, self.ethphy, board=board, join_bridge=not linked)
+            if linked:
+                from .links import add_eth_board_links
+                add_eth_board_links(self, udp_stream, board)
         else:
             self.uartbone_phy = phy = RS232PHYModel(platform.request("serial"))
             self.uartbone = UARTBone(phy, clk_freq=SIM_CLK_FREQ, address_width=self.bus.address_width)
@@ -106,17 +116,20 @@ class SynfabSimSoC(SoCCore):
 
 def sim_config(port: int, ethernet: bool = False, wires: dict | None = None) -> SimConfig:
     """The sim's modules: UARTBone on TCP `port` (or, ethernet, the UDP ports from `port`), and
-    for a linked SoC `wires` {end: (its UDP port, the port it sends to)}."""
+    for a linked SoC `wires` {end: (its UDP port, the port it sends to)} (ethernet: the local
+    ports are synfab_udp's, PORT + 2 and PORT + 3)."""
     cfg = SimConfig()
     if ethernet:
         cfg.add_clocker("sys_clk", freq_hz=int(ETH_SIM_CLK_FREQ))
-        mac = f"{soc_map.ETH_SOC_MAC:012x}"
+        mac, ip = soc_map.eth_board_address(LINKED_ETH_SIM_BOARD if wires else 0)
+        peers = [0, 0] + ([wires[end][1] for end in LINK_ENDS] if wires else [])
         cfg.add_module("synfab_udp", "eth", args={
-            "host_port": str(port), "soc_port": str(soc_map.ETHERBONE_UDP_PORT), "ports": "2",
-            "soc_ip": soc_map.ETH_SOC_IP, "host_ip": soc_map.ETH_HOST_IP, "soc_mac": mac})
-    else:
-        cfg.add_clocker("sys_clk", freq_hz=int(SIM_CLK_FREQ))
-        cfg.add_module("serial2tcp", "serial", args={"port": port})
+            "host_port": str(port), "soc_port": str(soc_map.ETHERBONE_UDP_PORT), "ports": str(len(peers)),
+            "soc_ip": ip, "host_ip": soc_map.ETH_HOST_IP, "soc_mac": f"{mac:012x}",
+            "peers": ",".join(map(str, peers))})
+        return cfg
+    cfg.add_clocker("sys_clk", freq_hz=int(SIM_CLK_FREQ))
+    cfg.add_module("serial2tcp", "serial", args={"port": port})
     for end, (local, peer) in (wires or {}).items():
         cfg.add_module("synfab_wire", f"link_{end}", args={"local_port": str(local), "peer_port": str(peer)})
     return cfg
@@ -152,8 +165,8 @@ def build(cfg: FabricConfig, quiet: bool = False, ethernet: bool = False, linked
     if ethernet or linked:
         import liteeth
         mods = "".join(p.read_text() for p in sorted(EXTRA_MODULES.rglob("*")) if p.is_file())
-        key = tc.source_digest("litex-sim-eth" if ethernet else "litex-sim-linked", key, mods, liteeth.__file__,
-                               *([tc.board_links_digest()] if linked else []))
+        label = "litex-sim" + ("-eth" if ethernet else "") + ("-linked" if linked else "")
+        key = tc.source_digest(label, key, mods, liteeth.__file__, *([tc.board_links_digest()] if linked else []))
     final = root / key
     if (final / "obj_dir" / "Vsim").is_file():
         return final
@@ -210,21 +223,22 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def _free_udp_pair() -> int:
-    """A UDP port P on 127.0.0.1 with P + 1 free too (the Ethernet sim binds both)."""
+def _free_udp_run(n: int) -> int:
+    """A UDP port P on 127.0.0.1 with P + 1 .. P + n - 1 free too (the Ethernet sim binds them all)."""
     for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) for _ in range(n)]
+            socks[0].bind(("127.0.0.1", 0))
+            port = socks[0].getsockname()[1]
+            if port + n > 65536:
                 continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
+            try:
+                for i, sock in enumerate(socks[1:], 1):
+                    sock.bind(("127.0.0.1", port + i))
+            except OSError:
+                continue
         return port
-    raise LitexSimError("no two adjacent free UDP ports on 127.0.0.1")
+    raise LitexSimError(f"no {n} adjacent free UDP ports on 127.0.0.1")
 
 
 def _udp_bound(port: int) -> bool:
@@ -266,11 +280,15 @@ class LitexSim:
         self.ethernet = ethernet
         self.clk_freq = ETH_SIM_CLK_FREQ if ethernet else SIM_CLK_FREQ
         self.build_dir = build(cfg, quiet=quiet, ethernet=ethernet, linked=linked)
-        self.tcp_port = tcp_port or (_free_udp_pair() if ethernet else _free_port())
+        udp_ports = ETH_SIM_PORTS + (len(LINK_ENDS) if linked else 0)
+        self.tcp_port = tcp_port or (_free_udp_run(udp_ports) if ethernet else _free_port())
         self.port = f"{'udp' if ethernet else 'tcp'}://127.0.0.1:{self.tcp_port}"
         wires = None
-        if linked:
+        if linked and ethernet:
+            self.wire_ports = {end: self.tcp_port + ETH_SIM_PORTS + i for i, end in enumerate(LINK_ENDS)}
+        elif linked:
             self.wire_ports = {end: (wire_ports or {}).get(end) or free_udp_port() for end in LINK_ENDS}
+        if linked:
             self.link_peers = {end: (link_peers or {}).get(end) or free_udp_port() for end in LINK_ENDS}
             wires = {end: (self.wire_ports[end], self.link_peers[end]) for end in LINK_ENDS}
         self.run_dir = Path(tempfile.mkdtemp(prefix="synfab-litex-sim-"))
@@ -281,7 +299,7 @@ class LitexSim:
             self.proc = subprocess.Popen([str(self.build_dir / "obj_dir" / "Vsim")], cwd=self.run_dir,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
-        ready = (lambda: _udp_bound(self.tcp_port + 1)) if ethernet else (lambda: _listening(self.tcp_port))
+        ready = (lambda: _udp_bound(self.tcp_port + udp_ports - 1)) if ethernet else (lambda: _listening(self.tcp_port))
         while not ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
@@ -310,8 +328,9 @@ class SimCable:
     """The cable between two linked LiteX sims (board k's `next` end, board k+1's `prev` end): the
     one part that is not gateware. It relays the UDP datagrams of their synfab_wire modules both
     ways on a thread: `a_port` faces board k (its next end sends here), `b_port` board k+1.
-    `corrupt_at(n)` inverts the n-th forward byte from now (a fault the receiving end must catch);
-    `forward_bytes` / `backward_bytes` count what crossed."""
+    `corrupt_at(n)` inverts the n-th forward byte from now and `drop_datagram(n)` loses the n-th
+    forward datagram from now (an Ethernet link's packet): faults the receiving end must catch;
+    `forward_bytes` / `backward_bytes` / `forward_datagrams` count what crossed."""
 
     def __init__(self, a_peer: int, b_peer: int):
         import threading
@@ -321,8 +340,8 @@ class SimCable:
             sock.settimeout(0.05)
         self.a_port, self.b_port = self.a.getsockname()[1], self.b.getsockname()[1]
         self.a_peer, self.b_peer = a_peer, b_peer
-        self.forward_bytes = self.backward_bytes = 0
-        self._corrupt = None
+        self.forward_bytes = self.backward_bytes = self.forward_datagrams = 0
+        self._corrupt = self._drop = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
@@ -331,6 +350,10 @@ class SimCable:
     def corrupt_at(self, n: int) -> None:
         with self._lock:
             self._corrupt = self.forward_bytes + max(0, int(n))
+
+    def drop_datagram(self, n: int = 0) -> None:
+        with self._lock:
+            self._drop = self.forward_datagrams + max(0, int(n))
 
     def _relay(self) -> None:
         import select
@@ -343,6 +366,10 @@ class SimCable:
                     continue
                 with self._lock:
                     if sock is self.a:
+                        self.forward_datagrams += 1
+                        if self._drop == self.forward_datagrams - 1:
+                            self._drop = None
+                            continue
                         at = self._corrupt
                         if at is not None and self.forward_bytes <= at < self.forward_bytes + len(data):
                             data[at - self.forward_bytes] ^= 0xFF
@@ -361,18 +388,31 @@ class SimCable:
 
 
 @contextlib.contextmanager
-def linked_sims(cfgs, quiet: bool = True):
+def linked_sims(cfgs, quiet: bool = True, ethernet: bool = False):
     """LiteX sims of the linked board SoC, one per fabric config, board k's next end cabled to
-    board k+1's prev end (SimCable): yields (sims, cables)."""
-    ports = [{end: free_udp_port() for end in LINK_ENDS} for _ in cfgs]
+    board k+1's prev end (SimCable; ethernet: the Ethernet link's, its packets one datagram
+    each): yields (sims, cables)."""
     cables, sims = [], []
     try:
-        for k in range(len(cfgs) - 1):
-            cables.append(SimCable(ports[k]["next"], ports[k + 1]["prev"]))
+        # The cables bind their sockets first: the sims' ports are then picked among the free ones.
+        cables = [SimCable(0, 0) for _ in cfgs[1:]]
+        if ethernet:
+            bases = []
+            while len(bases) < len(cfgs):
+                base = _free_udp_run(ETH_SIM_PORTS + len(LINK_ENDS))
+                if all(abs(base - b) >= ETH_SIM_PORTS + len(LINK_ENDS) for b in bases):
+                    bases.append(base)
+            ports = [{end: base + ETH_SIM_PORTS + i for i, end in enumerate(LINK_ENDS)} for base in bases]
+        else:
+            bases = [None for _ in cfgs]
+            ports = [{end: free_udp_port() for end in LINK_ENDS} for _ in cfgs]
+        for k, cable in enumerate(cables):
+            cable.a_peer, cable.b_peer = ports[k]["next"], ports[k + 1]["prev"]
         for k, cfg in enumerate(cfgs):
             peers = {"next": cables[k].a_port if k < len(cables) else None,
                      "prev": cables[k - 1].b_port if k > 0 else None}
-            sims.append(LitexSim(cfg, quiet=quiet, linked=True, wire_ports=ports[k], link_peers=peers))
+            sims.append(LitexSim(cfg, tcp_port=bases[k], quiet=quiet, ethernet=ethernet, linked=True,
+                                 wire_ports=ports[k], link_peers=peers))
         yield sims, cables
     finally:
         for sim in sims:

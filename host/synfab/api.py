@@ -454,11 +454,9 @@ def run_partitioned(qnet, frames, boards, cuts=None, backend: str = "model", lin
     frames = np.asarray(frames)
     part = partition(qnet, boards, cuts=cuts, sample=sample, objective=objective)
     if isinstance(link, Wire) and backend == "litex":
-        # LiteX boards running the linked SoC (synfab build --link uart): their own cables.
-        if link.kind != "uart":
-            raise SynfabError(f"linked LiteX boards carry UART links (synfab build --link uart), not {link.kind}")
+        # LiteX boards running the linked SoC (synfab build --link uart|eth): their own links.
         from .runtime.linked_litex import LinkedLitexBoards
-        chain = LinkedLitexBoards(part, device_args, clocks_per_bit=link.clocks_per_bit)
+        chain = LinkedLitexBoards(part, device_args, wire=link)
     elif isinstance(link, Wire):
         if backend != "sim":
             raise SynfabError(f"the boards' link gateware runs in Verilator (backend sim) or on linked LiteX "

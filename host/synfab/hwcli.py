@@ -95,11 +95,12 @@ def _command(argv_tail: list[str]) -> str:
 
 # -- build ----------------------------------------------------------------------------------------------
 def build_ecp5(board: str, cfg, out: Path, sys_clk_mhz: float, baudrate: int, seed: int, command: str,
-               quiet: bool, ethernet: bool = False, link: str = "") -> dict:
+               quiet: bool, ethernet: bool = False, link: str = "", board_index: int = 0) -> dict:
     ecp5 = _gateware("soc.ecp5")
     rep = ecp5.build_bitstream(board, cfg, sys_clk_freq=sys_clk_mhz * 1e6, baudrate=baudrate, seed=seed,
                                quiet=quiet, **({"ethernet": True} if ethernet else {}),
-                               **({"link": link} if link else {}))
+                               **({"link": link} if link else {}),
+                               **({"board_index": board_index} if board_index else {}))
     out.mkdir(parents=True, exist_ok=True)
     bit = out / Path(rep["bitstream"]).name
     shutil.copyfile(rep["bitstream"], bit)
@@ -134,7 +135,8 @@ def cmd_build(a):
     cfg = _fabric(a.fabric)
     if a.lanes is not None:       # same name: `synfab bench --fabric F --lanes P` is this very fabric
         cfg = cfg.with_(lanes=a.lanes)
-    suffix = ("-eth" if a.ethernet else "") + (f"-{a.link}-linked" if a.link else "")
+    suffix = (("-eth" if a.ethernet and a.link != "eth" else "") + (f"-{a.link}-linked" if a.link else "")
+              + (f"-b{a.board_index}" if a.link == "eth" else ""))
     out = Path(a.output) if a.output else default_output(a.board + suffix, cfg)
     # The exact command: build options that differ from their defaults are part of it.
     options = [(flag, value) for flag, value, default in (("--sys-clk-mhz", a.sys_clk_mhz, BUILD_DEFAULTS["sys_clk_mhz"]),
@@ -145,6 +147,7 @@ def cmd_build(a):
                        + (["--lanes", str(a.lanes)] if a.lanes is not None else [])
                        + (["--ethernet"] if a.ethernet else [])
                        + (["--link", a.link] if a.link else [])
+                       + (["--board-index", str(a.board_index)] if a.board_index else [])
                        + ["--output", str(out)] + (["--manifest", a.manifest] if a.manifest else [])
                        + (["--record", a.record] if a.record else []))
     if a.board == PYNQ:
@@ -157,7 +160,7 @@ def cmd_build(a):
     # Before building: the build's own report files would make the checkout look dirty.
     revision = source_revision()
     rep = build_ecp5(a.board, cfg, out, a.sys_clk_mhz, a.baudrate, a.seed, command, quiet=a.json,
-                     ethernet=a.ethernet, link=a.link or "")
+                     ethernet=a.ethernet, link=a.link or "", board_index=a.board_index)
     if a.manifest:
         manifest = Path(a.manifest)
         rel = os.path.relpath((out / rep["bitstream"]).resolve(), manifest.resolve().parent)
@@ -281,10 +284,14 @@ def register(sub) -> None:
     b.add_argument("--ethernet", action="store_true",
                    help="colorlight-i5/i9: Etherbone + UDP streams on the gigabit PHY instead of UARTBone "
                         "(--port udp://192.168.1.50:1234)")
-    b.add_argument("--link", choices=("uart",),
-                   help="ulx3s: the linked SoC of a chain of boards, its UART link ends on the GPIO header "
-                        "(gpio0: from the board before, gpio1: to the board after; synfab partition --backend "
-                        "litex --link uart)")
+    b.add_argument("--link", choices=("uart", "eth"),
+                   help="the linked SoC of a chain of boards: uart (ulx3s: its UART link ends on the GPIO header, "
+                        "gpio0 from the board before, gpio1 to the board after) or eth (colorlight-i5/i9: every "
+                        "board on one switch with the host, Etherbone and the links on one port; give "
+                        "--board-index); run it with synfab partition --backend litex --link uart|eth")
+    b.add_argument("--board-index", type=int, default=0,
+                   help="--link eth: this board's place in the chain (0, 1, ...): its addresses, "
+                        "192.168.1.(50 + index)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_build)
 

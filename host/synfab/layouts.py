@@ -630,6 +630,9 @@ def bridge_reg(name: str) -> int:
 ETH_SOC_IP = "192.168.1.50"
 ETH_SOC_MAC = 0x10E2D5000000
 ETH_HOST_IP = "192.168.1.100"     # where a board's Etherbone answers go (its ARP finds the host)
+# Boards of a chain on one Ethernet switch (the linked Ethernet SoC, `synfab build --link eth
+# --board-index K`): board K answers at ETH_SOC_IP + K with MAC ETH_SOC_MAC + K.
+ETH_MAX_BOARDS = 32
 ETHERBONE_UDP_PORT = 1234         # LiteX's usual Etherbone port (litex_server --udp)
 STREAM_UDP_PORT = ETHERBONE_UDP_PORT + 1
 ETHERBONE_MAX_WORDS = 64          # words per Etherbone record the host sends (the SoC buffers twice that)
@@ -662,6 +665,14 @@ UDP_CTRL_OUTPUT = 2               # ctrl bit 1: output beats go out as UDP packe
 # header 14, IPv4 20, UDP 8, FCS 4, inter-frame gap 12; payloads under 18 bytes are padded.
 ETH_WIRE_OVERHEAD = 8 + 14 + 20 + 8 + 4 + 12
 ETH_MIN_PAYLOAD = 18
+
+
+def eth_board_address(board: int) -> tuple[int, str]:
+    """(MAC, IPv4) of board `board` of a chain (board 0: the single-board SoC's ETH_SOC_*)."""
+    if not 0 <= board < ETH_MAX_BOARDS:
+        raise ValueError(f"board index {board} is outside 0..{ETH_MAX_BOARDS - 1}")
+    *net, host = ETH_SOC_IP.split(".")
+    return ETH_SOC_MAC + board, ".".join([*net, str(int(host) + board)])
 
 
 def udp_stream_reg(name: str) -> int:

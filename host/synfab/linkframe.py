@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .layouts import ETH_MIN_PAYLOAD, ETH_WIRE_OVERHEAD, STREAM_UDP_PORT
+
 SYNC = 0xA5
 SYNC_PACKED = 0xA6
 CREDIT = 0x5A
@@ -107,9 +109,11 @@ def wire_clocks_per_beat(clocks_per_bit: int) -> int:
 
 
 # -- The Ethernet link (gateware/link/eth.py): LiteEth's UDP/IP core at both ends ------------------
-# Between boards with Ethernet (the Colorlight i5 / i9 have two ports: one to the board before,
-# one to the board after), board k's output beats cross as UDP packets to board k+1, each 64-bit
-# word little-endian (as the host's UDP stream port, layouts.UDP_*):
+# Between boards with Ethernet, board k's output beats cross as UDP packets to board k+1 (data
+# packets to its ETH_LINK_DATA_PORT, credit packets back to board k's ETH_LINK_CREDIT_PORT; board k
+# at layouts.eth_board_address(k), whether the boards share a switch with the host or each link
+# is a cable of its own), each 64-bit word little-endian (as the host's UDP stream port,
+# layouts.UDP_*):
 #
 #   data packet (board k -> k+1):   word 0  bits 0-15 ETH_MAGIC, 16-23 ETH_DATA, 24-31 epoch,
 #                                           32-47 seq, 48-63 beats in the packet (1..ETH_MAX_BEATS)
@@ -134,14 +138,10 @@ ETH_DATA_HEADER_WORDS = 2
 ETH_MAX_BEATS = 32
 ETH_RX_FIFO_BEATS = 128           # the receiver's FIFO (block RAM): the sender's credits
 ETH_FLUSH_CLOCKS = 64
-ETH_LINK_UDP_PORT = 4321
+# The ports after the host's Etherbone and stream ports: the LiteX sim's synfab_udp carries one run.
+ETH_LINK_DATA_PORT = STREAM_UDP_PORT + 1
+ETH_LINK_CREDIT_PORT = STREAM_UDP_PORT + 2
 ETH_GAP_BYTES = 12                # the inter-frame gap: idle on the wire
-
-
-def eth_addresses(link: int, end: int) -> tuple[int, str]:
-    """(MAC, IPv4) of link `link`'s end `end` (0: the sending board's port, 1: the receiving
-    board's): locally administered MACs, a /24 per link."""
-    return 0x02_53_46_00_00_00 | (link << 8) | end, f"10.83.{link}.{1 + end}"
 
 
 def eth_data_header(seq: int, beats: int, sent_before: int, epoch: int = 0) -> tuple[int, int]:
@@ -156,13 +156,11 @@ def eth_credit_word(freed: int, epoch: int = 0) -> int:
 def _eth_frame_overhead() -> int:
     """Bytes a UDP packet's Ethernet frame puts on the wire beyond its payload, the gap out
     (layouts.ETH_WIRE_OVERHEAD counts it in)."""
-    from .layouts import ETH_WIRE_OVERHEAD
     return ETH_WIRE_OVERHEAD - ETH_GAP_BYTES
 
 
 def eth_frame_bytes(udp_payload: int) -> int:
     """Bytes a UDP packet's Ethernet frame puts on the wire (preamble and FCS in, the gap out)."""
-    from .layouts import ETH_MIN_PAYLOAD
     return _eth_frame_overhead() + max(udp_payload, ETH_MIN_PAYLOAD)
 
 

@@ -1,18 +1,22 @@
 """LiteX boards joined by their own links: a Partition on boards running the linked SoC
-(synfab_gateware.soc.links; `synfab build --link uart`), board k's `next` link end cabled to
-board k+1's `prev` end (README "Several boards").
+(synfab_gateware.soc.links; `synfab build --link uart|eth`), board k's `next` link end joined to
+board k+1's `prev` end (README "Several boards"): by a cable (the UART link, ULX3S) or over the
+switch every board and the host share (the Ethernet link, Colorlight; board k built with
+`--board-index k`).
 
-The host reaches every board over its own port (UARTBone) to load its slab's tables (read back, as
-on one board) and read its counters, sends a frame's input beats to board 0 only and takes the
-output from the last board; the boards pass the cut layers' events on themselves. Every frame:
+The host reaches every board over its own port (UARTBone, or Etherbone at udp://) to load its
+slab's tables (read back, as on one board) and read its counters, sends a frame's input beats to
+board 0 only and takes the output from the last board, both through the boards' stream bridge
+registers (on Ethernet boards their UDP stream ports stay off); the boards pass the cut layers'
+events on themselves. Every frame:
 a link that dropped a frame or saw a stray byte (`prev_broken`, `prev_errors`) or a backward wire
 that carried something other than credits raises LinkError naming the link, and so does a frame
 that never arrives (a link that lost its frame's end); the counters balance (board k's events_out
 + its end-of-frame beat == link k's beats sent == beats received == board k+1's events_in + 1),
 else DeviceError.
 
-The boards may be LiteX sims (soc.sim.linked_sims: their link bytes over host UDP sockets and a
-SimCable for each cable) or boards on a bench.
+The boards may be LiteX sims (soc.sim.linked_sims: their link bytes or packets over host UDP
+sockets and a SimCable for each link) or boards on a bench.
 """
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ import time
 
 import numpy as np
 
-from ..layouts import LINK_CTRL_CLEAR, LINK_CTRL_TO_NEXT, LINK_MAGIC, LINK_REGS, RegisterMap, link_reg
-from ..linkframe import wire_clocks
+from ..errors import SynfabError
+from ..layouts import (LINK_CTRL_CLEAR, LINK_CTRL_TO_NEXT, LINK_MAGIC, LINK_REGS, UDP_CTRL_RESET, RegisterMap,
+                       link_reg, udp_stream_reg)
+from ..linkframe import Wire
 from .device import DeviceError, frame_beats, frame_output_events, stream_columns
 from .multi import Boards, ChainFrame, Hop, LinkError, balanced_boards, board_device_args, checked_links
 
@@ -34,16 +40,21 @@ QUIET_INTERVAL = 0.1
 class LinkedLitexBoards(Boards):
     """The boards of a Partition on LiteX boards running the linked SoC (see the module doc); the
     interface of runtime.multi.MultiDevice, so chain_frames and chain_summary run it.
-    `device_args`: one dict per board (its `port`), as MultiDevice's; `clocks_per_bit`: the
-    boards' UART links' (a link's busy cycles per frame, from the bytes it sent)."""
+    `device_args`: one dict per board (its `port`), as MultiDevice's; `wire`: the links' kind
+    (uart: its clocks_per_bit; eth: every port udp://), for a link's busy cycles per frame from
+    the bytes it sent."""
     name = "linked-litex"
     backend = "litex"
 
-    def __init__(self, partition, device_args, timeout: float = 60.0, clocks_per_bit: int = 4):
+    def __init__(self, partition, device_args, timeout: float = 60.0, wire: Wire | None = None):
         from .device import check_fabric_runs
         from .litex import LinkError as LitexLinkError, LitexDevice
-        self.partition, self.timeout, self.clocks_per_bit = partition, timeout, clocks_per_bit
+        self.partition, self.timeout, self.wire = partition, timeout, wire or Wire()
         per_board = board_device_args(device_args, len(partition.slabs))
+        for k, args in enumerate(per_board):
+            if str(args.get("port", "")).startswith("udp://") != (self.wire.kind == "eth"):
+                raise SynfabError(f"linked LiteX board {k} ({args.get('port')}): {self.wire.kind} links' boards are "
+                                  f"reached over {'Ethernet: give udp:// ports' if self.wire.kind == 'eth' else 'UARTBone: give tcp:// or serial ports'}")
         for s in partition.slabs:
             check_fabric_runs(s.tables, f"linked LiteX board {s.index} ({s.board})")
         self.devices = []
@@ -58,7 +69,10 @@ class LinkedLitexBoards(Boards):
                 if ident != LINK_MAGIC:
                     why = "no answer at the link registers" if ident is None else f"link id reads {ident:#010x}"
                     raise DeviceError(f"linked LiteX board {s.index} ({args.get('port')}): no board links ({why}); "
-                                      f"load a linked bitstream (synfab build --link uart)")
+                                      f"load a linked bitstream (synfab build --link {self.wire.kind})")
+                if dev.udp is not None:
+                    # Frames go through the bridge registers: the UDP stream port keeps no output.
+                    dev.link.write(udp_stream_reg("ctrl"), [UDP_CTRL_RESET])
                 dev.load(s.tables)
             self.clear_links()
         except BaseException:
@@ -69,7 +83,9 @@ class LinkedLitexBoards(Boards):
         self.frame = 0
 
     def link_spec(self) -> dict:
-        return {"kind": "uart gateware (linked LiteX boards)", "clocks_per_bit": self.clocks_per_bit}
+        if self.wire.kind == "eth":
+            return {"kind": "eth gateware (linked LiteX boards)"}
+        return {"kind": "uart gateware (linked LiteX boards)", "clocks_per_bit": self.wire.clocks_per_bit}
 
     # -- the link ends' registers -----------------------------------------------------------
     def read_link_ends(self) -> list[dict]:
@@ -176,7 +192,7 @@ class LinkedLitexBoards(Boards):
         links = self._check_links(self.frame)
 
         def hop(link):
-            busy = wire_clocks(link["bytes"], self.clocks_per_bit)
+            busy = self.wire.busy_clocks(link["bytes"], link["packets"])
             return Hop(events=link["sent"] - 1, beats=link["sent"], bytes=link["bytes"], busy_cycles=busy,
                        added_cycles=busy)
 

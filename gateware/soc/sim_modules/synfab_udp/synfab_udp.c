@@ -4,9 +4,12 @@
  * 127.0.0.1:(host_port + i).  A datagram a host program sends to such a socket enters the SoC as an
  * Ethernet/IPv4/UDP frame from host_ip (source port: the sender's) to soc_ip:(soc_port + i); a UDP
  * frame the SoC sends from soc_port + i leaves that socket for the last host address that sent to
- * it.  ARP requests from the SoC are answered with a made-up host MAC.  Frames of the PHY model
- * have no preamble and no FCS (LiteEthPHYModel.with_preamble_crc = False); one byte per clock.
- * Args (JSON strings): host_port, soc_port, ports, soc_ip, host_ip, soc_mac (hex).
+ * it, or to the port `peers` names for it.  ARP requests from the SoC are answered with a made-up
+ * host MAC, whatever IP they ask for (so a frame to another board leaves the socket of its source
+ * port: linked Ethernet sims, soc.sim.linked_sims).  Frames of the PHY model have no preamble and
+ * no FCS (LiteEthPHYModel.with_preamble_crc = False); one byte per clock.
+ * Args (JSON strings): host_port, soc_port, ports, soc_ip, host_ip, soc_mac (hex), peers (one
+ * 127.0.0.1 UDP port per SoC port, comma-separated; 0: the last that sent to it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,7 +211,7 @@ static int synfab_udp_new(void **sess, char *args)
 {
   struct session_s *s;
   char *a_host_port = NULL, *a_soc_port = NULL, *a_ports = NULL, *a_soc_ip = NULL, *a_host_ip = NULL,
-       *a_soc_mac = NULL;
+       *a_soc_mac = NULL, *a_peers = NULL, *peer;
   int ret = RC_OK, i;
   static const unsigned char host_mac[6] = {0x02, 0x53, 0x46, 0x48, 0x4f, 0x53};
   struct sockaddr_in addr;
@@ -220,7 +223,8 @@ static int synfab_udp_new(void **sess, char *args)
     return RC_NOENMEM;
   if((ret = synfab_get_arg("synfab_udp", args, "host_port", &a_host_port)) || (ret = synfab_get_arg("synfab_udp", args, "soc_port", &a_soc_port))
      || (ret = synfab_get_arg("synfab_udp", args, "ports", &a_ports)) || (ret = synfab_get_arg("synfab_udp", args, "soc_ip", &a_soc_ip))
-     || (ret = synfab_get_arg("synfab_udp", args, "host_ip", &a_host_ip)) || (ret = synfab_get_arg("synfab_udp", args, "soc_mac", &a_soc_mac)))
+     || (ret = synfab_get_arg("synfab_udp", args, "host_ip", &a_host_ip)) || (ret = synfab_get_arg("synfab_udp", args, "soc_mac", &a_soc_mac))
+     || (ret = synfab_get_arg("synfab_udp", args, "peers", &a_peers)))
     goto out;
   memcpy(s->host_mac, host_mac, 6);
   parse_mac(a_soc_mac, s->soc_mac);
@@ -247,6 +251,13 @@ static int synfab_udp_new(void **sess, char *args)
       ret = RC_ERROR;
       goto out;
     }
+    peer = strtok(i ? NULL : a_peers, ",");
+    if(peer && atoi(peer)) {
+      p->peer.sin_family = AF_INET;
+      p->peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      p->peer.sin_port = htons(atoi(peer));
+      p->has_peer = 1;
+    }
     fcntl(p->fd, F_SETFL, O_NONBLOCK);
     p->ev = event_new(base, p->fd, EV_READ | EV_PERSIST, on_datagram, p);
     event_add(p->ev, NULL);
@@ -254,7 +265,7 @@ static int synfab_udp_new(void **sess, char *args)
   printf("[synfab_udp] %d UDP port(s) from 127.0.0.1:%s\n", s->nports, a_host_port);
   fflush(stdout);
 out:
-  free(a_host_port); free(a_soc_port); free(a_ports); free(a_soc_ip); free(a_host_ip); free(a_soc_mac);
+  free(a_host_port); free(a_soc_port); free(a_ports); free(a_soc_ip); free(a_host_ip); free(a_soc_mac); free(a_peers);
   *sess = (void *)s;
   return ret;
 }
