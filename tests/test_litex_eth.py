@@ -293,11 +293,28 @@ def test_linked_ethernet_boards_pass_the_cut_layer_as_udp_packets(eth_linked_boa
     hops = [h[0] for h in res.hops]
     beats = sum(h.beats for h in hops)
     packets = cable.forward_datagrams - datagrams
+    assert packets <= cable.LOG_DATAGRAMS
     assert sum(-(-h.beats // lf.ETH_MAX_BEATS) for h in hops) <= packets      # at most 32 beats a packet
     assert cable.forward_bytes - payload == 8 * (lf.ETH_DATA_HEADER_WORDS * packets + beats)
     assert sum(h.bytes for h in hops) == lf.eth_data_bytes(packets, beats)
     # credit packets: one 64-bit word each
     assert (cable.backward_bytes - credit_bytes) % 8 == 0 and cable.backward_bytes > credit_bytes
+    # the packets as the spec writes them (linkframe.eth_data_header / eth_credit_word): every frame
+    # a new epoch (the host clears the links), seq from 0 and the beats sent before each packet
+    sent_in_epoch = {}
+    for data in list(cable.forward_log)[-packets:]:
+        words = np.frombuffer(data, "<u8")
+        epoch, beats = int(words[0]) >> 24 & 0xFF, len(words) - lf.ETH_DATA_HEADER_WORDS
+        seq, before = sent_in_epoch.get(epoch, (0, 0))
+        assert (int(words[0]), int(words[1])) == lf.eth_data_header(seq, beats, before, epoch)
+        sent_in_epoch[epoch] = (seq + 1, before + beats)
+    assert sorted(b for _, b in sent_in_epoch.values()) == sorted(h.beats for h in hops)
+    credits = (cable.backward_bytes - credit_bytes) // 8
+    assert credits <= cable.LOG_DATAGRAMS
+    for data in list(cable.backward_log)[-credits:]:
+        word = int(np.frombuffer(data, "<u8")[0])
+        epoch, freed = word >> 24 & 0xFF, word >> 32
+        assert len(data) == 8 and word == lf.eth_credit_word(freed, epoch) and 0 < freed <= sent_in_epoch[epoch][1]
     link, = out["summary"]["links"]
     assert link["kind"] == "eth gateware (linked LiteX boards)" and out["summary"]["checked_against_whole_network"]
 

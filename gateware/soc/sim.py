@@ -24,6 +24,7 @@ libjson-c-dev) besides Verilator.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import os
@@ -330,7 +331,9 @@ class SimCable:
     ways on a thread: `a_port` faces board k (its next end sends here), `b_port` board k+1.
     `corrupt_at(n)` inverts the n-th forward byte from now and `drop_datagram(n)` loses the n-th
     forward datagram from now (an Ethernet link's packet): faults the receiving end must catch;
-    `forward_bytes` / `backward_bytes` / `forward_datagrams` count what crossed."""
+    `forward_bytes` / `backward_bytes` / `forward_datagrams` count what crossed, and
+    `forward_log` / `backward_log` keep the last LOG_DATAGRAMS datagrams each way."""
+    LOG_DATAGRAMS = 64
 
     def __init__(self, a_peer: int, b_peer: int):
         import threading
@@ -342,6 +345,7 @@ class SimCable:
         self.a_peer, self.b_peer = a_peer, b_peer
         self.forward_bytes = self.backward_bytes = self.forward_datagrams = 0
         self._corrupt = self._drop = None
+        self.forward_log, self.backward_log = (collections.deque(maxlen=self.LOG_DATAGRAMS) for _ in range(2))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
@@ -375,9 +379,11 @@ class SimCable:
                             data[at - self.forward_bytes] ^= 0xFF
                             self._corrupt = None
                         self.forward_bytes += len(data)
+                        self.forward_log.append(bytes(data))
                         self.b.sendto(bytes(data), ("127.0.0.1", self.b_peer))
                     else:
                         self.backward_bytes += len(data)
+                        self.backward_log.append(bytes(data))
                         self.a.sendto(bytes(data), ("127.0.0.1", self.a_peer))
 
     def close(self) -> None:
