@@ -506,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "uart: the boards' link gateware (frames with seq and CRC, credits, LiteX's RS232 PHY); "
                          "eth: the Ethernet link gateware (UDP packets with seq, credits, LiteEth's UDP/IP core "
                          "at both ends); both over simulated wires, every board in one Verilator model "
-                         "(--backend sim)")
+                         "(--backend sim), or on LiteX boards built with synfab build --link uart|eth "
+                         "(--backend litex --ports ...: their own links)")
     pt.add_argument("--clocks-per-bit", type=int, default=4, help="uart link: clocks per UART bit (>= 4)")
     pt.add_argument("--latency", type=int, default=64, help="link latency in cycles (default 64; uart, eth: each way)")
     pt.add_argument("--events-per-cycle", type=float, default=1.0, help="link bandwidth in events per cycle")
@@ -514,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--seed", type=int, default=0, help="seed of the link faults")
     pt.add_argument("--backend", choices=("model", "sim", "litex"), default="model",
                     help="model; sim: a Verilator fabric per board; litex: a LiteX board (or LiteX sim SoC) per "
-                         "board at --ports, the host carrying the link model's events between them")
+                         "board at --ports, the host carrying the link model's events between them (--link "
+                         "uart|eth: the boards' own links)")
     pt.add_argument("--ports", default=None,
                     help="litex: one port per board, in board order, separated by commas (tcp://HOST:PORT, "
                          "udp://HOST:PORT, /dev/ttyUSB0@BAUD, HOST:PORT of a litex_server)")
