@@ -24,11 +24,10 @@ from synfab.cli import main  # noqa: E402
 from synfab.compiler.partition import partition  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.layouts import PACKED_EVENT, STREAM_EVENT, eth_board_address  # noqa: E402
-from synfab.randnet import random_frames  # noqa: E402
 from synfab_gateware.link import LinkReceiver, LinkSender, link_pads  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_partition import assert_chain_matches, residual_net, whole_golden  # noqa: E402
+from test_partition import assert_chain_matches, residual_case, whole_golden  # noqa: E402
 
 CLOCKS_PER_BIT = 4
 REPO = Path(__file__).resolve().parents[1]
@@ -161,9 +160,7 @@ def packed_events(qnet, frames, layer) -> list:
     return [int(np.count_nonzero((ev != 0) & (ev >= -256) & (ev <= 255))) for ev in trace.events[layer]]
 @pytest.fixture(scope="module")
 def residual():
-    qnet = residual_net(c=2)
-    frames = random_frames(qnet, np.random.default_rng(5), 3)
-    return qnet, frames, whole_golden(qnet, frames, PRESETS["default"])
+    return residual_case(3)
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,7 @@ pytest.importorskip("litex")
 pytest.importorskip("liteeth")
 
 from envtools import check_random_network, litex_sim_marks, running_litex_sim  # noqa: E402
+from test_partition import assert_chain_matches, residual_case  # noqa: E402
 from synfab import api, randnet  # noqa: E402
 from synfab.config import PRESETS  # noqa: E402
 from synfab.runtime.device import OUT_DTYPE, frame_beats, stream_columns  # noqa: E402
@@ -268,23 +269,15 @@ def eth_linked_boards():
         yield sims, cables
 
 
-def _residual():
-    from test_partition import residual_net, whole_golden
-    qnet = residual_net(c=2)
-    frames = randnet.random_frames(qnet, np.random.default_rng(5), 3)
-    return qnet, frames, whole_golden(qnet, frames, PRESETS["default"])
-
-
 def test_linked_ethernet_boards_pass_the_cut_layer_as_udp_packets(eth_linked_boards):
     """The host loads both boards over Etherbone and sends each frame to board 0 only: board 0's
     output beats go to board 1 as data packets of the spec (two header words, then up to 32
     beats) from board 0's UDP core, credits come back; bit-exact with the whole network's golden
     model, and the link's counters balance with the boards', the datagrams on the cable and the
     frame bytes the spec counts (70 + 8 per beat a packet)."""
-    from test_partition import assert_chain_matches
     from synfab import linkframe as lf
     sims, (cable,) = eth_linked_boards
-    qnet, frames, (want_out, want_spikes) = _residual()
+    qnet, frames, (want_out, want_spikes) = residual_case(3)
     datagrams, payload, credit_bytes = cable.forward_datagrams, cable.forward_bytes, cable.backward_bytes
     out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
                               link=lf.Wire(kind="eth"), device_args=[{"port": s.port} for s in sims])
@@ -328,7 +321,7 @@ def test_a_lost_link_packet_raises_link_error_and_reset_recovers(eth_linked_boar
     from synfab.runtime.linked_litex import LinkedLitexBoards
     from synfab.runtime.multi import LinkError, chain_frames
     sims, (cable,) = eth_linked_boards
-    qnet, frames, (want_out, _) = _residual()
+    qnet, frames, (want_out, _) = residual_case(3)
     part = partition(qnet, [CFG, CFG], cuts=["a"])
     with LinkedLitexBoards(part, [{"port": s.port} for s in sims], timeout=30, wire=lf.Wire(kind="eth")) as boards:
         cable.drop_datagram(0)            # frame 0's first packet (its 72 beats take three)
@@ -350,7 +343,7 @@ def test_linked_ethernet_boards_want_udp_ports(eth_linked_boards):
     from synfab.errors import SynfabError
     from synfab.runtime.linked_litex import LinkedLitexBoards
     sims, _ = eth_linked_boards
-    qnet, _, _ = _residual()
+    qnet, _, _ = residual_case(3)
     part = partition(qnet, [CFG, CFG], cuts=["a"])
     with pytest.raises(SynfabError, match=r"^linked LiteX board 1 \(tcp://127\.0\.0\.1:9\): eth links' boards are "
                                           r"reached over Ethernet: give udp:// ports$"):

@@ -15,7 +15,7 @@ pytest.importorskip("migen")
 pytest.importorskip("litex")
 
 from envtools import check_random_network, find_tool, litex_sim_marks, running_litex_sim  # noqa: E402
-from test_partition import assert_chain_matches, residual_net, whole_golden  # noqa: E402
+from test_partition import assert_chain_matches, residual_case, residual_net  # noqa: E402
 from synfab import api, randnet
 from synfab.config import PRESETS  # noqa: E402
 from synfab.model import reference  # noqa: E402
@@ -154,9 +154,7 @@ def test_a_network_over_two_litex_boards(litex_sim):
     stream to board 1's input stream: bit-exact with the whole network's golden model, and each
     board's counters balance against what crossed."""
     from synfab_gateware.soc.sim import LitexSim
-    qnet = residual_net(c=2)
-    frames = randnet.random_frames(qnet, np.random.default_rng(5), 2)
-    want_out, want_spikes = whole_golden(qnet, frames, PRESETS["default"])
+    qnet, frames, (want_out, want_spikes) = residual_case(2)
     with LitexSim(CFG, quiet=True) as second:
         out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
                                   device_args=[{"port": litex_sim.port}, {"port": second.port}])
@@ -190,12 +188,6 @@ def linked_boards():
         yield sims, cables
 
 
-def _residual():
-    qnet = residual_net(c=2)
-    frames = randnet.random_frames(qnet, np.random.default_rng(5), 2)
-    return qnet, frames, whole_golden(qnet, frames, PRESETS["default"])
-
-
 def test_linked_litex_boards_pass_the_cut_layer_over_their_own_link(linked_boards):
     """The host sends each frame to board 0 only and reads the last board's output: board 0's
     output beats cross the cable through its LinkSender and board 1's LinkReceiver (frames with seq
@@ -203,7 +195,7 @@ def test_linked_litex_boards_pass_the_cut_layer_over_their_own_link(linked_board
     model; the link ends' counters balance with the boards' and with the bytes on the cable."""
     from synfab import linkframe as lf
     sims, (cable,) = linked_boards
-    qnet, frames, (want_out, want_spikes) = _residual()
+    qnet, frames, (want_out, want_spikes) = residual_case(2)
     before = cable.forward_bytes
     out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
                               link=lf.Wire(kind="uart"), device_args=[{"port": s.port} for s in sims])
@@ -222,7 +214,7 @@ def test_a_corrupt_byte_on_the_cable_raises_link_error_and_reset_recovers(linked
     from synfab.runtime.linked_litex import LinkedLitexBoards
     from synfab.runtime.multi import LinkError, chain_frames
     sims, (cable,) = linked_boards
-    qnet, frames, (want_out, _) = _residual()
+    qnet, frames, (want_out, _) = residual_case(2)
     part = partition(qnet, [CFG, CFG], cuts=["a"])
     with LinkedLitexBoards(part, [{"port": s.port} for s in sims], timeout=30) as boards:
         cable.corrupt_at(150)            # inside frame 0's beats (some 500 bytes)
@@ -242,7 +234,7 @@ def test_a_board_without_links_is_refused_in_one_line(litex_sim, linked_boards):
     from synfab.compiler.partition import partition
     from synfab.runtime.linked_litex import LinkedLitexBoards
     sims, _ = linked_boards
-    qnet, _, _ = _residual()
+    qnet, _, _ = residual_case(2)
     part = partition(qnet, [CFG, CFG], cuts=["a"])
     with pytest.raises(DeviceError, match=r"^linked LiteX board 1 \(tcp://127\.0\.0\.1:\d+\): no board links \((link id "
                                           r"reads 0x[0-9a-f]+|no answer at the link registers)\); load a linked "

@@ -122,6 +122,14 @@ def residual_net(c: int = 4, **kw) -> QNetwork:
     return QNetwork("res", "in", (1, 8, 8), layers, "d", **kw)
 
 
+def residual_case(frames: int, seed: int = 5):
+    """residual_net(c=2), `frames` random frames and the whole network's golden model of them on
+    the default fabric: (qnet, frames, (outputs, spikes))."""
+    qnet = residual_net(c=2)
+    inputs = random_frames(qnet, np.random.default_rng(seed), frames)
+    return qnet, inputs, whole_golden(qnet, inputs, PRESETS["default"])
+
+
 def one_line(excinfo) -> str:
     msg = str(excinfo.value)
     assert "\n" not in msg
@@ -323,9 +331,7 @@ def test_sim_tiny_boards_against_one_measured_fabric():
     """Two tiny Verilator boards against one Verilator fabric with both their cores (a build of
     its own: slow)."""
     pytest.importorskip("synfab_gateware.sim.fabric_sim")
-    qnet = residual_net(c=2)
-    frames = random_frames(qnet, np.random.default_rng(5), 3)
-    want_out, want_spikes = whole_golden(qnet, frames, PRESETS["default"])
+    qnet, frames, (want_out, want_spikes) = residual_case(3)
     out = run_partitioned(qnet, frames, ["tiny", "tiny"], cuts=["a"], backend="sim", check=True,
                           link=LinkModel(latency=10), measure_one_fabric=True)
     res, s = out["result"], out["summary"]
