@@ -51,10 +51,11 @@ class LinkedLitexBoards(Boards):
         from .litex import LinkError as LitexLinkError, LitexDevice
         self.partition, self.timeout, self.wire = partition, timeout, wire or Wire()
         per_board = board_device_args(device_args, len(partition.slabs))
+        reached = "Ethernet: give udp:// ports" if self.wire.kind == "eth" else "UARTBone: give tcp:// or serial ports"
         for k, args in enumerate(per_board):
             if str(args.get("port", "")).startswith("udp://") != (self.wire.kind == "eth"):
                 raise SynfabError(f"linked LiteX board {k} ({args.get('port')}): {self.wire.kind} links' boards are "
-                                  f"reached over {'Ethernet: give udp:// ports' if self.wire.kind == 'eth' else 'UARTBone: give tcp:// or serial ports'}")
+                                  f"reached over {reached}")
         for s in partition.slabs:
             check_fabric_runs(s.tables, f"linked LiteX board {s.index} ({s.board})")
         self.devices = []
