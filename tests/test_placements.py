@@ -26,6 +26,13 @@ def test_a_rebuild_replaces_its_record_and_other_seeds_add_records(tmp_path):
     rows = json.loads(path.read_text())["placements"]
     assert [(r["seed"], r["fmax_mhz"], r["source_revision"]) for r in rows] == [(1, 83.5, "bbb"), (2, 79.25, "bbb")]
     assert rows[0]["lanes"] == 2 and rows[0]["config_crc"] == f"{CFG.crc():#010x}" and rows[0]["ethernet"] is False
+    # a linked SoC's build at the same clock and seed is a record of its own (each Ethernet board's too)
+    placements.record(path, placements.entry(build_report(77.0), 1, False, "ccc", "k3", "c", link="uart"))
+    placements.record(path, placements.entry(build_report(76.0), 1, True, "ccc", "k3", "c", link="eth"))
+    placements.record(path, placements.entry(build_report(75.0), 1, True, "ccc", "k3", "c", link="eth", board_index=1))
+    rows = json.loads(path.read_text())["placements"]
+    assert sorted((r["fmax_mhz"], r.get("link"), r.get("board_index")) for r in rows) == [
+        (75.0, "eth", 1), (76.0, "eth", 0), (77.0, "uart", None), (79.25, None, None), (83.5, None, None)]
 
 
 def test_the_lowest_seed_is_the_figure_and_current_sources_come_first(tmp_path):

@@ -175,8 +175,9 @@ def cmd_build(a):
     if a.record:
         from .analysis import placements
         nextpnr = Path(rep["build_dir"]) / f"{Path(rep['bitstream']).stem}_report.json"
-        placements.record(Path(a.record), placements.entry(rep, a.seed, a.ethernet, revision, gateware_source_key(),
-                                                           command, nextpnr, link=a.link or ""))
+        placements.record(Path(a.record), placements.entry(rep, a.seed, a.ethernet or a.link == "eth", revision,
+                                                           gateware_source_key(), command, nextpnr, link=a.link or "",
+                                                           board_index=a.board_index))
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
     timing = "met" if rep["timing_met"] else (f"NOT MET: rebuild with --sys-clk-mhz "
                                               f"{math.floor(rep['fmax_mhz'] * 0.9)} before using it")

@@ -19,7 +19,7 @@ from ..config import FabricConfig
 
 FILE_NAME = "placements.json"
 # The fields that name one placement (a rebuild with all of them equal replaces the entry).
-IDENTITY = ("board", "config_crc", "sys_clk_mhz", "seed", "ethernet")
+IDENTITY = ("board", "config_crc", "sys_clk_mhz", "seed", "ethernet", "link", "board_index")
 
 
 def default_path() -> Path:
@@ -95,12 +95,13 @@ def compact_segments(triples) -> list:
 
 
 def entry(rep: dict, seed: int, ethernet: bool, revision: str, source_key: str, command: str,
-          nextpnr_report: Path | None = None, link: str = "") -> dict:
+          nextpnr_report: Path | None = None, link: str = "", board_index: int = 0) -> dict:
     """A record of one ECP5 build report (soc.ecp5.build_bitstream's, through hwcli.build_ecp5) and
     the critical path of nextpnr's own report beside it."""
     return {"board": rep["board"], "device": rep["device"], "fabric": rep["fabric"],
             "config_crc": rep["config_crc"], "lanes": rep["fabric_config"].get("lanes", 1),
             "sys_clk_mhz": rep["sys_clk_mhz"], "seed": seed, "ethernet": ethernet, **({"link": link} if link else {}),
+            **({"board_index": board_index} if link == "eth" else {}),
             "fmax_mhz": rep["fmax_mhz"], "timing_met": rep["timing_met"],
             "critical_path": critical_path(nextpnr_report) if nextpnr_report else None,
             "utilization": rep["utilization"],
