@@ -258,58 +258,72 @@ def test_frames_larger_than_the_input_fifo_stream_exactly(eth_sim):
 # -- linked Ethernet boards: the Ethernet link ends on the SoC's one UDP core (soc.links) ---------------
 @pytest.fixture(scope="module")
 def eth_linked_boards():
-    """Two LiteX sims of the linked Ethernet SoC: Etherbone, the host's stream port and both link
-    ends on each one's UDP core, board 0's link packets relayed to board 1 (and its credits back)
-    by a SimCable, one datagram a packet."""
+    """Three LiteX sims of the linked Ethernet SoC (the middle one takes its input from a link and
+    gives its output to one): Etherbone, the host's stream port and both link ends on each one's
+    UDP core, board k's link packets relayed to board k + 1 (and its credits back) by a SimCable,
+    one datagram a packet."""
     skip = SIM_MARKS[1]
     if skip.args[0]:
         pytest.skip(skip.kwargs["reason"])
     from synfab_gateware.soc.sim import linked_sims
-    with linked_sims([CFG, CFG], ethernet=True) as (sims, cables):
+    with linked_sims([CFG] * 3, ethernet=True) as (sims, cables):
         yield sims, cables
 
 
-def test_linked_ethernet_boards_pass_the_cut_layer_as_udp_packets(eth_linked_boards):
-    """The host loads both boards over Etherbone and sends each frame to board 0 only: board 0's
-    output beats go to board 1 as data packets of the spec (two header words, then up to 32
-    beats) from board 0's UDP core, credits come back; bit-exact with the whole network's golden
-    model, and the link's counters balance with the boards', the datagrams on the cable and the
-    frame bytes the spec counts (70 + 8 per beat a packet)."""
+def _cable_counts(cable) -> tuple[int, int, int]:
+    return cable.forward_datagrams, cable.forward_bytes, cable.backward_bytes
+
+
+def _assert_packets_as_the_spec_counts_them(cable, before, hops) -> None:
+    """The datagrams `cable` carried since `before` (_cable_counts) are link packets of the spec
+    (linkframe.eth_data_header / eth_credit_word) holding the `hops`' beats: every frame a new epoch
+    (the host clears the links), seq from 0, the beats sent before each packet; the sender's byte
+    count the frames' (70 + 8 per beat a packet), the cable's payload 8 bytes a word."""
     from synfab import linkframe as lf
-    sims, (cable,) = eth_linked_boards
-    qnet, frames, (want_out, want_spikes) = residual_case(3)
-    datagrams, payload, credit_bytes = cable.forward_datagrams, cable.forward_bytes, cable.backward_bytes
-    out = api.run_partitioned(qnet, frames, [CFG, CFG], cuts=["a"], backend="litex", check=True,
-                              link=lf.Wire(kind="eth"), device_args=[{"port": s.port} for s in sims])
-    res = out["result"]
-    assert len(list(assert_chain_matches(qnet, out["partition"], res, want_out, want_spikes))) == len(frames)
-    hops = [h[0] for h in res.hops]
+    datagrams, payload, credit_bytes = before
     beats = sum(h.beats for h in hops)
     packets = cable.forward_datagrams - datagrams
     assert packets <= cable.LOG_DATAGRAMS
     assert sum(-(-h.beats // lf.ETH_MAX_BEATS) for h in hops) <= packets      # at most 32 beats a packet
     assert cable.forward_bytes - payload == 8 * (lf.ETH_DATA_HEADER_WORDS * packets + beats)
     assert sum(h.bytes for h in hops) == lf.eth_data_bytes(packets, beats)
-    # credit packets: one 64-bit word each
-    assert (cable.backward_bytes - credit_bytes) % 8 == 0 and cable.backward_bytes > credit_bytes
-    # the packets as the spec writes them (linkframe.eth_data_header / eth_credit_word): every frame
-    # a new epoch (the host clears the links), seq from 0 and the beats sent before each packet
     sent_in_epoch = {}
     for data in list(cable.forward_log)[-packets:]:
         words = np.frombuffer(data, "<u8")
-        epoch, beats = int(words[0]) >> 24 & 0xFF, len(words) - lf.ETH_DATA_HEADER_WORDS
-        seq, before = sent_in_epoch.get(epoch, (0, 0))
-        assert (int(words[0]), int(words[1])) == lf.eth_data_header(seq, beats, before, epoch)
-        sent_in_epoch[epoch] = (seq + 1, before + beats)
+        epoch, n = int(words[0]) >> 24 & 0xFF, len(words) - lf.ETH_DATA_HEADER_WORDS
+        seq, sent = sent_in_epoch.get(epoch, (0, 0))
+        assert (int(words[0]), int(words[1])) == lf.eth_data_header(seq, n, sent, epoch)
+        sent_in_epoch[epoch] = (seq + 1, sent + n)
     assert sorted(b for _, b in sent_in_epoch.values()) == sorted(h.beats for h in hops)
+    # credit packets: one 64-bit word each, the beats freed so far in the epoch
+    assert (cable.backward_bytes - credit_bytes) % 8 == 0 and cable.backward_bytes > credit_bytes
     credits = (cable.backward_bytes - credit_bytes) // 8
     assert credits <= cable.LOG_DATAGRAMS
     for data in list(cable.backward_log)[-credits:]:
         word = int(np.frombuffer(data, "<u8")[0])
         epoch, freed = word >> 24 & 0xFF, word >> 32
         assert len(data) == 8 and word == lf.eth_credit_word(freed, epoch) and 0 < freed <= sent_in_epoch[epoch][1]
-    link, = out["summary"]["links"]
-    assert link["kind"] == "eth gateware (linked LiteX boards)" and out["summary"]["checked_against_whole_network"]
+
+
+def test_linked_ethernet_boards_pass_the_cut_layers_as_udp_packets(eth_linked_boards):
+    """The host loads the three boards over Etherbone and sends each frame to board 0 only: each
+    board's output beats go to the next as data packets of the spec (two header words, then up to
+    32 beats) from its UDP core, credits come back; bit-exact with the whole network's golden model,
+    and each link's counters balance with the boards', with the datagrams on its cable and with the
+    packets' headers and bytes as the spec writes and counts them."""
+    from synfab import linkframe as lf
+    sims, cables = eth_linked_boards
+    qnet, frames, (want_out, want_spikes) = residual_case(3)
+    before = [_cable_counts(c) for c in cables]
+    out = api.run_partitioned(qnet, frames, [CFG] * 3, cuts=["a", "c"], backend="litex", check=True,
+                              link=lf.Wire(kind="eth"), device_args=[{"port": s.port} for s in sims])
+    res = out["result"]
+    crossed = list(assert_chain_matches(qnet, out["partition"], res, want_out, want_spikes))
+    assert len(crossed) == 2 * len(frames) and all(events > 0 for _, _, events in crossed)   # per frame and link
+    for k, cable in enumerate(cables):
+        _assert_packets_as_the_spec_counts_them(cable, before[k], [h[k] for h in res.hops])
+    assert [l["kind"] for l in out["summary"]["links"]] == ["eth gateware (linked LiteX boards)"] * 2
+    assert out["summary"]["checked_against_whole_network"]
 
 
 def test_a_lost_link_packet_raises_link_error_and_reset_recovers(eth_linked_boards):
@@ -320,17 +334,18 @@ def test_a_lost_link_packet_raises_link_error_and_reset_recovers(eth_linked_boar
     from synfab.compiler.partition import partition
     from synfab.runtime.linked_litex import LinkedLitexBoards
     from synfab.runtime.multi import LinkError, chain_frames
-    sims, (cable,) = eth_linked_boards
+    sims, cables = eth_linked_boards
     qnet, frames, (want_out, _) = residual_case(3)
-    part = partition(qnet, [CFG, CFG], cuts=["a"])
+    part = partition(qnet, [CFG] * 3, cuts=["a", "c"])
     with LinkedLitexBoards(part, [{"port": s.port} for s in sims], timeout=30, wire=lf.Wire(kind="eth")) as boards:
-        cable.drop_datagram(0)            # frame 0's first packet (its 72 beats take three)
+        cables[0].drop_datagram(0)        # frame 0's first packet on link 0 (its 72 beats take three)
         with pytest.raises(LinkError) as e:
             chain_frames(boards, frames[:1])
         msg = str(e.value)
         assert "\n" not in msg and msg.startswith("link 0 (board 0 -> 1): frame 0: ") and "dropped" in msg
-        link, = boards.read_links()
+        link, after = boards.read_links()
         assert link["broken"] == 1 and link["errors"] >= 1 and link["received"] == 0 < link["sent"]
+        assert after["broken"] == after["errors"] == after["sent"] == 0         # nothing passed on
         boards.reset()
         res = chain_frames(boards, frames, check=True)
         for got, want in zip(res.outputs, want_out):
@@ -350,4 +365,4 @@ def test_linked_ethernet_boards_want_udp_ports(eth_linked_boards):
         LinkedLitexBoards(part, [{"port": sims[0].port}, {"port": "tcp://127.0.0.1:9"}], wire=lf.Wire(kind="eth"))
     with pytest.raises(SynfabError, match=r"^linked LiteX board 0 \(udp://127\.0\.0\.1:\d+\): uart links' boards are "
                                           r"reached over UARTBone: give tcp:// or serial ports$"):
-        LinkedLitexBoards(part, [{"port": s.port} for s in sims], wire=lf.Wire(kind="uart"))
+        LinkedLitexBoards(part, [{"port": s.port} for s in sims[:2]], wire=lf.Wire(kind="uart"))
