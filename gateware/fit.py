@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -247,13 +248,15 @@ def per_core(cfg: FabricConfig, family: str, cached_only: bool = False, quiet: b
     return _combine(usage(parts[0], family), usage(parts[1], family))
 
 
-def whole(cfg: FabricConfig, board: str, cached_only: bool = False, quiet: bool = True) -> dict | None:
-    """yosys synthesis of everything synthesized for the board: the ECP5 SoC, or the AXI fabric."""
+def whole(cfg: FabricConfig, board: str, cached_only: bool = False, quiet: bool = True,
+          ethernet: bool = False, link: str = "") -> dict | None:
+    """yosys synthesis of everything synthesized for the board: the ECP5 SoC (the Ethernet or a
+    linked one with `ethernet`, `link`), or the AXI fabric."""
     spec = board_data.board(board)
     cfg = _unnamed(cfg)
     if spec.family == "ecp5":
         from .soc import ecp5
-        cells = ecp5.synth_soc(board, cfg, quiet=quiet, cached_only=cached_only)
+        cells = ecp5.synth_soc(board, cfg, quiet=quiet, cached_only=cached_only, ethernet=ethernet, link=link)
     else:
         cells = cost.synth_block("fabric", cfg, quiet, spec.family, cached_only)
     return None if cells is None else usage(cells, spec.family)
@@ -264,28 +267,36 @@ def reference(cfg: FabricConfig) -> FabricConfig:
     return cfg.with_(**REFERENCE_SIZES)
 
 
-def fixed_part(cfg: FabricConfig, board: str, cached_only: bool = False, quiet: bool = True) -> dict | None:
+def fixed_part(cfg: FabricConfig, board: str, cached_only: bool = False, quiet: bool = True,
+               ethernet: bool = False, link: str = "") -> dict | None:
     """What the design needs besides its cores and routers (fabric top, input PEG, bus, stream
-    bridge, UARTBone): the whole one-core reference design minus its core and router, measured
-    on the family's FIXED_PART_BOARD (the ECP5 SoCs differ only in their clock pin and PLL)."""
+    bridge, UARTBone; or Etherbone and LiteEth's UDP/IP core; and the link ends of a linked SoC):
+    the whole one-core reference design minus its core and router, measured on the family's
+    FIXED_PART_BOARD (the ECP5 UARTBone SoCs differ only in their clock pin and PLL), an Ethernet
+    SoC on the board itself (its PHY's)."""
     family = board_data.board(board).family
     ref = reference(cfg)
-    total = whole(ref, FIXED_PART_BOARD[family], cached_only, quiet)
+    ethernet = ethernet or link == "eth"
+    on = board if ethernet else FIXED_PART_BOARD[family]
+    total = whole(ref, on, cached_only, quiet, ethernet, link)
     core = per_core(ref, family, cached_only, quiet)
     return None if total is None or core is None else _combine(total, core, -1)
 
 
-def resources(cfg: FabricConfig, board: str, cached_only: bool = False, quiet: bool = True) -> dict:
-    """The model's need of cfg on a board: {"need": {resource: value or None}, "bram_primitives",
-    "logic": "model" or "not measured"}. Block RAM is always known (no synthesis); logic needs the
-    per-core and fixed synthesis, run unless cached_only."""
+def resources(cfg: FabricConfig, board: str, cached_only: bool = False, quiet: bool = True,
+              ethernet: bool = False, link: str = "", measure_soc: bool = False) -> dict:
+    """The model's need of cfg on a board's SoC (the UARTBone one; the Ethernet or a linked one with
+    `ethernet`, `link`): {"need": {resource: value or None}, "bram_primitives", "logic": "model" or
+    "not measured"}. Block RAM is always known (no synthesis); logic needs the per-core and fixed
+    synthesis, run unless cached_only (the fixed part also with measure_soc)."""
     spec = board_data.board(board)
     bram = design_bram(cfg, board)
     reserved = {r: spec.reserved.get(r, 0) for r in board_data.RESOURCES}
     need = {r: None for r in board_data.RESOURCES}
     need["bram"] = bram["bram"] + reserved["bram"]
     core = per_core(cfg, spec.family, cached_only, quiet)
-    fixed = fixed_part(cfg, board, cached_only, quiet) if core is not None else None
+    fixed = (fixed_part(cfg, board, cached_only and not measure_soc, quiet, ethernet, link)
+             if core is not None else None)
     if core is not None and fixed is not None:
         for r in ("lut", "ff", "dsp"):
             need[r] = fixed[r] + cfg.n_cores * core[r] + reserved[r]
@@ -302,9 +313,13 @@ def _amount(value: float) -> str:
     return f"{value:g}" if value != int(value) else f"{int(value)}"
 
 
-def check(cfg: FabricConfig, board: str) -> dict:
+def check(cfg: FabricConfig, board: str, ethernet: bool = False, link: str = "", warn: bool = False) -> dict:
     """Refuse (one-line SynfabError) a fabric that needs more than the board's FPGA has, before any
-    synthesis: block RAM from the model; logic and multipliers only if already measured (cached)."""
+    place and route: block RAM from the model; logic and multipliers if the fabric's cores were
+    measured (cached). The SoC's own part is the UARTBone SoC's, measured once per source state;
+    an Ethernet or linked SoC's own part (LiteEth, Etherbone, the link ends: some 14 k LUT4 more)
+    is synthesized here if it is not cached (a minute or two before a build of half an hour).
+    `over_margin` lists what is over synfab.boards.MARGIN (with `warn`: a line on stderr about it)."""
     spec = board_data.board(board)
     cap = spec.fpga.capacity()
     if cfg.n_cores > MAX_CORES:
@@ -312,19 +327,30 @@ def check(cfg: FabricConfig, board: str) -> dict:
         cores = cfg.n_cores * core_bram(cfg, spec.family)
         if cores > cap["bram"]:
             _refuse(cfg, spec, "bram", cores, at_least=True)
-    rep = resources(cfg, board, cached_only=True)
+    soc = "linked " * bool(link) + "Ethernet " * (ethernet or link == "eth")
+    rep = resources(cfg, board, cached_only=True, ethernet=ethernet, link=link, measure_soc=bool(soc))
     over = _over(rep["need"], cap)
     if over:
-        _refuse(cfg, spec, over[0], rep["need"][over[0]])
+        _refuse(cfg, spec, over[0], rep["need"][over[0]], soc=soc)
+    rep["over_margin"] = tight = _over(rep["need"], spec.fpga.allowed())
+    if tight and warn:
+        r = tight[0]
+        print(f"synfab: warning: fabric {cfg.name!r} on the {spec.description}{f' as a {soc}SoC' if soc else ''} "
+              f"needs {_amount(rep['need'][r])} of {_amount(cap[r])} {spec.units[r]} "
+              f"({100 * rep['need'][r] / cap[r]:.0f}%), over the {100 * board_data.MARGIN[r]:.0f}% the presets "
+              f"leave for placement: nextpnr may not place or route it", file=sys.stderr)
     return rep
 
 
-def _refuse(cfg: FabricConfig, spec, resource: str, need: float, at_least: bool = False):
+def _refuse(cfg: FabricConfig, spec, resource: str, need: float, at_least: bool = False, soc: str = ""):
     unit = spec.units[resource]
     what = {"bram": f"{unit} block RAMs", "dsp": f"{unit} multipliers", "lut": f"{unit}s", "ff": "flip-flops"}[resource]
-    raise SynfabError(f"fabric {cfg.name!r} does not fit the {spec.description}: needs {'at least ' * at_least}"
-                      f"{_amount(need)} {what}, the {spec.device} has {_amount(spec.fpga.capacity()[resource])}; "
-                      f"use --fabric {spec.preset} or fewer cores, neurons or weight words")
+    # The presets are sized for the UARTBone SoC: an Ethernet or linked SoC needs a smaller fabric.
+    fix = ("a smaller fabric (--fabric small; the presets leave room for the UARTBone SoC only)" if soc
+           else f"--fabric {spec.preset} or fewer cores, neurons or weight words")
+    raise SynfabError(f"fabric {cfg.name!r} does not fit the {spec.description}{f' as a {soc}SoC' if soc else ''}: "
+                      f"needs {'at least ' * at_least}{_amount(need)} {what}, the {spec.device} has "
+                      f"{_amount(spec.fpga.capacity()[resource])}; use {fix}")
 
 
 # -- the search ----------------------------------------------------------------------------------------

@@ -52,6 +52,31 @@ def test_nextpnr_report_parsing(tmp_path):
     assert out["fmax_mhz"] == 61.23            # the slowest clock
     assert out["utilization"] == {"TRELLIS_COMB": {"used": 1200, "available": 83640},
                                   "DP16KD": {"used": 3, "available": 208}}
+    assert out["timing_met"] and out["failing_clocks"] == []
+    assert out["clocks"]["crg_clkout"] == {"achieved_mhz": 61.23, "constraint_mhz": 50.0, "met": True}
+
+
+def test_every_clock_is_held_to_its_own_constraint(tmp_path):
+    """An Ethernet SoC whose sys clock passes but whose PHY receive clock (a fixed 125 MHz) fails
+    is not timing met, and the summary names the failing clock and says a lower sys clock won't
+    help (the linked Colorlight i9 build of stop 26: sys 50.57 of 50, eth rx 59.09 of 125 MHz)."""
+    from synfab_gateware.soc.report import timing_summary
+    rep = {"fmax": {"$glbnet$eth_clocks0_rx$TRELLIS_IO_IN": {"achieved": 59.0946, "constraint": 125},
+                    "$glbnet$synfabecp5ethsoc_clkout": {"achieved": 50.5714, "constraint": 50}},
+           "utilization": {}}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(rep))
+    out = ecp5.parse_nextpnr_report(path)
+    assert out["fmax_mhz"] == 50.57
+    assert not out["timing_met"] and out["failing_clocks"] == ["eth_clocks0_rx"]
+    assert timing_summary(out) == ("NOT MET: eth_clocks0_rx 59.09 of 125 MHz: a fixed clock (its PHY's): "
+                                   "no --sys-clk-mhz helps, the design must get faster")
+    rep["fmax"]["$glbnet$synfabecp5ethsoc_clkout"]["achieved"] = 41.35
+    path.write_text(json.dumps(rep))
+    out = ecp5.parse_nextpnr_report(path)
+    assert out["failing_clocks"] == ["eth_clocks0_rx", "synfabecp5ethsoc_clkout"]
+    assert timing_summary(out).endswith("synfabecp5ethsoc_clkout 41.35 of 50 MHz: rebuild with --sys-clk-mhz 37 "
+                                        "before using it")
 
 
 def test_unknown_board_is_a_user_error():

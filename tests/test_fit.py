@@ -237,3 +237,26 @@ def test_refusal_in_a_real_process(tmp_path):
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
     assert "DP16KD block RAMs, the LFE5U-85F has 208" in p.stderr and not (tmp_path / "out").exists()
     assert math.isfinite(float(p.stderr.split("needs ")[1].split()[0]))
+
+
+@pytest.mark.slow
+def test_a_linked_ethernet_soc_is_checked_with_its_own_part(presets, capsys):
+    """A linked Ethernet SoC's own logic (LiteEth's UDP/IP core, Etherbone, the link ends) is
+    synthesized for the check, not taken from the UARTBone SoC: the Colorlight i5 preset, sized for
+    the UARTBone SoC, is within the margins as such, and over the LUT margin as a linked Ethernet
+    SoC; the build's check says so on stderr (the linked Colorlight i9 preset at 81% of its LUT4
+    did not route in 32 minutes)."""
+    spec = boards.BOARDS["colorlight-i5"]
+    cfg = presets[spec.preset]
+    fit.resources(cfg, "colorlight-i5")            # the cores and the UARTBone SoC measured (cached)
+    plain = fit.check(cfg, "colorlight-i5", warn=True)
+    assert plain["over_margin"] == [] and capsys.readouterr().err == ""
+    linked = fit.check(cfg, "colorlight-i5", link="eth", warn=True)
+    added = linked["fixed"]["lut"] - plain["fixed"]["lut"]
+    assert added > 5000, added                     # the Ethernet part is no rounding error
+    assert linked["need"]["lut"] - plain["need"]["lut"] == added   # the cores are the same
+    assert linked["over_margin"] == ["lut"]
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"synfab: warning: fabric {cfg.name!r} on the {spec.description} as a linked Ethernet SoC "
+                           f"needs {linked['need']['lut']} of {spec.fpga.lut} LUT4")
+    assert line.endswith("over the 85% the presets leave for placement: nextpnr may not place or route it")

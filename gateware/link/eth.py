@@ -146,22 +146,29 @@ class EthLinkSender(LiteXModule):
         level = fifo.level
         pushed = fifo.sink.valid & fifo.sink.ready
         popped = fifo.source.valid & fifo.source.ready
-        candidate = Signal(16)
-        self.comb += [
-            self.credits.eq(lf.ETH_RX_FIFO_BEATS - (spent - acked)),
-            candidate.eq(Mux(level >= lf.ETH_MAX_BEATS, lf.ETH_MAX_BEATS, level)),
-        ]
+        self.comb += self.credits.eq(lf.ETH_RX_FIFO_BEATS - (spent - acked))
         self.sync += [
             frame_ends.eq(frame_ends + (pushed & fifo.sink.data[eof_bit]) - (popped & fifo.source.data[eof_bit])),
             If(pushed | (level == 0), waited.eq(0)).Elif(waited != lf.ETH_FLUSH_CLOCKS, waited.eq(waited + 1)),
         ]
-        due = Signal()
-        self.comb += due.eq((level != 0) & ((level >= lf.ETH_MAX_BEATS) | (frame_ends != 0)
-                                            | (waited == lf.ETH_FLUSH_CLOCKS)) & (self.credits >= candidate))
+        # Whether a packet is due, and of how many beats, decided a clock ahead from registers (the
+        # credit subtract and compare were a board SoC's critical path). Only while idle: there
+        # nothing leaves the FIFO and credits only grow, so a decision a clock old still holds;
+        # a decision made outside IDLE is none, and the FSM stays out of IDLE for three clocks at least.
+        room = Signal(COUNTER_BITS)
+        idle = Signal()
+        due, candidate = Signal(), Signal(16)
+        self.sync += [
+            room.eq(self.credits),
+            candidate.eq(Mux(level >= lf.ETH_MAX_BEATS, lf.ETH_MAX_BEATS, level)),
+            due.eq(idle & (level != 0) & ((level >= lf.ETH_MAX_BEATS) | (frame_ends != 0) | (waited == lf.ETH_FLUSH_CLOCKS))
+                   & (room >= Mux(level >= lf.ETH_MAX_BEATS, lf.ETH_MAX_BEATS, level))),
+        ]
 
         tx = port.sink
         self.comb += _to_peer(tx, lf.ETH_LINK_CREDIT_PORT, lf.ETH_LINK_DATA_PORT, peer, n + lf.ETH_DATA_HEADER_WORDS)
         self.fsm = fsm = FSM(reset_state="IDLE")
+        self.comb += idle.eq(fsm.ongoing("IDLE"))
         fsm.act("IDLE",
             If(due & ~self.clear,
                 NextValue(n, candidate), NextValue(left, candidate), NextValue(spent, spent + candidate),

@@ -37,6 +37,7 @@ from synfab.layouts import DEFAULT_BAUDRATE, DEFAULT_SYS_CLK_MHZ
 from ..common import ECP5_PRODUCT_SOURCE, ECP5RegisteredProduct, RegisteredProduct
 from . import toolchain as tc
 from .common import add_synfab
+from .report import parse_nextpnr_report
 
 DEFAULT_SYS_CLK = DEFAULT_SYS_CLK_MHZ * 1e6
 
@@ -194,24 +195,6 @@ def build_name(board_name: str, cfg: FabricConfig, ethernet: bool = False, link:
                                f"{linked}_{cfg.name}")
 
 
-def slowest_sys_clock(fmax: dict) -> str | None:
-    """The clock of nextpnr's report {clock: achieved MHz} a build's Fmax is: the slowest of the
-    clocks named sys (the fabric's; LiteX names them sys, sys_ps, ...), else the slowest of all."""
-    sys_clocks = [c for c in fmax if "sys" in c] or list(fmax)
-    return min(sys_clocks, key=lambda c: fmax[c]) if sys_clocks else None
-
-
-def parse_nextpnr_report(path: Path) -> dict:
-    """fmax (MHz) of the sys clock and utilization {bel type: {used, available}} from --report JSON."""
-    rep = json.loads(Path(path).read_text())
-    fmax = {name: v["achieved"] for name, v in rep.get("fmax", {}).items()}
-    clock = slowest_sys_clock(fmax)
-    return {"fmax_mhz": round(fmax[clock], 2) if clock else None,
-            "fmax_by_clock": fmax,
-            "utilization": {k: {"used": v["used"], "available": v["available"]}
-                            for k, v in rep.get("utilization", {}).items() if v["used"]}}
-
-
 def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, quiet: bool = False,
               ethernet: bool = False, link: str = "", board_index: int = 0) -> Path:
     """Write the SoC's Verilog, constraints, yosys script and build script to out/gateware
@@ -271,15 +254,14 @@ def _build_dir(board_name: str, cfg: FabricConfig, ethernet: bool = False, link:
 
 
 def _report(board_name: str, cfg: FabricConfig, out: Path, name: str, key: str, cached: bool,
-            sys_clk_freq: float, baudrate: int) -> dict:
+            sys_clk_freq: float, baudrate: int, ethernet: bool = False) -> dict:
     gw = out / "gateware"
     report = parse_nextpnr_report(gw / f"{name}_report.json")
     return {"bitstream": str(gw / f"{name}.bit"), "board": board_name,
             "board_description": board_data.BOARDS[board_name].description,
             "device": board(board_name).platform().device, "fabric": cfg.name, "fabric_config": cfg.to_dict(),
             "config_crc": f"{cfg.crc():#010x}", "sys_clk_mhz": sys_clk_freq / 1e6,
-            "timing_met": report["fmax_mhz"] is not None and report["fmax_mhz"] >= sys_clk_freq / 1e6,
-            **report, "uart_baudrate": baudrate, "toolchain": tc.toolchain()[1], "cache_key": key,
+            **report, "ethernet": ethernet, "uart_baudrate": baudrate, "toolchain": tc.toolchain()[1], "cache_key": key,
             "cached": cached, "build_seconds": json.loads((gw / "stamp.json").read_text())["seconds"],
             "csr_json": str(out / "csr.json"), "build_dir": str(gw)}
 
@@ -304,7 +286,7 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
     ethernet = ethernet or link == "eth"
     if ethernet and board_name not in ETHERNET_BOARDS:
         raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
-    fit.check(cfg, board_name)
+    fit.check(cfg, board_name, ethernet=ethernet, link=link, warn=not quiet)
     name, out = _build_dir(board_name, cfg, ethernet, link, board_index)
     gw = out / "gateware"
     key = _build_key(board_name, cfg, sys_clk_freq, baudrate, seed, ethernet, link, board_index)
@@ -322,7 +304,7 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
             if not fresh():
                 _run_build(board_name, cfg, sys_clk_freq, baudrate, seed, out, name, key, quiet, ethernet, link,
                            board_index)
-    report = _report(board_name, cfg, out, name, key, cached, sys_clk_freq, baudrate)
+    report = _report(board_name, cfg, out, name, key, cached, sys_clk_freq, baudrate, ethernet)
     if link == "eth":
         return {**report, "link": link, "board_index": board_index}
     return {**report, "link": link} if link else report
@@ -345,20 +327,24 @@ def cached_build(board_name: str, cfg: FabricConfig) -> dict | None:
     return _report(board_name, cfg, out, name, key, True, opts["sys_clk_freq"], opts["baudrate"])
 
 
-def synth_soc(board_name: str, cfg: FabricConfig, quiet: bool = True, cached_only: bool = False) -> dict | None:
-    """yosys synth_ecp5 cells of the whole board SoC (fabric + stream bridge + UARTBone, the script
-    of a real build), cached by content like cost.synth_block; with cached_only, None instead of
-    running yosys. No place and route."""
+def synth_soc(board_name: str, cfg: FabricConfig, quiet: bool = True, cached_only: bool = False,
+              ethernet: bool = False, link: str = "") -> dict | None:
+    """yosys synth_ecp5 cells of the whole board SoC (fabric + stream bridge + UARTBone, or the
+    Ethernet SoC, or a linked SoC: `ethernet` and `link` as build_bitstream's; the script of a real
+    build), cached by content like cost.synth_block; with cached_only, None instead of running
+    yosys. No place and route."""
     from ..cost import _cells, write_atomically
 
     board(board_name)
-    key = tc.source_digest("soc-synth", board_name, cfg.to_json(), tc.toolchain()[1])
+    ethernet = ethernet or link == "eth"
+    variant = (("ethernet",) if ethernet else ()) + (("link", link, tc.board_links_digest()) if link else ())
+    key = tc.source_digest("soc-synth", board_name, cfg.to_json(), tc.toolchain()[1], *variant)
     cached = tc.build_root().parent / "cost" / f"{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     if cached_only:
         return None
-    name, _ = _build_dir(board_name, cfg)
+    name, _ = _build_dir(board_name, cfg, ethernet, link)
     out = tc.build_root() / "soc-synth" / name
     out.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f"{name}.lock", "w") as lock:
@@ -366,10 +352,12 @@ def synth_soc(board_name: str, cfg: FabricConfig, quiet: bool = True, cached_onl
         if cached.is_file():
             return json.loads(cached.read_text())
         if not quiet:
-            print(f"synfab: yosys synth_ecp5 of the {board_name} SoC with fabric {cfg.name} ...",
+            print(f"synfab: yosys synth_ecp5 of the {board_name} {' '.join(variant[:2]) + ' ' if variant else ''}SoC "
+                  f"with fabric {cfg.name} ...",
                   file=sys.stderr, flush=True)
         start = time.monotonic()
-        gw = _generate(board_name, cfg, DEFAULT_SYS_CLK, DEFAULT_BAUDRATE, 1, out, name, quiet=True)
+        gw = _generate(board_name, cfg, DEFAULT_SYS_CLK, DEFAULT_BAUDRATE, 1, out, name, quiet=True,
+                       ethernet=ethernet, link=link)
         tc.run_tool(["yosys", "-q", "-p", f"script {name}.ys; tee -q -o stat.json stat -json"], gw, gw / "synth.log")
         result = {**_cells(json.loads((gw / "stat.json").read_text())),
                   "seconds": round(time.monotonic() - start, 1)}

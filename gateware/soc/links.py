@@ -37,7 +37,6 @@ from synfab.layouts import STREAM_EVENT
 # n the wire in. Board k's next.p goes to board k+1's prev.n and board k+1's prev.p to board k's next.n.
 LINK_PINS = {"ulx3s": {"prev": ("gpio", 0), "next": ("gpio", 1)},
              "ulx3s-45f": {"prev": ("gpio", 0), "next": ("gpio", 1)}}
-LINK_KINDS = ("uart", "eth")
 # Where each link kind runs: the UART link on a board's header pins, the Ethernet link on a board
 # whose host link is Ethernet.
 LINK_BOARDS = {"uart": tuple(LINK_PINS), "eth": tuple(board_data.ETHERNET_BOARDS)}

@@ -98,10 +98,10 @@ def run_tool(args: list[str], cwd: Path, log: Path) -> None:
         raise ToolchainError(f"{args[0]} failed (exit {proc.returncode}): {tail[0]}; full log: {log}")
 
 
-# Gateware modules that only measure the design (synthesis reports, board fit): no generated
-# gateware depends on them, so editing them must not make a bitstream or a cached build stale.
-# Their caches key on what they synthesize (cost.synth_block).
-ANALYSIS_ONLY = ("cost.py", "fit.py")
+# Gateware modules that only measure the design (synthesis reports, board fit, nextpnr's report
+# read back): no generated gateware depends on them, so editing them must not make a bitstream or
+# a cached build stale. Their caches key on what they synthesize (cost.synth_block).
+ANALYSIS_ONLY = ("cost.py", "fit.py", "soc/report.py")
 # The bare fabric's Verilator harness (sim/: its Python driver and build): it runs generated
 # Verilog, keyed on that Verilog, harness.cpp and the Verilator version (sim/build.py); no SoC or
 # bitstream is made from it (the LiteX sim SoC keys on the Verilator version itself).
@@ -154,10 +154,11 @@ def source_digest(*extra) -> str:
 
 def board_links_digest() -> str:
     """SHA-256 of the board-link sources the single-board key leaves out (BOARD_LINKS, the frame
-    spec synfab.linkframe, the LiteX sim's wire module): the rest of a linked build's key."""
+    spec synfab.linkframe): the rest of a linked build's key. The LiteX sim's C modules are no part
+    of a bitstream; a sim build keys on them itself (soc.sim.build)."""
     import synfab.linkframe as spec
     gateware = Path(__file__).resolve().parents[1]
     files = sorted(p for p in gateware.rglob("*") if p.is_file() and "__pycache__" not in p.parts
                    and p.relative_to(gateware).as_posix().startswith(BOARD_LINKS))
-    files += sorted((gateware / "soc" / "sim_modules" / "synfab_wire").glob("*")) + [Path(spec.__file__)]
+    files += [Path(spec.__file__)]
     return digest(*[f"{p.name}\0{p.read_text()}" for p in files])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SynfabError
+from .linkframe import LINK_KINDS
 
 BACKENDS = ("model", "sim", "pynq", "litex")
 
@@ -331,7 +332,7 @@ def cmd_partition(a):
     boards = [b for b in a.boards.split(",") if b]
     cuts = [c for c in a.cuts.split(",") if c] if a.cuts is not None else None
     qnet, frames = _partition_input(a)
-    if a.link in ("uart", "eth"):
+    if a.link in LINK_KINDS:
         from .linkframe import Wire
         if a.backend not in ("sim", "litex"):
             raise SynfabError(f"--link {a.link} runs the boards' link gateware: in Verilator (add --backend sim) "
@@ -501,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "predicted link events that fit every board)")
     pt.add_argument("--images", help="model file: images .npz/.npy (calibration and frames)")
     pt.add_argument("--frames", type=int, default=None, help="frames to run (default: the workload's)")
-    pt.add_argument("--link", choices=("model", "uart", "eth"), default="model",
+    pt.add_argument("--link", choices=("model", *LINK_KINDS), default="model",
                     help="model: the host carries each frame's events between the boards' devices (LinkModel); "
                          "uart: the boards' link gateware (frames with seq and CRC, credits, LiteX's RS232 PHY); "
                          "eth: the Ethernet link gateware (UDP packets with seq, credits, LiteEth's UDP/IP core "

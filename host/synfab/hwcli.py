@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shlex
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from .errors import SynfabError
 from .layouts import DEFAULT_BAUDRATE, DEFAULT_SYS_CLK_MHZ
+from .linkframe import LINK_KINDS
 
 PYNQ = "pynq-z2"
 
@@ -170,17 +170,18 @@ def cmd_build(a):
                                    "sys_clk_mhz": rep["sys_clk_mhz"], "uart_baudrate": rep["uart_baudrate"],
                                    "toolchain": rep["toolchain"],
                                    "source_revision": revision, "source_key": gateware_source_key(),
+                                   **({"ethernet": True} if rep["ethernet"] else {}),
                                    **({"link": a.link, "links_key": board_links_key()} if a.link else {}),
+                                   **({"board_index": rep["board_index"]} if "board_index" in rep else {}),
                                    "command": command})
     if a.record:
         from .analysis import placements
         nextpnr = Path(rep["build_dir"]) / f"{Path(rep['bitstream']).stem}_report.json"
-        placements.record(Path(a.record), placements.entry(rep, a.seed, a.ethernet or a.link == "eth", revision,
+        placements.record(Path(a.record), placements.entry(rep, a.seed, rep["ethernet"], revision,
                                                            gateware_source_key(), command, nextpnr, link=a.link or "",
                                                            board_index=a.board_index))
     util = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in rep["utilization"].items())
-    timing = "met" if rep["timing_met"] else (f"NOT MET: rebuild with --sys-clk-mhz "
-                                              f"{math.floor(rep['fmax_mhz'] * 0.9)} before using it")
+    timing = _gateware("soc.report").timing_summary(rep)
     _emit(rep, a.json, f"bitstream: {out / rep['bitstream']}\nfmax: {rep['fmax_mhz']} MHz (sys clock "
                        f"{rep['sys_clk_mhz']} MHz, timing {timing})\nutilization: {util}")
 
@@ -285,7 +286,7 @@ def register(sub) -> None:
     b.add_argument("--ethernet", action="store_true",
                    help="colorlight-i5/i9: Etherbone + UDP streams on the gigabit PHY instead of UARTBone "
                         "(--port udp://192.168.1.50:1234)")
-    b.add_argument("--link", choices=("uart", "eth"),
+    b.add_argument("--link", choices=LINK_KINDS,
                    help="the linked SoC of a chain of boards: uart (ulx3s: its UART link ends on the GPIO header, "
                         "gpio0 from the board before, gpio1 to the board after) or eth (colorlight-i5/i9: every "
                         "board on one switch with the host, Etherbone and the links on one port; give "

@@ -170,7 +170,8 @@ def eth_data_bytes(packets: int, beats: int) -> int:
     return packets * (_eth_frame_overhead() + 8 * ETH_DATA_HEADER_WORDS) + 8 * beats
 
 
-WIRE_KINDS = ("uart", "eth")
+# The board links: the UART link (frames above) and the Ethernet link (UDP packets); `--link` takes these.
+LINK_KINDS = ("uart", "eth")
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,8 @@ class Wire:
 
     def __post_init__(self):
         from .errors import SynfabError
-        if self.kind not in WIRE_KINDS:
-            raise SynfabError(f"link wire: kind {self.kind!r} is none of {', '.join(WIRE_KINDS)}")
+        if self.kind not in LINK_KINDS:
+            raise SynfabError(f"link wire: kind {self.kind!r} is none of {', '.join(LINK_KINDS)}")
         if self.latency < 1 or self.clocks_per_bit < 4:
             raise SynfabError(f"link wire: latency >= 1 clock and clocks_per_bit >= 4, got {self.latency} and "
                               f"{self.clocks_per_bit}")

@@ -37,4 +37,17 @@ static inline void synfab_get_pad(struct pad_s *pads, char *name, char **signal)
   }
 }
 
+/* The byte stream pads of an interface shaped like the sim's "serial" (sink_*: bytes into the SoC,
+ * source_*: the SoC's bytes out), as synfab_udp's "eth" and synfab_wire's link pads are. */
+static inline void synfab_get_stream_pads(struct pad_s *pads, char **rx, char **rx_valid, char **rx_ready,
+                                          char **tx, char **tx_valid, char **tx_ready)
+{
+  synfab_get_pad(pads, "sink_data", rx);
+  synfab_get_pad(pads, "sink_valid", rx_valid);
+  synfab_get_pad(pads, "sink_ready", rx_ready);
+  synfab_get_pad(pads, "source_data", tx);
+  synfab_get_pad(pads, "source_valid", tx_valid);
+  synfab_get_pad(pads, "source_ready", tx_ready);
+}
+
 #endif

@@ -52,7 +52,7 @@ def critical_path(nextpnr_report: Path) -> dict | None:
     if not path.is_file():
         return None
     rep = json.loads(path.read_text())
-    from synfab_gateware.soc.ecp5 import slowest_sys_clock    # litex: only when a report is read
+    from synfab_gateware.soc.report import slowest_sys_clock
     clock = slowest_sys_clock({c: v["achieved"] for c, v in rep.get("fmax", {}).items()})
     if clock is None:
         return None
@@ -102,7 +102,7 @@ def entry(rep: dict, seed: int, ethernet: bool, revision: str, source_key: str, 
             "config_crc": rep["config_crc"], "lanes": rep["fabric_config"].get("lanes", 1),
             "sys_clk_mhz": rep["sys_clk_mhz"], "seed": seed, "ethernet": ethernet, **({"link": link} if link else {}),
             **({"board_index": board_index} if link == "eth" else {}),
-            "fmax_mhz": rep["fmax_mhz"], "timing_met": rep["timing_met"],
+            "fmax_mhz": rep["fmax_mhz"], "timing_met": rep["timing_met"], "clocks": rep.get("clocks"),
             "critical_path": critical_path(nextpnr_report) if nextpnr_report else None,
             "utilization": rep["utilization"],
             "build_seconds": rep.get("build_seconds"), "toolchain": rep["toolchain"],

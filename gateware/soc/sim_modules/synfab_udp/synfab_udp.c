@@ -275,14 +275,8 @@ static int synfab_udp_add_pads(void *sess, struct pad_list_s *plist)
   struct session_s *s = (struct session_s *)sess;
   if(!sess || !plist)
     return RC_INVARG;
-  if(!strcmp(plist->name, "eth")) {
-    synfab_get_pad(plist->pads, "sink_data", &s->rx);
-    synfab_get_pad(plist->pads, "sink_valid", &s->rx_valid);
-    synfab_get_pad(plist->pads, "sink_ready", &s->rx_ready);
-    synfab_get_pad(plist->pads, "source_data", &s->tx);
-    synfab_get_pad(plist->pads, "source_valid", &s->tx_valid);
-    synfab_get_pad(plist->pads, "source_ready", &s->tx_ready);
-  }
+  if(!strcmp(plist->name, "eth"))
+    synfab_get_stream_pads(plist->pads, &s->rx, &s->rx_valid, &s->rx_ready, &s->tx, &s->tx_valid, &s->tx_ready);
   if(!strcmp(plist->name, "sys_clk"))
     synfab_get_pad(plist->pads, "sys_clk", &s->sys_clk);
   return RC_OK;

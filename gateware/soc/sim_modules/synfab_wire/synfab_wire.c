@@ -129,12 +129,7 @@ static int synfab_wire_add_pads(void *sess, struct pad_list_s *plist)
     synfab_get_pad(plist->pads, "sys_clk", &s->sys_clk);
     return RC_OK;
   }
-  synfab_get_pad(plist->pads, "sink_data", &s->rx);
-  synfab_get_pad(plist->pads, "sink_valid", &s->rx_valid);
-  synfab_get_pad(plist->pads, "sink_ready", &s->rx_ready);
-  synfab_get_pad(plist->pads, "source_data", &s->tx);
-  synfab_get_pad(plist->pads, "source_valid", &s->tx_valid);
-  synfab_get_pad(plist->pads, "source_ready", &s->tx_ready);
+  synfab_get_stream_pads(plist->pads, &s->rx, &s->rx_valid, &s->rx_ready, &s->tx, &s->tx_valid, &s->tx_ready);
   return RC_OK;
 }
 
