@@ -61,3 +61,21 @@ def test_plain_build_when_the_compiler_cannot_profile(standin, monkeypatch):
     assert "-fno-such-profile-option" in passes[0] and passes[-1].endswith(f"OPT_FAST={build.OPT_FAST} "
                                                                           f"{build.LIB_NAME}")
     _works(standin)
+
+
+def test_a_built_fabric_is_found_by_its_sources_without_generating_it(monkeypatch):
+    """build_fabric looks a fabric up by the gateware sources and the config before generating
+    its Verilog (half a minute for the default fabric): built once, found again with no
+    generation; with other sources (a changed source digest) it generates again, and the
+    Verilog-keyed cache then serves the library it built before."""
+    import synfab_gateware.gen as gen
+    from synfab_gateware.soc import toolchain as tc
+    lib = build.build_fabric(CFG, quiet=True)
+    generated = []
+    real = gen.generate_verilog
+    monkeypatch.setattr(gen, "generate_verilog", lambda cfg, out: generated.append(cfg) or real(cfg, out))
+    assert build.build_fabric(CFG, quiet=True) == lib and generated == []
+    digest = tc.source_digest
+    monkeypatch.setattr(tc, "source_digest", lambda *extra: digest("other sources", *extra))
+    assert build.build_fabric(CFG, quiet=True) == lib and generated == [CFG]
+    assert build.build_fabric(CFG, quiet=True) == lib and generated == [CFG]     # indexed now

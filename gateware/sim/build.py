@@ -104,12 +104,16 @@ def _verilog_digest_text(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
 
 
-def cache_key(verilog: Path) -> str:
+def _build_parts() -> tuple[str, ...]:
+    """Everything besides the Verilog that goes into a library: the harness, Verilator, the flags."""
     _, _, version = verilator_tool()
+    return (HARNESS.read_text(), version, " ".join(VERILATOR_FLAGS + MAKE_VARS + PGO_GENERATE + PGO_USE),
+            PGO_TRAINING, str(PGO_TRAINING_CYCLES))
+
+
+def cache_key(verilog: Path) -> str:
     h = hashlib.sha256()
-    for part in (_verilog_digest_text(Path(verilog).read_text()), HARNESS.read_text(), version,
-                 " ".join(VERILATOR_FLAGS + MAKE_VARS + PGO_GENERATE + PGO_USE), PGO_TRAINING,
-                 str(PGO_TRAINING_CYCLES)):
+    for part in (_verilog_digest_text(Path(verilog).read_text()), *_build_parts()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
@@ -212,10 +216,35 @@ def _remove_outputs(obj: Path) -> None:
             path.unlink()
 
 
+def build_generated(what: tuple, generate, *, quiet: bool = False) -> Path:
+    """The library of the Verilog `generate(out_dir)` writes (returning its path), found by what
+    the Verilog is made from without generating it, when that was built before: `what` names the
+    generator and its arguments; the gateware sources (soc.toolchain.source_digest) and the build
+    parts are added here. Generating the default fabric's Verilog takes half a minute (elaboration
+    and conversion), about what a test of it runs: it was paid by every process that used a
+    fabric, cached or not. The index only points at a library keyed by its Verilog (cache_key):
+    Verilog generated twice from the same sources may differ in signal names (migen numbers
+    colliding names per process), never in logic."""
+    from synfab_gateware.soc.toolchain import digest, source_digest
+
+    root = cache_root()
+    index = root / "by-source" / digest(source_digest(*what), *_build_parts())
+    if index.is_file():
+        lib = root / index.read_text().strip() / LIB_NAME
+        if lib.is_file():
+            return lib
+    with tempfile.TemporaryDirectory(prefix="synfab-gen-") as out_dir:
+        lib = build_verilog(generate(Path(out_dir)), quiet=quiet)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    staged = index.with_suffix(f".{os.getpid()}.tmp")
+    staged.write_text(lib.parent.name)
+    staged.replace(index)           # atomic: a reader sees a whole key or none
+    return lib
+
+
 def build_fabric(cfg: FabricConfig, *, quiet: bool = False) -> Path:
-    """Generate the fabric's Verilog for cfg and compile it (or reuse the cached build)."""
+    """Generate the fabric's Verilog for cfg and compile it (or reuse the cached build, without
+    generating it: build_generated)."""
     from synfab_gateware.gen import generate_verilog   # needs migen/litex: imported on use
 
-    with tempfile.TemporaryDirectory(prefix="synfab-gen-") as out_dir:
-        verilog = generate_verilog(cfg, Path(out_dir))
-        return build_verilog(verilog, quiet=quiet)
+    return build_generated(("fabric-sim", cfg.to_json()), lambda out: generate_verilog(cfg, out), quiet=quiet)

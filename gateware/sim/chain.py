@@ -212,6 +212,18 @@ class ChainTop(LiteXModule):
         self.ios = top_ports(self, dut.axil, dut.axis_in, dut.axis_out)
 
 
+def build_chain(cfgs, wire: Wire, quiet: bool = True) -> Path:
+    """The Verilator library of the chain (generated and compiled, or found without generating:
+    sim.build.build_generated; the link gateware, LiteEth and this module are in its key)."""
+    from importlib import metadata
+
+    from ..soc.toolchain import board_links_digest
+    from .build import build_generated
+    what = ("chain-sim", *[c.to_json() for c in cfgs], repr(wire), Path(__file__).read_text(),
+            board_links_digest(), metadata.version("liteeth"))
+    return build_generated(what, lambda out: generate_chain_verilog(cfgs, wire, out), quiet=quiet)
+
+
 def generate_chain_verilog(cfgs, wire: Wire, out_dir) -> Path:
     """Write the chain's `synfab_fabric.v` into out_dir; return its path."""
     out_dir = Path(out_dir)

@@ -87,16 +87,19 @@ class SimFabric:
     """Cycle-accurate simulation of the fabric for cfg.
 
     `verilog` replaces the generated fabric with another synfab_fabric Verilog file (same
-    ports), e.g. a stand-in for harness tests.
+    ports), e.g. a stand-in for harness tests; `library` with a built one (sim.chain.build_chain).
     """
 
     def __init__(self, cfg: FabricConfig, *, verilog: Path | None = None, quiet: bool = False,
-                 addr_bits: int | None = None):
+                 addr_bits: int | None = None, library: Path | None = None):
         self.cfg = cfg
         self.regmap = RegisterMap(cfg)
         # The AXI-Lite address width: the fabric's, or that of the Verilog given (a chain of boards).
         self.addr_bits = addr_bits or self.regmap.addr_bits
-        self.lib_path = build_verilog(verilog, quiet=quiet) if verilog else build_fabric(cfg, quiet=quiet)
+        if library is not None:
+            self.lib_path = Path(library)
+        else:
+            self.lib_path = build_verilog(verilog, quiet=quiet) if verilog else build_fabric(cfg, quiet=quiet)
         self._lib = _load(self.lib_path)
         self._h = self._lib.sim_create(AXIL_TIMEOUT_CYCLES)
         self.reset()

@@ -15,9 +15,6 @@ k+1's events_in + 1), else DeviceError. The frame's cycles are the chain's, meas
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 from ..linkframe import Wire
@@ -58,7 +55,7 @@ class LinkedChain(Boards):
     def __init__(self, partition, wire: Wire = Wire(), quiet: bool = True):
         from ..runtime.device import check_fabric_runs
         try:
-            from synfab_gateware.sim.chain import board_bits, chain_addr_bits, generate_chain_verilog
+            from synfab_gateware.sim.chain import board_bits, build_chain, chain_addr_bits
             from synfab_gateware.sim.fabric_sim import SimFabric
         except ImportError as e:
             raise DeviceError(f"linked boards need the gateware extras ({e.name} missing): "
@@ -67,9 +64,8 @@ class LinkedChain(Boards):
         cfgs = [s.cfg for s in partition.slabs]
         for s in partition.slabs:
             check_fabric_runs(s.tables, f"linked board {s.index} ({s.board})")
-        with tempfile.TemporaryDirectory(prefix="synfab-chain-") as out:
-            verilog = generate_chain_verilog(cfgs, wire, Path(out))
-            self.sim = SimFabric(cfgs[0], verilog=verilog, quiet=quiet, addr_bits=chain_addr_bits(cfgs))
+        self.sim = SimFabric(cfgs[0], library=build_chain(cfgs, wire, quiet), quiet=quiet,
+                             addr_bits=chain_addr_bits(cfgs))
         self._cfgs = cfgs
         bb = board_bits(cfgs)
         self.devices = [BoardWindow(self.sim, s.cfg, k << bb, f"linked board {k} ({s.board})")
