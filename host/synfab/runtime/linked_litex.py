@@ -48,12 +48,12 @@ class LinkedLitexBoards(Boards):
 
     def __init__(self, partition, device_args, timeout: float = 60.0, wire: Wire | None = None):
         from .device import check_fabric_runs
-        from .litex import LinkError as LitexLinkError, LitexDevice
+        from .litex import LinkError as LitexLinkError, LitexDevice, is_ethernet_port
         self.partition, self.timeout, self.wire = partition, timeout, wire or Wire()
         per_board = board_device_args(device_args, len(partition.slabs))
         reached = "Ethernet: give udp:// ports" if self.wire.kind == "eth" else "UARTBone: give tcp:// or serial ports"
         for k, args in enumerate(per_board):
-            if str(args.get("port", "")).startswith("udp://") != (self.wire.kind == "eth"):
+            if is_ethernet_port(args.get("port", "")) != (self.wire.kind == "eth"):
                 raise SynfabError(f"linked LiteX board {k} ({args.get('port')}): {self.wire.kind} links' boards are "
                                   f"reached over {reached}")
         for s in partition.slabs:

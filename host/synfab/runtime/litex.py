@@ -599,11 +599,16 @@ class UdpStreamLink:
         self.sock.close()
 
 
+def is_ethernet_port(port) -> bool:
+    """Whether a `port` string names an Ethernet SoC (Etherbone over UDP) rather than UARTBone."""
+    return str(port).startswith("udp://")
+
+
 def open_link(port: str, timeout: float = 30.0, verify: bool = False, answer_timeout: float = 2.0):
     """A link for a `port` string (see the module docstring); `verify` (UARTBone links only):
     every answer checked (UartBoneLink.exchange), waiting at most `answer_timeout` seconds."""
     port = str(port)
-    if port.startswith("udp://"):
+    if is_ethernet_port(port):
         if verify:
             raise PortError("litex: verify is for the UARTBone byte link; a udp:// port checks its packets itself")
         host, num = parse_udp_port(port)
