@@ -4,6 +4,7 @@ Both build the stand-in fabric of fixtures/ into a private cache and check the b
 which way the model was compiled, then that the library is a working simulation.
 """
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,13 @@ def test_a_built_fabric_is_found_by_its_sources_without_generating_it(monkeypatc
     real = gen.generate_verilog
     monkeypatch.setattr(gen, "generate_verilog", lambda cfg, out: generated.append(cfg) or real(cfg, out))
     assert build.build_fabric(CFG, quiet=True) == lib and generated == []
-    digest = tc.source_digest
-    monkeypatch.setattr(tc, "source_digest", lambda *extra: digest("other sources", *extra))
+    digest, other = tc.source_digest, f"other sources {uuid.uuid4()}"      # sources no run had before
+    monkeypatch.setattr(tc, "source_digest", lambda *extra: digest(other, *extra))
+    before = set((build.cache_root() / "by-source").iterdir())
     assert build.build_fabric(CFG, quiet=True) == lib and generated == [CFG]
     assert build.build_fabric(CFG, quiet=True) == lib and generated == [CFG]     # indexed now
+    # Its index entry (pointing at the same library), removed again; other workers may add theirs.
+    made = [m for m in set((build.cache_root() / "by-source").iterdir()) - before if m.read_text() == lib.parent.name]
+    assert made
+    for m in made:
+        m.unlink()
