@@ -335,11 +335,16 @@ def check(cfg: FabricConfig, board: str, ethernet: bool = False, link: str = "",
     rep["over_margin"] = tight = _over(rep["need"], spec.fpga.allowed())
     if tight and warn:
         r = tight[0]
-        print(f"synfab: warning: fabric {cfg.name!r} on the {spec.description}{f' as a {soc}SoC' if soc else ''} "
+        print(f"synfab: warning: fabric {cfg.name!r} on the {spec.description}{_as_soc(soc)} "
               f"needs {_amount(rep['need'][r])} of {_amount(cap[r])} {spec.units[r]} "
               f"({100 * rep['need'][r] / cap[r]:.0f}%), over the {100 * board_data.MARGIN[r]:.0f}% the presets "
               f"leave for placement: nextpnr may not place or route it", file=sys.stderr)
     return rep
+
+
+def _as_soc(soc: str) -> str:
+    """' as a linked Ethernet SoC' for a message about an Ethernet or linked SoC; '' for the UARTBone one."""
+    return f" as a {soc}SoC" if soc else ""
 
 
 def _refuse(cfg: FabricConfig, spec, resource: str, need: float, at_least: bool = False, soc: str = ""):
@@ -348,7 +353,7 @@ def _refuse(cfg: FabricConfig, spec, resource: str, need: float, at_least: bool 
     # The presets are sized for the UARTBone SoC: an Ethernet or linked SoC needs a smaller fabric.
     fix = ("a smaller fabric (--fabric small; the presets leave room for the UARTBone SoC only)" if soc
            else f"--fabric {spec.preset} or fewer cores, neurons or weight words")
-    raise SynfabError(f"fabric {cfg.name!r} does not fit the {spec.description}{f' as a {soc}SoC' if soc else ''}: "
+    raise SynfabError(f"fabric {cfg.name!r} does not fit the {spec.description}{_as_soc(soc)}: "
                       f"needs {'at least ' * at_least}{_amount(need)} {what}, the {spec.device} has "
                       f"{_amount(spec.fpga.capacity()[resource])}; use {fix}")
 

@@ -350,7 +350,7 @@ ETHERBONE_HEADER = bytes([0x4E, 0x6F, 0x10, 0x44, 0, 0, 0, 0])   # magic, versio
 
 def parse_udp_port(port: str) -> tuple[str, int]:
     """(host, Etherbone UDP port) of "udp://HOST:PORT"; PortError for anything else."""
-    rest = port[len("udp://"):] if port.startswith("udp://") else None
+    rest = port[len("udp://"):] if is_ethernet_port(port) else None
     host, sep, num = (rest or "").rpartition(":")
     if rest is None or not sep or not host or not num.isdigit() or not 0 < int(num) < 65535:
         raise PortError(f"litex: bad port {port!r}; use udp://HOST:PORT (PORT: the SoC's Etherbone port, "
