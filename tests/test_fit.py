@@ -274,7 +274,6 @@ def test_a_linked_ethernet_soc_is_checked_with_its_own_part(presets, capsys):
     linked = fit.check(cfg, "colorlight-i5", link="eth", warn=True)
     added = linked["fixed"]["lut"] - plain["fixed"]["lut"]
     assert added > 5000, added                     # the Ethernet part is no rounding error
-    assert linked["need"]["lut"] - plain["need"]["lut"] == added   # the cores are the same
     assert linked["over_margin"] == ["lut"]
     line = capsys.readouterr().err.strip()
     assert line.startswith(f"synfab: warning: fabric {cfg.name!r} on the {spec.description} as a linked Ethernet SoC "
