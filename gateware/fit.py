@@ -47,6 +47,7 @@ from migen.fhdl.tools import list_signals
 from synfab import boards as board_data
 from synfab.config import FabricConfig
 from synfab.errors import SynfabError
+from synfab.linkframe import soc_has_ethernet
 
 from . import cost
 
@@ -276,7 +277,7 @@ def fixed_part(cfg: FabricConfig, board: str, cached_only: bool = False, quiet: 
     SoC on the board itself (its PHY's)."""
     family = board_data.board(board).family
     ref = reference(cfg)
-    ethernet = ethernet or link == "eth"
+    ethernet = soc_has_ethernet(ethernet, link)
     on = board if ethernet else FIXED_PART_BOARD[family]
     total = whole(ref, on, cached_only, quiet, ethernet, link)
     core = per_core(ref, family, cached_only, quiet)
@@ -327,7 +328,7 @@ def check(cfg: FabricConfig, board: str, ethernet: bool = False, link: str = "",
         cores = cfg.n_cores * core_bram(cfg, spec.family)
         if cores > cap["bram"]:
             _refuse(cfg, spec, "bram", cores, at_least=True)
-    soc = "linked " * bool(link) + "Ethernet " * (ethernet or link == "eth")
+    soc = "linked " * bool(link) + "Ethernet " * soc_has_ethernet(ethernet, link)
     rep = resources(cfg, board, cached_only=True, ethernet=ethernet, link=link, measure_soc=bool(soc))
     over = _over(rep["need"], cap)
     if over:

@@ -435,6 +435,9 @@ def test_the_linked_colorlight_soc_has_the_ethernet_link_ends_at_its_board_addre
     assert "32'd3232235828" in verilog and "32'd3232235826" not in verilog      # 192.168.1.52, not .50
     assert ecp5.build_name("colorlight-i9", PRESETS["tiny"], link="eth", board_index=2) == \
         "synfab_colorlight_i9_eth_linked_b2_tiny"
+    # The SoC's part of a build's name, which `synfab build` also gives its default output folder.
+    assert [ecp5.build_suffix(*soc) for soc in ((False, "", 0), (True, "", 0), (False, "uart", 0), (True, "eth", 3))] \
+        == ["", "_eth", "_uart_linked", "_eth_linked_b3"]
     cases = [("ulx3s", {"link": "eth"}, "no eth linked SoC for ulx3s; linked boards by link: uart: ulx3s, "
                                         "ulx3s-45f; eth: colorlight-i5, colorlight-i9"),
              ("colorlight-i5", {"board_index": 1}, "--board-index names a board of a chain; give it with --link eth"),

@@ -158,11 +158,12 @@ class EthLinkSender(LiteXModule):
         room = Signal(COUNTER_BITS)
         idle = Signal()
         due, candidate = Signal(), Signal(16)
+        beats = Mux(level >= lf.ETH_MAX_BEATS, lf.ETH_MAX_BEATS, level)     # the packet's size if it left now
         self.sync += [
             room.eq(self.credits),
-            candidate.eq(Mux(level >= lf.ETH_MAX_BEATS, lf.ETH_MAX_BEATS, level)),
+            candidate.eq(beats),
             due.eq(idle & (level != 0) & ((level >= lf.ETH_MAX_BEATS) | (frame_ends != 0) | (waited == lf.ETH_FLUSH_CLOCKS))
-                   & (room >= Mux(level >= lf.ETH_MAX_BEATS, lf.ETH_MAX_BEATS, level))),
+                   & (room >= beats)),
         ]
 
         tx = port.sink

@@ -33,6 +33,7 @@ from synfab import boards as board_data
 from synfab.config import FabricConfig
 from synfab.errors import SynfabError
 from synfab.layouts import DEFAULT_BAUDRATE, DEFAULT_SYS_CLK_MHZ
+from synfab.linkframe import soc_has_ethernet
 
 from ..common import ECP5_PRODUCT_SOURCE, ECP5RegisteredProduct, RegisteredProduct
 from . import toolchain as tc
@@ -186,13 +187,18 @@ def check_link_board(board_name: str, link: str, board_index: int = 0) -> None:
         raise SynfabError(f"board index {board_index} is outside 0..{ETH_MAX_BOARDS - 1}")
 
 
+def build_suffix(ethernet: bool = False, link: str = "", board_index: int = 0) -> str:
+    """What a build's name adds for its SoC: "_eth" (Ethernet), "_uart_linked", "_eth_linked_bN"
+    (a linked SoC, the Ethernet link's board N), "" (the UARTBone SoC)."""
+    linked = f"_{link}_linked{f'_b{board_index}' if link == 'eth' else ''}" if link else ""
+    return f"{'_eth' if ethernet and link != 'eth' else ''}{linked}"
+
+
 def build_name(board_name: str, cfg: FabricConfig, ethernet: bool = False, link: str = "",
                board_index: int = 0) -> str:
     """Names the build directory, its files and the top module: a Verilog identifier (presets
     such as ulx3s-85f have dashes)."""
-    linked = f"_{link}_linked{f'_b{board_index}' if link == 'eth' else ''}" if link else ""
-    return re.sub(r"\W", "_", f"synfab_{board_name}{'_eth' if ethernet and link != 'eth' else ''}"
-                               f"{linked}_{cfg.name}")
+    return re.sub(r"\W", "_", f"synfab_{board_name}{build_suffix(ethernet, link, board_index)}_{cfg.name}")
 
 
 def _generate(board_name, cfg, sys_clk_freq, baudrate, seed, out: Path, name: str, quiet: bool = False,
@@ -283,7 +289,7 @@ def build_bitstream(board_name: str, cfg: FabricConfig, sys_clk_freq: float = DE
             raise SynfabError("the uart link's SoC has UARTBone, not Ethernet; for boards with Ethernet use --link eth")
     elif board_index:
         raise SynfabError("--board-index names a board of a chain; give it with --link eth")
-    ethernet = ethernet or link == "eth"
+    ethernet = soc_has_ethernet(ethernet, link)
     if ethernet and board_name not in ETHERNET_BOARDS:
         raise SynfabError(f"no Ethernet SoC for {board_name}; boards with Ethernet: {', '.join(ETHERNET_BOARDS)}")
     fit.check(cfg, board_name, ethernet=ethernet, link=link, warn=not quiet)
@@ -336,7 +342,7 @@ def synth_soc(board_name: str, cfg: FabricConfig, quiet: bool = True, cached_onl
     from ..cost import _cells, write_atomically
 
     board(board_name)
-    ethernet = ethernet or link == "eth"
+    ethernet = soc_has_ethernet(ethernet, link)
     variant = (("ethernet",) if ethernet else ()) + (("link", link, tc.board_links_digest()) if link else ())
     key = tc.source_digest("soc-synth", board_name, cfg.to_json(), tc.toolchain()[1], *variant)
     cached = tc.build_root().parent / "cost" / f"{key}.json"

@@ -135,8 +135,8 @@ def cmd_build(a):
     cfg = _fabric(a.fabric)
     if a.lanes is not None:       # same name: `synfab bench --fabric F --lanes P` is this very fabric
         cfg = cfg.with_(lanes=a.lanes)
-    suffix = (("-eth" if a.ethernet and a.link != "eth" else "") + (f"-{a.link}-linked" if a.link else "")
-              + (f"-b{a.board_index}" if a.link == "eth" else ""))
+    # The build's own name for its SoC (ecp5.build_name's), in the dashes of output folders.
+    suffix = _gateware("soc.ecp5").build_suffix(a.ethernet, a.link or "", a.board_index).replace("_", "-")
     out = Path(a.output) if a.output else default_output(a.board + suffix, cfg)
     # The exact command: build options that differ from their defaults are part of it.
     options = [(flag, value) for flag, value, default in (("--sys-clk-mhz", a.sys_clk_mhz, BUILD_DEFAULTS["sys_clk_mhz"]),

@@ -174,6 +174,11 @@ def eth_data_bytes(packets: int, beats: int) -> int:
 LINK_KINDS = ("uart", "eth")
 
 
+def soc_has_ethernet(ethernet: bool, link: str) -> bool:
+    """Whether a board's SoC carries LiteEth: asked for (`--ethernet`), or its link is the Ethernet link."""
+    return ethernet or link == "eth"
+
+
 @dataclass(frozen=True)
 class Wire:
     """A simulated cable between two boards' link ends (gateware/sim/chain.py's wire model, the one
