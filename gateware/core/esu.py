@@ -214,7 +214,9 @@ class ESU(LiteXModule):
         desc = dict(kind=e.kind, wconst=e.wconst, wval=e.wval, k=e.k, s_log2=e.s_log2, s_log2_y=e.s_log2_y,
                     ws=e.wshift, cc=e.cc, tw=e.tw, nbase=e.nbase, wbase=e.wbase, src_c=e.src_c)
         pkt = dict(x=f2.x, nx=f2.nx, ny=f2.ny, kx=f2.kx, ky=f2.ky, c=f2.c, d=f2.d)
-        s1 = PipeStage(self, f2.valid & known, **desc, **pkt, y=f2.y, co=co, cq=Mux(dw, co, f2.c),
+        # Data registers that load every clock (always=True) where valid_in is a compare: the compare
+        # then reaches one flip-flop, not the clock enables of a whole stage (the 2x2's critical paths).
+        s1 = PipeStage(self, f2.valid & known, always=True, **desc, **pkt, y=f2.y, co=co, cq=Mux(dw, co, f2.c),
                        A=Mux(dense, e.src_w, e.tw),
                        kk=small_multiply(self, e.k_y, e.k), kcc=small_multiply(self, e.cc, e.k))
 
@@ -315,27 +317,35 @@ class ESU(LiteXModule):
         span = Signal(max(1, (P - 1) << MAX_STRIDE_LOG2).bit_length())
         h_sm_w = Signal((len(h.sm_w), True))         # the FIFO keeps the step's bits
         self.comb += h_sm_w.eq(h.sm_w)
+        # The loop's end tests are registers, each decided with the counter it tests (more: ci >= P,
+        # col_last: the last clock of a row, no channel group and no column group of P columns left,
+        # j_last: j == 0): the FIFO's read enable (load) is then two LUTs from flip-flops, not a
+        # compare's carry chain and a route across the core (the 2x2 fabric's critical path).
+        j_last, inner_more, mid_col_last = Signal(), Signal(), Signal()
+
+        def row_ends(counter, is_cols):
+            return Mux(is_cols, counter < P, counter == 0)
         self.comb += [
-            # The last clock of a row: no channel group and no column group (of P columns) left.
-            col_last.eq(Mux(cols, i < P, i == 0)),
-            last_pair.eq(active & ~more & col_last & (j == 0)),
+            last_pair.eq(active & ~more & col_last & j_last),
             load.eq(h.valid & (~active | last_pair)),
             h.ready.eq(load),
         ]
         # P lanes take channels ci .. ci-P+1 in one clock (a conv's or a dense connection's output
         # channels: consecutive neurons and weights); fewer when fewer remain. Column lanes take
         # columns i .. i-P+1 of a DW or pooling row (their inner loop is one channel).
-        self.comb += more.eq(ci >= P)
+        i_next = Signal.like(i)
+        self.comb += i_next.eq(i - Mux(cols, P, 1))
         self.sync += [
             If(active,
                 If(more,
-                    ci.eq(ci - P), n_cur.eq(n_cur + P), w_cur.eq(w_cur + P),
+                    ci.eq(ci - P), more.eq(ci >= 2 * P), n_cur.eq(n_cur + P), w_cur.eq(w_cur + P),
                 ).Elif(~col_last,
-                    ci.eq(inner - 1), i.eq(i - Mux(cols, P, 1)),
+                    ci.eq(inner - 1), more.eq(inner_more), i.eq(i_next), col_last.eq(row_ends(i_next, cols)),
                     n_pix.eq(n_pix + sm_n), n_cur.eq(n_pix + sm_n),
                     w_pix.eq(w_pix + sm_w), w_cur.eq(w_pix + sm_w),
-                ).Elif(j != 0,
-                    ci.eq(inner - 1), i.eq(mid - 1), j.eq(j - 1),
+                ).Elif(~j_last,
+                    ci.eq(inner - 1), more.eq(inner_more), i.eq(mid - 1), col_last.eq(mid_col_last),
+                    j.eq(j - 1), j_last.eq(j == 1),
                     n_row.eq(n_row + so_n), n_pix.eq(n_row + so_n), n_cur.eq(n_row + so_n),
                     w_row.eq(w_row + so_w), w_pix.eq(w_row + so_w), w_cur.eq(w_row + so_w),
                 ).Else(
@@ -345,6 +355,8 @@ class ESU(LiteXModule):
             If(load,
                 active.eq((h.inner != 0) & (h.mid != 0) & (h.outer != 0)),
                 inner.eq(h.inner), mid.eq(h.mid), ci.eq(h.inner - 1), i.eq(h.mid - 1), j.eq(h.outer - 1),
+                more.eq(h.inner > P), inner_more.eq(h.inner > P), j_last.eq(h.outer == 1),
+                col_last.eq(row_ends(h.mid - 1, h.cols)), mid_col_last.eq(row_ends(h.mid - 1, h.cols)),
                 n_cur.eq(h.n0), n_pix.eq(h.n0), n_row.eq(h.n0),
                 w_cur.eq(h.w0), w_pix.eq(h.w0), w_row.eq(h.w0),
                 # A column group steps P columns at once.
@@ -368,7 +380,7 @@ class ESU(LiteXModule):
             lanes[f"w{l}"] = w_cur + off_w[l] if l else w_cur
         # The weight read covers bytes base .. base + P - 1, or for column lanes (counting down from
         # w_cur) base .. base + span.
-        l1 = PipeStage(self, lane_on != 0, lane_on=lane_on, wbase=w_cur - span, wconst=wconst,
+        l1 = PipeStage(self, lane_on != 0, always=True, lane_on=lane_on, wbase=w_cur - span, wconst=wconst,
                        wval=wval, d=d, ws=ws, chan_ok=chan_ok, **lanes)
 
         # ---- guard, weight read, pair out ----
@@ -393,7 +405,7 @@ class ESU(LiteXModule):
             per_bank[f"a{b}"] = Reduce("OR", [Mux(hit[l], getattr(l1, f"n{l}")[lg:lg + bank_bits(cfg)], 0)
                                               for l in range(P)])
             per_bank[f"i{b}"] = Reduce("OR", [Mux(hit[l], getattr(l1, f"w{l}")[:wb_bits], 0) for l in range(P)])
-        g1 = PipeStage(self, on != 0, wconst=l1.wconst, wval=l1.wval, d=l1.d, ws=l1.ws, **per_bank)
+        g1 = PipeStage(self, on != 0, always=True, wconst=l1.wconst, wval=l1.wval, d=l1.d, ws=l1.ws, **per_bank)
         # The pairs wait beside the weight read: one stage per clock of its latency.
         g = g1
         stages = [l1, g1]

@@ -598,11 +598,11 @@ class EvaluationUnit(LiteXModule):
                 mag.eq(Mux(diff9 < 0, -diff9, diff9)),
                 fire.eq(e9.valid & is_sd & (diff9 != 0) & (mag >= self.threshold) & (mag >= P["theta"])),
             ]
-            e10 = PipeStage(self, fire, adr=e9.adr, a=e9.a, d=diff9 >> P["msg_shift"], x=e9.x, y=e9.y, c=e9.c)
+            e10 = PipeStage(self, fire, always=True, adr=e9.adr, a=e9.a, d=diff9 >> P["msg_shift"], x=e9.x, y=e9.y, c=e9.c)
             # A fire whose shifted change is 0 records sent but sends nothing (and counts no spike).
             d10 = Signal((eb, True))
             self.comb += d10.eq(e10.d)
-            e11 = PipeStage(self, e10.valid & (d10 != 0), d=d10, x=e10.x, y=e10.y, c=e10.c)
+            e11 = PipeStage(self, e10.valid & (d10 != 0), always=True, d=d10, x=e10.x, y=e10.y, c=e10.c)
 
 
             # -- the other models go on from E9 (L10..L14, Z): only on fabrics that carry them --

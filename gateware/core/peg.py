@@ -130,7 +130,7 @@ class PEG(LiteXModule):
         ]
 
         # P1 (memory), P2 (entry registered): the spike travels along.
-        p1 = PipeStage(self, issue & (idx < n_entries), advance, x=sx, y=sy, c=sc, d=sd)
+        p1 = PipeStage(self, issue & (idx < n_entries), advance, always=True, x=sx, y=sy, c=sc, d=sd)
         p2 = PipeStage(self, p1.valid, advance, x=p1.x, y=p1.y, c=p1.c, d=p1.d)
         e = self.table.rd_dat
         ax = _Axis(self, cfg, advance, p2.x, e.up_log2, e.k, e.s_log2, e.pad, e.x0, e.x1, "x")
