@@ -220,12 +220,12 @@ class WishboneSlice(LiteXModule):
 
         up, down = self.sink, self.source
         self.fsm = fsm = FSM(reset_state="IDLE")
+        # While idle the request's fields load every clock (their clock enable is then the state,
+        # not the upstream decoder's select); they are used only from REQUEST on.
         fsm.act("IDLE",
-            If(up.cyc & up.stb,
-                NextValue(down.adr, up.adr), NextValue(down.dat_w, up.dat_w),
-                NextValue(down.sel, up.sel), NextValue(down.we, up.we),
-                NextState("REQUEST"),
-            ),
+            NextValue(down.adr, up.adr), NextValue(down.dat_w, up.dat_w),
+            NextValue(down.sel, up.sel), NextValue(down.we, up.we),
+            If(up.cyc & up.stb, NextState("REQUEST")),
         )
         fsm.act("REQUEST",
             down.cyc.eq(1), down.stb.eq(1),
@@ -272,12 +272,27 @@ def decode(module, master, windows) -> None:
 
 def decode_targets(module, master, targets) -> None:
     """LiteX's `wishbone.Decoder` (data mux select registered) over (hit function of the word
-    address, slave bus) pairs, plus an ErrorSlave for every address no target takes."""
+    address, slave bus) pairs, plus an ErrorSlave for every address no target takes.
+
+    The hits are registers: each is computed from the address a clock before the decoder sees the
+    request (a wishbone master holds its address until answered), so the address compares and the
+    slaves' request logic never meet in one clock. An access takes one clock more."""
     error = ErrorSlave(len(master.adr), len(master.dat_w))
     module.submodules += error
-    hits = [fn for fn, _ in targets]
-    targets = list(targets) + [(lambda adr: ~Reduce("OR", [fn(adr) for fn in hits]), error.bus)]
-    module.submodules += wishbone.Decoder(master, targets, register=True)
+    fns = [fn for fn, _ in targets]
+    hits = Signal(len(fns) + 1)
+    settled = Signal()       # a request was pending, unanswered, a clock ago: its address is hits'
+    module.sync += [
+        hits.eq(Cat(*[fn(master.adr) for fn in fns], ~Reduce("OR", [fn(master.adr) for fn in fns]))),
+        settled.eq(master.cyc & master.stb & ~master.ack & ~master.err),
+    ]
+    gated = wishbone.Interface(data_width=len(master.dat_w), adr_width=len(master.adr), addressing="word")
+    module.comb += [
+        master.connect(gated, omit={"cyc", "stb"}),
+        gated.cyc.eq(master.cyc & settled), gated.stb.eq(master.stb & settled),
+    ]
+    slaves = [(lambda adr, k=k: hits[k], bus) for k, bus in enumerate([*(b for _, b in targets), error.bus])]
+    module.submodules += wishbone.Decoder(gated, slaves, register=True)
 
 
 def sync_fifo(layout, depth: int):

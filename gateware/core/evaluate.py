@@ -435,27 +435,28 @@ class EvaluationUnit(LiteXModule):
             If(self.table.rd_done, NextState("CHECK")),
         )
         codes = NEURON_MODEL_CODES
+        # The descriptor's registers load in CHECK whether or not it is taken (pop_ok): the
+        # pipeline has drained, nothing reads them until SCAN, and pop_ok's compares then steer
+        # only the state and p, not the clock enables of some hundred flip-flops.
         fsm.act("CHECK",
-            If(pop_ok,
-                *[NextValue(P[name], getattr(pop, name)) for name in P],
-                *[NextValue(D[name], extra_fields[name]) for name in D],
-                NextValue(rnd, (1 << pop.shift) >> 1),
-                # Only the models this fabric carries (the others' flags stay 0; the host refuses
-                # tables that use them).
-                *([NextValue(is_sd, pop.model == codes["sigma_delta"])] if leaky else []),
-                *([NextValue(is_if, pop.model == codes["if"])] if has_if else []),
-                *([NextValue(is_cuba, pop.model == codes["cuba_lif"])] if has_cuba else []),
-                *([NextValue(is_lif, pop.model == codes["lif"])] if "lif" in models else []),
-                *([NextValue(loihi, (pop.model == codes["cuba_lif"]) | (pop.model == codes["lif"])),
-                   NextValue(ku, LOIHI_DECAY_UNITY - pop.du), NextValue(kv, LOIHI_DECAY_UNITY - pop.dv)]
-                  if has_loihi else []),
-                NextValue(word, pop.nbase[5:] if nab > 5 else 0),
-                NextValue(first_word, pop.nbase[5:] if nab > 5 else 0),
-                NextValue(first_bit, pop.nbase[:5]),
-                NextValue(last_word, (n_end - 1)[5:] if nab > 5 else 0),
-                NextValue(last_bit, (n_end - 1)[:5]),
-                NextState("SCAN"),
-            ).Else(NextValue(p, p + 1), NextState("FETCH")),
+            *[NextValue(P[name], getattr(pop, name)) for name in P],
+            *[NextValue(D[name], extra_fields[name]) for name in D],
+            NextValue(rnd, (1 << pop.shift) >> 1),
+            # Only the models this fabric carries (the others' flags stay 0; the host refuses
+            # tables that use them).
+            *([NextValue(is_sd, pop.model == codes["sigma_delta"])] if leaky else []),
+            *([NextValue(is_if, pop.model == codes["if"])] if has_if else []),
+            *([NextValue(is_cuba, pop.model == codes["cuba_lif"])] if has_cuba else []),
+            *([NextValue(is_lif, pop.model == codes["lif"])] if "lif" in models else []),
+            *([NextValue(loihi, (pop.model == codes["cuba_lif"]) | (pop.model == codes["lif"])),
+               NextValue(ku, LOIHI_DECAY_UNITY - pop.du), NextValue(kv, LOIHI_DECAY_UNITY - pop.dv)]
+              if has_loihi else []),
+            NextValue(word, pop.nbase[5:] if nab > 5 else 0),
+            NextValue(first_word, pop.nbase[5:] if nab > 5 else 0),
+            NextValue(first_bit, pop.nbase[:5]),
+            NextValue(last_word, (n_end - 1)[5:] if nab > 5 else 0),
+            NextValue(last_bit, (n_end - 1)[:5]),
+            If(pop_ok, NextState("SCAN")).Else(NextValue(p, p + 1), NextState("FETCH")),
         )
         fsm.act("SCAN",
             scanning.eq(1),
