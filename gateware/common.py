@@ -279,11 +279,11 @@ def decode_targets(module, master, targets) -> None:
     slaves' request logic never meet in one clock. An access takes one clock more."""
     error = ErrorSlave(len(master.adr), len(master.dat_w))
     module.submodules += error
-    fns = [fn for fn, _ in targets]
-    hits = Signal(len(fns) + 1)
+    target_hits = [fn(master.adr) for fn, _ in targets]
+    hits = Signal(len(target_hits) + 1)
     settled = Signal()       # a request was pending, unanswered, a clock ago: its address is hits'
     module.sync += [
-        hits.eq(Cat(*[fn(master.adr) for fn in fns], ~Reduce("OR", [fn(master.adr) for fn in fns]))),
+        hits.eq(Cat(*target_hits, ~Reduce("OR", target_hits))),
         settled.eq(master.cyc & master.stb & ~master.ack & ~master.err),
     ]
     gated = wishbone.Interface(data_width=len(master.dat_w), adr_width=len(master.adr), addressing="word")

@@ -47,7 +47,7 @@ from migen.fhdl.tools import list_signals
 from synfab import boards as board_data
 from synfab.config import FabricConfig
 from synfab.errors import SynfabError
-from synfab.linkframe import soc_has_ethernet
+from synfab.layouts import soc_has_ethernet
 
 from . import cost
 

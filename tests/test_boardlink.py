@@ -386,12 +386,13 @@ def test_partition_api_over_the_eth_link(residual, eth_chain):
 # ---------------------------------------------------------------------------------------
 # The single-board source key
 def test_no_single_board_soc_imports_the_link_gateware():
-    """The committed bitstreams' source key leaves gateware/link/ out (soc/toolchain.BOARD_LINKS):
-    sound only while no board SoC imports it, checked in a fresh interpreter."""
+    """The committed bitstreams' source key leaves gateware/link/ and the frame spec synfab.linkframe
+    out (soc/toolchain.BOARD_LINKS, board_links_digest): sound only while no board SoC imports
+    them, checked in a fresh interpreter."""
     pytest.importorskip("litex_boards")
     code = ("import sys; from synfab.config import PRESETS; from synfab_gateware.soc import ecp5; "
             "ecp5.SynfabECP5SoC('ulx3s', PRESETS['tiny']); "
-            "print(sorted(m for m in sys.modules if m.startswith('synfab_gateware.link')))")
+            "print(sorted(m for m in sys.modules if m.startswith(('synfab_gateware.link', 'synfab.linkframe'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

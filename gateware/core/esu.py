@@ -51,6 +51,7 @@ address. The pair output has no backpressure: the neuron unit takes one pair eve
 from __future__ import annotations
 
 from migen import Array, Case, Constant, If, Mux, Signal
+from migen.fhdl.bitcontainer import value_bits_sign
 from litex.gen import LiteXModule, Reduce
 from litex.soc.interconnect import stream, wishbone
 
@@ -325,6 +326,11 @@ class ESU(LiteXModule):
 
         def row_ends(counter, is_cols):
             return Mux(is_cols, counter < P, counter == 0)
+        h_inner_more, h_mid_col_last = Signal(), Signal()      # the FIFO head's, loaded into two registers each
+        self.comb += [
+            h_inner_more.eq(h.inner > P),
+            h_mid_col_last.eq(row_ends(h.mid - 1, h.cols)),
+        ]
         self.comb += [
             last_pair.eq(active & ~more & col_last & j_last),
             load.eq(h.valid & (~active | last_pair)),
@@ -355,8 +361,8 @@ class ESU(LiteXModule):
             If(load,
                 active.eq((h.inner != 0) & (h.mid != 0) & (h.outer != 0)),
                 inner.eq(h.inner), mid.eq(h.mid), ci.eq(h.inner - 1), i.eq(h.mid - 1), j.eq(h.outer - 1),
-                more.eq(h.inner > P), inner_more.eq(h.inner > P), j_last.eq(h.outer == 1),
-                col_last.eq(row_ends(h.mid - 1, h.cols)), mid_col_last.eq(row_ends(h.mid - 1, h.cols)),
+                more.eq(h_inner_more), inner_more.eq(h_inner_more), j_last.eq(h.outer == 1),
+                col_last.eq(h_mid_col_last), mid_col_last.eq(h_mid_col_last),
                 n_cur.eq(h.n0), n_pix.eq(h.n0), n_row.eq(h.n0),
                 w_cur.eq(h.w0), w_pix.eq(h.w0), w_row.eq(h.w0),
                 # A column group steps P columns at once.
@@ -370,28 +376,31 @@ class ESU(LiteXModule):
             ),
         ]
 
-        # ---- lanes: each lane's addresses, registered (L1) ----
+        # ---- lanes: each lane's addresses and its guard, registered (L1) ----
+        # The guard's range tests are decided here, from the walker's registers, into one flag per
+        # lane: the guard stage is then the flags and the per-bank selects (with the tests after L1,
+        # L1's address -> the compares -> G1's selects was the 2x2 fabric's critical path).
         lane_on = Signal(P)          # lane l has a pair this clock (before the guard)
-        for l in range(P):
-            self.comb += lane_on[l].eq(active & Mux(cols, i >= l, ci >= l))
+        lane_ok = Signal(P)          # ... and it lies inside the memories (the guard passes it)
+        zero = Signal((2, True))     # 0 as a signed signal: the compares below stay signed
+        self.comb += zero.eq(0)
         lanes = {}
         for l in range(P):
-            lanes[f"n{l}"] = n_cur + off_n[l] if l else n_cur
-            lanes[f"w{l}"] = w_cur + off_w[l] if l else w_cur
+            nl, wl = self._lane_address(n_cur, off_n, l, "n"), self._lane_address(w_cur, off_w, l, "w")
+            lanes[f"n{l}"], lanes[f"w{l}"] = nl, wl
+            self.comb += [
+                lane_on[l].eq(active & Mux(cols, i >= l, ci >= l)),
+                lane_ok[l].eq(lane_on[l] & chan_ok & (nl >= zero) & (nl < cfg.neurons_per_core)
+                              & (wconst | ((wl >= zero) & (wl < cfg.weight_words_per_core)))),
+            ]
         # The weight read covers bytes base .. base + P - 1, or for column lanes (counting down from
         # w_cur) base .. base + span.
-        l1 = PipeStage(self, lane_on != 0, always=True, lane_on=lane_on, wbase=w_cur - span, wconst=wconst,
-                       wval=wval, d=d, ws=ws, chan_ok=chan_ok, **lanes)
+        l1 = PipeStage(self, lane_on != 0, always=True, lane_on=lane_on, ok=lane_ok, wbase=w_cur - span,
+                       wconst=wconst, wval=wval, d=d, ws=ws, **lanes)
 
         # ---- guard, weight read, pair out ----
         # Each lane is guarded on its own; a lane outside the memories is dropped and counted.
-        on = Signal(P)
-        zero = Signal((2, True))        # 0 as a signed signal: the compares below stay signed
-        self.comb += zero.eq(0)
-        for l in range(P):
-            nl, wl = getattr(l1, f"n{l}"), getattr(l1, f"w{l}")
-            self.comb += on[l].eq(l1.valid & l1.lane_on[l] & l1.chan_ok & (nl >= zero) & (nl < cfg.neurons_per_core)
-                                  & (l1.wconst | ((wl >= zero) & (wl < cfg.weight_words_per_core))))
+        on = l1.ok
         lanes_out = Signal(max=P + 1)
         self.comb += lanes_out.eq(Mux(l1.valid, Reduce("ADD", list(l1.lane_on)), 0) - Reduce("ADD", list(on)))
         # Each lane goes to the bank of its neuron (n % P, at bank address n // P): the lanes of a
@@ -432,4 +441,14 @@ class ESU(LiteXModule):
             self.table.host_ok.eq(~take),
             self.weights.host_ok.eq(~active & ~l1.valid),
         ]
+
+    def _lane_address(self, base, offsets, lane, what):
+        """Lane `lane`'s address, base + offsets[lane] (lane 0: base), as a signal of the sum's width
+        and sign (the guard's compares and L1's register read the same one)."""
+        if lane == 0:
+            return base
+        value = base + offsets[lane]
+        address = Signal(value_bits_sign(value), name=f"lane{lane}_{what}")
+        self.comb += address.eq(value)
+        return address
 

@@ -32,8 +32,7 @@ from litex.soc.integration.soc_core import SoCCore
 from synfab import boards as board_data
 from synfab.config import FabricConfig
 from synfab.errors import SynfabError
-from synfab.layouts import DEFAULT_BAUDRATE, DEFAULT_SYS_CLK_MHZ
-from synfab.linkframe import soc_has_ethernet
+from synfab.layouts import DEFAULT_BAUDRATE, DEFAULT_SYS_CLK_MHZ, soc_has_ethernet
 
 from ..common import ECP5_PRODUCT_SOURCE, ECP5RegisteredProduct, RegisteredProduct
 from . import toolchain as tc

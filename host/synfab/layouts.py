@@ -675,6 +675,15 @@ def eth_board_address(board: int) -> tuple[int, str]:
     return ETH_SOC_MAC + board, ".".join([*net, str(int(host) + board)])
 
 
+# The board links (synfab.linkframe): the UART link and the Ethernet link; `--link` takes these.
+LINK_KINDS = ("uart", "eth")
+
+
+def soc_has_ethernet(ethernet: bool, link: str) -> bool:
+    """Whether a board's SoC carries LiteEth: asked for (`--ethernet`), or its link is the Ethernet link."""
+    return ethernet or link == "eth"
+
+
 def udp_stream_reg(name: str) -> int:
     """Byte address of a UDP stream port register on the SoC bus."""
     return UDP_STREAM_BASE + 4 * UDP_STREAM_REGS.index(name)

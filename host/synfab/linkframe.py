@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .layouts import ETH_MIN_PAYLOAD, ETH_WIRE_OVERHEAD, STREAM_UDP_PORT
+from .layouts import ETH_MIN_PAYLOAD, ETH_WIRE_OVERHEAD, LINK_KINDS, STREAM_UDP_PORT
 
 SYNC = 0xA5
 SYNC_PACKED = 0xA6
@@ -168,15 +168,6 @@ def eth_data_bytes(packets: int, beats: int) -> int:
     """Forward-wire bytes of `packets` data packets holding `beats` beats in all (none is padded:
     the header words and a beat are over the minimum payload)."""
     return packets * (_eth_frame_overhead() + 8 * ETH_DATA_HEADER_WORDS) + 8 * beats
-
-
-# The board links: the UART link (frames above) and the Ethernet link (UDP packets); `--link` takes these.
-LINK_KINDS = ("uart", "eth")
-
-
-def soc_has_ethernet(ethernet: bool, link: str) -> bool:
-    """Whether a board's SoC carries LiteEth: asked for (`--ethernet`), or its link is the Ethernet link."""
-    return ethernet or link == "eth"
 
 
 @dataclass(frozen=True)
