@@ -533,9 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     # These import only numpy and the standard library (heavy tools load inside their handlers),
     # so a failing import is a bug to see, not an optional feature to hide.
     from .analysis import bench
-    from . import hwcli
+    from . import caches, hwcli
     from .events import cli as events_cli
-    for mod in (events_cli, hwcli, bench):
+    for mod in (events_cli, hwcli, bench, caches):
         mod.register(sub)
     return p
 
