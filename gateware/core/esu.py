@@ -27,9 +27,10 @@ Packets (from the core's event FIFO) expand into (neuron address, weight, d) pai
            channel count cc is odd (the columns' neurons then lie in distinct banks) and its column
            stride is 1 or its weight constant (the weights are then P consecutive bytes, or none);
            otherwise one pair per clock
-  lanes    each lane's neuron and weight address, registered (L1)
+  lanes    each lane's neuron and weight address and its guard's verdict, registered (L1)
   guard    a pair whose neuron or weight address lies outside the memories, or a DW pair whose
-           channel lies outside the part (c - c0 not in 0..cc-1), is dropped and counted
+           channel lies outside the part (c - c0 not in 0..cc-1), is dropped and counted (tested
+           on the walker's registers into L1's flags, so G1 starts from flip-flops)
   weight   weight memory read (four int8 per 32-bit word, weight i in byte i % 4 of word i // 4;
            block RAM, registered), or the descriptor's constant weight; the pair (with the
            descriptor's weight shift, applied by the neuron unit) leaves registered. With P > 1
