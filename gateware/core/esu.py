@@ -438,8 +438,10 @@ class ESU(LiteXModule):
         self.comb += [
             self.idle.eq(~f1.valid & ~f2.valid & (in_setup == 0) & ~walk.source.valid & ~active
                          & ~src.valid & ~Reduce("OR", [st.valid for st in stages])),
-            # The host reads a table in a clock its datapath port is free (see TableMemory).
-            self.table.host_ok.eq(~take),
+            # The host reads a table in a clock its datapath port is free (see TableMemory): the
+            # descriptor table's while no packet waits (a flip-flop; with `~take` the packet FIFO's
+            # valid and the credit reached the table's address mux, the 2x2 fabric's critical path).
+            self.table.host_ok.eq(~pk.valid),
             self.weights.host_ok.eq(~active & ~l1.valid),
         ]
 
