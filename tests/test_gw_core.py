@@ -286,6 +286,58 @@ def test_esu_matches_design_pseudocode(seed, rect, lanes):
     assert exp_dropped > 0 and exp_synops > 50
 
 
+def test_host_reads_the_descriptor_table_while_packets_flow():
+    """The host reads the ESU's descriptor table back while packets stream in: every read answers
+    the entry written, and the packets' descriptors stay theirs (a host read takes the table's read
+    port only in a clock no packet waits for it, TableMemory's host_ok). Reads are issued from a
+    generator of their own and must overlap the traffic, not only follow it: packets come a few
+    clocks apart, so the packet FIFO runs dry between them while the walker works.""" 
+    rng = random.Random(21)
+    descs = random_descs(rng)[:10]                    # well-formed ones only: every packet lands
+    weights = [rng.randint(-128, 127) for _ in range(W)]
+    acc0 = [rng.randint(-5000, 5000) for _ in range(N)]
+    packets = random_packets(rng, descs, len(descs), 60)
+    exp_acc, _, _ = esu_reference(descs, len(descs), weights, acc0, packets)
+    sim = CoreSim(seed=21)
+    win = sim.rm.core_windows["esu"]
+    written = [win.layout.pack_one(**e) for e in full_entries(win.layout, descs)]
+    state = dict(loaded=False, done=False, reads=[], busy_reads=0)
+    got = {}
+
+    def main():
+        yield from sim.write_entries("esu", descs)
+        yield from sim.write(sim.rm.core_regs["esu_count"], len(descs))
+        yield from sim.write_array("weights", words_of_weights(weights))
+        yield from sim.write_array("acc", acc0)
+        state["loaded"] = True
+        for p in packets:                             # a packet every few clocks: the FIFO runs dry between
+            sim.inbox.append(p)
+            for _ in range(6):
+                yield from sim.step()
+        yield from sim.run_until_idle()
+        while not state["done"]:
+            yield from sim.step()
+        got["acc"] = yield from sim.read_array("acc", 0, N)
+
+    def reader():
+        while not state["loaded"]:
+            yield
+        for _ in range(3):                            # the table, three times over
+            for i, want in enumerate(written):
+                value = 0
+                for j in range(win.layout.words32):
+                    value |= (yield from sim.dut.bus.read(win.addr(i, j) >> 2)) << (32 * j)
+                state["reads"].append((i, value, want))
+                state["busy_reads"] += not (yield sim.dut.idle)
+        state["done"] = True
+
+    run_simulation(sim.dut, [main(), reader()])
+    assert [(i, v) for i, v, _ in state["reads"]] == [(i, w) for i, _, w in state["reads"]]
+    assert len(state["reads"]) == 3 * len(descs)
+    assert state["busy_reads"] >= 5, state["busy_reads"]  # they overlapped the traffic
+    assert got["acc"] == exp_acc
+
+
 def test_same_neuron_back_to_back_at_full_rate():
     """Consecutive pairs on one neuron (and alternating on two) are applied one per clock, exactly."""
     rng = random.Random(3)
