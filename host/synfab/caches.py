@@ -8,10 +8,9 @@ result) and nothing in the toolkit removes one, so the caches only grow. `prune`
 recently used entries until no entry left is older than `older_than_days` and all of them together
 take at most `max_bytes`.
 
-Where each cache lives: sim and litex-sim ask the code that fills them; build and cost repeat
-toolchain.build_root's rule (build_root itself makes the folder and refuses one under /tmp, which a
-listing must not do), samples repeats samples._cache_dir's except that an empty $SYNFAB_SAMPLES means
-unset here; tests/test_caches.py checks they agree:
+Where each cache lives is worked out here the same way as by the code that fills it (repeated, not
+imported: the host CLI registers its commands with numpy alone, and the gateware modules that know
+these folders import Migen and LiteX, tests/test_cli.py; tests/test_caches.py checks they agree):
 
     sim        synfab_gateware.sim.build.cache_root: $SYNFAB_SIM_CACHE, else $XDG_CACHE_HOME/synfab/sim
     litex-sim  synfab_gateware.soc.sim.cache_root: $XDG_CACHE_HOME/synfab/litex-sim
@@ -98,13 +97,7 @@ def _build_folder() -> Path:
 
 
 def _sim_folder() -> Path:
-    from synfab_gateware.sim.build import cache_root
-    return cache_root()
-
-
-def _litex_sim_folder() -> Path:
-    from synfab_gateware.soc.sim import cache_root
-    return cache_root()
+    return Path(os.environ.get("SYNFAB_SIM_CACHE") or _xdg_cache() / "synfab" / "sim")
 
 
 def _samples_folder() -> Path:
@@ -118,7 +111,7 @@ def known_caches() -> list[Cache]:
     return [
         Cache("sim", _sim_folder(), "Verilator libraries of fabrics, one per Verilog (synfab_gateware.sim.build)",
               keyed=True, index="by-source"),
-        Cache("litex-sim", _litex_sim_folder(),
+        Cache("litex-sim", _xdg_cache() / "synfab" / "litex-sim",
               "LiteX sim SoC builds (Verilator), one per source state (synfab_gateware.soc.sim)", keyed=True),
         Cache("build", _build_folder(), "ECP5 bitstream builds, SoC and block synthesis folders (yosys, nextpnr)",
               parents=("ecp5", "soc-synth", "cost/*")),
