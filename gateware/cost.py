@@ -239,11 +239,18 @@ def synth_block(name: str, cfg: FabricConfig, quiet: bool = True, family: str = 
     return result
 
 
+# Beside each result in the cost cache: the gateware source key it was synthesized at, so that
+# `synfab cache record` can commit the current source state's results (synfab.caches).
+SOURCE_SUFFIX = ".source"
+
+
 def write_atomically(path: Path, text: str) -> None:
-    """Readers outside the lock see the whole file or none."""
+    """Write a synthesis result (this block's or soc.ecp5.synth_soc's) into the cost cache: readers
+    outside the lock see the whole file or none. Its `<key>.source` names the source state."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+    path.with_suffix(SOURCE_SUFFIX).write_text(tc.source_digest())
 
 
 SCALING_BLOCKS = ("core", "esu", "neuron_unit", "evaluation_unit", "peg")

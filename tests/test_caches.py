@@ -324,3 +324,129 @@ def test_an_entry_left_aside_by_an_interrupted_prune_is_pruned_later(capsys):
     assert [(e["name"], e["bytes"]) for e in listed["entry_list"]] == [(KEY_A, 600)]
     report = prune_json(capsys, "--older-than", "1")
     assert report["bytes_freed"] == 600 and names(sim) == set()
+
+
+# -- committed synthesis results (seed, record) ------------------------------------------------------
+SOURCES, OTHER_SOURCES = "5" * 64, "6" * 64
+CELLS_A = {"LUT4": 120, "TRELLIS_FF": 80, "DP16KD": 2, "lut4_equiv": 150, "seconds": 3.5}
+CELLS_B = {"LUT4": 7, "TRELLIS_FF": 9, "DP16KD": 0, "lut4_equiv": 7, "seconds": 0.4}
+
+
+def cost_result(key: str, cells: dict, sources: str) -> None:
+    """A result as the synthesis leaves it in the cost cache, with its source state beside it."""
+    cost = folder("cost")
+    cost.mkdir(parents=True, exist_ok=True)
+    (cost / f"{key}.json").write_text(json.dumps(cells))
+    (cost / f"{key}{caches.SOURCE_SUFFIX}").write_text(sources)
+
+
+def records_file(tmp_path: Path, source_key: str, records: dict) -> Path:
+    path = tmp_path / "synthesis.json"
+    path.write_text(json.dumps({"source_key": source_key, "records": records}))
+    return path
+
+
+def test_record_writes_only_the_results_of_the_given_sources(tmp_path, capsys):
+    cost_result(KEY_A, CELLS_A, SOURCES)
+    cost_result(KEY_B, CELLS_B, OTHER_SOURCES)
+    (folder("cost") / f"{KEY_C}.json").write_text(json.dumps(CELLS_B))    # from before companions: unknown state
+    out = tmp_path / "records.json"
+    report = caches.record(out, source_key=SOURCES)
+    data = json.loads(out.read_text())
+    assert data["source_key"] == SOURCES and data["records"] == {KEY_A: CELLS_A}
+    assert (report["recorded"], report["from_cache"], report["kept"]) == (1, 1, 0)
+
+
+def test_record_keeps_what_the_file_holds_of_the_same_sources_and_drops_other_sources(tmp_path):
+    out = records_file(tmp_path, SOURCES, {KEY_D: CELLS_B})
+    cost_result(KEY_A, CELLS_A, SOURCES)
+    caches.record(out, source_key=SOURCES)
+    assert json.loads(out.read_text())["records"] == {KEY_A: CELLS_A, KEY_D: CELLS_B}
+    cost_result(KEY_B, CELLS_B, OTHER_SOURCES)
+    caches.record(out, source_key=OTHER_SOURCES)
+    data = json.loads(out.read_text())
+    assert data["source_key"] == OTHER_SOURCES and data["records"] == {KEY_B: CELLS_B}
+
+
+def test_seed_copies_records_into_an_empty_cost_cache_and_never_overwrites(tmp_path, capsys):
+    path = records_file(tmp_path, SOURCES, {KEY_A: CELLS_A, KEY_B: CELLS_B})
+    (folder("cost")).mkdir(parents=True)
+    (folder("cost") / f"{KEY_B}.json").write_text(json.dumps({"LUT4": 1}))    # a result made here: stays
+    rc, out, err = run_cli(capsys, "cache", "seed", "--records", str(path), "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert (report["added"], report["already_cached"]) == (1, 1)
+    assert json.loads((folder("cost") / f"{KEY_A}.json").read_text()) == CELLS_A
+    assert (folder("cost") / f"{KEY_A}{caches.SOURCE_SUFFIX}").read_text() == SOURCES
+    assert json.loads((folder("cost") / f"{KEY_B}.json").read_text()) == {"LUT4": 1}
+    # Seeded results carry their source state: recording again gives the same file.
+    again = tmp_path / "again.json"
+    caches.record(again, source_key=SOURCES)
+    assert json.loads(again.read_text())["records"] == {KEY_A: CELLS_A}
+
+
+def test_a_seeded_result_is_what_the_synthesis_lookup_returns(tmp_path, monkeypatch):
+    """The cost cache's own reader (cost.synth_block) takes a seeded result under its key and runs
+    no yosys: the key is the one synth_block computes for that block, config and toolchain."""
+    pytest.importorskip("litex")
+    from synfab.config import PRESETS
+    from synfab_gateware import cost
+    from synfab_gateware.soc import toolchain as tc
+    cfg = PRESETS["tiny"]
+    _, tool_version = tc.toolchain()
+    wrappers = "".join(__import__("inspect").getsource(f) for f in (cost._interface, cost.block, cost.block_verilog))
+    key = tc.source_digest("synth", "router", cfg.to_json(), tool_version, cost.FAMILIES["ecp5"][0], wrappers)
+    caches.seed(records_file(tmp_path, SOURCES, {key: CELLS_A}))
+    # build_root() refuses tmp_path (under /tmp, which YoWASP cannot see): its folder by its rule.
+    monkeypatch.setattr(tc, "build_root", lambda: folder("build"))
+    monkeypatch.setattr(cost, "_synthesize", lambda *a: pytest.fail("yosys ran for a seeded result"))
+    assert cost.synth_block("router", cfg) == CELLS_A
+
+
+def test_a_synthesis_result_names_its_source_state(tmp_path, monkeypatch):
+    """cost.write_atomically, which every synthesis result goes through, leaves the companion
+    `record` reads, named as caches.SOURCE_SUFFIX says."""
+    pytest.importorskip("litex")
+    from synfab.hwcli import gateware_source_key
+    from synfab_gateware import cost
+    assert cost.SOURCE_SUFFIX == caches.SOURCE_SUFFIX
+    folder("cost").mkdir(parents=True)
+    cost.write_atomically(folder("cost") / f"{KEY_A}.json", json.dumps(CELLS_A))
+    assert (folder("cost") / f"{KEY_A}{caches.SOURCE_SUFFIX}").read_text() == gateware_source_key()
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "no synthesis records at"),
+    ("{not json", "is not JSON"),
+    (json.dumps({"records": {}}), "is not a synthesis record file"),
+    (json.dumps({"source_key": "5" * 64, "records": {"short": {"LUT4": 1}}}), "is not a synthesis record file"),
+    (json.dumps({"source_key": "5" * 64, "records": {"a" * 64: {"LUT4": "many"}}}), "is not a synthesis record file"),
+    (json.dumps({"source_key": "5" * 64, "records": {"a" * 64: {"cells": {"LUT6": [1]}}}}), "is not a synthesis record file"),
+])
+def test_a_bad_records_file_is_one_line_and_seeds_nothing(tmp_path, capsys, content, needle):
+    path = tmp_path / "synthesis.json"
+    if content is not None:
+        path.write_text(content)
+    rc, out, err = run_cli(capsys, "cache", "seed", "--records", str(path))
+    assert rc == 1 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("synfab: error:") and needle in lines[0]
+    assert not folder("cost").exists() or names(folder("cost")) == set()
+
+
+def test_record_with_nothing_of_the_current_sources_is_an_error(tmp_path, capsys):
+    cost_result(KEY_A, CELLS_A, OTHER_SOURCES)
+    out = tmp_path / "records.json"
+    with pytest.raises(caches.SynfabError, match="holds no synthesis of the current gateware sources"):
+        caches.record(out, source_key=SOURCES)
+    assert not out.exists()
+
+
+def test_the_committed_records_are_of_the_current_gateware_sources():
+    """bitstreams/synthesis.json spares a fresh machine's test run about nine minutes of yosys (the
+    20-minute CI budget): after a change to the gateware, run the test suite and `synfab cache record`."""
+    pytest.importorskip("litex")
+    data = caches.load_records(caches.records_path())
+    assert data["source_key"] == caches.current_source_key(), \
+        "bitstreams/synthesis.json is of other gateware sources: run the test suite, then `synfab cache record`"
+    assert len(data["records"]) >= 30

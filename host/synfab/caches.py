@@ -2,6 +2,8 @@
 
     synfab cache [--json]
     synfab cache prune [--older-than DAYS] [--max-gb GB] [--cache NAME ...] [--dry-run] [--json]
+    synfab cache seed [--records FILE] [--json]
+    synfab cache record [--records FILE] [--json]
 
 Every source state of the gateware adds entries (a Verilator library, a LiteX sim build, a synthesis
 result) and nothing in the toolkit removes one, so the caches only grow. `prune` removes the least
@@ -33,6 +35,16 @@ read again within a day of its last recorded read looks as old as that read (noa
 The one-hour guard is therefore exact for builds (they write files) and holds for reads only at that
 resolution; entries open by a running process are protected besides (see `_paths_in_use`).
 
+Committed synthesis results (`seed`, `record`): yosys takes about nine minutes of one core for the
+syntheses the test suite and `synfab fit` ask for, and a fresh machine has none of them.
+bitstreams/synthesis.json holds the results of one gateware source state, each under its cost-cache
+key (which covers the gateware sources, the block or SoC, the fabric config and the toolchain);
+`seed` (run by setup.sh) copies them into the cost cache, so a result is used only where the very
+same synthesis would run, and any other is synthesized as before. `record` writes the results the
+cost cache holds for the current sources (each result's `<key>.source` names its source state) into
+the file: run it after a change to the gateware and a run of the test suite, as the committed
+bitstreams are rebuilt (tests/test_caches.py fails while the file is of other sources).
+
 Safety: prune never removes an entry while its lock is held (tried non-blocking with flock, the
 builders' lock), nor one used in the last hour, nor one a running process has open, and touches
 `samples` (downloaded data, not builds) only when it is named.
@@ -52,6 +64,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .analysis.placements import bitstreams_dir
 from .errors import SynfabError
 
 try:
@@ -409,6 +422,110 @@ def prune(older_than_days: float | None = None, max_bytes: int | None = None, ca
             "limits_met": not kept}
 
 
+# --- committed synthesis results -------------------------------------------------------------------
+
+SYNTHESIS_RECORDS = "synthesis.json"
+# A cost-cache result's companion naming the gateware source key it was made at (written by
+# synfab_gateware.cost.write_atomically; repeated for the reason above, compared by a test).
+SOURCE_SUFFIX = ".source"
+KEY_HEX = 64
+
+
+def records_path() -> Path:
+    return bitstreams_dir() / SYNTHESIS_RECORDS
+
+
+def _cost_folder() -> Path:
+    return next(c.folder for c in known_caches() if c.name == "cost")
+
+
+def _is_key(text) -> bool:
+    return isinstance(text, str) and len(text) == KEY_HEX and all(ch in "0123456789abcdef" for ch in text)
+
+
+def _is_counts(value) -> bool:
+    """Cell counts: a non-empty {name: number}, xc7's results nesting one level ({"cells": {...}})."""
+    def number(n):
+        return isinstance(n, (int, float)) and not isinstance(n, bool)
+    return isinstance(value, dict) and bool(value) and all(
+        number(v) or (isinstance(v, dict) and all(number(n) for n in v.values())) for v in value.values())
+
+
+def load_records(path: Path) -> dict:
+    """The records file, checked: {"source_key": key, "records": {cache key: cell counts}}."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynfabError(f"cache: no synthesis records at {path}: give --records FILE, or run `synfab cache record`")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SynfabError(f"cache: {path} is not JSON ({e}): restore it from git or run `synfab cache record`") from None
+    records = data.get("records") if isinstance(data, dict) else None
+    ok = (isinstance(records, dict) and _is_key(data.get("source_key"))
+          and all(_is_key(k) and _is_counts(v) for k, v in records.items()))
+    if not ok:
+        raise SynfabError(f"cache: {path} is not a synthesis record file (a source_key and records of "
+                          "key -> cell counts): restore it from git or run `synfab cache record`")
+    return data
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Whole or not at all, for readers outside any lock (the cost cache's own rule)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def seed(path: Path | None = None) -> dict:
+    """Copy the committed results into the cost cache; a key already cached is left as it is."""
+    path = Path(path) if path is not None else records_path()
+    data = load_records(path)
+    folder = _cost_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    added = 0
+    for key, result in sorted(data["records"].items()):
+        target = folder / f"{key}.json"
+        if target.exists():
+            continue
+        _write_text(target, json.dumps(result))
+        _write_text(target.with_suffix(SOURCE_SUFFIX), data["source_key"])
+        added += 1
+    return {"records": str(path), "folder": str(folder), "source_key": data["source_key"],
+            "added": added, "already_cached": len(data["records"]) - added}
+
+
+def current_source_key() -> str:
+    from .hwcli import gateware_source_key     # imports the gateware (Migen, LiteX): only when recording
+    return gateware_source_key()
+
+
+def record(path: Path | None = None, source_key: str | None = None) -> dict:
+    """Write the cost cache's results of `source_key` (default: the current gateware sources) into
+    the records file, with those it holds already when it is of the same sources."""
+    path = Path(path) if path is not None else records_path()
+    source_key = source_key or current_source_key()
+    folder = _cost_folder()
+    found = {}
+    for companion in sorted(folder.glob(f"*{SOURCE_SUFFIX}")) if folder.is_dir() else []:
+        result = companion.with_suffix(".json")
+        if _is_key(companion.stem) and companion.read_text().strip() == source_key and result.is_file():
+            found[companion.stem] = json.loads(result.read_text())
+    if not found:
+        raise SynfabError(f"cache record: the cost cache ({folder}) holds no synthesis of the current gateware "
+                          "sources: run the test suite (or `synfab fit`) first")
+    kept = {}
+    if path.is_file():
+        old = load_records(path)
+        if old["source_key"] == source_key:
+            kept = old["records"]
+    records = {**kept, **found}
+    text = json.dumps({"what": "yosys results of one gateware source state, by cost-cache key (synfab cache seed)",
+                       "source_key": source_key, "records": dict(sorted(records.items()))}, indent=1)
+    _write_text(path, text + "\n")
+    return {"records": str(path), "source_key": source_key, "recorded": len(records),
+            "from_cache": len(found), "kept": len(records) - len(found)}
+
+
 # --- command line ------------------------------------------------------------------------------------
 
 def human_bytes(n: int) -> str:
@@ -478,6 +595,18 @@ def cmd_prune(a) -> None:
     _emit(report, a.json, prune_text(report))
 
 
+def cmd_seed(a) -> None:
+    report = seed(a.records)
+    _emit(report, a.json, f"seeded the cost cache ({report['folder']}) with {report['added']} synthesis results "
+          f"from {report['records']} ({report['already_cached']} cached already)")
+
+
+def cmd_record(a) -> None:
+    report = record(a.records)
+    _emit(report, a.json, f"recorded {report['recorded']} synthesis results of sources {report['source_key'][:12]} "
+          f"in {report['records']} ({report['from_cache']} from the cost cache)")
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add `cache` and `cache prune` to the subparsers of the main `synfab` parser."""
     p = subparsers.add_parser("cache", help="the build caches (~/.cache/synfab): folders, entries, sizes; "
@@ -498,4 +627,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     # SUPPRESS: `synfab cache --json prune` keeps the --json given before `prune`.
     q.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     q.set_defaults(func=cmd_prune)
+    for name, func, text in (
+            ("seed", cmd_seed, "copy the committed synthesis results (bitstreams/synthesis.json) into the cost "
+             "cache; setup.sh runs it"),
+            ("record", cmd_record, "write the cost cache's synthesis results of the current gateware sources "
+             "into bitstreams/synthesis.json")):
+        r = sub.add_parser(name, help=text, description=text)
+        r.add_argument("--records", metavar="FILE", help=f"the records file (default: {records_path()})")
+        r.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        r.set_defaults(func=func)
     return p

@@ -85,6 +85,7 @@ from ..model.golden import EVENT_FIELDS
 from ..compiler.mapper import DEFAULT_OBJECTIVE
 from ..compiler.work import lanes
 from . import placements
+from .placements import bitstreams_dir
 from ..runtime.device import BEAT_BYTES, eof_word, event_words, frame_beats
 
 CONV_KERNEL = 3
@@ -600,11 +601,6 @@ def ethernet_line_rate(events_per_frame: float, out_events_per_frame: float, bit
             "wire_bytes_out_per_frame": round(out_bytes, 1),
             "wire_bytes_per_input_event": round(in_bytes / max(events_per_frame, 1e-9), 3),
             "frames_per_s": round(frames_s, 1), "input_events_per_s": round(frames_s * events_per_frame, 1)}
-
-
-def bitstreams_dir() -> Path:
-    """The repository's bitstreams/ (beside host/), where manifest*.json record every build."""
-    return Path(__file__).resolve().parents[3] / "bitstreams"
 
 
 def _board_of(cfg: FabricConfig, ecp5: bool = True):

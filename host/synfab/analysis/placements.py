@@ -22,9 +22,15 @@ FILE_NAME = "placements.json"
 IDENTITY = ("board", "config_crc", "sys_clk_mhz", "seed", "ethernet", "link", "board_index")
 
 
+def bitstreams_dir() -> Path:
+    """The repository's bitstreams/ (beside host/): the committed bitstreams and their manifests,
+    these placements, the committed synthesis results (synfab.caches)."""
+    return Path(__file__).resolve().parents[3] / "bitstreams"
+
+
 def default_path() -> Path:
-    """bitstreams/placements.json of the repository (beside host/)."""
-    return Path(__file__).resolve().parents[3] / "bitstreams" / FILE_NAME
+    """bitstreams/placements.json of the repository."""
+    return bitstreams_dir() / FILE_NAME
 
 
 def load(path: Path | None = None) -> list[dict]:
