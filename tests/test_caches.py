@@ -385,22 +385,28 @@ def test_seed_copies_records_into_an_empty_cost_cache_and_never_overwrites(tmp_p
     assert json.loads(again.read_text())["records"] == {KEY_A: CELLS_A}
 
 
-def test_a_seeded_result_is_what_the_synthesis_lookup_returns(tmp_path, monkeypatch):
-    """The cost cache's own reader (cost.synth_block) takes a seeded result under its key and runs
-    no yosys: the key is the one synth_block computes for that block, config and toolchain."""
+def test_a_recorded_and_seeded_result_is_what_the_synthesis_lookup_returns(tmp_path, monkeypatch):
+    """The round trip on the cost cache's own code (cost.synth_block): a synthesis (yosys stood in
+    for) leaves its result, `record` writes it out, the cache is emptied, `seed` puts it back, and
+    synth_block returns it without running yosys."""
     pytest.importorskip("litex")
+    import shutil
     from synfab.config import PRESETS
     from synfab_gateware import cost
     from synfab_gateware.soc import toolchain as tc
-    cfg = PRESETS["tiny"]
-    _, tool_version = tc.toolchain()
-    wrappers = "".join(__import__("inspect").getsource(f) for f in (cost._interface, cost.block, cost.block_verilog))
-    key = tc.source_digest("synth", "router", cfg.to_json(), tool_version, cost.FAMILIES["ecp5"][0], wrappers)
-    caches.seed(records_file(tmp_path, SOURCES, {key: CELLS_A}))
     # build_root() refuses tmp_path (under /tmp, which YoWASP cannot see): its folder by its rule.
     monkeypatch.setattr(tc, "build_root", lambda: folder("build"))
+    cells = {k: v for k, v in CELLS_A.items() if k != "seconds"}       # synth_block adds the time taken
+    monkeypatch.setattr(cost, "_synthesize", lambda *a: dict(cells))
+    made = cost.synth_block("router", PRESETS["tiny"])
+    assert made.items() >= cells.items()
+    out = tmp_path / "records.json"
+    assert caches.record(out)["recorded"] == 1          # at the current sources (the real gateware key)
+    shutil.rmtree(folder("cost"))
+    assert caches.seed(out)["added"] == 1
     monkeypatch.setattr(cost, "_synthesize", lambda *a: pytest.fail("yosys ran for a seeded result"))
-    assert cost.synth_block("router", cfg) == CELLS_A
+    assert cost.synth_block("router", PRESETS["tiny"]) == made
+    assert cost.synth_block("core", PRESETS["tiny"], cached_only=True) is None    # another key: not seeded
 
 
 def test_a_synthesis_result_names_its_source_state(tmp_path, monkeypatch):
