@@ -396,6 +396,8 @@ def test_a_recorded_and_seeded_result_is_what_the_synthesis_lookup_returns(tmp_p
     from synfab_gateware.soc import toolchain as tc
     # build_root() refuses tmp_path (under /tmp, which YoWASP cannot see): its folder by its rule.
     monkeypatch.setattr(tc, "build_root", lambda: folder("build"))
+    # The toolchain's name goes into the key; asking YoWASP for it costs seconds to minutes.
+    monkeypatch.setattr(tc, "toolchain", lambda: ({}, "stand-in toolchain"))
     cells = {k: v for k, v in CELLS_A.items() if k != "seconds"}       # synth_block adds the time taken
     monkeypatch.setattr(cost, "_synthesize", lambda *a: dict(cells))
     made = cost.synth_block("router", PRESETS["tiny"])
