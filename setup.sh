@@ -18,7 +18,7 @@ else
 fi
 python -m pip install -q -e ".[dev]"
 # The yosys results committed for these gateware sources (bitstreams/synthesis.json): a fresh machine's
-# `synfab fit` and test run skip about nine minutes of synthesis; any other synthesis runs as before.
+# `synfab fit` and test run skip their synthesis (555 s of yosys); any other synthesis runs as before.
 python -m synfab.cli cache seed
 # YoWASP compiles its WebAssembly tools on first use (~1 min each): do it once here, so parallel
 # builds never race on that cache.

@@ -451,8 +451,8 @@ def test_record_with_nothing_of_the_current_sources_is_an_error(tmp_path, capsys
 
 
 def test_the_committed_records_are_of_the_current_gateware_sources():
-    """bitstreams/synthesis.json spares a fresh machine's test run about nine minutes of yosys (the
-    20-minute CI budget): after a change to the gateware, run the test suite and `synfab cache record`."""
+    """bitstreams/synthesis.json spares a fresh machine's test run its syntheses (555 s of yosys; the
+    CI budget): after a change to the gateware, run the test suite and `synfab cache record`."""
     pytest.importorskip("litex")
     data = caches.load_records(caches.records_path())
     assert data["source_key"] == caches.current_source_key(), \

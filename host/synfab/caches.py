@@ -35,8 +35,9 @@ read again within a day of its last recorded read looks as old as that read (noa
 The one-hour guard is therefore exact for builds (they write files) and holds for reads only at that
 resolution; entries open by a running process are protected besides (see `_paths_in_use`).
 
-Committed synthesis results (`seed`, `record`): yosys takes about nine minutes of one core for the
-syntheses the test suite and `synfab fit` ask for, and a fresh machine has none of them.
+Committed synthesis results (`seed`, `record`): a fresh machine has none of the syntheses the test
+suite and `synfab fit` ask for (33 at the current sources; yosys took 555 s over them in a cold test
+run here, two tests at a time).
 bitstreams/synthesis.json holds the results of one gateware source state, each under its cost-cache
 key (which covers the gateware sources, the block or SoC, the fabric config and the toolchain);
 `seed` (run by setup.sh) copies them into the cost cache, so a result is used only where the very
@@ -608,7 +609,7 @@ def cmd_record(a) -> None:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    """Add `cache` and `cache prune` to the subparsers of the main `synfab` parser."""
+    """Add `cache` and `cache prune | seed | record` to the subparsers of the main `synfab` parser."""
     p = subparsers.add_parser("cache", help="the build caches (~/.cache/synfab): folders, entries, sizes; "
                               "`cache prune` removes least-recently-used entries")
     p.add_argument("--json", action="store_true")
