@@ -8,6 +8,7 @@ and what to do about it.  `--allow-skips` turns this off for a deliberately part
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ import pytest
 try:        # Migen's simulator with each expression's width worked out once per run (~20% faster)
     from synfab_gateware.sim.migen_speed import install as _install_migen_speed
     _install_migen_speed()
+    # The Verilator libraries of a test run are built plain: the profile-guided build compiles each
+    # of the suite's 24 fabrics twice for simulations of seconds (synfab_gateware.sim.build.PGO_ENV).
+    # Benchmarks and users keep the profile-guided build; tests/test_sim_build.py builds both.
+    from synfab_gateware.sim.build import PGO_ENV
+    os.environ.setdefault(PGO_ENV, "0")
 except ImportError:         # no gateware extras: the tests that need Migen skip
     pass
 

@@ -1,4 +1,5 @@
-"""The simulation build: profile-guided compile, and the plain build when profiling is unavailable.
+"""The simulation build: profile-guided compile, the plain build when profiling is unavailable, and
+the plain build asked for ($SYNFAB_SIM_PGO=0, what the test suite itself uses: tests/conftest.py).
 
 Both build the stand-in fabric of fixtures/ into a private cache and check the build log says
 which way the model was compiled, then that the library is a working simulation.
@@ -22,8 +23,9 @@ STANDIN = Path(__file__).parent / "fixtures" / "standin_fabric.v"
 
 @pytest.fixture
 def standin(tmp_path, monkeypatch) -> Path:
-    """The stand-in sized for CFG, built into an empty private cache."""
+    """The stand-in sized for CFG, built into an empty private cache, profile-guided (the default)."""
     monkeypatch.setenv("SYNFAB_SIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(build.PGO_ENV, "1")
     path = tmp_path / "synfab_fabric.v"
     path.write_text(re.sub(r"ADDR_BITS = \d+", f"ADDR_BITS = {RegisterMap(CFG).addr_bits}",
                            STANDIN.read_text()))
@@ -61,6 +63,19 @@ def test_plain_build_when_the_compiler_cannot_profile(standin, monkeypatch):
     passes = [line for line in log.splitlines() if line.startswith("$ make")]
     assert "-fno-such-profile-option" in passes[0] and passes[-1].endswith(f"OPT_FAST={build.OPT_FAST} "
                                                                           f"{build.LIB_NAME}")
+    _works(standin)
+
+
+def test_a_plain_build_when_asked_is_one_pass_and_another_library(standin, monkeypatch):
+    guided = build.cache_key(standin)
+    monkeypatch.setenv(build.PGO_ENV, "0")
+    assert build.cache_key(standin) != guided          # never served the other build's library
+    lib = build_verilog(standin, quiet=True)
+    log = _build_log(lib)
+    passes = [line for line in log.splitlines() if line.startswith("$ make")]
+    assert len(passes) == 1 and passes[0].endswith(f"OPT_FAST={build.OPT_FAST} {build.LIB_NAME}")
+    assert build.CHOSEN_PLAIN_NOTE in log and "-fprofile" not in log
+    assert lib.parent.name == build.cache_key(standin)
     _works(standin)
 
 

@@ -49,6 +49,12 @@ PGO_USE = [f"OPT_FAST={OPT_FAST} -fprofile-use -fprofile-partial-training -Wno-m
 # the demo network as training data gives no more).
 PGO_TRAINING_CYCLES = 20_000
 PLAIN_BUILD_NOTE = "profile-guided build unavailable: plain build"
+# SYNFAB_SIM_PGO=0: build plain, once. The profile-guided build compiles the model twice and pays
+# that back over long simulations (benchmarks, soaks, a user's runs); the test suite builds 24
+# fabrics for short runs, where it is the other way round (tests/conftest.py sets it). Measured on
+# tests/test_cosim_fabrics.py: plain builds take half the compile time, the simulations 1.2x longer.
+PGO_ENV = "SYNFAB_SIM_PGO"
+CHOSEN_PLAIN_NOTE = f"plain build ({PGO_ENV}=0)"
 PGO_TRAINING = """
 import ctypes, sys
 lib = ctypes.CDLL(sys.argv[1])
@@ -104,9 +110,17 @@ def _verilog_digest_text(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
 
 
+def profile_guided() -> bool:
+    """Whether libraries are built profile-guided (the default) or plain ($SYNFAB_SIM_PGO=0)."""
+    return os.environ.get(PGO_ENV, "1") != "0"
+
+
 def _build_parts() -> tuple[str, ...]:
-    """Everything besides the Verilog that goes into a library: the harness, Verilator, the flags."""
+    """Everything besides the Verilog that goes into a library: the harness, Verilator, the flags
+    (a plain build and a profile-guided one are different libraries)."""
     _, _, version = verilator_tool()
+    if not profile_guided():
+        return HARNESS.read_text(), version, " ".join(VERILATOR_FLAGS + MAKE_VARS), f"plain OPT_FAST={OPT_FAST}"
     return (HARNESS.read_text(), version, " ".join(VERILATOR_FLAGS + MAKE_VARS + PGO_GENERATE + PGO_USE),
             PGO_TRAINING, str(PGO_TRAINING_CYCLES))
 
@@ -181,7 +195,11 @@ def _compile(verilog: Path, root: Path, key: str, quiet: bool) -> None:
 
 
 def _build_model(obj: Path, log, env: dict) -> int:
-    """Compile the verilated model in obj, profile-guided where the compiler can; make's exit code."""
+    """Compile the verilated model in obj, profile-guided where the compiler can (unless asked for
+    a plain build); make's exit code."""
+    if not profile_guided():
+        log.write(f"\n{CHOSEN_PLAIN_NOTE}\n")
+        return _make(obj, log, env, [f"OPT_FAST={OPT_FAST}"])
     profiled = (_make(obj, log, env, PGO_GENERATE) == 0
                 and _run([sys.executable, "-c", PGO_TRAINING, str(obj / LIB_NAME), str(PGO_TRAINING_CYCLES)],
                          log, env, obj, timeout=600) == 0)
