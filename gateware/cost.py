@@ -247,10 +247,10 @@ SOURCE_SUFFIX = ".source"
 def write_atomically(path: Path, text: str) -> None:
     """Write a synthesis result (this block's or soc.ecp5.synth_soc's) into the cost cache: readers
     outside the lock see the whole file or none. Its `<key>.source` names the source state."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    path.with_suffix(SOURCE_SUFFIX).write_text(tc.source_digest())
+    for target, content in ((path, text), (path.with_suffix(SOURCE_SUFFIX), tc.source_digest())):
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(content)
+        tmp.replace(target)
 
 
 SCALING_BLOCKS = ("core", "esu", "neuron_unit", "evaluation_unit", "peg")
