@@ -38,6 +38,7 @@ from migen.genlib.record import Record
 from litex.gen.fhdl.verilog import convert
 from litex.soc.interconnect.axi import AXILiteInterface
 
+from synfab.caches import SOURCE_SUFFIX, write_text_atomically
 from synfab.config import FabricConfig
 from synfab.layouts import FABRIC_LAYOUT_VERSION, RegisterMap, esu_desc, neuron_state, peg_entry, pop_desc
 
@@ -239,18 +240,13 @@ def synth_block(name: str, cfg: FabricConfig, quiet: bool = True, family: str = 
     return result
 
 
-# Beside each result in the cost cache: the gateware source key it was synthesized at, so that
-# `synfab cache record` can commit the current source state's results (synfab.caches).
-SOURCE_SUFFIX = ".source"
-
-
 def write_atomically(path: Path, text: str) -> None:
     """Write a synthesis result (this block's or soc.ecp5.synth_soc's) into the cost cache: readers
-    outside the lock see the whole file or none. Its `<key>.source` names the source state."""
-    for target, content in ((path, text), (path.with_suffix(SOURCE_SUFFIX), tc.source_digest())):
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(content)
-        tmp.replace(target)
+    outside the lock see the whole file or none. Beside it, `<key>.source` names the gateware
+    source key it was synthesized at, so `synfab cache record` can commit the current source
+    state's results (synfab.caches: its suffix and its write rule)."""
+    write_text_atomically(path, text)
+    write_text_atomically(path.with_suffix(SOURCE_SUFFIX), tc.source_digest())
 
 
 SCALING_BLOCKS = ("core", "esu", "neuron_unit", "evaluation_unit", "peg")

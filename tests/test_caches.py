@@ -412,15 +412,17 @@ def test_a_recorded_and_seeded_result_is_what_the_synthesis_lookup_returns(tmp_p
 
 
 def test_a_synthesis_result_names_its_source_state(tmp_path, monkeypatch):
-    """cost.write_atomically, which every synthesis result goes through, leaves the companion
-    `record` reads, named as caches.SOURCE_SUFFIX says."""
+    """cost.write_atomically, which every synthesis result goes through, leaves the result and the
+    companion `record` reads, and no temporary file."""
     pytest.importorskip("litex")
     from synfab.hwcli import gateware_source_key
     from synfab_gateware import cost
-    assert cost.SOURCE_SUFFIX == caches.SOURCE_SUFFIX
     folder("cost").mkdir(parents=True)
     cost.write_atomically(folder("cost") / f"{KEY_A}.json", json.dumps(CELLS_A))
-    assert (folder("cost") / f"{KEY_A}{caches.SOURCE_SUFFIX}").read_text() == gateware_source_key()
+    assert json.loads((folder("cost") / f"{KEY_A}.json").read_text()) == CELLS_A
+    assert (folder("cost") / f"{KEY_A}.source").read_text() == gateware_source_key()
+    assert sorted(p.name for p in folder("cost").iterdir()) == [f"{KEY_A}.json", f"{KEY_A}.source"]
+    assert caches.record(tmp_path / "records.json")["recorded"] == 1
 
 
 @pytest.mark.parametrize("content, needle", [

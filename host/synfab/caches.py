@@ -470,8 +470,9 @@ def load_records(path: Path) -> dict:
     return data
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Whole or not at all, for readers outside any lock (the cost cache's own rule)."""
+def write_text_atomically(path: Path, text: str) -> None:
+    """Whole or not at all, for readers outside any lock: the cost cache's rule, used by every
+    writer of it (synfab_gateware.cost.write_atomically, `seed`)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
@@ -488,8 +489,8 @@ def seed(path: Path | None = None) -> dict:
         target = folder / f"{key}.json"
         if target.exists():
             continue
-        _write_text(target, json.dumps(result))
-        _write_text(target.with_suffix(SOURCE_SUFFIX), data["source_key"])
+        write_text_atomically(target, json.dumps(result))
+        write_text_atomically(target.with_suffix(SOURCE_SUFFIX), data["source_key"])
         added += 1
     return {"records": str(path), "folder": str(folder), "source_key": data["source_key"],
             "added": added, "already_cached": len(data["records"]) - added}
@@ -522,7 +523,7 @@ def record(path: Path | None = None, source_key: str | None = None) -> dict:
     records = {**kept, **found}
     text = json.dumps({"what": "yosys results of one gateware source state, by cost-cache key (synfab cache seed)",
                        "source_key": source_key, "records": dict(sorted(records.items()))}, indent=1)
-    _write_text(path, text + "\n")
+    write_text_atomically(path, text + "\n")
     return {"records": str(path), "source_key": source_key, "recorded": len(records),
             "from_cache": len(found), "kept": len(records) - len(found)}
 
