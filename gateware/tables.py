@@ -201,7 +201,7 @@ class SerialTableMemory(LiteXModule):
         bus        in   host window (RegisterMap layout)
         rd_adr     in   the entry to read, sampled with rd_start
         rd_start   in   pulse: read entry rd_adr
-        rd_done    out  pulse: rd_dat and rd_extra hold the entry (words + extra words + 2 clocks later)
+        rd_done    out  pulse: rd_dat and rd_extra hold the entry (words + extra words + 3 clocks later)
         rd_dat     out  the entry (layout Record), held until the next read
         rd_extra   out  its derived values (if `derive`)
         host_ok    in   the owner does not read now (default 1)
@@ -250,7 +250,13 @@ class SerialTableMemory(LiteXModule):
         reading = Signal()
         issue = Signal(max=total + 1)          # next word to address
         arrived = Signal(max=total + 1)        # words shifted in
-        valid1, valid2 = Signal(), Signal()    # a word in the memory / in the output register
+        # The read address is registered: the host's read request (from its bus slice) and the
+        # datapath's address meet in a mux that reaches a flip-flop, not the memory's read logic (the
+        # slice -> mux -> memory read -> output register was the 2x2 fabric's critical path at one
+        # placement seed). Host and datapath addresses both pass it, so their order is kept.
+        adr_q = Signal(len(rd.adr))
+        self.comb += rd.adr.eq(adr_q)
+        valid0, valid1, valid2 = Signal(), Signal(), Signal()    # a word addressed / in the memory / in q
         q = Signal(32)
         entry = Signal(entry_bits)
         shift = Signal(32 * total)
@@ -264,7 +270,8 @@ class SerialTableMemory(LiteXModule):
                     If(arrived == total - 1, reading.eq(0), self.rd_done.eq(1)),
                 ),
             ),
-            valid1.eq(reading & ~self.rd_start & (issue != total)),
+            valid0.eq(reading & ~self.rd_start & (issue != total)),
+            valid1.eq(valid0),
             valid2.eq(valid1),
             q.eq(rd.dat_r),
         ]
@@ -274,7 +281,7 @@ class SerialTableMemory(LiteXModule):
         ]
 
         # ---- host reads: one word, through the read port ----
-        host_rd = Signal(2)
+        host_rd = Signal(3)
         start_read = Signal()
         read_mapped = Signal()
         write_access = Signal()
@@ -282,10 +289,10 @@ class SerialTableMemory(LiteXModule):
             write_access.eq(bus.cyc & bus.stb & ~bus.ack & bus.we),
             # Not gated by rd_start: the owner raises rd_start only while it keeps host_ok low.
             start_read.eq(bus.cyc & bus.stb & ~bus.ack & ~bus.we & self.host_ok & ~reading & (host_rd == 0)),
-            rd.adr.eq(Mux(start_read, address(host.entry, host.word), address(entry, issue))),
         ]
         self.sync += [
-            host_rd.eq(Cat(start_read, host_rd[0])),
+            adr_q.eq(Mux(start_read, address(host.entry, host.word), address(entry, issue))),
+            host_rd.eq(Cat(start_read, host_rd[:2])),
             If(start_read, read_mapped.eq(host.mapped)),
         ]
 
@@ -315,6 +322,6 @@ class SerialTableMemory(LiteXModule):
         write_ack = (host.access & ~host.commit) | last_slot
         self.comb += self.host_busy.eq(start_read | (host_rd != 0) | write_access)
         self.sync += [
-            bus.ack.eq(write_ack | host_rd[1]),
-            bus.dat_r.eq(Mux(host_rd[1] & read_mapped, q, 0)),
+            bus.ack.eq(write_ack | host_rd[2]),
+            bus.dat_r.eq(Mux(host_rd[2] & read_mapped, q, 0)),
         ]

@@ -20,9 +20,9 @@ CFG = FabricConfig(mesh_x=1, mesh_y=1, neurons_per_core=256, weight_words_per_co
                    esu_descriptors_per_core=16, populations_per_core=4, input_peg_entries=8, name="core_test")
 N, W = CFG.neurons_per_core, CFG.weight_words_per_core
 # Clocks from a packet entering the core to its first synapse applied: event FIFO, descriptor read
-# (2), set-up (7), walker FIFO, walker, the lanes' addresses, weight read (2), pair register, neuron
-# unit (2).
-ESU_LATENCY_BOUND = 21
+# (2), set-up (7), walker FIFO and its registered head, walker, the lanes' addresses, weight read
+# (2), pair register, neuron unit (2).
+ESU_LATENCY_BOUND = 22
 
 
 def wrap(v, bits):

@@ -297,7 +297,12 @@ class ESU(LiteXModule):
         self.sync += in_setup.eq(in_setup + enter - push - host_drop)
 
         # ---- walker: up to P pairs per clock ----
-        h = walk.source
+        # The walker loads from a registered head (LiteX PipeValid, full rate): the FIFO's storage is
+        # LUT RAM, and its read -> the load's compares and muxes -> the walker's registers was the
+        # 2x2 fabric's critical path at one placement seed.
+        self.walk_head = head = stream.PipeValid(walk_layout(cfg, rng))
+        self.comb += walk.source.connect(head.sink)
+        h = head.source
         active, load, last_pair, more, col_last = Signal(), Signal(), Signal(), Signal(), Signal()
         ci, i, j = Signal(chb + 1), Signal(kb), Signal(kb)          # counting down to 0
         n_cur, n_pix, n_row = (Signal((rng.n_bits, True)) for _ in range(3))
@@ -401,21 +406,21 @@ class ESU(LiteXModule):
 
         # ---- guard, weight read, pair out ----
         # Each lane is guarded on its own; a lane outside the memories is dropped and counted.
-        on = l1.ok
+        # (L1 loads every clock: lane_on and ok are 0 in a clock without a pair.)
         lanes_out = Signal(max=P + 1)
-        self.comb += lanes_out.eq(Mux(l1.valid, Reduce("ADD", list(l1.lane_on)), 0) - Reduce("ADD", list(on)))
+        self.comb += lanes_out.eq(Reduce("ADD", list(l1.lane_on)) - Reduce("ADD", list(l1.ok)))
         # Each lane goes to the bank of its neuron (n % P, at bank address n // P): the lanes of a
         # clock are consecutive neurons, or columns of a part with an odd channel count, so their
         # banks differ. Its weight is byte w % (4 * NB) of the NB weight banks' words side by side.
         per_bank = {}
         wb_bits = 2 + self.weights.bank_bits
         for b in range(P):
-            hit = [on[l] & (getattr(l1, f"n{l}")[:lg] == b) if lg else on[l] for l in range(P)]
+            hit = [l1.ok[l] & (getattr(l1, f"n{l}")[:lg] == b) if lg else l1.ok[l] for l in range(P)]
             per_bank[f"on{b}"] = Reduce("OR", hit)
             per_bank[f"a{b}"] = Reduce("OR", [Mux(hit[l], getattr(l1, f"n{l}")[lg:lg + bank_bits(cfg)], 0)
                                               for l in range(P)])
             per_bank[f"i{b}"] = Reduce("OR", [Mux(hit[l], getattr(l1, f"w{l}")[:wb_bits], 0) for l in range(P)])
-        g1 = PipeStage(self, on != 0, always=True, wconst=l1.wconst, wval=l1.wval, d=l1.d, ws=l1.ws, **per_bank)
+        g1 = PipeStage(self, l1.ok != 0, always=True, wconst=l1.wconst, wval=l1.wval, d=l1.d, ws=l1.ws, **per_bank)
         # The pairs wait beside the weight read: one stage per clock of its latency.
         g = g1
         stages = [l1, g1]
@@ -436,7 +441,7 @@ class ESU(LiteXModule):
 
         # ---- idle, host access to the tables ----
         self.comb += [
-            self.idle.eq(~f1.valid & ~f2.valid & (in_setup == 0) & ~walk.source.valid & ~active
+            self.idle.eq(~f1.valid & ~f2.valid & (in_setup == 0) & ~walk.source.valid & ~h.valid & ~active
                          & ~src.valid & ~Reduce("OR", [st.valid for st in stages])),
             # The host reads a table in a clock its datapath port is free (see TableMemory): the
             # descriptor table's while no packet waits (a flip-flop; with `~take` the packet FIFO's
