@@ -379,11 +379,25 @@ def test_board_clock_is_measured_from_the_manifest_or_flagged_as_assumed(tmp_pat
     assert clock["fmax_measured"] is False
     # A fabric without a board and without a bitstream has no clock.
     assert bench.board_clock(FabricConfig(), tmp_path) is None
+    # Beside a linked SoC of the same fabric (its path sorts first, its clock is lower): the plain
+    # SoC's bitstream, whose SoC the host-link figures are measured on.
+    base = json.loads((_manifest(tmp_path) / "manifest.json").read_text())["artifacts"][0]
+    linked = {**base, "path": "ulx3s-85f-uart-linked/l.bit", "fmax_mhz": 70.0, "sys_clk_mhz": 68.0, "link": "uart"}
+    eth = {**base, "path": "ulx3s-85f-eth/e.bit", "fmax_mhz": 60.0, "ethernet": True}
+    for artifacts in ([linked, base], [eth, linked, base], [base, linked]):
+        (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
+        clock = bench.board_clock(cfg, tmp_path)
+        assert clock["fmax_mhz"] == 87.5 and clock["sys_clk_mhz"] == 80.0
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": [linked]}))
+    assert bench.board_clock(cfg, tmp_path)["fmax_mhz"] == 70.0      # the only one: still measured
     # The repository's manifest: tiny was built for the ULX3S.
     manifest = json.loads((bench.bitstreams_dir() / "manifest.json").read_text())
     (tiny,) = [e for e in manifest["artifacts"] if e["fabric"] == "tiny"]
     clock = bench.board_clock(PRESETS["tiny"])
     assert clock["fmax_measured"] is True and clock["fmax_mhz"] == tiny["fmax_mhz"]
+    # ... and the ULX3S-85F preset has a plain and a linked bitstream: the figures are the plain one's.
+    (plain,) = [e for e in manifest["artifacts"] if e["fabric"] == "ulx3s-85f" and "link" not in e]
+    assert bench.board_clock(PRESETS["ulx3s-85f"])["fmax_mhz"] == plain["fmax_mhz"]
 
 
 BOARD = "ulx3s-85f"

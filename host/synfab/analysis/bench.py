@@ -610,7 +610,9 @@ def _board_of(cfg: FabricConfig, ecp5: bool = True):
 
 
 def _manifest_entry(cfg: FabricConfig, manifest_dir: Path):
-    """(manifest file, entry) of a recorded ECP5 bitstream of exactly this fabric, the board's own first."""
+    """(manifest file, entry) of a recorded ECP5 bitstream of exactly this fabric: the board's own
+    first, and of those the plain UARTBone SoC's (the SoC the host-link figures are measured on)
+    before a linked or Ethernet SoC's, which places at its own, lower clock."""
     from ..boards import BOARDS
     found = []
     for manifest in sorted(Path(manifest_dir).glob("manifest*.json")):
@@ -619,7 +621,8 @@ def _manifest_entry(cfg: FabricConfig, manifest_dir: Path):
             if (board is not None and board.family == "ecp5" and entry.get("fabric") == cfg.name
                     and entry.get("config_crc") == f"{cfg.crc():#010x}" and entry.get("fmax_mhz")):
                 found.append((manifest, entry))
-    found.sort(key=lambda me: me[1]["board"] != getattr(_board_of(cfg), "name", None))
+    own = getattr(_board_of(cfg), "name", None)
+    found.sort(key=lambda me: (me[1]["board"] != own, bool(me[1].get("link")), bool(me[1].get("ethernet"))))
     return found[0] if found else None
 
 
