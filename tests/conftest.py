@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-try:        # Migen's simulator with each expression's width worked out once per run (~20% faster)
+try:        # Migen's simulator running the design compiled to Python (a core test ~9x faster)
     from synfab_gateware.sim.migen_speed import install as _install_migen_speed
     _install_migen_speed()
     # The Verilator libraries of a test run are built plain: the profile-guided build compiles each

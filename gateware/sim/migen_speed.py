@@ -23,12 +23,19 @@ from __future__ import annotations
 import functools
 import itertools
 
+from migen.fhdl.bitcontainer import value_bits_sign
+from migen.fhdl.structure import (Case, Cat, ClockSignal, Constant, If, Replicate, ResetSignal, Signal, _ArrayProxy,
+                                  _Assign, _Operator, _Part, _Slice)
+
 _INSTALLED = False
 
 # Python's parser nests at most 200 parentheses and 100 indents: deeper trees go through temporaries
 # (expressions) or the Evaluator (statements).
 MAX_EXPRESSION_DEPTH = 48
 MAX_STATEMENT_DEPTH = 60
+# Migen's binary operators as Python's (the Evaluator's own mapping; "m", "~" and unary "-" apart).
+PYTHON_OPERATORS = {"+": "+", "-": "-", "*": "*", ">>>": ">>", "<<<": "<<", "&": "&", "^": "^", "|": "|",
+                    "<": "<", "<=": "<=", "==": "==", "!=": "!=", ">": ">", ">=": ">="}
 
 
 class _Compiler:
@@ -36,8 +43,6 @@ class _Compiler:
     unset values are filled with their reset values before it runs (the Evaluator's own rule)."""
 
     def __init__(self, clock_domains):
-        from migen.fhdl.bitcontainer import value_bits_sign
-        self.bits_sign = value_bits_sign
         self.clock_domains = clock_domains
         self.names: dict[str, object] = {}      # constants of the generated code (nodes, duid tuples)
         self.signals: dict[int, object] = {}
@@ -73,10 +78,7 @@ class _Compiler:
         return t, 1
 
     def _expr(self, node, indent: int) -> tuple[str, int]:
-        from migen.fhdl.structure import (Cat, ClockSignal, Constant, Replicate, ResetSignal, Signal,
-                                          _ArrayProxy, _Operator, _Part, _Slice)
-        t = type(node)
-        if t is Constant or (t is not Signal and isinstance(node, Constant)):
+        if isinstance(node, Constant):
             return repr(node.value), 1
         if isinstance(node, Signal):
             return f"sv[{self._signal(node)}]", 1
@@ -125,7 +127,6 @@ class _Compiler:
         return f"ev.eval({self._bind('n', node)})", 1
 
     def _unsigned_signal(self, node) -> bool:
-        from migen.fhdl.structure import Signal
         return isinstance(node, Signal) and not node.signed
 
     def _operator(self, node, indent: int) -> tuple[str, int]:
@@ -139,8 +140,7 @@ class _Compiler:
             b, db = self._expr(ops[1], indent)
             c, dc = self._expr(ops[2], indent)
             return self._hoisted(f"({b} if {a} else {c})", max(da, db, dc) + 1, indent)
-        python = {"+": "+", "-": "-", "*": "*", ">>>": ">>", "<<<": "<<", "&": "&", "^": "^", "|": "|",
-                  "<": "<", "<=": "<=", "==": "==", "!=": "!=", ">": ">", ">=": ">="}.get(op)
+        python = PYTHON_OPERATORS.get(op)
         if python is None:
             return self._fallback_expr(node)
         b, db = self._expr(ops[1], indent)
@@ -148,7 +148,6 @@ class _Compiler:
 
     def _signal_choices(self, node):
         """The duids of an Array of plain signals (a memory's words), else None."""
-        from migen.fhdl.structure import Signal
         if node.choices and all(type(c) is Signal for c in node.choices):
             return tuple(self._signal(c) for c in node.choices)
         return None
@@ -156,7 +155,6 @@ class _Compiler:
     def _index(self, node, indent: int) -> tuple[str, int]:
         """The Evaluator's index: min(len - 1, key); a plain unsigned signal that cannot pass the
         last choice needs no min (its values are kept truncated)."""
-        from migen.fhdl.structure import Signal
         key, d = self._expr(node.key, indent)
         n = len(node.choices)
         if isinstance(node.key, Signal) and not node.key.signed and (1 << node.key.nbits) <= n:
@@ -182,19 +180,19 @@ class _Compiler:
 
     def assign(self, target, value: str, indent: int) -> None:
         """`value` is a local name or a literal (evaluated once)."""
-        from migen.fhdl.structure import Cat, Signal, _ArrayProxy, _Slice
         if isinstance(target, Signal):
             self._store(str(self._signal(target)), target.nbits, target.signed, value, indent)
         elif isinstance(target, Cat):
             rest = value
-            for element in target.l:
+            for k, element in enumerate(target.l):
                 nbits = len(element)
                 part = self._temp()
                 self._emit(indent, f"{part} = {rest} & {(1 << nbits) - 1}")
                 self.assign(element, part, indent)
-                nxt = self._temp()
-                self._emit(indent, f"{nxt} = {rest} >> {nbits}")
-                rest = nxt
+                if k + 1 < len(target.l):
+                    nxt = self._temp()
+                    self._emit(indent, f"{nxt} = {rest} >> {nbits}")
+                    rest = nxt
         elif isinstance(target, _Slice) and isinstance(target.value, Signal):
             sig, width = target.value, target.stop - target.start
             duid = self._signal(sig)
@@ -213,14 +211,12 @@ class _Compiler:
             self._emit(indent, f"ev.assign({self._bind('n', target)}, {value})")
 
     def _uniform(self, node) -> bool:
-        from migen.fhdl.structure import Signal
         c = node.choices
         return bool(c) and all(type(s) is Signal for s in c) and \
             len({(s.nbits, s.signed) for s in c}) == 1
 
     # -- statements --
     def statements(self, stmts, indent: int) -> None:
-        from migen.fhdl.structure import Case, If, _Assign
         start = len(self.lines)
         for s in stmts:
             if indent > MAX_STATEMENT_DEPTH:
@@ -249,8 +245,7 @@ class _Compiler:
             self._emit(indent, "pass")
 
     def _case(self, s, indent: int) -> None:
-        from migen.fhdl.structure import Constant
-        nbits, signed = self.bits_sign(s.test)
+        nbits, signed = value_bits_sign(s.test)
         test = self._temp()
         self._emit(indent, f"{test} = {self.expr(s.test, indent)} & {(1 << nbits) - 1}")
         if signed:
