@@ -374,8 +374,11 @@ class EvaluationUnit(LiteXModule):
             extra_fields[name] = extra[off:off + width]
             off += width
         n_end = extra_fields["n_end"]
+        # Registered: the descriptor is whole in the clock of rd_done (READ), so CHECK takes the
+        # compares from a flip-flop; the table's shift register -> compares (a carry chain) -> the
+        # FSM's next state was the 2x2 fabric's critical path at one placement seed.
         pop_ok = Signal()
-        self.comb += pop_ok.eq((pop.layer == layer) & (pop.tw != 0) & (pop.th != 0) & (pop.cc != 0)
+        self.sync += pop_ok.eq((pop.layer == layer) & (pop.tw != 0) & (pop.th != 0) & (pop.cc != 0)
                                & (pop.nbase < n_end))
 
         # ---- scan: take the population's dirty words ----
@@ -762,8 +765,13 @@ class EvaluationUnit(LiteXModule):
             mapped.eq(bus.adr < cfg.neurons_per_core),
             host_go.eq(bus.cyc & bus.stb & ~bus.ack & pipeline_empty & (reading == 0)),
         ]
+        # Each bank's output lands in a register of its own, free-running (nothing between the
+        # RAM's 5.8 ns clock-to-output and it); the bank is chosen after it. A bank select before
+        # the register was the ULX3S-85F preset's critical path.
+        landed = [Signal(len(rd.dat_r)) for rd in rds]
+        self.sync += [q_b.eq(rd.dat_r) for q_b, rd in zip(landed, rds)]
         q = Signal(len(rds[0].dat_r))
-        self.sync += q.eq(Array([rd.dat_r for rd in rds])[read_bank] if lg else rds[0].dat_r)
+        self.comb += q.eq(Array(landed)[read_bank] if lg else landed[0])
         if decode is not None:
             value = decode(q)
         else:
