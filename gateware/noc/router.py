@@ -104,10 +104,15 @@ class Router(LiteXModule):
                 self._route(cfg, x, y, self.sinks[p], sel),
             ]
             # The head the arbiters see is a register (LiteX PipeValid): the FIFO's read (LUT RAM)
-            # and the arbitration over every input's head never meet in one clock.
+            # and the arbitration over every input's head never meet in one clock. Its ready is
+            # registered too (LiteX PipeReady before it): the arbiters' grant reaches the head's
+            # registers, not the FIFO's pop and level (the 2x2's worst path at two placement seeds).
+            # Neither adds a clock while the output takes a packet every clock.
+            ready_cut = stream.PipeReady(route_layout)
             head = stream.PipeValid(route_layout)
+            self.add_module(f"ready_cut_{p}", ready_cut)
             self.add_module(f"head_{p}", head)
-            self.comb += fifo.source.connect(head.sink)
+            self.comb += [fifo.source.connect(ready_cut.sink), ready_cut.source.connect(head.sink)]
             heads[p] = head.source
             want[p] = {q: getattr(head.source, f"to_{q}") for q in allowed[p]}
 
