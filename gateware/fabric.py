@@ -6,9 +6,10 @@ router; an event beat out of range is dropped and counted (`input_dropped`); a b
 ends the frame (TLAST is carried along but the eof bit is what counts).
 
 Frame end (the sequencer): stop taking input, wait until the fabric is drained, then for each
-layer L < n_layers pulse `eval_start` with `eval_layer` = L to every core and wait until drained
-again, then send one beat with eof=1 and TLAST on `.source` and count the frame. Drained is exact:
-the input PEG is idle, the mesh counts no packet between its ports, and every core is idle.
+layer L < n_layers pulse `eval_start` with `eval_layer` = L to every core (registered: a clock
+later) and wait until drained again, then send one beat with eof=1 and TLAST on `.source` and
+count the frame. Drained is exact: the input PEG is idle, the mesh counts no packet between its
+ports, and every core is idle.
 Output beats are the HOST packets leaving the mesh at core 0, as (x, y, c, d, tag=syn).
 
 Registers (RegisterMap of layouts.FABRIC_LAYOUT_VERSION, the table layouts the fabric decodes:
@@ -151,8 +152,9 @@ class Fabric(LiteXModule):
             eval_start.eq(1), evaluating.eq(1),
             NextState("STARTED"),
         )
-        # `drained` is registered: it shows the cores' idle of the clock before, so it is looked at
-        # only from the second clock after eval_start (a core's idle falls within one clock of it).
+        # `drained` is registered: it shows the cores' idle of the clock before. The cores get
+        # eval_start a clock late (registered, below), and their idle falls in that clock, so it
+        # shows in `drained` from the second clock after eval_start: WAIT looks no earlier.
         fsm.act("STARTED",
             evaluating.eq(1),
             NextState("WAIT"),
@@ -184,8 +186,14 @@ class Fabric(LiteXModule):
             ),
         )
         self.comb += self.busy.eq(~fsm.ongoing("RUN") | ~drained)
+        # The start reaches the cores from a register, with its layer and reset: the FSM's state
+        # decode and a route across the device in one clock was the 2x2's worst path (seed 1).
+        core_start = Signal(name="core_eval_start")
+        core_layer = Signal.like(layer, name="core_eval_layer")
+        core_reset = Signal(name="core_eval_reset")
+        self.sync += core_start.eq(eval_start), core_layer.eq(layer), core_reset.eq(reset_layer)
         for core in cores:
-            self.comb += [core.eval_start.eq(eval_start), core.eval_layer.eq(layer), core.eval_reset.eq(reset_layer),
+            self.comb += [core.eval_start.eq(core_start), core.eval_layer.eq(core_layer), core.eval_reset.eq(core_reset),
                           core.threshold.eq(regs["threshold"]), core.clear_counters.eq(clear)]
 
         # -- output port -------------------------------------------------------------------------

@@ -56,7 +56,7 @@ class StandInCore(LiteXModule):
             .Else(src.host.eq(1), src.syn.eq(layer), src.y.eq(core_id)),
             head.ready.eq((todo != 0) & src.ready),
             self.spike.eq(src.valid & src.ready),
-            self.idle.eq(todo == 0),
+            self.idle.eq((todo == 0) & ~self.eval_start),   # as NeuronCore: low from eval_start's clock
         ]
         self.sync += If(self.eval_start, todo.eq(fifo.level), layer.eq(self.eval_layer)) \
             .Elif(self.spike, todo.eq(todo - 1))

@@ -50,7 +50,7 @@ class NeuronCore(LiteXModule):
         self.eval_reset = Signal()      # with eval_start: clear the layer's u, v, ref first (reset interval)
         self.threshold = Signal(cfg.event_bits)
         self.clear_counters = Signal()
-        self.idle = Signal()
+        self.idle = Signal()            # low already in the clock of eval_start (the fabric's drain check counts on it)
         self.spike = Signal()
 
         # # #

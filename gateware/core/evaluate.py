@@ -494,8 +494,10 @@ class EvaluationUnit(LiteXModule):
             self.comb += r.eq(n - P["nbase"])
             sent1, v1, bias1 = Signal((sb, True)), Signal((wbits["v"], True)), Signal((bb, True))
             self.comb += sent1.eq(rd["sent"][b].dat_r), v1.eq(rd["v"][b].dat_r), bias1.eq(rd["bias"][b].dat_r)
-            e2 = PipeStage(self, e1.valid, adr=e1.adr, r=r, sent=sent1, u_raw=rd["u"][b].dat_r, v=v1, ref=rd["ref"][b].dat_r,
-                           bias=bias1)
+            # E2 loads every clock (always): RAM outputs reach its registers with nothing between
+            # (a load-enable LUT after a `sent` RAM was the ULX3S-85F preset's critical path).
+            e2 = PipeStage(self, e1.valid, always=True, adr=e1.adr, r=r, sent=sent1, u_raw=rd["u"][b].dat_r, v=v1,
+                           ref=rd["ref"][b].dat_r, bias=bias1)
             # acc arrives from the neuron unit with e2 (ACC_READ_LATENCY = 2).
             acc2 = Signal((ab, True))
             self.comb += acc2.eq(getattr(self.acc_out, f"acc{b}"))
