@@ -8,9 +8,9 @@ Each seed is a `synfab build` of its own (yosys, nextpnr-ecp5 with soc.ecp5.PLAC
 run as a subprocess with SYNFAB_BUILD_DIR = WORK/seed-N: builds of one fabric share a build folder name,
 so seeds placed side by side need folders of their own. A seed whose sources and options were built
 before is read from its folder (the build cache), not placed again. Per seed: Fmax, whether the asked
-clock is met, the critical path from nextpnr's own report (soc.report via analysis.placements) and the
-cells used; over the seeds: min, mean, max and the spread (max / min - 1). The default 2x2 at 100 MHz
-takes 15-25 minutes a seed.
+clock is met, the critical path from nextpnr's own report and the cells used, as `synfab build --record`
+records them (analysis.placements); over the seeds: min, mean, max and the spread (max / min - 1). The
+default 2x2 at 100 MHz takes 15-25 minutes a seed.
 """
 from __future__ import annotations
 
@@ -23,26 +23,28 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from synfab.analysis.placements import critical_path
+from synfab.analysis import placements
 from synfab_gateware.soc.toolchain import build_root
 
 CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
 
 
 def place(board: str, fabric: str, sys_clk_mhz: float, seed: int, work: Path) -> dict:
-    """One seed's `synfab build --json`, reduced to its timing and cells."""
+    """One seed's `synfab build --record`: the placement entry it records (analysis.placements: Fmax,
+    timing met, nextpnr's critical path, utilization), reduced to its timing and cells."""
     folder = work / f"seed-{seed}"
+    record = folder / "placement.json"
     cmd = [sys.executable, "-m", "synfab.cli", "build", "--board", board, "--fabric", fabric,
-           "--sys-clk-mhz", f"{sys_clk_mhz:g}", "--seed", str(seed), "--output", str(folder / "out"), "--json"]
+           "--sys-clk-mhz", f"{sys_clk_mhz:g}", "--seed", str(seed), "--output", str(folder / "out"),
+           "--record", str(record)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SYNFAB_BUILD_DIR": str(folder)})
     if proc.returncode != 0:
         return {"seed": seed, "error": (proc.stderr.strip().splitlines() or ["no message"])[-1]}
-    rep = json.loads(proc.stdout)
-    nextpnr = Path(rep["build_dir"]) / f"{Path(rep['bitstream']).stem}_report.json"
-    return {"seed": seed, "fmax_mhz": rep["fmax_mhz"], "timing_met": rep["timing_met"],
-            "critical_path": critical_path(nextpnr),
-            "cells": {c: rep["utilization"][c]["used"] for c in CELLS if c in rep["utilization"]},
-            "build_seconds": rep.get("build_seconds")}
+    entry, = placements.load(record)
+    return {"seed": seed, "fmax_mhz": entry["fmax_mhz"], "timing_met": entry["timing_met"],
+            "critical_path": entry["critical_path"],
+            "cells": {c: entry["utilization"][c]["used"] for c in CELLS if c in entry["utilization"]},
+            "build_seconds": entry["build_seconds"]}
 
 
 def summary(runs: list[dict]) -> dict:
